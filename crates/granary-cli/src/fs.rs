@@ -1,0 +1,496 @@
+//! `granary fs ...`: namespace commands.
+
+use clap::{Args, Subcommand};
+
+use crate::format;
+use granary_client::{ClientError, DfsClient, pb};
+
+#[derive(Debug, Subcommand)]
+pub enum FsCommand {
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents; no error if the directory exists.
+        #[arg(short = 'p')]
+        parents: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// List directories (or show files).
+    #[command(disable_help_flag = true)]
+    Ls {
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        /// Recurse into subdirectories.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// Human-readable sizes.
+        #[arg(short = 'h')]
+        human: bool,
+        /// List directories as plain files.
+        #[arg(short = 'd')]
+        directory: bool,
+        paths: Vec<String>,
+    },
+    /// Print status in a format (%a %A %b %F %g %n %o %r %u %x %X %y %Y); default %y.
+    Stat {
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+    },
+    /// Delete files and directories.
+    Rm {
+        /// Delete directories and their contents.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// No error if the path does not exist.
+        #[arg(short = 'f')]
+        force: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Delete empty directories.
+    Rmdir {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Move or rename; with several sources the destination must be a directory.
+    Mv {
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Create empty files.
+    Touchz {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Space used by files and directories.
+    #[command(disable_help_flag = true)]
+    Du {
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        /// One total per argument.
+        #[arg(short = 's')]
+        summary: bool,
+        #[arg(short = 'h')]
+        human: bool,
+        paths: Vec<String>,
+    },
+    /// DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME.
+    #[command(disable_help_flag = true)]
+    Count {
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        #[arg(short = 'h')]
+        human: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Change permissions (octal or symbolic).
+    Chmod(ChArgs),
+    /// Change owner and/or group: OWNER[:GROUP] or :GROUP.
+    Chown(ChArgs),
+    /// Change group.
+    Chgrp(ChArgs),
+    /// Change the replication factor of files.
+    Setrep(ChArgs),
+    /// Exit 0 if the test holds: -e exists, -d directory, -f file, -z empty, -s non-empty.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChArgs {
+    /// Apply to everything below directories too.
+    #[arg(short = 'R')]
+    recursive: bool,
+    /// Mode, owner, group or replication, depending on the command.
+    value: String,
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    which: TestWhich,
+    path: String,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TestWhich {
+    #[arg(short = 'e')]
+    exists: bool,
+    #[arg(short = 'd')]
+    dir: bool,
+    #[arg(short = 'f')]
+    file: bool,
+    #[arg(short = 'z')]
+    zero: bool,
+    #[arg(short = 's')]
+    nonempty: bool,
+}
+
+/// Makes a path absolute: relative paths are under the user's home, /user/NAME.
+fn abs(client: &DfsClient, p: &str) -> String {
+    let p = p
+        .strip_prefix("granary://")
+        .map_or(p, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
+    let joined = if p.starts_with('/') {
+        p.to_string()
+    } else if p.is_empty() || p == "." {
+        format!("/user/{}", client.identity().user)
+    } else {
+        format!("/user/{}/{}", client.identity().user, p)
+    };
+    if joined.len() > 1 {
+        joined.trim_end_matches('/').to_string()
+    } else {
+        joined
+    }
+}
+
+struct Run<'a> {
+    client: &'a DfsClient,
+    failed: bool,
+}
+
+impl Run<'_> {
+    fn fail(&mut self, e: impl std::fmt::Display) {
+        eprintln!("granary: {e}");
+        self.failed = true;
+    }
+
+    /// Every path at and below `path`, parents before children.
+    async fn walk(&self, path: &str) -> Result<Vec<(String, pb::FileStatus)>, ClientError> {
+        let top = self.client.stat(path).await?;
+        let mut out = vec![(path.to_string(), top)];
+        let mut i = 0;
+        while i < out.len() {
+            if format::is_dir(&out[i].1) {
+                let dir = out[i].0.clone();
+                for st in self.client.list(&dir).await? {
+                    let p = granary_common::path::join(&dir, &st.name);
+                    out.push((p, st));
+                }
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    async fn targets(
+        &self,
+        path: &str,
+        recursive: bool,
+    ) -> Result<Vec<(String, pb::FileStatus)>, ClientError> {
+        if recursive {
+            self.walk(path).await
+        } else {
+            Ok(vec![(path.to_string(), self.client.stat(path).await?)])
+        }
+    }
+}
+
+pub async fn run(client: &DfsClient, cmd: &FsCommand) -> i32 {
+    let mut r = Run {
+        client,
+        failed: false,
+    };
+    let a = |p: &String| abs(client, p);
+    match cmd {
+        FsCommand::Mkdir { parents, paths } => {
+            for p in paths.iter().map(a) {
+                if !parents {
+                    match client.get_file_info(&p).await {
+                        Ok(Some(_)) => {
+                            r.fail(format!("{p}: File exists"));
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            r.fail(e);
+                            continue;
+                        }
+                    }
+                }
+                if let Err(e) = client.mkdirs(&p, None, *parents).await {
+                    r.fail(e);
+                }
+            }
+        }
+        FsCommand::Ls {
+            recursive,
+            human,
+            directory,
+            paths,
+            ..
+        } => {
+            let paths = if paths.is_empty() {
+                vec![a(&String::new())]
+            } else {
+                paths.iter().map(a).collect()
+            };
+            for p in paths {
+                let top = match client.stat(&p).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        r.fail(e);
+                        continue;
+                    }
+                };
+                if *directory || !format::is_dir(&top) {
+                    for row in format::ls_rows(&[(p.clone(), top)], *human) {
+                        println!("{row}");
+                    }
+                    continue;
+                }
+                let entries = if *recursive {
+                    r.walk(&p).await.map(|mut v| {
+                        v.remove(0);
+                        v
+                    })
+                } else {
+                    client.list(&p).await.map(|v| {
+                        v.into_iter()
+                            .map(|s| (granary_common::path::join(&p, &s.name), s))
+                            .collect()
+                    })
+                };
+                match entries {
+                    Ok(entries) => {
+                        if !*recursive {
+                            println!("Found {} items", entries.len());
+                        }
+                        for row in format::ls_rows(&entries, *human) {
+                            println!("{row}");
+                        }
+                    }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Stat { args } => {
+            let (fmt, path) = match args.as_slice() {
+                [p] => ("%y", p),
+                [f, p] => (f.as_str(), p),
+                _ => ("%y", &args[0]),
+            };
+            let p = a(path);
+            match client.stat(&p).await {
+                Ok(s) => println!("{}", format::stat(fmt, &p, &s)),
+                Err(e) => r.fail(e),
+            }
+        }
+        FsCommand::Rm {
+            recursive,
+            force,
+            paths,
+        } => {
+            for p in paths.iter().map(a) {
+                match client.get_file_info(&p).await {
+                    Ok(None) if *force => continue,
+                    Ok(None) => r.fail(format!("{p}: No such file or directory")),
+                    Ok(Some(s)) if format::is_dir(&s) && !recursive => r.fail(format!("{p}: Is a directory")),
+                    Ok(Some(_)) => match client.delete(&p, *recursive).await {
+                        Ok(()) => println!("Deleted {p}"),
+                        Err(e) => r.fail(e),
+                    },
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Rmdir { paths } => {
+            for p in paths.iter().map(a) {
+                match client.stat(&p).await {
+                    Ok(s) if !format::is_dir(&s) => r.fail(format!("{p}: Is not a directory")),
+                    Ok(_) => {
+                        if let Err(e) = client.delete(&p, false).await {
+                            r.fail(e);
+                        }
+                    }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Mv { paths } => {
+            let (srcs, dst) = paths.split_at(paths.len() - 1);
+            let dst = a(&dst[0]);
+            if srcs.len() > 1 {
+                match client.get_file_info(&dst).await {
+                    Ok(Some(s)) if format::is_dir(&s) => {}
+                    Ok(_) => {
+                        r.fail(format!("{dst}: Is not a directory"));
+                        return 1;
+                    }
+                    Err(e) => {
+                        r.fail(e);
+                        return 1;
+                    }
+                }
+            }
+            for s in srcs.iter().map(a) {
+                if let Err(e) = client.rename(&s, &dst, false).await {
+                    r.fail(e);
+                }
+            }
+        }
+        FsCommand::Touchz { paths } => {
+            for p in paths.iter().map(a) {
+                if let Err(e) = client.create_empty(&p, None).await {
+                    r.fail(e);
+                }
+            }
+        }
+        FsCommand::Du {
+            summary,
+            human,
+            paths,
+            ..
+        } => {
+            let paths = if paths.is_empty() {
+                vec![a(&String::new())]
+            } else {
+                paths.iter().map(a).collect()
+            };
+            let size = |n: u64| if *human { format::human(n) } else { n.to_string() };
+            for p in paths {
+                let rows: Result<Vec<(String, u64, u64)>, ClientError> = async {
+                    let top = client.stat(&p).await?;
+                    let items = if *summary || !format::is_dir(&top) {
+                        vec![p.clone()]
+                    } else {
+                        client
+                            .list(&p)
+                            .await?
+                            .into_iter()
+                            .map(|s| granary_common::path::join(&p, &s.name))
+                            .collect()
+                    };
+                    let mut rows = Vec::new();
+                    for item in items {
+                        let cs = client.content_summary(&item).await?;
+                        rows.push((item, cs.length, cs.space_consumed));
+                    }
+                    Ok(rows)
+                }
+                .await;
+                match rows {
+                    Ok(rows) => {
+                        for (item, len, space) in rows {
+                            println!("{:<10} {:<10} {item}", size(len), size(space));
+                        }
+                    }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Count { human, paths, .. } => {
+            let size = |n: u64| if *human { format::human(n) } else { n.to_string() };
+            for p in paths.iter().map(a) {
+                match client.content_summary(&p).await {
+                    Ok(cs) => println!(
+                        "{:>12} {:>12} {:>18} {p}",
+                        cs.directory_count,
+                        cs.file_count,
+                        size(cs.length)
+                    ),
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Chmod(c) => {
+            for p in c.paths.iter().map(a) {
+                match r.targets(&p, c.recursive).await {
+                    Ok(items) => {
+                        for (path, st) in items {
+                            match format::parse_mode(&c.value, st.permission, format::is_dir(&st)) {
+                                Ok(mode) => {
+                                    if let Err(e) = client.set_permission(&path, mode).await {
+                                        r.fail(e);
+                                    }
+                                }
+                                Err(e) => {
+                                    r.fail(e);
+                                    return 1;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Chown(c) | FsCommand::Chgrp(c) => {
+            let (owner, group) = if matches!(cmd, FsCommand::Chgrp(_)) {
+                (None, Some(c.value.as_str()))
+            } else {
+                match c.value.split_once(':') {
+                    Some((o, g)) => ((!o.is_empty()).then_some(o), (!g.is_empty()).then_some(g)),
+                    None => (Some(c.value.as_str()), None),
+                }
+            };
+            if owner.is_none() && group.is_none() {
+                r.fail(format!("invalid owner/group {:?}", c.value));
+                return 1;
+            }
+            for p in c.paths.iter().map(a) {
+                match r.targets(&p, c.recursive).await {
+                    Ok(items) => {
+                        for (path, _) in items {
+                            if let Err(e) = client.set_owner(&path, owner, group).await {
+                                r.fail(e);
+                            }
+                        }
+                    }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Setrep(c) => {
+            let n: u32 = match c.value.parse() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    r.fail(format!(
+                        "invalid replication {:?}: expected a positive number",
+                        c.value
+                    ));
+                    return 1;
+                }
+            };
+            for p in c.paths.iter().map(a) {
+                match r.targets(&p, true).await {
+                    Ok(items) => {
+                        let files: Vec<_> = items.into_iter().filter(|(_, s)| !format::is_dir(s)).collect();
+                        for (path, _) in files {
+                            match client.set_replication(&path, n).await {
+                                Ok(()) => println!("Replication {n} set: {path}"),
+                                Err(e) => r.fail(e),
+                            }
+                        }
+                    }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Test(t) => {
+            let p = a(&t.path);
+            return match client.get_file_info(&p).await {
+                Ok(s) => {
+                    let holds = match &s {
+                        None => false,
+                        Some(s) if t.which.dir => format::is_dir(s),
+                        Some(s) if t.which.file => !format::is_dir(s),
+                        Some(s) if t.which.zero => s.length == 0,
+                        Some(s) if t.which.nonempty => s.length > 0,
+                        Some(_) => true,
+                    };
+                    if holds { 0 } else { 1 }
+                }
+                Err(e) => {
+                    r.fail(e);
+                    2
+                }
+            };
+        }
+    }
+    if r.failed { 1 } else { 0 }
+}

@@ -1,0 +1,203 @@
+//! The `granary` CLI against a real namenode process: output shapes like
+//! `hdfs dfs`, error messages and exit codes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use granary_testkit::binaries::{Daemon, bin_path, free_port, wait_for_port};
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    _nn: Daemon,
+    rpc: String,
+}
+
+fn cluster() -> Cluster {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("name");
+    let d = d.to_str().unwrap();
+    let out = Command::new(bin_path("granary-namenode"))
+        .args(["format", "--data-dir", d, "--superuser", "hdfs"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let nn = Daemon::spawn(
+        "granary-namenode",
+        &[
+            "--data-dir",
+            d,
+            "--rpc-addr",
+            &rpc,
+            "--http-addr",
+            &http,
+            "--superuser",
+            "hdfs",
+        ],
+        &tmp.path().join("nn.log"),
+    )
+    .unwrap();
+    assert!(wait_for_port(&rpc, Duration::from_secs(20)));
+    Cluster {
+        _tmp: tmp,
+        _nn: nn,
+        rpc,
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cluster {
+    fn run_as(&self, user: &str, args: &[&str]) -> Out {
+        let o = Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["--namenode", &self.rpc])
+            .args(args)
+            .env("GRANARY_USER", user)
+            .env_remove("GRANARY_GROUPS")
+            .output()
+            .unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run_as("hdfs", args);
+        assert_eq!(o.code, 0, "{args:?}: {}", o.stderr);
+        o.stdout
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.run_as("hdfs", args);
+        assert_ne!(o.code, 0, "{args:?} should fail: {}", o.stdout);
+        o.stderr
+    }
+}
+
+#[test]
+fn namespace_commands_work_like_hdfs_dfs() {
+    let c = cluster();
+    c.ok(&["fs", "mkdir", "-p", "/data/raw", "/data/clean"]);
+    assert!(
+        c.fails(&["fs", "mkdir", "/data/raw"])
+            .contains("granary: /data/raw: File exists")
+    );
+    assert!(
+        c.fails(&["fs", "mkdir", "/no/parent"])
+            .contains("granary: /no: No such file or directory")
+    );
+    c.ok(&["fs", "touchz", "/data/raw/a.csv"]);
+
+    let ls = c.ok(&["fs", "ls", "/data"]);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert_eq!(lines[0], "Found 2 items");
+    assert!(lines[1].starts_with("drwxr-xr-x   - hdfs supergroup"), "{ls}");
+    assert!(lines[1].ends_with(" /data/clean"), "{ls}");
+    let ls_r = c.ok(&["fs", "ls", "-R", "/data"]);
+    assert!(
+        ls_r.lines()
+            .any(|l| l.starts_with("-rw-r--r--   3 hdfs supergroup") && l.ends_with(" /data/raw/a.csv")),
+        "{ls_r}"
+    );
+
+    assert_eq!(
+        c.ok(&["fs", "stat", "%F %u:%g %a %r %n", "/data/raw/a.csv"])
+            .trim(),
+        "regular empty file hdfs:supergroup 644 3 a.csv"
+    );
+    c.ok(&["fs", "mv", "/data/raw/a.csv", "/data/clean"]);
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", "/data/raw/a.csv"]).code, 1);
+    assert_eq!(
+        c.run_as("hdfs", &["fs", "test", "-f", "/data/clean/a.csv"]).code,
+        0
+    );
+    assert_eq!(
+        c.run_as("hdfs", &["fs", "test", "-d", "/data/clean/a.csv"]).code,
+        1
+    );
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-d", "/data/clean"]).code, 0);
+    assert_eq!(
+        c.run_as("hdfs", &["fs", "test", "-z", "/data/clean/a.csv"]).code,
+        0
+    );
+
+    c.ok(&["fs", "chmod", "-R", "go-rx", "/data/clean"]);
+    assert_eq!(c.ok(&["fs", "stat", "%a", "/data/clean/a.csv"]).trim(), "600");
+    assert_eq!(c.ok(&["fs", "stat", "%a", "/data/clean"]).trim(), "700");
+    c.ok(&["fs", "chmod", "755", "/data/clean"]);
+    c.ok(&["fs", "chown", "alice:eng", "/data/clean/a.csv"]);
+    assert_eq!(
+        c.ok(&["fs", "stat", "%u %g", "/data/clean/a.csv"]).trim(),
+        "alice eng"
+    );
+    c.ok(&["fs", "chgrp", "ops", "/data/clean/a.csv"]);
+    assert!(
+        c.ok(&["fs", "setrep", "2", "/data/clean/a.csv"])
+            .contains("Replication 2 set: /data/clean/a.csv")
+    );
+    assert_eq!(c.ok(&["fs", "stat", "%r", "/data/clean/a.csv"]).trim(), "2");
+
+    let count = c.ok(&["fs", "count", "/data"]);
+    let cols: Vec<&str> = count.split_whitespace().collect();
+    assert_eq!(cols, ["3", "1", "0", "/data"]);
+    let du = c.ok(&["fs", "du", "-s", "/data"]);
+    assert!(du.trim_end().ends_with("/data") && du.starts_with('0'), "{du}");
+
+    assert!(c.fails(&["fs", "rm", "/data"]).contains("/data: Is a directory"));
+    assert!(
+        c.fails(&["fs", "rm", "/nothing"])
+            .contains("granary: /nothing: No such file or directory")
+    );
+    c.ok(&["fs", "rm", "-f", "/nothing"]);
+    assert!(
+        c.fails(&["fs", "rmdir", "/data"])
+            .contains("Directory is not empty")
+    );
+    assert!(c.ok(&["fs", "rm", "-r", "/data"]).contains("Deleted /data"));
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", "/data"]).code, 1);
+}
+
+#[test]
+fn errors_name_the_path_and_exit_non_zero() {
+    let c = cluster();
+    c.ok(&["fs", "mkdir", "-p", "/secure"]);
+    c.ok(&["fs", "chmod", "700", "/secure"]);
+    let o = c.run_as("mallory", &["fs", "ls", "/secure"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("Permission denied: user=mallory"),
+        "{}",
+        o.stderr
+    );
+    let o = c.run_as("mallory", &["fs", "touchz", "/secure/x"]);
+    assert!(o.stderr.contains("Permission denied"), "{}", o.stderr);
+    assert!(c.fails(&["fs", "mkdir", "/a/../b"]).contains("invalid path"));
+    assert!(
+        c.fails(&["fs", "chmod", "u+q", "/secure"])
+            .contains("invalid mode")
+    );
+    // Relative paths resolve under /user/NAME, like HDFS.
+    c.ok(&["fs", "mkdir", "-p", "/user/hdfs"]);
+    c.ok(&["fs", "mkdir", "rel"]);
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-d", "/user/hdfs/rel"]).code, 0);
+    // No namenode: a clear message.
+    let o = Command::new(env!("CARGO_BIN_EXE_granary"))
+        .args([
+            "--namenode",
+            &format!("127.0.0.1:{}", free_port()),
+            "fs",
+            "ls",
+            "/",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect to namenode"));
+}

@@ -1,0 +1,287 @@
+//! The Granary client library: an async [`DfsClient`] for the namespace
+//! (and, as the data path lands, for reading and writing files).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), granary_client::ClientError> {
+//! use granary_client::{DfsClient, Identity};
+//! let fs = DfsClient::connect("127.0.0.1:8020", Identity::new("alice", vec![])).await?;
+//! fs.mkdirs("/user/alice/data", None, true).await?;
+//! for st in fs.list("/user/alice").await? {
+//!     println!("{} {}", st.name, st.length);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod error;
+
+pub use error::ClientError;
+pub use granary_common::identity::Identity;
+pub use granary_proto as pb;
+
+use granary_common::{ErrorCode, HasErrorCode};
+use granary_proto::client_protocol_client::ClientProtocolClient;
+use tonic::transport::{Channel, Endpoint};
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Sizes and counts under a path (`du`, `count`).
+pub type ContentSummary = pb::GetContentSummaryResponse;
+
+/// A connection to one namenode, acting as one user.
+#[derive(Clone)]
+pub struct DfsClient {
+    nn: ClientProtocolClient<Channel>,
+    identity: Identity,
+    client_name: String,
+    namenode: String,
+}
+
+impl DfsClient {
+    /// Connects to the namenode at `addr` (`host:port`).
+    pub async fn connect(addr: &str, identity: Identity) -> Result<Self> {
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::InvalidArgument(format!("invalid namenode address {addr:?}: {e}")))?;
+        let channel = endpoint
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let nn = ClientProtocolClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        Ok(Self {
+            nn,
+            client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
+            identity,
+            namenode: addr.to_string(),
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The lease holder name of this client.
+    pub fn client_name(&self) -> &str {
+        &self.client_name
+    }
+
+    pub fn namenode_addr(&self) -> &str {
+        &self.namenode
+    }
+
+    /// The raw gRPC stub, for calls this type does not wrap.
+    pub fn rpc(&self) -> ClientProtocolClient<Channel> {
+        self.nn.clone()
+    }
+
+    /// A request carrying this client's identity.
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        self.identity.apply(r.metadata_mut());
+        r
+    }
+
+    /// Creates a directory; with `parents`, its missing ancestors too.
+    pub async fn mkdirs(&self, path: &str, permission: Option<u32>, parents: bool) -> Result<()> {
+        let req = self.request(pb::MkdirsRequest {
+            path: path.into(),
+            permission: permission.unwrap_or(0),
+            create_parent: parents,
+        });
+        self.nn.clone().mkdirs(req).await?;
+        Ok(())
+    }
+
+    /// The status of `path`, or `None` when nothing is there.
+    pub async fn get_file_info(&self, path: &str) -> Result<Option<pb::FileStatus>> {
+        match self.stat(path).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.code() == ErrorCode::FileNotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The status of `path`; an error if nothing is there.
+    pub async fn stat(&self, path: &str) -> Result<pb::FileStatus> {
+        let req = self.request(pb::GetFileInfoRequest { path: path.into() });
+        let resp = self.nn.clone().get_file_info(req).await?.into_inner();
+        resp.status
+            .ok_or_else(|| ClientError::Protocol("getFileInfo answered without a status".into()))
+    }
+
+    /// One page of a listing after `start_after`.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<pb::GetListingResponse> {
+        let req = self.request(pb::GetListingRequest {
+            path: path.into(),
+            start_after: start_after.into(),
+            limit,
+        });
+        Ok(self.nn.clone().get_listing(req).await?.into_inner())
+    }
+
+    /// Every entry of a directory (all pages), or the file itself.
+    pub async fn list(&self, path: &str) -> Result<Vec<pb::FileStatus>> {
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.list_page(path, &after, 0).await?;
+            let more = page.has_more;
+            out.extend(page.entries);
+            match out.last() {
+                Some(last) if more => after = last.name.clone(),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Moves `src` to `dst` (into `dst` when it is a directory).
+    pub async fn rename(&self, src: &str, dst: &str, overwrite: bool) -> Result<()> {
+        let req = self.request(pb::RenameRequest {
+            src: src.into(),
+            dst: dst.into(),
+            overwrite,
+        });
+        self.nn.clone().rename(req).await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<()> {
+        let req = self.request(pb::DeleteRequest {
+            path: path.into(),
+            recursive,
+        });
+        self.nn.clone().delete(req).await?;
+        Ok(())
+    }
+
+    pub async fn set_replication(&self, path: &str, replication: u32) -> Result<()> {
+        let req = self.request(pb::SetReplicationRequest {
+            path: path.into(),
+            replication,
+        });
+        self.nn.clone().set_replication(req).await?;
+        Ok(())
+    }
+
+    pub async fn set_permission(&self, path: &str, permission: u32) -> Result<()> {
+        let req = self.request(pb::SetPermissionRequest {
+            path: path.into(),
+            permission,
+        });
+        self.nn.clone().set_permission(req).await?;
+        Ok(())
+    }
+
+    pub async fn set_owner(&self, path: &str, owner: Option<&str>, group: Option<&str>) -> Result<()> {
+        let req = self.request(pb::SetOwnerRequest {
+            path: path.into(),
+            owner: owner.map(String::from),
+            group: group.map(String::from),
+        });
+        self.nn.clone().set_owner(req).await?;
+        Ok(())
+    }
+
+    /// Sets times in milliseconds since the epoch; `None` leaves one unchanged.
+    pub async fn set_times(&self, path: &str, mtime: Option<i64>, atime: Option<i64>) -> Result<()> {
+        let req = self.request(pb::SetTimesRequest {
+            path: path.into(),
+            modification_time: mtime,
+            access_time: atime,
+        });
+        self.nn.clone().set_times(req).await?;
+        Ok(())
+    }
+
+    pub async fn content_summary(&self, path: &str) -> Result<ContentSummary> {
+        let req = self.request(pb::GetContentSummaryRequest { path: path.into() });
+        Ok(self.nn.clone().get_content_summary(req).await?.into_inner())
+    }
+
+    /// Blocks of `path` overlapping `[offset, offset + length)` with their replica holders.
+    pub async fn block_locations(&self, path: &str, offset: u64, length: u64) -> Result<pb::LocatedBlocks> {
+        let req = self.request(pb::GetBlockLocationsRequest {
+            path: path.into(),
+            offset,
+            length,
+        });
+        self.nn
+            .clone()
+            .get_block_locations(req)
+            .await?
+            .into_inner()
+            .blocks
+            .ok_or_else(|| ClientError::Protocol("getBlockLocations answered without blocks".into()))
+    }
+
+    /// Creates an empty file (`touchz`); an existing empty file is left as is.
+    pub async fn create_empty(&self, path: &str, permission: Option<u32>) -> Result<()> {
+        let req = self.request(pb::CreateRequest {
+            path: path.into(),
+            permission: permission.unwrap_or(0),
+            client_name: self.client_name.clone(),
+            overwrite: false,
+            create_parent: false,
+            replication: 0,
+            block_size: 0,
+        });
+        let file = match self.nn.clone().create(req).await {
+            Ok(r) => r
+                .into_inner()
+                .status
+                .ok_or_else(|| ClientError::Protocol("create answered without a status".into()))?,
+            Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileAlreadyExists => {
+                let existing = self.stat(path).await?;
+                if existing.length == 0 && existing.file_type == pb::FileType::File as i32 {
+                    return Ok(());
+                }
+                return Err(ClientError::Remote {
+                    code: ErrorCode::FileAlreadyExists,
+                    message: format!("{path}: Not a zero-length file"),
+                });
+            }
+            Err(st) => return Err(st.into()),
+        };
+        let req = self.request(pb::CompleteRequest {
+            path: path.into(),
+            file_id: file.file_id,
+            client_name: self.client_name.clone(),
+            last: None,
+        });
+        let done = self.nn.clone().complete(req).await?.into_inner().completed;
+        if done {
+            Ok(())
+        } else {
+            Err(ClientError::Protocol(format!(
+                "{path}: namenode did not close the empty file"
+            )))
+        }
+    }
+
+    /// Live, stale and dead datanodes.
+    pub async fn datanode_report(&self) -> Result<Vec<pb::DatanodeInfo>> {
+        let req = self.request(pb::GetDatanodeReportRequest {});
+        Ok(self
+            .nn
+            .clone()
+            .get_datanode_report(req)
+            .await?
+            .into_inner()
+            .datanodes)
+    }
+}

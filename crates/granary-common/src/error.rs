@@ -1,0 +1,173 @@
+//! One set of error codes for gRPC, HTTP (web UI, WebHDFS) and the CLI, so a
+//! failure is reported the same way whichever door it came through.
+
+use std::fmt;
+
+/// Metadata key carrying [`ErrorCode::name`] on every error status.
+pub const ERROR_CODE_METADATA: &str = "x-granary-error";
+
+/// A failure class. Each maps to one gRPC code, one HTTP status and the Java
+/// exception name HDFS clients (WebHDFS) expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidPath,
+    InvalidArgument,
+    FileNotFound,
+    FileAlreadyExists,
+    ParentNotDirectory,
+    PathIsDirectory,
+    PathIsNotEmptyDirectory,
+    AccessControl,
+    SafeMode,
+    LeaseConflict,
+    NotEnoughReplicas,
+    Checksum,
+    Unsupported,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    const ALL: [ErrorCode; 15] = [
+        Self::InvalidPath,
+        Self::InvalidArgument,
+        Self::FileNotFound,
+        Self::FileAlreadyExists,
+        Self::ParentNotDirectory,
+        Self::PathIsDirectory,
+        Self::PathIsNotEmptyDirectory,
+        Self::AccessControl,
+        Self::SafeMode,
+        Self::LeaseConflict,
+        Self::NotEnoughReplicas,
+        Self::Checksum,
+        Self::Unsupported,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
+    pub fn grpc(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::InvalidPath | Self::InvalidArgument => Code::InvalidArgument,
+            Self::FileNotFound => Code::NotFound,
+            Self::FileAlreadyExists => Code::AlreadyExists,
+            Self::ParentNotDirectory
+            | Self::PathIsDirectory
+            | Self::PathIsNotEmptyDirectory
+            | Self::LeaseConflict => Code::FailedPrecondition,
+            Self::AccessControl => Code::PermissionDenied,
+            Self::SafeMode | Self::NotEnoughReplicas | Self::Unavailable => Code::Unavailable,
+            Self::Checksum => Code::DataLoss,
+            Self::Unsupported => Code::Unimplemented,
+            Self::Internal => Code::Internal,
+        }
+    }
+
+    /// The status WebHDFS answers with (Hadoop's `ExceptionHandler`).
+    pub fn http(self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Self::InvalidPath | Self::InvalidArgument | Self::Unsupported => StatusCode::BAD_REQUEST,
+            Self::FileNotFound => StatusCode::NOT_FOUND,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The Java exception HDFS raises for the same failure.
+    pub fn java_exception(self) -> &'static str {
+        match self {
+            Self::InvalidPath => "InvalidPathException",
+            Self::InvalidArgument => "IllegalArgumentException",
+            Self::FileNotFound => "FileNotFoundException",
+            Self::FileAlreadyExists => "FileAlreadyExistsException",
+            Self::ParentNotDirectory => "ParentNotDirectoryException",
+            Self::PathIsDirectory => "PathIsDirectoryException",
+            Self::PathIsNotEmptyDirectory => "PathIsNotEmptyDirectoryException",
+            Self::AccessControl => "AccessControlException",
+            Self::SafeMode => "SafeModeException",
+            Self::LeaseConflict => "AlreadyBeingCreatedException",
+            Self::NotEnoughReplicas => "NotReplicatedYetException",
+            Self::Checksum => "ChecksumException",
+            Self::Unsupported => "UnsupportedOperationException",
+            Self::Unavailable => "RetriableException",
+            Self::Internal => "IOException",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.java_exception()
+    }
+
+    /// Recovers the code from a status built by [`status`]; statuses from
+    /// elsewhere fall back on their gRPC code.
+    pub fn from_status(status: &tonic::Status) -> ErrorCode {
+        if let Some(name) = status
+            .metadata()
+            .get(ERROR_CODE_METADATA)
+            .and_then(|v| v.to_str().ok())
+            && let Some(code) = Self::ALL.iter().find(|c| c.name() == name) {
+                return *code;
+            }
+        use tonic::Code;
+        match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,
+            Code::NotFound => Self::FileNotFound,
+            Code::AlreadyExists => Self::FileAlreadyExists,
+            Code::PermissionDenied | Code::Unauthenticated => Self::AccessControl,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unavailable,
+            Code::Unimplemented => Self::Unsupported,
+            Code::DataLoss => Self::Checksum,
+            _ => Self::Internal,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Implemented by every library error enum: its one mapping onto [`ErrorCode`].
+pub trait HasErrorCode: std::error::Error {
+    fn code(&self) -> ErrorCode;
+}
+
+/// A gRPC status for `code` with the code's name in metadata.
+pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
+    let mut st = tonic::Status::new(code.grpc(), message);
+    st.metadata_mut().insert(
+        ERROR_CODE_METADATA,
+        tonic::metadata::MetadataValue::from_static(code.name()),
+    );
+    st
+}
+
+/// Converts any library error into a status that keeps its code.
+pub fn to_status<E: HasErrorCode>(err: E) -> tonic::Status {
+    status(err.code(), err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_survives_a_round_trip_through_a_status() {
+        for code in ErrorCode::ALL {
+            let st = status(code, "x");
+            assert_eq!(ErrorCode::from_status(&st), code, "{code}");
+            assert_eq!(st.code(), code.grpc());
+        }
+    }
+
+    #[test]
+    fn foreign_statuses_fall_back_on_grpc_code() {
+        let st = tonic::Status::not_found("gone");
+        assert_eq!(ErrorCode::from_status(&st), ErrorCode::FileNotFound);
+        assert_eq!(ErrorCode::FileNotFound.http(), http::StatusCode::NOT_FOUND);
+    }
+}

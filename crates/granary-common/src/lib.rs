@@ -1,0 +1,36 @@
+//! What every Granary crate shares: error codes, path rules, caller identity,
+//! configuration loading, logging and shutdown plumbing.
+
+pub mod block_token;
+pub mod checksum;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod logging;
+pub mod net;
+pub mod path;
+pub mod shutdown;
+
+pub use error::{ErrorCode, HasErrorCode};
+
+/// Defaults that mirror HDFS (`hdfs-default.xml`).
+pub mod defaults {
+    pub const BLOCK_SIZE: u64 = 128 * 1024 * 1024;
+    pub const MIN_BLOCK_SIZE: u64 = 1024 * 1024;
+    pub const REPLICATION: u32 = 3;
+    pub const MAX_REPLICATION: u32 = 512;
+    pub const BYTES_PER_CHECKSUM: u32 = 512;
+    pub const WRITE_PACKET_SIZE: u32 = 64 * 1024;
+    pub const LISTING_LIMIT: u32 = 1000;
+    pub const MAX_COMPONENT_LENGTH: usize = 255;
+    pub const NAMENODE_RPC_PORT: u16 = 8020;
+    pub const NAMENODE_HTTP_PORT: u16 = 9870;
+    pub const DATANODE_RPC_PORT: u16 = 9866;
+    pub const DATANODE_HTTP_PORT: u16 = 9864;
+    pub const FILE_PERMISSION: u32 = 0o644;
+    pub const DIR_PERMISSION: u32 = 0o755;
+    pub const SUPERGROUP: &str = "supergroup";
+}
+
+/// The version every daemon reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,47 @@
+//! gRPC channels to peers, cached per address.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+/// A lazily connecting channel to `host:port`.
+pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let ep = Endpoint::from_shared(uri).map_err(|e| format!("invalid address {addr:?}: {e}"))?;
+    Ok(ep
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
+        .connect_lazy())
+}
+
+/// One channel per peer address, shared by every call to that peer.
+#[derive(Default)]
+pub struct ChannelPool {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ChannelPool {
+    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut m = self.channels.lock();
+        if let Some(c) = m.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = lazy_channel(addr)?;
+        m.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Forgets a peer's channel so the next call reconnects.
+    pub fn evict(&self, addr: &str) {
+        self.channels.lock().remove(addr);
+    }
+}

@@ -1,0 +1,145 @@
+//! Datanode configuration: TOML file (`--config`), then `GRANARY_*`
+//! environment variables, then flags; later layers win.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use granary_common::config::ConfigError;
+use granary_common::defaults;
+use granary_common::logging::LogFormat;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatanodeConfig {
+    /// Namenode RPC address, host:port.
+    pub namenode: String,
+    /// One directory per disk.
+    pub data_dirs: Vec<PathBuf>,
+    pub rpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Host name or address other nodes and clients reach this datanode at;
+    /// empty means the rpc_addr's IP, or the machine's host name when that is 0.0.0.0.
+    pub advertise_host: String,
+    pub rack: String,
+    pub log_format: LogFormat,
+    pub heartbeat_interval_ms: u64,
+    /// Space left untouched on each disk for other uses.
+    pub reserved_bytes: u64,
+    /// Fsync every finalized replica (HDFS default: off; hsync forces it per packet).
+    pub sync_on_close: bool,
+}
+
+impl Default for DatanodeConfig {
+    fn default() -> Self {
+        Self {
+            namenode: format!("127.0.0.1:{}", defaults::NAMENODE_RPC_PORT),
+            data_dirs: vec![PathBuf::from("./granary-data/data")],
+            rpc_addr: SocketAddr::from(([0, 0, 0, 0], defaults::DATANODE_RPC_PORT)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], defaults::DATANODE_HTTP_PORT)),
+            advertise_host: String::new(),
+            rack: "/default-rack".into(),
+            log_format: LogFormat::Text,
+            heartbeat_interval_ms: 3_000,
+            reserved_bytes: 0,
+            sync_on_close: false,
+        }
+    }
+}
+
+impl DatanodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dirs.is_empty() {
+            return Err(ConfigError::Invalid("at least one data dir is needed".into()));
+        }
+        if !self.rack.starts_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "rack {:?} must start with '/'",
+                self.rack
+            )));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "heartbeat_interval_ms must be positive".into(),
+            ));
+        }
+        if self.namenode.is_empty() {
+            return Err(ConfigError::Invalid("namenode address is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The host others use to reach this datanode.
+    pub fn advertised_host(&self) -> String {
+        if !self.advertise_host.is_empty() {
+            return self.advertise_host.clone();
+        }
+        if self.rpc_addr.ip().is_unspecified() {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        } else {
+            self.rpc_addr.ip().to_string()
+        }
+    }
+}
+
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "granary-datanode",
+    version,
+    about = "Granary datanode: stores block replicas"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "GRANARY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namenode RPC address (host:port).
+    #[arg(long, env = "GRANARY_NAMENODE")]
+    pub namenode: Option<String>,
+    /// Data directory; repeat once per disk (env: comma separated).
+    #[arg(long = "data-dir", env = "GRANARY_DATA_DIR", value_delimiter = ',')]
+    pub data_dirs: Vec<PathBuf>,
+    #[arg(long, env = "GRANARY_RPC_ADDR")]
+    pub rpc_addr: Option<SocketAddr>,
+    #[arg(long, env = "GRANARY_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    #[arg(long, env = "GRANARY_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+    /// Rack, e.g. /rack1.
+    #[arg(long, env = "GRANARY_RACK")]
+    pub rack: Option<String>,
+    #[arg(long, env = "GRANARY_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    #[arg(long, env = "GRANARY_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Cli {
+    pub fn resolve(&self) -> Result<DatanodeConfig, ConfigError> {
+        let mut c: DatanodeConfig = granary_common::config::load_toml(self.config.as_deref())?;
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        over!(
+            namenode,
+            rpc_addr,
+            http_addr,
+            advertise_host,
+            rack,
+            log_format,
+            heartbeat_interval_ms
+        );
+        if !self.data_dirs.is_empty() {
+            c.data_dirs = self.data_dirs.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}

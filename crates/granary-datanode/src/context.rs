@@ -1,0 +1,71 @@
+//! What the datanode's services and its namenode actor share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::storage::Storage;
+use granary_common::net::ChannelPool;
+use granary_proto as pb;
+
+/// A change to report to the namenode promptly (incremental block report).
+#[derive(Debug, Clone)]
+pub enum ReplicaEvent {
+    Received(pb::ExtendedBlock),
+    Deleted(pb::ExtendedBlock),
+}
+
+pub struct DatanodeContext {
+    pub storage: Arc<Storage>,
+    pub id: pb::DatanodeId,
+    /// Block token key from the namenode; empty until registered.
+    pub block_key: RwLock<Vec<u8>>,
+    pub cluster_id: RwLock<String>,
+    pub events: mpsc::UnboundedSender<ReplicaEvent>,
+    pub peers: ChannelPool,
+    xceivers: AtomicU32,
+}
+
+impl DatanodeContext {
+    pub fn new(
+        storage: Arc<Storage>,
+        id: pb::DatanodeId,
+        cluster_id: String,
+        events: mpsc::UnboundedSender<ReplicaEvent>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            storage,
+            id,
+            block_key: RwLock::new(Vec::new()),
+            cluster_id: RwLock::new(cluster_id),
+            events,
+            peers: ChannelPool::default(),
+            xceivers: AtomicU32::new(0),
+        })
+    }
+
+    pub fn report(&self, e: ReplicaEvent) {
+        // The actor outlives every sender during a run; a send can only fail at shutdown.
+        let _ = self.events.send(e);
+    }
+
+    pub fn xceivers(&self) -> u32 {
+        self.xceivers.load(Ordering::Relaxed)
+    }
+
+    /// Counts an active transfer until the guard drops.
+    pub fn xceiver(self: &Arc<Self>) -> XceiverGuard {
+        self.xceivers.fetch_add(1, Ordering::Relaxed);
+        XceiverGuard(self.clone())
+    }
+}
+
+pub struct XceiverGuard(Arc<DatanodeContext>);
+
+impl Drop for XceiverGuard {
+    fn drop(&mut self) {
+        self.0.xceivers.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,449 @@
+//! The `DataTransfer` service: the write pipeline and block reads.
+//!
+//! Writes: the first message names the block and the nodes after this one.
+//! Each packet is checked (sequence number, offset, checksum count; the last
+//! node also verifies every CRC32C), forwarded downstream, written to the
+//! replica in `rbw/`, and acked once the downstream ack for the same packet
+//! arrived, carrying one status per node from here to the end of the pipeline.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::context::{DatanodeContext, ReplicaEvent};
+use crate::storage::ReplicaWriter;
+use granary_common::ErrorCode;
+use granary_common::block_token::{self, BlockAccess};
+use granary_common::checksum;
+use granary_common::error::status;
+use granary_proto as pb;
+use granary_proto::data_transfer_client::DataTransferClient;
+use granary_proto::data_transfer_server::DataTransfer;
+use granary_proto::write_block_request::Msg;
+
+/// Read packets carry this much data at most (HDFS: 64 KiB).
+const READ_PACKET: usize = 64 * 1024;
+/// Largest packet accepted from a writer.
+const MAX_PACKET: usize = 16 << 20;
+
+pub struct DataTransferService {
+    ctx: Arc<DatanodeContext>,
+}
+
+impl DataTransferService {
+    pub fn new(ctx: Arc<DatanodeContext>) -> Self {
+        Self { ctx }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Checks the token presented for `block`; returns the generation stamp it grants.
+fn check_token(
+    ctx: &DatanodeContext,
+    token: &[u8],
+    block_id: u64,
+    access: BlockAccess,
+) -> Result<u64, Status> {
+    let key = ctx.block_key.read().clone();
+    if key.is_empty() {
+        return Err(status(
+            ErrorCode::Unavailable,
+            "datanode is not registered with a namenode yet",
+        ));
+    }
+    block_token::verify(&key, token, block_id, access, now_ms())
+        .map_err(|e| status(ErrorCode::AccessControl, format!("block {block_id}: {e}")))
+}
+
+enum Local {
+    Ok { seqno: u64, last: bool },
+    Fail(Status),
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::PipelineAck, Status>> + Send>>;
+type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadPacket, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DataTransfer for DataTransferService {
+    type WriteBlockStream = AckStream;
+    type ReadBlockStream = ReadStream;
+
+    async fn write_block(
+        &self,
+        req: Request<Streaming<pb::WriteBlockRequest>>,
+    ) -> Result<Response<Self::WriteBlockStream>, Status> {
+        let mut inbound = req.into_inner();
+        let header = match inbound.message().await? {
+            Some(pb::WriteBlockRequest {
+                msg: Some(Msg::Header(h)),
+            }) => h,
+            _ => {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    "the first message of writeBlock must be a header",
+                ));
+            }
+        };
+        let block = header
+            .block
+            .ok_or_else(|| status(ErrorCode::InvalidArgument, "writeBlock header names no block"))?;
+        let granted = check_token(
+            &self.ctx,
+            &header.access_token,
+            block.block_id,
+            BlockAccess::Write,
+        )?;
+        if granted != block.generation_stamp {
+            return Err(status(
+                ErrorCode::AccessControl,
+                format!(
+                    "block {}: token is for generation {granted}, not {}",
+                    block.block_id, block.generation_stamp
+                ),
+            ));
+        }
+        let bpc = if header.bytes_per_checksum == 0 {
+            512
+        } else {
+            header.bytes_per_checksum
+        };
+        if bpc > 1 << 20 {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                format!("bytes_per_checksum {bpc} is too large"),
+            ));
+        }
+        let storage = self.ctx.storage.clone();
+        let b = block;
+        let writer = tokio::task::spawn_blocking(move || storage.create_rbw(&b, bpc, 0))
+            .await
+            .map_err(|e| status(ErrorCode::Internal, e.to_string()))??;
+
+        // Connect downstream before answering, so a dead next node fails this call.
+        let mut downstream = None;
+        if let Some(next) = header.downstream.first() {
+            let next_addr = next.rpc_addr.clone();
+            let fail = |e: String| {
+                status(
+                    ErrorCode::Unavailable,
+                    format!("cannot reach downstream datanode {next_addr}: {e}"),
+                )
+            };
+            let ch = match self.ctx.peers.get(&next.rpc_addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    writer.abort();
+                    return Err(fail(e));
+                }
+            };
+            let (tx, rx) = mpsc::channel::<pb::WriteBlockRequest>(64);
+            let mut h = header.clone();
+            h.downstream.remove(0);
+            let _ = tx
+                .send(pb::WriteBlockRequest {
+                    msg: Some(Msg::Header(h)),
+                })
+                .await;
+            let mut client = DataTransferClient::new(ch)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+            match client.write_block(ReceiverStream::new(rx)).await {
+                Ok(resp) => downstream = Some((tx, resp.into_inner(), next.rpc_addr.clone())),
+                Err(e) => {
+                    self.ctx.peers.evict(&next.rpc_addr);
+                    writer.abort();
+                    return Err(fail(e.message().to_string()));
+                }
+            }
+        }
+
+        let (ack_tx, ack_rx) = mpsc::channel(256);
+        let (local_tx, local_rx) = mpsc::channel(256);
+        let (down_tx, down_acks) = match downstream {
+            Some((tx, acks, addr)) => (Some(tx), Some((acks, addr))),
+            None => (None, None),
+        };
+        tokio::spawn(respond(local_rx, down_acks, ack_tx));
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let _x = ctx.xceiver();
+            receive(ctx.clone(), inbound, writer, bpc, down_tx, local_tx).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(ack_rx))))
+    }
+
+    async fn read_block(
+        &self,
+        req: Request<pb::ReadBlockRequest>,
+    ) -> Result<Response<Self::ReadBlockStream>, Status> {
+        let r = req.into_inner();
+        let block = r
+            .block
+            .ok_or_else(|| status(ErrorCode::InvalidArgument, "readBlock names no block"))?;
+        check_token(&self.ctx, &r.access_token, block.block_id, BlockAccess::Read)?;
+        let storage = self.ctx.storage.clone();
+        let (id, gs) = (block.block_id, block.generation_stamp);
+        let reader = Arc::new(
+            tokio::task::spawn_blocking(move || storage.open_read(id, gs))
+                .await
+                .map_err(|e| status(ErrorCode::Internal, e.to_string()))??,
+        );
+        if r.offset > reader.len {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "block {id}: offset {} is beyond the replica's {} bytes",
+                    r.offset, reader.len
+                ),
+            ));
+        }
+        let end = if r.length == 0 {
+            reader.len
+        } else {
+            r.offset.saturating_add(r.length).min(reader.len)
+        };
+        let bpc = u64::from(reader.bpc);
+        let start = r.offset / bpc * bpc;
+        // Whole chunks only, so every packet can be verified.
+        let limit = end.div_ceil(bpc).saturating_mul(bpc).min(reader.len);
+        let packet = (READ_PACKET as u64 / bpc).max(1) * bpc;
+        let (tx, rx) = mpsc::channel(8);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let _x = ctx.xceiver();
+            let mut pos = start;
+            while pos < limit {
+                let n = (limit - pos).min(packet) as usize;
+                let rd = reader.clone();
+                let res = tokio::task::spawn_blocking(move || rd.read(pos, n)).await;
+                let item = match res {
+                    Ok(Ok((data, checksums))) => Ok(pb::ReadPacket {
+                        offset: pos,
+                        data: data.into(),
+                        checksums,
+                        bytes_per_checksum: reader.bpc,
+                    }),
+                    Ok(Err(e)) => Err(Status::from(e)),
+                    Err(e) => Err(status(ErrorCode::Internal, e.to_string())),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+                pos += n as u64;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Takes packets until the last one, writing and forwarding each.
+async fn receive(
+    ctx: Arc<DatanodeContext>,
+    mut inbound: Streaming<pb::WriteBlockRequest>,
+    writer: ReplicaWriter,
+    bpc: u32,
+    mut down_tx: Option<mpsc::Sender<pb::WriteBlockRequest>>,
+    local_tx: mpsc::Sender<Local>,
+) {
+    let last_node = down_tx.is_none();
+    let block_id = writer.block_id;
+    let mut writer = Some(writer);
+    let mut expected_seq = 0u64;
+    let mut offset = 0u64;
+    let fail = |st: Status| Local::Fail(st);
+    let outcome: Result<(), Status> = async {
+        loop {
+            let msg = match inbound.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return Err(status(
+                        ErrorCode::InvalidArgument,
+                        format!("block {block_id}: stream ended before the last packet"),
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
+            let p = match msg.msg {
+                Some(Msg::Packet(p)) => p,
+                _ => {
+                    return Err(status(
+                        ErrorCode::InvalidArgument,
+                        "writeBlock got a second header",
+                    ));
+                }
+            };
+            if p.seqno != expected_seq {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "block {block_id}: out-of-order packet: expected seqno {expected_seq}, got {}",
+                        p.seqno
+                    ),
+                ));
+            }
+            if p.offset_in_block != offset {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "block {block_id}: packet {} starts at offset {}, expected {offset}",
+                        p.seqno, p.offset_in_block
+                    ),
+                ));
+            }
+            if p.data.len() > MAX_PACKET {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    format!("packet of {} bytes is too large", p.data.len()),
+                ));
+            }
+            if p.data.len() % bpc as usize != 0 && !p.last_packet_in_block && !offset.is_multiple_of(u64::from(bpc)) {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    "packet does not start on a checksum chunk",
+                ));
+            }
+            let want = checksum::chunks(p.data.len(), bpc as usize) * checksum::CHECKSUM_SIZE;
+            if p.checksums.len() != want {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "block {block_id}: packet {} has {} checksum bytes, expected {want}",
+                        p.seqno,
+                        p.checksums.len()
+                    ),
+                ));
+            }
+            if last_node {
+                checksum::verify(&p.data, &p.checksums, bpc as usize, offset)
+                    .map_err(|e| status(ErrorCode::Checksum, format!("block {block_id}: {e}")))?;
+            }
+            if let Some(tx) = &down_tx
+                && tx
+                    .send(pb::WriteBlockRequest {
+                        msg: Some(Msg::Packet(p.clone())),
+                    })
+                    .await
+                    .is_err()
+                {
+                    // The responder reports the downstream failure with its ack.
+                    down_tx = None;
+                }
+            let mut w = writer
+                .take()
+                .ok_or_else(|| status(ErrorCode::Internal, "replica writer lost"))?;
+            let data = p.data.clone();
+            let sums = p.checksums.clone();
+            let sync = p.sync;
+            let (w, res) = tokio::task::spawn_blocking(move || {
+                let r = w
+                    .write(&data, &sums)
+                    .and_then(|()| if sync { w.sync() } else { Ok(()) });
+                (w, r)
+            })
+            .await
+            .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
+            writer = Some(w);
+            res.map_err(Status::from)?;
+            offset += p.data.len() as u64;
+            expected_seq += 1;
+            if p.last_packet_in_block {
+                let w = writer
+                    .take()
+                    .ok_or_else(|| status(ErrorCode::Internal, "replica writer lost"))?;
+                let storage = ctx.storage.clone();
+                let fin = tokio::task::spawn_blocking(move || storage.finalize(w, sync))
+                    .await
+                    .map_err(|e| status(ErrorCode::Internal, e.to_string()))?
+                    .map_err(Status::from)?;
+                tracing::debug!(block_id, bytes = fin.num_bytes, "replica finalized");
+                ctx.report(ReplicaEvent::Received(fin));
+                let _ = local_tx
+                    .send(Local::Ok {
+                        seqno: p.seqno,
+                        last: true,
+                    })
+                    .await;
+                return Ok(());
+            }
+            if local_tx
+                .send(Local::Ok {
+                    seqno: p.seqno,
+                    last: false,
+                })
+                .await
+                .is_err()
+            {
+                return Err(status(ErrorCode::Unavailable, "upstream went away"));
+            }
+        }
+    }
+    .await;
+    if let Err(st) = outcome {
+        if let Some(w) = writer.take() {
+            w.abort();
+        }
+        tracing::warn!(block_id, error = %st.message(), "write pipeline aborted; partial replica removed");
+        let _ = local_tx.send(fail(st)).await;
+    }
+}
+
+/// Pairs local results with downstream acks, in order, and acks upstream.
+async fn respond(
+    mut local: mpsc::Receiver<Local>,
+    mut downstream: Option<(Streaming<pb::PipelineAck>, String)>,
+    upstream: mpsc::Sender<Result<pb::PipelineAck, Status>>,
+) {
+    use pb::AckStatus;
+    while let Some(item) = local.recv().await {
+        let (seqno, last) = match item {
+            Local::Ok { seqno, last } => (seqno, last),
+            Local::Fail(st) => {
+                let _ = upstream.send(Err(st)).await;
+                return;
+            }
+        };
+        let mut ack = pb::PipelineAck {
+            seqno,
+            replies: vec![AckStatus::Success as i32],
+            message: String::new(),
+        };
+        if let Some((acks, addr)) = &mut downstream {
+            match acks.message().await {
+                Ok(Some(d)) if d.seqno == seqno => {
+                    let bad = d.replies.iter().any(|r| *r != AckStatus::Success as i32);
+                    ack.replies.extend(d.replies);
+                    ack.message = d.message;
+                    if bad {
+                        let _ = upstream.send(Ok(ack)).await;
+                        return;
+                    }
+                }
+                other => {
+                    let why = match other {
+                        Ok(Some(d)) => format!("acked seqno {} for {seqno}", d.seqno),
+                        Ok(None) => "closed its ack stream".to_string(),
+                        Err(e) => e.message().to_string(),
+                    };
+                    ack.replies.push(AckStatus::Error as i32);
+                    ack.message = format!("downstream datanode {addr} failed: {why}");
+                    let _ = upstream.send(Ok(ack)).await;
+                    return;
+                }
+            }
+        }
+        if upstream.send(Ok(ack)).await.is_err() || last {
+            return;
+        }
+    }
+}

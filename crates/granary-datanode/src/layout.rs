@@ -1,0 +1,148 @@
+//! A data directory's identity: `VERSION` names the datanode (stable uuid),
+//! the storage, and — once registered — the cluster it belongs to.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const LAYOUT_NAME: &str = "granary-datanode";
+pub const LAYOUT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DataDirVersion {
+    pub layout: String,
+    pub layout_version: u32,
+    pub datanode_uuid: String,
+    pub storage_id: String,
+    /// Empty until the first successful registration.
+    #[serde(default)]
+    pub cluster_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("data dir {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a Granary datanode data dir: {reason}")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("data dirs disagree: {a} belongs to datanode {ua}, {b} to {ub}")]
+    MixedDatanodes {
+        a: PathBuf,
+        ua: String,
+        b: PathBuf,
+        ub: String,
+    },
+    #[error("data dir {path} belongs to cluster {found}, but {expected} was expected")]
+    WrongCluster {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
+    move |source| LayoutError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads `dir/VERSION`, or `None` for a fresh (empty or missing) dir.
+pub fn read(dir: &Path) -> Result<Option<DataDirVersion>, LayoutError> {
+    let path = dir.join("VERSION");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: DataDirVersion = toml::from_str(&text).map_err(|e| LayoutError::Foreign {
+                path: dir.to_path_buf(),
+                reason: format!("unreadable VERSION: {e}"),
+            })?;
+            if v.layout != LAYOUT_NAME {
+                return Err(LayoutError::Foreign {
+                    path: dir.to_path_buf(),
+                    reason: format!("it holds a {:?} layout", v.layout),
+                });
+            }
+            if v.layout_version > LAYOUT_VERSION {
+                return Err(LayoutError::Foreign {
+                    path: dir.to_path_buf(),
+                    reason: format!("layout version {} is newer than this binary's", v.layout_version),
+                });
+            }
+            Ok(Some(v))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.exists() {
+                let non_empty = std::fs::read_dir(dir).map_err(io(dir))?.next().is_some();
+                if non_empty {
+                    return Err(LayoutError::Foreign {
+                        path: dir.to_path_buf(),
+                        reason: "it has files but no VERSION".into(),
+                    });
+                }
+            }
+            Ok(None)
+        }
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+pub fn write(dir: &Path, v: &DataDirVersion) -> Result<(), LayoutError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let text = toml::to_string(v).map_err(|e| io(dir)(std::io::Error::other(e)))?;
+    let tmp = dir.join("VERSION.tmp");
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, dir.join("VERSION")).map_err(io(dir))
+}
+
+/// Loads or initialises every data dir; all must name the same datanode.
+pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<DataDirVersion>, LayoutError> {
+    let existing: Vec<Option<DataDirVersion>> = dirs.iter().map(|d| read(d)).collect::<Result<_, _>>()?;
+    let uuid = existing
+        .iter()
+        .flatten()
+        .map(|v| v.datanode_uuid.clone())
+        .next()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let cluster = existing
+        .iter()
+        .flatten()
+        .map(|v| v.cluster_id.clone())
+        .find(|c| !c.is_empty())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (dir, v) in dirs.iter().zip(existing) {
+        let v = match v {
+            Some(v) => {
+                if v.datanode_uuid != uuid {
+                    return Err(LayoutError::MixedDatanodes {
+                        a: dirs[0].clone(),
+                        ua: uuid,
+                        b: dir.clone(),
+                        ub: v.datanode_uuid,
+                    });
+                }
+                if !v.cluster_id.is_empty() && !cluster.is_empty() && v.cluster_id != cluster {
+                    return Err(LayoutError::WrongCluster {
+                        path: dir.clone(),
+                        found: v.cluster_id,
+                        expected: cluster,
+                    });
+                }
+                v
+            }
+            None => {
+                let v = DataDirVersion {
+                    layout: LAYOUT_NAME.into(),
+                    layout_version: LAYOUT_VERSION,
+                    datanode_uuid: uuid.clone(),
+                    storage_id: format!("DS-{}", uuid::Uuid::new_v4()),
+                    cluster_id: cluster.clone(),
+                };
+                write(dir, &v)?;
+                v
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}

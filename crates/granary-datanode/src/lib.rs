@@ -1,0 +1,16 @@
+//! The Granary datanode: block replicas on local disks with CRC32C
+//! checksums, the streaming write pipeline, reads, and its conversation with
+//! the namenode (registration, heartbeats, block reports, commands).
+
+pub mod config;
+pub mod context;
+pub mod data_transfer;
+pub mod http;
+pub mod layout;
+pub mod namenode_actor;
+pub mod server;
+pub mod storage;
+pub mod transfer;
+
+pub use config::DatanodeConfig;
+pub use server::{RunningDatanode, start};

@@ -1,0 +1,28 @@
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use granary_datanode::config::Cli;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.resolve()?;
+    if cli.check_config {
+        print!("{}", toml::to_string(&config)?);
+        eprintln!("configuration is valid");
+        return Ok(());
+    }
+    granary_common::logging::init(config.log_format);
+    let rpc = tokio::net::TcpListener::bind(config.rpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on rpc_addr {}", config.rpc_addr))?;
+    let http = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
+    let token = CancellationToken::new();
+    granary_common::shutdown::cancel_on_signal(token.clone());
+    let dn = granary_datanode::start(config, rpc, http, token).await?;
+    dn.wait().await?;
+    Ok(())
+}

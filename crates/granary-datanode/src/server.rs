@@ -1,0 +1,154 @@
+//! Starting and stopping a datanode on given listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DatanodeConfig;
+use crate::context::DatanodeContext;
+use crate::layout;
+use crate::namenode_actor::{Actor, ActorError};
+use crate::storage::{Storage, StorageError};
+use granary_proto as pb;
+use granary_proto::data_transfer_server::DataTransferServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Actor(#[from] ActorError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("rpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("task failed: {0}")]
+    Join(String),
+}
+
+pub struct RunningDatanode {
+    pub rpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ctx: Arc<DatanodeContext>,
+    token: CancellationToken,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningDatanode {
+    pub fn uuid(&self) -> &str {
+        &self.ctx.id.uuid
+    }
+
+    /// Stops serving and waits for the tasks to end.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.token.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the datanode stops (token cancelled or a fatal error).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let RunningDatanode { ctx, task, .. } = self;
+        drop(ctx);
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Join(e.to_string())),
+        }
+    }
+}
+
+pub async fn start(
+    config: DatanodeConfig,
+    rpc: TcpListener,
+    http: TcpListener,
+    token: CancellationToken,
+) -> Result<RunningDatanode, ServeError> {
+    let dirs = config.data_dirs.clone();
+    let (versions, storage) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
+        let versions = layout::load_all(&dirs)?;
+        let vols: Vec<_> = dirs
+            .iter()
+            .cloned()
+            .zip(versions.iter().map(|v| v.storage_id.clone()))
+            .collect();
+        let storage = Storage::open(&vols, config.reserved_bytes, config.sync_on_close)?;
+        Ok((versions, storage))
+    })
+    .await
+    .map_err(|e| ServeError::Join(e.to_string()))??;
+    let rpc_addr = rpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let host = config.advertised_host();
+    let id = pb::DatanodeId {
+        uuid: versions[0].datanode_uuid.clone(),
+        hostname: host.clone(),
+        rpc_addr: format!("{host}:{}", rpc_addr.port()),
+        http_addr: format!("{host}:{}", http_addr.port()),
+        rack: config.rack.clone(),
+    };
+    let cluster_id = versions
+        .iter()
+        .map(|v| v.cluster_id.clone())
+        .find(|c| !c.is_empty())
+        .unwrap_or_default();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let ctx = DatanodeContext::new(Arc::new(storage), id.clone(), cluster_id, ev_tx);
+
+    let actor = Actor {
+        ctx: ctx.clone(),
+        namenode: config.namenode.clone(),
+        heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+        data_dirs: config.data_dirs.clone(),
+    };
+    let actor_token = token.child_token();
+    let server_token = token.clone();
+    let rpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
+        .add_service(
+            DataTransferServer::new(crate::data_transfer::DataTransferService::new(ctx.clone()))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(rpc),
+            token.child_token().cancelled_owned(),
+        );
+    let http_server = axum::serve(http, crate::http::router(ctx.clone()))
+        .with_graceful_shutdown(token.child_token().cancelled_owned());
+    tracing::info!(uuid = %id.uuid, rpc = %id.rpc_addr, rack = %id.rack, namenode = %config.namenode, "datanode serving");
+    let task = tokio::spawn(async move {
+        let actor_task = tokio::spawn(actor.run(ev_rx, actor_token));
+        let (rpc_res, http_res, actor_res) = tokio::join!(rpc_server, http_server, async {
+            let r = actor_task.await;
+            // A datanode the namenode refuses has no reason to keep serving.
+            if matches!(r, Ok(Err(_))) {
+                server_token.cancel();
+            }
+            r
+        });
+        match actor_res {
+            Ok(Err(e)) => return Err(ServeError::Actor(e)),
+            Err(e) => return Err(ServeError::Join(e.to_string())),
+            Ok(Ok(())) => {}
+        }
+        rpc_res?;
+        http_res?;
+        tracing::info!("datanode stopped");
+        Ok(())
+    });
+    Ok(RunningDatanode {
+        rpc_addr,
+        http_addr,
+        ctx,
+        token,
+        task,
+    })
+}

@@ -1,0 +1,101 @@
+//! Copying a local replica to other datanodes (re-replication), through the
+//! same write pipeline clients use.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::context::DatanodeContext;
+use granary_proto as pb;
+use granary_proto::data_transfer_client::DataTransferClient;
+use granary_proto::write_block_request::Msg;
+
+const PACKET: usize = 64 * 1024;
+
+pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) -> Result<(), String> {
+    let block = cmd.block.ok_or("replicate command names no block")?;
+    let first = cmd
+        .targets
+        .first()
+        .ok_or("replicate command names no targets")?
+        .clone();
+    let storage = ctx.storage.clone();
+    let (id, gs) = (block.block_id, block.generation_stamp);
+    let reader = Arc::new(
+        tokio::task::spawn_blocking(move || storage.open_read(id, gs))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?,
+    );
+    let _x = ctx.xceiver();
+    let ch = ctx.peers.get(&first.rpc_addr)?;
+    let (tx, rx) = mpsc::channel(16);
+    let header = pb::WriteBlockHeader {
+        block: Some(pb::ExtendedBlock {
+            num_bytes: reader.len,
+            ..block
+        }),
+        downstream: cmd.targets[1..].to_vec(),
+        client_name: format!("datanode-{}", ctx.id.uuid),
+        stage: pb::PipelineStage::Transfer as i32,
+        bytes_per_checksum: reader.bpc,
+        access_token: cmd.access_token,
+    };
+    tx.send(pb::WriteBlockRequest {
+        msg: Some(Msg::Header(header)),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut acks = DataTransferClient::new(ch)
+        .max_encoding_message_size(64 << 20)
+        .write_block(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    let bpc = reader.bpc as usize;
+    let packet = (PACKET / bpc).max(1) * bpc;
+    let mut pos = 0u64;
+    let mut seqno = 0u64;
+    loop {
+        let n = ((reader.len - pos) as usize).min(packet);
+        let rd = reader.clone();
+        let (data, checksums) = tokio::task::spawn_blocking(move || rd.read(pos, n))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        // Verify before sending: never spread a corrupt replica.
+        granary_common::checksum::verify(&data, &checksums, bpc, pos).map_err(|e| e.to_string())?;
+        let last = pos + n as u64 == reader.len;
+        let p = pb::Packet {
+            seqno,
+            offset_in_block: pos,
+            data: data.into(),
+            checksums,
+            last_packet_in_block: last,
+            sync: false,
+        };
+        tx.send(pb::WriteBlockRequest {
+            msg: Some(Msg::Packet(p)),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        pos += n as u64;
+        seqno += 1;
+        if last {
+            break;
+        }
+    }
+    for expect in 0..seqno {
+        let ack = acks
+            .message()
+            .await
+            .map_err(|e| e.message().to_string())?
+            .ok_or("ack stream ended early")?;
+        if ack.seqno != expect || ack.replies.iter().any(|r| *r != pb::AckStatus::Success as i32) {
+            return Err(format!("transfer of block {id} failed: {}", ack.message));
+        }
+    }
+    tracing::info!(block_id = id, targets = cmd.targets.len(), "replica transferred");
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Which datanodes exist and whether they are alive: registration and
+//! heartbeats, from which each node is live, stale or dead.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::inode::now_ms;
+use granary_proto as pb;
+
+pub struct Datanode {
+    pub id: pb::DatanodeId,
+    pub storages: Vec<pb::StorageReport>,
+    pub xceivers: u32,
+    pub last_heartbeat: Instant,
+    pub last_heartbeat_ms: i64,
+    pub registered_at: Instant,
+}
+
+impl Datanode {
+    fn totals(&self) -> (u64, u64, u64) {
+        self.storages
+            .iter()
+            .filter(|s| !s.failed)
+            .fold((0, 0, 0), |(c, u, r), s| {
+                (c + s.capacity, u + s.dfs_used, r + s.remaining)
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Live,
+    Stale,
+    Dead,
+}
+
+pub struct DatanodeManager {
+    nodes: RwLock<HashMap<String, Datanode>>,
+    stale_after: Duration,
+    dead_after: Duration,
+}
+
+impl DatanodeManager {
+    pub fn new(stale_after: Duration, dead_after: Duration) -> Self {
+        Self {
+            nodes: RwLock::new(HashMap::new()),
+            stale_after,
+            dead_after,
+        }
+    }
+
+    /// Records a (re-)registration; returns true for a node not seen before.
+    pub fn register(&self, id: pb::DatanodeId, storages: Vec<pb::StorageReport>) -> bool {
+        let now = Instant::now();
+        let mut nodes = self.nodes.write();
+        let fresh = !nodes.contains_key(&id.uuid);
+        nodes.insert(
+            id.uuid.clone(),
+            Datanode {
+                id,
+                storages,
+                xceivers: 0,
+                last_heartbeat: now,
+                last_heartbeat_ms: now_ms(),
+                registered_at: now,
+            },
+        );
+        fresh
+    }
+
+    /// Records a heartbeat; false when the node is unknown (it must re-register).
+    pub fn heartbeat(&self, uuid: &str, storages: Vec<pb::StorageReport>, xceivers: u32) -> bool {
+        let mut nodes = self.nodes.write();
+        let Some(n) = nodes.get_mut(uuid) else {
+            return false;
+        };
+        n.storages = storages;
+        n.xceivers = xceivers;
+        n.last_heartbeat = Instant::now();
+        n.last_heartbeat_ms = now_ms();
+        true
+    }
+
+    pub fn is_registered(&self, uuid: &str) -> bool {
+        self.nodes.read().contains_key(uuid)
+    }
+
+    fn liveness_of(&self, n: &Datanode, now: Instant) -> Liveness {
+        let since = now.saturating_duration_since(n.last_heartbeat);
+        if since >= self.dead_after {
+            Liveness::Dead
+        } else if since >= self.stale_after {
+            Liveness::Stale
+        } else {
+            Liveness::Live
+        }
+    }
+
+    pub fn liveness(&self, uuid: &str) -> Option<Liveness> {
+        let now = Instant::now();
+        self.nodes.read().get(uuid).map(|n| self.liveness_of(n, now))
+    }
+
+    fn info_of(&self, n: &Datanode, now: Instant) -> pb::DatanodeInfo {
+        let (capacity, dfs_used, remaining) = n.totals();
+        pb::DatanodeInfo {
+            id: Some(n.id.clone()),
+            capacity,
+            dfs_used,
+            remaining,
+            xceiver_count: n.xceivers,
+            last_heartbeat_ms: n.last_heartbeat_ms,
+            state: match self.liveness_of(n, now) {
+                Liveness::Live => pb::DatanodeState::Live,
+                Liveness::Stale => pb::DatanodeState::Stale,
+                Liveness::Dead => pb::DatanodeState::Dead,
+            } as i32,
+        }
+    }
+
+    pub fn info(&self, uuid: &str) -> Option<pb::DatanodeInfo> {
+        let now = Instant::now();
+        self.nodes.read().get(uuid).map(|n| self.info_of(n, now))
+    }
+
+    /// Every known datanode, live or not.
+    pub fn report(&self) -> Vec<pb::DatanodeInfo> {
+        let now = Instant::now();
+        let mut v: Vec<_> = self.nodes.read().values().map(|n| self.info_of(n, now)).collect();
+        v.sort_by(|a, b| {
+            let key = |i: &pb::DatanodeInfo| i.id.as_ref().map(|d| d.rpc_addr.clone());
+            key(a).cmp(&key(b))
+        });
+        v
+    }
+
+    /// Nodes that can take new replicas: live and with room for `min_free` bytes.
+    pub fn writable(&self, min_free: u64) -> Vec<pb::DatanodeInfo> {
+        self.report()
+            .into_iter()
+            .filter(|i| i.state == pb::DatanodeState::Live as i32 && i.remaining >= min_free)
+            .collect()
+    }
+
+    /// Nodes whose heartbeats stopped longer than the dead interval ago.
+    pub fn dead_nodes(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.nodes
+            .read()
+            .values()
+            .filter(|n| self.liveness_of(n, now) == Liveness::Dead)
+            .map(|n| n.id.uuid.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(uuid: &str) -> pb::DatanodeId {
+        pb::DatanodeId {
+            uuid: uuid.into(),
+            rpc_addr: format!("127.0.0.1:{}", uuid.len()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nodes_go_stale_then_dead_without_heartbeats() {
+        let dm = DatanodeManager::new(Duration::from_millis(40), Duration::from_millis(120));
+        assert!(dm.register(id("a"), vec![]));
+        assert!(!dm.register(id("a"), vec![]));
+        assert_eq!(dm.liveness("a"), Some(Liveness::Live));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(dm.liveness("a"), Some(Liveness::Stale));
+        assert!(dm.heartbeat("a", vec![], 0));
+        assert_eq!(dm.liveness("a"), Some(Liveness::Live));
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(dm.dead_nodes(), vec!["a".to_string()]);
+        assert!(!dm.heartbeat("unknown", vec![], 0));
+    }
+}

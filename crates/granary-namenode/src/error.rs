@@ -1,0 +1,78 @@
+//! Namenode failures and their one mapping onto [`ErrorCode`].
+
+use granary_common::path::PathError;
+use granary_common::{ErrorCode, HasErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("{0}: No such file or directory")]
+    NotFound(String),
+    #[error("{0}: File exists")]
+    AlreadyExists(String),
+    #[error("{0}: Not a directory (a parent path component is a file)")]
+    ParentNotDirectory(String),
+    #[error("{0}: Is a directory")]
+    IsDirectory(String),
+    #[error("{0}: Not a directory")]
+    NotDirectory(String),
+    #[error("{0}: Directory is not empty")]
+    NotEmpty(String),
+    #[error("Permission denied: user={user}, access={access}, inode={inode}")]
+    PermissionDenied {
+        user: String,
+        access: String,
+        /// `"/path":owner:group:drwxr-xr-x`, as HDFS prints it.
+        inode: String,
+    },
+    #[error("cannot rename {src} to {dst}: a directory cannot move into its own subtree")]
+    RenameIntoSubtree { src: String, dst: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{path}: no lease held by {client} (file {reason})")]
+    NoLease {
+        path: String,
+        client: String,
+        reason: String,
+    },
+    #[error("{path}: file is being written by {holder}")]
+    LeaseConflict { path: String, holder: String },
+    #[error("{0}")]
+    NotEnoughReplicas(String),
+    #[error("name node is in safe mode: {0}")]
+    SafeMode(String),
+    #[error("metadata store error: {0}")]
+    Store(#[from] rocksdb::Error),
+    #[error("metadata is corrupt: {0}")]
+    Corrupt(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl HasErrorCode for NnError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Path(_) => ErrorCode::InvalidPath,
+            Self::NotFound(_) | Self::NoLease { .. } => ErrorCode::FileNotFound,
+            Self::AlreadyExists(_) => ErrorCode::FileAlreadyExists,
+            Self::ParentNotDirectory(_) | Self::NotDirectory(_) => ErrorCode::ParentNotDirectory,
+            Self::IsDirectory(_) => ErrorCode::PathIsDirectory,
+            Self::NotEmpty(_) => ErrorCode::PathIsNotEmptyDirectory,
+            Self::PermissionDenied { .. } => ErrorCode::AccessControl,
+            Self::RenameIntoSubtree { .. } | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Self::LeaseConflict { .. } => ErrorCode::LeaseConflict,
+            Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
+            Self::SafeMode(_) => ErrorCode::SafeMode,
+            Self::Store(_) | Self::Corrupt(_) | Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<NnError> for tonic::Status {
+    fn from(e: NnError) -> Self {
+        granary_common::error::to_status(e)
+    }
+}
+
+pub type Result<T, E = NnError> = std::result::Result<T, E>;

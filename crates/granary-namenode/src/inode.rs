@@ -1,0 +1,143 @@
+//! The records the namespace keeps in RocksDB and how they are keyed.
+//!
+//! Column families:
+//! - `inodes`:  inode id (u64 BE) -> [`Inode`]
+//! - `dirents`: parent id (u64 BE) ++ name bytes -> child inode id (u64 BE);
+//!   a directory's entries are one contiguous, name-ordered key range
+//! - `blocks`:  block id (u64 BE) -> owning inode id (u64 BE) ++ generation stamp (u64 BE)
+//! - `meta`:    id counters and the layout version
+
+use granary_proto as pb;
+
+pub const ROOT_ID: u64 = 1;
+
+pub const CF_INODES: &str = "inodes";
+pub const CF_DIRENTS: &str = "dirents";
+pub const CF_BLOCKS: &str = "blocks";
+pub const CF_META: &str = "meta";
+pub const ALL_CFS: [&str; 4] = [CF_INODES, CF_DIRENTS, CF_BLOCKS, CF_META];
+
+pub const META_NEXT_INODE: &[u8] = b"next_inode_id";
+pub const META_NEXT_BLOCK: &[u8] = b"next_block_id";
+pub const META_NEXT_GS: &[u8] = b"next_generation_stamp";
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Inode {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub parent: u64,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    #[prost(bool, tag = "4")]
+    pub is_dir: bool,
+    #[prost(string, tag = "5")]
+    pub owner: String,
+    #[prost(string, tag = "6")]
+    pub group: String,
+    #[prost(uint32, tag = "7")]
+    pub mode: u32,
+    #[prost(int64, tag = "8")]
+    pub mtime: i64,
+    #[prost(int64, tag = "9")]
+    pub atime: i64,
+    /// Number of directory entries (directories only).
+    #[prost(uint64, tag = "10")]
+    pub children: u64,
+    #[prost(uint32, tag = "11")]
+    pub replication: u32,
+    #[prost(uint64, tag = "12")]
+    pub block_size: u64,
+    #[prost(message, repeated, tag = "13")]
+    pub blocks: Vec<BlockRecord>,
+    /// Set while the file is open for writing.
+    #[prost(message, optional, tag = "14")]
+    pub under_construction: Option<UnderConstruction>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BlockRecord {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub generation_stamp: u64,
+    #[prost(uint64, tag = "3")]
+    pub num_bytes: u64,
+    /// The writer reported its final length (committed).
+    #[prost(bool, tag = "4")]
+    pub committed: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UnderConstruction {
+    #[prost(string, tag = "1")]
+    pub client_name: String,
+}
+
+impl Inode {
+    pub fn length(&self) -> u64 {
+        self.blocks.iter().map(|b| b.num_bytes).sum()
+    }
+
+    pub fn to_status(&self) -> pb::FileStatus {
+        pb::FileStatus {
+            name: self.name.clone(),
+            file_id: self.id,
+            file_type: if self.is_dir {
+                pb::FileType::Directory
+            } else {
+                pb::FileType::File
+            } as i32,
+            length: if self.is_dir { 0 } else { self.length() },
+            replication: self.replication,
+            block_size: self.block_size,
+            owner: self.owner.clone(),
+            group: self.group.clone(),
+            permission: self.mode,
+            modification_time: self.mtime,
+            access_time: self.atime,
+            children_num: self.children,
+            under_construction: self.under_construction.is_some(),
+        }
+    }
+}
+
+impl BlockRecord {
+    pub fn to_extended(&self) -> pb::ExtendedBlock {
+        pb::ExtendedBlock {
+            block_id: self.id,
+            generation_stamp: self.generation_stamp,
+            num_bytes: self.num_bytes,
+        }
+    }
+}
+
+pub fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+pub fn dirent_key(parent: u64, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + name.len());
+    k.extend_from_slice(&parent.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)
+}
+
+pub fn block_value(inode: u64, gs: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&inode.to_be_bytes());
+    v[8..].copy_from_slice(&gs.to_be_bytes());
+    v
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,20 @@
+//! The Granary namenode: the namespace in RocksDB, the in-memory block map
+//! rebuilt from block reports, datanode liveness, and the gRPC/HTTP services.
+
+pub mod block_manager;
+pub mod config;
+pub mod datanode_manager;
+pub mod error;
+pub mod group_commit;
+pub mod http;
+pub mod inode;
+pub mod layout;
+pub mod namespace;
+pub mod permission;
+pub mod placement;
+pub mod rpc;
+pub mod server;
+pub mod state;
+
+pub use config::NamenodeConfig;
+pub use server::{RunningNamenode, format, start};

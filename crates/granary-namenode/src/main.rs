@@ -1,0 +1,41 @@
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use granary_namenode::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.opts.resolve()?;
+    if cli.check_config {
+        print!("{}", toml::to_string(&config)?);
+        eprintln!("configuration is valid");
+        return Ok(());
+    }
+    granary_common::logging::init(config.log_format);
+    match cli.command {
+        Some(Command::Format { force, cluster_id }) => {
+            let v = granary_namenode::format(&config, force, cluster_id)?;
+            println!(
+                "formatted {} for cluster {}",
+                config.data_dir.display(),
+                v.cluster_id
+            );
+            Ok(())
+        }
+        None => {
+            let rpc = tokio::net::TcpListener::bind(config.rpc_addr)
+                .await
+                .with_context(|| format!("cannot listen on rpc_addr {}", config.rpc_addr))?;
+            let http = tokio::net::TcpListener::bind(config.http_addr)
+                .await
+                .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
+            let token = CancellationToken::new();
+            granary_common::shutdown::cancel_on_signal(token.clone());
+            let nn = granary_namenode::start(config, rpc, http, token).await?;
+            nn.wait().await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! `ClientProtocol`: the namespace as clients see it.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::blocking;
+use crate::inode::BlockRecord;
+use crate::state::NamenodeState;
+use granary_common::identity::Identity;
+use granary_proto as pb;
+use granary_proto::client_protocol_server::ClientProtocol;
+
+pub struct ClientService {
+    state: Arc<NamenodeState>,
+}
+
+impl ClientService {
+    pub fn new(state: Arc<NamenodeState>) -> Self {
+        Self { state }
+    }
+
+    /// The state and the judged caller of a request.
+    fn ctx<T>(&self, req: &Request<T>) -> (Arc<NamenodeState>, crate::permission::Caller) {
+        let id = Identity::from_metadata(req.metadata());
+        (self.state.clone(), self.state.ns.caller(id))
+    }
+}
+
+fn extended(blocks: Vec<BlockRecord>) -> Vec<pb::ExtendedBlock> {
+    blocks.iter().map(BlockRecord::to_extended).collect()
+}
+
+#[tonic::async_trait]
+impl ClientProtocol for ClientService {
+    async fn mkdirs(&self, req: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)).await?;
+        Ok(Response::new(pb::MkdirsResponse {}))
+    }
+
+    async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let file = blocking(move || {
+            let (file, removed) = st.ns.create(
+                &caller,
+                &r.path,
+                r.permission,
+                &r.client_name,
+                r.overwrite,
+                r.create_parent,
+                r.replication,
+                r.block_size,
+            )?;
+            st.blocks.remove_blocks(&extended(removed));
+            Ok(file)
+        })
+        .await?;
+        Ok(Response::new(pb::CreateResponse {
+            status: Some(file.to_status()),
+        }))
+    }
+
+    async fn add_block(
+        &self,
+        req: Request<pb::AddBlockRequest>,
+    ) -> Result<Response<pb::AddBlockResponse>, Status> {
+        let st = self.state.clone();
+        let r = req.into_inner();
+        let located = blocking(move || {
+            let file = st.ns.file_for_writer(&r.path, r.file_id, &r.client_name)?;
+            let targets = st.choose_targets(file.replication, file.block_size, &r.excluded_nodes)?;
+            let alloc = st
+                .ns
+                .add_block(&r.path, r.file_id, &r.client_name, r.previous.as_ref())?;
+            let block = alloc.block.to_extended();
+            let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
+            Ok(pb::LocatedBlock {
+                block: Some(block),
+                offset: alloc.offset,
+                locations: targets,
+                corrupt: false,
+                access_token,
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::AddBlockResponse { block: Some(located) }))
+    }
+
+    async fn abandon_block(
+        &self,
+        req: Request<pb::AbandonBlockRequest>,
+    ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
+        let st = self.state.clone();
+        let r = req.into_inner();
+        let block = r.block.ok_or_else(|| {
+            granary_common::error::status(
+                granary_common::ErrorCode::InvalidArgument,
+                "abandonBlock needs a block",
+            )
+        })?;
+        blocking(move || {
+            st.ns
+                .abandon_block(&r.path, r.file_id, &r.client_name, block.block_id)
+        })
+        .await?;
+        Ok(Response::new(pb::AbandonBlockResponse {}))
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let st = self.state.clone();
+        let r = req.into_inner();
+        let completed = blocking(move || {
+            let min = st.config.min_replication as usize;
+            st.ns
+                .complete(&r.path, r.file_id, &r.client_name, r.last.as_ref(), |b| {
+                    st.blocks.replica_count(b.id) >= min
+                })
+        })
+        .await?;
+        Ok(Response::new(pb::CompleteResponse { completed }))
+    }
+
+    async fn get_file_info(
+        &self,
+        req: Request<pb::GetFileInfoRequest>,
+    ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let inode = blocking(move || st.ns.get_file_info(&caller, &r.path)).await?;
+        Ok(Response::new(pb::GetFileInfoResponse {
+            status: Some(inode.to_status()),
+        }))
+    }
+
+    async fn get_listing(
+        &self,
+        req: Request<pb::GetListingRequest>,
+    ) -> Result<Response<pb::GetListingResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let l = blocking(move || st.ns.list(&caller, &r.path, &r.start_after, r.limit)).await?;
+        Ok(Response::new(pb::GetListingResponse {
+            entries: l.entries,
+            has_more: l.has_more,
+        }))
+    }
+
+    async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || {
+            let removed = st.ns.rename(&caller, &r.src, &r.dst, r.overwrite)?;
+            st.blocks.remove_blocks(&extended(removed));
+            Ok(())
+        })
+        .await?;
+        Ok(Response::new(pb::RenameResponse {}))
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || {
+            let removed = st.ns.delete(&caller, &r.path, r.recursive)?;
+            st.blocks.remove_blocks(&extended(removed));
+            Ok(())
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn set_replication(
+        &self,
+        req: Request<pb::SetReplicationRequest>,
+    ) -> Result<Response<pb::SetReplicationResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || st.ns.set_replication(&caller, &r.path, r.replication)).await?;
+        Ok(Response::new(pb::SetReplicationResponse {}))
+    }
+
+    async fn set_permission(
+        &self,
+        req: Request<pb::SetPermissionRequest>,
+    ) -> Result<Response<pb::SetPermissionResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || st.ns.set_permission(&caller, &r.path, r.permission)).await?;
+        Ok(Response::new(pb::SetPermissionResponse {}))
+    }
+
+    async fn set_owner(
+        &self,
+        req: Request<pb::SetOwnerRequest>,
+    ) -> Result<Response<pb::SetOwnerResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || {
+            st.ns
+                .set_owner(&caller, &r.path, r.owner.as_deref(), r.group.as_deref())
+        })
+        .await?;
+        Ok(Response::new(pb::SetOwnerResponse {}))
+    }
+
+    async fn set_times(
+        &self,
+        req: Request<pb::SetTimesRequest>,
+    ) -> Result<Response<pb::SetTimesResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        blocking(move || {
+            st.ns
+                .set_times(&caller, &r.path, r.modification_time, r.access_time)
+        })
+        .await?;
+        Ok(Response::new(pb::SetTimesResponse {}))
+    }
+
+    async fn get_content_summary(
+        &self,
+        req: Request<pb::GetContentSummaryRequest>,
+    ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let s = blocking(move || st.ns.content_summary(&caller, &r.path)).await?;
+        Ok(Response::new(pb::GetContentSummaryResponse {
+            length: s.length,
+            file_count: s.file_count,
+            directory_count: s.directory_count,
+            space_consumed: s.space_consumed,
+        }))
+    }
+
+    async fn get_block_locations(
+        &self,
+        req: Request<pb::GetBlockLocationsRequest>,
+    ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let blocks = blocking(move || {
+            let (file, range) = st.ns.block_range(&caller, &r.path, r.offset, r.length)?;
+            let uc = file.under_construction.is_some();
+            let mut located: Vec<pb::LocatedBlock> = range
+                .into_iter()
+                .map(|(off, b)| st.located(off, b.to_extended()))
+                .collect();
+            let last_incomplete = file.blocks.last().is_some_and(|b| !b.committed);
+            let last_block = if uc && last_incomplete {
+                located.pop()
+            } else {
+                None
+            };
+            Ok(pb::LocatedBlocks {
+                file_length: file
+                    .blocks
+                    .iter()
+                    .filter(|b| b.committed)
+                    .map(|b| b.num_bytes)
+                    .sum(),
+                blocks: located,
+                under_construction: uc,
+                last_block,
+                is_last_block_complete: !last_incomplete,
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::GetBlockLocationsResponse {
+            blocks: Some(blocks),
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        if req.get_ref().client_name.is_empty() {
+            return Err(granary_common::error::status(
+                granary_common::ErrorCode::InvalidArgument,
+                "renewLease needs a client name",
+            ));
+        }
+        Ok(Response::new(pb::RenewLeaseResponse {}))
+    }
+
+    async fn report_bad_blocks(
+        &self,
+        req: Request<pb::ReportBadBlocksRequest>,
+    ) -> Result<Response<pb::ReportBadBlocksResponse>, Status> {
+        for r in req.into_inner().replicas {
+            if let Some(b) = r.block {
+                tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica");
+                self.state.blocks.remove_replica(&r.datanode_uuid, b.block_id);
+                self.state.blocks.invalidate(&r.datanode_uuid, b);
+            }
+        }
+        Ok(Response::new(pb::ReportBadBlocksResponse {}))
+    }
+
+    async fn get_server_defaults(
+        &self,
+        _req: Request<pb::GetServerDefaultsRequest>,
+    ) -> Result<Response<pb::GetServerDefaultsResponse>, Status> {
+        let c = &self.state.config;
+        Ok(Response::new(pb::GetServerDefaultsResponse {
+            block_size: c.default_block_size,
+            replication: c.default_replication,
+            bytes_per_checksum: c.bytes_per_checksum,
+            write_packet_size: granary_common::defaults::WRITE_PACKET_SIZE,
+            cluster_id: self.state.cluster_id.clone(),
+        }))
+    }
+
+    async fn get_datanode_report(
+        &self,
+        _req: Request<pb::GetDatanodeReportRequest>,
+    ) -> Result<Response<pb::GetDatanodeReportResponse>, Status> {
+        Ok(Response::new(pb::GetDatanodeReportResponse {
+            datanodes: self.state.datanodes.report(),
+        }))
+    }
+}

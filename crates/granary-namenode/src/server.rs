@@ -1,0 +1,168 @@
+//! Starting and stopping a namenode on given listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NamenodeConfig;
+use crate::layout;
+use crate::namespace::Namespace;
+use crate::state::NamenodeState;
+use granary_proto::client_protocol_server::ClientProtocolServer;
+use granary_proto::datanode_protocol_server::DatanodeProtocolServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error("cannot open the namespace in {path}: {source}")]
+    Open {
+        path: String,
+        source: crate::error::NnError,
+    },
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("rpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("startup task failed: {0}")]
+    Join(String),
+}
+
+/// Formats `config.data_dir` for a new cluster.
+pub fn format(
+    config: &NamenodeConfig,
+    force: bool,
+    cluster_id: Option<String>,
+) -> Result<layout::VersionFile, ServeError> {
+    let v = layout::format(&config.data_dir, force, cluster_id)?;
+    let ns_dir = layout::namespace_dir(&config.data_dir);
+    Namespace::create_new(&ns_dir, config.namespace_config()).map_err(|source| ServeError::Open {
+        path: ns_dir.display().to_string(),
+        source,
+    })?;
+    Ok(v)
+}
+
+/// A namenode serving in this process.
+pub struct RunningNamenode {
+    pub rpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub state: Arc<NamenodeState>,
+    token: CancellationToken,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningNamenode {
+    /// Stops serving and waits until the metadata store is closed.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.token.cancel();
+        let RunningNamenode { state, task, .. } = self;
+        drop(state);
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Join(e.to_string())),
+        }
+    }
+
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Waits until the server stops by itself (its token was cancelled).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let RunningNamenode { state, task, .. } = self;
+        drop(state);
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Join(e.to_string())),
+        }
+    }
+}
+
+/// Opens the metadata in `config.data_dir` and serves on the given listeners
+/// until `token` is cancelled.
+pub async fn start(
+    config: NamenodeConfig,
+    rpc: TcpListener,
+    http: TcpListener,
+    token: CancellationToken,
+) -> Result<RunningNamenode, ServeError> {
+    let version = layout::check(&config.data_dir)?;
+    let ns_dir = layout::namespace_dir(&config.data_dir);
+    let ns_cfg = config.namespace_config();
+    let ns = tokio::task::spawn_blocking(move || {
+        Namespace::open(&ns_dir, ns_cfg).map_err(|source| ServeError::Open {
+            path: ns_dir.display().to_string(),
+            source,
+        })
+    })
+    .await
+    .map_err(|e| ServeError::Join(e.to_string()))??;
+    let state = NamenodeState::new(config, version.cluster_id.clone(), ns);
+    let rpc_addr = rpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+
+    let monitor = spawn_liveness_monitor(state.clone(), token.child_token());
+
+    let rpc_token = token.child_token();
+    let client = ClientProtocolServer::new(crate::rpc::client_service::ClientService::new(state.clone()))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let datanode =
+        DatanodeProtocolServer::new(crate::rpc::datanode_service::DatanodeService::new(state.clone()))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(64 << 20);
+    let rpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(client)
+        .add_service(datanode)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(rpc),
+            rpc_token.cancelled_owned(),
+        );
+    let http_token = token.child_token();
+    let http_server = axum::serve(http, crate::http::router(state.clone()))
+        .with_graceful_shutdown(http_token.cancelled_owned());
+
+    tracing::info!(%rpc_addr, %http_addr, cluster_id = %version.cluster_id, "namenode serving");
+    let task = tokio::spawn(async move {
+        let (rpc_res, http_res) = tokio::join!(rpc_server, http_server);
+        let _ = monitor.await;
+        rpc_res?;
+        http_res?;
+        tracing::info!("namenode stopped");
+        Ok(())
+    });
+    Ok(RunningNamenode {
+        rpc_addr,
+        http_addr,
+        state,
+        token,
+        task,
+    })
+}
+
+/// Forgets the replicas of datanodes that stopped heartbeating.
+fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -> JoinHandle<()> {
+    let period = Duration::from_millis((state.config.heartbeat_interval_ms / 2).max(100));
+    tokio::spawn(async move {
+        let mut removed = std::collections::HashSet::new();
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            for uuid in state.datanodes.dead_nodes() {
+                if removed.insert(uuid.clone()) {
+                    let n = state.blocks.remove_node(&uuid);
+                    tracing::warn!(uuid = %uuid, replicas = n, "datanode dead; its replicas are forgotten");
+                }
+            }
+            removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
+        }
+    })
+}

@@ -1,0 +1,104 @@
+//! Everything a running namenode holds, shared by its services.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::block_manager::{BlockManager, ReplicaCheck};
+use crate::config::NamenodeConfig;
+use crate::datanode_manager::DatanodeManager;
+use crate::error::{NnError, Result};
+use crate::namespace::Namespace;
+use crate::placement::{PlacementPolicy, RandomPlacement};
+use granary_common::block_token::{self, BlockAccess};
+use granary_proto as pb;
+
+pub struct NamenodeState {
+    pub config: NamenodeConfig,
+    pub cluster_id: String,
+    pub ns: Namespace,
+    pub blocks: BlockManager,
+    pub datanodes: DatanodeManager,
+    pub placement: Box<dyn PlacementPolicy>,
+    pub started: Instant,
+    /// Signs block access tokens; handed to datanodes at registration. New at
+    /// every start, so tokens die with the namenode that issued them.
+    pub block_key: Vec<u8>,
+}
+
+/// How long a block access token is valid (HDFS: 600 minutes).
+pub const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 60 * 1000;
+
+impl NamenodeState {
+    pub fn new(config: NamenodeConfig, cluster_id: String, ns: Namespace) -> Arc<Self> {
+        let datanodes = DatanodeManager::new(config.stale_after(), config.dead_after());
+        Arc::new(Self {
+            config,
+            cluster_id,
+            ns,
+            blocks: BlockManager::default(),
+            datanodes,
+            placement: Box::new(RandomPlacement),
+            started: Instant::now(),
+            block_key: granary_common::block_token::new_key(),
+        })
+    }
+
+    /// Replica holders of a block as clients see them; live nodes first.
+    pub fn located(&self, offset: u64, block: pb::ExtendedBlock) -> pb::LocatedBlock {
+        let mut locations: Vec<_> = self
+            .blocks
+            .locations(block.block_id)
+            .iter()
+            .filter_map(|u| self.datanodes.info(u))
+            .filter(|i| i.state != pb::DatanodeState::Dead as i32)
+            .collect();
+        locations.sort_by_key(|i| (i.state, i.xceiver_count));
+        let access_token = self.token(&block, BlockAccess::Read);
+        pb::LocatedBlock {
+            block: Some(block),
+            offset,
+            locations,
+            corrupt: false,
+            access_token,
+        }
+    }
+
+    pub fn token(&self, block: &pb::ExtendedBlock, access: BlockAccess) -> Vec<u8> {
+        block_token::issue(
+            &self.block_key,
+            block.block_id,
+            block.generation_stamp,
+            access,
+            crate::inode::now_ms() + TOKEN_LIFETIME_MS,
+        )
+    }
+
+    /// How a reported replica compares with what the namespace expects.
+    pub fn check_replica(&self, b: &pb::ExtendedBlock) -> Result<ReplicaCheck> {
+        Ok(match self.ns.block_owner(b.block_id)? {
+            Some((_, gs)) if gs == b.generation_stamp => ReplicaCheck::Valid,
+            _ => ReplicaCheck::Invalid,
+        })
+    }
+
+    /// Targets for a new block of a file with `replication` copies.
+    pub fn choose_targets(
+        &self,
+        replication: u32,
+        block_size: u64,
+        excluded: &[String],
+    ) -> Result<Vec<pb::DatanodeInfo>> {
+        let candidates = self.datanodes.writable(block_size);
+        let total = self.datanodes.report().len();
+        let chosen = self.placement.choose(replication as usize, candidates, excluded);
+        if (chosen.len() as u32) < self.config.min_replication {
+            return Err(NnError::NotEnoughReplicas(format!(
+                "could only be written to {} of the {} minReplication nodes: {total} datanode(s) known, {} excluded",
+                chosen.len(),
+                self.config.min_replication,
+                excluded.len()
+            )));
+        }
+        Ok(chosen)
+    }
+}

@@ -1,0 +1,24 @@
+//! Generates the wire protocol with protox, so no `protoc` is needed to build.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "granary/v1/common.proto",
+    "granary/v1/namenode.proto",
+    "granary/v1/datanode.proto",
+    "granary/v1/datatransfer.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // tonic-prost-build does not forward rerun hints, so print them here.
+    for p in PROTOS {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    let fds = protox::compile(PROTOS, [&root])?;
+    tonic_prost_build::configure()
+        .bytes(".granary.v1.Packet.data")
+        .bytes(".granary.v1.ReadPacket.data")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The Granary wire protocol (`granary.v1`), generated from `proto/` at build time.
+//! See `docs/protocol.md` for what each RPC does.
+
+#![allow(clippy::all, clippy::pedantic)]
+
+pub mod v1 {
+    tonic::include_proto!("granary.v1");
+}
+
+pub use v1::*;

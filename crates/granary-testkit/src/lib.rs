@@ -1,0 +1,155 @@
+//! Test harnesses: an in-process [`MiniCluster`] over pre-bound port-0
+//! listeners, and helpers to run the real binaries.
+
+pub mod binaries;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use granary_client::{DfsClient, Identity};
+use granary_namenode::{NamenodeConfig, RunningNamenode};
+
+/// The superuser of every MiniCluster namenode.
+pub const SUPERUSER: &str = "hdfs";
+
+/// Builds a [`MiniCluster`].
+pub struct MiniClusterBuilder {
+    config: NamenodeConfig,
+}
+
+impl Default for MiniClusterBuilder {
+    fn default() -> Self {
+        let mut config = NamenodeConfig {
+            superuser: SUPERUSER.into(),
+            min_block_size: 512,
+            heartbeat_interval_ms: 200,
+            stale_after_ms: 1_000,
+            dead_after_ms: 3_000,
+            block_cache_mb: 16,
+            ..Default::default()
+        };
+        config.default_replication = 3;
+        Self { config }
+    }
+}
+
+impl MiniClusterBuilder {
+    /// Changes namenode settings before start.
+    pub fn namenode_config(mut self, f: impl FnOnce(&mut NamenodeConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<MiniCluster> {
+        let dir = tempfile::tempdir()?;
+        let mut config = self.config;
+        config.data_dir = dir.path().join("name");
+        granary_namenode::format(&config, false, None)?;
+        let rpc = TcpListener::bind("127.0.0.1:0").await?;
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        config.rpc_addr = rpc.local_addr()?;
+        config.http_addr = http.local_addr()?;
+        let root = CancellationToken::new();
+        let nn = granary_namenode::start(config.clone(), rpc, http, root.child_token()).await?;
+        Ok(MiniCluster {
+            dir,
+            config,
+            root,
+            namenode: Some(nn),
+        })
+    }
+}
+
+/// A namenode (and, as they land, datanodes) running inside the test process.
+pub struct MiniCluster {
+    dir: tempfile::TempDir,
+    config: NamenodeConfig,
+    root: CancellationToken,
+    namenode: Option<RunningNamenode>,
+}
+
+impl MiniCluster {
+    pub fn builder() -> MiniClusterBuilder {
+        MiniClusterBuilder::default()
+    }
+
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::builder().start().await
+    }
+
+    pub fn namenode_addr(&self) -> SocketAddr {
+        self.config.rpc_addr
+    }
+
+    pub fn namenode_http_addr(&self) -> SocketAddr {
+        self.config.http_addr
+    }
+
+    pub fn base_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn namenode_data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// The running namenode; panics in a test that stopped it.
+    pub fn namenode(&self) -> &RunningNamenode {
+        self.namenode.as_ref().expect("namenode is stopped")
+    }
+
+    /// A client acting as `user` with `groups`.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<DfsClient> {
+        let id = Identity::new(user, groups.iter().map(|g| g.to_string()).collect());
+        Ok(DfsClient::connect(&self.namenode_addr().to_string(), id).await?)
+    }
+
+    /// A client acting as the superuser.
+    pub async fn client(&self) -> anyhow::Result<DfsClient> {
+        self.client_as(SUPERUSER, &[]).await
+    }
+
+    /// Stops the namenode and waits until its metadata store is closed.
+    pub async fn stop_namenode(&mut self) -> anyhow::Result<()> {
+        if let Some(nn) = self.namenode.take() {
+            nn.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts the namenode on the same addresses and metadata.
+    pub async fn restart_namenode(&mut self) -> anyhow::Result<()> {
+        self.stop_namenode().await?;
+        let rpc = bind_again(self.config.rpc_addr).await?;
+        let http = bind_again(self.config.http_addr).await?;
+        let nn = granary_namenode::start(self.config.clone(), rpc, http, self.root.child_token()).await?;
+        self.namenode = Some(nn);
+        Ok(())
+    }
+
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_namenode().await
+    }
+}
+
+impl Drop for MiniCluster {
+    fn drop(&mut self) {
+        self.root.cancel();
+    }
+}
+
+/// Binds an address a stopped server just released (briefly retrying).
+async fn bind_again(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let mut last = None;
+    for _ in 0..50 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(anyhow::anyhow!("cannot rebind {addr}: {last:?}"))
+}

@@ -1,0 +1,105 @@
+//! The shipped namenode binary: format, refusal of bad dirs, config, shutdown.
+
+use std::process::Command;
+use std::time::Duration;
+
+use granary_testkit::binaries::{Daemon, bin_path, free_port, wait_for_port};
+
+fn nn(args: &[&str]) -> std::process::Output {
+    Command::new(bin_path("granary-namenode"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn format_then_serve_then_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meta");
+    let d = dir.to_str().unwrap();
+    let out = nn(&["format", "--data-dir", d]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CID-"));
+    // A second format would destroy the namespace: refused without --force.
+    let out = nn(&["format", "--data-dir", d]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let log = tmp.path().join("nn.log");
+    let mut daemon = Daemon::spawn(
+        "granary-namenode",
+        &["--data-dir", d, "--rpc-addr", &rpc, "--http-addr", &http],
+        &log,
+    )
+    .unwrap();
+    assert!(wait_for_port(&rpc, Duration::from_secs(20)));
+    assert!(wait_for_port(&http, Duration::from_secs(5)));
+    assert_eq!(
+        daemon.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("namenode stopped"), "{logs}");
+}
+
+#[test]
+fn refuses_unformatted_and_foreign_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let port = free_port().to_string();
+    let rpc = format!("127.0.0.1:{port}");
+    let out = nn(&["--data-dir", d, "--rpc-addr", &rpc, "--http-addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not formatted") && err.contains("granary-namenode format"),
+        "{err}"
+    );
+    std::fs::write(
+        tmp.path().join("VERSION"),
+        "layout = \"granary-datanode\"\nlayout_version = 1\ncluster_id = \"x\"\ncreated_ms = 0\n",
+    )
+    .unwrap();
+    let out = nn(&["--data-dir", d, "--rpc-addr", &rpc, "--http-addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Granary namenode"));
+}
+
+#[test]
+fn check_config_layers_file_env_and_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("nn.toml");
+    std::fs::write(
+        &cfg,
+        "rpc_addr = \"127.0.0.1:18020\"\ndefault_replication = 2\nlisting_limit = 500\n",
+    )
+    .unwrap();
+    let out = Command::new(bin_path("granary-namenode"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--check-config",
+            "--default-replication",
+            "1",
+        ])
+        .env("GRANARY_HTTP_ADDR", "127.0.0.1:19870")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("rpc_addr = \"127.0.0.1:18020\""), "{s}");
+    assert!(s.contains("http_addr = \"127.0.0.1:19870\""), "{s}");
+    assert!(s.contains("default_replication = 1"), "{s}");
+    assert!(s.contains("listing_limit = 500"), "{s}");
+    std::fs::write(&cfg, "listing_limt = 5\n").unwrap();
+    let out = Command::new(bin_path("granary-namenode"))
+        .args(["--config", cfg.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listing_limt"));
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what it needs, then fmt, clippy and
+# every test (unit, MiniCluster, real binaries) through cargo-nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_build_deps
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/granary-target}"
+export RUSTFLAGS="${RUSTFLAGS:--Dwarnings}"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo build (binaries used by the tests)"
+cargo build --workspace --bins --locked
+step "cargo nextest (profile ci)"
+cargo nextest run --workspace --locked --profile ci --no-tests=fail
