@@ -92,6 +92,67 @@ pub enum FsCommand {
     Chgrp(ChArgs),
     /// Change the replication factor of files.
     Setrep(ChArgs),
+    /// Upload local files or directories (`-` reads stdin).
+    Put {
+        /// Overwrite existing files.
+        #[arg(short = 'f')]
+        force: bool,
+        /// Upload directories recursively.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Same as put.
+    CopyFromLocal {
+        #[arg(short = 'f')]
+        force: bool,
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Download files or directories (`-` writes stdout).
+    Get {
+        /// Overwrite existing local files.
+        #[arg(short = 'f')]
+        force: bool,
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Same as get.
+    CopyToLocal {
+        #[arg(short = 'f')]
+        force: bool,
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Print files to stdout.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Print the last KiB of a file; -f keeps following it.
+    Tail {
+        #[arg(short = 'f')]
+        follow: bool,
+        path: String,
+    },
+    /// Copy files within the cluster.
+    Cp {
+        #[arg(short = 'f')]
+        force: bool,
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Append local files to a file (not supported yet).
+    AppendToFile {
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<String>,
+    },
+    /// Print the MD5-of-MD5-of-CRC32C checksum of files.
+    Checksum {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Exit 0 if the test holds: -e exists, -d directory, -f file, -z empty, -s non-empty.
     Test(TestArgs),
 }
@@ -467,6 +528,60 @@ pub async fn run(client: &DfsClient, cmd: &FsCommand) -> i32 {
                             }
                         }
                     }
+                    Err(e) => r.fail(e),
+                }
+            }
+        }
+        FsCommand::Put {
+            force,
+            recursive,
+            paths,
+        } => {
+            let (srcs, dst) = paths.split_at(paths.len() - 1);
+            if let Err(e) = crate::data::put(client, srcs, &a(&dst[0]), *force, *recursive).await {
+                r.fail(e);
+            }
+        }
+        FsCommand::CopyFromLocal { force, paths } => {
+            let (srcs, dst) = paths.split_at(paths.len() - 1);
+            if let Err(e) = crate::data::put(client, srcs, &a(&dst[0]), *force, true).await {
+                r.fail(e);
+            }
+        }
+        FsCommand::Get { force, paths } | FsCommand::CopyToLocal { force, paths } => {
+            let (srcs, dst) = paths.split_at(paths.len() - 1);
+            let srcs: Vec<String> = srcs.iter().map(a).collect();
+            if let Err(e) = crate::data::get(client, &srcs, &dst[0], *force).await {
+                r.fail(e);
+            }
+        }
+        FsCommand::Cat { paths } => {
+            for p in paths.iter().map(a) {
+                if let Err(e) = crate::data::cat_one(client, &p).await {
+                    r.fail(e);
+                }
+            }
+        }
+        FsCommand::Tail { follow, path } => {
+            if let Err(e) = crate::data::tail(client, &a(path), *follow).await {
+                r.fail(e);
+            }
+        }
+        FsCommand::Cp { force, paths } => {
+            let (srcs, dst) = paths.split_at(paths.len() - 1);
+            let srcs: Vec<String> = srcs.iter().map(a).collect();
+            if let Err(e) = crate::data::cp(client, &srcs, &a(&dst[0]), *force).await {
+                r.fail(e);
+            }
+        }
+        FsCommand::AppendToFile { paths } => {
+            let dst = a(&paths[paths.len() - 1]);
+            r.fail(format!("{dst}: append is not supported yet (UnsupportedOperationException); files are write-once until the replication work lands"));
+        }
+        FsCommand::Checksum { paths } => {
+            for p in paths.iter().map(a) {
+                match crate::data::checksum(client, &p).await {
+                    Ok(line) => println!("{line}"),
                     Err(e) => r.fail(e),
                 }
             }

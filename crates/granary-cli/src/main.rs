@@ -1,5 +1,6 @@
 //! `granary`: the command line for a Granary cluster, shaped like `hdfs dfs`.
 
+mod data;
 mod format;
 mod fs;
 

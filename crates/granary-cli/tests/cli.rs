@@ -1,6 +1,8 @@
 //! The `granary` CLI against a real namenode process: output shapes like
 //! `hdfs dfs`, error messages and exit codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::Duration;
 

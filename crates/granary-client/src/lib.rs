@@ -13,10 +13,14 @@
 //! ```
 
 mod error;
+mod reader;
+mod writer;
 
 pub use error::ClientError;
 pub use granary_common::identity::Identity;
 pub use granary_proto as pb;
+pub use reader::FileReader;
+pub use writer::{CreateOptions, FileWriter};
 
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_proto::client_protocol_client::ClientProtocolClient;
@@ -34,6 +38,7 @@ pub struct DfsClient {
     identity: Identity,
     client_name: String,
     namenode: String,
+    datanodes: std::sync::Arc<granary_common::net::ChannelPool>,
 }
 
 impl DfsClient {
@@ -63,6 +68,7 @@ impl DfsClient {
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
             namenode: addr.to_string(),
+            datanodes: Default::default(),
         })
     }
 
@@ -283,5 +289,102 @@ impl DfsClient {
             .await?
             .into_inner()
             .datanodes)
+    }
+
+    /// Creates a file and returns a writer for it.
+    pub async fn create(&self, path: &str, opts: CreateOptions) -> Result<FileWriter> {
+        let defaults = self.server_defaults().await?;
+        let req = self.request(pb::CreateRequest {
+            path: path.into(),
+            permission: opts.permission.unwrap_or(0),
+            client_name: self.client_name.clone(),
+            overwrite: opts.overwrite,
+            create_parent: opts.create_parent,
+            replication: opts.replication,
+            block_size: opts.block_size,
+        });
+        let status = self
+            .nn
+            .clone()
+            .create(req)
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| ClientError::Protocol("create answered without a status".into()))?;
+        Ok(FileWriter::spawn(
+            self.clone(),
+            path.to_string(),
+            status,
+            defaults,
+        ))
+    }
+
+    /// Opens a file for reading.
+    pub async fn open(&self, path: &str) -> Result<FileReader> {
+        let located = self.block_locations(path, 0, 0).await?;
+        Ok(FileReader::new(self.clone(), path.to_string(), located))
+    }
+
+    pub async fn server_defaults(&self) -> Result<pb::GetServerDefaultsResponse> {
+        let req = self.request(pb::GetServerDefaultsRequest {});
+        Ok(self.nn.clone().get_server_defaults(req).await?.into_inner())
+    }
+
+    /// Closes a written file, waiting (bounded) until the namenode has heard
+    /// from the datanodes that every block has its minimum replicas.
+    pub(crate) async fn complete_file(
+        &self,
+        path: &str,
+        file_id: u64,
+        last: Option<pb::ExtendedBlock>,
+    ) -> Result<()> {
+        let mut wait = std::time::Duration::from_millis(20);
+        for _ in 0..40 {
+            let req = self.request(pb::CompleteRequest {
+                path: path.into(),
+                file_id,
+                client_name: self.client_name.clone(),
+                last,
+            });
+            if self.nn.clone().complete(req).await?.into_inner().completed {
+                return Ok(());
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_millis(800));
+        }
+        Err(ClientError::Remote {
+            code: ErrorCode::NotEnoughReplicas,
+            message: format!("{path}: the namenode did not see enough replicas to close the file"),
+        })
+    }
+
+    pub(crate) fn datanode_channel(&self, addr: &str) -> Result<tonic::transport::Channel> {
+        self.datanodes.get(addr).map_err(ClientError::InvalidArgument)
+    }
+
+    pub(crate) fn forget_datanode(&self, addr: &str) {
+        self.datanodes.evict(addr);
+    }
+
+    /// Tells the namenode, in the background, that a replica is corrupt.
+    pub(crate) fn report_bad_replica(
+        &self,
+        block: Option<pb::ExtendedBlock>,
+        datanode_uuid: String,
+        reason: String,
+    ) {
+        let req = self.request(pb::ReportBadBlocksRequest {
+            replicas: vec![pb::BadReplica {
+                block,
+                datanode_uuid,
+                reason,
+            }],
+        });
+        let mut nn = self.nn.clone();
+        tokio::spawn(async move {
+            if let Err(e) = nn.report_bad_blocks(req).await {
+                tracing::warn!(error = %e.message(), "could not report a corrupt replica");
+            }
+        });
     }
 }

@@ -108,9 +108,10 @@ impl ErrorCode {
             .metadata()
             .get(ERROR_CODE_METADATA)
             .and_then(|v| v.to_str().ok())
-            && let Some(code) = Self::ALL.iter().find(|c| c.name() == name) {
-                return *code;
-            }
+            && let Some(code) = Self::ALL.iter().find(|c| c.name() == name)
+        {
+            return *code;
+        }
         use tonic::Code;
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,

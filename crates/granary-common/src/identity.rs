@@ -49,9 +49,10 @@ impl Identity {
             md.insert(USER_METADATA, v);
         }
         if !self.groups.is_empty()
-            && let Ok(v) = self.groups.join(",").parse() {
-                md.insert(GROUPS_METADATA, v);
-            }
+            && let Ok(v) = self.groups.join(",").parse()
+        {
+            md.insert(GROUPS_METADATA, v);
+        }
     }
 
     /// The OS user running this process (the namenode's superuser).

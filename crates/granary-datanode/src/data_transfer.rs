@@ -292,7 +292,9 @@ async fn receive(
                     ),
                 ));
             }
-            if p.offset_in_block != offset {
+            // After an hflush that ended mid-chunk, the writer resends that chunk whole.
+            let chunk_start = offset - offset % u64::from(bpc);
+            if p.offset_in_block != offset && p.offset_in_block != chunk_start {
                 return Err(status(
                     ErrorCode::InvalidArgument,
                     format!(
@@ -301,16 +303,11 @@ async fn receive(
                     ),
                 ));
             }
+            let rewind = p.offset_in_block != offset;
             if p.data.len() > MAX_PACKET {
                 return Err(status(
                     ErrorCode::InvalidArgument,
                     format!("packet of {} bytes is too large", p.data.len()),
-                ));
-            }
-            if p.data.len() % bpc as usize != 0 && !p.last_packet_in_block && !offset.is_multiple_of(u64::from(bpc)) {
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    "packet does not start on a checksum chunk",
                 ));
             }
             let want = checksum::chunks(p.data.len(), bpc as usize) * checksum::CHECKSUM_SIZE;
@@ -335,19 +332,20 @@ async fn receive(
                     })
                     .await
                     .is_err()
-                {
-                    // The responder reports the downstream failure with its ack.
-                    down_tx = None;
-                }
+            {
+                // The responder reports the downstream failure with its ack.
+                down_tx = None;
+            }
             let mut w = writer
                 .take()
                 .ok_or_else(|| status(ErrorCode::Internal, "replica writer lost"))?;
             let data = p.data.clone();
             let sums = p.checksums.clone();
             let sync = p.sync;
+            let at = p.offset_in_block;
             let (w, res) = tokio::task::spawn_blocking(move || {
-                let r = w
-                    .write(&data, &sums)
+                let r = (if rewind { w.rewind_to(at) } else { Ok(()) })
+                    .and_then(|()| w.write(&data, &sums))
                     .and_then(|()| if sync { w.sync() } else { Ok(()) });
                 (w, r)
             })
@@ -355,7 +353,7 @@ async fn receive(
             .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
             writer = Some(w);
             res.map_err(Status::from)?;
-            offset += p.data.len() as u64;
+            offset = p.offset_in_block + p.data.len() as u64;
             expected_seq += 1;
             if p.last_packet_in_block {
                 let w = writer

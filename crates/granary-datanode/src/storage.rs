@@ -229,12 +229,13 @@ impl Storage {
         expected_len: u64,
     ) -> Result<ReplicaWriter, StorageError> {
         if let Some(r) = self.get(block.block_id)
-            && r.gs >= block.generation_stamp {
-                return Err(StorageError::ReplicaExists {
-                    block: block.block_id,
-                    gs: r.gs,
-                });
-            }
+            && r.gs >= block.generation_stamp
+        {
+            return Err(StorageError::ReplicaExists {
+                block: block.block_id,
+                gs: r.gs,
+            });
+        }
         let n = self.volumes.len();
         let start = self.next_volume.fetch_add(1, Ordering::Relaxed);
         let mut any_alive = false;
@@ -246,9 +247,10 @@ impl Storage {
             }
             any_alive = true;
             if let Some((_, avail)) = v.space()
-                && avail < self.reserved.saturating_add(expected_len) {
-                    continue;
-                }
+                && avail < self.reserved.saturating_add(expected_len)
+            {
+                continue;
+            }
             let data_path = v.rbw_dir().join(data_name(block.block_id));
             let meta_path = v
                 .rbw_dir()
@@ -418,9 +420,10 @@ fn scan(dir: &Path, volume: usize, out: &mut HashMap<u64, Replica>) -> Result<()
             };
             if let Some(stem) = rest.strip_suffix(".meta") {
                 if let Some((id, gs)) = stem.split_once('_')
-                    && let (Ok(id), Ok(gs)) = (id.parse(), gs.parse()) {
-                        metas.insert(id, gs);
-                    }
+                    && let (Ok(id), Ok(gs)) = (id.parse(), gs.parse())
+                {
+                    metas.insert(id, gs);
+                }
             } else if let Ok(id) = rest.parse::<u64>() {
                 datas.insert(id, e.metadata().map_err(io(&p))?.len());
             }
@@ -466,6 +469,30 @@ impl ReplicaWriter {
         self.data.write_all(data).map_err(io(&self.data_path))?;
         self.meta.write_all(sums).map_err(io(&self.meta_path))?;
         self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Cuts the replica back to `offset`, the start of its last partial
+    /// chunk, so that chunk can be rewritten with more data.
+    pub fn rewind_to(&mut self, offset: u64) -> Result<(), StorageError> {
+        use std::io::{Seek, SeekFrom};
+        let bpc = u64::from(self.bpc);
+        if offset > self.written || !offset.is_multiple_of(bpc) {
+            return Err(StorageError::BadMeta {
+                path: self.data_path.clone(),
+                reason: format!("cannot rewind to {offset}"),
+            });
+        }
+        let meta_len = META_HEADER_LEN + offset / bpc * CHECKSUM_SIZE as u64;
+        self.data.set_len(offset).map_err(io(&self.data_path))?;
+        self.data
+            .seek(SeekFrom::Start(offset))
+            .map_err(io(&self.data_path))?;
+        self.meta.set_len(meta_len).map_err(io(&self.meta_path))?;
+        self.meta
+            .seek(SeekFrom::Start(meta_len))
+            .map_err(io(&self.meta_path))?;
+        self.written = offset;
         Ok(())
     }
 

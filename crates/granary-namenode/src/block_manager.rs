@@ -68,7 +68,7 @@ impl BlockManager {
                 ReplicaCheck::Valid => {
                     valid.insert(b.block_id);
                 }
-                ReplicaCheck::Invalid => invalid.push(b.clone()),
+                ReplicaCheck::Invalid => invalid.push(*b),
             }
         }
         let mut g = self.inner.write();
@@ -115,7 +115,7 @@ impl BlockManager {
                     if let Some(set) = g.by_node.get_mut(&uuid) {
                         set.remove(&b.block_id);
                     }
-                    g.invalidate.entry(uuid).or_default().push(b.clone());
+                    g.invalidate.entry(uuid).or_default().push(*b);
                 }
             }
         }

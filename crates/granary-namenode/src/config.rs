@@ -81,7 +81,11 @@ impl NamenodeConfig {
                 self.min_replication
             ));
         }
-        if self.bytes_per_checksum == 0 || self.default_block_size % u64::from(self.bytes_per_checksum) != 0 {
+        if self.bytes_per_checksum == 0
+            || !self
+                .default_block_size
+                .is_multiple_of(u64::from(self.bytes_per_checksum))
+        {
             return bad("default_block_size must be a multiple of bytes_per_checksum".into());
         }
         if self.default_block_size < self.min_block_size {

@@ -613,17 +613,18 @@ impl Namespace {
         self.mutate(|batch| {
             let mut file = self.leased_file(path, file_id, client)?;
             // A retried call whose first attempt succeeded gets the same block back.
-            if let (Some(prev), [.., before, last]) = (previous, file.blocks.as_slice()) {
-                if before.id == prev.block_id && !last.committed {
-                    let offset = file.blocks[..file.blocks.len() - 1]
-                        .iter()
-                        .map(|b| b.num_bytes)
-                        .sum();
-                    return Ok(AllocatedBlock {
-                        block: last.clone(),
-                        offset,
-                    });
-                }
+            if let (Some(prev), [.., before, last]) = (previous, file.blocks.as_slice())
+                && before.id == prev.block_id
+                && !last.committed
+            {
+                let offset = file.blocks[..file.blocks.len() - 1]
+                    .iter()
+                    .map(|b| b.num_bytes)
+                    .sum();
+                return Ok(AllocatedBlock {
+                    block: last.clone(),
+                    offset,
+                });
             }
             Self::commit_last(path, &mut file, previous)?;
             let offset = file.length();
@@ -850,12 +851,13 @@ impl Namespace {
             };
             let mut rd = self.resolve(dst)?;
             self.check_traverse(caller, &rd)?;
-            if let Some(d) = rd.last() {
-                if d.is_dir && d.id != node.id {
-                    // Into an existing directory, under the source's name.
-                    let into = gpath::join(dst, &node.name);
-                    rd = self.resolve(&into)?;
-                }
+            // Into an existing directory, under the source's name.
+            if let Some(d) = rd.last()
+                && d.is_dir
+                && d.id != node.id
+            {
+                let into = gpath::join(dst, &node.name);
+                rd = self.resolve(&into)?;
             }
             let dst_path = rd.path.clone();
             if dst_path == src {

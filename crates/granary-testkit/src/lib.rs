@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use granary_client::{DfsClient, Identity};
+use granary_datanode::{DatanodeConfig, RunningDatanode};
 use granary_namenode::{NamenodeConfig, RunningNamenode};
 
 /// The superuser of every MiniCluster namenode.
@@ -18,6 +19,7 @@ pub const SUPERUSER: &str = "hdfs";
 /// Builds a [`MiniCluster`].
 pub struct MiniClusterBuilder {
     config: NamenodeConfig,
+    datanodes: usize,
 }
 
 impl Default for MiniClusterBuilder {
@@ -32,7 +34,7 @@ impl Default for MiniClusterBuilder {
             ..Default::default()
         };
         config.default_replication = 3;
-        Self { config }
+        Self { config, datanodes: 0 }
     }
 }
 
@@ -40,6 +42,12 @@ impl MiniClusterBuilder {
     /// Changes namenode settings before start.
     pub fn namenode_config(mut self, f: impl FnOnce(&mut NamenodeConfig)) -> Self {
         f(&mut self.config);
+        self
+    }
+
+    /// Starts this many datanodes (each with its own data dir).
+    pub fn datanodes(mut self, n: usize) -> Self {
+        self.datanodes = n;
         self
     }
 
@@ -54,12 +62,18 @@ impl MiniClusterBuilder {
         config.http_addr = http.local_addr()?;
         let root = CancellationToken::new();
         let nn = granary_namenode::start(config.clone(), rpc, http, root.child_token()).await?;
-        Ok(MiniCluster {
+        let mut cluster = MiniCluster {
             dir,
             config,
             root,
             namenode: Some(nn),
-        })
+            datanodes: Vec::new(),
+        };
+        for _ in 0..self.datanodes {
+            cluster.add_datanode().await?;
+        }
+        cluster.wait_for_datanodes(self.datanodes).await?;
+        Ok(cluster)
     }
 }
 
@@ -69,6 +83,12 @@ pub struct MiniCluster {
     config: NamenodeConfig,
     root: CancellationToken,
     namenode: Option<RunningNamenode>,
+    datanodes: Vec<MiniDatanode>,
+}
+
+struct MiniDatanode {
+    config: DatanodeConfig,
+    running: Option<RunningDatanode>,
 }
 
 impl MiniCluster {
@@ -131,7 +151,81 @@ impl MiniCluster {
     }
 
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for i in 0..self.datanodes.len() {
+            self.stop_datanode(i).await?;
+        }
         self.stop_namenode().await
+    }
+
+    /// Starts one more datanode on fresh loopback ports; returns its index.
+    pub async fn add_datanode(&mut self) -> anyhow::Result<usize> {
+        let i = self.datanodes.len();
+        let rpc = TcpListener::bind("127.0.0.1:0").await?;
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let config = DatanodeConfig {
+            namenode: self.namenode_addr().to_string(),
+            data_dirs: vec![self.dir.path().join(format!("dn{i}"))],
+            rpc_addr: rpc.local_addr()?,
+            http_addr: http.local_addr()?,
+            heartbeat_interval_ms: self.config.heartbeat_interval_ms,
+            ..Default::default()
+        };
+        let running = granary_datanode::start(config.clone(), rpc, http, self.root.child_token()).await?;
+        self.datanodes.push(MiniDatanode {
+            config,
+            running: Some(running),
+        });
+        Ok(i)
+    }
+
+    /// The running datanode `i`; panics if it is stopped.
+    pub fn datanode(&self, i: usize) -> &RunningDatanode {
+        self.datanodes[i].running.as_ref().expect("datanode is stopped")
+    }
+
+    pub fn datanode_count(&self) -> usize {
+        self.datanodes.len()
+    }
+
+    /// Stops datanode `i` (its data stays on disk).
+    pub async fn stop_datanode(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(dn) = self.datanodes[i].running.take() {
+            dn.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts datanode `i` again on its old addresses and data.
+    pub async fn restart_datanode(&mut self, i: usize) -> anyhow::Result<()> {
+        self.stop_datanode(i).await?;
+        let mut config = self.datanodes[i].config.clone();
+        config.namenode = self.namenode_addr().to_string();
+        let rpc = bind_again(config.rpc_addr).await?;
+        let http = bind_again(config.http_addr).await?;
+        let running = granary_datanode::start(config, rpc, http, self.root.child_token()).await?;
+        self.datanodes[i].running = Some(running);
+        Ok(())
+    }
+
+    /// Waits (bounded) until the namenode sees `n` live datanodes.
+    pub async fn wait_for_datanodes(&self, n: usize) -> anyhow::Result<()> {
+        let c = self.client().await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let live = c
+                .datanode_report()
+                .await?
+                .iter()
+                .filter(|d| d.state == granary_proto::DatanodeState::Live as i32)
+                .count();
+            if live >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("only {live} of {n} datanodes registered");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 

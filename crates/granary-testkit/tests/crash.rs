@@ -2,6 +2,8 @@
 //! creates, renames and deletes from 8 clients; every acknowledged operation
 //! must be there after a restart and the tree must be consistent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;

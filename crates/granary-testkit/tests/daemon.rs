@@ -1,5 +1,7 @@
 //! The shipped namenode binary: format, refusal of bad dirs, config, shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Every namespace operation against an in-process namenode, through the
 //! real client and gRPC, including the errors users see.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use granary_client::{ClientError, DfsClient, pb};
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_testkit::MiniCluster;
@@ -343,7 +345,7 @@ async fn blocks_are_allocated_committed_and_located() {
     blk1.num_bytes = 1024;
     // A block nobody holds yet keeps the file open.
     let b2 = nn
-        .add_block(add(Some(blk1.clone())))
+        .add_block(add(Some(blk1)))
         .await
         .unwrap()
         .into_inner()
@@ -353,7 +355,7 @@ async fn blocks_are_allocated_committed_and_located() {
     let mut blk2 = b2.block.unwrap();
     // A retried addBlock gets the same block back.
     let again = nn
-        .add_block(add(Some(blk1.clone())))
+        .add_block(add(Some(blk1)))
         .await
         .unwrap()
         .into_inner()
@@ -366,7 +368,7 @@ async fn blocks_are_allocated_committed_and_located() {
             path: "/f".into(),
             file_id: f.file_id,
             client_name: c.client_name().into(),
-            last: Some(blk2.clone()),
+            last: Some(blk2),
         })
     };
     assert!(!nn.complete(complete()).await.unwrap().into_inner().completed);
@@ -385,7 +387,7 @@ async fn blocks_are_allocated_committed_and_located() {
     assert_eq!(ErrorCode::from_status(&e), ErrorCode::LeaseConflict);
     dn.incremental_block_report(pb::IncrementalBlockReportRequest {
         datanode_uuid: "dn-1".into(),
-        received: vec![blk1.clone(), blk2.clone()],
+        received: vec![blk1, blk2],
         deleted: vec![],
     })
     .await
@@ -429,7 +431,7 @@ async fn blocks_are_allocated_committed_and_located() {
     // A replica of a block that no longer exists is invalidated when reported.
     dn.block_report(pb::BlockReportRequest {
         datanode_uuid: "dn-1".into(),
-        blocks: vec![blk1.clone()],
+        blocks: vec![blk1],
     })
     .await
     .unwrap();

@@ -148,7 +148,7 @@ impl DatanodeProtocol for DatanodeService {
             for b in &r.received {
                 match st.check_replica(b)? {
                     ReplicaCheck::Valid => st.blocks.add_replica(&r.datanode_uuid, b.block_id),
-                    ReplicaCheck::Invalid => st.blocks.invalidate(&r.datanode_uuid, b.clone()),
+                    ReplicaCheck::Invalid => st.blocks.invalidate(&r.datanode_uuid, *b),
                 }
             }
             for b in &r.deleted {

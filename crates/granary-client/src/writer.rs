@@ -1,0 +1,541 @@
+//! Writing a file: [`FileWriter`] hands bytes to a background streamer that
+//! cuts them into 64 KiB packets with CRC32C checksums and streams them
+//! through each block's datanode pipeline, many packets in flight.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::PollSender;
+
+use crate::{ClientError, DfsClient, Result};
+use granary_common::checksum;
+use granary_common::{ErrorCode, HasErrorCode};
+use granary_proto as pb;
+use granary_proto::data_transfer_client::DataTransferClient;
+use granary_proto::write_block_request::Msg;
+
+/// How a new file is created.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub overwrite: bool,
+    pub create_parent: bool,
+    /// 0: the namenode's default.
+    pub replication: u32,
+    /// 0: the namenode's default.
+    pub block_size: u64,
+    /// None: 0644.
+    pub permission: Option<u32>,
+}
+
+/// Packets in flight per pipeline before the writer waits (HDFS: 80).
+const MAX_IN_FLIGHT: usize = 80;
+/// Attempts to set up a block's pipeline, excluding a failed node each time.
+const PIPELINE_ATTEMPTS: usize = 3;
+
+enum Msg2 {
+    Data(Bytes),
+    Flush {
+        sync: bool,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Close,
+}
+
+/// A file being written. Implements [`AsyncWrite`]: `flush` is `hflush`
+/// (data readable by new readers), `shutdown` closes the file. Dropping it
+/// without shutting down leaves the file open until its lease expires.
+pub struct FileWriter {
+    tx: PollSender<Msg2>,
+    done: Option<oneshot::Receiver<Result<u64>>>,
+    flushing: Option<oneshot::Receiver<Result<()>>>,
+    close_sent: bool,
+    path: String,
+}
+
+fn to_io(e: ClientError) -> io::Error {
+    let kind = match e.code() {
+        ErrorCode::FileNotFound => io::ErrorKind::NotFound,
+        ErrorCode::AccessControl => io::ErrorKind::PermissionDenied,
+        ErrorCode::FileAlreadyExists => io::ErrorKind::AlreadyExists,
+        ErrorCode::InvalidArgument | ErrorCode::InvalidPath => io::ErrorKind::InvalidInput,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+fn closed_err(path: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        format!("{path}: writer already failed or closed"),
+    )
+}
+
+impl FileWriter {
+    pub(crate) fn spawn(
+        client: DfsClient,
+        path: String,
+        status: pb::FileStatus,
+        defaults: pb::GetServerDefaultsResponse,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        let (done_tx, done_rx) = oneshot::channel();
+        let streamer = Streamer {
+            client,
+            path: path.clone(),
+            file_id: status.file_id,
+            block_size: status.block_size,
+            bpc: defaults.bytes_per_checksum.max(1) as usize,
+            packet_size: (defaults.write_packet_size as usize / defaults.bytes_per_checksum.max(1) as usize)
+                .max(1)
+                * defaults.bytes_per_checksum.max(1) as usize,
+            pending: BytesMut::new(),
+            block: None,
+            previous: None,
+            written: 0,
+        };
+        tokio::spawn(async move {
+            let r = streamer.run(rx).await;
+            let _ = done_tx.send(r);
+        });
+        Self {
+            tx: PollSender::new(tx),
+            done: Some(done_rx),
+            flushing: None,
+            close_sent: false,
+            path,
+        }
+    }
+
+    /// Makes everything written so far visible to new readers (HDFS hflush).
+    pub async fn hflush(&mut self) -> Result<()> {
+        self.flush_with(false).await
+    }
+
+    /// Like [`hflush`](Self::hflush), and every datanode fsyncs it (HDFS hsync).
+    pub async fn hsync(&mut self) -> Result<()> {
+        self.flush_with(true).await
+    }
+
+    async fn flush_with(&mut self, sync: bool) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        let sender = self
+            .tx
+            .get_ref()
+            .ok_or_else(|| ClientError::Io(closed_err(&self.path)))?
+            .clone();
+        sender
+            .send(Msg2::Flush { sync, reply })
+            .await
+            .map_err(|_| ClientError::Io(closed_err(&self.path)))?;
+        rx.await.map_err(|_| ClientError::Io(closed_err(&self.path)))?
+    }
+
+    /// Closes the file; returns its length.
+    pub async fn close(mut self) -> Result<u64> {
+        if let Some(s) = self.tx.get_ref() {
+            let _ = s.clone().send(Msg2::Close).await;
+        }
+        self.tx.close();
+        match self.done.take() {
+            Some(rx) => rx.await.map_err(|_| ClientError::Io(closed_err(&self.path)))?,
+            None => Err(ClientError::Io(closed_err(&self.path))),
+        }
+    }
+}
+
+impl AsyncWrite for FileWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if ready!(self.tx.poll_reserve(cx)).is_err() {
+            return Poll::Ready(Err(closed_err(&self.path)));
+        }
+        let data = Bytes::copy_from_slice(buf);
+        if self.tx.send_item(Msg2::Data(data)).is_err() {
+            return Poll::Ready(Err(closed_err(&self.path)));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.close_sent {
+            return Poll::Ready(Ok(()));
+        }
+        if self.flushing.is_none() {
+            if ready!(self.tx.poll_reserve(cx)).is_err() {
+                return Poll::Ready(Err(closed_err(&self.path)));
+            }
+            let (reply, rx) = oneshot::channel();
+            if self.tx.send_item(Msg2::Flush { sync: false, reply }).is_err() {
+                return Poll::Ready(Err(closed_err(&self.path)));
+            }
+            self.flushing = Some(rx);
+        }
+        let Some(rx) = self.flushing.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = ready!(Pin::new(rx).poll(cx));
+        self.flushing = None;
+        Poll::Ready(match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(to_io(e)),
+            Err(_) => Err(closed_err(&self.path)),
+        })
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.close_sent {
+            if ready!(self.tx.poll_reserve(cx)).is_ok() {
+                let _ = self.tx.send_item(Msg2::Close);
+            }
+            self.close_sent = true;
+            self.tx.close();
+        }
+        let Some(rx) = self.done.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = ready!(Pin::new(rx).poll(cx));
+        self.done = None;
+        Poll::Ready(match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(to_io(e)),
+            Err(_) => Err(closed_err(&self.path)),
+        })
+    }
+}
+
+use std::future::Future;
+
+/// One block's open pipeline.
+struct BlockStream {
+    located: pb::LocatedBlock,
+    tx: mpsc::Sender<pb::WriteBlockRequest>,
+    acks: tonic::Streaming<pb::PipelineAck>,
+    /// Seqnos sent and not yet acked, in order.
+    unacked: VecDeque<u64>,
+    next_seqno: u64,
+    /// Bytes of this block sent so far.
+    offset: u64,
+    /// Bytes of the last, partial chunk already sent (resent with the next packet).
+    partial: Bytes,
+}
+
+struct Streamer {
+    client: DfsClient,
+    path: String,
+    file_id: u64,
+    block_size: u64,
+    bpc: usize,
+    packet_size: usize,
+    /// Data not yet sent.
+    pending: BytesMut,
+    block: Option<BlockStream>,
+    /// The last finished block, with its final length.
+    previous: Option<pb::ExtendedBlock>,
+    written: u64,
+}
+
+impl Streamer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg2>) -> Result<u64> {
+        let mut failure: Option<ClientError> = None;
+        while let Some(msg) = rx.recv().await {
+            if let Some(e) = &failure {
+                if let Msg2::Flush { reply, .. } = msg {
+                    let _ = reply.send(Err(ClientError::Protocol(e.to_string())));
+                }
+                continue;
+            }
+            let r = match msg {
+                Msg2::Data(d) => {
+                    self.written += d.len() as u64;
+                    self.pending.extend_from_slice(&d);
+                    self.send_full_packets().await
+                }
+                Msg2::Flush { sync, reply } => {
+                    let r = self.flush(sync).await;
+                    let failed = r.as_ref().err().map(|e| ClientError::Protocol(e.to_string()));
+                    let _ = reply.send(r);
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    }
+                }
+                Msg2::Close => break,
+            };
+            if let Err(e) = r {
+                tracing::warn!(path = %self.path, error = %e, "write failed");
+                failure = Some(e);
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.close().await
+    }
+
+    /// Sends every whole packet in `pending`.
+    async fn send_full_packets(&mut self) -> Result<()> {
+        loop {
+            let room = self.room_in_block();
+            let n = self.packet_size.min(room as usize);
+            if self.pending.len() < n || n == 0 {
+                if room == 0 {
+                    self.end_block().await?;
+                    continue;
+                }
+                return Ok(());
+            }
+            let data = self.pending.split_to(n).freeze();
+            self.send_packet(data, false).await?;
+        }
+    }
+
+    fn room_in_block(&self) -> u64 {
+        match &self.block {
+            Some(b) => self.block_size - b.offset,
+            None => self.block_size,
+        }
+    }
+
+    async fn send_packet(&mut self, data: Bytes, sync: bool) -> Result<()> {
+        if self.block.is_none() {
+            self.block = Some(self.open_block().await?);
+        }
+        let bpc = self.bpc;
+        let b = self
+            .block
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
+        // A partial chunk sent by a flush is resent whole, from its chunk start.
+        let (start, payload) = if b.partial.is_empty() {
+            (b.offset, data.clone())
+        } else {
+            let mut p = BytesMut::with_capacity(b.partial.len() + data.len());
+            p.extend_from_slice(&b.partial);
+            p.extend_from_slice(&data);
+            (b.offset - b.partial.len() as u64, p.freeze())
+        };
+        let sums = checksum::compute(&payload, bpc);
+        let tail = payload.len() % bpc;
+        b.partial = if tail == 0 {
+            Bytes::new()
+        } else {
+            payload.slice(payload.len() - tail..)
+        };
+        let seqno = b.next_seqno;
+        let p = pb::Packet {
+            seqno,
+            offset_in_block: start,
+            data: payload,
+            checksums: sums,
+            last_packet_in_block: false,
+            sync,
+        };
+        // Window full: wait for the oldest ack first.
+        while b.unacked.len() >= MAX_IN_FLIGHT {
+            Self::take_ack(b).await?;
+        }
+        b.tx.send(pb::WriteBlockRequest {
+            msg: Some(Msg::Packet(p)),
+        })
+        .await
+        .map_err(|_| ClientError::Protocol("pipeline closed while sending".into()))?;
+        b.unacked.push_back(seqno);
+        b.next_seqno += 1;
+        b.offset += data.len() as u64;
+        Ok(())
+    }
+
+    async fn take_ack(b: &mut BlockStream) -> Result<()> {
+        let want = b.unacked.front().copied().unwrap_or_default();
+        let ack = match b.acks.message().await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return Err(ClientError::Protocol(format!(
+                    "pipeline closed before acking packet {want}"
+                )));
+            }
+            Err(st) => return Err(st.into()),
+        };
+        let ok = ack.replies.iter().all(|r| *r == pb::AckStatus::Success as i32);
+        if ack.seqno != want || !ok {
+            let nodes: Vec<String> = b
+                .located
+                .locations
+                .iter()
+                .filter_map(|l| l.id.as_ref().map(|i| i.rpc_addr.clone()))
+                .collect();
+            return Err(ClientError::Remote {
+                code: ErrorCode::Unavailable,
+                message: format!(
+                    "pipeline {nodes:?} failed at packet {want} (ack seqno {}, statuses {:?}): {}",
+                    ack.seqno, ack.replies, ack.message
+                ),
+            });
+        }
+        b.unacked.pop_front();
+        Ok(())
+    }
+
+    async fn drain_acks(b: &mut BlockStream) -> Result<()> {
+        while !b.unacked.is_empty() {
+            Self::take_ack(b).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, sync: bool) -> Result<()> {
+        self.send_full_packets().await?;
+        if !self.pending.is_empty() {
+            let data = self.pending.split().freeze();
+            self.send_packet(data, sync).await?;
+        } else if sync && self.block.is_some() {
+            self.send_packet(Bytes::new(), true).await?;
+        }
+        if let Some(b) = self.block.as_mut() {
+            Self::drain_acks(b).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the block's last packet and waits until every node finalized it.
+    async fn end_block(&mut self) -> Result<()> {
+        let Some(mut b) = self.block.take() else {
+            return Ok(());
+        };
+        let seqno = b.next_seqno;
+        let p = pb::Packet {
+            seqno,
+            offset_in_block: b.offset,
+            data: Bytes::new(),
+            checksums: Vec::new(),
+            last_packet_in_block: true,
+            sync: false,
+        };
+        b.tx.send(pb::WriteBlockRequest {
+            msg: Some(Msg::Packet(p)),
+        })
+        .await
+        .map_err(|_| ClientError::Protocol("pipeline closed at the end of a block".into()))?;
+        b.unacked.push_back(seqno);
+        Self::drain_acks(&mut b).await?;
+        let mut blk = b.located.block.unwrap_or_default();
+        blk.num_bytes = b.offset;
+        self.previous = Some(blk);
+        Ok(())
+    }
+
+    /// Asks for the next block and connects its pipeline, excluding nodes that fail.
+    async fn open_block(&mut self) -> Result<BlockStream> {
+        let mut excluded: Vec<String> = Vec::new();
+        let mut last_err = None;
+        for _ in 0..PIPELINE_ATTEMPTS {
+            let req = self.client.request(pb::AddBlockRequest {
+                path: self.path.clone(),
+                file_id: self.file_id,
+                client_name: self.client.client_name().to_string(),
+                previous: self.previous,
+                excluded_nodes: excluded.clone(),
+            });
+            let located = self
+                .client
+                .rpc()
+                .add_block(req)
+                .await?
+                .into_inner()
+                .block
+                .ok_or_else(|| ClientError::Protocol("addBlock answered without a block".into()))?;
+            match self.connect(&located).await {
+                Ok(s) => return Ok(s),
+                Err((bad, e)) => {
+                    tracing::warn!(path = %self.path, node = %bad, error = %e, "pipeline setup failed; abandoning block");
+                    let block = located.block;
+                    let req = self.client.request(pb::AbandonBlockRequest {
+                        path: self.path.clone(),
+                        file_id: self.file_id,
+                        client_name: self.client.client_name().to_string(),
+                        block,
+                    });
+                    self.client.rpc().abandon_block(req).await?;
+                    excluded.push(bad);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ClientError::Protocol("no pipeline could be set up".into())))
+    }
+
+    /// Opens the pipeline; on failure names the node to exclude.
+    async fn connect(&self, located: &pb::LocatedBlock) -> Result<BlockStream, (String, ClientError)> {
+        let targets: Vec<pb::DatanodeId> = located.locations.iter().filter_map(|l| l.id.clone()).collect();
+        let first = targets
+            .first()
+            .ok_or_else(|| {
+                (
+                    String::new(),
+                    ClientError::Protocol("addBlock returned no targets".into()),
+                )
+            })?
+            .rpc_addr
+            .clone();
+        let ch = self
+            .client
+            .datanode_channel(&first)
+            .map_err(|e| (first.clone(), e))?;
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+        let header = pb::WriteBlockHeader {
+            block: located.block,
+            downstream: targets[1..].to_vec(),
+            client_name: self.client.client_name().to_string(),
+            stage: pb::PipelineStage::Create as i32,
+            bytes_per_checksum: self.bpc as u32,
+            access_token: located.access_token.clone(),
+        };
+        let _ = tx
+            .send(pb::WriteBlockRequest {
+                msg: Some(Msg::Header(header)),
+            })
+            .await;
+        let mut dt = DataTransferClient::new(ch)
+            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(64 << 20);
+        match dt.write_block(ReceiverStream::new(rx)).await {
+            Ok(resp) => Ok(BlockStream {
+                located: located.clone(),
+                tx,
+                acks: resp.into_inner(),
+                unacked: VecDeque::new(),
+                next_seqno: 0,
+                offset: 0,
+                partial: Bytes::new(),
+            }),
+            Err(st) => {
+                // The failing node is the first unless a downstream one is named.
+                let bad = targets
+                    .iter()
+                    .skip(1)
+                    .find(|t| st.message().contains(&t.rpc_addr))
+                    .map_or(first.clone(), |t| t.rpc_addr.clone());
+                self.client.forget_datanode(&bad);
+                Err((bad, st.into()))
+            }
+        }
+    }
+
+    async fn close(mut self) -> Result<u64> {
+        self.send_full_packets().await?;
+        if !self.pending.is_empty() {
+            let data = self.pending.split().freeze();
+            self.send_packet(data, false).await?;
+        }
+        self.end_block().await?;
+        self.client
+            .complete_file(&self.path, self.file_id, self.previous)
+            .await?;
+        Ok(self.written)
+    }
+}

@@ -1,0 +1,442 @@
+//! The data path on an in-process cluster of a namenode and three
+//! datanodes: replicated writes, verified reads, failover, restarts, and
+//! datanodes refusing bad pipeline input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use granary_client::{CreateOptions, DfsClient, pb};
+use granary_common::ErrorCode;
+use granary_testkit::MiniCluster;
+
+const BLOCK: u64 = 256 * 1024;
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn put(c: &DfsClient, path: &str, bytes: &[u8]) {
+    let mut w = c
+        .create(
+            path,
+            CreateOptions {
+                block_size: BLOCK,
+                create_parent: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Uneven writes, as real callers make them.
+    for part in bytes.chunks(100_003) {
+        w.write_all(part).await.unwrap();
+    }
+    w.shutdown().await.unwrap();
+}
+
+async fn get(c: &DfsClient, path: &str) -> Vec<u8> {
+    let mut r = c.open(path).await.unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// Every block of `path` has `n` replicas on `n` distinct datanodes.
+async fn assert_replicas(c: &DfsClient, path: &str, n: usize) {
+    let lb = c.block_locations(path, 0, 0).await.unwrap();
+    for b in &lb.blocks {
+        let nodes: HashSet<String> = b.locations.iter().map(|l| l.id.clone().unwrap().uuid).collect();
+        assert_eq!(
+            nodes.len(),
+            n,
+            "block at {} of {path}: {:?}",
+            b.offset,
+            b.locations
+        );
+    }
+}
+
+async fn cluster() -> MiniCluster {
+    MiniCluster::builder().datanodes(3).start().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_of_every_size_with_three_replicas() {
+    let cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    let sizes = [
+        0usize,
+        1,
+        511,
+        512,
+        BLOCK as usize,
+        BLOCK as usize + 1,
+        3 * BLOCK as usize + 12345,
+    ];
+    for (i, size) in sizes.into_iter().enumerate() {
+        let path = format!("/rt/f{i}");
+        let bytes = data(size, i as u64);
+        put(&c, &path, &bytes).await;
+        let st = c.stat(&path).await.unwrap();
+        assert_eq!(st.length, size as u64, "{path}");
+        assert!(!st.under_construction);
+        assert_eq!(get(&c, &path).await, bytes, "{path} ({size} bytes) differs");
+        let lb = c.block_locations(&path, 0, 0).await.unwrap();
+        assert_eq!(lb.blocks.len(), (size as u64).div_ceil(BLOCK) as usize, "{path}");
+        assert_replicas(&c, &path, 3).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_positional_reads_and_flushes() {
+    let cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    let bytes = data(2 * BLOCK as usize + 777, 9);
+    let mut w = c
+        .create(
+            "/s",
+            CreateOptions {
+                block_size: BLOCK,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Flushes that end mid-chunk: the chunk is rewritten when more data follows.
+    w.write_all(&bytes[..1000]).await.unwrap();
+    w.hflush().await.unwrap();
+    w.write_all(&bytes[1000..70_000]).await.unwrap();
+    w.hsync().await.unwrap();
+    w.write_all(&bytes[70_000..]).await.unwrap();
+    assert_eq!(w.close().await.unwrap(), bytes.len() as u64);
+    assert_eq!(get(&c, "/s").await, bytes);
+
+    let mut r = c.open("/s").await.unwrap();
+    for pos in [0u64, 1, 511, 512, BLOCK - 3, BLOCK, 2 * BLOCK + 700] {
+        r.seek(std::io::SeekFrom::Start(pos)).await.unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = r.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        assert_eq!(&buf[..n], &bytes[pos as usize..pos as usize + n], "at {pos}");
+    }
+    let mid = r.read_at(BLOCK - 10, 20).await.unwrap();
+    assert_eq!(&mid[..], &bytes[BLOCK as usize - 10..BLOCK as usize + 10]);
+    r.seek(std::io::SeekFrom::End(-5)).await.unwrap();
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).await.unwrap();
+    assert_eq!(tail, &bytes[bytes.len() - 5..]);
+    assert!(r.seek(std::io::SeekFrom::Current(-1_000_000_000)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_replica_is_never_returned_and_is_reported() {
+    let cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    let bytes = data(100_000, 3);
+    put(&c, "/c", &bytes).await;
+    let lb = c.block_locations("/c", 0, 0).await.unwrap();
+    let blk = lb.blocks[0].block.unwrap();
+    // Flip a byte in the replica the reader tries first.
+    let first = lb.blocks[0].locations[0].id.clone().unwrap().uuid;
+    let dn = (0..3).find(|i| cl.datanode(*i).uuid() == first).unwrap();
+    let (data_path, _) = cl.datanode(dn).ctx.storage.replica_paths(blk.block_id).unwrap();
+    let mut raw = std::fs::read(&data_path).unwrap();
+    raw[50_000] ^= 0xFF;
+    std::fs::write(&data_path, &raw).unwrap();
+
+    assert_eq!(
+        get(&c, "/c").await,
+        bytes,
+        "the read must come from a good replica"
+    );
+    // The namenode was told: that replica is no longer offered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let holders: Vec<String> = c.block_locations("/c", 0, 0).await.unwrap().blocks[0]
+            .locations
+            .iter()
+            .map(|l| l.id.clone().unwrap().uuid)
+            .collect();
+        if !holders.contains(&first) {
+            assert_eq!(holders.len(), 2);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "corrupt replica still offered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_a_stopped_datanode() {
+    let mut cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    let bytes = data(3 * BLOCK as usize, 4);
+    put(&c, "/d", &bytes).await;
+    cl.stop_datanode(0).await.unwrap();
+    assert_eq!(get(&c, "/d").await, bytes);
+    cl.stop_datanode(1).await.unwrap();
+    assert_eq!(get(&c, "/d").await, bytes, "one replica left is enough");
+}
+
+/// Polls until every block of `path` has a known location (after restarts).
+async fn wait_located(c: &DfsClient, path: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(lb) = c.block_locations(path, 0, 0).await
+            && lb.blocks.iter().all(|b| !b.locations.is_empty())
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path}: blocks never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_datanodes_and_the_namenode_loses_nothing() {
+    let mut cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    let a = data(2 * BLOCK as usize + 5, 5);
+    let b = data(1234, 6);
+    put(&c, "/keep/a", &a).await;
+    put(&c, "/keep/b", &b).await;
+    for i in 0..3 {
+        cl.restart_datanode(i).await.unwrap();
+    }
+    cl.restart_namenode().await.unwrap();
+    cl.wait_for_datanodes(3).await.unwrap();
+    let c = cl.client().await.unwrap();
+    wait_located(&c, "/keep/a").await;
+    wait_located(&c, "/keep/b").await;
+    assert_eq!(get(&c, "/keep/a").await, a);
+    assert_eq!(get(&c, "/keep/b").await, b);
+    // And the cluster still takes new writes.
+    put(&c, "/keep/c", &b).await;
+    assert_eq!(get(&c, "/keep/c").await, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_files_are_removed_from_datanodes() {
+    let cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    put(&c, "/del", &data(BLOCK as usize * 2, 8)).await;
+    let ids: Vec<u64> = c
+        .block_locations("/del", 0, 0)
+        .await
+        .unwrap()
+        .blocks
+        .iter()
+        .map(|b| b.block.unwrap().block_id)
+        .collect();
+    c.delete("/del", false).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (0..3).any(|i| ids.iter().any(|id| cl.datanode(i).ctx.storage.get(*id).is_some())) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replicas of a deleted file remain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+mod bad_input {
+    use super::*;
+    use granary_proto::data_transfer_client::DataTransferClient;
+    use granary_proto::write_block_request::Msg;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    /// Allocates a real block (and token) for a one-node pipeline.
+    async fn allocate(cl: &MiniCluster, c: &DfsClient, path: &str) -> pb::LocatedBlock {
+        let st = c
+            .rpc()
+            .create(c.request(pb::CreateRequest {
+                path: path.into(),
+                client_name: c.client_name().into(),
+                replication: 1,
+                block_size: BLOCK,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        let _ = cl;
+        c.rpc()
+            .add_block(c.request(pb::AddBlockRequest {
+                path: path.into(),
+                file_id: st.file_id,
+                client_name: c.client_name().into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .block
+            .unwrap()
+    }
+
+    /// Sends a header and `packets`; returns the first error status seen.
+    async fn send(lb: &pb::LocatedBlock, token: Vec<u8>, packets: Vec<pb::Packet>) -> Option<tonic::Status> {
+        let target = lb.locations[0].id.clone().unwrap();
+        let mut dt = DataTransferClient::connect(format!("http://{}", target.rpc_addr))
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tx.send(pb::WriteBlockRequest {
+            msg: Some(Msg::Header(pb::WriteBlockHeader {
+                block: lb.block,
+                downstream: vec![],
+                client_name: "test".into(),
+                stage: pb::PipelineStage::Create as i32,
+                bytes_per_checksum: 512,
+                access_token: token,
+            })),
+        })
+        .await
+        .unwrap();
+        let mut acks = match dt.write_block(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(st) => return Some(st),
+        };
+        for p in packets {
+            let _ = tx
+                .send(pb::WriteBlockRequest {
+                    msg: Some(Msg::Packet(p)),
+                })
+                .await;
+        }
+        drop(tx);
+        loop {
+            match acks.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(st) => return Some(st),
+            }
+        }
+    }
+
+    fn packet(seqno: u64, offset: u64, bytes: &[u8], last: bool) -> pb::Packet {
+        pb::Packet {
+            seqno,
+            offset_in_block: offset,
+            data: bytes.to_vec().into(),
+            checksums: granary_common::checksum::compute(bytes, 512),
+            last_packet_in_block: last,
+            sync: false,
+        }
+    }
+
+    fn assert_no_replica(cl: &MiniCluster, lb: &pb::LocatedBlock) {
+        let id = lb.block.as_ref().unwrap().block_id;
+        for i in 0..cl.datanode_count() {
+            assert!(
+                cl.datanode(i).ctx.storage.get(id).is_none(),
+                "a replica of rejected block {id} was kept"
+            );
+            let rbw = cl.base_dir().join(format!("dn{i}/current/rbw"));
+            assert_eq!(
+                std::fs::read_dir(rbw).unwrap().count(),
+                0,
+                "partial replica left in rbw"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn datanodes_reject_bad_packets_and_keep_nothing() {
+        let cl = cluster().await;
+        let c = cl.client().await.unwrap();
+        let d = data(2048, 1);
+
+        let lb = allocate(&cl, &c, "/bad1").await;
+        let mut p = packet(0, 0, &d, false);
+        p.checksums[2] ^= 1;
+        let st = send(&lb, lb.access_token.clone(), vec![p, packet(1, 2048, &[], true)])
+            .await
+            .expect("must fail");
+        assert_eq!(ErrorCode::from_status(&st), ErrorCode::Checksum, "{st:?}");
+        assert!(st.message().contains("checksum mismatch"), "{}", st.message());
+        assert_no_replica(&cl, &lb);
+
+        let lb = allocate(&cl, &c, "/bad2").await;
+        let st = send(
+            &lb,
+            lb.access_token.clone(),
+            vec![
+                packet(0, 0, &d[..512], false),
+                packet(2, 512, &d[512..1024], true),
+            ],
+        )
+        .await
+        .expect("must fail");
+        assert!(
+            st.message()
+                .contains("out-of-order packet: expected seqno 1, got 2"),
+            "{}",
+            st.message()
+        );
+        assert_no_replica(&cl, &lb);
+
+        let lb = allocate(&cl, &c, "/bad3").await;
+        let mut p = packet(0, 0, &d, true);
+        p.checksums.truncate(4);
+        let st = send(&lb, lb.access_token.clone(), vec![p])
+            .await
+            .expect("must fail");
+        assert!(st.message().contains("checksum bytes"), "{}", st.message());
+        assert_no_replica(&cl, &lb);
+
+        // A block the namenode never allocated: no valid token.
+        let lb = allocate(&cl, &c, "/bad4").await;
+        let mut forged = lb.clone();
+        forged.block.as_mut().unwrap().block_id += 1000;
+        let st = send(&forged, lb.access_token.clone(), vec![packet(0, 0, &d, true)])
+            .await
+            .expect("must fail");
+        assert_eq!(st.code(), tonic::Code::PermissionDenied, "{st:?}");
+        let st = send(&lb, vec![], vec![packet(0, 0, &d, true)])
+            .await
+            .expect("must fail");
+        assert!(st.message().contains("no block access token"), "{}", st.message());
+        assert_no_replica(&cl, &forged);
+
+        // A stream that ends before the last packet leaves nothing finalized.
+        let lb = allocate(&cl, &c, "/bad5").await;
+        let st = send(&lb, lb.access_token.clone(), vec![packet(0, 0, &d, false)]).await;
+        assert!(st.is_some());
+        assert_no_replica(&cl, &lb);
+
+        // The same tools that failed above succeed with good input.
+        let lb = allocate(&cl, &c, "/good").await;
+        assert!(
+            send(
+                &lb,
+                lb.access_token.clone(),
+                vec![packet(0, 0, &d, false), packet(1, 2048, &[], true)]
+            )
+            .await
+            .is_none()
+        );
+        let id = lb.block.as_ref().unwrap().block_id;
+        assert!((0..3).any(|i| cl.datanode(i).ctx.storage.get(id).is_some()));
+    }
+}
