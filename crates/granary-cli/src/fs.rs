@@ -104,6 +104,7 @@ pub enum FsCommand {
         paths: Vec<String>,
     },
     /// Same as put.
+    #[command(name = "copyFromLocal", alias = "copy-from-local")]
     CopyFromLocal {
         #[arg(short = 'f')]
         force: bool,
@@ -119,6 +120,7 @@ pub enum FsCommand {
         paths: Vec<String>,
     },
     /// Same as get.
+    #[command(name = "copyToLocal", alias = "copy-to-local")]
     CopyToLocal {
         #[arg(short = 'f')]
         force: bool,
@@ -144,6 +146,7 @@ pub enum FsCommand {
         paths: Vec<String>,
     },
     /// Append local files to a file (not supported yet).
+    #[command(name = "appendToFile", alias = "append-to-file")]
     AppendToFile {
         #[arg(num_args = 2.., required = true)]
         paths: Vec<String>,

@@ -97,3 +97,126 @@ pub fn wait_for_port(addr: &str, timeout: Duration) -> bool {
     }
     false
 }
+
+/// A namenode and datanodes running as real processes on loopback.
+pub struct ProcessCluster {
+    pub dir: tempfile::TempDir,
+    pub namenode: Daemon,
+    pub datanodes: Vec<Daemon>,
+    pub rpc: String,
+    pub http: String,
+}
+
+impl ProcessCluster {
+    /// Formats and starts a namenode (superuser `hdfs`) and `n` datanodes,
+    /// and waits until all datanodes have registered.
+    pub fn start(n: usize, extra_nn_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = dir.path().join("name");
+        let name_s = name.to_str().expect("utf-8 path").to_string();
+        let out = Command::new(bin_path("granary-namenode"))
+            .args(["format", "--data-dir", &name_s, "--superuser", "hdfs"])
+            .output()
+            .expect("run format");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rpc = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--data-dir",
+            &name_s,
+            "--rpc-addr",
+            &rpc,
+            "--http-addr",
+            &http,
+            "--superuser",
+            "hdfs",
+        ];
+        args.extend_from_slice(extra_nn_args);
+        let namenode = Daemon::spawn("granary-namenode", &args, &dir.path().join("namenode.log"))
+            .expect("spawn namenode");
+        assert!(
+            wait_for_port(&rpc, Duration::from_secs(30)),
+            "namenode did not start"
+        );
+        let mut c = Self {
+            dir,
+            namenode,
+            datanodes: Vec::new(),
+            rpc,
+            http,
+        };
+        for _ in 0..n {
+            c.add_datanode();
+        }
+        c.wait_registered(n);
+        c
+    }
+
+    pub fn datanode_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("dn{i}"))
+    }
+
+    /// Starts another datanode process; returns its index.
+    pub fn add_datanode(&mut self) -> usize {
+        let i = self.datanodes.len();
+        let d = self.datanode_dir(i);
+        let d = d.to_str().expect("utf-8 path").to_string();
+        let rpc = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "--namenode",
+            &self.rpc,
+            "--data-dir",
+            &d,
+            "--rpc-addr",
+            &rpc,
+            "--http-addr",
+            &http,
+            "--heartbeat-interval-ms",
+            "300",
+        ];
+        let dn = Daemon::spawn(
+            "granary-datanode",
+            &args,
+            &self.dir.path().join(format!("datanode{i}.log")),
+        )
+        .expect("spawn datanode");
+        assert!(
+            wait_for_port(&rpc, Duration::from_secs(30)),
+            "datanode {i} did not start"
+        );
+        self.datanodes.push(dn);
+        i
+    }
+
+    /// Polls the namenode's /readyz until it counts `n` datanodes.
+    pub fn wait_registered(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(body) = http_get(&self.http, "/readyz") {
+                if body.lines().any(|l| l == format!("datanodes {n}")) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("namenode never saw {n} datanodes");
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+/// A minimal HTTP/1.0 GET returning the body of a 200 answer.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_string())
+}

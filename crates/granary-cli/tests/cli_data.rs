@@ -1,0 +1,196 @@
+//! Data commands of the real `granary` binary against a cluster of real
+//! namenode and datanode processes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+
+use granary_testkit::binaries::ProcessCluster;
+
+fn granary(c: &ProcessCluster, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_granary"))
+        .args(["--namenode", &c.rpc])
+        .args(args)
+        .env("GRANARY_USER", "hdfs")
+        .output()
+        .unwrap()
+}
+
+fn ok(c: &ProcessCluster, args: &[&str]) -> String {
+    let o = granary(c, args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn put_get_cat_cp_checksum_with_real_processes() {
+    let c = ProcessCluster::start(3, &["--min-block-size", "65536"]);
+    let tmp = c.dir.path();
+    let local = tmp.join("in.bin");
+    let bytes = pseudo_random(3 * 1024 * 1024 + 17, 1);
+    std::fs::write(&local, &bytes).unwrap();
+    ok(&c, &["fs", "mkdir", "-p", "/up"]);
+    ok(&c, &["fs", "put", local.to_str().unwrap(), "/up/"]);
+    // put refuses to overwrite without -f, with the path in the message.
+    let o = granary(&c, &["fs", "put", local.to_str().unwrap(), "/up/in.bin"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/up/in.bin: File exists"));
+    ok(&c, &["fs", "put", "-f", local.to_str().unwrap(), "/up/in.bin"]);
+
+    let back = tmp.join("back.bin");
+    ok(&c, &["fs", "get", "/up/in.bin", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+    let o = granary(&c, &["fs", "get", "/up/in.bin", back.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "get must not overwrite a local file without -f"
+    );
+
+    // stdin and stdout.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
+        .args(["--namenode", &c.rpc, "fs", "put", "-", "/up/stdin.txt"])
+        .env("GRANARY_USER", "hdfs")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line one\nline two\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(ok(&c, &["fs", "cat", "/up/stdin.txt"]), "line one\nline two\n");
+    assert_eq!(ok(&c, &["fs", "tail", "/up/stdin.txt"]), "line one\nline two\n");
+
+    // cp makes an identical copy: same bytes, same checksum.
+    ok(&c, &["fs", "cp", "/up/in.bin", "/up/copy.bin"]);
+    let sum1 = ok(&c, &["fs", "checksum", "/up/in.bin"]);
+    let sum2 = ok(&c, &["fs", "checksum", "/up/copy.bin"]);
+    assert!(sum1.contains("MD5-of-0MD5-of-512CRC32C"), "{sum1}");
+    assert_eq!(sum1.split('\t').nth(2), sum2.split('\t').nth(2));
+    assert_ne!(
+        ok(&c, &["fs", "checksum", "/up/stdin.txt"]).split('\t').nth(2),
+        sum1.split('\t').nth(2)
+    );
+
+    // Directories, recursively, both ways.
+    let tree = tmp.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(tree.join("sub/b.txt"), b"beta").unwrap();
+    ok(&c, &["fs", "put", "-r", tree.to_str().unwrap(), "/up/tree"]);
+    assert_eq!(ok(&c, &["fs", "cat", "/up/tree/sub/b.txt"]), "beta");
+    let down = tmp.join("down");
+    ok(&c, &["fs", "get", "/up/tree", down.to_str().unwrap()]);
+    assert_eq!(std::fs::read(down.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(std::fs::read(down.join("sub/b.txt")).unwrap(), b"beta");
+
+    let o = granary(&c, &["fs", "appendToFile", local.to_str().unwrap(), "/up/in.bin"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("append is not supported yet"));
+    let o = granary(&c, &["fs", "cat", "/up/missing"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("granary: /up/missing: No such file or directory"));
+}
+
+#[test]
+fn one_gib_round_trip_with_three_replicas() {
+    let c = ProcessCluster::start(3, &[]);
+    let tmp = c.dir.path();
+    let local = tmp.join("big.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&local).unwrap());
+        for i in 0..64u64 {
+            f.write_all(&pseudo_random(16 << 20, i + 7)).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    use std::io::Write;
+    ok(&c, &["fs", "put", local.to_str().unwrap(), "/big.bin"]);
+    assert_eq!(
+        ok(&c, &["fs", "stat", "%b %r", "/big.bin"]).trim(),
+        "1073741824 3"
+    );
+    let back = tmp.join("big.back");
+    ok(&c, &["fs", "get", "/big.bin", back.to_str().unwrap()]);
+    let same = Command::new("cmp")
+        .args([&local, &back])
+        .status()
+        .unwrap()
+        .success();
+    assert!(same, "1 GiB file read back differs");
+    // 8 blocks of 128 MiB, each on three distinct datanodes.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            granary_client::DfsClient::connect(&c.rpc, granary_client::Identity::new("hdfs", vec![]))
+                .await
+                .unwrap();
+        let lb = client.block_locations("/big.bin", 0, 0).await.unwrap();
+        assert_eq!(lb.blocks.len(), 8);
+        for b in lb.blocks {
+            let nodes: std::collections::HashSet<_> =
+                b.locations.iter().map(|l| l.id.clone().unwrap().uuid).collect();
+            assert_eq!(nodes.len(), 3);
+        }
+    });
+}
+
+#[test]
+fn a_datanode_refuses_a_data_dir_of_another_cluster() {
+    let mut a = ProcessCluster::start(1, &[]);
+    let dn_dir = a.datanode_dir(0);
+    // The data dir records its cluster once the namenode accepted it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v = std::fs::read_to_string(dn_dir.join("VERSION")).unwrap();
+        if v.contains("cluster_id = \"CID-") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster id never recorded: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    a.datanodes[0].kill9();
+    // A new cluster (fresh format) must not adopt that data dir.
+    let b = ProcessCluster::start(0, &[]);
+    let rpc = format!("127.0.0.1:{}", granary_testkit::binaries::free_port());
+    let out = Command::new(granary_testkit::binaries::bin_path("granary-datanode"))
+        .args([
+            "--namenode",
+            &b.rpc,
+            "--data-dir",
+            dn_dir.to_str().unwrap(),
+            "--rpc-addr",
+            &rpc,
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("belongs to cluster") && err.contains("CID-"),
+        "{err}"
+    );
+}
