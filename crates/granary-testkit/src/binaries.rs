@@ -193,10 +193,10 @@ impl ProcessCluster {
     pub fn wait_registered(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(body) = http_get(&self.http, "/readyz") {
-                if body.lines().any(|l| l == format!("datanodes {n}")) {
-                    return;
-                }
+            if let Some(body) = http_get(&self.http, "/readyz")
+                && body.lines().any(|l| l == format!("datanodes {n}"))
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
