@@ -536,3 +536,86 @@ impl ReplicaReader {
         Ok((data, sums))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blk(id: u64, gs: u64) -> pb::ExtendedBlock {
+        pb::ExtendedBlock {
+            block_id: id,
+            generation_stamp: gs,
+            num_bytes: 0,
+        }
+    }
+
+    fn open(dirs: &[PathBuf]) -> Storage {
+        let vols: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.clone(), format!("DS-{i}")))
+            .collect();
+        Storage::open(&vols, 0, false).unwrap()
+    }
+
+    fn write(s: &Storage, id: u64, gs: u64, data: &[u8]) -> Result<pb::ExtendedBlock, StorageError> {
+        let mut w = s.create_rbw(&blk(id, gs), 512, 0)?;
+        w.write(data, &granary_common::checksum::compute(data, 512))?;
+        s.finalize(w, false)
+    }
+
+    #[test]
+    fn replicas_survive_a_restart_and_half_written_ones_do_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = vec![tmp.path().join("d1"), tmp.path().join("d2")];
+        let s = open(&dirs);
+        let data = vec![7u8; 1500];
+        assert_eq!(write(&s, 1, 10, &data).unwrap().num_bytes, 1500);
+        write(&s, 2, 10, b"x").unwrap();
+        // A replica of the same generation cannot be written twice.
+        assert!(matches!(
+            s.create_rbw(&blk(1, 10), 512, 0),
+            Err(StorageError::ReplicaExists { .. })
+        ));
+        let mut half = s.create_rbw(&blk(3, 10), 512, 0).unwrap();
+        half.write(&data, &granary_common::checksum::compute(&data, 512))
+            .unwrap();
+        drop(s);
+        let s = open(&dirs);
+        assert_eq!(s.get(1).map(|r| (r.gs, r.len)), Some((10, 1500)));
+        assert!(s.get(3).is_none(), "a replica never finalized must not come back");
+        let r = s.open_read(1, 10).unwrap();
+        let (d, sums) = r.read(512, 4096).unwrap();
+        assert_eq!(d.len(), 988);
+        granary_common::checksum::verify(&d, &sums, 512, 512).unwrap();
+        assert!(s.delete(&blk(2, 10)).unwrap());
+        assert!(s.get(2).is_none());
+        assert!(matches!(s.open_read(2, 10), Err(StorageError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_failed_disk_is_skipped_and_all_failed_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = vec![tmp.path().join("good"), tmp.path().join("bad")];
+        let s = open(&dirs);
+        // Break the second disk: its rbw directory becomes a file.
+        let rbw = dirs[1].join("current/rbw");
+        std::fs::remove_dir_all(&rbw).unwrap();
+        std::fs::write(&rbw, b"not a dir").unwrap();
+        for id in 0..4 {
+            write(&s, id, 1, b"data").unwrap();
+        }
+        assert!(s.volumes()[1].is_failed());
+        assert!(!s.volumes()[0].is_failed());
+        let reports = s.storage_reports();
+        assert!(reports[1].failed && !reports[0].failed);
+        // Break the first as well: writers get an error that says so.
+        let rbw0 = dirs[0].join("current/rbw");
+        std::fs::remove_dir_all(&rbw0).unwrap();
+        std::fs::write(&rbw0, b"x").unwrap();
+        let e = write(&s, 99, 1, b"data").unwrap_err();
+        assert!(matches!(e, StorageError::AllVolumesFailed), "{e}");
+        assert_eq!(e.code(), ErrorCode::Unavailable);
+        assert!(e.to_string().contains("every data dir has failed"));
+    }
+}
