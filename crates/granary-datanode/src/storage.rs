@@ -238,14 +238,12 @@ impl Storage {
         }
         let n = self.volumes.len();
         let start = self.next_volume.fetch_add(1, Ordering::Relaxed);
-        let mut any_alive = false;
         for k in 0..n {
             let vi = (start + k) % n;
             let v = &self.volumes[vi];
             if v.is_failed() {
                 continue;
             }
-            any_alive = true;
             if let Some((_, avail)) = v.space()
                 && avail < self.reserved.saturating_add(expected_len)
             {
@@ -283,12 +281,11 @@ impl Storage {
                 }
             }
         }
-        if any_alive {
-            Err(StorageError::NoSpace {
-                block: block.block_id,
-            })
-        } else {
+        if self.volumes.iter().all(Volume::is_failed) {
             Err(StorageError::AllVolumesFailed)
+        } else {
+            Err(StorageError::NoSpace { block: block.block_id })
+        }
         }
     }
 
