@@ -284,8 +284,9 @@ impl Storage {
         if self.volumes.iter().all(Volume::is_failed) {
             Err(StorageError::AllVolumesFailed)
         } else {
-            Err(StorageError::NoSpace { block: block.block_id })
-        }
+            Err(StorageError::NoSpace {
+                block: block.block_id,
+            })
         }
     }
 
