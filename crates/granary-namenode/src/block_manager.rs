@@ -141,8 +141,8 @@ impl BlockManager {
         q.drain(..n).collect()
     }
 
-    /// Forgets every replica on a node that died.
-    pub fn remove_node(&self, uuid: &str) -> usize {
+    /// Forgets every replica on a node that died; returns the blocks it held.
+    pub fn remove_node(&self, uuid: &str) -> Vec<u64> {
         let mut g = self.inner.write();
         let held = g.by_node.remove(uuid).unwrap_or_default();
         for id in &held {
@@ -154,7 +154,7 @@ impl BlockManager {
             }
         }
         g.invalidate.remove(uuid);
-        held.len()
+        held.into_iter().collect()
     }
 
     pub fn node_block_count(&self, uuid: &str) -> usize {
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(bm.take_invalidations("a", 10), vec![blk(1)]);
         assert_eq!(bm.take_invalidations("b", 10), vec![blk(1)]);
         bm.add_replica("c", 5);
-        assert_eq!(bm.remove_node("c"), 1);
+        assert_eq!(bm.remove_node("c"), vec![5]);
         assert_eq!(bm.replica_count(5), 0);
     }
 }

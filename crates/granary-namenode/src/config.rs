@@ -38,6 +38,15 @@ pub struct NamenodeConfig {
     pub dead_after_ms: u64,
     /// How often datanodes send full block reports (HDFS: 6 h).
     pub block_report_interval_ms: u64,
+    /// How often the redundancy monitor checks queued blocks (HDFS: 3 s).
+    pub redundancy_interval_ms: u64,
+    /// Full scan of every block for wrong replica counts (first one one dead
+    /// interval after start, once datanodes had time to report).
+    pub redundancy_scan_interval_ms: u64,
+    /// Copies a datanode is asked to send at once (HDFS: 2).
+    pub max_replication_streams: u32,
+    /// A scheduled copy not reported by then is scheduled again (HDFS: 300 s).
+    pub pending_replication_timeout_ms: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -62,6 +71,10 @@ impl Default for NamenodeConfig {
             stale_after_ms: 15_000,
             dead_after_ms: 60_000,
             block_report_interval_ms: 6 * 60 * 60 * 1000,
+            redundancy_interval_ms: 3_000,
+            redundancy_scan_interval_ms: 10 * 60 * 1000,
+            max_replication_streams: 2,
+            pending_replication_timeout_ms: 60_000,
         }
     }
 }

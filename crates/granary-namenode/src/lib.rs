@@ -12,6 +12,7 @@ pub mod layout;
 pub mod namespace;
 pub mod permission;
 pub mod placement;
+pub mod redundancy;
 pub mod rpc;
 pub mod server;
 pub mod state;

@@ -107,6 +107,7 @@ pub async fn start(
     let http_addr = http.local_addr()?;
 
     let monitor = spawn_liveness_monitor(state.clone(), token.child_token());
+    let redundancy = spawn_redundancy_monitor(state.clone(), token.child_token());
 
     let rpc_token = token.child_token();
     let client = ClientProtocolServer::new(crate::rpc::client_service::ClientService::new(state.clone()))
@@ -132,6 +133,7 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let (rpc_res, http_res) = tokio::join!(rpc_server, http_server);
         let _ = monitor.await;
+        let _ = redundancy.await;
         rpc_res?;
         http_res?;
         tracing::info!("namenode stopped");
@@ -158,11 +160,56 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             }
             for uuid in state.datanodes.dead_nodes() {
                 if removed.insert(uuid.clone()) {
-                    let n = state.blocks.remove_node(&uuid);
-                    tracing::warn!(uuid = %uuid, replicas = n, "datanode dead; its replicas are forgotten");
+                    let held = state.blocks.remove_node(&uuid);
+                    tracing::warn!(uuid = %uuid, replicas = held.len(), "datanode dead; its replicas are forgotten");
+                    state.redundancy.check(held);
                 }
             }
             removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
+        }
+    })
+}
+
+/// Runs the redundancy monitor's rounds, and its periodic full scans.
+fn spawn_redundancy_monitor(state: Arc<NamenodeState>, token: CancellationToken) -> JoinHandle<()> {
+    let period = Duration::from_millis(state.config.redundancy_interval_ms.max(50));
+    let scan_every = Duration::from_millis(state.config.redundancy_scan_interval_ms.max(1000));
+    tokio::spawn(async move {
+        // The first scan waits until datanodes have had time to report.
+        let mut next_scan = tokio::time::Instant::now() + state.config.dead_after();
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let st = state.clone();
+            let scan = tokio::time::Instant::now() >= next_scan;
+            if scan {
+                next_scan = tokio::time::Instant::now() + scan_every;
+            }
+            let res = tokio::task::spawn_blocking(move || {
+                if scan {
+                    let mut all = Vec::new();
+                    st.ns.for_each_block(|id, _, _| all.push(id))?;
+                    st.redundancy.check(all);
+                }
+                st.redundancy.run_round(&st)
+            })
+            .await;
+            match res {
+                Ok(Ok(s)) if s.scheduled + s.excess_removed + s.missing > 0 => {
+                    tracing::info!(
+                        checked = s.checked,
+                        scheduled = s.scheduled,
+                        excess_removed = s.excess_removed,
+                        missing = s.missing,
+                        "redundancy round"
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "redundancy round failed"),
+                Err(e) => tracing::error!(error = %e, "redundancy task failed"),
+            }
         }
     })
 }

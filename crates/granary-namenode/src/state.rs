@@ -23,6 +23,7 @@ pub struct NamenodeState {
     /// Signs block access tokens; handed to datanodes at registration. New at
     /// every start, so tokens die with the namenode that issued them.
     pub block_key: Vec<u8>,
+    pub redundancy: crate::redundancy::Redundancy,
 }
 
 /// How long a block access token is valid (HDFS: 600 minutes).
@@ -40,6 +41,7 @@ impl NamenodeState {
             placement: Box::new(RandomPlacement),
             started: Instant::now(),
             block_key: granary_common::block_token::new_key(),
+            redundancy: Default::default(),
         })
     }
 

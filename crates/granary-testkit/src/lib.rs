@@ -31,6 +31,8 @@ impl Default for MiniClusterBuilder {
             stale_after_ms: 1_000,
             dead_after_ms: 3_000,
             block_cache_mb: 16,
+            redundancy_interval_ms: 200,
+            pending_replication_timeout_ms: 5_000,
             ..Default::default()
         };
         config.default_replication = 3;

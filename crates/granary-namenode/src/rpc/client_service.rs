@@ -117,10 +117,18 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let completed = blocking(move || {
             let min = st.config.min_replication as usize;
-            st.ns
+            let blocks = std::cell::RefCell::new(Vec::new());
+            let done = st
+                .ns
                 .complete(&r.path, r.file_id, &r.client_name, r.last.as_ref(), |b| {
+                    blocks.borrow_mut().push(b.id);
                     st.blocks.replica_count(b.id) >= min
-                })
+                })?;
+            // A file closed with fewer replicas than it wants gets them now.
+            if done {
+                st.redundancy.check(blocks.into_inner());
+            }
+            Ok(done)
         })
         .await?;
         Ok(Response::new(pb::CompleteResponse { completed }))
@@ -181,7 +189,12 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || st.ns.set_replication(&caller, &r.path, r.replication)).await?;
+        blocking(move || {
+            let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
+            st.redundancy.check(file.blocks.iter().map(|b| b.id));
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(pb::SetReplicationResponse {}))
     }
 
@@ -298,6 +311,7 @@ impl ClientProtocol for ClientService {
                 tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica");
                 self.state.blocks.remove_replica(&r.datanode_uuid, b.block_id);
                 self.state.blocks.invalidate(&r.datanode_uuid, b);
+                self.state.redundancy.check([b.block_id]);
             }
         }
         Ok(Response::new(pb::ReportBadBlocksResponse {}))

@@ -93,6 +93,12 @@ impl DatanodeProtocol for DatanodeService {
             }));
         }
         let mut commands = Vec::new();
+        let max = self.state.config.max_replication_streams as usize;
+        for r in self.state.redundancy.take_commands(&r.datanode_uuid, max) {
+            commands.push(pb::DatanodeCommand {
+                command: Some(pb::datanode_command::Command::Replicate(r)),
+            });
+        }
         let del = self
             .state
             .blocks
@@ -120,6 +126,8 @@ impl DatanodeProtocol for DatanodeService {
         let st = self.state.clone();
         let (valid, invalid) = blocking(move || {
             let mut failure = None;
+            // A node that comes back may make blocks over-replicated.
+            st.redundancy.check(r.blocks.iter().map(|b| b.block_id));
             let counts = st.blocks.full_report(&r.datanode_uuid, &r.blocks, |b| {
                 st.check_replica(b).unwrap_or_else(|e| {
                     failure.get_or_insert(e.to_string());
@@ -147,7 +155,10 @@ impl DatanodeProtocol for DatanodeService {
         blocking(move || {
             for b in &r.received {
                 match st.check_replica(b)? {
-                    ReplicaCheck::Valid => st.blocks.add_replica(&r.datanode_uuid, b.block_id),
+                    ReplicaCheck::Valid => {
+                        st.blocks.add_replica(&r.datanode_uuid, b.block_id);
+                        st.redundancy.received(b.block_id, &r.datanode_uuid);
+                    }
                     ReplicaCheck::Invalid => st.blocks.invalidate(&r.datanode_uuid, *b),
                 }
             }

@@ -1,0 +1,225 @@
+//! Keeping every block at its target replication: a queue of blocks to
+//! check, fed by events (datanode death, setReplication, corrupt replicas,
+//! files closing short of replicas, returning datanodes) and a periodic full
+//! scan. Under-replicated blocks get a copy scheduled from a live holder to
+//! new targets through heartbeat commands; over-replicated ones lose their
+//! excess replicas.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::datanode_manager::Liveness;
+use crate::error::Result;
+use crate::state::NamenodeState;
+use granary_common::block_token::BlockAccess;
+use granary_proto as pb;
+
+/// Blocks checked per monitor round, so one round never runs long.
+const BLOCKS_PER_ROUND: usize = 20_000;
+
+struct Pending {
+    targets: Vec<String>,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+pub struct Redundancy {
+    /// Blocks to look at, lowest id first.
+    queue: Mutex<BTreeSet<u64>>,
+    /// Copies scheduled and not yet reported, by block.
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Replicate commands waiting for their source's next heartbeat.
+    commands: Mutex<HashMap<String, VecDeque<pb::ReplicateCommand>>>,
+}
+
+/// What one monitor round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundStats {
+    pub checked: usize,
+    pub scheduled: usize,
+    pub excess_removed: usize,
+    pub missing: usize,
+}
+
+impl Redundancy {
+    /// Queues blocks to be checked on the next round.
+    pub fn check(&self, blocks: impl IntoIterator<Item = u64>) {
+        self.queue.lock().extend(blocks);
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.lock().len()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// Up to `max` copies for `uuid` to start (sent in its heartbeat reply).
+    pub fn take_commands(&self, uuid: &str, max: usize) -> Vec<pb::ReplicateCommand> {
+        let mut m = self.commands.lock();
+        let Some(q) = m.get_mut(uuid) else {
+            return Vec::new();
+        };
+        let n = q.len().min(max);
+        q.drain(..n).collect()
+    }
+
+    /// A target reported the replica: that copy is done.
+    pub fn received(&self, block_id: u64, uuid: &str) {
+        let mut p = self.pending.lock();
+        if let Some(entry) = p.get_mut(&block_id) {
+            entry.targets.retain(|t| t != uuid);
+            if entry.targets.is_empty() {
+                p.remove(&block_id);
+            }
+        }
+    }
+
+    fn queued_for(&self, uuid: &str) -> usize {
+        self.commands.lock().get(uuid).map_or(0, VecDeque::len)
+    }
+
+    /// One pass over the queue.
+    pub fn run_round(&self, st: &NamenodeState) -> Result<RoundStats> {
+        let now = Instant::now();
+        // Copies that never arrived are tried again.
+        let expired: Vec<u64> = {
+            let mut p = self.pending.lock();
+            let ids: Vec<u64> = p
+                .iter()
+                .filter(|(_, e)| e.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                p.remove(id);
+            }
+            ids
+        };
+        self.check(expired);
+        let batch: Vec<u64> = {
+            let mut q = self.queue.lock();
+            let take: Vec<u64> = q.iter().take(BLOCKS_PER_ROUND).copied().collect();
+            for id in &take {
+                q.remove(id);
+            }
+            take
+        };
+        let mut stats = RoundStats::default();
+        let mut retry = Vec::new();
+        for id in batch {
+            stats.checked += 1;
+            match self.check_block(st, id, now, &mut stats)? {
+                Outcome::Done => {}
+                Outcome::Retry => retry.push(id),
+            }
+        }
+        self.check(retry);
+        Ok(stats)
+    }
+
+    fn check_block(
+        &self,
+        st: &NamenodeState,
+        id: u64,
+        now: Instant,
+        stats: &mut RoundStats,
+    ) -> Result<Outcome> {
+        let Some((inode_id, gs)) = st.ns.block_owner(id)? else {
+            return Ok(Outcome::Done);
+        };
+        let Some(file) = st.ns.get_inode(inode_id)? else {
+            return Ok(Outcome::Done);
+        };
+        let Some(rec) = file.blocks.iter().find(|b| b.id == id) else {
+            return Ok(Outcome::Done);
+        };
+        // A block still being written is the writer's business.
+        if !rec.committed {
+            return Ok(Outcome::Done);
+        }
+        let target = file.replication as usize;
+        let holders: Vec<String> = st
+            .blocks
+            .locations(id)
+            .into_iter()
+            .filter(|u| matches!(st.datanodes.liveness(u), Some(Liveness::Live | Liveness::Stale)))
+            .collect();
+        let pending: Vec<String> = self
+            .pending
+            .lock()
+            .get(&id)
+            .map(|p| p.targets.clone())
+            .unwrap_or_default();
+        let have = holders.len() + pending.len();
+        let block = pb::ExtendedBlock {
+            block_id: id,
+            generation_stamp: gs,
+            num_bytes: rec.num_bytes,
+        };
+        if holders.is_empty() {
+            stats.missing += 1;
+            tracing::warn!(block_id = id, file = inode_id, "block has no live replica");
+            return Ok(Outcome::Done);
+        }
+        if have < target {
+            let max_streams = st.config.max_replication_streams as usize;
+            let Some(source) = holders
+                .iter()
+                .filter(|u| st.datanodes.liveness(u) == Some(Liveness::Live))
+                .min_by_key(|u| self.queued_for(u))
+                .filter(|u| self.queued_for(u) < max_streams)
+                .cloned()
+            else {
+                return Ok(Outcome::Retry);
+            };
+            let mut excluded = holders.clone();
+            excluded.extend(pending.iter().cloned());
+            let targets = st
+                .placement
+                .choose(target - have, st.datanodes.writable(rec.num_bytes), &excluded);
+            if targets.is_empty() {
+                return Ok(Outcome::Retry);
+            }
+            let ids: Vec<pb::DatanodeId> = targets.iter().filter_map(|t| t.id.clone()).collect();
+            let uuids: Vec<String> = ids.iter().map(|i| i.uuid.clone()).collect();
+            tracing::info!(block_id = id, have, target, source = %source, targets = ?uuids, "scheduling re-replication");
+            let cmd = pb::ReplicateCommand {
+                block: Some(block),
+                targets: ids,
+                access_token: st.token(&block, BlockAccess::Write),
+            };
+            self.commands.lock().entry(source).or_default().push_back(cmd);
+            let timeout = Duration::from_millis(st.config.pending_replication_timeout_ms);
+            let mut p = self.pending.lock();
+            let entry = p.entry(id).or_insert_with(|| Pending {
+                targets: Vec::new(),
+                deadline: now + timeout,
+            });
+            entry.targets.extend(uuids);
+            entry.deadline = now + timeout;
+            stats.scheduled += 1;
+        } else if holders.len() > target && pending.is_empty() {
+            // Keep the nodes with the most free space; drop replicas elsewhere.
+            let mut ranked: Vec<(u64, String)> = holders
+                .iter()
+                .map(|u| (st.datanodes.info(u).map_or(0, |i| i.remaining), u.clone()))
+                .collect();
+            ranked.sort();
+            for (_, uuid) in ranked.into_iter().take(holders.len() - target) {
+                tracing::info!(block_id = id, dn = %uuid, target, "removing an excess replica");
+                st.blocks.remove_replica(&uuid, id);
+                st.blocks.invalidate(&uuid, block);
+                stats.excess_removed += 1;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+enum Outcome {
+    Done,
+    Retry,
+}

@@ -1,0 +1,132 @@
+//! Replication management on an in-process cluster with fast liveness
+//! settings (stale 1 s, dead 3 s): dead datanodes' blocks are copied back to
+//! full replication, returning nodes' excess replicas are removed, and
+//! setReplication takes effect both ways.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use granary_client::{CreateOptions, DfsClient};
+use granary_testkit::MiniCluster;
+
+const BLOCK: u64 = 64 * 1024;
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn put(c: &DfsClient, path: &str, bytes: &[u8]) {
+    let mut w = c
+        .create(
+            path,
+            CreateOptions {
+                block_size: BLOCK,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.write_all(bytes).await.unwrap();
+    w.shutdown().await.unwrap();
+}
+
+async fn get(c: &DfsClient, path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    c.open(path).await.unwrap().read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// Replica holders of each block of `path`.
+async fn holders(c: &DfsClient, path: &str) -> Vec<HashSet<String>> {
+    c.block_locations(path, 0, 0)
+        .await
+        .unwrap()
+        .blocks
+        .iter()
+        .map(|b| b.locations.iter().map(|l| l.id.clone().unwrap().uuid).collect())
+        .collect()
+}
+
+/// Polls `cond` until it holds or `secs` pass.
+async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_datanodes_blocks_return_to_full_replication_and_excess_goes_when_it_returns() {
+    let mut cl = MiniCluster::builder().datanodes(4).start().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let bytes = data(100 * BLOCK as usize);
+    put(&c, "/hundred", &bytes).await;
+    let before = holders(&c, "/hundred").await;
+    assert_eq!(before.len(), 100);
+    assert!(before.iter().all(|h| h.len() == 3));
+    // Kill the node holding the most replicas.
+    let victim = (0..4)
+        .max_by_key(|i| {
+            before
+                .iter()
+                .filter(|h| h.contains(cl.datanode(*i).uuid()))
+                .count()
+        })
+        .unwrap();
+    let victim_uuid = cl.datanode(victim).uuid().to_string();
+    let held = before.iter().filter(|h| h.contains(&victim_uuid)).count();
+    assert!(held >= 60, "victim holds {held} blocks");
+    cl.stop_datanode(victim).await.unwrap();
+
+    // dead after 3 s, then copies: well within 3 s + a few seconds.
+    wait_for(15, "every block back to 3 live replicas", || async {
+        holders(&c, "/hundred")
+            .await
+            .iter()
+            .all(|h| h.len() == 3 && !h.contains(&victim_uuid))
+    })
+    .await;
+    assert_eq!(get(&c, "/hundred").await, bytes);
+
+    // The node comes back with its old replicas: the excess is removed, none lost.
+    cl.restart_datanode(victim).await.unwrap();
+    wait_for(20, "excess replicas removed", || async {
+        let on_disk: usize = (0..4).map(|i| cl.datanode(i).ctx.storage.replica_count()).sum();
+        on_disk == 300 && holders(&c, "/hundred").await.iter().all(|h| h.len() == 3)
+    })
+    .await;
+    assert_eq!(get(&c, "/hundred").await, bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_replication_takes_effect_both_ways() {
+    let cl = MiniCluster::builder().datanodes(3).start().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let bytes = data(5 * BLOCK as usize + 10);
+    put(&c, "/r", &bytes).await;
+    c.set_replication("/r", 1).await.unwrap();
+    wait_for(15, "replication lowered to 1", || async {
+        let on_disk: usize = (0..3).map(|i| cl.datanode(i).ctx.storage.replica_count()).sum();
+        on_disk == 6 && holders(&c, "/r").await.iter().all(|h| h.len() == 1)
+    })
+    .await;
+    assert_eq!(get(&c, "/r").await, bytes);
+    c.set_replication("/r", 3).await.unwrap();
+    wait_for(15, "replication raised to 3", || async {
+        holders(&c, "/r").await.iter().all(|h| h.len() == 3)
+    })
+    .await;
+    assert_eq!(get(&c, "/r").await, bytes);
+}
