@@ -107,9 +107,15 @@ impl Redundancy {
             }
             take
         };
+        // Blocks closest to loss first: fewest live replicas.
+        let mut batch: Vec<(usize, u64)> = batch
+            .into_iter()
+            .map(|id| (st.blocks.replica_count(id), id))
+            .collect();
+        batch.sort_unstable();
         let mut stats = RoundStats::default();
         let mut retry = Vec::new();
-        for id in batch {
+        for (_, id) in batch {
             stats.checked += 1;
             match self.check_block(st, id, now, &mut stats)? {
                 Outcome::Done => {}
