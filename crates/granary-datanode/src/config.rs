@@ -30,6 +30,10 @@ pub struct DatanodeConfig {
     pub reserved_bytes: u64,
     /// Fsync every finalized replica (HDFS default: off; hsync forces it per packet).
     pub sync_on_close: bool,
+    /// The block scanner verifies every replica once per this period (HDFS: 3 weeks).
+    pub block_scan_period_ms: u64,
+    /// Read rate of the block scanner per datanode (HDFS: 1 MiB/s per volume).
+    pub block_scan_bytes_per_sec: u64,
 }
 
 impl Default for DatanodeConfig {
@@ -45,6 +49,8 @@ impl Default for DatanodeConfig {
             heartbeat_interval_ms: 3_000,
             reserved_bytes: 0,
             sync_on_close: false,
+            block_scan_period_ms: 21 * 24 * 60 * 60 * 1000,
+            block_scan_bytes_per_sec: 1 << 20,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! checksums, the streaming write pipeline, reads, and its conversation with
 //! the namenode (registration, heartbeats, block reports, commands).
 
+pub mod block_scanner;
 pub mod config;
 pub mod context;
 pub mod data_transfer;

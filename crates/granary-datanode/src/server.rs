@@ -106,6 +106,13 @@ pub async fn start(
         heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
         data_dirs: config.data_dirs.clone(),
     };
+    tokio::spawn(crate::block_scanner::run(
+        ctx.clone(),
+        config.namenode.clone(),
+        Duration::from_millis(config.block_scan_period_ms.max(100)),
+        config.block_scan_bytes_per_sec,
+        token.child_token(),
+    ));
     let actor_token = token.child_token();
     let server_token = token.clone();
     let rpc_server = tonic::transport::Server::builder()

@@ -361,6 +361,11 @@ impl Storage {
         Ok(true)
     }
 
+    /// Forgets a replica whose files vanished; true if it was known.
+    pub fn forget(&self, id: u64) -> bool {
+        self.replicas.write().remove(&id).is_some()
+    }
+
     /// The files of a finalized replica, for tests and tools that inspect disks.
     pub fn replica_paths(&self, id: u64) -> Option<(PathBuf, PathBuf)> {
         let r = self.get(id)?;

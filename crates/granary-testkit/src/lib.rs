@@ -20,6 +20,7 @@ pub const SUPERUSER: &str = "hdfs";
 pub struct MiniClusterBuilder {
     config: NamenodeConfig,
     datanodes: usize,
+    block_scan_period_ms: u64,
 }
 
 impl Default for MiniClusterBuilder {
@@ -36,7 +37,12 @@ impl Default for MiniClusterBuilder {
             ..Default::default()
         };
         config.default_replication = 3;
-        Self { config, datanodes: 0 }
+        // The scanner stays out of the way unless a test asks for it.
+        Self {
+            config,
+            datanodes: 0,
+            block_scan_period_ms: 3_600_000,
+        }
     }
 }
 
@@ -50,6 +56,12 @@ impl MiniClusterBuilder {
     /// Starts this many datanodes (each with its own data dir).
     pub fn datanodes(mut self, n: usize) -> Self {
         self.datanodes = n;
+        self
+    }
+
+    /// How often datanodes' block scanners re-verify every replica.
+    pub fn block_scan_period(mut self, ms: u64) -> Self {
+        self.block_scan_period_ms = ms;
         self
     }
 
@@ -70,6 +82,7 @@ impl MiniClusterBuilder {
             root,
             namenode: Some(nn),
             datanodes: Vec::new(),
+            block_scan_period_ms: self.block_scan_period_ms,
         };
         for _ in 0..self.datanodes {
             cluster.add_datanode().await?;
@@ -86,6 +99,7 @@ pub struct MiniCluster {
     root: CancellationToken,
     namenode: Option<RunningNamenode>,
     datanodes: Vec<MiniDatanode>,
+    block_scan_period_ms: u64,
 }
 
 struct MiniDatanode {
@@ -170,6 +184,8 @@ impl MiniCluster {
             rpc_addr: rpc.local_addr()?,
             http_addr: http.local_addr()?,
             heartbeat_interval_ms: self.config.heartbeat_interval_ms,
+            block_scan_period_ms: self.block_scan_period_ms,
+            block_scan_bytes_per_sec: 256 << 20,
             ..Default::default()
         };
         let running = granary_datanode::start(config.clone(), rpc, http, self.root.child_token()).await?;

@@ -130,3 +130,44 @@ async fn set_replication_takes_effect_both_ways() {
     .await;
     assert_eq!(get(&c, "/r").await, bytes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_block_scanner_finds_rot_and_missing_files_and_replication_repairs_them() {
+    let cl = MiniCluster::builder()
+        .datanodes(3)
+        .block_scan_period(300)
+        .start()
+        .await
+        .unwrap();
+    let c = cl.client().await.unwrap();
+    let bytes = data(3 * BLOCK as usize);
+    put(&c, "/rot", &bytes).await;
+    let lb = c.block_locations("/rot", 0, 0).await.unwrap();
+    let (b0, b1) = (lb.blocks[0].block.unwrap(), lb.blocks[1].block.unwrap());
+    // Rot: flip a byte of block 0 on datanode 0. Loss: delete block 1's files on datanode 1.
+    let (rotten, _) = cl.datanode(0).ctx.storage.replica_paths(b0.block_id).unwrap();
+    let mut raw = std::fs::read(&rotten).unwrap();
+    raw[1000] ^= 0x01;
+    std::fs::write(&rotten, &raw).unwrap();
+    let (lost, lost_meta) = cl.datanode(1).ctx.storage.replica_paths(b1.block_id).unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    std::fs::remove_file(&lost_meta).unwrap();
+
+    let expect0 = bytes[..BLOCK as usize].to_vec();
+    let expect1 = bytes[BLOCK as usize..2 * BLOCK as usize].to_vec();
+    wait_for(20, "both blocks repaired on the nodes that lost them", || async {
+        let good = |dn: usize, id: u64, want: &[u8]| {
+            cl.datanode(dn)
+                .ctx
+                .storage
+                .replica_paths(id)
+                .and_then(|(p, _)| std::fs::read(p).ok())
+                .is_some_and(|d| d == want)
+        };
+        good(0, b0.block_id, &expect0)
+            && good(1, b1.block_id, &expect1)
+            && holders(&c, "/rot").await.iter().all(|h| h.len() == 3)
+    })
+    .await;
+    assert_eq!(get(&c, "/rot").await, bytes);
+}

@@ -1,0 +1,142 @@
+//! The block scanner: re-reads every finalized replica once per period at a
+//! bounded rate and verifies its checksums, so rot on idle data is found
+//! before a reader needs it. Corrupt replicas are reported to the namenode
+//! (which re-replicates from a good copy and has this one deleted); replicas
+//! whose files vanished are dropped and reported as deleted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{DatanodeContext, ReplicaEvent};
+use crate::storage::StorageError;
+use granary_proto as pb;
+use granary_proto::client_protocol_client::ClientProtocolClient;
+
+const CHUNK: usize = 1 << 20;
+
+/// What scanning one replica found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    Corrupt(String),
+    Missing,
+    /// Replaced or deleted while scanning: nothing to say.
+    Gone,
+}
+
+/// Verifies one replica (blocking I/O), sleeping to keep to `bytes_per_sec`.
+pub fn scan_replica(ctx: &DatanodeContext, id: u64, bytes_per_sec: u64) -> Verdict {
+    let Some(rep) = ctx.storage.get(id) else {
+        return Verdict::Gone;
+    };
+    let reader = match ctx.storage.open_read(id, rep.gs) {
+        Ok(r) => r,
+        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Verdict::Missing;
+        }
+        Err(StorageError::NotFound { .. }) => return Verdict::Gone,
+        Err(e) => return Verdict::Corrupt(e.to_string()),
+    };
+    let bpc = reader.bpc as usize;
+    let step = (CHUNK / bpc).max(1) * bpc;
+    let mut pos = 0u64;
+    let started = Instant::now();
+    while pos < reader.len {
+        let n = ((reader.len - pos) as usize).min(step);
+        match reader.read(pos, n) {
+            Ok((data, sums)) => {
+                if let Err(e) = granary_common::checksum::verify(&data, &sums, bpc, pos) {
+                    return Verdict::Corrupt(e.to_string());
+                }
+            }
+            Err(e) => return Verdict::Corrupt(e.to_string()),
+        }
+        pos += n as u64;
+        // Rate limit: never ahead of bytes_per_sec.
+        let due = Duration::from_secs_f64(pos as f64 / bytes_per_sec.max(1) as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    // A file shorter than recorded is as bad as a flipped bit.
+    match ctx
+        .storage
+        .replica_paths(id)
+        .map(|(d, _)| std::fs::metadata(d).map(|m| m.len()))
+    {
+        Some(Ok(len)) if len != reader.len => {
+            Verdict::Corrupt(format!("replica is {len} bytes, {} expected", reader.len))
+        }
+        Some(Err(_)) => Verdict::Missing,
+        _ => Verdict::Good,
+    }
+}
+
+pub async fn run(
+    ctx: Arc<DatanodeContext>,
+    namenode: String,
+    period: Duration,
+    bytes_per_sec: u64,
+    token: CancellationToken,
+) {
+    let Ok(ch) = granary_common::net::lazy_channel(&namenode) else {
+        tracing::error!(namenode = %namenode, "block scanner: invalid namenode address");
+        return;
+    };
+    let mut nn = ClientProtocolClient::new(ch);
+    loop {
+        let pass_start = tokio::time::Instant::now();
+        let mut ids: Vec<u64> = ctx.storage.block_report().iter().map(|b| b.block_id).collect();
+        ids.sort_unstable();
+        let (mut good, mut bad) = (0usize, 0usize);
+        for id in ids {
+            if token.is_cancelled() {
+                return;
+            }
+            let c = ctx.clone();
+            let verdict = match tokio::task::spawn_blocking(move || scan_replica(&c, id, bytes_per_sec)).await
+            {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let Some(rep) = ctx.storage.get(id) else { continue };
+            let block = pb::ExtendedBlock {
+                block_id: id,
+                generation_stamp: rep.gs,
+                num_bytes: rep.len,
+            };
+            match verdict {
+                Verdict::Good => good += 1,
+                Verdict::Gone => {}
+                Verdict::Missing => {
+                    bad += 1;
+                    tracing::warn!(block_id = id, "replica files are missing; reporting it deleted");
+                    if ctx.storage.forget(id) {
+                        ctx.report(ReplicaEvent::Deleted(block));
+                    }
+                }
+                Verdict::Corrupt(why) => {
+                    bad += 1;
+                    tracing::warn!(block_id = id, error = %why, "block scanner found a corrupt replica");
+                    let req = pb::ReportBadBlocksRequest {
+                        replicas: vec![pb::BadReplica {
+                            block: Some(block),
+                            datanode_uuid: ctx.id.uuid.clone(),
+                            reason: why,
+                        }],
+                    };
+                    if let Err(e) = nn.report_bad_blocks(req).await {
+                        tracing::warn!(block_id = id, error = %e.message(), "could not report a corrupt replica; will retry next pass");
+                    }
+                }
+            }
+        }
+        tracing::debug!(good, bad, "block scan pass finished");
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep_until(pass_start + period) => {}
+        }
+    }
+}
