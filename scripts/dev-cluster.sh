@@ -84,8 +84,10 @@ start() {
     done
     curl -fsS "http://$NN_HTTP/readyz"
 
-    step "showing it serving: put, ls, get, compare"
     local g="$BIN/granary --namenode $NN_RPC"
+    # A restarted cluster stays read-only until its blocks are reported.
+    timeout 120 $g admin safemode wait
+    step "showing it serving: put, ls, get, compare"
     local sample="$ROOT/sample.bin"
     head -c $((5 * 1024 * 1024 + 123)) /dev/urandom >"$sample"
     $g fs mkdir -p /demo

@@ -1,5 +1,6 @@
 //! `granary`: the command line for a Granary cluster, shaped like `hdfs dfs`.
 
+mod admin;
 mod data;
 mod format;
 mod fs;
@@ -36,6 +37,11 @@ enum Top {
         #[command(subcommand)]
         cmd: fs::FsCommand,
     },
+    /// Cluster administration (safemode, report).
+    Admin {
+        #[command(subcommand)]
+        cmd: admin::AdminCommand,
+    },
 }
 
 fn identity(cli: &Cli) -> Identity {
@@ -58,14 +64,16 @@ fn identity(cli: &Cli) -> Identity {
 async fn main() {
     let cli = Cli::parse();
     let id = identity(&cli);
+    let client = match DfsClient::connect(&cli.namenode, id).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("granary: {e}");
+            std::process::exit(1);
+        }
+    };
     let code = match &cli.command {
-        Top::Fs { cmd } => match DfsClient::connect(&cli.namenode, id).await {
-            Ok(client) => fs::run(&client, cmd).await,
-            Err(e) => {
-                eprintln!("granary: {e}");
-                1
-            }
-        },
+        Top::Fs { cmd } => fs::run(&client, cmd).await,
+        Top::Admin { cmd } => admin::run(&client, cmd).await,
     };
     std::process::exit(code);
 }

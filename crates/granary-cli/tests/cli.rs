@@ -189,6 +189,22 @@ fn errors_name_the_path_and_exit_non_zero() {
     c.ok(&["fs", "mkdir", "-p", "/user/hdfs"]);
     c.ok(&["fs", "mkdir", "rel"]);
     assert_eq!(c.run_as("hdfs", &["fs", "test", "-d", "/user/hdfs/rel"]).code, 0);
+    // Safe mode by hand, as an operator does it.
+    assert!(c.ok(&["admin", "safemode", "get"]).contains("Safe mode is OFF"));
+    assert!(c.ok(&["admin", "safemode", "enter"]).contains("Safe mode is ON"));
+    assert!(c.fails(&["fs", "mkdir", "/during"]).contains("safe mode is ON"));
+    let o = c.run_as("mallory", &["admin", "safemode", "leave"]);
+    assert!(
+        o.stderr.contains("Superuser privilege is required"),
+        "{}",
+        o.stderr
+    );
+    assert!(c.ok(&["admin", "safemode", "leave"]).contains("Safe mode is OFF"));
+    assert!(c.ok(&["admin", "safemode", "wait"]).contains("Safe mode is OFF"));
+    assert!(
+        c.ok(&["admin", "report"])
+            .contains("Datanodes: 0 live, 0 stale, 0 dead")
+    );
     // No namenode: a clear message.
     let o = Command::new(env!("CARGO_BIN_EXE_granary"))
         .args([

@@ -279,6 +279,14 @@ impl DfsClient {
         }
     }
 
+    /// Reads, enters or leaves safe mode.
+    pub async fn safe_mode(&self, action: pb::SafeModeAction) -> Result<pb::SetSafeModeResponse> {
+        let req = self.request(pb::SetSafeModeRequest {
+            action: action as i32,
+        });
+        Ok(self.nn.clone().set_safe_mode(req).await?.into_inner())
+    }
+
     /// Live, stale and dead datanodes.
     pub async fn datanode_report(&self) -> Result<Vec<pb::DatanodeInfo>> {
         let req = self.request(pb::GetDatanodeReportRequest {});

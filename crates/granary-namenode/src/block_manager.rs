@@ -102,6 +102,16 @@ impl BlockManager {
             .unwrap_or_default()
     }
 
+    /// Blocks with at least `min` known replicas (for safe mode).
+    pub fn count_with_at_least(&self, min: usize) -> u64 {
+        self.inner
+            .read()
+            .locations
+            .values()
+            .filter(|l| l.len() >= min)
+            .count() as u64
+    }
+
     pub fn replica_count(&self, block_id: u64) -> usize {
         self.inner.read().locations.get(&block_id).map_or(0, Vec::len)
     }

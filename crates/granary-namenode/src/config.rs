@@ -47,6 +47,11 @@ pub struct NamenodeConfig {
     pub max_replication_streams: u32,
     /// A scheduled copy not reported by then is scheduled again (HDFS: 300 s).
     pub pending_replication_timeout_ms: u64,
+    /// Fraction of blocks that must have min_replication replicas reported
+    /// before safe mode ends by itself (HDFS: 0.999).
+    pub safemode_threshold: f64,
+    /// How long safe mode lasts after the threshold is reached (HDFS: 30 s).
+    pub safemode_extension_ms: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -75,6 +80,8 @@ impl Default for NamenodeConfig {
             redundancy_scan_interval_ms: 10 * 60 * 1000,
             max_replication_streams: 2,
             pending_replication_timeout_ms: 60_000,
+            safemode_threshold: 0.999,
+            safemode_extension_ms: 10_000,
         }
     }
 }
@@ -103,6 +110,12 @@ impl NamenodeConfig {
         }
         if self.default_block_size < self.min_block_size {
             return bad("default_block_size is below min_block_size".into());
+        }
+        if !(0.0..=1.0).contains(&self.safemode_threshold) {
+            return bad(format!(
+                "safemode_threshold {} must be between 0 and 1",
+                self.safemode_threshold
+            ));
         }
         if self.listing_limit == 0 {
             return bad("listing_limit must be positive".into());

@@ -14,6 +14,7 @@ pub mod permission;
 pub mod placement;
 pub mod redundancy;
 pub mod rpc;
+pub mod safe_mode;
 pub mod server;
 pub mod state;
 

@@ -84,6 +84,10 @@ impl Redundancy {
 
     /// One pass over the queue.
     pub fn run_round(&self, st: &NamenodeState) -> Result<RoundStats> {
+        // Replica counts mean little until datanodes have reported.
+        if st.safe_mode.is_on() {
+            return Ok(RoundStats::default());
+        }
         let now = Instant::now();
         // Copies that never arrived are tried again.
         let expired: Vec<u64> = {

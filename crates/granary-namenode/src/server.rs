@@ -102,7 +102,20 @@ pub async fn start(
     })
     .await
     .map_err(|e| ServeError::Join(e.to_string()))??;
-    let state = NamenodeState::new(config, version.cluster_id.clone(), ns);
+    let (ns, total_blocks) = tokio::task::spawn_blocking(move || {
+        let mut n = 0u64;
+        ns.for_each_block(|_, _, _| n += 1).map(|()| (ns, n))
+    })
+    .await
+    .map_err(|e| ServeError::Join(e.to_string()))?
+    .map_err(|source| ServeError::Open {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let state = NamenodeState::new(config, version.cluster_id.clone(), ns, total_blocks);
+    if state.safe_mode.is_on() {
+        tracing::info!(total_blocks, "in safe mode until datanodes report enough blocks");
+    }
     let rpc_addr = rpc.local_addr()?;
     let http_addr = http.local_addr()?;
 
@@ -166,6 +179,7 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
                 }
             }
             removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
+            state.update_safe_mode();
         }
     })
 }

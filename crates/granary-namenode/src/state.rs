@@ -24,14 +24,20 @@ pub struct NamenodeState {
     /// every start, so tokens die with the namenode that issued them.
     pub block_key: Vec<u8>,
     pub redundancy: crate::redundancy::Redundancy,
+    pub safe_mode: crate::safe_mode::SafeMode,
 }
 
 /// How long a block access token is valid (HDFS: 600 minutes).
 pub const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 60 * 1000;
 
 impl NamenodeState {
-    pub fn new(config: NamenodeConfig, cluster_id: String, ns: Namespace) -> Arc<Self> {
+    pub fn new(config: NamenodeConfig, cluster_id: String, ns: Namespace, total_blocks: u64) -> Arc<Self> {
         let datanodes = DatanodeManager::new(config.stale_after(), config.dead_after());
+        let safe_mode = crate::safe_mode::SafeMode::new(
+            total_blocks,
+            config.safemode_threshold,
+            std::time::Duration::from_millis(config.safemode_extension_ms),
+        );
         Arc::new(Self {
             config,
             cluster_id,
@@ -42,6 +48,7 @@ impl NamenodeState {
             started: Instant::now(),
             block_key: granary_common::block_token::new_key(),
             redundancy: Default::default(),
+            safe_mode,
         })
     }
 
@@ -62,6 +69,27 @@ impl NamenodeState {
             locations,
             corrupt: false,
             access_token,
+        }
+    }
+
+    /// Fails while the namenode is in safe mode.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.safe_mode.is_on() {
+            return Err(NnError::SafeMode(self.safe_mode.status()));
+        }
+        Ok(())
+    }
+
+    /// Recounts reported blocks; may end automatic safe mode.
+    pub fn update_safe_mode(&self) {
+        if !self.safe_mode.is_on() {
+            return;
+        }
+        let reported = self
+            .blocks
+            .count_with_at_least(self.config.min_replication as usize);
+        if self.safe_mode.update(reported) {
+            tracing::info!(reported, "leaving safe mode: enough blocks reported");
         }
     }
 

@@ -33,6 +33,7 @@ impl Default for MiniClusterBuilder {
             dead_after_ms: 3_000,
             block_cache_mb: 16,
             redundancy_interval_ms: 200,
+            safemode_extension_ms: 0,
             pending_replication_timeout_ms: 5_000,
             ..Default::default()
         };
@@ -222,6 +223,19 @@ impl MiniCluster {
         let http = bind_again(config.http_addr).await?;
         let running = granary_datanode::start(config, rpc, http, self.root.child_token()).await?;
         self.datanodes[i].running = Some(running);
+        Ok(())
+    }
+
+    /// Waits (bounded) until the namenode has left safe mode.
+    pub async fn wait_for_safe_mode_exit(&self) -> anyhow::Result<()> {
+        let c = self.client().await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while c.safe_mode(granary_proto::SafeModeAction::Get).await?.on {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("namenode still in safe mode");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         Ok(())
     }
 

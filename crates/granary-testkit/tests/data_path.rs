@@ -223,6 +223,7 @@ async fn restarting_datanodes_and_the_namenode_loses_nothing() {
     }
     cl.restart_namenode().await.unwrap();
     cl.wait_for_datanodes(3).await.unwrap();
+    cl.wait_for_safe_mode_exit().await.unwrap();
     let c = cl.client().await.unwrap();
     wait_located(&c, "/keep/a").await;
     wait_located(&c, "/keep/b").await;

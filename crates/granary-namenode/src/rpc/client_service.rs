@@ -34,6 +34,7 @@ fn extended(blocks: Vec<BlockRecord>) -> Vec<pb::ExtendedBlock> {
 #[tonic::async_trait]
 impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)).await?;
@@ -41,6 +42,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let file = blocking(move || {
@@ -67,6 +69,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::AddBlockRequest>,
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
+        self.state.check_writable()?;
         let st = self.state.clone();
         let r = req.into_inner();
         let located = blocking(move || {
@@ -93,6 +96,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::AbandonBlockRequest>,
     ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
+        self.state.check_writable()?;
         let st = self.state.clone();
         let r = req.into_inner();
         let block = r.block.ok_or_else(|| {
@@ -113,6 +117,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
+        self.state.check_writable()?;
         let st = self.state.clone();
         let r = req.into_inner();
         let completed = blocking(move || {
@@ -160,6 +165,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || {
@@ -172,6 +178,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || {
@@ -187,6 +194,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || {
@@ -202,6 +210,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetPermissionRequest>,
     ) -> Result<Response<pb::SetPermissionResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || st.ns.set_permission(&caller, &r.path, r.permission)).await?;
@@ -212,6 +221,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetOwnerRequest>,
     ) -> Result<Response<pb::SetOwnerResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || {
@@ -226,6 +236,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetTimesRequest>,
     ) -> Result<Response<pb::SetTimesResponse>, Status> {
+        self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         blocking(move || {
@@ -328,6 +339,41 @@ impl ClientProtocol for ClientService {
             bytes_per_checksum: c.bytes_per_checksum,
             write_packet_size: granary_common::defaults::WRITE_PACKET_SIZE,
             cluster_id: self.state.cluster_id.clone(),
+        }))
+    }
+
+    async fn set_safe_mode(
+        &self,
+        req: Request<pb::SetSafeModeRequest>,
+    ) -> Result<Response<pb::SetSafeModeResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        let action = req.get_ref().action();
+        if action != pb::SafeModeAction::Get && !caller.is_super {
+            return Err(granary_common::error::status(
+                granary_common::ErrorCode::AccessControl,
+                format!(
+                    "Access denied for user {}. Superuser privilege is required",
+                    caller.user()
+                ),
+            ));
+        }
+        match action {
+            pb::SafeModeAction::Enter => {
+                st.safe_mode.enter();
+                tracing::warn!(user = %caller.user(), "safe mode entered by hand");
+            }
+            pb::SafeModeAction::Leave => {
+                st.safe_mode.leave();
+                tracing::warn!(user = %caller.user(), "safe mode left by hand");
+            }
+            pb::SafeModeAction::Get => st.update_safe_mode(),
+        }
+        let (reported, total) = st.safe_mode.counts();
+        Ok(Response::new(pb::SetSafeModeResponse {
+            on: st.safe_mode.is_on(),
+            status: st.safe_mode.status(),
+            reported_blocks: reported,
+            total_blocks: total,
         }))
     }
 

@@ -1,0 +1,104 @@
+//! `granary admin ...`: cluster administration.
+
+use clap::{Subcommand, ValueEnum};
+
+use granary_client::{DfsClient, pb};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Safe mode: get, enter, leave, or wait until it is off.
+    Safemode {
+        #[arg(value_enum)]
+        action: SafeModeArg,
+    },
+    /// Datanodes with their state and usage.
+    Report,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SafeModeArg {
+    Get,
+    Enter,
+    Leave,
+    Wait,
+}
+
+pub async fn run(c: &DfsClient, cmd: &AdminCommand) -> i32 {
+    match run_inner(c, cmd).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("granary: {e}");
+            1
+        }
+    }
+}
+
+async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
+    match cmd {
+        AdminCommand::Safemode { action } => {
+            let act = match action {
+                SafeModeArg::Enter => pb::SafeModeAction::Enter,
+                SafeModeArg::Leave => pb::SafeModeAction::Leave,
+                SafeModeArg::Get | SafeModeArg::Wait => pb::SafeModeAction::Get,
+            };
+            let mut r = c.safe_mode(act).await.map_err(|e| e.to_string())?;
+            if matches!(action, SafeModeArg::Wait) {
+                // Bounded by the caller (e.g. `timeout`); polls twice a second.
+                while r.on {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    r = c
+                        .safe_mode(pb::SafeModeAction::Get)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            println!("Safe mode is {}", if r.on { "ON" } else { "OFF" });
+            if r.on {
+                println!("{}", r.status);
+            }
+            Ok(())
+        }
+        AdminCommand::Report => {
+            let nodes = c.datanode_report().await.map_err(|e| e.to_string())?;
+            let state = |s: i32| match pb::DatanodeState::try_from(s) {
+                Ok(pb::DatanodeState::Live) => "live",
+                Ok(pb::DatanodeState::Stale) => "stale",
+                Ok(pb::DatanodeState::Dead) => "dead",
+                Ok(pb::DatanodeState::Decommissioning) => "decommissioning",
+                Ok(pb::DatanodeState::Decommissioned) => "decommissioned",
+                _ => "unknown",
+            };
+            let (cap, used, rem): (u64, u64, u64) = nodes.iter().fold((0, 0, 0), |(a, b, c), n| {
+                (a + n.capacity, b + n.dfs_used, c + n.remaining)
+            });
+            let count = |s: pb::DatanodeState| nodes.iter().filter(|n| n.state == s as i32).count();
+            println!("Configured Capacity: {cap} ({})", crate::format::human(cap));
+            println!("DFS Used: {used} ({})", crate::format::human(used));
+            println!("DFS Remaining: {rem} ({})", crate::format::human(rem));
+            println!(
+                "Datanodes: {} live, {} stale, {} dead",
+                count(pb::DatanodeState::Live),
+                count(pb::DatanodeState::Stale),
+                count(pb::DatanodeState::Dead)
+            );
+            for n in &nodes {
+                let id = n.id.clone().unwrap_or_default();
+                println!();
+                println!("Name: {} ({})", id.rpc_addr, id.hostname);
+                println!("Uuid: {}", id.uuid);
+                println!("Rack: {}", id.rack);
+                println!("State: {}", state(n.state));
+                println!("Capacity: {} ({})", n.capacity, crate::format::human(n.capacity));
+                println!("DFS Used: {} ({})", n.dfs_used, crate::format::human(n.dfs_used));
+                println!(
+                    "DFS Remaining: {} ({})",
+                    n.remaining,
+                    crate::format::human(n.remaining)
+                );
+                println!("Xceivers: {}", n.xceiver_count);
+                println!("Last contact: {}", crate::format::date_utc(n.last_heartbeat_ms));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Safe mode: a restarted namenode refuses changes until datanodes have
+//! reported its blocks, then leaves by itself; operators can enter and leave
+//! it by hand.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use granary_client::{CreateOptions, pb};
+use granary_common::{ErrorCode, HasErrorCode};
+use granary_testkit::MiniCluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_enters_safe_mode_until_blocks_are_reported() {
+    let mut cl = MiniCluster::builder().datanodes(3).start().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut w = c
+        .create(
+            "/sm/f",
+            CreateOptions {
+                block_size: 65536,
+                create_parent: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.write_all(&bytes).await.unwrap();
+    w.shutdown().await.unwrap();
+    for i in 0..3 {
+        cl.stop_datanode(i).await.unwrap();
+    }
+    cl.restart_namenode().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let st = c.safe_mode(pb::SafeModeAction::Get).await.unwrap();
+    assert!(st.on);
+    assert_eq!((st.reported_blocks, st.total_blocks), (0, 5));
+    // Reads of metadata work; changes are refused with a clear reason.
+    assert_eq!(c.stat("/sm/f").await.unwrap().length, 300_000);
+    let e = c.mkdirs("/sm/new", None, false).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SafeMode);
+    assert!(
+        e.to_string().contains("safe mode is ON") && e.to_string().contains("total blocks 5"),
+        "{e}"
+    );
+    assert_eq!(
+        c.delete("/sm/f", false).await.unwrap_err().code(),
+        ErrorCode::SafeMode
+    );
+    assert!(
+        c.get_file_info("/sm/f").await.unwrap().is_some(),
+        "nothing deleted in safe mode"
+    );
+
+    for i in 0..3 {
+        cl.restart_datanode(i).await.unwrap();
+    }
+    cl.wait_for_safe_mode_exit().await.unwrap();
+    let st = c.safe_mode(pb::SafeModeAction::Get).await.unwrap();
+    assert!(!st.on && st.reported_blocks == 5, "{st:?}");
+    let mut out = Vec::new();
+    c.open("/sm/f")
+        .await
+        .unwrap()
+        .read_to_end(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, bytes);
+    c.mkdirs("/sm/new", None, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn operators_enter_and_leave_safe_mode_by_hand() {
+    let cl = MiniCluster::start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    let user = cl.client_as("alice", &[]).await.unwrap();
+    assert!(
+        !admin.safe_mode(pb::SafeModeAction::Get).await.unwrap().on,
+        "an empty namespace starts writable"
+    );
+    let e = user.safe_mode(pb::SafeModeAction::Enter).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::AccessControl);
+    assert!(e.to_string().contains("Superuser privilege is required"));
+    assert!(admin.safe_mode(pb::SafeModeAction::Enter).await.unwrap().on);
+    let e = admin.mkdirs("/x", None, false).await.unwrap_err();
+    assert!(e.to_string().contains("turned on manually"), "{e}");
+    // A manual safe mode does not end by itself.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(user.safe_mode(pb::SafeModeAction::Get).await.unwrap().on);
+    assert!(!admin.safe_mode(pb::SafeModeAction::Leave).await.unwrap().on);
+    admin.mkdirs("/x", None, false).await.unwrap();
+}
