@@ -187,9 +187,18 @@ impl Redundancy {
             };
             let mut excluded = holders.clone();
             excluded.extend(pending.iter().cloned());
-            let targets = st
-                .placement
-                .choose(target - have, st.datanodes.writable(rec.num_bytes), &excluded);
+            let existing: Vec<pb::DatanodeInfo> =
+                holders.iter().filter_map(|u| st.datanodes.info(u)).collect();
+            let ctx = crate::placement::PlacementContext {
+                writer_host: None,
+                existing,
+            };
+            let targets = st.placement.choose(
+                target - have,
+                st.datanodes.writable(rec.num_bytes),
+                &excluded,
+                &ctx,
+            );
             if targets.is_empty() {
                 return Ok(Outcome::Retry);
             }
@@ -212,13 +221,10 @@ impl Redundancy {
             entry.deadline = now + timeout;
             stats.scheduled += 1;
         } else if holders.len() > target && pending.is_empty() {
-            // Keep the nodes with the most free space; drop replicas elsewhere.
-            let mut ranked: Vec<(u64, String)> = holders
-                .iter()
-                .map(|u| (st.datanodes.info(u).map_or(0, |i| i.remaining), u.clone()))
-                .collect();
-            ranked.sort();
-            for (_, uuid) in ranked.into_iter().take(holders.len() - target) {
+            // Placement decides which go: keep rack spread, drop from the fullest nodes.
+            let infos: Vec<pb::DatanodeInfo> = holders.iter().filter_map(|u| st.datanodes.info(u)).collect();
+            let excess = st.placement.choose_excess(infos, holders.len() - target);
+            for uuid in excess.into_iter().filter_map(|i| i.id.map(|d| d.uuid)) {
                 tracing::info!(block_id = id, dn = %uuid, target, "removing an excess replica");
                 st.blocks.remove_replica(&uuid, id);
                 st.blocks.invalidate(&uuid, block);

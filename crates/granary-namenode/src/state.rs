@@ -8,7 +8,7 @@ use crate::config::NamenodeConfig;
 use crate::datanode_manager::DatanodeManager;
 use crate::error::{NnError, Result};
 use crate::namespace::Namespace;
-use crate::placement::{PlacementPolicy, RandomPlacement};
+use crate::placement::{PlacementContext, PlacementPolicy, RackAwarePlacement};
 use granary_common::block_token::{self, BlockAccess};
 use granary_proto as pb;
 
@@ -44,7 +44,7 @@ impl NamenodeState {
             ns,
             blocks: BlockManager::default(),
             datanodes,
-            placement: Box::new(RandomPlacement),
+            placement: Box::new(RackAwarePlacement),
             started: Instant::now(),
             block_key: granary_common::block_token::new_key(),
             redundancy: Default::default(),
@@ -117,10 +117,17 @@ impl NamenodeState {
         replication: u32,
         block_size: u64,
         excluded: &[String],
+        writer_host: Option<String>,
     ) -> Result<Vec<pb::DatanodeInfo>> {
         let candidates = self.datanodes.writable(block_size);
         let total = self.datanodes.report().len();
-        let chosen = self.placement.choose(replication as usize, candidates, excluded);
+        let ctx = PlacementContext {
+            writer_host,
+            existing: Vec::new(),
+        };
+        let chosen = self
+            .placement
+            .choose(replication as usize, candidates, excluded, &ctx);
         if (chosen.len() as u32) < self.config.min_replication {
             return Err(NnError::NotEnoughReplicas(format!(
                 "could only be written to {} of the {} minReplication nodes: {total} datanode(s) known, {} excluded",

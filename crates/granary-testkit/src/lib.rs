@@ -21,6 +21,7 @@ pub struct MiniClusterBuilder {
     config: NamenodeConfig,
     datanodes: usize,
     block_scan_period_ms: u64,
+    racks: Vec<String>,
 }
 
 impl Default for MiniClusterBuilder {
@@ -43,6 +44,7 @@ impl Default for MiniClusterBuilder {
             config,
             datanodes: 0,
             block_scan_period_ms: 3_600_000,
+            racks: Vec::new(),
         }
     }
 }
@@ -57,6 +59,12 @@ impl MiniClusterBuilder {
     /// Starts this many datanodes (each with its own data dir).
     pub fn datanodes(mut self, n: usize) -> Self {
         self.datanodes = n;
+        self
+    }
+
+    /// Racks of the datanodes, assigned in turn (datanode i gets racks[i % len]).
+    pub fn racks(mut self, racks: &[&str]) -> Self {
+        self.racks = racks.iter().map(|r| r.to_string()).collect();
         self
     }
 
@@ -84,6 +92,7 @@ impl MiniClusterBuilder {
             namenode: Some(nn),
             datanodes: Vec::new(),
             block_scan_period_ms: self.block_scan_period_ms,
+            racks: self.racks,
         };
         for _ in 0..self.datanodes {
             cluster.add_datanode().await?;
@@ -101,6 +110,7 @@ pub struct MiniCluster {
     namenode: Option<RunningNamenode>,
     datanodes: Vec<MiniDatanode>,
     block_scan_period_ms: u64,
+    racks: Vec<String>,
 }
 
 struct MiniDatanode {
@@ -187,6 +197,11 @@ impl MiniCluster {
             heartbeat_interval_ms: self.config.heartbeat_interval_ms,
             block_scan_period_ms: self.block_scan_period_ms,
             block_scan_bytes_per_sec: 256 << 20,
+            rack: if self.racks.is_empty() {
+                "/default-rack".into()
+            } else {
+                self.racks[i % self.racks.len()].clone()
+            },
             ..Default::default()
         };
         let running = granary_datanode::start(config.clone(), rpc, http, self.root.child_token()).await?;

@@ -171,3 +171,48 @@ async fn the_block_scanner_finds_rot_and_missing_files_and_replication_repairs_t
     .await;
     assert_eq!(get(&c, "/rot").await, bytes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_span_two_racks_before_and_after_a_failure() {
+    let mut cl = MiniCluster::builder()
+        .datanodes(5)
+        .racks(&["/r1", "/r2"])
+        .start()
+        .await
+        .unwrap();
+    let c = cl.client().await.unwrap();
+    put(&c, "/racks", &data(20 * BLOCK as usize)).await;
+    let rack_of = |cl: &MiniCluster, u: &str| {
+        (0..5)
+            .find(|i| cl.datanode(*i).uuid() == u)
+            .map(|i| if i % 2 == 0 { "/r1" } else { "/r2" })
+    };
+    let spread_ok = |cl: &MiniCluster, hs: &[HashSet<String>]| {
+        hs.iter().all(|h| {
+            let racks: Vec<_> = h.iter().filter_map(|u| rack_of(cl, u)).collect();
+            let r1 = racks.iter().filter(|r| **r == "/r1").count();
+            h.len() == 3 && (1..=2).contains(&r1)
+        })
+    };
+    let before = holders(&c, "/racks").await;
+    assert!(spread_ok(&cl, &before), "{before:?}");
+    cl.stop_datanode(4).await.unwrap();
+    wait_for(15, "re-replicated with rack spread", || async {
+        let hs = holders(&c, "/racks").await;
+        // Datanode 4 is stopped: rack_of cannot name it, so 3 named holders means it is out.
+        hs.iter().all(|h| {
+            h.iter()
+                .filter(|u| (0..4).any(|i| cl.datanode(i).uuid() == u.as_str()))
+                .count()
+                == 3
+        }) && hs.iter().all(|h| {
+            let racks: Vec<_> = h
+                .iter()
+                .filter_map(|u| (0..4).find(|i| cl.datanode(*i).uuid() == u.as_str()))
+                .collect();
+            let r1 = racks.iter().filter(|i| *i % 2 == 0).count();
+            racks.len() == 3 && (1..=2).contains(&r1)
+        })
+    })
+    .await;
+}

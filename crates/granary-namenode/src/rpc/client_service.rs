@@ -71,10 +71,12 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
         self.state.check_writable()?;
         let st = self.state.clone();
+        let writer_host = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
         let located = blocking(move || {
             let file = st.ns.file_for_writer(&r.path, r.file_id, &r.client_name)?;
-            let targets = st.choose_targets(file.replication, file.block_size, &r.excluded_nodes)?;
+            let targets =
+                st.choose_targets(file.replication, file.block_size, &r.excluded_nodes, writer_host)?;
             let alloc = st
                 .ns
                 .add_block(&r.path, r.file_id, &r.client_name, r.previous.as_ref())?;
