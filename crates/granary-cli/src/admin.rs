@@ -13,6 +13,10 @@ pub enum AdminCommand {
     },
     /// Datanodes with their state and usage.
     Report,
+    /// Move a datanode's blocks elsewhere so it can be stopped (HOST:PORT or uuid).
+    Decommission { datanode: String },
+    /// Return a decommissioning or decommissioned datanode to service.
+    Recommission { datanode: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,16 +62,23 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
             }
             Ok(())
         }
+        AdminCommand::Decommission { datanode } | AdminCommand::Recommission { datanode } => {
+            let action = if matches!(cmd, AdminCommand::Decommission { .. }) {
+                pb::DatanodeAdminAction::Decommission
+            } else {
+                pb::DatanodeAdminAction::Recommission
+            };
+            let info = c
+                .set_datanode_admin_state(datanode, action)
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = info.id.unwrap_or_default();
+            println!("{} ({}): {}", id.rpc_addr, id.uuid, state_name(info.state));
+            Ok(())
+        }
         AdminCommand::Report => {
             let nodes = c.datanode_report().await.map_err(|e| e.to_string())?;
-            let state = |s: i32| match pb::DatanodeState::try_from(s) {
-                Ok(pb::DatanodeState::Live) => "live",
-                Ok(pb::DatanodeState::Stale) => "stale",
-                Ok(pb::DatanodeState::Dead) => "dead",
-                Ok(pb::DatanodeState::Decommissioning) => "decommissioning",
-                Ok(pb::DatanodeState::Decommissioned) => "decommissioned",
-                _ => "unknown",
-            };
+            let state = state_name;
             let (cap, used, rem): (u64, u64, u64) = nodes.iter().fold((0, 0, 0), |(a, b, c), n| {
                 (a + n.capacity, b + n.dfs_used, c + n.remaining)
             });
@@ -100,5 +111,16 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+fn state_name(s: i32) -> &'static str {
+    match pb::DatanodeState::try_from(s) {
+        Ok(pb::DatanodeState::Live) => "live",
+        Ok(pb::DatanodeState::Stale) => "stale",
+        Ok(pb::DatanodeState::Dead) => "dead",
+        Ok(pb::DatanodeState::Decommissioning) => "decommissioning",
+        Ok(pb::DatanodeState::Decommissioned) => "decommissioned",
+        _ => "unknown",
     }
 }

@@ -287,6 +287,25 @@ impl DfsClient {
         Ok(self.nn.clone().set_safe_mode(req).await?.into_inner())
     }
 
+    /// Starts or cancels decommissioning of a datanode (`host:port` or uuid).
+    pub async fn set_datanode_admin_state(
+        &self,
+        datanode: &str,
+        action: pb::DatanodeAdminAction,
+    ) -> Result<pb::DatanodeInfo> {
+        let req = self.request(pb::SetDatanodeAdminStateRequest {
+            datanode: datanode.into(),
+            action: action as i32,
+        });
+        self.nn
+            .clone()
+            .set_datanode_admin_state(req)
+            .await?
+            .into_inner()
+            .datanode
+            .ok_or_else(|| ClientError::Protocol("setDatanodeAdminState answered without a datanode".into()))
+    }
+
     /// Live, stale and dead datanodes.
     pub async fn datanode_report(&self) -> Result<Vec<pb::DatanodeInfo>> {
         let req = self.request(pb::GetDatanodeReportRequest {});

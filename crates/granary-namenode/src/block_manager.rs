@@ -167,6 +167,16 @@ impl BlockManager {
         held.into_iter().collect()
     }
 
+    /// Blocks a node holds.
+    pub fn node_blocks(&self, uuid: &str) -> Vec<u64> {
+        self.inner
+            .read()
+            .by_node
+            .get(uuid)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     pub fn node_block_count(&self, uuid: &str) -> usize {
         self.inner.read().by_node.get(uuid).map_or(0, HashSet::len)
     }

@@ -9,7 +9,19 @@ use parking_lot::RwLock;
 use crate::inode::now_ms;
 use granary_proto as pb;
 
+/// An operator's choice for a datanode, independent of its liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminState {
+    #[default]
+    Normal,
+    /// Serves reads, takes no new replicas; its blocks are copied elsewhere.
+    Decommissioning,
+    /// Every block it held has its replicas elsewhere; safe to stop.
+    Decommissioned,
+}
+
 pub struct Datanode {
+    pub admin: AdminState,
     pub id: pb::DatanodeId,
     pub storages: Vec<pb::StorageReport>,
     pub xceivers: u32,
@@ -56,9 +68,12 @@ impl DatanodeManager {
         let now = Instant::now();
         let mut nodes = self.nodes.write();
         let fresh = !nodes.contains_key(&id.uuid);
+        // A re-registering node keeps the operator's decision about it.
+        let admin = nodes.get(&id.uuid).map(|n| n.admin).unwrap_or_default();
         nodes.insert(
             id.uuid.clone(),
             Datanode {
+                admin,
                 id,
                 storages,
                 xceivers: 0,
@@ -112,10 +127,12 @@ impl DatanodeManager {
             remaining,
             xceiver_count: n.xceivers,
             last_heartbeat_ms: n.last_heartbeat_ms,
-            state: match self.liveness_of(n, now) {
-                Liveness::Live => pb::DatanodeState::Live,
-                Liveness::Stale => pb::DatanodeState::Stale,
-                Liveness::Dead => pb::DatanodeState::Dead,
+            state: match (self.liveness_of(n, now), n.admin) {
+                (Liveness::Dead, _) => pb::DatanodeState::Dead,
+                (_, AdminState::Decommissioning) => pb::DatanodeState::Decommissioning,
+                (_, AdminState::Decommissioned) => pb::DatanodeState::Decommissioned,
+                (Liveness::Live, AdminState::Normal) => pb::DatanodeState::Live,
+                (Liveness::Stale, AdminState::Normal) => pb::DatanodeState::Stale,
             } as i32,
         }
     }
@@ -141,6 +158,31 @@ impl DatanodeManager {
         self.report()
             .into_iter()
             .filter(|i| i.state == pb::DatanodeState::Live as i32 && i.remaining >= min_free)
+            .collect()
+    }
+
+    pub fn admin_state(&self, uuid: &str) -> AdminState {
+        self.nodes.read().get(uuid).map(|n| n.admin).unwrap_or_default()
+    }
+
+    /// Sets a node's admin state; `node` is its rpc address or uuid.
+    /// Returns the node's uuid, or None when no such node is known.
+    pub fn set_admin_state(&self, node: &str, state: AdminState) -> Option<String> {
+        let mut nodes = self.nodes.write();
+        let n = nodes
+            .values_mut()
+            .find(|n| n.id.uuid == node || n.id.rpc_addr == node)?;
+        n.admin = state;
+        Some(n.id.uuid.clone())
+    }
+
+    /// Nodes being decommissioned.
+    pub fn decommissioning(&self) -> Vec<String> {
+        self.nodes
+            .read()
+            .values()
+            .filter(|n| n.admin == AdminState::Decommissioning)
+            .map(|n| n.id.uuid.clone())
             .collect()
     }
 

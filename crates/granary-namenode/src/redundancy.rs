@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::datanode_manager::Liveness;
+use crate::datanode_manager::{AdminState, Liveness};
 use crate::error::Result;
 use crate::state::NamenodeState;
 use granary_common::block_token::BlockAccess;
@@ -117,6 +117,7 @@ impl Redundancy {
             .map(|id| (st.blocks.replica_count(id), id))
             .collect();
         batch.sort_unstable();
+        self.check_decommissioning(st)?;
         let mut stats = RoundStats::default();
         let mut retry = Vec::new();
         for (_, id) in batch {
@@ -128,6 +129,51 @@ impl Redundancy {
         }
         self.check(retry);
         Ok(stats)
+    }
+
+    /// Marks decommissioning nodes decommissioned once every block they
+    /// hold has its replicas (as many as the cluster can give) elsewhere.
+    fn check_decommissioning(&self, st: &NamenodeState) -> Result<()> {
+        for uuid in st.datanodes.decommissioning() {
+            let normal_nodes = st
+                .datanodes
+                .report()
+                .iter()
+                .filter(|i| i.state == pb::DatanodeState::Live as i32)
+                .count();
+            let mut done = true;
+            for id in st.blocks.node_blocks(&uuid) {
+                let Some((inode, _)) = st.ns.block_owner(id)? else {
+                    continue;
+                };
+                let Some(file) = st.ns.get_inode(inode)? else {
+                    continue;
+                };
+                let want = (file.replication as usize).min(normal_nodes);
+                let elsewhere = st
+                    .blocks
+                    .locations(id)
+                    .iter()
+                    .filter(|u| {
+                        st.datanodes.admin_state(u) == AdminState::Normal
+                            && st.datanodes.liveness(u) == Some(Liveness::Live)
+                    })
+                    .count();
+                if elsewhere < want {
+                    done = false;
+                    self.check([id]);
+                }
+            }
+            if done
+                && st
+                    .datanodes
+                    .set_admin_state(&uuid, AdminState::Decommissioned)
+                    .is_some()
+            {
+                tracing::info!(uuid = %uuid, "datanode decommissioned: every block it held is replicated elsewhere");
+            }
+        }
+        Ok(())
     }
 
     fn check_block(
@@ -151,11 +197,18 @@ impl Redundancy {
             return Ok(Outcome::Done);
         }
         let target = file.replication as usize;
-        let holders: Vec<String> = st
+        // Every reachable replica can be copied from; only those on nodes in
+        // normal service count toward the target (decommissioning ones go away).
+        let all_holders: Vec<String> = st
             .blocks
             .locations(id)
             .into_iter()
             .filter(|u| matches!(st.datanodes.liveness(u), Some(Liveness::Live | Liveness::Stale)))
+            .collect();
+        let holders: Vec<String> = all_holders
+            .iter()
+            .filter(|u| st.datanodes.admin_state(u) == AdminState::Normal)
+            .cloned()
             .collect();
         let pending: Vec<String> = self
             .pending
@@ -169,23 +222,28 @@ impl Redundancy {
             generation_stamp: gs,
             num_bytes: rec.num_bytes,
         };
-        if holders.is_empty() {
+        if all_holders.is_empty() {
             stats.missing += 1;
             tracing::warn!(block_id = id, file = inode_id, "block has no live replica");
             return Ok(Outcome::Done);
         }
         if have < target {
             let max_streams = st.config.max_replication_streams as usize;
-            let Some(source) = holders
+            let Some(source) = all_holders
                 .iter()
                 .filter(|u| st.datanodes.liveness(u) == Some(Liveness::Live))
-                .min_by_key(|u| self.queued_for(u))
+                .min_by_key(|u| {
+                    (
+                        st.datanodes.admin_state(u) != AdminState::Normal,
+                        self.queued_for(u),
+                    )
+                })
                 .filter(|u| self.queued_for(u) < max_streams)
                 .cloned()
             else {
                 return Ok(Outcome::Retry);
             };
-            let mut excluded = holders.clone();
+            let mut excluded = all_holders.clone();
             excluded.extend(pending.iter().cloned());
             let existing: Vec<pb::DatanodeInfo> =
                 holders.iter().filter_map(|u| st.datanodes.info(u)).collect();

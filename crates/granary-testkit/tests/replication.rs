@@ -216,3 +216,63 @@ async fn replicas_span_two_racks_before_and_after_a_failure() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
+    use granary_client::pb::{DatanodeAdminAction, DatanodeState};
+    let mut cl = MiniCluster::builder().datanodes(4).start().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let bytes = data(30 * BLOCK as usize);
+    put(&c, "/decom", &bytes).await;
+    let before = holders(&c, "/decom").await;
+    let node = (0..4)
+        .max_by_key(|i| {
+            before
+                .iter()
+                .filter(|h| h.contains(cl.datanode(*i).uuid()))
+                .count()
+        })
+        .unwrap();
+    let uuid = cl.datanode(node).uuid().to_string();
+    let addr = cl.datanode(node).ctx.id.rpc_addr.clone();
+    // Only the superuser may, and unknown nodes are named.
+    let alice = cl.client_as("alice", &[]).await.unwrap();
+    assert!(
+        alice
+            .set_datanode_admin_state(&addr, DatanodeAdminAction::Decommission)
+            .await
+            .is_err()
+    );
+    let e = c
+        .set_datanode_admin_state("10.9.9.9:1", DatanodeAdminAction::Decommission)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no datanode \"10.9.9.9:1\""), "{e}");
+
+    let info = c
+        .set_datanode_admin_state(&addr, DatanodeAdminAction::Decommission)
+        .await
+        .unwrap();
+    assert_eq!(info.state, DatanodeState::Decommissioning as i32);
+    wait_for(20, "node decommissioned", || async {
+        c.datanode_report()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id.as_ref().unwrap().uuid == uuid && d.state == DatanodeState::Decommissioned as i32)
+    })
+    .await;
+    // No new block goes to it while it is out of service.
+    put(&c, "/after", &data(5 * BLOCK as usize)).await;
+    assert!(holders(&c, "/after").await.iter().all(|h| !h.contains(&uuid)));
+    // Stopping it now leaves every block with 3 replicas on the other nodes.
+    cl.stop_datanode(node).await.unwrap();
+    let others: HashSet<String> = (0..4)
+        .filter(|i| *i != node)
+        .map(|i| cl.datanode(i).uuid().to_string())
+        .collect();
+    for h in holders(&c, "/decom").await {
+        assert_eq!(h.iter().filter(|u| others.contains(*u)).count(), 3, "{h:?}");
+    }
+    assert_eq!(get(&c, "/decom").await, bytes);
+}

@@ -379,6 +379,45 @@ impl ClientProtocol for ClientService {
         }))
     }
 
+    async fn set_datanode_admin_state(
+        &self,
+        req: Request<pb::SetDatanodeAdminStateRequest>,
+    ) -> Result<Response<pb::SetDatanodeAdminStateResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        if !caller.is_super {
+            return Err(granary_common::error::status(
+                granary_common::ErrorCode::AccessControl,
+                format!(
+                    "Access denied for user {}. Superuser privilege is required",
+                    caller.user()
+                ),
+            ));
+        }
+        let r = req.into_inner();
+        let state = match r.action() {
+            pb::DatanodeAdminAction::Decommission => crate::datanode_manager::AdminState::Decommissioning,
+            pb::DatanodeAdminAction::Recommission => crate::datanode_manager::AdminState::Normal,
+            pb::DatanodeAdminAction::Unspecified => {
+                return Err(granary_common::error::status(
+                    granary_common::ErrorCode::InvalidArgument,
+                    "action must be DECOMMISSION or RECOMMISSION",
+                ));
+            }
+        };
+        let Some(uuid) = st.datanodes.set_admin_state(&r.datanode, state) else {
+            return Err(granary_common::error::status(
+                granary_common::ErrorCode::FileNotFound,
+                format!("no datanode {:?} is known to this namenode", r.datanode),
+            ));
+        };
+        tracing::warn!(uuid = %uuid, user = %caller.user(), ?state, "datanode admin state changed");
+        // Its blocks need copies elsewhere (decommission) or may now be in excess (recommission).
+        st.redundancy.check(st.blocks.node_blocks(&uuid));
+        Ok(Response::new(pb::SetDatanodeAdminStateResponse {
+            datanode: st.datanodes.info(&uuid),
+        }))
+    }
+
     async fn get_datanode_report(
         &self,
         _req: Request<pb::GetDatanodeReportRequest>,
