@@ -17,6 +17,8 @@ pub enum AdminCommand {
     Decommission { datanode: String },
     /// Return a decommissioning or decommissioned datanode to service.
     Recommission { datanode: String },
+    /// Close a file whose writer died, at the length its replicas agree on.
+    RecoverLease { path: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +76,16 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let id = info.id.unwrap_or_default();
             println!("{} ({}): {}", id.rpc_addr, id.uuid, state_name(info.state));
+            Ok(())
+        }
+        AdminCommand::RecoverLease { path } => {
+            let closed = c.recover_lease(path).await.map_err(|e| e.to_string())?;
+            let st = c.stat(path).await.map_err(|e| e.to_string())?;
+            println!(
+                "recoverLease {}: {path} length {}",
+                if closed { "SUCCEEDED" } else { "FAILED" },
+                st.length
+            );
             Ok(())
         }
         AdminCommand::Report => {

@@ -228,6 +228,31 @@ async fn download(c: &DfsClient, src: &str, target: &Path, force: bool, len: u64
     res
 }
 
+/// Appends local files (or stdin) to `dest`, creating it when missing.
+pub async fn append(c: &DfsClient, sources: &[String], dest: &str) -> CmdResult {
+    let exists = c.get_file_info(dest).await.map_err(|e| e.to_string())?.is_some();
+    let mut w = if exists {
+        c.append(dest).await.map_err(|e| e.to_string())?
+    } else {
+        c.create(dest, CreateOptions::default())
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    for src in sources {
+        let res = if src == "-" {
+            pump(&mut tokio::io::stdin(), &mut w, None).await
+        } else {
+            match tokio::fs::File::open(src).await {
+                Ok(mut f) => pump(&mut f, &mut w, None).await,
+                Err(e) => return Err(format!("{src}: {e}")),
+            }
+        };
+        res.map_err(|e| format!("{dest}: {e}"))?;
+    }
+    w.close().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 pub async fn cat_one(c: &DfsClient, src: &str) -> CmdResult {
     let st = c.stat(src).await.map_err(|e| e.to_string())?;
     if is_dir(&st) {

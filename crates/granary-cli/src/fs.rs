@@ -145,7 +145,7 @@ pub enum FsCommand {
         #[arg(num_args = 2.., required = true)]
         paths: Vec<String>,
     },
-    /// Append local files to a file (not supported yet).
+    /// Append local files (or stdin, `-`) to a file, creating it if missing.
     #[command(name = "appendToFile", alias = "append-to-file")]
     AppendToFile {
         #[arg(num_args = 2.., required = true)]
@@ -578,8 +578,10 @@ pub async fn run(client: &DfsClient, cmd: &FsCommand) -> i32 {
             }
         }
         FsCommand::AppendToFile { paths } => {
-            let dst = a(&paths[paths.len() - 1]);
-            r.fail(format!("{dst}: append is not supported yet (UnsupportedOperationException); files are write-once until the replication work lands"));
+            let (srcs, dst) = paths.split_at(paths.len() - 1);
+            if let Err(e) = crate::data::append(client, srcs, &a(&dst[0])).await {
+                r.fail(e);
+            }
         }
         FsCommand::Checksum { paths } => {
             for p in paths.iter().map(a) {

@@ -103,9 +103,31 @@ fn put_get_cat_cp_checksum_with_real_processes() {
     assert_eq!(std::fs::read(down.join("a.txt")).unwrap(), b"alpha");
     assert_eq!(std::fs::read(down.join("sub/b.txt")).unwrap(), b"beta");
 
-    let o = granary(&c, &["fs", "appendToFile", local.to_str().unwrap(), "/up/in.bin"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("append is not supported yet"));
+    // appendToFile adds at the end (and creates missing files).
+    ok(
+        &c,
+        &[
+            "fs",
+            "appendToFile",
+            tree.join("a.txt").to_str().unwrap(),
+            tree.join("sub/b.txt").to_str().unwrap(),
+            "/up/stdin.txt",
+        ],
+    );
+    assert_eq!(
+        ok(&c, &["fs", "cat", "/up/stdin.txt"]),
+        "line one\nline two\nalphabeta"
+    );
+    ok(
+        &c,
+        &[
+            "fs",
+            "appendToFile",
+            tree.join("a.txt").to_str().unwrap(),
+            "/up/fresh.txt",
+        ],
+    );
+    assert_eq!(ok(&c, &["fs", "cat", "/up/fresh.txt"]), "alpha");
     let o = granary(&c, &["fs", "cat", "/up/missing"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("granary: /up/missing: No such file or directory"));
 }
@@ -193,4 +215,68 @@ fn a_datanode_refuses_a_data_dir_of_another_cluster() {
         err.contains("belongs to cluster") && err.contains("CID-"),
         "{err}"
     );
+}
+
+#[test]
+fn a_killed_writer_leaves_a_consistent_readable_file_after_lease_recovery() {
+    let c = ProcessCluster::start(
+        3,
+        &[
+            "--lease-soft-limit-ms",
+            "1000",
+            "--lease-hard-limit-ms",
+            "3000",
+            "--default-block-size",
+            "1048576",
+        ],
+    );
+    let bytes = pseudo_random(3 * 1024 * 1024 + 512 * 1024, 9);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt
+        .block_on(granary_client::DfsClient::connect(
+            &c.rpc,
+            granary_client::Identity::new("hdfs", vec![]),
+        ))
+        .unwrap();
+    for round in 0..3 {
+        let path = format!("/crash{round}.bin");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["--namenode", &c.rpc, "fs", "put", "-", &path])
+            .env("GRANARY_USER", "hdfs")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(&bytes).unwrap();
+            stdin.flush().unwrap();
+            // Keep stdin open: the writer is mid-file when it dies.
+            std::thread::sleep(std::time::Duration::from_millis(1500 + 200 * round));
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let st = loop {
+            let st = rt.block_on(client.stat(&path)).unwrap();
+            if !st.under_construction {
+                break st;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path} never recovered");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(
+            st.length > 0 && st.length % (1024 * 1024) == 0,
+            "{path}: length {} is not whole blocks",
+            st.length
+        );
+        let back = c.dir.path().join(format!("crash{round}.back"));
+        ok(&c, &["fs", "get", &path, back.to_str().unwrap()]);
+        let got = std::fs::read(&back).unwrap();
+        assert_eq!(
+            got,
+            &bytes[..got.len()],
+            "{path}: recovered content is not a prefix of what was written"
+        );
+    }
 }

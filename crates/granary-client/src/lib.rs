@@ -343,7 +343,34 @@ impl DfsClient {
             path.to_string(),
             status,
             defaults,
+            None,
         ))
+    }
+
+    /// Reopens a closed file to write at its end; new data goes into new blocks.
+    pub async fn append(&self, path: &str) -> Result<FileWriter> {
+        let defaults = self.server_defaults().await?;
+        let req = self.request(pb::AppendRequest {
+            path: path.into(),
+            client_name: self.client_name.clone(),
+        });
+        let resp = self.nn.clone().append(req).await?.into_inner();
+        let status = resp
+            .status
+            .ok_or_else(|| ClientError::Protocol("append answered without a status".into()))?;
+        Ok(FileWriter::spawn(
+            self.clone(),
+            path.to_string(),
+            status,
+            defaults,
+            resp.last_block,
+        ))
+    }
+
+    /// Closes a file whose writer is gone (lease recovery); true when closed.
+    pub async fn recover_lease(&self, path: &str) -> Result<bool> {
+        let req = self.request(pb::RecoverLeaseRequest { path: path.into() });
+        Ok(self.nn.clone().recover_lease(req).await?.into_inner().closed)
     }
 
     /// Opens a file for reading.

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
@@ -76,15 +77,45 @@ fn closed_err(path: &str) -> io::Error {
     )
 }
 
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FileWriter {
     pub(crate) fn spawn(
         client: DfsClient,
         path: String,
         status: pb::FileStatus,
         defaults: pb::GetServerDefaultsResponse,
+        previous: Option<pb::ExtendedBlock>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(16);
         let (done_tx, done_rx) = oneshot::channel();
+        // Renew the lease at half the soft limit for as long as the file is open.
+        let renewing = tokio_util::sync::CancellationToken::new();
+        {
+            let client = client.clone();
+            let stop = renewing.clone();
+            let every = Duration::from_millis((defaults.lease_soft_limit_ms / 2).max(100));
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    let req = client.request(pb::RenewLeaseRequest {
+                        client_name: client.client_name().to_string(),
+                    });
+                    if let Err(e) = client.rpc().renew_lease(req).await {
+                        tracing::warn!(error = %e.message(), "lease renewal failed");
+                    }
+                }
+            });
+        }
         let streamer = Streamer {
             client,
             path: path.clone(),
@@ -96,11 +127,12 @@ impl FileWriter {
                 * defaults.bytes_per_checksum.max(1) as usize,
             pending: BytesMut::new(),
             block: None,
-            previous: None,
+            previous,
             written: 0,
         };
         tokio::spawn(async move {
             let r = streamer.run(rx).await;
+            renewing.cancel();
             let _ = done_tx.send(r);
         });
         Self {
@@ -242,6 +274,7 @@ struct Streamer {
 impl Streamer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg2>) -> Result<u64> {
         let mut failure: Option<ClientError> = None;
+        let mut closing = false;
         while let Some(msg) = rx.recv().await {
             if let Some(e) = &failure {
                 if let Msg2::Flush { reply, .. } = msg {
@@ -264,7 +297,10 @@ impl Streamer {
                         None => Ok(()),
                     }
                 }
-                Msg2::Close => break,
+                Msg2::Close => {
+                    closing = true;
+                    break;
+                }
             };
             if let Err(e) = r {
                 tracing::warn!(path = %self.path, error = %e, "write failed");
@@ -273,6 +309,15 @@ impl Streamer {
         }
         if let Some(e) = failure {
             return Err(e);
+        }
+        if !closing {
+            // Dropped without close, like a crashed writer: the file stays
+            // open until its lease expires and the namenode recovers it.
+            tracing::warn!(path = %self.path, "writer dropped without close; leaving the file to lease recovery");
+            return Err(ClientError::Protocol(format!(
+                "{}: writer dropped without close",
+                self.path
+            )));
         }
         self.close().await
     }

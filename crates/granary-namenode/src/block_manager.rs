@@ -15,6 +15,8 @@ struct Inner {
     by_node: HashMap<String, HashSet<u64>>,
     /// datanode uuid -> replicas it should delete.
     invalidate: HashMap<String, Vec<pb::ExtendedBlock>>,
+    /// block id -> shortest finalized length any replica reported.
+    lengths: HashMap<u64, u64>,
 }
 
 #[derive(Default)]
@@ -62,11 +64,13 @@ impl BlockManager {
         mut check: impl FnMut(&pb::ExtendedBlock) -> ReplicaCheck,
     ) -> (usize, usize) {
         let mut valid = HashSet::with_capacity(blocks.len());
+        let mut lengths = Vec::with_capacity(blocks.len());
         let mut invalid = Vec::new();
         for b in blocks {
             match check(b) {
                 ReplicaCheck::Valid => {
                     valid.insert(b.block_id);
+                    lengths.push((b.block_id, b.num_bytes));
                 }
                 ReplicaCheck::Invalid => invalid.push(*b),
             }
@@ -87,10 +91,28 @@ impl BlockManager {
                 locs.push(uuid.to_string());
             }
         }
+        for (id, len) in lengths {
+            let e = g.lengths.entry(id).or_insert(len);
+            *e = (*e).min(len);
+        }
         let counts = (valid.len(), invalid.len());
         g.by_node.insert(uuid.to_string(), valid);
         g.invalidate.entry(uuid.to_string()).or_default().extend(invalid);
         counts
+    }
+
+    /// Records a replica's finalized length.
+    pub fn note_length(&self, block_id: u64, len: u64) {
+        let mut g = self.inner.write();
+        let e = g.lengths.entry(block_id).or_insert(len);
+        *e = (*e).min(len);
+    }
+
+    /// The length replicas of a block agree on (the shortest reported), if any.
+    pub fn reported_length(&self, block_id: u64) -> Option<u64> {
+        let g = self.inner.read();
+        g.locations.get(&block_id).filter(|l| !l.is_empty())?;
+        g.lengths.get(&block_id).copied()
     }
 
     pub fn locations(&self, block_id: u64) -> Vec<String> {
@@ -120,6 +142,7 @@ impl BlockManager {
     pub fn remove_blocks(&self, blocks: &[pb::ExtendedBlock]) {
         let mut g = self.inner.write();
         for b in blocks {
+            g.lengths.remove(&b.block_id);
             if let Some(locs) = g.locations.remove(&b.block_id) {
                 for uuid in locs {
                     if let Some(set) = g.by_node.get_mut(&uuid) {

@@ -52,6 +52,10 @@ pub struct NamenodeConfig {
     pub safemode_threshold: f64,
     /// How long safe mode lasts after the threshold is reached (HDFS: 30 s).
     pub safemode_extension_ms: u64,
+    /// Until a writer's lease is this old, no other client can take its file (HDFS: 60 s).
+    pub lease_soft_limit_ms: u64,
+    /// After this long without renewal the namenode recovers the file itself (HDFS: 20 min).
+    pub lease_hard_limit_ms: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -82,6 +86,8 @@ impl Default for NamenodeConfig {
             pending_replication_timeout_ms: 60_000,
             safemode_threshold: 0.999,
             safemode_extension_ms: 10_000,
+            lease_soft_limit_ms: 60_000,
+            lease_hard_limit_ms: 20 * 60 * 1000,
         }
     }
 }
@@ -211,6 +217,10 @@ pub struct Overrides {
     pub stale_after_ms: Option<u64>,
     #[arg(long, global = true, env = "GRANARY_DEAD_AFTER_MS")]
     pub dead_after_ms: Option<u64>,
+    #[arg(long, global = true, env = "GRANARY_LEASE_SOFT_LIMIT_MS")]
+    pub lease_soft_limit_ms: Option<u64>,
+    #[arg(long, global = true, env = "GRANARY_LEASE_HARD_LIMIT_MS")]
+    pub lease_hard_limit_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -231,7 +241,9 @@ impl Overrides {
             min_block_size,
             heartbeat_interval_ms,
             stale_after_ms,
-            dead_after_ms
+            dead_after_ms,
+            lease_soft_limit_ms,
+            lease_hard_limit_ms
         );
         c.validate()?;
         Ok(c)

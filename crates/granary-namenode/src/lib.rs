@@ -9,6 +9,7 @@ pub mod group_commit;
 pub mod http;
 pub mod inode;
 pub mod layout;
+pub mod lease;
 pub mod namespace;
 pub mod permission;
 pub mod placement;

@@ -1095,6 +1095,86 @@ impl Namespace {
         Ok((file, out))
     }
 
+    /// Reopens a closed file for `client` to write at its end (new data goes
+    /// into new blocks). Returns the file.
+    pub fn append(&self, caller: &Caller, path: &str, client: &str) -> Result<Inode> {
+        if client.is_empty() {
+            return Err(NnError::InvalidArgument(format!(
+                "{path}: append needs a client name"
+            )));
+        }
+        self.mutate(|batch| {
+            let r = self.resolve(path)?;
+            self.check_traverse(caller, &r)?;
+            let mut file = r.existing()?.clone();
+            if file.is_dir {
+                return Err(NnError::IsDirectory(path.to_string()));
+            }
+            caller.check(&file, Access::Write, path)?;
+            if let Some(uc) = &file.under_construction {
+                return Err(NnError::LeaseConflict {
+                    path: path.to_string(),
+                    holder: uc.client_name.clone(),
+                });
+            }
+            file.under_construction = Some(UnderConstruction {
+                client_name: client.to_string(),
+            });
+            self.put_inode(batch, &file)?;
+            Ok(file)
+        })
+    }
+
+    /// Closes an open file whose writer is gone. The last block, if never
+    /// committed, keeps the length its finalized replicas report
+    /// (`replica_len`), or is dropped when none has one. Returns the former
+    /// holder and the dropped blocks, or None if the file was not open.
+    pub fn recover_file(
+        &self,
+        inode_id: u64,
+        replica_len: impl Fn(&BlockRecord) -> Option<u64>,
+    ) -> Result<Option<(String, Vec<BlockRecord>)>> {
+        self.mutate(|batch| {
+            let Some(mut file) = self.get_inode(inode_id)? else {
+                return Ok(None);
+            };
+            let Some(uc) = file.under_construction.take() else {
+                return Ok(None);
+            };
+            let mut dropped = Vec::new();
+            if let Some(last) = file.blocks.last_mut().filter(|b| !b.committed) {
+                match replica_len(last) {
+                    Some(len) if len <= file.block_size => {
+                        last.num_bytes = len;
+                        last.committed = true;
+                    }
+                    _ => {
+                        if let Some(b) = file.blocks.pop() {
+                            batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(b.id));
+                            dropped.push(b);
+                        }
+                    }
+                }
+            }
+            file.mtime = now_ms();
+            self.put_inode(batch, &file)?;
+            Ok(Some((uc.client_name, dropped)))
+        })
+    }
+
+    /// Every open file and its writer (to restore leases after a start).
+    pub fn open_files(&self) -> Result<Vec<(u64, String)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_INODES)?, IteratorMode::Start) {
+            let (_, v) = item?;
+            let inode = decode_inode(&v)?;
+            if let Some(uc) = inode.under_construction {
+                out.push((inode.id, uc.client_name));
+            }
+        }
+        Ok(out)
+    }
+
     /// The file a block belongs to and the block's current generation stamp.
     pub fn block_owner(&self, block_id: u64) -> Result<Option<(u64, u64)>> {
         Ok(self

@@ -102,9 +102,11 @@ pub async fn start(
     })
     .await
     .map_err(|e| ServeError::Join(e.to_string()))??;
-    let (ns, total_blocks) = tokio::task::spawn_blocking(move || {
+    let (ns, total_blocks, open_files) = tokio::task::spawn_blocking(move || {
         let mut n = 0u64;
-        ns.for_each_block(|_, _, _| n += 1).map(|()| (ns, n))
+        ns.for_each_block(|_, _, _| n += 1)?;
+        let open = ns.open_files()?;
+        Ok((ns, n, open))
     })
     .await
     .map_err(|e| ServeError::Join(e.to_string()))?
@@ -113,6 +115,10 @@ pub async fn start(
         source,
     })?;
     let state = NamenodeState::new(config, version.cluster_id.clone(), ns, total_blocks);
+    // Writers of files open before the restart get a fresh lease period to renew.
+    for (inode, client) in &open_files {
+        state.leases.add(client, *inode);
+    }
     if state.safe_mode.is_on() {
         tracing::info!(total_blocks, "in safe mode until datanodes report enough blocks");
     }
@@ -180,6 +186,21 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             }
             removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
             state.update_safe_mode();
+            let expired = state.leases.expired();
+            if !expired.is_empty() && !state.safe_mode.is_on() {
+                let st = state.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for (client, files) in expired {
+                        for inode in files {
+                            tracing::warn!(client = %client, inode, "lease expired (hard limit); recovering the file");
+                            if let Err(e) = st.recover_file(inode) {
+                                tracing::error!(inode, error = %e, "lease recovery failed");
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
         }
     })
 }

@@ -25,6 +25,7 @@ pub struct NamenodeState {
     pub block_key: Vec<u8>,
     pub redundancy: crate::redundancy::Redundancy,
     pub safe_mode: crate::safe_mode::SafeMode,
+    pub leases: crate::lease::LeaseManager,
 }
 
 /// How long a block access token is valid (HDFS: 600 minutes).
@@ -33,6 +34,10 @@ pub const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 60 * 1000;
 impl NamenodeState {
     pub fn new(config: NamenodeConfig, cluster_id: String, ns: Namespace, total_blocks: u64) -> Arc<Self> {
         let datanodes = DatanodeManager::new(config.stale_after(), config.dead_after());
+        let leases = crate::lease::LeaseManager::new(
+            std::time::Duration::from_millis(config.lease_soft_limit_ms),
+            std::time::Duration::from_millis(config.lease_hard_limit_ms),
+        );
         let safe_mode = crate::safe_mode::SafeMode::new(
             total_blocks,
             config.safemode_threshold,
@@ -49,6 +54,7 @@ impl NamenodeState {
             block_key: granary_common::block_token::new_key(),
             redundancy: Default::default(),
             safe_mode,
+            leases,
         })
     }
 
@@ -70,6 +76,47 @@ impl NamenodeState {
             corrupt: false,
             access_token,
         }
+    }
+
+    /// Closes file `inode` whose writer is gone (lease recovery): keeps the
+    /// last block at the length its replicas report, or drops it.
+    pub fn recover_file(&self, inode: u64) -> Result<bool> {
+        let Some((holder, dropped)) = self
+            .ns
+            .recover_file(inode, |b| self.blocks.reported_length(b.id))?
+        else {
+            return Ok(false);
+        };
+        self.leases.remove(&holder, inode);
+        let dropped: Vec<pb::ExtendedBlock> = dropped
+            .iter()
+            .map(crate::inode::BlockRecord::to_extended)
+            .collect();
+        self.blocks.remove_blocks(&dropped);
+        if let Some(file) = self.ns.get_inode(inode)? {
+            self.redundancy.check(file.blocks.iter().map(|b| b.id));
+            tracing::info!(inode, holder = %holder, length = file.length(), dropped = dropped.len(), "lease recovered; file closed");
+        }
+        Ok(true)
+    }
+
+    /// Before another client takes over `path`: recovers it if its writer's
+    /// lease passed the soft limit; a fresh lease is a conflict.
+    pub fn take_over(&self, path: &str, client: &str) -> Result<()> {
+        let Ok(r) = self.ns.resolve(path) else {
+            return Ok(());
+        };
+        let Some(file) = r.last() else { return Ok(()) };
+        let Some(uc) = &file.under_construction else {
+            return Ok(());
+        };
+        if uc.client_name == client || self.leases.is_fresh(&uc.client_name) {
+            return Err(NnError::LeaseConflict {
+                path: path.to_string(),
+                holder: uc.client_name.clone(),
+            });
+        }
+        self.recover_file(file.id).map(|_| ())
     }
 
     /// Fails while the namenode is in safe mode.

@@ -35,6 +35,8 @@ impl Default for MiniClusterBuilder {
             block_cache_mb: 16,
             redundancy_interval_ms: 200,
             safemode_extension_ms: 0,
+            lease_soft_limit_ms: 1_000,
+            lease_hard_limit_ms: 3_000,
             pending_replication_timeout_ms: 5_000,
             ..Default::default()
         };

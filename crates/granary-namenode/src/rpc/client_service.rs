@@ -46,6 +46,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let file = blocking(move || {
+            st.take_over(&r.path, &r.client_name)?;
             let (file, removed) = st.ns.create(
                 &caller,
                 &r.path,
@@ -57,6 +58,7 @@ impl ClientProtocol for ClientService {
                 r.block_size,
             )?;
             st.blocks.remove_blocks(&extended(removed));
+            st.leases.add(&r.client_name, file.id);
             Ok(file)
         })
         .await?;
@@ -134,6 +136,7 @@ impl ClientProtocol for ClientService {
             // A file closed with fewer replicas than it wants gets them now.
             if done {
                 st.redundancy.check(blocks.into_inner());
+                st.leases.remove(&r.client_name, r.file_id);
             }
             Ok(done)
         })
@@ -306,13 +309,52 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
-        if req.get_ref().client_name.is_empty() {
+        let client = &req.get_ref().client_name;
+        if client.is_empty() {
             return Err(granary_common::error::status(
                 granary_common::ErrorCode::InvalidArgument,
                 "renewLease needs a client name",
             ));
         }
+        self.state.leases.renew(client);
         Ok(Response::new(pb::RenewLeaseResponse {}))
+    }
+
+    async fn append(&self, req: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        self.state.check_writable()?;
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let file = blocking(move || {
+            st.take_over(&r.path, &r.client_name)?;
+            let file = st.ns.append(&caller, &r.path, &r.client_name)?;
+            st.leases.add(&r.client_name, file.id);
+            Ok(file)
+        })
+        .await?;
+        Ok(Response::new(pb::AppendResponse {
+            last_block: file.blocks.last().map(crate::inode::BlockRecord::to_extended),
+            status: Some(file.to_status()),
+        }))
+    }
+
+    async fn recover_lease(
+        &self,
+        req: Request<pb::RecoverLeaseRequest>,
+    ) -> Result<Response<pb::RecoverLeaseResponse>, Status> {
+        self.state.check_writable()?;
+        let (st, caller) = self.ctx(&req);
+        let r = req.into_inner();
+        let closed = blocking(move || {
+            let file = st.ns.get_file_info(&caller, &r.path)?;
+            if file.is_dir {
+                return Err(crate::error::NnError::IsDirectory(r.path.clone()));
+            }
+            caller.check(&file, crate::permission::Access::Write, &r.path)?;
+            st.recover_file(file.id)?;
+            Ok(true)
+        })
+        .await?;
+        Ok(Response::new(pb::RecoverLeaseResponse { closed }))
     }
 
     async fn report_bad_blocks(
@@ -341,6 +383,7 @@ impl ClientProtocol for ClientService {
             bytes_per_checksum: c.bytes_per_checksum,
             write_packet_size: granary_common::defaults::WRITE_PACKET_SIZE,
             cluster_id: self.state.cluster_id.clone(),
+            lease_soft_limit_ms: c.lease_soft_limit_ms,
         }))
     }
 

@@ -157,6 +157,7 @@ impl DatanodeProtocol for DatanodeService {
                 match st.check_replica(b)? {
                     ReplicaCheck::Valid => {
                         st.blocks.add_replica(&r.datanode_uuid, b.block_id);
+                        st.blocks.note_length(b.block_id, b.num_bytes);
                         st.redundancy.received(b.block_id, &r.datanode_uuid);
                     }
                     ReplicaCheck::Invalid => st.blocks.invalidate(&r.datanode_uuid, *b),
