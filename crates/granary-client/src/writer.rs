@@ -129,6 +129,7 @@ impl FileWriter {
             block: None,
             previous,
             written: 0,
+            recoveries: 0,
         };
         tokio::spawn(async move {
             let r = streamer.run(rx).await;
@@ -245,16 +246,29 @@ use std::future::Future;
 /// One block's open pipeline.
 struct BlockStream {
     located: pb::LocatedBlock,
+    /// Pipeline order; shrinks as nodes fail.
+    targets: Vec<pb::DatanodeId>,
     tx: mpsc::Sender<pb::WriteBlockRequest>,
     acks: tonic::Streaming<pb::PipelineAck>,
-    /// Seqnos sent and not yet acked, in order.
-    unacked: VecDeque<u64>,
+    /// Packets sent and not yet acked by every node, in order (resent after a recovery).
+    unacked: VecDeque<pb::Packet>,
     next_seqno: u64,
     /// Bytes of this block sent so far.
     offset: u64,
+    /// Bytes every node acknowledged.
+    acked_offset: u64,
     /// Bytes of the last, partial chunk already sent (resent with the next packet).
     partial: Bytes,
 }
+
+/// A pipeline node failed: which one (index in pipeline order) and why.
+struct PipelineFailure {
+    bad: usize,
+    why: String,
+}
+
+/// Pipeline recoveries allowed per block before the write fails.
+const MAX_RECOVERIES: usize = 5;
 
 struct Streamer {
     client: DfsClient,
@@ -269,6 +283,7 @@ struct Streamer {
     /// The last finished block, with its final length.
     previous: Option<pb::ExtendedBlock>,
     written: u64,
+    recoveries: usize,
 }
 
 impl Streamer {
@@ -371,62 +386,203 @@ impl Streamer {
         } else {
             payload.slice(payload.len() - tail..)
         };
-        let seqno = b.next_seqno;
         let p = pb::Packet {
-            seqno,
+            seqno: 0,
             offset_in_block: start,
             data: payload,
             checksums: sums,
             last_packet_in_block: false,
             sync,
         };
-        // Window full: wait for the oldest ack first.
-        while b.unacked.len() >= MAX_IN_FLIGHT {
-            Self::take_ack(b).await?;
-        }
-        b.tx.send(pb::WriteBlockRequest {
-            msg: Some(Msg::Packet(p)),
-        })
-        .await
-        .map_err(|_| ClientError::Protocol("pipeline closed while sending".into()))?;
-        b.unacked.push_back(seqno);
-        b.next_seqno += 1;
         b.offset += data.len() as u64;
+        self.push_packet(p).await
+    }
+
+    /// Sends one packet, waiting for window room, recovering the pipeline
+    /// (and resending what was not acked) when a node fails.
+    async fn push_packet(&mut self, mut p: pb::Packet) -> Result<()> {
+        loop {
+            let b = self
+                .block
+                .as_mut()
+                .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
+            if b.unacked.len() < MAX_IN_FLIGHT {
+                break;
+            }
+            if let Err(f) = Self::take_ack(b).await {
+                self.recover(f).await?;
+            }
+        }
+        let b = self
+            .block
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
+        p.seqno = b.next_seqno;
+        b.next_seqno += 1;
+        b.unacked.push_back(p.clone());
+        if b.tx
+            .send(pb::WriteBlockRequest {
+                msg: Some(Msg::Packet(p)),
+            })
+            .await
+            .is_err()
+        {
+            let why = "the first datanode closed the pipeline".to_string();
+            self.recover(PipelineFailure { bad: 0, why }).await?;
+        }
         Ok(())
     }
 
-    async fn take_ack(b: &mut BlockStream) -> Result<()> {
-        let want = b.unacked.front().copied().unwrap_or_default();
+    /// Waits until every sent packet is acked, recovering from failures.
+    async fn drain(&mut self) -> Result<()> {
+        loop {
+            let Some(b) = self.block.as_mut() else {
+                return Ok(());
+            };
+            match Self::drain_acks(b).await {
+                Ok(()) => return Ok(()),
+                Err(f) => self.recover(f).await?,
+            }
+        }
+    }
+
+    /// Rebuilds the pipeline without the failed node: a new generation stamp
+    /// from the namenode (so the failed node's replica is stale), the
+    /// survivors continue their replica from what all of them acknowledged,
+    /// and every unacknowledged packet is sent again.
+    async fn recover(&mut self, mut failure: PipelineFailure) -> Result<()> {
+        let mut b = self
+            .block
+            .take()
+            .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
+        // End the old stream so the survivors set their replicas aside for recovery.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut b.tx, closed));
+        loop {
+            self.recoveries += 1;
+            let bad = failure.bad.min(b.targets.len().saturating_sub(1));
+            let gone = b.targets.remove(bad);
+            self.client.forget_datanode(&gone.rpc_addr);
+            tracing::warn!(path = %self.path, dn = %gone.rpc_addr, error = %failure.why, survivors = b.targets.len(), "pipeline node failed; recovering");
+            if b.targets.is_empty() || self.recoveries > MAX_RECOVERIES {
+                return Err(ClientError::Remote {
+                    code: ErrorCode::Unavailable,
+                    message: format!(
+                        "{}: write pipeline failed and cannot recover: {}",
+                        self.path, failure.why
+                    ),
+                });
+            }
+            let req = self.client.request(pb::UpdateBlockForPipelineRequest {
+                path: self.path.clone(),
+                file_id: self.file_id,
+                client_name: self.client.client_name().to_string(),
+                block: b.located.block,
+            });
+            let resp = self
+                .client
+                .rpc()
+                .update_block_for_pipeline(req)
+                .await?
+                .into_inner();
+            let mut block = resp
+                .block
+                .ok_or_else(|| ClientError::Protocol("no block in recovery answer".into()))?;
+            block.num_bytes = b.acked_offset;
+            match self
+                .connect_pipeline(
+                    block,
+                    &b.targets,
+                    resp.access_token.clone(),
+                    pb::PipelineStage::Recovery,
+                )
+                .await
+            {
+                Ok((tx, acks)) => {
+                    b.located.block = Some(block);
+                    b.located.access_token = resp.access_token;
+                    let keep: Vec<String> = b.targets.iter().map(|t| t.uuid.clone()).collect();
+                    b.located
+                        .locations
+                        .retain(|l| l.id.as_ref().is_some_and(|i| keep.contains(&i.uuid)));
+                    b.tx = tx;
+                    b.acks = acks;
+                    b.next_seqno = 0;
+                    let resend: Vec<pb::Packet> = b.unacked.drain(..).collect();
+                    let mut sent_all = true;
+                    for mut p in resend {
+                        p.seqno = b.next_seqno;
+                        b.next_seqno += 1;
+                        b.unacked.push_back(p.clone());
+                        if b.tx
+                            .send(pb::WriteBlockRequest {
+                                msg: Some(Msg::Packet(p)),
+                            })
+                            .await
+                            .is_err()
+                        {
+                            sent_all = false;
+                        }
+                    }
+                    if sent_all {
+                        self.block = Some(b);
+                        return Ok(());
+                    }
+                    failure = PipelineFailure {
+                        bad: 0,
+                        why: "pipeline closed while resending".into(),
+                    };
+                }
+                Err((bad, e)) => {
+                    failure = PipelineFailure {
+                        bad,
+                        why: e.to_string(),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn take_ack(b: &mut BlockStream) -> Result<(), PipelineFailure> {
+        let want = b.unacked.front().map(|p| p.seqno).unwrap_or_default();
         let ack = match b.acks.message().await {
             Ok(Some(a)) => a,
             Ok(None) => {
-                return Err(ClientError::Protocol(format!(
-                    "pipeline closed before acking packet {want}"
-                )));
+                return Err(PipelineFailure {
+                    bad: 0,
+                    why: format!("pipeline closed before acking packet {want}"),
+                });
             }
-            Err(st) => return Err(st.into()),
+            Err(st) => {
+                return Err(PipelineFailure {
+                    bad: 0,
+                    why: st.message().to_string(),
+                });
+            }
         };
-        let ok = ack.replies.iter().all(|r| *r == pb::AckStatus::Success as i32);
-        if ack.seqno != want || !ok {
-            let nodes: Vec<String> = b
-                .located
-                .locations
-                .iter()
-                .filter_map(|l| l.id.as_ref().map(|i| i.rpc_addr.clone()))
-                .collect();
-            return Err(ClientError::Remote {
-                code: ErrorCode::Unavailable,
-                message: format!(
-                    "pipeline {nodes:?} failed at packet {want} (ack seqno {}, statuses {:?}): {}",
-                    ack.seqno, ack.replies, ack.message
-                ),
+        if let Some(bad) = ack
+            .replies
+            .iter()
+            .position(|r| *r != pb::AckStatus::Success as i32)
+        {
+            return Err(PipelineFailure {
+                bad,
+                why: format!("datanode #{bad} of the pipeline failed: {}", ack.message),
             });
         }
-        b.unacked.pop_front();
+        if ack.seqno != want || ack.replies.len() < b.targets.len() {
+            return Err(PipelineFailure {
+                bad: 0,
+                why: format!("ack for seqno {} while waiting for {want}", ack.seqno),
+            });
+        }
+        if let Some(p) = b.unacked.pop_front() {
+            b.acked_offset = p.offset_in_block + p.data.len() as u64;
+        }
         Ok(())
     }
 
-    async fn drain_acks(b: &mut BlockStream) -> Result<()> {
+    async fn drain_acks(b: &mut BlockStream) -> Result<(), PipelineFailure> {
         while !b.unacked.is_empty() {
             Self::take_ack(b).await?;
         }
@@ -441,36 +597,32 @@ impl Streamer {
         } else if sync && self.block.is_some() {
             self.send_packet(Bytes::new(), true).await?;
         }
-        if let Some(b) = self.block.as_mut() {
-            Self::drain_acks(b).await?;
-        }
-        Ok(())
+        self.drain().await
     }
 
     /// Sends the block's last packet and waits until every node finalized it.
     async fn end_block(&mut self) -> Result<()> {
-        let Some(mut b) = self.block.take() else {
+        let Some(b) = self.block.as_ref() else {
             return Ok(());
         };
-        let seqno = b.next_seqno;
         let p = pb::Packet {
-            seqno,
+            seqno: 0,
             offset_in_block: b.offset,
             data: Bytes::new(),
             checksums: Vec::new(),
             last_packet_in_block: true,
             sync: false,
         };
-        b.tx.send(pb::WriteBlockRequest {
-            msg: Some(Msg::Packet(p)),
-        })
-        .await
-        .map_err(|_| ClientError::Protocol("pipeline closed at the end of a block".into()))?;
-        b.unacked.push_back(seqno);
-        Self::drain_acks(&mut b).await?;
+        self.push_packet(p).await?;
+        self.drain().await?;
+        let b = self
+            .block
+            .take()
+            .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
         let mut blk = b.located.block.unwrap_or_default();
         blk.num_bytes = b.offset;
         self.previous = Some(blk);
+        self.recoveries = 0;
         Ok(())
     }
 
@@ -517,28 +669,63 @@ impl Streamer {
     /// Opens the pipeline; on failure names the node to exclude.
     async fn connect(&self, located: &pb::LocatedBlock) -> Result<BlockStream, (String, ClientError)> {
         let targets: Vec<pb::DatanodeId> = located.locations.iter().filter_map(|l| l.id.clone()).collect();
+        let block = located.block.unwrap_or_default();
+        match self
+            .connect_pipeline(
+                block,
+                &targets,
+                located.access_token.clone(),
+                pb::PipelineStage::Create,
+            )
+            .await
+        {
+            Ok((tx, acks)) => Ok(BlockStream {
+                located: located.clone(),
+                targets,
+                tx,
+                acks,
+                unacked: VecDeque::new(),
+                next_seqno: 0,
+                offset: 0,
+                acked_offset: 0,
+                partial: Bytes::new(),
+            }),
+            Err((bad, e)) => Err((
+                targets.get(bad).map(|t| t.rpc_addr.clone()).unwrap_or_default(),
+                e,
+            )),
+        }
+    }
+
+    /// Opens a pipeline through `targets`; on failure names the index of the
+    /// node to blame.
+    async fn connect_pipeline(
+        &self,
+        block: pb::ExtendedBlock,
+        targets: &[pb::DatanodeId],
+        access_token: Vec<u8>,
+        stage: pb::PipelineStage,
+    ) -> Result<
+        (
+            mpsc::Sender<pb::WriteBlockRequest>,
+            tonic::Streaming<pb::PipelineAck>,
+        ),
+        (usize, ClientError),
+    > {
         let first = targets
             .first()
-            .ok_or_else(|| {
-                (
-                    String::new(),
-                    ClientError::Protocol("addBlock returned no targets".into()),
-                )
-            })?
+            .ok_or_else(|| (0, ClientError::Protocol("no datanodes for the pipeline".into())))?
             .rpc_addr
             .clone();
-        let ch = self
-            .client
-            .datanode_channel(&first)
-            .map_err(|e| (first.clone(), e))?;
+        let ch = self.client.datanode_channel(&first).map_err(|e| (0, e))?;
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
         let header = pb::WriteBlockHeader {
-            block: located.block,
+            block: Some(block),
             downstream: targets[1..].to_vec(),
             client_name: self.client.client_name().to_string(),
-            stage: pb::PipelineStage::Create as i32,
+            stage: stage as i32,
             bytes_per_checksum: self.bpc as u32,
-            access_token: located.access_token.clone(),
+            access_token,
         };
         let _ = tx
             .send(pb::WriteBlockRequest {
@@ -549,23 +736,15 @@ impl Streamer {
             .max_encoding_message_size(64 << 20)
             .max_decoding_message_size(64 << 20);
         match dt.write_block(ReceiverStream::new(rx)).await {
-            Ok(resp) => Ok(BlockStream {
-                located: located.clone(),
-                tx,
-                acks: resp.into_inner(),
-                unacked: VecDeque::new(),
-                next_seqno: 0,
-                offset: 0,
-                partial: Bytes::new(),
-            }),
+            Ok(resp) => Ok((tx, resp.into_inner())),
             Err(st) => {
                 // The failing node is the first unless a downstream one is named.
                 let bad = targets
                     .iter()
                     .skip(1)
-                    .find(|t| st.message().contains(&t.rpc_addr))
-                    .map_or(first.clone(), |t| t.rpc_addr.clone());
-                self.client.forget_datanode(&bad);
+                    .position(|t| st.message().contains(&t.rpc_addr))
+                    .map_or(0, |i| i + 1);
+                self.client.forget_datanode(&targets[bad].rpc_addr);
                 Err((bad, st.into()))
             }
         }

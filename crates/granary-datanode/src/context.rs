@@ -26,6 +26,10 @@ pub struct DatanodeContext {
     pub events: mpsc::UnboundedSender<ReplicaEvent>,
     pub peers: ChannelPool,
     xceivers: AtomicU32,
+    /// Replicas whose writer vanished mid-block, kept for pipeline recovery.
+    pub recoverable: parking_lot::Mutex<
+        std::collections::HashMap<u64, (crate::storage::ReplicaWriter, std::time::Instant)>,
+    >,
 }
 
 impl DatanodeContext {
@@ -43,12 +47,32 @@ impl DatanodeContext {
             events,
             peers: ChannelPool::default(),
             xceivers: AtomicU32::new(0),
+            recoverable: Default::default(),
         })
     }
 
     pub fn report(&self, e: ReplicaEvent) {
         // The actor outlives every sender during a run; a send can only fail at shutdown.
         let _ = self.events.send(e);
+    }
+
+    /// Drops half-written replicas nobody recovered within `max_age`.
+    pub fn sweep_recoverable(&self, max_age: std::time::Duration) {
+        let mut m = self.recoverable.lock();
+        let old: Vec<u64> = m
+            .iter()
+            .filter(|(_, (_, t))| t.elapsed() >= max_age)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            if let Some((w, _)) = m.remove(&id) {
+                tracing::info!(
+                    block_id = id,
+                    "discarding a half-written replica nobody recovered"
+                );
+                w.abort();
+            }
+        }
     }
 
     pub fn xceivers(&self) -> u32 {

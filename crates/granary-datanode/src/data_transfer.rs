@@ -123,11 +123,56 @@ impl DataTransfer for DataTransferService {
                 format!("bytes_per_checksum {bpc} is too large"),
             ));
         }
-        let storage = self.ctx.storage.clone();
-        let b = block;
-        let writer = tokio::task::spawn_blocking(move || storage.create_rbw(&b, bpc, 0))
+        let writer = if header.stage == pb::PipelineStage::Recovery as i32 {
+            // Continue the half-written replica under the new generation stamp.
+            // The old stream may still be winding down here: give it a moment.
+            let mut kept = None;
+            for _ in 0..60 {
+                kept = self.ctx.recoverable.lock().remove(&block.block_id);
+                if kept.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let Some((mut w, _)) = kept else {
+                return Err(status(
+                    ErrorCode::FileNotFound,
+                    format!(
+                        "block {}: no half-written replica here to recover",
+                        block.block_id
+                    ),
+                ));
+            };
+            if w.gs >= block.generation_stamp {
+                w.abort();
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    "recovery needs a newer generation stamp",
+                ));
+            }
+            let (gs, len) = (block.generation_stamp, block.num_bytes);
+            let (w, res) = tokio::task::spawn_blocking(move || {
+                let r = w.recover_to(gs, len);
+                (w, r)
+            })
             .await
-            .map_err(|e| status(ErrorCode::Internal, e.to_string()))??;
+            .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
+            if let Err(e) = res {
+                w.abort();
+                return Err(e.into());
+            }
+            w
+        } else {
+            // A half-written replica of an older generation is superseded.
+            if let Some((stale, _)) = self.ctx.recoverable.lock().remove(&block.block_id) {
+                stale.abort();
+            }
+            let storage = self.ctx.storage.clone();
+            let b = block;
+            tokio::task::spawn_blocking(move || storage.create_rbw(&b, bpc, 0))
+                .await
+                .map_err(|e| status(ErrorCode::Internal, e.to_string()))??
+        };
 
         // Connect downstream before answering, so a dead next node fails this call.
         let mut downstream = None;
@@ -173,11 +218,12 @@ impl DataTransfer for DataTransferService {
             Some((tx, acks, addr)) => (Some(tx), Some((acks, addr))),
             None => (None, None),
         };
-        tokio::spawn(respond(local_rx, down_acks, ack_tx));
+        let down_failed = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(respond(local_rx, down_acks, ack_tx, down_failed.clone()));
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let _x = ctx.xceiver();
-            receive(ctx.clone(), inbound, writer, bpc, down_tx, local_tx).await;
+            receive(ctx.clone(), inbound, writer, bpc, down_tx, local_tx, down_failed).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(ack_rx))))
     }
@@ -255,24 +301,31 @@ async fn receive(
     bpc: u32,
     mut down_tx: Option<mpsc::Sender<pb::WriteBlockRequest>>,
     local_tx: mpsc::Sender<Local>,
+    down_failed: tokio_util::sync::CancellationToken,
 ) {
     let last_node = down_tx.is_none();
     let block_id = writer.block_id;
-    let mut writer = Some(writer);
     let mut expected_seq = 0u64;
-    let mut offset = 0u64;
+    let mut offset = writer.written();
+    let mut writer = Some(writer);
+    // The writer (or the node upstream) vanished: keep the replica for recovery.
+    let mut lost = false;
     let fail = |st: Status| Local::Fail(st);
     let outcome: Result<(), Status> = async {
         loop {
             let msg = match inbound.message().await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
+                    lost = true;
                     return Err(status(
                         ErrorCode::InvalidArgument,
                         format!("block {block_id}: stream ended before the last packet"),
                     ));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    lost = true;
+                    return Err(e);
+                }
             };
             let p = match msg.msg {
                 Some(Msg::Packet(p)) => p,
@@ -325,16 +378,16 @@ async fn receive(
                 checksum::verify(&p.data, &p.checksums, bpc as usize, offset)
                     .map_err(|e| status(ErrorCode::Checksum, format!("block {block_id}: {e}")))?;
             }
-            if let Some(tx) = &down_tx
-                && tx
-                    .send(pb::WriteBlockRequest {
-                        msg: Some(Msg::Packet(p.clone())),
-                    })
-                    .await
-                    .is_err()
-            {
-                // The responder reports the downstream failure with its ack.
-                down_tx = None;
+            if let Some(tx) = &down_tx {
+                // A dead downstream stops draining its channel: never wait on it
+                // once the responder has seen it fail (it reports that upstream).
+                let sent = tokio::select! {
+                    r = tx.send(pb::WriteBlockRequest { msg: Some(Msg::Packet(p.clone())) }) => r.is_ok(),
+                    _ = down_failed.cancelled() => false,
+                };
+                if !sent {
+                    down_tx = None;
+                }
             }
             let mut w = writer
                 .take()
@@ -382,16 +435,28 @@ async fn receive(
                 .await
                 .is_err()
             {
-                return Err(status(ErrorCode::Unavailable, "upstream went away"));
+                // The pipeline broke (here or downstream): keep the replica for recovery.
+                lost = true;
+                return Err(status(
+                    ErrorCode::Unavailable,
+                    "pipeline broke before the last packet",
+                ));
             }
         }
     }
     .await;
     if let Err(st) = outcome {
         if let Some(w) = writer.take() {
-            w.abort();
+            if lost {
+                tracing::warn!(block_id, bytes = w.written(), error = %st.message(), "writer vanished; replica kept for pipeline recovery");
+                ctx.recoverable
+                    .lock()
+                    .insert(block_id, (w, std::time::Instant::now()));
+            } else {
+                tracing::warn!(block_id, error = %st.message(), "write pipeline aborted; partial replica removed");
+                w.abort();
+            }
         }
-        tracing::warn!(block_id, error = %st.message(), "write pipeline aborted; partial replica removed");
         let _ = local_tx.send(fail(st)).await;
     }
 }
@@ -401,7 +466,10 @@ async fn respond(
     mut local: mpsc::Receiver<Local>,
     mut downstream: Option<(Streaming<pb::PipelineAck>, String)>,
     upstream: mpsc::Sender<Result<pb::PipelineAck, Status>>,
+    down_failed: tokio_util::sync::CancellationToken,
 ) {
+    // However this ends, the receiver must stop forwarding downstream.
+    let _guard = down_failed.drop_guard();
     use pb::AckStatus;
     while let Some(item) = local.recv().await {
         let (seqno, last) = match item {

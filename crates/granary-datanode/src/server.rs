@@ -113,6 +113,19 @@ pub async fn start(
         config.block_scan_bytes_per_sec,
         token.child_token(),
     ));
+    {
+        // Half-written replicas nobody recovers go after 10 minutes.
+        let ctx = ctx.clone();
+        let stop = token.child_token();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => ctx.sweep_recoverable(Duration::from_secs(600)),
+                }
+            }
+        });
+    }
     let actor_token = token.child_token();
     let server_token = token.clone();
     let rpc_server = tonic::transport::Server::builder()

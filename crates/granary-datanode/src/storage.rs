@@ -475,6 +475,35 @@ impl ReplicaWriter {
         Ok(())
     }
 
+    /// Takes over this half-written replica for pipeline recovery: cut back to
+    /// `len` bytes (what every surviving node acknowledged) under a new
+    /// generation stamp.
+    pub fn recover_to(&mut self, gs: u64, len: u64) -> Result<(), StorageError> {
+        use std::io::{Seek, SeekFrom};
+        if len > self.written {
+            return Err(StorageError::BadMeta {
+                path: self.data_path.clone(),
+                reason: format!("recovery length {len} is beyond the {} bytes held", self.written),
+            });
+        }
+        let bpc = u64::from(self.bpc);
+        let meta_len = META_HEADER_LEN + len.div_ceil(bpc) * CHECKSUM_SIZE as u64;
+        self.data.set_len(len).map_err(io(&self.data_path))?;
+        self.data
+            .seek(SeekFrom::Start(len))
+            .map_err(io(&self.data_path))?;
+        self.meta.set_len(meta_len).map_err(io(&self.meta_path))?;
+        self.meta
+            .seek(SeekFrom::Start(meta_len))
+            .map_err(io(&self.meta_path))?;
+        let new_meta = self.meta_path.with_file_name(meta_name(self.block_id, gs));
+        std::fs::rename(&self.meta_path, &new_meta).map_err(io(&new_meta))?;
+        self.meta_path = new_meta;
+        self.gs = gs;
+        self.written = len;
+        Ok(())
+    }
+
     /// Cuts the replica back to `offset`, the start of its last partial
     /// chunk, so that chunk can be rewritten with more data.
     pub fn rewind_to(&mut self, offset: u64) -> Result<(), StorageError> {

@@ -217,6 +217,8 @@ pub struct Overrides {
     pub stale_after_ms: Option<u64>,
     #[arg(long, global = true, env = "GRANARY_DEAD_AFTER_MS")]
     pub dead_after_ms: Option<u64>,
+    #[arg(long, global = true, env = "GRANARY_PENDING_REPLICATION_TIMEOUT_MS")]
+    pub pending_replication_timeout_ms: Option<u64>,
     #[arg(long, global = true, env = "GRANARY_LEASE_SOFT_LIMIT_MS")]
     pub lease_soft_limit_ms: Option<u64>,
     #[arg(long, global = true, env = "GRANARY_LEASE_HARD_LIMIT_MS")]
@@ -243,7 +245,8 @@ impl Overrides {
             stale_after_ms,
             dead_after_ms,
             lease_soft_limit_ms,
-            lease_hard_limit_ms
+            lease_hard_limit_ms,
+            pending_replication_timeout_ms
         );
         c.validate()?;
         Ok(c)

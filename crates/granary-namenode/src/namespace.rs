@@ -1095,6 +1095,29 @@ impl Namespace {
         Ok((file, out))
     }
 
+    /// A new generation stamp for the uncommitted last block of an open file
+    /// (pipeline recovery). Returns the new stamp.
+    pub fn bump_generation(&self, path: &str, file_id: u64, client: &str, block_id: u64) -> Result<u64> {
+        self.mutate(|batch| {
+            let mut file = self.leased_file(path, file_id, client)?;
+            let Some(last) = file
+                .blocks
+                .last_mut()
+                .filter(|b| b.id == block_id && !b.committed)
+            else {
+                return Err(NnError::InvalidArgument(format!(
+                    "{path}: block {block_id} is not the block being written"
+                )));
+            };
+            let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
+            batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
+            last.generation_stamp = gs;
+            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(block_id), block_value(file.id, gs));
+            self.put_inode(batch, &file)?;
+            Ok(gs)
+        })
+    }
+
     /// Reopens a closed file for `client` to write at its end (new data goes
     /// into new blocks). Returns the file.
     pub fn append(&self, caller: &Caller, path: &str, client: &str) -> Result<Inode> {

@@ -67,7 +67,8 @@ impl Redundancy {
         q.drain(..n).collect()
     }
 
-    /// A target reported the replica: that copy is done.
+    /// A target reported the replica: that copy is done. The block is
+    /// checked again, since a copy may have landed where a replica already was.
     pub fn received(&self, block_id: u64, uuid: &str) {
         let mut p = self.pending.lock();
         if let Some(entry) = p.get_mut(&block_id) {
@@ -75,6 +76,8 @@ impl Redundancy {
             if entry.targets.is_empty() {
                 p.remove(&block_id);
             }
+            drop(p);
+            self.check([block_id]);
         }
     }
 

@@ -420,10 +420,22 @@ mod bad_input {
         assert!(st.message().contains("no block access token"), "{}", st.message());
         assert_no_replica(&cl, &forged);
 
-        // A stream that ends before the last packet leaves nothing finalized.
+        // A stream that ends before the last packet leaves nothing finalized:
+        // the half-written replica is only kept aside for pipeline recovery.
         let lb = allocate(&cl, &c, "/bad5").await;
         let st = send(&lb, lb.access_token.clone(), vec![packet(0, 0, &d, false)]).await;
         assert!(st.is_some());
+        let id = lb.block.as_ref().unwrap().block_id;
+        for i in 0..cl.datanode_count() {
+            assert!(
+                cl.datanode(i).ctx.storage.get(id).is_none(),
+                "an unfinished replica was finalized"
+            );
+        }
+        assert!((0..cl.datanode_count()).any(|i| cl.datanode(i).ctx.recoverable.lock().contains_key(&id)));
+        for i in 0..cl.datanode_count() {
+            cl.datanode(i).ctx.sweep_recoverable(std::time::Duration::ZERO);
+        }
         assert_no_replica(&cl, &lb);
 
         // The same tools that failed above succeed with good input.

@@ -337,6 +337,30 @@ impl ClientProtocol for ClientService {
         }))
     }
 
+    async fn update_block_for_pipeline(
+        &self,
+        req: Request<pb::UpdateBlockForPipelineRequest>,
+    ) -> Result<Response<pb::UpdateBlockForPipelineResponse>, Status> {
+        self.state.check_writable()?;
+        let st = self.state.clone();
+        let r = req.into_inner();
+        let mut block = r.block.ok_or_else(|| {
+            granary_common::error::status(
+                granary_common::ErrorCode::InvalidArgument,
+                "updateBlockForPipeline needs a block",
+            )
+        })?;
+        let resp = blocking(move || {
+            let gs = st.ns.bump_generation(&r.path, r.file_id, &r.client_name, block.block_id)?;
+            block.generation_stamp = gs;
+            let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
+            tracing::info!(block_id = block.block_id, gs, path = %r.path, "new generation stamp for pipeline recovery");
+            Ok(pb::UpdateBlockForPipelineResponse { block: Some(block), access_token })
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
     async fn recover_lease(
         &self,
         req: Request<pb::RecoverLeaseRequest>,
