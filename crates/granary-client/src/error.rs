@@ -39,7 +39,7 @@ impl From<tonic::Status> for ClientError {
                     .get(granary_common::error::ERROR_CODE_METADATA)
                     .is_none() =>
             {
-                format!("namenode unavailable: {}", st.message())
+                format!("unavailable: {}", st.message())
             }
             _ => st.message().to_string(),
         };
