@@ -285,7 +285,7 @@ fn a_killed_writer_leaves_a_consistent_readable_file_after_lease_recovery() {
 /// mid-block; the write must succeed, read back byte for byte, and the
 /// namenode must restore three replicas using the fourth datanode.
 #[test]
-#[ignore = "pipeline recovery after a datanode kill is not yet reliable (issue 4): re-replication of a recovered block can stall"]
+#[ignore = "pipeline recovery after a datanode kill passes most runs but not all yet (issue 4): a survivor sometimes has no replica to continue"]
 fn killing_a_pipeline_datanode_mid_write_loses_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -367,10 +367,13 @@ fn killing_a_pipeline_datanode_mid_write_loses_nothing() {
             if ok {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: replication not restored: {lb:?}"
-            );
+            if std::time::Instant::now() >= deadline {
+                std::fs::write("/tmp/nn-fail.log", c.log("namenode.log")).ok();
+                for i in 0..4 {
+                    std::fs::write(format!("/tmp/dn{i}-fail.log"), c.log(&format!("datanode{i}.log"))).ok();
+                }
+                panic!("round {round}: replication not restored");
+            }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }

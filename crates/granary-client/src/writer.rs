@@ -738,12 +738,12 @@ impl Streamer {
         match dt.write_block(ReceiverStream::new(rx)).await {
             Ok(resp) => Ok((tx, resp.into_inner())),
             Err(st) => {
-                // The failing node is the first unless a downstream one is named.
-                let bad = targets
-                    .iter()
-                    .skip(1)
-                    .position(|t| st.message().contains(&t.rpc_addr))
-                    .map_or(0, |i| i + 1);
+                // Each node wraps its downstream's error, so the deepest node
+                // named (the last in pipeline order) is the one that failed.
+                let bad = (1..targets.len())
+                    .rev()
+                    .find(|i| st.message().contains(&targets[*i].rpc_addr))
+                    .unwrap_or(0);
                 self.client.forget_datanode(&targets[bad].rpc_addr);
                 Err((bad, st.into()))
             }

@@ -134,6 +134,15 @@ impl DataTransfer for DataTransferService {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
+            // Or the replica was finalized here before the writer saw the last ack.
+            if kept.is_none() {
+                let storage = self.ctx.storage.clone();
+                let (id, gs) = (block.block_id, block.generation_stamp);
+                if let Ok(Ok(w)) = tokio::task::spawn_blocking(move || storage.reopen_finalized(id, gs)).await
+                {
+                    kept = Some((w, std::time::Instant::now()));
+                }
+            }
             let Some((mut w, _)) = kept else {
                 return Err(status(
                     ErrorCode::FileNotFound,

@@ -290,6 +290,48 @@ impl Storage {
         }
     }
 
+    /// Takes a finalized replica of an older generation back into `rbw/` so a
+    /// pipeline recovery can continue it (the writer never saw its last ack).
+    pub fn reopen_finalized(&self, id: u64, newer_gs: u64) -> Result<ReplicaWriter, StorageError> {
+        let r = self
+            .get(id)
+            .filter(|r| r.gs < newer_gs)
+            .ok_or(StorageError::NotFound {
+                block: id,
+                gs: newer_gs,
+            })?;
+        let v = &self.volumes[r.volume];
+        let dir = v.finalized_dir(id);
+        let (data_src, meta_src) = (dir.join(data_name(id)), dir.join(meta_name(id, r.gs)));
+        let mut h = [0u8; META_HEADER_LEN as usize];
+        File::open(&meta_src)
+            .and_then(|m| m.read_exact_at(&mut h, 0))
+            .map_err(io(&meta_src))?;
+        let bpc = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
+        let data_path = v.rbw_dir().join(data_name(id));
+        let meta_path = v.rbw_dir().join(meta_name(id, r.gs));
+        self.replicas.write().remove(&id);
+        std::fs::rename(&data_src, &data_path).map_err(io(&data_path))?;
+        std::fs::rename(&meta_src, &meta_path).map_err(io(&meta_path))?;
+        let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).map_err(io(p));
+        let mut data = open(&data_path)?;
+        let mut meta = open(&meta_path)?;
+        use std::io::{Seek, SeekFrom};
+        data.seek(SeekFrom::End(0)).map_err(io(&data_path))?;
+        meta.seek(SeekFrom::End(0)).map_err(io(&meta_path))?;
+        Ok(ReplicaWriter {
+            block_id: id,
+            gs: r.gs,
+            volume: r.volume,
+            data,
+            meta,
+            data_path,
+            meta_path,
+            written: r.len,
+            bpc,
+        })
+    }
+
     /// Moves a complete replica into `finalized/` and makes it readable.
     pub fn finalize(&self, mut w: ReplicaWriter, sync: bool) -> Result<pb::ExtendedBlock, StorageError> {
         let v = &self.volumes[w.volume];
