@@ -138,6 +138,20 @@ impl BlockManager {
         self.inner.read().locations.get(&block_id).map_or(0, Vec::len)
     }
 
+    /// Forgets where a block's replicas are without deleting them (their
+    /// generation changed; holders report again, stale ones are invalidated then).
+    pub fn forget_locations(&self, block_id: u64) {
+        let mut g = self.inner.write();
+        g.lengths.remove(&block_id);
+        if let Some(locs) = g.locations.remove(&block_id) {
+            for uuid in locs {
+                if let Some(set) = g.by_node.get_mut(&uuid) {
+                    set.remove(&block_id);
+                }
+            }
+        }
+    }
+
     /// Blocks deleted from the namespace: forget them and ask holders to delete.
     pub fn remove_blocks(&self, blocks: &[pb::ExtendedBlock]) {
         let mut g = self.inner.write();

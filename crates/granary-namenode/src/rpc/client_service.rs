@@ -354,9 +354,10 @@ impl ClientProtocol for ClientService {
             let old = block;
             let gs = st.ns.bump_generation(&r.path, r.file_id, &r.client_name, block.block_id)?;
             block.generation_stamp = gs;
-            // Replicas already finalized under the old stamp are stale now: forget
-            // them and have their holders delete them (a newer replica survives).
-            st.blocks.remove_blocks(&[old]);
+            // Replicas finalized under the old stamp are stale now: forget them.
+            // They are not deleted here, since a survivor may be about to continue
+            // one; holders report again and stale stamps are invalidated then.
+            st.blocks.forget_locations(old.block_id);
             let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
             tracing::info!(block_id = block.block_id, gs, path = %r.path, "new generation stamp for pipeline recovery");
             Ok(pb::UpdateBlockForPipelineResponse { block: Some(block), access_token })
