@@ -39,6 +39,8 @@ pub struct DfsClient {
     client_name: String,
     namenode: String,
     datanodes: std::sync::Arc<granary_common::net::ChannelPool>,
+    /// Fetched once per client, as HDFS clients cache server defaults.
+    defaults: std::sync::Arc<tokio::sync::OnceCell<pb::GetServerDefaultsResponse>>,
 }
 
 impl DfsClient {
@@ -69,6 +71,7 @@ impl DfsClient {
             identity,
             namenode: addr.to_string(),
             datanodes: Default::default(),
+            defaults: Default::default(),
         })
     }
 
@@ -379,9 +382,17 @@ impl DfsClient {
         Ok(FileReader::new(self.clone(), path.to_string(), located))
     }
 
+    /// The namenode's defaults (block size, checksum chunk, lease limit, ...),
+    /// asked once and then reused: every create needs them.
     pub async fn server_defaults(&self) -> Result<pb::GetServerDefaultsResponse> {
-        let req = self.request(pb::GetServerDefaultsRequest {});
-        Ok(self.nn.clone().get_server_defaults(req).await?.into_inner())
+        let d = self
+            .defaults
+            .get_or_try_init(|| async {
+                let req = self.request(pb::GetServerDefaultsRequest {});
+                Ok::<_, ClientError>(self.nn.clone().get_server_defaults(req).await?.into_inner())
+            })
+            .await?;
+        Ok(d.clone())
     }
 
     /// Closes a written file, waiting (bounded) until the namenode has heard

@@ -261,6 +261,22 @@ struct BlockStream {
     partial: Bytes,
 }
 
+impl BlockStream {
+    /// Numbers a packet, keeps it until acked, and sends it; false when the
+    /// pipeline's stream is closed.
+    async fn send(&mut self, mut p: pb::Packet) -> bool {
+        p.seqno = self.next_seqno;
+        self.next_seqno += 1;
+        self.unacked.push_back(p.clone());
+        self.tx
+            .send(pb::WriteBlockRequest {
+                msg: Some(Msg::Packet(p)),
+            })
+            .await
+            .is_ok()
+    }
+}
+
 /// A pipeline node failed: which one (index in pipeline order) and why.
 struct PipelineFailure {
     bad: usize,
@@ -400,7 +416,7 @@ impl Streamer {
 
     /// Sends one packet, waiting for window room, recovering the pipeline
     /// (and resending what was not acked) when a node fails.
-    async fn push_packet(&mut self, mut p: pb::Packet) -> Result<()> {
+    async fn push_packet(&mut self, p: pb::Packet) -> Result<()> {
         loop {
             let b = self
                 .block
@@ -417,16 +433,7 @@ impl Streamer {
             .block
             .as_mut()
             .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
-        p.seqno = b.next_seqno;
-        b.next_seqno += 1;
-        b.unacked.push_back(p.clone());
-        if b.tx
-            .send(pb::WriteBlockRequest {
-                msg: Some(Msg::Packet(p)),
-            })
-            .await
-            .is_err()
-        {
+        if !b.send(p).await {
             let why = "the first datanode closed the pipeline".to_string();
             self.recover(PipelineFailure { bad: 0, why }).await?;
         }
@@ -510,19 +517,8 @@ impl Streamer {
                     b.next_seqno = 0;
                     let resend: Vec<pb::Packet> = b.unacked.drain(..).collect();
                     let mut sent_all = true;
-                    for mut p in resend {
-                        p.seqno = b.next_seqno;
-                        b.next_seqno += 1;
-                        b.unacked.push_back(p.clone());
-                        if b.tx
-                            .send(pb::WriteBlockRequest {
-                                msg: Some(Msg::Packet(p)),
-                            })
-                            .await
-                            .is_err()
-                        {
-                            sent_all = false;
-                        }
+                    for p in resend {
+                        sent_all &= b.send(p).await;
                     }
                     if sent_all {
                         self.block = Some(b);

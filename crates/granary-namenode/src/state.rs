@@ -167,7 +167,6 @@ impl NamenodeState {
         writer_host: Option<String>,
     ) -> Result<Vec<pb::DatanodeInfo>> {
         let candidates = self.datanodes.writable(block_size);
-        let total = self.datanodes.report().len();
         let ctx = PlacementContext {
             writer_host,
             existing: Vec::new(),
@@ -176,6 +175,8 @@ impl NamenodeState {
             .placement
             .choose(replication as usize, candidates, excluded, &ctx);
         if (chosen.len() as u32) < self.config.min_replication {
+            // Counted only here: addBlock is a hot path, this is its error case.
+            let total = self.datanodes.report().len();
             return Err(NnError::NotEnoughReplicas(format!(
                 "could only be written to {} of the {} minReplication nodes: {total} datanode(s) known, {} excluded",
                 chosen.len(),
