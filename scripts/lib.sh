@@ -17,7 +17,11 @@ ensure_build_deps() {
     command -v c++ >/dev/null || missing+=(g++)
     command -v curl >/dev/null || missing+=(curl ca-certificates)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
-    if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+    # bindgen (rocksdb) loads libclang.so*/libclang-N.so*; libclang-cpp does not count.
+    if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null \
+        && ! compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null \
+        && ! compgen -G '/usr/lib/*-linux-gnu/libclang.so*' >/dev/null \
+        && ! compgen -G '/usr/lib/*-linux-gnu/libclang-[0-9]*.so*' >/dev/null; then
         missing+=(libclang-dev)
     fi
     if [ ${#missing[@]} -gt 0 ]; then
@@ -37,4 +41,37 @@ ensure_build_deps() {
         step "installing cargo-nextest"
         cargo install cargo-nextest --locked
     fi
+}
+
+# A virtualenv with the unmodified WebHDFS clients the tests drive (HdfsCLI,
+# fsspec, Dask), pinned in scripts/python-requirements.txt. Exports
+# GRANARY_PYTHON, the interpreter the WebHDFS tests run.
+ensure_python_clients() {
+    local venv="${GRANARY_VENV:-$HOME/.cache/granary-venv}"
+    local stamp="$venv/.requirements"
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        step "installing python3-venv"
+        apt_install python3 python3-venv python3-pip
+    fi
+    if ! cmp -s scripts/python-requirements.txt "$stamp"; then
+        step "installing Python WebHDFS clients into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/python-requirements.txt
+        cp scripts/python-requirements.txt "$stamp"
+    fi
+    export GRANARY_PYTHON="$venv/bin/python"
+}
+
+# Programs the tests drive besides the project's own: Debian's chromium for
+# the web UI test, curl for downloads, docker for the compose tests.
+ensure_test_tools() {
+    local missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v strip >/dev/null || missing+=(binutils)
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    command -v docker >/dev/null || { echo "docker is needed for the compose tests" >&2; return 1; }
 }

@@ -1,137 +1,169 @@
-//! `granary-bench`: load generators for measuring a running cluster.
-//! See docs/performance.md for the commands behind each published figure.
+//! `granary-bench`: the benchmarks behind docs/performance.md.
+//!
+//! - `namenode`: NNThroughputBenchmark-style phases, in-process and over gRPC.
+//! - `dfsio`: TestDFSIO-style write and read against a running cluster, with
+//!   a `dd`-like local write measured in the same run.
+//! - `blockreport`: a synthetic datanode's full block report.
+//! - `scale`: many files; memory, RocksDB size, restart time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod blockreport;
+mod dfsio;
+mod local;
+mod nnbench;
+mod scale;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
-use granary_client::{DfsClient, Identity};
-
 #[derive(Debug, Parser)]
-#[command(name = "granary-bench", about = "Granary benchmarks")]
+#[command(
+    name = "granary-bench",
+    about = "Granary benchmarks (see docs/performance.md)"
+)]
 struct Cli {
-    #[arg(
-        long,
-        env = "GRANARY_NAMENODE",
-        default_value = "127.0.0.1:8020",
-        global = true
-    )]
-    namenode: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Create empty files over gRPC (create + complete, durable), then report
-    /// ops/s and, with --namenode-pid, the namenode's resident memory.
-    Create {
-        /// Files to create in total.
-        #[arg(long, default_value_t = 10_000)]
-        files: u64,
-        /// Concurrent clients.
+    /// Namenode operations per second: mkdirs, create+complete, getFileInfo,
+    /// listing, rename, delete. Starts its own namenode (durable, on a temp
+    /// dir) unless --namenode names a running one (then gRPC only).
+    Namenode {
+        /// Operations per phase.
+        #[arg(long, default_value_t = 100_000)]
+        ops: u64,
+        /// Threads (in-process) and concurrent clients (gRPC).
         #[arg(long, default_value_t = 64)]
-        threads: u64,
-        /// Files per directory.
-        #[arg(long, default_value_t = 10_000)]
-        per_dir: u64,
-        /// Directory to create the files under.
-        #[arg(long, default_value = "/bench/create")]
-        base: String,
-        /// Namenode process id, to read its RSS from /proc.
+        threads: usize,
+        /// HTTP/2 connections the gRPC clients share.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// in-process, grpc, or both.
+        #[arg(long, default_value = "both")]
+        mode: String,
+        /// A running namenode to measure over gRPC instead of a local one.
         #[arg(long)]
-        namenode_pid: Option<u32>,
+        namenode: Option<String>,
+        /// The user for --namenode (a superuser, or one allowed to write /nnbench).
+        #[arg(long, default_value = "hdfs")]
+        user: String,
     },
-}
-
-/// VmRSS and VmHWM of a process, in KiB.
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    /// Write then read K files of S MiB through the client against a running cluster.
+    Dfsio {
+        #[arg(long, env = "GRANARY_NAMENODE", default_value = "127.0.0.1:8020")]
+        namenode: String,
+        #[arg(long, default_value = "hdfs")]
+        user: String,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long, default_value_t = 256)]
+        size_mib: usize,
+        #[arg(long, default_value_t = 3)]
+        replication: u32,
+        #[arg(long, default_value_t = 128)]
+        block_mib: u64,
+        /// Where the `dd` comparison writes (the datanodes' disk).
+        #[arg(long, default_value = "/tmp")]
+        dd_dir: std::path::PathBuf,
+    },
+    /// A full block report of B existing blocks from a synthetic datanode.
+    Blockreport {
+        #[arg(long, default_value_t = 1_000_000)]
+        blocks: u64,
+        /// Threads creating the blocks first.
+        #[arg(long, default_value_t = 32)]
+        threads: usize,
+    },
+    /// F files: memory, RocksDB size, restart-to-serving time.
+    Scale {
+        #[arg(long, default_value_t = 10_000_000)]
+        files: u64,
+        #[arg(long, default_value_t = 64)]
+        threads: usize,
+        /// Metadata dir to use (kept); a temp dir by default.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Create {
+    granary_common::logging::init(granary_common::logging::LogFormat::Text);
+    match Cli::parse().cmd {
+        Cmd::Namenode {
+            ops,
+            threads,
+            connections,
+            mode,
+            namenode,
+            user,
+        } => {
+            if let Some(addr) = namenode {
+                return nnbench::over_grpc(&addr, &user, ops, threads, connections).await;
+            }
+            anyhow::ensure!(
+                matches!(mode.as_str(), "in-process" | "grpc" | "both"),
+                "--mode must be in-process, grpc or both"
+            );
+            if mode != "grpc" {
+                let nn = local::start(None).await?;
+                let st = nn.nn.state.clone();
+                let caller = st
+                    .ns
+                    .caller(granary_common::identity::Identity::new(local::SUPERUSER, vec![]));
+                tokio::task::spawn_blocking(move || nnbench::in_process(st, caller, ops, threads)).await??;
+                nn.nn.shutdown().await?;
+            }
+            if mode != "in-process" {
+                let nn = local::start(None).await?;
+                let addr = nn.nn.rpc_addr.to_string();
+                nnbench::over_grpc(&addr, local::SUPERUSER, ops, threads, connections).await?;
+                nn.nn.shutdown().await?;
+            }
+            Ok(())
+        }
+        Cmd::Dfsio {
+            namenode,
+            user,
+            files,
+            size_mib,
+            replication,
+            block_mib,
+            dd_dir,
+        } => {
+            let a = dfsio::Args {
+                files,
+                size_mib,
+                replication,
+                block_mib,
+                dd_dir,
+            };
+            dfsio::run(&namenode, &user, &a).await
+        }
+        Cmd::Blockreport { blocks, threads } => {
+            let nn = local::start(None).await?;
+            let st = nn.nn.state.clone();
+            let t = std::time::Instant::now();
+            let list =
+                tokio::task::spawn_blocking(move || blockreport::populate(st, blocks, threads)).await??;
+            eprintln!(
+                "created {} blocks in {:.1} s",
+                list.len(),
+                t.elapsed().as_secs_f64()
+            );
+            blockreport::run(&nn.nn.rpc_addr.to_string(), list).await?;
+            nn.nn.shutdown().await?;
+            Ok(())
+        }
+        Cmd::Scale {
             files,
             threads,
-            per_dir,
-            base,
-            namenode_pid,
+            data_dir,
         } => {
-            let id = Identity::new(Identity::current_os_user(), vec![]);
-            let client = DfsClient::connect(&cli.namenode, id).await?;
-            let dirs = files.div_ceil(per_dir.max(1));
-            for d in 0..dirs {
-                client.mkdirs(&format!("{base}/d{d}"), None, true).await?;
-            }
-            let next = Arc::new(AtomicU64::new(0));
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..threads.max(1) {
-                let c = client.clone();
-                let next = next.clone();
-                let base = base.clone();
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= files {
-                            return Ok::<(), anyhow::Error>(());
-                        }
-                        c.create_empty(&format!("{base}/d{}/f{i}", i / per_dir), None)
-                            .await?;
-                    }
-                }));
-            }
-            let reporter = {
-                let next = next.clone();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(Duration::from_secs(10)).await;
-                        let done = next.load(Ordering::Relaxed).min(files);
-                        let rss = namenode_pid.and_then(rss_kib).map(|(r, _)| r / 1024).unwrap_or(0);
-                        eprintln!(
-                            "progress files={done} elapsed_s={:.0} namenode_rss_mib={rss}",
-                            start.elapsed().as_secs_f64()
-                        );
-                    }
-                })
-            };
-            for t in tasks {
-                t.await??;
-            }
-            reporter.abort();
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "create files={files} threads={threads} seconds={secs:.1} ops_per_sec={:.0}",
-                files as f64 / secs
-            );
-            if let Some(pid) = namenode_pid {
-                match rss_kib(pid) {
-                    Some((rss, hwm)) => println!(
-                        "namenode pid={pid} rss_mib={} peak_rss_mib={}",
-                        rss / 1024,
-                        hwm / 1024
-                    ),
-                    None => println!("namenode pid={pid}: cannot read /proc/{pid}/status"),
-                }
-            }
-            let st = client.content_summary(&base).await?;
-            println!(
-                "namespace under {base}: files={} directories={}",
-                st.file_count, st.directory_count
-            );
+            let nn = local::start(data_dir.as_deref()).await?;
+            scale::run(nn, files, threads).await
         }
     }
-    Ok(())
 }

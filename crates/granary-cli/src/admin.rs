@@ -19,6 +19,9 @@ pub enum AdminCommand {
     Recommission { datanode: String },
     /// Close a file whose writer died, at the length its replicas agree on.
     RecoverLease { path: String },
+    /// Back up the namenode metadata: a consistent copy written into DIR, a new
+    /// directory on the namenode's machine (start a namenode on it to restore).
+    Checkpoint { dir: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,8 +91,20 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
             );
             Ok(())
         }
+        AdminCommand::Checkpoint { dir } => {
+            let r = c.checkpoint(dir).await.map_err(|e| e.to_string())?;
+            println!(
+                "checkpoint written to {} ({}) at {}",
+                r.dir,
+                crate::format::human(r.bytes),
+                crate::format::date_utc(r.created_ms)
+            );
+            Ok(())
+        }
         AdminCommand::Report => {
-            let nodes = c.datanode_report().await.map_err(|e| e.to_string())?;
+            let report = c.cluster_report().await.map_err(|e| e.to_string())?;
+            let nodes = &report.datanodes;
+            let health = report.health.unwrap_or_default();
             let state = state_name;
             let (cap, used, rem): (u64, u64, u64) = nodes.iter().fold((0, 0, 0), |(a, b, c), n| {
                 (a + n.capacity, b + n.dfs_used, c + n.remaining)
@@ -98,13 +113,21 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
             println!("Configured Capacity: {cap} ({})", crate::format::human(cap));
             println!("DFS Used: {used} ({})", crate::format::human(used));
             println!("DFS Remaining: {rem} ({})", crate::format::human(rem));
+            println!("Safe mode: {}", if health.safe_mode { "ON" } else { "OFF" });
+            println!("Blocks: {}", health.blocks_total);
+            println!("Under replicated blocks: {}", health.under_replicated);
+            println!("Missing blocks: {}", health.missing);
+            println!("Corrupt replicas reported: {}", health.corrupt_replicas);
+            println!("Pending replications: {}", health.pending_replications);
             println!(
-                "Datanodes: {} live, {} stale, {} dead",
+                "Datanodes: {} live, {} stale, {} dead, {} decommissioning, {} decommissioned",
                 count(pb::DatanodeState::Live),
                 count(pb::DatanodeState::Stale),
-                count(pb::DatanodeState::Dead)
+                count(pb::DatanodeState::Dead),
+                count(pb::DatanodeState::Decommissioning),
+                count(pb::DatanodeState::Decommissioned)
             );
-            for n in &nodes {
+            for n in nodes {
                 let id = n.id.clone().unwrap_or_default();
                 println!();
                 println!("Name: {} ({})", id.rpc_addr, id.hostname);
@@ -118,6 +141,10 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
                     n.remaining,
                     crate::format::human(n.remaining)
                 );
+                println!(
+                    "Blocks: {}",
+                    report.block_counts.get(&id.uuid).copied().unwrap_or(0)
+                );
                 println!("Xceivers: {}", n.xceiver_count);
                 println!("Last contact: {}", crate::format::date_utc(n.last_heartbeat_ms));
             }
@@ -126,13 +153,4 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
     }
 }
 
-fn state_name(s: i32) -> &'static str {
-    match pb::DatanodeState::try_from(s) {
-        Ok(pb::DatanodeState::Live) => "live",
-        Ok(pb::DatanodeState::Stale) => "stale",
-        Ok(pb::DatanodeState::Dead) => "dead",
-        Ok(pb::DatanodeState::Decommissioning) => "decommissioning",
-        Ok(pb::DatanodeState::Decommissioned) => "decommissioned",
-        _ => "unknown",
-    }
-}
+pub use granary_common::format::datanode_state as state_name;

@@ -323,32 +323,8 @@ pub async fn cp(c: &DfsClient, sources: &[String], dest: &str, force: bool) -> C
     Ok(())
 }
 
-/// HDFS's MD5-of-MD5-of-CRC32C file checksum: MD5 over each block's MD5 of
-/// its chunk CRCs; comparable across clusters with the same block and chunk size.
+/// `granary fs -checksum` line: path, algorithm, hex bytes (as `hadoop fs -checksum`).
 pub async fn checksum(c: &DfsClient, src: &str) -> Result<String, ClientError> {
-    use md5::{Digest, Md5};
-    let defaults = c.server_defaults().await?;
-    let bpc = defaults.bytes_per_checksum.max(1) as usize;
-    let located = c.block_locations(src, 0, 0).await?;
-    let mut r = c.open(src).await?;
-    let mut file_md5 = Md5::new();
-    let mut crc_per_block = 0u64;
-    for b in &located.blocks {
-        let n = b.block.as_ref().map_or(0, |x| x.num_bytes) as usize;
-        let mut block_md5 = Md5::new();
-        let mut buf = vec![0u8; n];
-        r.read_exact(&mut buf).await?;
-        let sums = granary_common::checksum::compute(&buf, bpc);
-        block_md5.update(&sums);
-        file_md5.update(block_md5.finalize());
-        if located.blocks.len() > 1 {
-            crc_per_block = crc_per_block.max((sums.len() / 4) as u64);
-        }
-    }
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&(bpc as u32).to_be_bytes());
-    bytes.extend_from_slice(&crc_per_block.to_be_bytes());
-    bytes.extend_from_slice(&file_md5.finalize());
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{src}\tMD5-of-{crc_per_block}MD5-of-{bpc}CRC32C\t{hex}"))
+    let sum = c.file_checksum(src).await?;
+    Ok(format!("{src}\t{}\t{}", sum.algorithm, sum.hex()))
 }

@@ -28,34 +28,7 @@ pub fn date(ms: i64) -> String {
     }
 }
 
-/// "yyyy-MM-dd HH:mm:ss" in UTC, as `hdfs dfs -stat %y`.
-pub fn date_utc(ms: i64) -> String {
-    use chrono::TimeZone;
-    match chrono::Utc.timestamp_millis_opt(ms) {
-        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        _ => "1970-01-01 00:00:00".to_string(),
-    }
-}
-
-/// 1.5 K, 128 M, ... as Hadoop's `-h`.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
-    if n < 1024 {
-        return n.to_string();
-    }
-    let mut v = n as f64;
-    let mut unit = "";
-    for u in UNITS {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    let s = format!("{v:.1}");
-    let s = s.strip_suffix(".0").unwrap_or(&s).to_string();
-    format!("{s} {unit}")
-}
+pub use granary_common::format::{date_utc, human};
 
 /// `hdfs dfs -ls` rows, columns padded to the widest entry.
 pub fn ls_rows(entries: &[(String, pb::FileStatus)], human_sizes: bool) -> Vec<String> {

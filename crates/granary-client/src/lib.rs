@@ -13,10 +13,12 @@
 //! ```
 
 mod error;
+mod file_checksum;
 mod reader;
 mod writer;
 
 pub use error::ClientError;
+pub use file_checksum::FileChecksum;
 pub use granary_common::identity::Identity;
 pub use granary_proto as pb;
 pub use reader::FileReader;
@@ -30,6 +32,20 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// Sizes and counts under a path (`du`, `count`).
 pub type ContentSummary = pb::GetContentSummaryResponse;
+
+/// The namenode endpoint for `addr` (`host:port` or a URL).
+fn endpoint(addr: &str) -> Result<Endpoint> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ClientError::InvalidArgument(format!("invalid namenode address {addr:?}: {e}")))?;
+    Ok(endpoint
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_nodelay(true))
+}
 
 /// A connection to one namenode, acting as one user.
 #[derive(Clone)]
@@ -46,33 +62,48 @@ pub struct DfsClient {
 impl DfsClient {
     /// Connects to the namenode at `addr` (`host:port`).
     pub async fn connect(addr: &str, identity: Identity) -> Result<Self> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| ClientError::InvalidArgument(format!("invalid namenode address {addr:?}: {e}")))?;
-        let channel = endpoint
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true)
+        let channel = endpoint(addr)?
             .connect()
             .await
             .map_err(|source| ClientError::Connect {
                 addr: addr.to_string(),
                 source,
             })?;
+        Ok(Self::over(channel, addr, identity))
+    }
+
+    /// Like [`connect`](Self::connect), connecting on first use instead of now
+    /// (for daemons that must start before the namenode is up).
+    pub fn connect_lazy(addr: &str, identity: Identity) -> Result<Self> {
+        let channel = endpoint(addr)?.connect_lazy();
+        Ok(Self::over(channel, addr, identity))
+    }
+
+    fn over(channel: Channel, addr: &str, identity: Identity) -> Self {
         let nn = ClientProtocolClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
-        Ok(Self {
+        Self {
             nn,
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
             namenode: addr.to_string(),
             datanodes: Default::default(),
             defaults: Default::default(),
-        })
+        }
+    }
+
+    /// A client acting as another user over the same connections (a gateway
+    /// such as WebHDFS serving many users). It holds its own leases.
+    pub fn as_user(&self, identity: Identity) -> Self {
+        Self {
+            nn: self.nn.clone(),
+            client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
+            identity,
+            namenode: self.namenode.clone(),
+            datanodes: self.datanodes.clone(),
+            defaults: self.defaults.clone(),
+        }
     }
 
     pub fn identity(&self) -> &Identity {
@@ -311,14 +342,20 @@ impl DfsClient {
 
     /// Live, stale and dead datanodes.
     pub async fn datanode_report(&self) -> Result<Vec<pb::DatanodeInfo>> {
+        Ok(self.cluster_report().await?.datanodes)
+    }
+
+    /// Has the namenode write a consistent copy of its metadata into `dir`
+    /// (a new directory on the namenode's machine); superuser only.
+    pub async fn checkpoint(&self, dir: &str) -> Result<pb::CheckpointResponse> {
+        let req = self.request(pb::CheckpointRequest { dir: dir.into() });
+        Ok(self.nn.clone().checkpoint(req).await?.into_inner())
+    }
+
+    /// Datanodes, their replica counts, and block health.
+    pub async fn cluster_report(&self) -> Result<pb::GetDatanodeReportResponse> {
         let req = self.request(pb::GetDatanodeReportRequest {});
-        Ok(self
-            .nn
-            .clone()
-            .get_datanode_report(req)
-            .await?
-            .into_inner()
-            .datanodes)
+        Ok(self.nn.clone().get_datanode_report(req).await?.into_inner())
     }
 
     /// Creates a file and returns a writer for it.

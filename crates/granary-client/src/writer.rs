@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -57,7 +58,11 @@ pub struct FileWriter {
     flushing: Option<oneshot::Receiver<Result<()>>>,
     close_sent: bool,
     path: String,
+    pipeline: Pipeline,
 }
+
+/// The datanodes of the block being written, in pipeline order.
+type Pipeline = Arc<parking_lot::Mutex<Vec<pb::DatanodeId>>>;
 
 fn to_io(e: ClientError) -> io::Error {
     let kind = match e.code() {
@@ -130,7 +135,9 @@ impl FileWriter {
             previous,
             written: 0,
             recoveries: 0,
+            pipeline: Pipeline::default(),
         };
+        let pipeline = streamer.pipeline.clone();
         tokio::spawn(async move {
             let r = streamer.run(rx).await;
             renewing.cancel();
@@ -142,7 +149,14 @@ impl FileWriter {
             flushing: None,
             close_sent: false,
             path,
+            pipeline,
         }
+    }
+
+    /// The datanodes the block being written goes to, first to last (empty
+    /// between blocks); changes when a pipeline recovery drops a node.
+    pub fn pipeline(&self) -> Vec<pb::DatanodeId> {
+        self.pipeline.lock().clone()
     }
 
     /// Makes everything written so far visible to new readers (HDFS hflush).
@@ -300,6 +314,7 @@ struct Streamer {
     previous: Option<pb::ExtendedBlock>,
     written: u64,
     recoveries: usize,
+    pipeline: Pipeline,
 }
 
 impl Streamer {
@@ -379,7 +394,9 @@ impl Streamer {
 
     async fn send_packet(&mut self, data: Bytes, sync: bool) -> Result<()> {
         if self.block.is_none() {
-            self.block = Some(self.open_block().await?);
+            let b = self.open_block().await?;
+            *self.pipeline.lock() = b.targets.clone();
+            self.block = Some(b);
         }
         let bpc = self.bpc;
         let b = self
@@ -521,6 +538,7 @@ impl Streamer {
                         sent_all &= b.send(p).await;
                     }
                     if sent_all {
+                        *self.pipeline.lock() = b.targets.clone();
                         self.block = Some(b);
                         return Ok(());
                     }
@@ -618,6 +636,7 @@ impl Streamer {
         let mut blk = b.located.block.unwrap_or_default();
         blk.num_bytes = b.offset;
         self.previous = Some(blk);
+        self.pipeline.lock().clear();
         self.recoveries = 0;
         Ok(())
     }

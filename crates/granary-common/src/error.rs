@@ -97,6 +97,28 @@ impl ErrorCode {
         }
     }
 
+    /// The fully qualified class of [`java_exception`](Self::java_exception),
+    /// as WebHDFS puts it in `RemoteException.javaClassName`.
+    pub fn java_class_name(self) -> &'static str {
+        match self {
+            Self::InvalidPath => "org.apache.hadoop.fs.InvalidPathException",
+            Self::InvalidArgument => "java.lang.IllegalArgumentException",
+            Self::FileNotFound => "java.io.FileNotFoundException",
+            Self::FileAlreadyExists => "org.apache.hadoop.fs.FileAlreadyExistsException",
+            Self::ParentNotDirectory => "org.apache.hadoop.fs.ParentNotDirectoryException",
+            Self::PathIsDirectory => "org.apache.hadoop.fs.PathIsDirectoryException",
+            Self::PathIsNotEmptyDirectory => "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException",
+            Self::AccessControl => "org.apache.hadoop.security.AccessControlException",
+            Self::SafeMode => "org.apache.hadoop.hdfs.server.namenode.SafeModeException",
+            Self::LeaseConflict => "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException",
+            Self::NotEnoughReplicas => "org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException",
+            Self::Checksum => "org.apache.hadoop.fs.ChecksumException",
+            Self::Unsupported => "java.lang.UnsupportedOperationException",
+            Self::Unavailable => "org.apache.hadoop.ipc.RetriableException",
+            Self::Internal => "java.io.IOException",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         self.java_exception()
     }

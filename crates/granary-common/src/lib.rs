@@ -5,11 +5,14 @@ pub mod block_token;
 pub mod checksum;
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod path;
 pub mod shutdown;
+pub mod webhdfs;
 
 pub use error::{ErrorCode, HasErrorCode};
 

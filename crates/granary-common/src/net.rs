@@ -14,8 +14,14 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
         format!("http://{addr}")
     };
     let ep = Endpoint::from_shared(uri).map_err(|e| format!("invalid address {addr:?}: {e}"))?;
+    // HTTP/2 pings find a connection a partition silently broke within
+    // seconds; without them calls queue on it until TCP's retransmissions
+    // give up (minutes), even after the network is back.
     Ok(ep
         .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
         .initial_stream_window_size(4 << 20)

@@ -83,10 +83,19 @@ impl DatanodeConfig {
             return self.advertise_host.clone();
         }
         if self.rpc_addr.ip().is_unspecified() {
-            nix::unistd::gethostname()
+            let host = nix::unistd::gethostname()
                 .ok()
                 .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".into())
+                .unwrap_or_else(|| "localhost".into());
+            // The address the host name resolves to, unless that is loopback
+            // (Debian maps it to 127.0.1.1): clients outside this machine or
+            // container must reach it, and they may not resolve its name.
+            use std::net::ToSocketAddrs;
+            (host.as_str(), 0)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.find(|a| a.is_ipv4() && !a.ip().is_loopback()))
+                .map_or(host, |a| a.ip().to_string())
         } else {
             self.rpc_addr.ip().to_string()
         }
@@ -122,6 +131,14 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[arg(long, env = "GRANARY_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
+    /// Bytes per disk kept free for other users of the disk.
+    #[arg(long, env = "GRANARY_RESERVED_BYTES")]
+    pub reserved_bytes: Option<u64>,
+    /// The block scanner verifies every replica once per this period.
+    #[arg(long, env = "GRANARY_BLOCK_SCAN_PERIOD_MS")]
+    pub block_scan_period_ms: Option<u64>,
+    #[arg(long, env = "GRANARY_BLOCK_SCAN_BYTES_PER_SEC")]
+    pub block_scan_bytes_per_sec: Option<u64>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -140,7 +157,10 @@ impl Cli {
             advertise_host,
             rack,
             log_format,
-            heartbeat_interval_ms
+            heartbeat_interval_ms,
+            reserved_bytes,
+            block_scan_period_ms,
+            block_scan_bytes_per_sec
         );
         if !self.data_dirs.is_empty() {
             c.data_dirs = self.data_dirs.clone();

@@ -26,6 +26,7 @@ pub struct DatanodeContext {
     pub events: mpsc::UnboundedSender<ReplicaEvent>,
     pub peers: ChannelPool,
     xceivers: AtomicU32,
+    pub metrics: Arc<crate::metrics::DatanodeMetrics>,
     /// Replicas whose writer vanished mid-block, kept for pipeline recovery.
     pub recoverable: parking_lot::Mutex<
         std::collections::HashMap<u64, (crate::storage::ReplicaWriter, std::time::Instant)>,
@@ -47,6 +48,7 @@ impl DatanodeContext {
             events,
             peers: ChannelPool::default(),
             xceivers: AtomicU32::new(0),
+            metrics: crate::metrics::DatanodeMetrics::new(),
             recoverable: Default::default(),
         })
     }
@@ -54,6 +56,13 @@ impl DatanodeContext {
     pub fn report(&self, e: ReplicaEvent) {
         // The actor outlives every sender during a run; a send can only fail at shutdown.
         let _ = self.events.send(e);
+    }
+
+    /// Sets a half-written replica aside for a later pipeline recovery.
+    pub fn keep_for_recovery(&self, w: crate::storage::ReplicaWriter) {
+        self.recoverable
+            .lock()
+            .insert(w.block_id, (w, std::time::Instant::now()));
     }
 
     /// Drops half-written replicas nobody recovered within `max_age`.

@@ -153,7 +153,8 @@ impl DataTransfer for DataTransferService {
                 ));
             };
             if w.gs >= block.generation_stamp {
-                w.abort();
+                // A late request from an older recovery: the replica stays for the current one.
+                self.ctx.keep_for_recovery(w);
                 return Err(status(
                     ErrorCode::InvalidArgument,
                     "recovery needs a newer generation stamp",
@@ -167,7 +168,7 @@ impl DataTransfer for DataTransferService {
             .await
             .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
             if let Err(e) = res {
-                w.abort();
+                self.ctx.keep_for_recovery(w);
                 return Err(e.into());
             }
             w
@@ -193,10 +194,20 @@ impl DataTransfer for DataTransferService {
                     format!("cannot reach downstream datanode {next_addr}: {e}"),
                 )
             };
+            // A recovery that cannot reach its next node must not destroy
+            // this replica: the writer retries without that node.
+            let recovering = header.stage == pb::PipelineStage::Recovery as i32;
+            let drop_writer = |w: ReplicaWriter| {
+                if recovering {
+                    self.ctx.keep_for_recovery(w);
+                } else {
+                    w.abort();
+                }
+            };
             let ch = match self.ctx.peers.get(&next.rpc_addr) {
                 Ok(c) => c,
                 Err(e) => {
-                    writer.abort();
+                    drop_writer(writer);
                     return Err(fail(e));
                 }
             };
@@ -215,7 +226,7 @@ impl DataTransfer for DataTransferService {
                 Ok(resp) => downstream = Some((tx, resp.into_inner(), next.rpc_addr.clone())),
                 Err(e) => {
                     self.ctx.peers.evict(&next.rpc_addr);
-                    writer.abort();
+                    drop_writer(writer);
                     return Err(fail(e.message().to_string()));
                 }
             }
@@ -295,6 +306,7 @@ impl DataTransfer for DataTransferService {
                 if tx.send(item).await.is_err() || failed {
                     return;
                 }
+                ctx.metrics.bytes_read.inc_by(n as u64);
                 pos += n as u64;
             }
         });
@@ -415,6 +427,7 @@ async fn receive(
             .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
             writer = Some(w);
             res.map_err(Status::from)?;
+            ctx.metrics.bytes_written.inc_by(p.data.len() as u64);
             offset = p.offset_in_block + p.data.len() as u64;
             expected_seq += 1;
             if p.last_packet_in_block {
@@ -458,9 +471,7 @@ async fn receive(
         if let Some(w) = writer.take() {
             if lost {
                 tracing::warn!(block_id, bytes = w.written(), error = %st.message(), "writer vanished; replica kept for pipeline recovery");
-                ctx.recoverable
-                    .lock()
-                    .insert(block_id, (w, std::time::Instant::now()));
+                ctx.keep_for_recovery(w);
             } else {
                 tracing::warn!(block_id, error = %st.message(), "write pipeline aborted; partial replica removed");
                 w.abort();

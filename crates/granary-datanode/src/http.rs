@@ -1,4 +1,5 @@
-//! The datanode's HTTP port: health and a short status.
+//! The datanode's HTTP port: health, a short status, Prometheus metrics,
+//! and WebHDFS data.
 
 use std::sync::Arc;
 
@@ -8,11 +9,14 @@ use axum::routing::get;
 
 use crate::context::DatanodeContext;
 
-pub fn router(ctx: Arc<DatanodeContext>) -> Router {
+pub fn router(ctx: Arc<DatanodeContext>, gateway: Arc<crate::webhdfs::DataGateway>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(status_page))
         .with_state(ctx)
+        .merge(crate::webhdfs::routes(gateway))
 }
 
 async fn readyz(State(ctx): State<Arc<DatanodeContext>>) -> (axum::http::StatusCode, String) {
@@ -30,5 +34,61 @@ async fn readyz(State(ctx): State<Arc<DatanodeContext>>) -> (axum::http::StatusC
             ctx.storage.replica_count(),
             ctx.xceivers()
         ),
+    )
+}
+
+async fn metrics(State(ctx): State<Arc<DatanodeContext>>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            granary_common::metrics::CONTENT_TYPE,
+        )],
+        ctx.metrics.render(&ctx),
+    )
+}
+
+/// The datanode's page: identity, namenode, storages and replica counts.
+async fn status_page(State(ctx): State<Arc<DatanodeContext>>) -> axum::response::Html<String> {
+    use granary_common::format::human;
+    use maud::{DOCTYPE, html};
+    let registered = !ctx.block_key.read().is_empty();
+    let storages = ctx.storage.storage_reports();
+    axum::response::Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { "Datanode " (ctx.id.rpc_addr) " - Granary" }
+                    style { "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f0f0f0}" }
+                }
+                body {
+                    h1 { "Datanode " (ctx.id.rpc_addr) }
+                    table #summary {
+                        tr { th { "Uuid" } td { (ctx.id.uuid) } }
+                        tr { th { "Cluster ID" } td { (ctx.cluster_id.read().clone()) } }
+                        tr { th { "Rack" } td { (ctx.id.rack) } }
+                        tr { th { "Registered with the namenode" } td { (if registered { "yes" } else { "no" }) } }
+                        tr { th { "Replicas" } td { (ctx.storage.replica_count()) } }
+                        tr { th { "Transfers in progress" } td { (ctx.xceivers()) } }
+                    }
+                    h2 { "Storages" }
+                    table #storages {
+                        tr { th { "Path" } th { "Storage ID" } th { "Capacity" } th { "Used" } th { "Remaining" } th { "State" } }
+                        @for s in &storages {
+                            tr {
+                                td { (s.path) }
+                                td { (s.storage_id) }
+                                td { (human(s.capacity)) }
+                                td { (human(s.dfs_used)) }
+                                td { (human(s.remaining)) }
+                                td { (if s.failed { "FAILED" } else { "in service" }) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        .into_string(),
     )
 }

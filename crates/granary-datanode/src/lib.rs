@@ -8,10 +8,12 @@ pub mod context;
 pub mod data_transfer;
 pub mod http;
 pub mod layout;
+pub mod metrics;
 pub mod namenode_actor;
 pub mod server;
 pub mod storage;
 pub mod transfer;
+pub mod webhdfs;
 
 pub use config::DatanodeConfig;
 pub use server::{RunningDatanode, start};

@@ -76,6 +76,7 @@ impl Actor {
                         }
                         match self.heartbeat(&mut nn).await {
                             Ok(cmds) => {
+                                self.ctx.metrics.heartbeat_answered();
                                 for c in cmds {
                                     if matches!(c.command, Some(Command::Reregister(_))) {
                                         tracing::info!("namenode asked to re-register");
@@ -193,7 +194,16 @@ impl Actor {
             storages: self.ctx.storage.storage_reports(),
             xceiver_count: self.ctx.xceivers(),
         };
-        Ok(nn.heartbeat(req).await?.into_inner().commands)
+        // Bounded: across a partition a call can hang until TCP gives up
+        // (minutes), and the actor must keep trying (and re-register) instead.
+        let limit = (self.heartbeat * 3).max(Duration::from_secs(5));
+        match tokio::time::timeout(limit, nn.heartbeat(req)).await {
+            Ok(r) => Ok(r?.into_inner().commands),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "heartbeat unanswered after {} ms",
+                limit.as_millis()
+            ))),
+        }
     }
 
     fn execute(&self, cmd: pb::DatanodeCommand) {

@@ -31,6 +31,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("task failed: {0}")]
     Join(String),
+    #[error("webhdfs gateway: {0}")]
+    Gateway(#[from] granary_client::ClientError),
 }
 
 pub struct RunningDatanode {
@@ -130,6 +132,7 @@ pub async fn start(
     let server_token = token.clone();
     let rpc_server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(granary_common::metrics::RpcMetricsLayer(ctx.metrics.rpc.clone()))
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(16 << 20)
         .add_service(
@@ -141,7 +144,8 @@ pub async fn start(
             tokio_stream::wrappers::TcpListenerStream::new(rpc),
             token.child_token().cancelled_owned(),
         );
-    let http_server = axum::serve(http, crate::http::router(ctx.clone()))
+    let gateway = crate::webhdfs::DataGateway::new(&config.namenode)?;
+    let http_server = axum::serve(http, crate::http::router(ctx.clone(), gateway))
         .with_graceful_shutdown(token.child_token().cancelled_owned());
     tracing::info!(uuid = %id.uuid, rpc = %id.rpc_addr, rack = %id.rack, namenode = %config.namenode, "datanode serving");
     let task = tokio::spawn(async move {

@@ -115,6 +115,11 @@ impl BlockManager {
         g.lengths.get(&block_id).copied()
     }
 
+    /// Blocks with at least one known replica.
+    pub fn block_count(&self) -> usize {
+        self.inner.read().locations.len()
+    }
+
     pub fn locations(&self, block_id: u64) -> Vec<String> {
         self.inner
             .read()

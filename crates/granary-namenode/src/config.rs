@@ -33,6 +33,9 @@ pub struct NamenodeConfig {
     pub listing_limit: u32,
     pub max_directory_items: u64,
     pub block_cache_mb: u64,
+    /// Namespaces with fewer inodes + blocks are scanned at start before
+    /// serving; larger ones while serving reads in safe mode.
+    pub startup_scan_inline_objects: u64,
     pub heartbeat_interval_ms: u64,
     pub stale_after_ms: u64,
     pub dead_after_ms: u64,
@@ -56,6 +59,8 @@ pub struct NamenodeConfig {
     pub lease_soft_limit_ms: u64,
     /// After this long without renewal the namenode recovers the file itself (HDFS: 20 min).
     pub lease_hard_limit_ms: u64,
+    /// Users who may act for others through WebHDFS's `doas` (Hadoop's proxy users).
+    pub proxy_users: Vec<String>,
 }
 
 impl Default for NamenodeConfig {
@@ -76,6 +81,7 @@ impl Default for NamenodeConfig {
             listing_limit: defaults::LISTING_LIMIT,
             max_directory_items: 1_048_576,
             block_cache_mb: 128,
+            startup_scan_inline_objects: 500_000,
             heartbeat_interval_ms: 3_000,
             stale_after_ms: 15_000,
             dead_after_ms: 60_000,
@@ -88,6 +94,7 @@ impl Default for NamenodeConfig {
             safemode_extension_ms: 10_000,
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60 * 1000,
+            proxy_users: Vec::new(),
         }
     }
 }
@@ -170,6 +177,10 @@ pub struct Cli {
     /// Print the effective configuration and exit.
     #[arg(long, global = true)]
     pub check_config: bool,
+    /// Format the metadata directory first when it is missing or empty (for
+    /// containers and first starts; a directory with anything in it is never touched).
+    #[arg(long, env = "GRANARY_FORMAT_IF_EMPTY")]
+    pub format_if_empty: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +234,12 @@ pub struct Overrides {
     pub lease_soft_limit_ms: Option<u64>,
     #[arg(long, global = true, env = "GRANARY_LEASE_HARD_LIMIT_MS")]
     pub lease_hard_limit_ms: Option<u64>,
+    #[arg(long, global = true, env = "GRANARY_SAFEMODE_THRESHOLD")]
+    pub safemode_threshold: Option<f64>,
+    #[arg(long, global = true, env = "GRANARY_SAFEMODE_EXTENSION_MS")]
+    pub safemode_extension_ms: Option<u64>,
+    #[arg(long, global = true, env = "GRANARY_REDUNDANCY_INTERVAL_MS")]
+    pub redundancy_interval_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -246,7 +263,10 @@ impl Overrides {
             dead_after_ms,
             lease_soft_limit_ms,
             lease_hard_limit_ms,
-            pending_replication_timeout_ms
+            pending_replication_timeout_ms,
+            safemode_threshold,
+            safemode_extension_ms,
+            redundancy_interval_ms
         );
         c.validate()?;
         Ok(c)

@@ -28,6 +28,9 @@ pub struct Datanode {
     pub last_heartbeat: Instant,
     pub last_heartbeat_ms: i64,
     pub registered_at: Instant,
+    /// Declared dead and its replicas forgotten: heartbeats are answered
+    /// with a re-register command until it registers again.
+    pub declared_dead: bool,
 }
 
 impl Datanode {
@@ -80,17 +83,23 @@ impl DatanodeManager {
                 last_heartbeat: now,
                 last_heartbeat_ms: now_ms(),
                 registered_at: now,
+                declared_dead: false,
             },
         );
         fresh
     }
 
-    /// Records a heartbeat; false when the node is unknown (it must re-register).
+    /// Records a heartbeat; false when the node must register again first
+    /// (unknown, or declared dead: its replicas were forgotten, so only a
+    /// new registration and full block report bring them back).
     pub fn heartbeat(&self, uuid: &str, storages: Vec<pb::StorageReport>, xceivers: u32) -> bool {
         let mut nodes = self.nodes.write();
         let Some(n) = nodes.get_mut(uuid) else {
             return false;
         };
+        if n.declared_dead {
+            return false;
+        }
         n.storages = storages;
         n.xceivers = xceivers;
         n.last_heartbeat = Instant::now();
@@ -186,6 +195,14 @@ impl DatanodeManager {
             .collect()
     }
 
+    /// Marks a dead node whose replicas were forgotten; it stays listed (as
+    /// dead) until it registers again.
+    pub fn declare_dead(&self, uuid: &str) {
+        if let Some(n) = self.nodes.write().get_mut(uuid) {
+            n.declared_dead = true;
+        }
+    }
+
     /// Nodes whose heartbeats stopped longer than the dead interval ago.
     pub fn dead_nodes(&self) -> Vec<String> {
         let now = Instant::now();
@@ -223,5 +240,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(150));
         assert_eq!(dm.dead_nodes(), vec!["a".to_string()]);
         assert!(!dm.heartbeat("unknown", vec![], 0));
+    }
+
+    #[test]
+    fn a_node_declared_dead_must_register_again() {
+        let dm = DatanodeManager::new(Duration::from_secs(1), Duration::from_secs(2));
+        dm.register(id("a"), vec![]);
+        dm.declare_dead("a");
+        // Its heartbeats (e.g. after a partition heals) do not revive it...
+        assert!(!dm.heartbeat("a", vec![], 0));
+        assert!(!dm.heartbeat("a", vec![], 0));
+        // ...registering (followed by a full block report) does.
+        assert!(!dm.register(id("a"), vec![]));
+        assert!(dm.heartbeat("a", vec![], 0));
     }
 }

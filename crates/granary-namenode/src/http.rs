@@ -1,4 +1,5 @@
-//! The namenode's HTTP port: health and readiness probes.
+//! The namenode's HTTP port: health and readiness probes, Prometheus
+//! metrics, the web UI, and WebHDFS.
 
 use std::sync::Arc;
 
@@ -6,13 +7,29 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 
+use crate::metrics::NamenodeMetrics;
 use crate::state::NamenodeState;
 
-pub fn router(state: Arc<NamenodeState>) -> Router {
+pub fn router(state: Arc<NamenodeState>, metrics: Arc<NamenodeMetrics>, rpc_addr: String) -> Router {
+    let scrape = {
+        let (state, metrics) = (state.clone(), metrics);
+        move || async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    granary_common::metrics::CONTENT_TYPE,
+                )],
+                metrics.render(&state),
+            )
+        }
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state.clone())
+        .route("/metrics", get(scrape))
+        .merge(crate::web_ui::routes(state.clone()))
+        .merge(crate::webhdfs::routes(state, rpc_addr))
 }
 
 async fn readyz(State(st): State<Arc<NamenodeState>>) -> String {

@@ -42,6 +42,15 @@ pub fn namespace_dir(dir: &Path) -> PathBuf {
 
 /// Prepares `dir` for a new namespace and writes its VERSION file. The
 /// caller then creates the RocksDB under [`namespace_dir`].
+/// True when `dir` does not exist or holds nothing (safe to format).
+pub fn is_empty_or_missing(dir: &Path) -> Result<bool, LayoutError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
 pub fn format(dir: &Path, force: bool, cluster_id: Option<String>) -> Result<VersionFile, LayoutError> {
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(io(dir))?;

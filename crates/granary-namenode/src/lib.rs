@@ -10,6 +10,7 @@ pub mod http;
 pub mod inode;
 pub mod layout;
 pub mod lease;
+pub mod metrics;
 pub mod namespace;
 pub mod permission;
 pub mod placement;
@@ -18,6 +19,8 @@ pub mod rpc;
 pub mod safe_mode;
 pub mod server;
 pub mod state;
+pub mod web_ui;
+pub mod webhdfs;
 
 pub use config::NamenodeConfig;
 pub use server::{RunningNamenode, format, start};

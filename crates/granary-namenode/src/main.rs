@@ -25,6 +25,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None => {
+            if cli.format_if_empty && granary_namenode::layout::is_empty_or_missing(&config.data_dir)? {
+                let v = granary_namenode::format(&config, false, None)?;
+                tracing::info!(dir = %config.data_dir.display(), cluster_id = %v.cluster_id, "formatted an empty metadata directory");
+            }
             let rpc = tokio::net::TcpListener::bind(config.rpc_addr)
                 .await
                 .with_context(|| format!("cannot listen on rpc_addr {}", config.rpc_addr))?;

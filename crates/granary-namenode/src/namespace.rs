@@ -139,9 +139,15 @@ fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamily
             let mut bbo = BlockBasedOptions::default();
             bbo.set_block_cache(&cache);
             bbo.set_bloom_filter(10.0, false);
-            bbo.set_cache_index_and_filter_blocks(true);
-            bbo.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            // Index and filter blocks stay in the table readers, outside the
+            // block cache: once the namespace outgrows the cache, data blocks
+            // would otherwise evict them and every lookup of a name that does
+            // not exist yet (each create's first step) would reload a whole
+            // file's filter. They take about 2 bytes per key.
+            bbo.set_cache_index_and_filter_blocks(false);
             let mut o = Options::default();
+            o.set_memtable_prefix_bloom_ratio(0.05);
+            o.set_memtable_whole_key_filtering(true);
             o.set_block_based_table_factory(&bbo);
             o.set_write_buffer_size(32 << 20);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -1185,17 +1191,35 @@ impl Namespace {
         })
     }
 
-    /// Every open file and its writer (to restore leases after a start).
-    pub fn open_files(&self) -> Result<Vec<(u64, String)>> {
-        let mut out = Vec::new();
+    /// RocksDB's estimate of how many inodes and blocks are stored: decides
+    /// whether the start-up scan runs before serving or beside it.
+    pub fn estimated_objects(&self) -> Result<u64> {
+        let mut n = 0;
+        for name in [CF_INODES, CF_BLOCKS] {
+            n += self
+                .db
+                .property_int_value_cf(self.cf(name)?, "rocksdb.estimate-num-keys")?
+                .unwrap_or(0);
+        }
+        Ok(n)
+    }
+
+    /// One pass over every inode: the committed blocks safe mode waits for
+    /// (as HDFS, a file's last block still being written is not counted:
+    /// datanodes report only finalized replicas) and every open file with its
+    /// writer (to restore leases).
+    pub fn committed_blocks_and_open_files(&self) -> Result<(u64, Vec<(u64, String)>)> {
+        let mut committed = 0u64;
+        let mut open = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_INODES)?, IteratorMode::Start) {
             let (_, v) = item?;
             let inode = decode_inode(&v)?;
+            committed += inode.blocks.iter().filter(|b| b.committed).count() as u64;
             if let Some(uc) = inode.under_construction {
-                out.push((inode.id, uc.client_name));
+                open.push((inode.id, uc.client_name));
             }
         }
-        Ok(out)
+        Ok((committed, open))
     }
 
     /// The file a block belongs to and the block's current generation stamp.

@@ -32,7 +32,19 @@ pub struct Redundancy {
     pending: Mutex<HashMap<u64, Pending>>,
     /// Replicate commands waiting for their source's next heartbeat.
     commands: Mutex<HashMap<String, VecDeque<pb::ReplicateCommand>>>,
+    /// Blocks last seen short of replicas, and with none at all.
+    health: Mutex<Health>,
+    corrupt_replicas: std::sync::atomic::AtomicU64,
 }
+
+#[derive(Default)]
+struct Health {
+    under: std::collections::HashSet<u64>,
+    missing: std::collections::HashSet<u64>,
+}
+
+/// (under-replicated, missing) block counts.
+pub type HealthCounts = (u64, u64);
 
 /// What one monitor round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +56,37 @@ pub struct RoundStats {
 }
 
 impl Redundancy {
+    /// Under-replicated and missing blocks, as of each block's last check.
+    pub fn health(&self) -> HealthCounts {
+        let h = self.health.lock();
+        (h.under.len() as u64, h.missing.len() as u64)
+    }
+
+    /// Counts a corrupt replica report (the replica itself is dropped by the caller).
+    pub fn note_corrupt(&self) {
+        self.corrupt_replicas
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn corrupt_replicas(&self) -> u64 {
+        self.corrupt_replicas.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records what a check found about block `id`.
+    fn record(&self, id: u64, under: bool, missing: bool) {
+        let mut h = self.health.lock();
+        if under {
+            h.under.insert(id);
+        } else {
+            h.under.remove(&id);
+        }
+        if missing {
+            h.missing.insert(id);
+        } else {
+            h.missing.remove(&id);
+        }
+    }
+
     /// Queues blocks to be checked on the next round.
     pub fn check(&self, blocks: impl IntoIterator<Item = u64>) {
         self.queue.lock().extend(blocks);
@@ -186,6 +229,8 @@ impl Redundancy {
         now: Instant,
         stats: &mut RoundStats,
     ) -> Result<Outcome> {
+        // Gone (or still being written) blocks count as neither.
+        self.record(id, false, false);
         let Some((inode_id, gs)) = st.ns.block_owner(id)? else {
             return Ok(Outcome::Done);
         };
@@ -225,6 +270,7 @@ impl Redundancy {
             generation_stamp: gs,
             num_bytes: rec.num_bytes,
         };
+        self.record(id, holders.len() < target, all_holders.is_empty());
         if all_holders.is_empty() {
             stats.missing += 1;
             tracing::warn!(block_id = id, file = inode_id, "block has no live replica");

@@ -3,6 +3,10 @@
 //! blocks with at least `min_replication` replicas), then waits
 //! `safemode_extension_ms` more and leaves by itself. Operators can also enter
 //! and leave it by hand; a manual safe mode is only left by hand.
+//!
+//! The number of blocks to wait for comes from a scan of the namespace that
+//! runs while the namenode already serves reads; until it is known, automatic
+//! safe mode cannot end.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,8 @@ struct Inner {
     manual: bool,
     /// When the threshold was first reached.
     reached_at: Option<Instant>,
-    total_blocks: u64,
+    /// `None` while the start-up scan is still counting.
+    total_blocks: Option<u64>,
     reported_blocks: u64,
 }
 
@@ -27,11 +32,12 @@ pub struct SafeMode {
 }
 
 impl SafeMode {
-    /// Starts in safe mode unless there are no blocks to wait for.
-    pub fn new(total_blocks: u64, threshold: f64, extension: Duration) -> Self {
+    /// Starts in safe mode unless there are no blocks to wait for (a total
+    /// of `None` is not counted yet: see [`SafeMode::set_total`]).
+    pub fn new(total_blocks: Option<u64>, threshold: f64, extension: Duration) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                automatic: total_blocks > 0 && threshold > 0.0,
+                automatic: total_blocks.is_none_or(|t| t > 0) && threshold > 0.0,
                 manual: false,
                 reached_at: None,
                 total_blocks,
@@ -39,6 +45,16 @@ impl SafeMode {
             }),
             threshold,
             extension,
+        }
+    }
+
+    /// Records the counted total; with nothing to wait for, leaves
+    /// automatic safe mode.
+    pub fn set_total(&self, total_blocks: u64) {
+        let mut g = self.inner.lock();
+        g.total_blocks = Some(total_blocks);
+        if total_blocks == 0 {
+            g.automatic = false;
         }
     }
 
@@ -55,7 +71,10 @@ impl SafeMode {
         if !g.automatic {
             return false;
         }
-        let needed = (g.total_blocks as f64 * self.threshold).ceil() as u64;
+        let Some(total) = g.total_blocks else {
+            return false;
+        };
+        let needed = (total as f64 * self.threshold).ceil() as u64;
         if reported_blocks < needed {
             g.reached_at = None;
             return false;
@@ -80,7 +99,7 @@ impl SafeMode {
 
     pub fn counts(&self) -> (u64, u64) {
         let g = self.inner.lock();
-        (g.reported_blocks, g.total_blocks)
+        (g.reported_blocks, g.total_blocks.unwrap_or(0))
     }
 
     /// A sentence saying why writes are refused, as HDFS's safe mode tip.
@@ -92,21 +111,25 @@ impl SafeMode {
         if !g.automatic {
             return "safe mode is OFF".into();
         }
-        let needed = (g.total_blocks as f64 * self.threshold).ceil() as u64;
+        let Some(total) = g.total_blocks else {
+            return format!(
+                "safe mode is ON: the namenode is still counting its blocks (reported so far: {}); it turns off automatically",
+                g.reported_blocks
+            );
+        };
+        let needed = (total as f64 * self.threshold).ceil() as u64;
         if g.reported_blocks < needed {
             format!(
-                "safe mode is ON: the reported blocks {} need {} more to reach the threshold {:.4} of total blocks {}; it turns off automatically",
+                "safe mode is ON: the reported blocks {} need {} more to reach the threshold {:.4} of total blocks {total}; it turns off automatically",
                 g.reported_blocks,
                 needed - g.reported_blocks,
                 self.threshold,
-                g.total_blocks
             )
         } else {
             format!(
-                "safe mode is ON: the reported blocks {} reached the threshold {:.4} of total blocks {}; it turns off in {} s",
+                "safe mode is ON: the reported blocks {} reached the threshold {:.4} of total blocks {total}; it turns off in {} s",
                 g.reported_blocks,
                 self.threshold,
-                g.total_blocks,
                 self.extension
                     .saturating_sub(g.reached_at.map_or(Duration::ZERO, |a| a.elapsed()))
                     .as_secs()
@@ -121,7 +144,7 @@ mod tests {
 
     #[test]
     fn leaves_after_threshold_and_extension() {
-        let sm = SafeMode::new(1000, 0.999, Duration::from_millis(50));
+        let sm = SafeMode::new(Some(1000), 0.999, Duration::from_millis(50));
         assert!(sm.is_on());
         assert!(!sm.update(998));
         assert!(sm.status().contains("need 1 more"), "{}", sm.status());
@@ -134,7 +157,7 @@ mod tests {
 
     #[test]
     fn empty_namespaces_start_out_of_safe_mode_and_manual_mode_stays() {
-        let sm = SafeMode::new(0, 0.999, Duration::ZERO);
+        let sm = SafeMode::new(Some(0), 0.999, Duration::ZERO);
         assert!(!sm.is_on());
         sm.enter();
         assert!(!sm.update(0));
@@ -142,5 +165,26 @@ mod tests {
         assert!(sm.status().contains("manually"));
         sm.leave();
         assert!(!sm.is_on());
+    }
+
+    #[test]
+    fn stays_on_until_the_start_up_count_is_known() {
+        let sm = SafeMode::new(None, 0.999, Duration::ZERO);
+        assert!(sm.is_on());
+        assert!(!sm.update(1_000_000), "no total yet: nothing to compare with");
+        assert!(sm.status().contains("still counting"), "{}", sm.status());
+        sm.set_total(10);
+        assert!(sm.is_on());
+        assert!(sm.update(10));
+        assert!(!sm.is_on());
+
+        let empty = SafeMode::new(None, 0.999, Duration::ZERO);
+        empty.set_total(0);
+        assert!(!empty.is_on(), "nothing to wait for");
+
+        let by_hand = SafeMode::new(None, 0.999, Duration::ZERO);
+        by_hand.leave();
+        by_hand.set_total(5);
+        assert!(!by_hand.is_on(), "an operator's leave is not undone by the count");
     }
 }

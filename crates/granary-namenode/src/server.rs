@@ -102,25 +102,52 @@ pub async fn start(
     })
     .await
     .map_err(|e| ServeError::Join(e.to_string()))??;
-    let (ns, total_blocks, open_files) = tokio::task::spawn_blocking(move || {
-        let mut n = 0u64;
-        ns.for_each_block(|_, _, _| n += 1)?;
-        let open = ns.open_files()?;
-        Ok((ns, n, open))
-    })
-    .await
-    .map_err(|e| ServeError::Join(e.to_string()))?
-    .map_err(|source| ServeError::Open {
+    // Counting blocks (for safe mode) and finding open files (for leases)
+    // reads the whole namespace. Small namespaces are scanned before serving;
+    // large ones while already serving reads in safe mode, so a restart with
+    // millions of files answers in about the time RocksDB takes to open.
+    let inline_below = config.startup_scan_inline_objects;
+    let inline = ns.estimated_objects().map_or(true, |n| n < inline_below);
+    let (ns, scanned) = if inline {
+        tokio::task::spawn_blocking(move || {
+            let scanned = startup_scan(&ns);
+            (ns, scanned)
+        })
+        .await
+        .map_err(|e| ServeError::Join(e.to_string()))
+        .map(|(ns, scanned)| (ns, Some(scanned)))?
+    } else {
+        (ns, None)
+    };
+    let scanned = scanned.transpose().map_err(|source| ServeError::Open {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let state = NamenodeState::new(config, version.cluster_id.clone(), ns, total_blocks);
-    // Writers of files open before the restart get a fresh lease period to renew.
-    for (inode, client) in &open_files {
-        state.leases.add(client, *inode);
-    }
-    if state.safe_mode.is_on() {
-        tracing::info!(total_blocks, "in safe mode until datanodes report enough blocks");
+    let state = NamenodeState::new(
+        config,
+        version.cluster_id.clone(),
+        ns,
+        scanned.as_ref().map(|s| s.total_blocks),
+    );
+    match scanned {
+        Some(s) => adopt_startup_scan(&state, s),
+        None => {
+            let st = state.clone();
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let scan = st.clone();
+                match tokio::task::spawn_blocking(move || startup_scan(&scan.ns)).await {
+                    Ok(Ok(s)) => {
+                        tracing::info!(seconds = t.elapsed().as_secs_f64(), "start-up scan done");
+                        adopt_startup_scan(&st, s);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "start-up scan failed; staying in safe mode")
+                    }
+                    Err(e) => tracing::error!(error = %e, "start-up scan failed; staying in safe mode"),
+                }
+            });
+        }
     }
     let rpc_addr = rpc.local_addr()?;
     let http_addr = http.local_addr()?;
@@ -136,8 +163,10 @@ pub async fn start(
         DatanodeProtocolServer::new(crate::rpc::datanode_service::DatanodeService::new(state.clone()))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(64 << 20);
+    let metrics = crate::metrics::NamenodeMetrics::new();
     let rpc_server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(granary_common::metrics::RpcMetricsLayer(metrics.rpc.clone()))
         .add_service(client)
         .add_service(datanode)
         .serve_with_incoming_shutdown(
@@ -145,8 +174,11 @@ pub async fn start(
             rpc_token.cancelled_owned(),
         );
     let http_token = token.child_token();
-    let http_server = axum::serve(http, crate::http::router(state.clone()))
-        .with_graceful_shutdown(http_token.cancelled_owned());
+    let http_server = axum::serve(
+        http,
+        crate::http::router(state.clone(), metrics, rpc_addr.to_string()),
+    )
+    .with_graceful_shutdown(http_token.cancelled_owned());
 
     tracing::info!(%rpc_addr, %http_addr, cluster_id = %version.cluster_id, "namenode serving");
     let task = tokio::spawn(async move {
@@ -167,6 +199,34 @@ pub async fn start(
     })
 }
 
+/// What a start needs from a walk over the whole namespace.
+struct StartupScan {
+    total_blocks: u64,
+    open_files: Vec<(u64, String)>,
+}
+
+fn startup_scan(ns: &Namespace) -> crate::error::Result<StartupScan> {
+    let (total_blocks, open_files) = ns.committed_blocks_and_open_files()?;
+    Ok(StartupScan {
+        total_blocks,
+        open_files,
+    })
+}
+
+fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
+    // Writers of files open before the restart get a fresh lease period to renew.
+    for (inode, client) in &scan.open_files {
+        state.leases.add(client, *inode);
+    }
+    state.safe_mode.set_total(scan.total_blocks);
+    if state.safe_mode.is_on() {
+        tracing::info!(
+            total_blocks = scan.total_blocks,
+            "in safe mode until datanodes report enough blocks"
+        );
+    }
+}
+
 /// Forgets the replicas of datanodes that stopped heartbeating.
 fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -> JoinHandle<()> {
     let period = Duration::from_millis((state.config.heartbeat_interval_ms / 2).max(100));
@@ -179,6 +239,7 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             }
             for uuid in state.datanodes.dead_nodes() {
                 if removed.insert(uuid.clone()) {
+                    state.datanodes.declare_dead(&uuid);
                     let held = state.blocks.remove_node(&uuid);
                     tracing::warn!(uuid = %uuid, replicas = held.len(), "datanode dead; its replicas are forgotten");
                     state.redundancy.check(held);

@@ -32,7 +32,13 @@ pub struct NamenodeState {
 pub const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 60 * 1000;
 
 impl NamenodeState {
-    pub fn new(config: NamenodeConfig, cluster_id: String, ns: Namespace, total_blocks: u64) -> Arc<Self> {
+    /// `total_blocks` is `None` while the start-up scan is still counting.
+    pub fn new(
+        config: NamenodeConfig,
+        cluster_id: String,
+        ns: Namespace,
+        total_blocks: Option<u64>,
+    ) -> Arc<Self> {
         let datanodes = DatanodeManager::new(config.stale_after(), config.dead_after());
         let leases = crate::lease::LeaseManager::new(
             std::time::Duration::from_millis(config.lease_soft_limit_ms),
@@ -75,6 +81,48 @@ impl NamenodeState {
             locations,
             corrupt: false,
             access_token,
+        }
+    }
+
+    /// A consistent copy of the metadata in `dir` (new, absolute): the
+    /// VERSION file and a RocksDB checkpoint of the namespace, which a
+    /// namenode can start from as its data dir. Returns the bytes written.
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<u64> {
+        let bad = |m: String| NnError::InvalidArgument(m);
+        if !dir.is_absolute() {
+            return Err(bad(format!(
+                "checkpoint dir {} must be an absolute path",
+                dir.display()
+            )));
+        }
+        if dir.exists() {
+            return Err(NnError::AlreadyExists(dir.display().to_string()));
+        }
+        let io = |e: std::io::Error| bad(format!("checkpoint dir {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let ns_dir = crate::layout::namespace_dir(dir);
+        rocksdb::checkpoint::Checkpoint::new(self.ns.db())
+            .and_then(|c| c.create_checkpoint(&ns_dir))
+            .map_err(|e| NnError::Internal(format!("rocksdb checkpoint: {e}")))?;
+        // VERSION last: a directory with it is a complete checkpoint.
+        std::fs::copy(self.config.data_dir.join("VERSION"), dir.join("VERSION")).map_err(io)?;
+        let mut bytes = 0;
+        for e in std::fs::read_dir(&ns_dir).map_err(io)?.flatten() {
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(bytes)
+    }
+
+    /// Block health for reports, metrics and the web UI.
+    pub fn health(&self) -> pb::ClusterHealth {
+        let (under_replicated, missing) = self.redundancy.health();
+        pb::ClusterHealth {
+            blocks_total: self.blocks.block_count() as u64,
+            under_replicated,
+            missing,
+            corrupt_replicas: self.redundancy.corrupt_replicas(),
+            pending_replications: self.redundancy.pending() as u64,
+            safe_mode: self.safe_mode.is_on(),
         }
     }
 

@@ -21,6 +21,26 @@ pub fn bin_path(name: &str) -> PathBuf {
     p
 }
 
+/// Namenode flags for failure tests: stale after 1 s, dead after 3 s,
+/// heartbeats every 300 ms, quick redundancy rounds and retries, 64 KiB
+/// blocks allowed, half a second of safe-mode extension.
+pub const FAST_LIVENESS: &[&str] = &[
+    "--stale-after-ms",
+    "1000",
+    "--dead-after-ms",
+    "3000",
+    "--heartbeat-interval-ms",
+    "300",
+    "--redundancy-interval-ms",
+    "300",
+    "--min-block-size",
+    "65536",
+    "--pending-replication-timeout-ms",
+    "3000",
+    "--safemode-extension-ms",
+    "500",
+];
+
 /// A free loopback port (bound then released; fine for spawned daemons).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -36,8 +56,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `name` with `args`, appending its output to `log`.
     pub fn spawn(name: &str, args: &[&str], log: &std::path::Path) -> std::io::Result<Self> {
-        let out = std::fs::File::create(log)?;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let child = Command::new(bin_path(name))
             .args(args)
             .env("RUST_LOG", "info")
@@ -105,12 +126,21 @@ pub struct ProcessCluster {
     pub datanodes: Vec<Daemon>,
     pub rpc: String,
     pub http: String,
+    nn_args: Vec<String>,
+    dn_extra: Vec<String>,
+    /// Each datanode's full argument list, so a restart reuses its ports and dirs.
+    dn_args: Vec<Vec<String>>,
 }
 
 impl ProcessCluster {
     /// Formats and starts a namenode (superuser `hdfs`) and `n` datanodes,
     /// and waits until all datanodes have registered.
     pub fn start(n: usize, extra_nn_args: &[&str]) -> Self {
+        Self::start_with(n, extra_nn_args, &[])
+    }
+
+    /// Like [`ProcessCluster::start`], with extra arguments for every datanode.
+    pub fn start_with(n: usize, extra_nn_args: &[&str], extra_dn_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = dir.path().join("name");
         let name_s = name.to_str().expect("utf-8 path").to_string();
@@ -121,7 +151,7 @@ impl ProcessCluster {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let rpc = format!("127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
-        let mut args = vec![
+        let mut nn_args: Vec<String> = [
             "--data-dir",
             &name_s,
             "--rpc-addr",
@@ -130,20 +160,21 @@ impl ProcessCluster {
             &http,
             "--superuser",
             "hdfs",
-        ];
-        args.extend_from_slice(extra_nn_args);
-        let namenode = Daemon::spawn("granary-namenode", &args, &dir.path().join("namenode.log"))
-            .expect("spawn namenode");
-        assert!(
-            wait_for_port(&rpc, Duration::from_secs(30)),
-            "namenode did not start"
-        );
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        nn_args.extend(extra_nn_args.iter().map(|s| s.to_string()));
+        let namenode = spawn_namenode(dir.path(), &nn_args, &rpc);
         let mut c = Self {
             dir,
             namenode,
             datanodes: Vec::new(),
             rpc,
             http,
+            nn_args,
+            dn_extra: extra_dn_args.iter().map(|s| s.to_string()).collect(),
+            dn_args: Vec::new(),
         };
         for _ in 0..n {
             c.add_datanode();
@@ -156,14 +187,37 @@ impl ProcessCluster {
         self.dir.path().join(format!("dn{i}"))
     }
 
+    /// The stable uuid datanode `i` registered with (from its data dir).
+    pub fn datanode_uuid(&self, i: usize) -> String {
+        granary_datanode::layout::read(&self.datanode_dir(i))
+            .ok()
+            .flatten()
+            .map(|v| v.datanode_uuid)
+            .unwrap_or_else(|| panic!("datanode {i} has no VERSION yet"))
+    }
+
+    /// The `host:port` datanode `i` serves data transfer on.
+    pub fn datanode_addr(&self, i: usize) -> String {
+        let a = &self.dn_args[i];
+        let at = a.iter().position(|x| x == "--rpc-addr").expect("rpc addr arg");
+        a[at + 1].clone()
+    }
+
+    /// The `host:port` of datanode `i`'s HTTP server.
+    pub fn datanode_http(&self, i: usize) -> String {
+        let a = &self.dn_args[i];
+        let at = a.iter().position(|x| x == "--http-addr").expect("http addr arg");
+        a[at + 1].clone()
+    }
+
     /// Starts another datanode process; returns its index.
     pub fn add_datanode(&mut self) -> usize {
-        let i = self.datanodes.len();
+        let i = self.dn_args.len();
         let d = self.datanode_dir(i);
         let d = d.to_str().expect("utf-8 path").to_string();
         let rpc = format!("127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
-        let args = [
+        let mut args: Vec<String> = [
             "--namenode",
             &self.rpc,
             "--data-dir",
@@ -174,7 +228,19 @@ impl ProcessCluster {
             &http,
             "--heartbeat-interval-ms",
             "300",
-        ];
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.dn_extra.iter().cloned());
+        self.dn_args.push(args);
+        let dn = self.spawn_datanode(i);
+        self.datanodes.push(dn);
+        i
+    }
+
+    fn spawn_datanode(&self, i: usize) -> Daemon {
+        let args: Vec<&str> = self.dn_args[i].iter().map(String::as_str).collect();
         let dn = Daemon::spawn(
             "granary-datanode",
             &args,
@@ -182,11 +248,38 @@ impl ProcessCluster {
         )
         .expect("spawn datanode");
         assert!(
-            wait_for_port(&rpc, Duration::from_secs(30)),
+            wait_for_port(&self.datanode_addr(i), Duration::from_secs(30)),
             "datanode {i} did not start"
         );
-        self.datanodes.push(dn);
-        i
+        dn
+    }
+
+    /// Starts datanode `i` again (after a kill) on the same ports and disks.
+    pub fn restart_datanode(&mut self, i: usize) {
+        self.datanodes[i].kill9();
+        self.datanodes[i] = self.spawn_datanode(i);
+    }
+
+    /// Stops the namenode with SIGTERM and starts it again on the same metadata.
+    pub fn restart_namenode(&mut self) {
+        self.stop_namenode();
+        self.start_namenode();
+    }
+
+    /// SIGTERM; asserts a clean exit.
+    pub fn stop_namenode(&mut self) {
+        let code = self.namenode.terminate(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "namenode did not exit cleanly on SIGTERM");
+    }
+
+    /// Starts the namenode (after [`stop_namenode`](Self::stop_namenode)) on its data dir.
+    pub fn start_namenode(&mut self) {
+        self.namenode = spawn_namenode(self.dir.path(), &self.nn_args, &self.rpc);
+    }
+
+    /// The namenode's metadata directory.
+    pub fn namenode_dir(&self) -> PathBuf {
+        self.dir.path().join("name")
     }
 
     /// Polls the namenode's /readyz until it counts `n` datanodes.
@@ -203,9 +296,44 @@ impl ProcessCluster {
         panic!("namenode never saw {n} datanodes");
     }
 
+    /// A library client acting as the superuser.
+    pub async fn client(&self) -> granary_client::DfsClient {
+        granary_client::DfsClient::connect(&self.rpc, granary_client::Identity::new("hdfs", vec![]))
+            .await
+            .expect("connect to the namenode")
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
+}
+
+fn spawn_namenode(dir: &std::path::Path, args: &[String], rpc: &str) -> Daemon {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let namenode =
+        Daemon::spawn("granary-namenode", &args, &dir.join("namenode.log")).expect("spawn namenode");
+    assert!(
+        wait_for_port(rpc, Duration::from_secs(30)),
+        "namenode did not start"
+    );
+    namenode
+}
+
+/// The data file of block `block_id` under a datanode's data dir, if it holds one.
+pub fn find_replica(dir: &std::path::Path, block_id: u64) -> Option<PathBuf> {
+    let want = format!("blk_{block_id}");
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == want.as_str()) {
+                return Some(p);
+            }
+        }
+    }
+    None
 }
 
 /// A minimal HTTP/1.0 GET returning the body of a 200 answer.

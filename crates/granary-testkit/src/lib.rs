@@ -2,6 +2,7 @@
 //! listeners, and helpers to run the real binaries.
 
 pub mod binaries;
+pub mod fixtures;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

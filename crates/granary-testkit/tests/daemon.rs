@@ -105,3 +105,36 @@ fn check_config_layers_file_env_and_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listing_limt"));
 }
+
+/// deploy/config/*.toml are valid and name every option the daemons have,
+/// so operators who copy them see everything they can set.
+#[test]
+fn sample_configs_are_valid_and_complete() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config");
+    for daemon in ["namenode", "datanode"] {
+        let sample = root.join(format!("{daemon}.toml"));
+        let out = Command::new(bin_path(&format!("granary-{daemon}")))
+            .arg("--config")
+            .arg(&sample)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{daemon}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&sample).unwrap();
+        let effective = String::from_utf8(out.stdout).unwrap();
+        for key in effective
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
+        {
+            assert!(
+                text.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{key} "))),
+                "{daemon}.toml does not show option {key}"
+            );
+        }
+    }
+}

@@ -6,65 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use granary_client::{CreateOptions, DfsClient};
+use granary_client::DfsClient;
 use granary_testkit::MiniCluster;
+use granary_testkit::fixtures::{self, get, holders, pseudo_random, wait_for};
 
 const BLOCK: u64 = 64 * 1024;
 
 fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    pseudo_random(len, 7)
 }
 
 async fn put(c: &DfsClient, path: &str, bytes: &[u8]) {
-    let mut w = c
-        .create(
-            path,
-            CreateOptions {
-                block_size: BLOCK,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    w.write_all(bytes).await.unwrap();
-    w.shutdown().await.unwrap();
-}
-
-async fn get(c: &DfsClient, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    c.open(path).await.unwrap().read_to_end(&mut out).await.unwrap();
-    out
-}
-
-/// Replica holders of each block of `path`.
-async fn holders(c: &DfsClient, path: &str) -> Vec<HashSet<String>> {
-    c.block_locations(path, 0, 0)
-        .await
-        .unwrap()
-        .blocks
-        .iter()
-        .map(|b| b.locations.iter().map(|l| l.id.clone().unwrap().uuid).collect())
-        .collect()
-}
-
-/// Polls `cond` until it holds or `secs` pass.
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fixtures::put(c, path, bytes, BLOCK).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

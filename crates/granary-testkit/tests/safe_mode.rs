@@ -70,6 +70,69 @@ async fn restart_enters_safe_mode_until_blocks_are_reported() {
     c.mkdirs("/sm/new", None, false).await.unwrap();
 }
 
+/// A namespace too large to scan before serving (forced here with a limit of
+/// 0) is counted while reads are already served; safe mode cannot end before
+/// the count, and the open file's writer keeps its lease across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_namespace_serves_reads_while_its_blocks_are_counted() {
+    let mut cl = MiniCluster::builder()
+        .datanodes(3)
+        .namenode_config(|c| c.startup_scan_inline_objects = 0)
+        .start()
+        .await
+        .unwrap();
+    let c = cl.client().await.unwrap();
+    let opts = || CreateOptions {
+        block_size: 65536,
+        create_parent: true,
+        ..Default::default()
+    };
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut w = c.create("/count/closed", opts()).await.unwrap();
+    w.write_all(&bytes).await.unwrap();
+    w.shutdown().await.unwrap();
+    let mut open = c.create("/count/open", opts()).await.unwrap();
+    open.write_all(b"still being written").await.unwrap();
+    open.hflush().await.unwrap();
+
+    cl.restart_namenode().await.unwrap();
+    let other = cl.client().await.unwrap();
+    assert_eq!(other.stat("/count/closed").await.unwrap().length, 200_000);
+    granary_testkit::fixtures::wait_for(10, "the start-up count of 4 blocks", || async {
+        other
+            .safe_mode(pb::SafeModeAction::Get)
+            .await
+            .unwrap()
+            .total_blocks
+            == 4
+    })
+    .await;
+    cl.wait_for_safe_mode_exit().await.unwrap();
+    let taken = other
+        .create(
+            "/count/open",
+            CreateOptions {
+                overwrite: true,
+                ..opts()
+            },
+        )
+        .await;
+    let Err(e) = taken else {
+        panic!("the writer's lease must outlive the restart");
+    };
+    assert_eq!(e.code(), ErrorCode::LeaseConflict, "{e}");
+    let mut out = Vec::new();
+    other
+        .open("/count/closed")
+        .await
+        .unwrap()
+        .read_to_end(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, bytes);
+    drop(open);
+}
+
 #[tokio::test]
 async fn operators_enter_and_leave_safe_mode_by_hand() {
     let cl = MiniCluster::start().await.unwrap();

@@ -20,11 +20,55 @@ impl ClientService {
         Self { state }
     }
 
+    /// Every entry of directory `path`, page by page, as `id` sees them
+    /// (for the HTTP doors: WebHDFS LISTSTATUS and the web UI).
+    pub async fn whole_listing(&self, id: &Identity, path: &str) -> Result<Vec<pb::FileStatus>, Status> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let req = pb::GetListingRequest {
+                path: path.into(),
+                start_after: after.clone(),
+                limit: 0,
+            };
+            let page = self.get_listing(as_user(id, req)).await?.into_inner();
+            if let Some(last) = page.entries.last() {
+                after = last.name.clone();
+            }
+            let more = page.has_more && !page.entries.is_empty();
+            all.extend(page.entries);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
     /// The state and the judged caller of a request.
     fn ctx<T>(&self, req: &Request<T>) -> (Arc<NamenodeState>, crate::permission::Caller) {
         let id = Identity::from_metadata(req.metadata());
         (self.state.clone(), self.state.ns.caller(id))
     }
+}
+
+/// A request made on behalf of `id` (simple auth), as a gRPC client's would be.
+pub fn as_user<T>(id: &Identity, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    id.apply(r.metadata_mut());
+    r
+}
+
+/// Refuses callers other than the superuser (admin operations).
+fn require_super(caller: &crate::permission::Caller) -> Result<(), Status> {
+    if caller.is_super {
+        return Ok(());
+    }
+    Err(granary_common::error::status(
+        granary_common::ErrorCode::AccessControl,
+        format!(
+            "Access denied for user {}. Superuser privilege is required",
+            caller.user()
+        ),
+    ))
 }
 
 fn extended(blocks: Vec<BlockRecord>) -> Vec<pb::ExtendedBlock> {
@@ -150,7 +194,9 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        let inode = blocking(move || st.ns.get_file_info(&caller, &r.path)).await?;
+        // Inline, not on the blocking pool: a few point lookups served from
+        // the block cache take microseconds, less than the hop would cost.
+        let inode = st.ns.get_file_info(&caller, &r.path)?;
         Ok(Response::new(pb::GetFileInfoResponse {
             status: Some(inode.to_status()),
         }))
@@ -393,6 +439,7 @@ impl ClientProtocol for ClientService {
         for r in req.into_inner().replicas {
             if let Some(b) = r.block {
                 tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica");
+                self.state.redundancy.note_corrupt();
                 self.state.blocks.remove_replica(&r.datanode_uuid, b.block_id);
                 self.state.blocks.invalidate(&r.datanode_uuid, b);
                 self.state.redundancy.check([b.block_id]);
@@ -416,20 +463,34 @@ impl ClientProtocol for ClientService {
         }))
     }
 
+    async fn checkpoint(
+        &self,
+        req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
+        require_super(&caller)?;
+        let dir = std::path::PathBuf::from(req.into_inner().dir);
+        let (bytes, dir) = blocking(move || {
+            let bytes = st.checkpoint(&dir)?;
+            Ok((bytes, dir))
+        })
+        .await?;
+        tracing::info!(dir = %dir.display(), bytes, user = %caller.user(), "metadata checkpoint written");
+        Ok(Response::new(pb::CheckpointResponse {
+            dir: dir.display().to_string(),
+            bytes,
+            created_ms: crate::inode::now_ms(),
+        }))
+    }
+
     async fn set_safe_mode(
         &self,
         req: Request<pb::SetSafeModeRequest>,
     ) -> Result<Response<pb::SetSafeModeResponse>, Status> {
         let (st, caller) = self.ctx(&req);
         let action = req.get_ref().action();
-        if action != pb::SafeModeAction::Get && !caller.is_super {
-            return Err(granary_common::error::status(
-                granary_common::ErrorCode::AccessControl,
-                format!(
-                    "Access denied for user {}. Superuser privilege is required",
-                    caller.user()
-                ),
-            ));
+        if action != pb::SafeModeAction::Get {
+            require_super(&caller)?;
         }
         match action {
             pb::SafeModeAction::Enter => {
@@ -456,15 +517,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetDatanodeAdminStateRequest>,
     ) -> Result<Response<pb::SetDatanodeAdminStateResponse>, Status> {
         let (st, caller) = self.ctx(&req);
-        if !caller.is_super {
-            return Err(granary_common::error::status(
-                granary_common::ErrorCode::AccessControl,
-                format!(
-                    "Access denied for user {}. Superuser privilege is required",
-                    caller.user()
-                ),
-            ));
-        }
+        require_super(&caller)?;
         let r = req.into_inner();
         let state = match r.action() {
             pb::DatanodeAdminAction::Decommission => crate::datanode_manager::AdminState::Decommissioning,
@@ -494,8 +547,16 @@ impl ClientProtocol for ClientService {
         &self,
         _req: Request<pb::GetDatanodeReportRequest>,
     ) -> Result<Response<pb::GetDatanodeReportResponse>, Status> {
+        let datanodes = self.state.datanodes.report();
+        let block_counts = datanodes
+            .iter()
+            .filter_map(|d| d.id.as_ref())
+            .map(|i| (i.uuid.clone(), self.state.blocks.node_block_count(&i.uuid) as u64))
+            .collect();
         Ok(Response::new(pb::GetDatanodeReportResponse {
-            datanodes: self.state.datanodes.report(),
+            datanodes,
+            block_counts,
+            health: Some(self.state.health()),
         }))
     }
 }

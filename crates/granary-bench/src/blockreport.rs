@@ -1,0 +1,107 @@
+//! A synthetic datanode sends the namenode a full block report of B blocks
+//! that exist in the namespace (created in-process first); reports how many
+//! blocks per second the namenode processes, for a first report and for a
+//! repeated one (the steady state of the 6-hourly reports).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use granary_namenode::state::NamenodeState;
+use granary_proto as pb;
+use granary_proto::datanode_protocol_client::DatanodeProtocolClient;
+
+/// Blocks per file while populating.
+const PER_FILE: u64 = 1000;
+
+/// Creates files holding `blocks` complete blocks; returns them.
+pub fn populate(
+    st: Arc<NamenodeState>,
+    blocks: u64,
+    threads: usize,
+) -> anyhow::Result<Vec<pb::ExtendedBlock>> {
+    let caller = st.ns.caller(granary_common::identity::Identity::new(
+        crate::local::SUPERUSER,
+        vec![],
+    ));
+    st.ns.mkdirs(&caller, "/blockreport", 0, true)?;
+    let next = Arc::new(AtomicU64::new(0));
+    let files = blocks.div_ceil(PER_FILE);
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let (st, caller, next) = (st.clone(), caller.clone(), next.clone());
+            std::thread::spawn(move || -> anyhow::Result<Vec<pb::ExtendedBlock>> {
+                let mut out = Vec::new();
+                loop {
+                    let f = next.fetch_add(1, Ordering::Relaxed);
+                    if f >= files {
+                        return Ok(out);
+                    }
+                    let n = PER_FILE.min(blocks - f * PER_FILE);
+                    let path = format!("/blockreport/f{f}");
+                    let (file, _) = st.ns.create(&caller, &path, 0, "bench", false, false, 1, 0)?;
+                    let mut prev: Option<pb::ExtendedBlock> = None;
+                    for _ in 0..n {
+                        let a = st.ns.add_block(&path, file.id, "bench", prev.as_ref())?;
+                        let mut b = a.block.to_extended();
+                        b.num_bytes = 1;
+                        out.push(b);
+                        prev = Some(b);
+                    }
+                    st.ns.complete(&path, file.id, "bench", prev.as_ref(), |_| true)?;
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("populate thread panicked"))??,
+        );
+    }
+    Ok(all)
+}
+
+pub async fn run(rpc_addr: &str, blocks: Vec<pb::ExtendedBlock>) -> anyhow::Result<()> {
+    let mut nn = DatanodeProtocolClient::connect(format!("http://{rpc_addr}"))
+        .await?
+        .max_encoding_message_size(512 << 20)
+        .max_decoding_message_size(64 << 20);
+    let uuid = "blockreport-bench".to_string();
+    nn.register(pb::RegisterRequest {
+        id: Some(pb::DatanodeId {
+            uuid: uuid.clone(),
+            hostname: "bench".into(),
+            rpc_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            rack: "/default-rack".into(),
+        }),
+        cluster_id: String::new(),
+        storages: vec![pb::StorageReport {
+            storage_id: "DS-bench".into(),
+            path: "/bench".into(),
+            capacity: 1 << 50,
+            dfs_used: 0,
+            remaining: 1 << 50,
+            failed: false,
+        }],
+        software_version: granary_common::VERSION.into(),
+    })
+    .await?;
+    let n = blocks.len();
+    for round in ["first", "repeated"] {
+        let req = pb::BlockReportRequest {
+            datanode_uuid: uuid.clone(),
+            blocks: blocks.clone(),
+        };
+        let t = Instant::now();
+        nn.block_report(req).await?;
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "blockreport {round}: blocks={n} seconds={s:.3} blocks_per_sec={:.0}",
+            n as f64 / s.max(1e-9)
+        );
+    }
+    Ok(())
+}

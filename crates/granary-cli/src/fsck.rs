@@ -1,0 +1,197 @@
+//! `granary fsck PATH [-files] [-blocks] [-locations]`: walks the tree and
+//! checks every block's live replicas against its file's replication, with
+//! HDFS fsck's report and verdict. Exit 0 when HEALTHY, 1 when CORRUPT (a
+//! block has no live replica) or on error.
+
+use clap::Args;
+
+use granary_client::{DfsClient, pb};
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Where to start (a directory or a file).
+    #[arg(default_value = "/")]
+    pub path: String,
+    /// Print each file checked.
+    #[arg(long = "files", short = 'f')]
+    pub files: bool,
+    /// With -files: print each block.
+    #[arg(long = "blocks", short = 'b')]
+    pub blocks: bool,
+    /// With -blocks: print where each replica lives.
+    #[arg(long = "locations", short = 'l')]
+    pub locations: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    size: u64,
+    files: u64,
+    dirs: u64,
+    blocks: u64,
+    replicas: u64,
+    min_replicated: u64,
+    under: u64,
+    missing: u64,
+    open: u64,
+}
+
+/// Replicas that count: on nodes in normal service (decommissioning ones leave).
+fn live(b: &pb::LocatedBlock) -> usize {
+    b.locations
+        .iter()
+        .filter(|l| l.state == pb::DatanodeState::Live as i32 || l.state == pb::DatanodeState::Stale as i32)
+        .count()
+}
+
+pub async fn run(c: &DfsClient, a: &FsckArgs) -> i32 {
+    match fsck(c, a).await {
+        Ok(healthy) => i32::from(!healthy),
+        Err(e) => {
+            eprintln!("granary: fsck {}: {e}", a.path);
+            1
+        }
+    }
+}
+
+async fn fsck(c: &DfsClient, a: &FsckArgs) -> Result<bool, granary_client::ClientError> {
+    println!(
+        "FSCK started by {} for path {} at {}",
+        c.identity().user,
+        a.path,
+        crate::format::date_utc(chrono::Utc::now().timestamp_millis())
+    );
+    let report = c.cluster_report().await?;
+    let defaults = c.server_defaults().await?;
+    let mut t = Totals::default();
+    let mut stack = vec![c.stat(&a.path).await.map(|s| (a.path.clone(), s))?];
+    while let Some((path, st)) = stack.pop() {
+        if crate::format::is_dir(&st) {
+            t.dirs += 1;
+            let mut children = c.list(&path).await?;
+            children.reverse();
+            for ch in children {
+                let p = if path == "/" {
+                    format!("/{}", ch.name)
+                } else {
+                    format!("{path}/{}", ch.name)
+                };
+                stack.push((p, ch));
+            }
+            continue;
+        }
+        check_file(c, a, &path, &st, &mut t).await?;
+    }
+    let pct = |n: u64| {
+        if t.blocks == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / t.blocks as f64
+        }
+    };
+    let healthy = t.missing == 0;
+    println!();
+    println!("Status: {}", if healthy { "HEALTHY" } else { "CORRUPT" });
+    println!(" Number of data-nodes:\t{}", report.datanodes.len());
+    println!(" Total size:\t{} B", t.size);
+    println!(" Total dirs:\t{}", t.dirs);
+    println!(" Total files:\t{}", t.files);
+    println!(" Files open for write:\t{}", t.open);
+    let avg = t.size.checked_div(t.blocks).unwrap_or(0);
+    println!(
+        " Total blocks (validated):\t{} (avg. block size {avg} B)",
+        t.blocks
+    );
+    println!(
+        " Minimally replicated blocks:\t{} ({:.1} %)",
+        t.min_replicated,
+        pct(t.min_replicated)
+    );
+    println!(" Under-replicated blocks:\t{} ({:.1} %)", t.under, pct(t.under));
+    println!(" Missing blocks:\t\t{}", t.missing);
+    println!(" Default replication factor:\t{}", defaults.replication);
+    let avg_repl = if t.blocks == 0 {
+        0.0
+    } else {
+        t.replicas as f64 / t.blocks as f64
+    };
+    println!(" Average block replication:\t{avg_repl:.1}");
+    println!(
+        "The filesystem under path '{}' is {}",
+        a.path,
+        if healthy { "HEALTHY" } else { "CORRUPT" }
+    );
+    Ok(healthy)
+}
+
+async fn check_file(
+    c: &DfsClient,
+    a: &FsckArgs,
+    path: &str,
+    st: &pb::FileStatus,
+    t: &mut Totals,
+) -> Result<(), granary_client::ClientError> {
+    t.files += 1;
+    t.size += st.length;
+    if st.under_construction {
+        t.open += 1;
+    }
+    let lb = c.block_locations(path, 0, 0).await?;
+    let want = st.replication as usize;
+    let mut lines = Vec::new();
+    let mut file_ok = true;
+    for (i, b) in lb.blocks.iter().enumerate() {
+        let blk = b.block.unwrap_or_default();
+        let n = live(b);
+        t.blocks += 1;
+        t.replicas += n as u64;
+        let status = if n == 0 {
+            t.missing += 1;
+            file_ok = false;
+            " MISSING!"
+        } else {
+            t.min_replicated += 1;
+            if n < want {
+                t.under += 1;
+                " Under replicated"
+            } else {
+                ""
+            }
+        };
+        let mut line = format!(
+            "{i}. blk_{}_{} len={} Live_repl={n}{status}",
+            blk.block_id, blk.generation_stamp, blk.num_bytes
+        );
+        if a.locations {
+            let locs: Vec<String> = b
+                .locations
+                .iter()
+                .filter_map(|l| {
+                    let id = l.id.as_ref()?;
+                    Some(format!(
+                        "{} ({}, {})",
+                        id.rpc_addr,
+                        id.rack,
+                        crate::admin::state_name(l.state)
+                    ))
+                })
+                .collect();
+            line.push_str(&format!(" [{}]", locs.join(", ")));
+        }
+        lines.push(line);
+    }
+    if a.files || !file_ok {
+        println!(
+            "{path} {} bytes, replicated: replication={want}, {} block(s): {}",
+            st.length,
+            lb.blocks.len(),
+            if file_ok { " OK" } else { " CORRUPT" }
+        );
+        if a.blocks || !file_ok {
+            for l in lines {
+                println!("{l}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! HDFS's whole-file checksum (`MD5-of-xMD5-of-yCRC32C`): an MD5 over each
+//! block's MD5 of its chunk CRCs. Equal files with equal block and chunk
+//! sizes have equal checksums, here and on HDFS (`hadoop fs -checksum`).
+
+use md5::{Digest, Md5};
+use tokio::io::AsyncReadExt;
+
+use crate::{DfsClient, Result};
+
+/// A file checksum as HDFS's `MD5MD5CRC32FileChecksum` serializes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChecksum {
+    /// e.g. `MD5-of-262144MD5-of-512CRC32C`.
+    pub algorithm: String,
+    /// bytes-per-CRC (4 bytes), CRCs per block (8), MD5 (16), big-endian.
+    pub bytes: Vec<u8>,
+}
+
+impl FileChecksum {
+    pub fn hex(&self) -> String {
+        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Data read per step: whole chunks, so CRCs never straddle two reads.
+const READ_CHUNKS: usize = 2048;
+
+impl DfsClient {
+    /// Reads `path` once (verifying every chunk as any read does) and
+    /// computes its HDFS-compatible checksum.
+    pub async fn file_checksum(&self, path: &str) -> Result<FileChecksum> {
+        let bpc = self.server_defaults().await?.bytes_per_checksum.max(1) as usize;
+        let located = self.block_locations(path, 0, 0).await?;
+        let mut r = self.open(path).await?;
+        let mut file_md5 = Md5::new();
+        let mut crc_per_block = 0u64;
+        let mut buf = vec![0u8; bpc * READ_CHUNKS];
+        for b in &located.blocks {
+            let mut left = b.block.as_ref().map_or(0, |x| x.num_bytes) as usize;
+            let mut block_md5 = Md5::new();
+            let mut crcs = 0u64;
+            while left > 0 {
+                let n = left.min(buf.len());
+                r.read_exact(&mut buf[..n]).await?;
+                let sums = granary_common::checksum::compute(&buf[..n], bpc);
+                crcs += (sums.len() / granary_common::checksum::CHECKSUM_SIZE) as u64;
+                block_md5.update(&sums);
+                left -= n;
+            }
+            file_md5.update(block_md5.finalize());
+            if located.blocks.len() > 1 {
+                crc_per_block = crc_per_block.max(crcs);
+            }
+        }
+        let mut bytes = Vec::with_capacity(28);
+        bytes.extend_from_slice(&(bpc as u32).to_be_bytes());
+        bytes.extend_from_slice(&crc_per_block.to_be_bytes());
+        bytes.extend_from_slice(&file_md5.finalize());
+        Ok(FileChecksum {
+            algorithm: format!("MD5-of-{crc_per_block}MD5-of-{bpc}CRC32C"),
+            bytes,
+        })
+    }
+}

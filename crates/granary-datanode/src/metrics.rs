@@ -1,0 +1,115 @@
+//! The datanode's Prometheus metrics (`/metrics` on its HTTP port): RPC
+//! counts and latency, bytes moved, replicas, transfers in progress, disk
+//! space per volume and how long ago the namenode last answered a heartbeat.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::context::DatanodeContext;
+use granary_common::metrics::RpcMetrics;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VolumeLabel {
+    path: String,
+}
+
+pub struct DatanodeMetrics {
+    registry: Registry,
+    pub rpc: Arc<RpcMetrics>,
+    pub bytes_written: Counter,
+    pub bytes_read: Counter,
+    replicas: Gauge,
+    xceivers: Gauge,
+    capacity: Family<VolumeLabel, Gauge>,
+    remaining: Family<VolumeLabel, Gauge>,
+    failed_volumes: Gauge,
+    heartbeat_lag: Gauge<f64, AtomicU64>,
+    last_heartbeat: Mutex<Option<Instant>>,
+    started: Instant,
+}
+
+impl DatanodeMetrics {
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::default();
+        let rpc = RpcMetrics::register(&mut r);
+        macro_rules! reg {
+            ($name:expr, $help:expr, $m:expr) => {
+                granary_common::metrics::register(&mut r, $name, $help, $m)
+            };
+        }
+        Arc::new(Self {
+            rpc,
+            bytes_written: reg!(
+                "granary_datanode_bytes_written",
+                "Block data written to local replicas",
+                Counter::default()
+            ),
+            bytes_read: reg!(
+                "granary_datanode_bytes_read",
+                "Block data sent to readers",
+                Counter::default()
+            ),
+            replicas: reg!(
+                "granary_datanode_replicas",
+                "Finalized replicas held",
+                Gauge::default()
+            ),
+            xceivers: reg!(
+                "granary_datanode_xceivers",
+                "Block transfers in progress",
+                Gauge::default()
+            ),
+            capacity: reg!(
+                "granary_datanode_capacity_bytes",
+                "Capacity per volume",
+                Family::default()
+            ),
+            remaining: reg!(
+                "granary_datanode_remaining_bytes",
+                "Free space per volume",
+                Family::default()
+            ),
+            failed_volumes: reg!(
+                "granary_datanode_failed_volumes",
+                "Volumes taken out of service",
+                Gauge::default()
+            ),
+            heartbeat_lag: reg!(
+                "granary_datanode_heartbeat_lag_seconds",
+                "Seconds since the namenode last answered a heartbeat (since start when never)",
+                Gauge::default()
+            ),
+            last_heartbeat: Mutex::new(None),
+            started: Instant::now(),
+            registry: r,
+        })
+    }
+
+    pub fn heartbeat_answered(&self) {
+        *self.last_heartbeat.lock() = Some(Instant::now());
+    }
+
+    pub fn render(&self, ctx: &DatanodeContext) -> String {
+        self.replicas.set(ctx.storage.replica_count() as i64);
+        self.xceivers.set(i64::from(ctx.xceivers()));
+        let mut failed = 0;
+        for s in ctx.storage.storage_reports() {
+            let l = VolumeLabel { path: s.path.clone() };
+            self.capacity.get_or_create(&l).set(s.capacity as i64);
+            self.remaining.get_or_create(&l).set(s.remaining as i64);
+            failed += i64::from(s.failed);
+        }
+        self.failed_volumes.set(failed);
+        let since = (*self.last_heartbeat.lock()).unwrap_or(self.started);
+        self.heartbeat_lag.set(since.elapsed().as_secs_f64());
+        granary_common::metrics::encode(&self.registry)
+    }
+}

@@ -1,0 +1,159 @@
+//! The namenode's Prometheus metrics (`/metrics` on the HTTP port): RPC
+//! counts and latency, datanodes by state, block health, safe mode and
+//! RocksDB sizes. Gauges are read from the live state at each scrape.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::state::NamenodeState;
+use granary_common::metrics::RpcMetrics;
+use granary_proto as pb;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CfLabel {
+    cf: String,
+}
+
+pub struct NamenodeMetrics {
+    registry: Registry,
+    pub rpc: Arc<RpcMetrics>,
+    datanodes: Family<StateLabel, Gauge>,
+    blocks: Gauge,
+    under_replicated: Gauge,
+    missing: Gauge,
+    corrupt_replicas: Gauge,
+    pending: Gauge,
+    safe_mode: Gauge,
+    uptime: Gauge<f64, AtomicU64>,
+    rocksdb_keys: Family<CfLabel, Gauge>,
+    rocksdb_sst_bytes: Family<CfLabel, Gauge>,
+    rocksdb_memtable_bytes: Gauge,
+    rocksdb_block_cache_bytes: Gauge,
+}
+
+impl NamenodeMetrics {
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::default();
+        let rpc = RpcMetrics::register(&mut r);
+        macro_rules! reg {
+            ($name:expr, $help:expr, $m:expr) => {
+                granary_common::metrics::register(&mut r, $name, $help, $m)
+            };
+        }
+        Arc::new(Self {
+            rpc,
+            datanodes: reg!("granary_datanodes", "Datanodes by state", Family::default()),
+            blocks: reg!(
+                "granary_blocks",
+                "Blocks with at least one reported replica",
+                Gauge::default()
+            ),
+            under_replicated: reg!(
+                "granary_blocks_under_replicated",
+                "Blocks with fewer live replicas than their replication",
+                Gauge::default()
+            ),
+            missing: reg!(
+                "granary_blocks_missing",
+                "Blocks with no live replica",
+                Gauge::default()
+            ),
+            corrupt_replicas: reg!(
+                "granary_corrupt_replicas_reported",
+                "Corrupt replicas reported since start",
+                Gauge::default()
+            ),
+            pending: reg!(
+                "granary_pending_replications",
+                "Copies scheduled and not yet confirmed",
+                Gauge::default()
+            ),
+            safe_mode: reg!("granary_safe_mode", "1 while in safe mode", Gauge::default()),
+            uptime: reg!(
+                "granary_uptime_seconds",
+                "Seconds since the namenode started",
+                Gauge::default()
+            ),
+            rocksdb_keys: reg!(
+                "granary_rocksdb_estimated_keys",
+                "RocksDB's estimate of keys per column family",
+                Family::default()
+            ),
+            rocksdb_sst_bytes: reg!(
+                "granary_rocksdb_sst_bytes",
+                "Size of RocksDB's SST files per column family",
+                Family::default()
+            ),
+            rocksdb_memtable_bytes: reg!(
+                "granary_rocksdb_memtable_bytes",
+                "RocksDB memtables, all column families",
+                Gauge::default()
+            ),
+            rocksdb_block_cache_bytes: reg!(
+                "granary_rocksdb_block_cache_bytes",
+                "RocksDB block cache in use",
+                Gauge::default()
+            ),
+            registry: r,
+        })
+    }
+
+    /// Reads the gauges from `st` and renders everything.
+    pub fn render(&self, st: &NamenodeState) -> String {
+        let mut by_state = std::collections::HashMap::<&str, i64>::new();
+        for s in ["live", "stale", "dead", "decommissioning", "decommissioned"] {
+            by_state.insert(s, 0);
+        }
+        for d in st.datanodes.report() {
+            let s = match pb::DatanodeState::try_from(d.state) {
+                Ok(pb::DatanodeState::Stale) => "stale",
+                Ok(pb::DatanodeState::Dead) => "dead",
+                Ok(pb::DatanodeState::Decommissioning) => "decommissioning",
+                Ok(pb::DatanodeState::Decommissioned) => "decommissioned",
+                _ => "live",
+            };
+            *by_state.entry(s).or_default() += 1;
+        }
+        for (s, n) in by_state {
+            self.datanodes
+                .get_or_create(&StateLabel { state: s.into() })
+                .set(n);
+        }
+        let h = st.health();
+        self.blocks.set(h.blocks_total as i64);
+        self.under_replicated.set(h.under_replicated as i64);
+        self.missing.set(h.missing as i64);
+        self.corrupt_replicas.set(h.corrupt_replicas as i64);
+        self.pending.set(h.pending_replications as i64);
+        self.safe_mode.set(i64::from(h.safe_mode));
+        self.uptime.set(st.started.elapsed().as_secs_f64());
+        let db = st.ns.db();
+        let mut memtables = 0;
+        for cf in crate::inode::ALL_CFS {
+            let Some(h) = db.cf_handle(cf) else { continue };
+            let prop = |p: &str| db.property_int_value_cf(&h, p).ok().flatten().unwrap_or(0) as i64;
+            let l = CfLabel { cf: cf.to_string() };
+            self.rocksdb_keys
+                .get_or_create(&l)
+                .set(prop("rocksdb.estimate-num-keys"));
+            self.rocksdb_sst_bytes
+                .get_or_create(&l)
+                .set(prop("rocksdb.total-sst-files-size"));
+            memtables += prop("rocksdb.cur-size-all-mem-tables");
+            self.rocksdb_block_cache_bytes
+                .set(prop("rocksdb.block-cache-usage"));
+        }
+        self.rocksdb_memtable_bytes.set(memtables);
+        granary_common::metrics::encode(&self.registry)
+    }
+}

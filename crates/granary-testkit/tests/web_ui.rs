@@ -1,0 +1,190 @@
+//! The namenode and datanode web pages, loaded in headless Chromium (Debian's
+//! `chromium`) from a cluster of real processes: the test reads what a person
+//! sees — the rendered DOM's tables and text — and takes screenshots.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use granary_testkit::binaries::ProcessCluster;
+use granary_testkit::fixtures::{pseudo_random, put};
+
+fn chromium() -> String {
+    std::env::var("GRANARY_CHROMIUM").unwrap_or_else(|_| "chromium".into())
+}
+
+fn browser(profile: &Path, args: &[&str], url: &str) -> std::process::Output {
+    Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("{} cannot run ({e}): scripts/test.sh installs it", chromium()))
+}
+
+/// The page as the browser rendered it.
+fn dom(profile: &Path, url: &str) -> String {
+    let out = browser(profile, &["--dump-dom"], url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+        .trim()
+        .to_string()
+}
+
+/// The visible cells of table `#id`, row by row (header row first).
+fn table(dom: &str, id: &str) -> Vec<Vec<String>> {
+    let start = dom
+        .find(&format!("<table id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table #{id} in {dom}"));
+    let end = start + dom[start..].find("</table>").unwrap();
+    dom[start..end]
+        .split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("</td>")
+                .flat_map(|c| c.split("</th>"))
+                .filter_map(|c| {
+                    let cell = c.rsplit_once("<td>").or_else(|| c.rsplit_once("<th>"))?.1;
+                    Some(text(cell))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn row<'a>(t: &'a [Vec<String>], first: &str) -> &'a [String] {
+    t.iter()
+        .find(|r| r.first().is_some_and(|c| c == first))
+        .unwrap_or_else(|| panic!("no row {first:?} in {t:?}"))
+}
+
+#[test]
+fn web_pages_show_the_cluster_the_files_and_their_blocks() {
+    let c = ProcessCluster::start(3, &["--min-block-size", "65536"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bytes = pseudo_random(65536 + 1000, 5);
+    rt.block_on(async {
+        let client = c.client().await;
+        put(&client, "/web/dir/a.bin", &bytes, 65536).await;
+        put(&client, "/web/dir/x y&<z>.txt", b"odd name", 65536).await;
+    });
+    let profile = c.dir.path().join("chromium");
+    let nn = format!("http://{}", c.http);
+
+    let overview = dom(&profile, &format!("{nn}/"));
+    let summary = table(&overview, "summary");
+    assert_eq!(row(&summary, "Live datanodes")[1], "3");
+    assert_eq!(row(&summary, "Safe mode")[1], "OFF");
+    assert_eq!(row(&summary, "Blocks")[1], "3");
+    assert_eq!(row(&summary, "Block health")[1], "HEALTHY");
+    assert!(row(&summary, "Cluster ID")[1].starts_with("CID-"));
+
+    let nodes = table(&dom(&profile, &format!("{nn}/datanodes")), "datanodes");
+    assert_eq!(nodes[0][..4], ["Node", "Uuid", "Rack", "State"]);
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
+    for i in 0..3 {
+        let r = row(&nodes, &c.datanode_addr(i));
+        assert_eq!(r[1], c.datanode_uuid(i));
+        assert_eq!((r[2].as_str(), r[3].as_str()), ("/default-rack", "live"));
+    }
+    let total: u64 = nodes[1..].iter().map(|r| r[7].parse::<u64>().unwrap()).sum();
+    assert_eq!(total, 9, "3 blocks x 3 replicas: {nodes:?}");
+
+    let dir = dom(&profile, &format!("{nn}/explorer?path=/web/dir&user.name=hdfs"));
+    let listing = table(&dir, "listing");
+    let a = row(&listing, "-rw-r--r--");
+    assert_eq!((a[1].as_str(), a[7].as_str()), ("hdfs", "a.bin"));
+    assert_eq!(a[3], "65 K");
+    assert!(
+        listing
+            .iter()
+            .any(|r| r.last().is_some_and(|n| n == "x y&<z>.txt")),
+        "{listing:?}"
+    );
+
+    let file = dom(
+        &profile,
+        &format!("{nn}/explorer?path=/web/dir/a.bin&user.name=hdfs"),
+    );
+    assert_eq!(row(&table(&file, "file"), "Size")[1], "66536 bytes (65 K)");
+    let blocks = table(&file, "blocks");
+    assert_eq!(blocks.len(), 3, "2 blocks: {blocks:?}");
+    for b in &blocks[1..] {
+        for i in 0..3 {
+            assert!(b[4].contains(&c.datanode_addr(i)), "{b:?}");
+        }
+    }
+    assert_eq!(blocks[2][3], "1000");
+    // The download link goes through WebHDFS to a datanode and back to the bytes.
+    let href = file
+        .split("id=\"download\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let got = Command::new("curl")
+        .args(["-sfL", &format!("{nn}{href}")])
+        .output()
+        .unwrap();
+    assert!(
+        got.stdout == bytes,
+        "download differs ({} bytes)",
+        got.stdout.len()
+    );
+
+    let missing = dom(&profile, &format!("{nn}/explorer?path=/nope"));
+    assert!(
+        text(&missing).contains("FileNotFoundException: File does not exist: /nope"),
+        "{missing}"
+    );
+
+    let dn = dom(&profile, &format!("http://{}/", c.datanode_http(0)));
+    let summary = table(&dn, "summary");
+    assert_eq!(row(&summary, "Uuid")[1], c.datanode_uuid(0));
+    assert_eq!(row(&summary, "Registered with the namenode")[1], "yes");
+    assert_eq!(row(&summary, "Replicas")[1], "3");
+    let storages = table(&dn, "storages");
+    assert!(
+        storages[1][0].starts_with(c.datanode_dir(0).to_str().unwrap()),
+        "{storages:?}"
+    );
+    assert_eq!(storages[1][5], "in service");
+
+    // Screenshots render (a blank page would be a few hundred bytes).
+    for (name, url) in [
+        ("overview", format!("{nn}/")),
+        ("file", format!("{nn}/explorer?path=/web/dir/a.bin")),
+    ] {
+        let png = c.dir.path().join(format!("{name}.png"));
+        let out = browser(
+            &profile,
+            &[
+                &format!("--screenshot={}", png.display()),
+                "--window-size=1200,800",
+            ],
+            &url,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let size = std::fs::metadata(&png).unwrap().len();
+        assert!(size > 10_000, "{name}.png is {size} bytes");
+    }
+}
