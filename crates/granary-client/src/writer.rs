@@ -35,8 +35,9 @@ pub struct CreateOptions {
     pub permission: Option<u32>,
 }
 
-/// Packets in flight per pipeline before the writer waits (HDFS: 80).
-const MAX_IN_FLIGHT: usize = 80;
+/// Bytes in flight per pipeline before the writer waits: HDFS's 80 packets
+/// of 64 KiB, whatever the packet size.
+const IN_FLIGHT_BYTES: usize = 80 * 64 * 1024;
 /// Attempts to set up a block's pipeline, excluding a failed node each time.
 const PIPELINE_ATTEMPTS: usize = 3;
 
@@ -431,15 +432,21 @@ impl Streamer {
         self.push_packet(p).await
     }
 
+    /// Packets sent but not yet acked before the writer waits.
+    fn max_in_flight(&self) -> usize {
+        (IN_FLIGHT_BYTES / self.packet_size.max(1)).max(4)
+    }
+
     /// Sends one packet, waiting for window room, recovering the pipeline
     /// (and resending what was not acked) when a node fails.
     async fn push_packet(&mut self, p: pb::Packet) -> Result<()> {
+        let window = self.max_in_flight();
         loop {
             let b = self
                 .block
                 .as_mut()
                 .ok_or_else(|| ClientError::Protocol("no open block".into()))?;
-            if b.unacked.len() < MAX_IN_FLIGHT {
+            if b.unacked.len() < window {
                 break;
             }
             if let Err(f) = Self::take_ack(b).await {
@@ -733,7 +740,7 @@ impl Streamer {
             .rpc_addr
             .clone();
         let ch = self.client.datanode_channel(&first).map_err(|e| (0, e))?;
-        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+        let (tx, rx) = mpsc::channel(self.max_in_flight());
         let header = pb::WriteBlockHeader {
             block: Some(block),
             downstream: targets[1..].to_vec(),

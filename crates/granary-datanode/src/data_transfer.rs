@@ -25,8 +25,10 @@ use granary_proto::data_transfer_client::DataTransferClient;
 use granary_proto::data_transfer_server::DataTransfer;
 use granary_proto::write_block_request::Msg;
 
-/// Read packets carry this much data at most (HDFS: 64 KiB).
-const READ_PACKET: usize = 64 * 1024;
+/// Read packets carry this much data at most. HDFS uses 64 KiB; over gRPC
+/// each message and blocking-pool hop costs more, and 1 MiB reads let the
+/// disk stream (docs/performance.md).
+const READ_PACKET: usize = 1 << 20;
 /// Largest packet accepted from a writer.
 const MAX_PACKET: usize = 16 << 20;
 

@@ -115,10 +115,21 @@ pub struct AllocatedBlock {
     pub offset: u64,
 }
 
+#[cfg(test)]
+type WalkHook = Box<dyn FnOnce(&Namespace) + Send>;
+
 pub struct Namespace {
     db: DB,
     cfg: NamespaceConfig,
     write_lock: Mutex<()>,
+    /// Bumped (under `write_lock`, after the write) by every mutation that
+    /// can change how a path resolves or who may traverse it; mutations of
+    /// one file's inode leave it alone. Lets creates walk their path before
+    /// taking the lock and re-read only the parent under it.
+    structure: AtomicU64,
+    /// Runs between a create's walk and its lock (tests of that window).
+    #[cfg(test)]
+    after_walk: Mutex<Option<WalkHook>>,
     commit: GroupCommit,
     next_inode: AtomicU64,
     next_block: AtomicU64,
@@ -183,6 +194,9 @@ impl Namespace {
             db,
             cfg,
             write_lock: Mutex::new(()),
+            structure: AtomicU64::new(0),
+            #[cfg(test)]
+            after_walk: Mutex::new(None),
             commit: GroupCommit::default(),
             next_inode: AtomicU64::new(ROOT_ID + 1),
             // Block ids start high so they never look like inode ids in logs.
@@ -220,6 +234,9 @@ impl Namespace {
             db,
             cfg,
             write_lock: Mutex::new(()),
+            structure: AtomicU64::new(0),
+            #[cfg(test)]
+            after_walk: Mutex::new(None),
             commit: GroupCommit::default(),
             next_inode: AtomicU64::new(next_inode),
             next_block: AtomicU64::new(next_block),
@@ -308,15 +325,29 @@ impl Namespace {
 
     /// Runs one mutation under the namespace lock and returns once it is durable.
     fn mutate<T>(&self, f: impl FnOnce(&mut WriteBatch) -> Result<T>) -> Result<T> {
+        self.mutate_marked(|batch| f(batch).map(|out| (out, true)))
+    }
+
+    /// Like [`Namespace::mutate`] for changes to one file's inode (and its
+    /// blocks), which no other path's resolution depends on.
+    fn mutate_file<T>(&self, f: impl FnOnce(&mut WriteBatch) -> Result<T>) -> Result<T> {
+        self.mutate_marked(|batch| f(batch).map(|out| (out, false)))
+    }
+
+    /// `f` says whether its change was structural (see `structure`).
+    fn mutate_marked<T>(&self, f: impl FnOnce(&mut WriteBatch) -> Result<(T, bool)>) -> Result<T> {
         let guard = self.write_lock.lock();
         let mut batch = WriteBatch::default();
-        let out = f(&mut batch)?;
+        let (out, structural) = f(&mut batch)?;
         if batch.is_empty() {
             return Ok(out);
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
         self.db.write_opt(batch, &wo)?;
+        if structural {
+            self.structure.fetch_add(1, Ordering::SeqCst);
+        }
         let seq = self.commit.note_write();
         drop(guard);
         self.commit.wait_durable(seq, || self.db.flush_wal(true))?;
@@ -480,18 +511,32 @@ impl Namespace {
                 "{path}: create needs a client name"
             )));
         }
-        self.mutate(|batch| {
-            let r = self.resolve(path)?;
+        // The walk down to the parent happens outside the lock; under it only
+        // the parent and the new name are read again, unless the tree's shape
+        // changed meanwhile.
+        let seen = self.structure.load(Ordering::SeqCst);
+        let walked = self.resolve(path).ok();
+        #[cfg(test)]
+        if let Some(hook) = self.after_walk.lock().take() {
+            hook(self);
+        }
+        self.mutate_marked(|batch| {
+            let r = match walked {
+                Some(w) if self.structure.load(Ordering::SeqCst) == seen => self.refresh_parent(w)?,
+                _ => self.resolve(path)?,
+            };
             if r.comps.is_empty() {
                 return Err(NnError::IsDirectory(path.to_string()));
             }
             self.check_traverse(caller, &r)?;
             let mut removed = Vec::new();
+            let mut made_dirs = false;
             let mut parent = match r.parent() {
                 Some(p) => p.clone(),
                 None if create_parent => {
                     let deepest = r.inodes.len() - 1;
                     caller.check(&r.inodes[deepest], Access::WriteExecute, &r.prefix(deepest))?;
+                    made_dirs = true;
                     self.create_dirs(batch, caller, &r, r.comps.len() - 1, defaults::DIR_PERMISSION)?
                 }
                 None => return Err(NnError::NotFound(r.prefix(r.comps.len() - 1))),
@@ -524,7 +569,41 @@ impl Namespace {
             self.link(batch, &mut parent, &file)?;
             self.put_inode(batch, &parent)?;
             self.put_inode(batch, &file)?;
-            Ok((file, removed))
+            Ok(((file, removed), made_dirs))
+        })
+    }
+
+    /// A path walked outside the lock, with its parent directory and last
+    /// component read again: valid under the lock when no structural change
+    /// happened since the walk. Walks again when the parent was missing (the
+    /// deepest existing directory may be written then).
+    fn refresh_parent(&self, walked: Resolved) -> Result<Resolved> {
+        let n = walked.comps.len();
+        if n == 0 || walked.inodes.len() < n {
+            return self.resolve(&walked.path);
+        }
+        let mut inodes = walked.inodes;
+        let parent_id = inodes[n - 1].id;
+        inodes.truncate(n - 1);
+        let parent = match self.get_inode(parent_id)? {
+            Some(p) if p.is_dir => p,
+            _ => return self.resolve(&walked.path),
+        };
+        let child = self.lookup(parent.id, &walked.comps[n - 1])?;
+        inodes.push(parent);
+        if let Some(id) = child {
+            let inode = self.get_inode(id)?.ok_or_else(|| {
+                NnError::Corrupt(format!(
+                    "directory entry {:?} points at missing inode {id}",
+                    walked.comps[n - 1]
+                ))
+            })?;
+            inodes.push(inode);
+        }
+        Ok(Resolved {
+            path: walked.path,
+            comps: walked.comps,
+            inodes,
         })
     }
 
@@ -543,22 +622,24 @@ impl Namespace {
         Ok(r)
     }
 
-    /// The file `path` as its lease holder `client` sees it.
+    /// The file `path` as its lease holder `client` sees it. Writers name
+    /// their file by id (as HDFS's fileId): one lookup instead of a path walk
+    /// under the namespace lock, and the file stays theirs if renamed.
     fn leased_file(&self, path: &str, file_id: u64, client: &str) -> Result<Inode> {
-        let r = self.resolve(path)?;
-        let file = r.existing()?;
-        if file.is_dir {
-            return Err(NnError::IsDirectory(path.to_string()));
-        }
-        if file_id != 0 && file.id != file_id {
-            return Err(NnError::NoLease {
+        let file = if file_id != 0 {
+            self.get_inode(file_id)?.ok_or_else(|| NnError::NoLease {
                 path: path.to_string(),
                 client: client.to_string(),
                 reason: "was replaced or deleted".into(),
-            });
+            })?
+        } else {
+            self.resolve(path)?.existing()?.clone()
+        };
+        if file.is_dir {
+            return Err(NnError::IsDirectory(path.to_string()));
         }
         match &file.under_construction {
-            Some(uc) if uc.client_name == client => Ok(file.clone()),
+            Some(uc) if uc.client_name == client => Ok(file),
             Some(uc) => Err(NnError::LeaseConflict {
                 path: path.to_string(),
                 holder: uc.client_name.clone(),
@@ -616,7 +697,7 @@ impl Namespace {
         client: &str,
         previous: Option<&pb::ExtendedBlock>,
     ) -> Result<AllocatedBlock> {
-        self.mutate(|batch| {
+        self.mutate_file(|batch| {
             let mut file = self.leased_file(path, file_id, client)?;
             // A retried call whose first attempt succeeded gets the same block back.
             if let (Some(prev), [.., before, last]) = (previous, file.blocks.as_slice())
@@ -675,7 +756,7 @@ impl Namespace {
         last: Option<&pb::ExtendedBlock>,
         replicated: impl Fn(&BlockRecord) -> bool,
     ) -> Result<bool> {
-        self.mutate(|batch| {
+        self.mutate_file(|batch| {
             let mut file = match self.leased_file(path, file_id, client) {
                 Ok(f) => f,
                 Err(NnError::NoLease { .. }) => {
@@ -1208,10 +1289,21 @@ impl Namespace {
     /// (as HDFS, a file's last block still being written is not counted:
     /// datanodes report only finalized replicas) and every open file with its
     /// writer (to restore leases).
-    pub fn committed_blocks_and_open_files(&self) -> Result<(u64, Vec<(u64, String)>)> {
+    /// `stop` is asked every 64 Ki inodes and ends the walk early when true.
+    pub fn committed_blocks_and_open_files(
+        &self,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(u64, Vec<(u64, String)>)> {
         let mut committed = 0u64;
         let mut open = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_INODES)?, IteratorMode::Start) {
+        for (i, item) in self
+            .db
+            .iterator_cf(self.cf(CF_INODES)?, IteratorMode::Start)
+            .enumerate()
+        {
+            if i % 65_536 == 0 && stop() {
+                break;
+            }
             let (_, v) = item?;
             let inode = decode_inode(&v)?;
             committed += inode.blocks.iter().filter(|b| b.committed).count() as u64;
@@ -1288,5 +1380,54 @@ impl Namespace {
             )));
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use granary_common::identity::Identity;
+
+    fn namespace(dir: &Path) -> Namespace {
+        let cfg = NamespaceConfig {
+            superuser: "hdfs".into(),
+            ..Default::default()
+        };
+        Namespace::create_new(dir, cfg).expect("new namespace")
+    }
+
+    /// A create walks its path before taking the namespace lock; a rename
+    /// in that window must not make it create the file elsewhere.
+    #[test]
+    fn a_create_lands_at_its_path_when_the_parent_moves_during_its_walk() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ns = namespace(tmp.path());
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        ns.mkdirs(&su, "/a/b", 0, true).expect("mkdirs");
+        let hook_su = su.clone();
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.rename(&hook_su, "/a/b", "/a/moved", false).expect("rename");
+            ns.mkdirs(&hook_su, "/a/b", 0, false).expect("mkdirs again");
+        }));
+        let (file, _) = ns
+            .create(&su, "/a/b/f", 0, "writer", false, false, 1, 0)
+            .expect("create");
+        assert_eq!(ns.get_file_info(&su, "/a/b/f").expect("stat").id, file.id);
+        assert!(
+            ns.get_file_info(&su, "/a/moved/f").is_err(),
+            "created in the moved directory"
+        );
+        ns.check_consistency().expect("consistent");
+
+        // The parent deleted in the window: the create fails, nothing is orphaned.
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.delete(&su, "/a/b", true).expect("delete");
+        }));
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        assert!(matches!(
+            ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0),
+            Err(NnError::NotFound(_))
+        ));
+        ns.check_consistency().expect("consistent");
     }
 }

@@ -110,7 +110,7 @@ pub async fn start(
     let inline = ns.estimated_objects().map_or(true, |n| n < inline_below);
     let (ns, scanned) = if inline {
         tokio::task::spawn_blocking(move || {
-            let scanned = startup_scan(&ns);
+            let scanned = startup_scan(&ns, &|| false);
             (ns, scanned)
         })
         .await
@@ -133,10 +133,17 @@ pub async fn start(
         Some(s) => adopt_startup_scan(&state, s),
         None => {
             let st = state.clone();
+            // A shutdown stops the scan, so it never holds the store open.
+            let stop = token.child_token();
             tokio::spawn(async move {
                 let t = std::time::Instant::now();
                 let scan = st.clone();
-                match tokio::task::spawn_blocking(move || startup_scan(&scan.ns)).await {
+                let counting = stop.clone();
+                let res =
+                    tokio::task::spawn_blocking(move || startup_scan(&scan.ns, &|| counting.is_cancelled()))
+                        .await;
+                match res {
+                    Ok(Ok(_)) if stop.is_cancelled() => {}
                     Ok(Ok(s)) => {
                         tracing::info!(seconds = t.elapsed().as_secs_f64(), "start-up scan done");
                         adopt_startup_scan(&st, s);
@@ -205,8 +212,9 @@ struct StartupScan {
     open_files: Vec<(u64, String)>,
 }
 
-fn startup_scan(ns: &Namespace) -> crate::error::Result<StartupScan> {
-    let (total_blocks, open_files) = ns.committed_blocks_and_open_files()?;
+/// `stop` ends the walk early (the result is then incomplete).
+fn startup_scan(ns: &Namespace, stop: &dyn Fn() -> bool) -> crate::error::Result<StartupScan> {
+    let (total_blocks, open_files) = ns.committed_blocks_and_open_files(stop)?;
     Ok(StartupScan {
         total_blocks,
         open_files,
