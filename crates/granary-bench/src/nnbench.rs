@@ -18,6 +18,15 @@ pub const PHASES: [&str; 6] = ["mkdirs", "create", "getfileinfo", "listing", "re
 /// Files per directory: listings stay one page long.
 const PER_DIR: u64 = 1000;
 
+/// Calls a phase makes: one listing per directory, else one per file.
+fn phase_ops(phase: &str, ops: u64) -> u64 {
+    if phase == "listing" {
+        ops.div_ceil(PER_DIR)
+    } else {
+        ops
+    }
+}
+
 fn path(kind: &str, i: u64) -> String {
     format!("/nnbench/{kind}/d{}/f{i}", i / PER_DIR)
 }
@@ -31,6 +40,7 @@ pub fn in_process(st: Arc<NamenodeState>, caller: Caller, ops: u64, threads: usi
         }
     }
     for phase in PHASES {
+        let total = phase_ops(phase, ops);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let handles: Vec<_> = (0..threads)
@@ -40,11 +50,6 @@ pub fn in_process(st: Arc<NamenodeState>, caller: Caller, ops: u64, threads: usi
                     let mut lat = Latencies::default();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let total = if phase == "listing" {
-                            ops.div_ceil(PER_DIR)
-                        } else {
-                            ops
-                        };
                         if i >= total {
                             return Ok(lat);
                         }
@@ -117,6 +122,7 @@ pub async fn over_grpc(
         }
     }
     for phase in PHASES {
+        let total = phase_ops(phase, ops);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let mut tasks = Vec::new();
@@ -126,11 +132,6 @@ pub async fn over_grpc(
                 let mut lat = Latencies::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let total = if phase == "listing" {
-                        ops.div_ceil(PER_DIR)
-                    } else {
-                        ops
-                    };
                     if i >= total {
                         return Ok::<_, anyhow::Error>(lat);
                     }

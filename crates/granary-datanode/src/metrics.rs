@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::context::DatanodeContext;
-use granary_common::metrics::RpcMetrics;
+use granary_common::metrics::{RpcMetrics, register};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VolumeLabel {
@@ -40,52 +40,55 @@ impl DatanodeMetrics {
     pub fn new() -> Arc<Self> {
         let mut r = Registry::default();
         let rpc = RpcMetrics::register(&mut r);
-        macro_rules! reg {
-            ($name:expr, $help:expr, $m:expr) => {
-                granary_common::metrics::register(&mut r, $name, $help, $m)
-            };
-        }
         Arc::new(Self {
             rpc,
-            bytes_written: reg!(
+            bytes_written: register(
+                &mut r,
                 "granary_datanode_bytes_written",
                 "Block data written to local replicas",
-                Counter::default()
+                Counter::default(),
             ),
-            bytes_read: reg!(
+            bytes_read: register(
+                &mut r,
                 "granary_datanode_bytes_read",
                 "Block data sent to readers",
-                Counter::default()
+                Counter::default(),
             ),
-            replicas: reg!(
+            replicas: register(
+                &mut r,
                 "granary_datanode_replicas",
                 "Finalized replicas held",
-                Gauge::default()
+                Gauge::default(),
             ),
-            xceivers: reg!(
+            xceivers: register(
+                &mut r,
                 "granary_datanode_xceivers",
                 "Block transfers in progress",
-                Gauge::default()
+                Gauge::default(),
             ),
-            capacity: reg!(
+            capacity: register(
+                &mut r,
                 "granary_datanode_capacity_bytes",
                 "Capacity per volume",
-                Family::default()
+                Family::default(),
             ),
-            remaining: reg!(
+            remaining: register(
+                &mut r,
                 "granary_datanode_remaining_bytes",
                 "Free space per volume",
-                Family::default()
+                Family::default(),
             ),
-            failed_volumes: reg!(
+            failed_volumes: register(
+                &mut r,
                 "granary_datanode_failed_volumes",
                 "Volumes taken out of service",
-                Gauge::default()
+                Gauge::default(),
             ),
-            heartbeat_lag: reg!(
+            heartbeat_lag: register(
+                &mut r,
                 "granary_datanode_heartbeat_lag_seconds",
                 "Seconds since the namenode last answered a heartbeat (since start when never)",
-                Gauge::default()
+                Gauge::default(),
             ),
             last_heartbeat: Mutex::new(None),
             started: Instant::now(),

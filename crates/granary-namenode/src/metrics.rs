@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::state::NamenodeState;
-use granary_common::metrics::RpcMetrics;
+use granary_common::metrics::{RpcMetrics, register};
 use granary_proto as pb;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,64 +45,79 @@ impl NamenodeMetrics {
     pub fn new() -> Arc<Self> {
         let mut r = Registry::default();
         let rpc = RpcMetrics::register(&mut r);
-        macro_rules! reg {
-            ($name:expr, $help:expr, $m:expr) => {
-                granary_common::metrics::register(&mut r, $name, $help, $m)
-            };
-        }
         Arc::new(Self {
             rpc,
-            datanodes: reg!("granary_datanodes", "Datanodes by state", Family::default()),
-            blocks: reg!(
+            datanodes: register(
+                &mut r,
+                "granary_datanodes",
+                "Datanodes by state",
+                Family::default(),
+            ),
+            blocks: register(
+                &mut r,
                 "granary_blocks",
                 "Blocks with at least one reported replica",
-                Gauge::default()
+                Gauge::default(),
             ),
-            under_replicated: reg!(
+            under_replicated: register(
+                &mut r,
                 "granary_blocks_under_replicated",
                 "Blocks with fewer live replicas than their replication",
-                Gauge::default()
+                Gauge::default(),
             ),
-            missing: reg!(
+            missing: register(
+                &mut r,
                 "granary_blocks_missing",
                 "Blocks with no live replica",
-                Gauge::default()
+                Gauge::default(),
             ),
-            corrupt_replicas: reg!(
+            corrupt_replicas: register(
+                &mut r,
                 "granary_corrupt_replicas_reported",
                 "Corrupt replicas reported since start",
-                Gauge::default()
+                Gauge::default(),
             ),
-            pending: reg!(
+            pending: register(
+                &mut r,
                 "granary_pending_replications",
                 "Copies scheduled and not yet confirmed",
-                Gauge::default()
+                Gauge::default(),
             ),
-            safe_mode: reg!("granary_safe_mode", "1 while in safe mode", Gauge::default()),
-            uptime: reg!(
+            safe_mode: register(
+                &mut r,
+                "granary_safe_mode",
+                "1 while in safe mode",
+                Gauge::default(),
+            ),
+            uptime: register(
+                &mut r,
                 "granary_uptime_seconds",
                 "Seconds since the namenode started",
-                Gauge::default()
+                Gauge::default(),
             ),
-            rocksdb_keys: reg!(
+            rocksdb_keys: register(
+                &mut r,
                 "granary_rocksdb_estimated_keys",
                 "RocksDB's estimate of keys per column family",
-                Family::default()
+                Family::default(),
             ),
-            rocksdb_sst_bytes: reg!(
+            rocksdb_sst_bytes: register(
+                &mut r,
                 "granary_rocksdb_sst_bytes",
                 "Size of RocksDB's SST files per column family",
-                Family::default()
+                Family::default(),
             ),
-            rocksdb_memtable_bytes: reg!(
+            rocksdb_memtable_bytes: register(
+                &mut r,
                 "granary_rocksdb_memtable_bytes",
                 "RocksDB memtables, all column families",
-                Gauge::default()
+                Gauge::default(),
             ),
-            rocksdb_block_cache_bytes: reg!(
+            rocksdb_block_cache_bytes: register(
+                &mut r,
                 "granary_rocksdb_block_cache_bytes",
                 "RocksDB block cache in use",
-                Gauge::default()
+                Gauge::default(),
             ),
             registry: r,
         })

@@ -109,6 +109,16 @@ pub struct ContentSummary {
     pub space_consumed: u64,
 }
 
+/// What a namenode start needs from a walk over the whole namespace.
+#[derive(Debug, Default)]
+pub struct StartupScan {
+    /// The blocks safe mode waits for. As HDFS, a file's last block still
+    /// being written is not counted: datanodes report only finalized replicas.
+    pub committed_blocks: u64,
+    /// Every open file and its writer (to restore leases).
+    pub open_files: Vec<(u64, String)>,
+}
+
 /// A newly allocated block and where it starts in its file.
 pub struct AllocatedBlock {
     pub block: BlockRecord,
@@ -1285,17 +1295,10 @@ impl Namespace {
         Ok(n)
     }
 
-    /// One pass over every inode: the committed blocks safe mode waits for
-    /// (as HDFS, a file's last block still being written is not counted:
-    /// datanodes report only finalized replicas) and every open file with its
-    /// writer (to restore leases).
-    /// `stop` is asked every 64 Ki inodes and ends the walk early when true.
-    pub fn committed_blocks_and_open_files(
-        &self,
-        stop: &dyn Fn() -> bool,
-    ) -> Result<(u64, Vec<(u64, String)>)> {
-        let mut committed = 0u64;
-        let mut open = Vec::new();
+    /// One pass over every inode for what a start needs. `stop` is asked
+    /// every 64 Ki inodes and ends the walk early (incomplete) when true.
+    pub fn startup_scan(&self, stop: &dyn Fn() -> bool) -> Result<StartupScan> {
+        let mut scan = StartupScan::default();
         for (i, item) in self
             .db
             .iterator_cf(self.cf(CF_INODES)?, IteratorMode::Start)
@@ -1306,12 +1309,12 @@ impl Namespace {
             }
             let (_, v) = item?;
             let inode = decode_inode(&v)?;
-            committed += inode.blocks.iter().filter(|b| b.committed).count() as u64;
+            scan.committed_blocks += inode.blocks.iter().filter(|b| b.committed).count() as u64;
             if let Some(uc) = inode.under_construction {
-                open.push((inode.id, uc.client_name));
+                scan.open_files.push((inode.id, uc.client_name));
             }
         }
-        Ok((committed, open))
+        Ok(scan)
     }
 
     /// The file a block belongs to and the block's current generation stamp.

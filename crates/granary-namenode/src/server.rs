@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NamenodeConfig;
 use crate::layout;
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, StartupScan};
 use crate::state::NamenodeState;
 use granary_proto::client_protocol_server::ClientProtocolServer;
 use granary_proto::datanode_protocol_server::DatanodeProtocolServer;
@@ -94,7 +94,7 @@ pub async fn start(
     let version = layout::check(&config.data_dir)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);
     let ns_cfg = config.namespace_config();
-    let ns = tokio::task::spawn_blocking(move || {
+    let mut ns = tokio::task::spawn_blocking(move || {
         Namespace::open(&ns_dir, ns_cfg).map_err(|source| ServeError::Open {
             path: ns_dir.display().to_string(),
             source,
@@ -106,28 +106,29 @@ pub async fn start(
     // reads the whole namespace. Small namespaces are scanned before serving;
     // large ones while already serving reads in safe mode, so a restart with
     // millions of files answers in about the time RocksDB takes to open.
-    let inline_below = config.startup_scan_inline_objects;
-    let inline = ns.estimated_objects().map_or(true, |n| n < inline_below);
-    let (ns, scanned) = if inline {
-        tokio::task::spawn_blocking(move || {
-            let scanned = startup_scan(&ns, &|| false);
-            (ns, scanned)
+    let inline = ns
+        .estimated_objects()
+        .map_or(true, |n| n < config.startup_scan_inline_objects);
+    let scanned = if inline {
+        let (opened, scan) = tokio::task::spawn_blocking(move || {
+            let scan = ns.startup_scan(&|| false);
+            (ns, scan)
         })
         .await
-        .map_err(|e| ServeError::Join(e.to_string()))
-        .map(|(ns, scanned)| (ns, Some(scanned)))?
+        .map_err(|e| ServeError::Join(e.to_string()))?;
+        ns = opened;
+        Some(scan.map_err(|source| ServeError::Open {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?)
     } else {
-        (ns, None)
+        None
     };
-    let scanned = scanned.transpose().map_err(|source| ServeError::Open {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
     let state = NamenodeState::new(
         config,
         version.cluster_id.clone(),
         ns,
-        scanned.as_ref().map(|s| s.total_blocks),
+        scanned.as_ref().map(|s| s.committed_blocks),
     );
     match scanned {
         Some(s) => adopt_startup_scan(&state, s),
@@ -137,19 +138,17 @@ pub async fn start(
             let stop = token.child_token();
             tokio::spawn(async move {
                 let t = std::time::Instant::now();
-                let scan = st.clone();
-                let counting = stop.clone();
+                let (scan, counting) = (st.clone(), stop.clone());
                 let res =
-                    tokio::task::spawn_blocking(move || startup_scan(&scan.ns, &|| counting.is_cancelled()))
-                        .await;
+                    tokio::task::spawn_blocking(move || scan.ns.startup_scan(&|| counting.is_cancelled()))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
                 match res {
-                    Ok(Ok(_)) if stop.is_cancelled() => {}
-                    Ok(Ok(s)) => {
+                    Ok(_) if stop.is_cancelled() => {}
+                    Ok(s) => {
                         tracing::info!(seconds = t.elapsed().as_secs_f64(), "start-up scan done");
                         adopt_startup_scan(&st, s);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "start-up scan failed; staying in safe mode")
                     }
                     Err(e) => tracing::error!(error = %e, "start-up scan failed; staying in safe mode"),
                 }
@@ -206,30 +205,15 @@ pub async fn start(
     })
 }
 
-/// What a start needs from a walk over the whole namespace.
-struct StartupScan {
-    total_blocks: u64,
-    open_files: Vec<(u64, String)>,
-}
-
-/// `stop` ends the walk early (the result is then incomplete).
-fn startup_scan(ns: &Namespace, stop: &dyn Fn() -> bool) -> crate::error::Result<StartupScan> {
-    let (total_blocks, open_files) = ns.committed_blocks_and_open_files(stop)?;
-    Ok(StartupScan {
-        total_blocks,
-        open_files,
-    })
-}
-
 fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
     // Writers of files open before the restart get a fresh lease period to renew.
     for (inode, client) in &scan.open_files {
         state.leases.add(client, *inode);
     }
-    state.safe_mode.set_total(scan.total_blocks);
+    state.safe_mode.set_total(scan.committed_blocks);
     if state.safe_mode.is_on() {
         tracing::info!(
-            total_blocks = scan.total_blocks,
+            total_blocks = scan.committed_blocks,
             "in safe mode until datanodes report enough blocks"
         );
     }
