@@ -9,9 +9,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use granary_client::{CreateOptions, DfsClient};
 
 /// `len` bytes from a xorshift generator: no two blocks of a file are alike,
-/// so a block served at the wrong offset cannot go unnoticed.
+/// so a block served at the wrong offset cannot go unnoticed, and no two
+/// seeds give the same bytes.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;

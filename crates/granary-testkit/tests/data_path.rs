@@ -12,20 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use granary_client::{CreateOptions, DfsClient, pb};
 use granary_common::ErrorCode;
 use granary_testkit::MiniCluster;
+use granary_testkit::fixtures::{get, pseudo_random};
 
 const BLOCK: u64 = 256 * 1024;
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn put(c: &DfsClient, path: &str, bytes: &[u8]) {
     let mut w = c
@@ -44,13 +33,6 @@ async fn put(c: &DfsClient, path: &str, bytes: &[u8]) {
         w.write_all(part).await.unwrap();
     }
     w.shutdown().await.unwrap();
-}
-
-async fn get(c: &DfsClient, path: &str) -> Vec<u8> {
-    let mut r = c.open(path).await.unwrap();
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).await.unwrap();
-    out
 }
 
 /// Every block of `path` has `n` replicas on `n` distinct datanodes.
@@ -87,7 +69,7 @@ async fn round_trips_of_every_size_with_three_replicas() {
     ];
     for (i, size) in sizes.into_iter().enumerate() {
         let path = format!("/rt/f{i}");
-        let bytes = data(size, i as u64);
+        let bytes = pseudo_random(size, i as u64);
         put(&c, &path, &bytes).await;
         let st = c.stat(&path).await.unwrap();
         assert_eq!(st.length, size as u64, "{path}");
@@ -103,7 +85,7 @@ async fn round_trips_of_every_size_with_three_replicas() {
 async fn seek_positional_reads_and_flushes() {
     let cl = cluster().await;
     let c = cl.client().await.unwrap();
-    let bytes = data(2 * BLOCK as usize + 777, 9);
+    let bytes = pseudo_random(2 * BLOCK as usize + 777, 9);
     let mut w = c
         .create(
             "/s",
@@ -144,7 +126,7 @@ async fn seek_positional_reads_and_flushes() {
 async fn a_corrupt_replica_is_never_returned_and_is_reported() {
     let cl = cluster().await;
     let c = cl.client().await.unwrap();
-    let bytes = data(100_000, 3);
+    let bytes = pseudo_random(100_000, 3);
     put(&c, "/c", &bytes).await;
     let lb = c.block_locations("/c", 0, 0).await.unwrap();
     let blk = lb.blocks[0].block.unwrap();
@@ -185,7 +167,7 @@ async fn a_corrupt_replica_is_never_returned_and_is_reported() {
 async fn reads_survive_a_stopped_datanode() {
     let mut cl = cluster().await;
     let c = cl.client().await.unwrap();
-    let bytes = data(3 * BLOCK as usize, 4);
+    let bytes = pseudo_random(3 * BLOCK as usize, 4);
     put(&c, "/d", &bytes).await;
     cl.stop_datanode(0).await.unwrap();
     assert_eq!(get(&c, "/d").await, bytes);
@@ -214,8 +196,8 @@ async fn wait_located(c: &DfsClient, path: &str) {
 async fn restarting_datanodes_and_the_namenode_loses_nothing() {
     let mut cl = cluster().await;
     let c = cl.client().await.unwrap();
-    let a = data(2 * BLOCK as usize + 5, 5);
-    let b = data(1234, 6);
+    let a = pseudo_random(2 * BLOCK as usize + 5, 5);
+    let b = pseudo_random(1234, 6);
     put(&c, "/keep/a", &a).await;
     put(&c, "/keep/b", &b).await;
     for i in 0..3 {
@@ -238,7 +220,7 @@ async fn restarting_datanodes_and_the_namenode_loses_nothing() {
 async fn deleted_files_are_removed_from_datanodes() {
     let cl = cluster().await;
     let c = cl.client().await.unwrap();
-    put(&c, "/del", &data(BLOCK as usize * 2, 8)).await;
+    put(&c, "/del", &pseudo_random(BLOCK as usize * 2, 8)).await;
     let ids: Vec<u64> = c
         .block_locations("/del", 0, 0)
         .await
@@ -366,7 +348,7 @@ mod bad_input {
     async fn datanodes_reject_bad_packets_and_keep_nothing() {
         let cl = cluster().await;
         let c = cl.client().await.unwrap();
-        let d = data(2048, 1);
+        let d = pseudo_random(2048, 1);
 
         let lb = allocate(&cl, &c, "/bad1").await;
         let mut p = packet(0, 0, &d, false);

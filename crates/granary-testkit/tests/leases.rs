@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use granary_client::{CreateOptions, DfsClient};
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_testkit::MiniCluster;
+use granary_testkit::fixtures::get;
 
 const BLOCK: u64 = 64 * 1024;
 
@@ -17,12 +18,6 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
         .collect()
-}
-
-async fn read(c: &DfsClient, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    c.open(path).await.unwrap().read_to_end(&mut out).await.unwrap();
-    out
 }
 
 /// Writes `bytes` and then "crashes": drops the writer without closing.
@@ -98,7 +93,7 @@ async fn a_dead_writers_file_is_recovered_at_a_consistent_length() {
         2 * BLOCK,
         "committed blocks kept, the unfinished one dropped"
     );
-    assert_eq!(read(&c, "/dead").await, &bytes[..2 * BLOCK as usize]);
+    assert_eq!(get(&c, "/dead").await, &bytes[..2 * BLOCK as usize]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +125,7 @@ async fn recover_lease_by_hand_then_takeover_and_append() {
     let st = c.stat("/r").await.unwrap();
     assert!(!st.under_construction);
     assert_eq!(st.length, BLOCK);
-    assert_eq!(read(&c, "/r").await, bytes);
+    assert_eq!(get(&c, "/r").await, bytes);
 
     // Another client takes over a dead writer's file once the soft limit passed.
     let other = cl.client().await.unwrap();
@@ -148,7 +143,7 @@ async fn recover_lease_by_hand_then_takeover_and_append() {
         .unwrap();
     w.write_all(b"new owner").await.unwrap();
     w.close().await.unwrap();
-    assert_eq!(read(&other, "/t").await, b"new owner");
+    assert_eq!(get(&other, "/t").await, b"new owner");
 
     // Append to a closed file: new data after the old, readable as one file.
     let mut w = c.append("/r").await.unwrap();
@@ -158,7 +153,7 @@ async fn recover_lease_by_hand_then_takeover_and_append() {
     let mut want = bytes.clone();
     want.extend_from_slice(&more);
     assert_eq!(c.stat("/r").await.unwrap().length, want.len() as u64);
-    assert_eq!(read(&c, "/r").await, want);
+    assert_eq!(get(&c, "/r").await, want);
     // Appending to an open file is refused while its writer is alive.
     let _w = c.append("/r").await.unwrap();
     let e = other.append("/r").await.unwrap_err();

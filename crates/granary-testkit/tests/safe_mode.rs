@@ -4,11 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use granary_client::{CreateOptions, pb};
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_testkit::MiniCluster;
+use granary_testkit::fixtures::{get, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_enters_safe_mode_until_blocks_are_reported() {
@@ -59,14 +60,7 @@ async fn restart_enters_safe_mode_until_blocks_are_reported() {
     cl.wait_for_safe_mode_exit().await.unwrap();
     let st = c.safe_mode(pb::SafeModeAction::Get).await.unwrap();
     assert!(!st.on && st.reported_blocks == 5, "{st:?}");
-    let mut out = Vec::new();
-    c.open("/sm/f")
-        .await
-        .unwrap()
-        .read_to_end(&mut out)
-        .await
-        .unwrap();
-    assert_eq!(out, bytes);
+    assert_eq!(get(&c, "/sm/f").await, bytes);
     c.mkdirs("/sm/new", None, false).await.unwrap();
 }
 
@@ -98,7 +92,7 @@ async fn a_large_namespace_serves_reads_while_its_blocks_are_counted() {
     cl.restart_namenode().await.unwrap();
     let other = cl.client().await.unwrap();
     assert_eq!(other.stat("/count/closed").await.unwrap().length, 200_000);
-    granary_testkit::fixtures::wait_for(10, "the start-up count of 4 blocks", || async {
+    wait_for(10, "the start-up count of 4 blocks", || async {
         other
             .safe_mode(pb::SafeModeAction::Get)
             .await
@@ -121,15 +115,7 @@ async fn a_large_namespace_serves_reads_while_its_blocks_are_counted() {
         panic!("the writer's lease must outlive the restart");
     };
     assert_eq!(e.code(), ErrorCode::LeaseConflict, "{e}");
-    let mut out = Vec::new();
-    other
-        .open("/count/closed")
-        .await
-        .unwrap()
-        .read_to_end(&mut out)
-        .await
-        .unwrap();
-    assert_eq!(out, bytes);
+    assert_eq!(get(&other, "/count/closed").await, bytes);
     drop(open);
 }
 
