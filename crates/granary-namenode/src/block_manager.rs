@@ -1,22 +1,68 @@
 //! Where block replicas live. Like HDFS, this map is not persisted: it is
 //! rebuilt from datanodes' block reports after every namenode start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use parking_lot::RwLock;
+use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 use granary_proto as pb;
 
+/// A datanode's index in [`Inner::nodes`]: maps keyed by block hold these
+/// instead of uuid strings, which keeps a full report free of per-block
+/// allocations (the maps hold one entry per block of the cluster).
+type NodeIx = u32;
+
+/// Holders of one block; three (the default replication) fit inline.
+type Holders = SmallVec<[NodeIx; 3]>;
+
 #[derive(Default)]
 struct Inner {
-    /// block id -> datanode uuids holding a finalized replica.
-    locations: HashMap<u64, Vec<String>>,
-    /// datanode uuid -> block ids it holds.
-    by_node: HashMap<String, HashSet<u64>>,
+    /// Every datanode uuid seen since start; its position is its [`NodeIx`].
+    nodes: Vec<String>,
+    node_ix: HashMap<String, NodeIx>,
+    /// block id -> datanodes holding a finalized replica.
+    locations: FxHashMap<u64, Holders>,
+    /// datanode -> block ids it holds.
+    by_node: FxHashMap<NodeIx, FxHashSet<u64>>,
     /// datanode uuid -> replicas it should delete.
     invalidate: HashMap<String, Vec<pb::ExtendedBlock>>,
     /// block id -> shortest finalized length any replica reported.
-    lengths: HashMap<u64, u64>,
+    lengths: FxHashMap<u64, u64>,
+}
+
+impl Inner {
+    fn intern(&mut self, uuid: &str) -> NodeIx {
+        if let Some(&ix) = self.node_ix.get(uuid) {
+            return ix;
+        }
+        let ix = self.nodes.len() as NodeIx;
+        self.nodes.push(uuid.to_string());
+        self.node_ix.insert(uuid.to_string(), ix);
+        ix
+    }
+
+    fn uuids(&self, holders: &Holders) -> Vec<String> {
+        holders.iter().map(|&n| self.nodes[n as usize].clone()).collect()
+    }
+
+    /// Drops `node` from a block's holders, and the block once none is left.
+    fn unlocate(&mut self, block_id: u64, node: NodeIx) {
+        if let Some(holders) = self.locations.get_mut(&block_id) {
+            holders.retain(|n| *n != node);
+            if holders.is_empty() {
+                self.locations.remove(&block_id);
+            }
+        }
+    }
+
+    fn locate(&mut self, block_id: u64, node: NodeIx) {
+        let holders = self.locations.entry(block_id).or_default();
+        if !holders.contains(&node) {
+            holders.push(node);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -25,6 +71,7 @@ pub struct BlockManager {
 }
 
 /// How the namespace knows a reported replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaCheck {
     /// Belongs to a file at this generation stamp.
     Valid,
@@ -35,68 +82,56 @@ pub enum ReplicaCheck {
 impl BlockManager {
     pub fn add_replica(&self, uuid: &str, block_id: u64) {
         let mut g = self.inner.write();
-        let locs = g.locations.entry(block_id).or_default();
-        if !locs.iter().any(|u| u == uuid) {
-            locs.push(uuid.to_string());
-        }
-        g.by_node.entry(uuid.to_string()).or_default().insert(block_id);
+        let node = g.intern(uuid);
+        g.locate(block_id, node);
+        g.by_node.entry(node).or_default().insert(block_id);
     }
 
     pub fn remove_replica(&self, uuid: &str, block_id: u64) {
         let mut g = self.inner.write();
-        if let Some(locs) = g.locations.get_mut(&block_id) {
-            locs.retain(|u| u != uuid);
-            if locs.is_empty() {
-                g.locations.remove(&block_id);
-            }
-        }
-        if let Some(set) = g.by_node.get_mut(uuid) {
+        let Some(&node) = g.node_ix.get(uuid) else {
+            return;
+        };
+        g.unlocate(block_id, node);
+        if let Some(set) = g.by_node.get_mut(&node) {
             set.remove(&block_id);
         }
     }
 
-    /// Applies a full report: replicas the node no longer lists are forgotten,
-    /// valid ones recorded, invalid ones queued for deletion on the node.
+    /// Applies a full report (`checks[i]` says how the namespace knows
+    /// `blocks[i]`): replicas the node no longer lists are forgotten, valid
+    /// ones recorded, invalid ones queued for deletion on the node.
     pub fn full_report(
         &self,
         uuid: &str,
         blocks: &[pb::ExtendedBlock],
-        mut check: impl FnMut(&pb::ExtendedBlock) -> ReplicaCheck,
+        checks: &[ReplicaCheck],
     ) -> (usize, usize) {
-        let mut valid = HashSet::with_capacity(blocks.len());
-        let mut lengths = Vec::with_capacity(blocks.len());
+        let mut valid = FxHashSet::with_capacity_and_hasher(blocks.len(), Default::default());
         let mut invalid = Vec::new();
-        for b in blocks {
-            match check(b) {
+        for (b, check) in blocks.iter().zip(checks) {
+            match check {
                 ReplicaCheck::Valid => {
                     valid.insert(b.block_id);
-                    lengths.push((b.block_id, b.num_bytes));
                 }
                 ReplicaCheck::Invalid => invalid.push(*b),
             }
         }
         let mut g = self.inner.write();
-        let previous = g.by_node.remove(uuid).unwrap_or_default();
+        let node = g.intern(uuid);
+        let previous = g.by_node.remove(&node).unwrap_or_default();
         for gone in previous.difference(&valid) {
-            if let Some(locs) = g.locations.get_mut(gone) {
-                locs.retain(|u| u != uuid);
-                if locs.is_empty() {
-                    g.locations.remove(gone);
-                }
-            }
+            g.unlocate(*gone, node);
         }
-        for id in &valid {
-            let locs = g.locations.entry(*id).or_default();
-            if !locs.iter().any(|u| u == uuid) {
-                locs.push(uuid.to_string());
+        for (b, check) in blocks.iter().zip(checks) {
+            if *check == ReplicaCheck::Valid {
+                g.locate(b.block_id, node);
+                let e = g.lengths.entry(b.block_id).or_insert(b.num_bytes);
+                *e = (*e).min(b.num_bytes);
             }
-        }
-        for (id, len) in lengths {
-            let e = g.lengths.entry(id).or_insert(len);
-            *e = (*e).min(len);
         }
         let counts = (valid.len(), invalid.len());
-        g.by_node.insert(uuid.to_string(), valid);
+        g.by_node.insert(node, valid);
         g.invalidate.entry(uuid.to_string()).or_default().extend(invalid);
         counts
     }
@@ -121,12 +156,8 @@ impl BlockManager {
     }
 
     pub fn locations(&self, block_id: u64) -> Vec<String> {
-        self.inner
-            .read()
-            .locations
-            .get(&block_id)
-            .cloned()
-            .unwrap_or_default()
+        let g = self.inner.read();
+        g.locations.get(&block_id).map(|h| g.uuids(h)).unwrap_or_default()
     }
 
     /// Blocks with at least `min` known replicas (for safe mode).
@@ -140,7 +171,11 @@ impl BlockManager {
     }
 
     pub fn replica_count(&self, block_id: u64) -> usize {
-        self.inner.read().locations.get(&block_id).map_or(0, Vec::len)
+        self.inner
+            .read()
+            .locations
+            .get(&block_id)
+            .map_or(0, SmallVec::len)
     }
 
     /// Forgets where a block's replicas are without deleting them (their
@@ -148,9 +183,9 @@ impl BlockManager {
     pub fn forget_locations(&self, block_id: u64) {
         let mut g = self.inner.write();
         g.lengths.remove(&block_id);
-        if let Some(locs) = g.locations.remove(&block_id) {
-            for uuid in locs {
-                if let Some(set) = g.by_node.get_mut(&uuid) {
+        if let Some(holders) = g.locations.remove(&block_id) {
+            for node in holders {
+                if let Some(set) = g.by_node.get_mut(&node) {
                     set.remove(&block_id);
                 }
             }
@@ -162,11 +197,12 @@ impl BlockManager {
         let mut g = self.inner.write();
         for b in blocks {
             g.lengths.remove(&b.block_id);
-            if let Some(locs) = g.locations.remove(&b.block_id) {
-                for uuid in locs {
-                    if let Some(set) = g.by_node.get_mut(&uuid) {
+            if let Some(holders) = g.locations.remove(&b.block_id) {
+                for node in holders {
+                    if let Some(set) = g.by_node.get_mut(&node) {
                         set.remove(&b.block_id);
                     }
+                    let uuid = g.nodes[node as usize].clone();
                     g.invalidate.entry(uuid).or_default().push(*b);
                 }
             }
@@ -196,31 +232,33 @@ impl BlockManager {
     /// Forgets every replica on a node that died; returns the blocks it held.
     pub fn remove_node(&self, uuid: &str) -> Vec<u64> {
         let mut g = self.inner.write();
-        let held = g.by_node.remove(uuid).unwrap_or_default();
-        for id in &held {
-            if let Some(locs) = g.locations.get_mut(id) {
-                locs.retain(|u| u != uuid);
-                if locs.is_empty() {
-                    g.locations.remove(id);
-                }
-            }
-        }
         g.invalidate.remove(uuid);
+        let Some(&node) = g.node_ix.get(uuid) else {
+            return Vec::new();
+        };
+        let held = g.by_node.remove(&node).unwrap_or_default();
+        for id in &held {
+            g.unlocate(*id, node);
+        }
         held.into_iter().collect()
     }
 
     /// Blocks a node holds.
     pub fn node_blocks(&self, uuid: &str) -> Vec<u64> {
-        self.inner
-            .read()
-            .by_node
+        let g = self.inner.read();
+        g.node_ix
             .get(uuid)
+            .and_then(|n| g.by_node.get(n))
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
 
     pub fn node_block_count(&self, uuid: &str) -> usize {
-        self.inner.read().by_node.get(uuid).map_or(0, HashSet::len)
+        let g = self.inner.read();
+        g.node_ix
+            .get(uuid)
+            .and_then(|n| g.by_node.get(n))
+            .map_or(0, |s| s.len())
     }
 }
 
@@ -242,13 +280,11 @@ mod tests {
         bm.add_replica("a", 1);
         bm.add_replica("a", 2);
         bm.add_replica("b", 1);
-        let (valid, invalid) = bm.full_report("a", &[blk(2), blk(3), blk(9)], |b| {
-            if b.block_id == 9 {
-                ReplicaCheck::Invalid
-            } else {
-                ReplicaCheck::Valid
-            }
-        });
+        let (valid, invalid) = bm.full_report(
+            "a",
+            &[blk(2), blk(3), blk(9)],
+            &[ReplicaCheck::Valid, ReplicaCheck::Valid, ReplicaCheck::Invalid],
+        );
         assert_eq!((valid, invalid), (2, 1));
         assert_eq!(bm.locations(1), vec!["b".to_string()]);
         assert_eq!(bm.replica_count(3), 1);

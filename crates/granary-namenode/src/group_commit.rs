@@ -10,13 +10,20 @@ use parking_lot::{Condvar, Mutex};
 struct State {
     written: u64,
     synced: u64,
-    syncing: bool,
+    /// The write the sync in progress covers up to, if one is running.
+    syncing: Option<u64>,
+    /// Syncs started so far; its parity picks the waiters' condition variable.
+    round: u64,
 }
 
+/// Waiters are split by the sync that will cover them: those covered by the
+/// sync in progress wait on `cv[round % 2]`, the rest on the other one. A
+/// finished sync then wakes only writers that are now durable, plus one
+/// writer to lead the next sync, instead of every waiter.
 #[derive(Default)]
 pub struct GroupCommit {
     state: Mutex<State>,
-    cv: Condvar,
+    cv: [Condvar; 2],
 }
 
 impl GroupCommit {
@@ -35,20 +42,35 @@ impl GroupCommit {
             if s.synced >= seq {
                 return Ok(());
             }
-            if !s.syncing {
-                s.syncing = true;
-                let target = s.written;
-                drop(s);
-                let res = sync();
-                s = self.state.lock();
-                s.syncing = false;
-                if res.is_ok() {
-                    s.synced = s.synced.max(target);
+            match s.syncing {
+                None => {
+                    let target = s.written;
+                    s.syncing = Some(target);
+                    s.round += 1;
+                    let round = s.round;
+                    drop(s);
+                    let res = sync();
+                    s = self.state.lock();
+                    s.syncing = None;
+                    if res.is_ok() {
+                        s.synced = s.synced.max(target);
+                        self.cv[(round % 2) as usize].notify_all();
+                        // Writes that came in during the sync need a leader.
+                        if s.written > s.synced {
+                            self.cv[((round + 1) % 2) as usize].notify_one();
+                        }
+                    } else {
+                        // Everyone retries; one of them leads the next attempt.
+                        self.cv.iter().for_each(|cv| {
+                            cv.notify_all();
+                        });
+                    }
+                    res?;
                 }
-                self.cv.notify_all();
-                res?;
-            } else {
-                self.cv.wait(&mut s);
+                Some(target) => {
+                    let round = if seq <= target { s.round } else { s.round + 1 };
+                    self.cv[(round % 2) as usize].wait(&mut s);
+                }
             }
         }
     }
@@ -95,5 +117,36 @@ mod tests {
         let seq = gc.note_write();
         assert_eq!(gc.wait_durable(seq, || Err("disk gone")), Err("disk gone"));
         assert_eq!(gc.wait_durable::<&str>(seq, || Ok(())), Ok(()));
+    }
+
+    /// A write made while a sync runs is not covered by it: its writer is
+    /// woken when that sync ends and leads the next one.
+    #[test]
+    fn a_write_made_during_a_sync_is_synced_by_the_next_one() {
+        let gc = Arc::new(GroupCommit::default());
+        let first = gc.note_write();
+        let (running, started) = std::sync::mpsc::channel();
+        let later = {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                started.recv().expect("first sync started");
+                let seq = gc.note_write();
+                let own_syncs = AtomicU64::new(0);
+                gc.wait_durable::<()>(seq, || {
+                    own_syncs.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .expect("durable");
+                own_syncs.load(Ordering::SeqCst)
+            })
+        };
+        gc.wait_durable::<()>(first, || {
+            running.send(()).expect("signal");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        })
+        .expect("durable");
+        assert_eq!(later.join().expect("later writer"), 1);
+        assert_eq!(gc.state.lock().synced, 2);
     }
 }

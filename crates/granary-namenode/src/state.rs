@@ -206,6 +206,20 @@ impl NamenodeState {
         })
     }
 
+    /// [`NamenodeState::check_replica`] for every block of a full report.
+    pub fn check_replicas(&self, blocks: &[pb::ExtendedBlock]) -> Result<Vec<ReplicaCheck>> {
+        let ids: Vec<u64> = blocks.iter().map(|b| b.block_id).collect();
+        let owners = self.ns.block_owners(&ids)?;
+        Ok(blocks
+            .iter()
+            .zip(owners)
+            .map(|(b, owner)| match owner {
+                Some((_, gs)) if gs == b.generation_stamp => ReplicaCheck::Valid,
+                _ => ReplicaCheck::Invalid,
+            })
+            .collect())
+    }
+
     /// Targets for a new block of a file with `replication` copies.
     pub fn choose_targets(
         &self,

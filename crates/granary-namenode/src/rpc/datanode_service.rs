@@ -125,20 +125,14 @@ impl DatanodeProtocol for DatanodeService {
         }
         let st = self.state.clone();
         let (valid, invalid) = blocking(move || {
-            let mut failure = None;
             // A node that comes back may make blocks over-replicated.
             st.redundancy.check(r.blocks.iter().map(|b| b.block_id));
-            let counts = st.blocks.full_report(&r.datanode_uuid, &r.blocks, |b| {
-                st.check_replica(b).unwrap_or_else(|e| {
-                    failure.get_or_insert(e.to_string());
-                    // Unknown because the store failed: keep, never delete on doubt.
-                    ReplicaCheck::Valid
-                })
-            });
-            if let Some(e) = failure {
+            let checks = st.check_replicas(&r.blocks).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "block report checked against a failing metadata store");
-            }
-            Ok(counts)
+                // Unknown because the store failed: keep, never delete on doubt.
+                vec![ReplicaCheck::Valid; r.blocks.len()]
+            });
+            Ok(st.blocks.full_report(&r.datanode_uuid, &r.blocks, &checks))
         })
         .await?;
         tracing::debug!(valid, invalid, "full block report processed");
