@@ -489,6 +489,9 @@ impl Streamer {
         // End the old stream so the survivors set their replicas aside for recovery.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut b.tx, closed));
+        // What broke the pipeline first (a full disk, say) is what the user
+        // needs to hear, not only why the last recovery attempt failed.
+        let first_why = failure.why.clone();
         loop {
             self.recoveries += 1;
             let bad = failure.bad.min(b.targets.len().saturating_sub(1));
@@ -496,12 +499,14 @@ impl Streamer {
             self.client.forget_datanode(&gone.rpc_addr);
             tracing::warn!(path = %self.path, dn = %gone.rpc_addr, error = %failure.why, survivors = b.targets.len(), "pipeline node failed; recovering");
             if b.targets.is_empty() || self.recoveries > MAX_RECOVERIES {
+                let why = if failure.why == first_why {
+                    first_why
+                } else {
+                    format!("{} (first failure: {first_why})", failure.why)
+                };
                 return Err(ClientError::Remote {
                     code: ErrorCode::Unavailable,
-                    message: format!(
-                        "{}: write pipeline failed and cannot recover: {}",
-                        self.path, failure.why
-                    ),
+                    message: format!("{}: write pipeline failed and cannot recover: {why}", self.path),
                 });
             }
             let req = self.client.request(pb::UpdateBlockForPipelineRequest {
