@@ -43,6 +43,11 @@ impl Inner {
         ix
     }
 
+    /// Blocks a node holds, if it reported any.
+    fn held(&self, uuid: &str) -> Option<&FxHashSet<u64>> {
+        self.by_node.get(self.node_ix.get(uuid)?)
+    }
+
     fn uuids(&self, holders: &Holders) -> Vec<String> {
         holders.iter().map(|&n| self.nodes[n as usize].clone()).collect()
     }
@@ -246,19 +251,13 @@ impl BlockManager {
     /// Blocks a node holds.
     pub fn node_blocks(&self, uuid: &str) -> Vec<u64> {
         let g = self.inner.read();
-        g.node_ix
-            .get(uuid)
-            .and_then(|n| g.by_node.get(n))
+        g.held(uuid)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
 
     pub fn node_block_count(&self, uuid: &str) -> usize {
-        let g = self.inner.read();
-        g.node_ix
-            .get(uuid)
-            .and_then(|n| g.by_node.get(n))
-            .map_or(0, |s| s.len())
+        self.inner.read().held(uuid).map_or(0, |s| s.len())
     }
 }
 

@@ -134,6 +134,11 @@ pub fn block_value(inode: u64, gs: u64) -> [u8; 16] {
     v
 }
 
+/// The (owning inode, generation stamp) a [`block_value`] holds.
+pub fn decode_block_value(v: &[u8]) -> Option<(u64, u64)> {
+    Some((decode_u64(v)?, decode_u64(v.get(8..)?)?))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -1334,7 +1334,7 @@ impl Namespace {
         Ok(self
             .db
             .get_pinned_cf(self.cf(CF_BLOCKS)?, id_key(block_id))?
-            .and_then(|v| Some((decode_u64(&v)?, decode_u64(v.get(8..)?)?))))
+            .and_then(|v| decode_block_value(&v)))
     }
 
     /// [`Namespace::block_owner`] for many blocks at once (a full block
@@ -1370,9 +1370,7 @@ impl Namespace {
                 continue;
             }
             if it.key() == Some(&key[..]) {
-                out[i as usize] = it
-                    .value()
-                    .and_then(|v| Some((decode_u64(v)?, decode_u64(v.get(8..)?)?)));
+                out[i as usize] = it.value().and_then(decode_block_value);
             }
         }
         it.status()?;
@@ -1383,9 +1381,7 @@ impl Namespace {
     pub fn for_each_block(&self, mut f: impl FnMut(u64, u64, u64)) -> Result<()> {
         for item in self.db.iterator_cf(self.cf(CF_BLOCKS)?, IteratorMode::Start) {
             let (k, v) = item?;
-            if let (Some(id), Some(inode), Some(gs)) =
-                (decode_u64(&k), decode_u64(&v), v.get(8..).and_then(decode_u64))
-            {
+            if let (Some(id), Some((inode, gs))) = (decode_u64(&k), decode_block_value(&v)) {
                 f(id, inode, gs);
             }
         }

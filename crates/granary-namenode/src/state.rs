@@ -200,10 +200,7 @@ impl NamenodeState {
 
     /// How a reported replica compares with what the namespace expects.
     pub fn check_replica(&self, b: &pb::ExtendedBlock) -> Result<ReplicaCheck> {
-        Ok(match self.ns.block_owner(b.block_id)? {
-            Some((_, gs)) if gs == b.generation_stamp => ReplicaCheck::Valid,
-            _ => ReplicaCheck::Invalid,
-        })
+        Ok(replica_check(b, self.ns.block_owner(b.block_id)?))
     }
 
     /// [`NamenodeState::check_replica`] for every block of a full report.
@@ -213,10 +210,7 @@ impl NamenodeState {
         Ok(blocks
             .iter()
             .zip(owners)
-            .map(|(b, owner)| match owner {
-                Some((_, gs)) if gs == b.generation_stamp => ReplicaCheck::Valid,
-                _ => ReplicaCheck::Invalid,
-            })
+            .map(|(b, owner)| replica_check(b, owner))
             .collect())
     }
 
@@ -247,5 +241,14 @@ impl NamenodeState {
             )));
         }
         Ok(chosen)
+    }
+}
+
+/// A reported replica is valid when its block belongs to a file
+/// (`owner`: inode, generation stamp) at the generation stamp reported.
+fn replica_check(b: &pb::ExtendedBlock, owner: Option<(u64, u64)>) -> ReplicaCheck {
+    match owner {
+        Some((_, gs)) if gs == b.generation_stamp => ReplicaCheck::Valid,
+        _ => ReplicaCheck::Invalid,
     }
 }
