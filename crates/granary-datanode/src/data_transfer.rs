@@ -25,6 +25,10 @@ use granary_proto::data_transfer_client::DataTransferClient;
 use granary_proto::data_transfer_server::DataTransfer;
 use granary_proto::write_block_request::Msg;
 
+/// How long a pipeline recovery waits for the broken stream to set its
+/// half-written replica aside.
+const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Read packets carry this much data at most. HDFS uses 64 KiB; over gRPC
 /// each message and blocking-pool hop costs more, and 1 MiB reads let the
 /// disk stream (docs/performance.md).
@@ -127,15 +131,17 @@ impl DataTransfer for DataTransferService {
         }
         let writer = if header.stage == pb::PipelineStage::Recovery as i32 {
             // Continue the half-written replica under the new generation stamp.
-            // The old stream may still be winding down here: give it a moment.
-            let mut kept = None;
-            for _ in 0..60 {
-                kept = self.ctx.recoverable.lock().remove(&block.block_id);
-                if kept.is_some() {
-                    break;
+            // The old stream may still be winding down here, its last write
+            // held up by a busy disk for seconds: wait for it as HDFS waits for
+            // the old writer (dfs.datanode.xceiver.stop.timeout.millis, 60 s).
+            let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
+            let mut kept = loop {
+                let kept = self.ctx.recoverable.lock().remove(&block.block_id);
+                if kept.is_some() || tokio::time::Instant::now() >= deadline {
+                    break kept;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            };
             // Or the replica was finalized here before the writer saw the last ack.
             if kept.is_none() {
                 let storage = self.ctx.storage.clone();
