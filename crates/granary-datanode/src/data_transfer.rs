@@ -135,23 +135,27 @@ impl DataTransfer for DataTransferService {
             // held up by a busy disk for seconds: wait for it as HDFS waits for
             // the old writer (dfs.datanode.xceiver.stop.timeout.millis, 60 s).
             let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
-            let mut kept = loop {
-                let kept = self.ctx.recoverable.lock().remove(&block.block_id);
-                if kept.is_some() || tokio::time::Instant::now() >= deadline {
-                    break kept;
+            let (id, gs) = (block.block_id, block.generation_stamp);
+            let kept = loop {
+                if let Some((w, _)) = self.ctx.recoverable.lock().remove(&id) {
+                    break Some(w);
+                }
+                // Or the old stream finalized the replica here before the
+                // writer saw the last ack: nothing more will come, reopen it.
+                if self.ctx.storage.get(id).is_some_and(|r| r.gs < gs) {
+                    let storage = self.ctx.storage.clone();
+                    match tokio::task::spawn_blocking(move || storage.reopen_finalized(id, gs)).await {
+                        Ok(Ok(w)) => break Some(w),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    break None;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             };
-            // Or the replica was finalized here before the writer saw the last ack.
-            if kept.is_none() {
-                let storage = self.ctx.storage.clone();
-                let (id, gs) = (block.block_id, block.generation_stamp);
-                if let Ok(Ok(w)) = tokio::task::spawn_blocking(move || storage.reopen_finalized(id, gs)).await
-                {
-                    kept = Some((w, std::time::Instant::now()));
-                }
-            }
-            let Some((mut w, _)) = kept else {
+            let Some(mut w) = kept else {
                 return Err(status(
                     ErrorCode::FileNotFound,
                     format!(

@@ -308,6 +308,38 @@ impl ProcessCluster {
     }
 }
 
+/// Daemon log lines shown when a test fails.
+const LOG_TAIL_LINES: usize = 150;
+
+impl Drop for ProcessCluster {
+    /// A failing test's temp dir goes away with it: show the end of every
+    /// daemon's log first, so a failure that only happens under load can be
+    /// read from the CI output.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for p in logs {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+            eprintln!("----- {} (last {} lines) -----", p.display(), lines.len() - from);
+            for l in &lines[from..] {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 fn spawn_namenode(dir: &std::path::Path, args: &[String], rpc: &str) -> Daemon {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let namenode =

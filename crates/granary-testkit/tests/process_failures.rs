@@ -21,6 +21,10 @@ const DEAD_AFTER_S: u64 = 3;
 const FAST: &[&str] = FAST_LIVENESS;
 
 fn runtime() -> tokio::runtime::Runtime {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("granary_client=info")
+        .try_init();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
