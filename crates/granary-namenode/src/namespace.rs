@@ -138,10 +138,11 @@ pub struct Namespace {
     write_lock: Mutex<()>,
     /// Bumped (under `write_lock`, after the write) by every mutation that
     /// can change how a path resolves or who may traverse it; mutations of
-    /// one file's inode leave it alone. Lets creates walk their path before
+    /// one file's inode, and renames of a file, leave it alone (they change
+    /// no directory, and walks re-read their last component under the lock). Lets creates walk their path before
     /// taking the lock and re-read only the parent under it.
     structure: AtomicU64,
-    /// Runs between a create's walk and its lock (tests of that window).
+    /// Runs between a create's or rename's walk and its lock (tests of that window).
     #[cfg(test)]
     after_walk: parking_lot::Mutex<Option<WalkHook>>,
     commit: GroupCommit,
@@ -538,10 +539,7 @@ impl Namespace {
         // changed meanwhile.
         let seen = self.structure.load(Ordering::SeqCst);
         let walked = self.resolve(path).ok();
-        #[cfg(test)]
-        if let Some(hook) = self.after_walk.lock().take() {
-            hook(self);
-        }
+        self.run_after_walk_hook();
         self.mutate_marked(|batch| {
             let r = match walked {
                 Some(w) if self.structure.load(Ordering::SeqCst) == seen => self.refresh_parent(w)?,
@@ -593,6 +591,18 @@ impl Namespace {
             self.put_inode(batch, &file)?;
             Ok(((file, removed), made_dirs))
         })
+    }
+
+    /// Tests change the namespace here, between a walk and the lock.
+    fn run_after_walk_hook(&self) {
+        #[cfg(test)]
+        {
+            // Taken first: the hook's own renames and creates come back here.
+            let hook = self.after_walk.lock().take();
+            if let Some(hook) = hook {
+                hook(self);
+            }
+        }
     }
 
     /// A path walked outside the lock, with its parent directory and last
@@ -949,8 +959,19 @@ impl Namespace {
     /// Moves `src` to `dst`, or into `dst` when that is a directory.
     /// Returns blocks of a file replaced with `overwrite`.
     pub fn rename(&self, caller: &Caller, src: &str, dst: &str, overwrite: bool) -> Result<Vec<BlockRecord>> {
-        self.mutate(|batch| {
-            let rs = self.resolve(src)?;
+        // As in create: both paths are walked before the lock, and under it
+        // only their parents and last components are read again, unless a
+        // structural change (which a file's rename is not) came in between.
+        let seen = self.structure.load(Ordering::SeqCst);
+        let walked_src = self.resolve(src).ok();
+        let walked_dst = self.resolve(dst).ok();
+        self.run_after_walk_hook();
+        self.mutate_marked(|batch| {
+            let fresh = self.structure.load(Ordering::SeqCst) == seen;
+            let rs = match walked_src {
+                Some(w) if fresh => self.refresh_parent(w)?,
+                _ => self.resolve(src)?,
+            };
             self.check_traverse(caller, &rs)?;
             let node = rs.existing()?.clone();
             let Some(src_parent) = rs.parent().cloned() else {
@@ -958,7 +979,10 @@ impl Namespace {
                     "cannot rename the root directory".into(),
                 ));
             };
-            let mut rd = self.resolve(dst)?;
+            let mut rd = match walked_dst {
+                Some(w) if fresh => self.refresh_parent(w)?,
+                _ => self.resolve(dst)?,
+            };
             self.check_traverse(caller, &rd)?;
             // Into an existing directory, under the source's name.
             if let Some(d) = rd.last()
@@ -970,7 +994,7 @@ impl Namespace {
             }
             let dst_path = rd.path.clone();
             if dst_path == src {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), false));
             }
             let Some(dst_parent) = rd.parent().cloned() else {
                 return Err(NnError::NotFound(rd.prefix(rd.comps.len().saturating_sub(1))));
@@ -978,21 +1002,24 @@ impl Namespace {
             if !dst_parent.is_dir {
                 return Err(NnError::ParentNotDirectory(rd.prefix(rd.comps.len() - 1)));
             }
-            // No cycles: the destination's parent must not be the source or below it.
-            let mut cur = dst_parent.clone();
-            loop {
-                if cur.id == node.id {
-                    return Err(NnError::RenameIntoSubtree {
-                        src: src.to_string(),
-                        dst: dst.to_string(),
-                    });
+            // No cycles: the destination's parent must not be the source or
+            // below it. A file has nothing below it.
+            if node.is_dir {
+                let mut cur = dst_parent.clone();
+                loop {
+                    if cur.id == node.id {
+                        return Err(NnError::RenameIntoSubtree {
+                            src: src.to_string(),
+                            dst: dst.to_string(),
+                        });
+                    }
+                    if cur.id == ROOT_ID {
+                        break;
+                    }
+                    cur = self
+                        .get_inode(cur.parent)?
+                        .ok_or_else(|| NnError::Corrupt(format!("inode {} has no parent", cur.id)))?;
                 }
-                if cur.id == ROOT_ID {
-                    break;
-                }
-                cur = self
-                    .get_inode(cur.parent)?
-                    .ok_or_else(|| NnError::Corrupt(format!("inode {} has no parent", cur.id)))?;
             }
             caller.check(&src_parent, Access::WriteExecute, &rs.prefix(rs.comps.len() - 1))?;
             caller.check(&dst_parent, Access::WriteExecute, &rd.prefix(rd.comps.len() - 1))?;
@@ -1030,7 +1057,9 @@ impl Namespace {
                 self.put_inode(batch, &dst_parent)?;
             }
             self.put_inode(batch, &moved)?;
-            Ok(removed)
+            // Moving a file changes no directory, so walks to other paths'
+            // parents stay valid; moving a directory changes every path below it.
+            Ok((removed, moved.is_dir))
         })
     }
 
@@ -1481,6 +1510,72 @@ mod tests {
             ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0),
             Err(NnError::NotFound(_))
         ));
+        ns.check_consistency().expect("consistent");
+    }
+
+    /// A rename walks both paths before taking the namespace lock; what
+    /// changes in that window must decide its outcome, not the walk.
+    #[test]
+    fn a_rename_acts_on_the_namespace_as_it_is_under_the_lock() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ns = namespace(tmp.path());
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        ns.mkdirs(&su, "/d/sub", 0, true).expect("mkdirs");
+        let f = ns
+            .create(&su, "/d/sub/f", 0, "w", false, false, 1, 0)
+            .expect("create")
+            .0;
+
+        // The source's directory moves in the window: the old path is gone.
+        let h = su.clone();
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.rename(&h, "/d/sub", "/d/moved", false).expect("move dir");
+        }));
+        assert!(matches!(
+            ns.rename(&su, "/d/sub/f", "/d/g", false),
+            Err(NnError::NotFound(_))
+        ));
+        assert_eq!(ns.get_file_info(&su, "/d/moved/f").expect("stat").id, f.id);
+
+        // Another file rename takes the source away in the window.
+        let h = su.clone();
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.rename(&h, "/d/moved/f", "/d/moved/f2", false)
+                .expect("move file");
+        }));
+        assert!(matches!(
+            ns.rename(&su, "/d/moved/f", "/d/moved/g", false),
+            Err(NnError::NotFound(_))
+        ));
+
+        // A file appears at the destination in the window: no overwrite.
+        let other = ns
+            .create(&su, "/d/other", 0, "w", false, false, 1, 0)
+            .expect("create")
+            .0;
+        let h = su.clone();
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.rename(&h, "/d/other", "/d/moved/g", false)
+                .expect("move other");
+        }));
+        assert!(matches!(
+            ns.rename(&su, "/d/moved/f2", "/d/moved/g", false),
+            Err(NnError::AlreadyExists(_))
+        ));
+        assert_eq!(ns.get_file_info(&su, "/d/moved/g").expect("stat").id, other.id);
+        assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);
+
+        // The destination's directory moves away in the window.
+        ns.mkdirs(&su, "/x/y", 0, true).expect("mkdirs");
+        let h = su.clone();
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.rename(&h, "/x", "/d/x", false).expect("move x");
+        }));
+        assert!(matches!(
+            ns.rename(&su, "/d/moved/f2", "/x/y/f", false),
+            Err(NnError::NotFound(_))
+        ));
+        assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);
         ns.check_consistency().expect("consistent");
     }
 
