@@ -3,75 +3,145 @@
 //! fsync covers its write. Concurrent writers share fsyncs, so throughput
 //! grows with concurrency instead of being capped at one fsync per op
 //! (the same split as HDFS's logEdit / logSync).
+//!
+//! The fsyncs run on one syncer thread, back to back while writes keep
+//! coming: the next fsync starts the moment the last one ends, instead of
+//! after a woken writer thread gets a core to lead it (docs/performance.md).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-#[derive(Default)]
-struct State {
+struct State<E> {
     written: u64,
     synced: u64,
     /// The write the sync in progress covers up to, if one is running.
     syncing: Option<u64>,
     /// Syncs started so far; its parity picks the waiters' condition variable.
     round: u64,
+    /// The last failed sync: the writes it was to cover, and why.
+    failed: Option<(u64, E)>,
+    /// The syncer waits for writes.
+    idle: bool,
+    stop: bool,
 }
 
 /// Waiters are split by the sync that will cover them: those covered by the
-/// sync in progress wait on `cv[round % 2]`, the rest on the other one. A
-/// finished sync then wakes only writers that are now durable, plus one
-/// writer to lead the next sync, instead of every waiter.
-#[derive(Default)]
-pub struct GroupCommit {
-    state: Mutex<State>,
-    cv: [Condvar; 2],
+/// sync in progress wait on `done[round % 2]`, the rest on the other one, so
+/// a finished sync wakes only writers that are now durable.
+struct Shared<E> {
+    state: Mutex<State<E>>,
+    done: [Condvar; 2],
+    work: Condvar,
 }
 
-impl GroupCommit {
+pub struct GroupCommit<E> {
+    shared: Arc<Shared<E>>,
+    syncer: Option<JoinHandle<()>>,
+}
+
+impl<E: Clone + Send + 'static> GroupCommit<E> {
+    /// Starts the syncer thread, which calls `sync` to make every write noted
+    /// so far durable.
+    pub fn start(sync: impl Fn() -> Result<(), E> + Send + 'static) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                written: 0,
+                synced: 0,
+                syncing: None,
+                round: 0,
+                failed: None,
+                idle: false,
+                stop: false,
+            }),
+            done: [Condvar::new(), Condvar::new()],
+            work: Condvar::new(),
+        });
+        let s = shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("wal-sync".into())
+            .spawn(move || run_syncer(&s, sync))?;
+        Ok(Self {
+            shared,
+            syncer: Some(syncer),
+        })
+    }
+
     /// Records one more write; call under the lock that orders writes.
     pub fn note_write(&self) -> u64 {
-        let mut s = self.state.lock();
+        let mut s = self.shared.state.lock();
         s.written += 1;
         s.written
     }
 
-    /// Blocks until write `seq` is durable, running `sync` as the group leader
-    /// when no other caller is already syncing.
-    pub fn wait_durable<E>(&self, seq: u64, sync: impl Fn() -> Result<(), E>) -> Result<(), E> {
-        let mut s = self.state.lock();
+    /// Blocks until write `seq` is durable, or returns why the sync meant to
+    /// cover it failed.
+    pub fn wait_durable(&self, seq: u64) -> Result<(), E> {
+        let mut s = self.shared.state.lock();
         loop {
             if s.synced >= seq {
                 return Ok(());
             }
-            match s.syncing {
-                None => {
-                    let target = s.written;
-                    s.syncing = Some(target);
-                    s.round += 1;
-                    let round = s.round;
-                    drop(s);
-                    let res = sync();
-                    s = self.state.lock();
-                    s.syncing = None;
-                    if res.is_ok() {
-                        s.synced = s.synced.max(target);
-                        self.cv[(round % 2) as usize].notify_all();
-                        // Writes that came in during the sync need a leader.
-                        if s.written > s.synced {
-                            self.cv[((round + 1) % 2) as usize].notify_one();
-                        }
-                    } else {
-                        // Everyone retries; one of them leads the next attempt.
-                        self.cv.iter().for_each(|cv| {
-                            cv.notify_all();
-                        });
-                    }
-                    res?;
-                }
-                Some(target) => {
-                    let round = if seq <= target { s.round } else { s.round + 1 };
-                    self.cv[(round % 2) as usize].wait(&mut s);
-                }
+            if let Some((upto, e)) = &s.failed
+                && *upto >= seq
+            {
+                return Err(e.clone());
             }
+            if s.idle {
+                s.idle = false;
+                self.shared.work.notify_one();
+            }
+            let round = match s.syncing {
+                Some(target) if seq <= target => s.round,
+                _ => s.round + 1,
+            };
+            self.shared.done[(round % 2) as usize].wait(&mut s);
+        }
+    }
+}
+
+fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
+    let mut s = shared.state.lock();
+    loop {
+        if s.written == s.synced || s.failed.as_ref().is_some_and(|(upto, _)| *upto == s.written) {
+            if s.stop {
+                return;
+            }
+            s.idle = true;
+            shared.work.wait(&mut s);
+            continue;
+        }
+        let target = s.written;
+        s.syncing = Some(target);
+        s.round += 1;
+        let round = s.round;
+        drop(s);
+        let res = sync();
+        s = shared.state.lock();
+        s.syncing = None;
+        match res {
+            Ok(()) => {
+                s.synced = target;
+                s.failed = None;
+            }
+            Err(e) => s.failed = Some((target, e)),
+        }
+        shared.done[(round % 2) as usize].notify_all();
+    }
+}
+
+impl<E> Drop for GroupCommit<E> {
+    /// Syncs what is still pending, then stops the syncer.
+    fn drop(&mut self) {
+        {
+            let mut s = self.shared.state.lock();
+            s.stop = true;
+            s.idle = false;
+            self.shared.work.notify_one();
+        }
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
         }
     }
 }
@@ -79,26 +149,27 @@ impl GroupCommit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]
     fn concurrent_writers_share_syncs_and_all_become_durable() {
-        let gc = Arc::new(GroupCommit::default());
         let syncs = Arc::new(AtomicU64::new(0));
+        let counted = syncs.clone();
+        let gc = Arc::new(
+            GroupCommit::<()>::start(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                Ok(())
+            })
+            .unwrap(),
+        );
         let threads: Vec<_> = (0..16)
             .map(|_| {
                 let gc = gc.clone();
-                let syncs = syncs.clone();
                 std::thread::spawn(move || {
                     for _ in 0..100 {
                         let seq = gc.note_write();
-                        gc.wait_durable::<()>(seq, || {
-                            syncs.fetch_add(1, Ordering::SeqCst);
-                            std::thread::sleep(std::time::Duration::from_micros(200));
-                            Ok(())
-                        })
-                        .unwrap();
+                        gc.wait_durable(seq).unwrap();
                     }
                 })
             })
@@ -106,47 +177,77 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let s = gc.state.lock();
-        assert_eq!(s.synced, 1600);
-        assert!(syncs.load(Ordering::SeqCst) <= 1600);
+        assert_eq!(gc.shared.state.lock().synced, 1600);
+        assert!(syncs.load(Ordering::SeqCst) < 1600, "no sharing of syncs");
     }
 
     #[test]
-    fn a_failed_sync_is_reported_and_not_counted_durable() {
-        let gc = GroupCommit::default();
+    fn a_failed_sync_is_reported_and_a_later_one_covers_the_write() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let f = fail.clone();
+        let gc = GroupCommit::start(move || {
+            if f.load(Ordering::SeqCst) {
+                Err("disk gone")
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
         let seq = gc.note_write();
-        assert_eq!(gc.wait_durable(seq, || Err("disk gone")), Err("disk gone"));
-        assert_eq!(gc.wait_durable::<&str>(seq, || Ok(())), Ok(()));
+        assert_eq!(gc.wait_durable(seq), Err("disk gone"));
+        fail.store(false, Ordering::SeqCst);
+        let later = gc.note_write();
+        assert_eq!(gc.wait_durable(later), Ok(()));
+        assert_eq!(
+            gc.wait_durable(seq),
+            Ok(()),
+            "the later sync covers the earlier write"
+        );
     }
 
-    /// A write made while a sync runs is not covered by it: its writer is
-    /// woken when that sync ends and leads the next one.
+    /// A write made while a sync runs is not covered by it: the next sync,
+    /// started as soon as that one ends, covers it.
     #[test]
     fn a_write_made_during_a_sync_is_synced_by_the_next_one() {
-        let gc = Arc::new(GroupCommit::default());
-        let first = gc.note_write();
         let (running, started) = std::sync::mpsc::channel();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let counted = syncs.clone();
+        let gc = Arc::new(
+            GroupCommit::<()>::start(move || {
+                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    running.send(()).expect("signal");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Ok(())
+            })
+            .unwrap(),
+        );
+        let first = gc.note_write();
         let later = {
             let gc = gc.clone();
             std::thread::spawn(move || {
                 started.recv().expect("first sync started");
                 let seq = gc.note_write();
-                let own_syncs = AtomicU64::new(0);
-                gc.wait_durable::<()>(seq, || {
-                    own_syncs.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                })
-                .expect("durable");
-                own_syncs.load(Ordering::SeqCst)
+                gc.wait_durable(seq).expect("durable");
             })
         };
-        gc.wait_durable::<()>(first, || {
-            running.send(()).expect("signal");
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        gc.wait_durable(first).expect("durable");
+        later.join().expect("later writer");
+        assert_eq!(gc.shared.state.lock().synced, 2);
+        assert_eq!(syncs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn dropping_it_syncs_pending_writes_and_stops_the_thread() {
+        let syncs = Arc::new(AtomicU64::new(0));
+        let counted = syncs.clone();
+        let gc = GroupCommit::<()>::start(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
         })
-        .expect("durable");
-        assert_eq!(later.join().expect("later writer"), 1);
-        assert_eq!(gc.state.lock().synced, 2);
+        .unwrap();
+        gc.note_write();
+        drop(gc);
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
     }
 }

@@ -5,8 +5,8 @@
 //! is what keeps concurrent renames and deletes from making cycles or orphans.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use rocksdb::{
@@ -129,7 +129,8 @@ pub struct AllocatedBlock {
 type WalkHook = Box<dyn FnOnce(&Namespace) + Send>;
 
 pub struct Namespace {
-    db: DB,
+    /// Shared with the group commit's syncer thread.
+    db: Arc<DB>,
     cfg: NamespaceConfig,
     /// std's futex mutex, not parking_lot's: with dozens of writers on two
     /// cores, parking_lot's spin-then-`sched_yield` before parking turned
@@ -145,7 +146,7 @@ pub struct Namespace {
     /// Runs between a create's or rename's walk and its lock (tests of that window).
     #[cfg(test)]
     after_walk: parking_lot::Mutex<Option<WalkHook>>,
-    commit: GroupCommit,
+    commit: GroupCommit<rocksdb::Error>,
     next_inode: AtomicU64,
     next_block: AtomicU64,
     next_gs: AtomicU64,
@@ -186,6 +187,12 @@ fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamily
     (opts, cfs)
 }
 
+fn start_group_commit(db: &Arc<DB>) -> Result<GroupCommit<rocksdb::Error>> {
+    let db = db.clone();
+    GroupCommit::start(move || db.flush_wal(true))
+        .map_err(|e| NnError::Internal(format!("cannot start the WAL sync thread: {e}")))
+}
+
 fn decode_inode(bytes: &[u8]) -> Result<Inode> {
     Inode::decode(bytes).map_err(|e| NnError::Corrupt(format!("undecodable inode: {e}")))
 }
@@ -194,7 +201,8 @@ impl Namespace {
     /// Creates a new, empty namespace (the root directory owned by the superuser).
     pub fn create_new(db_dir: &Path, cfg: NamespaceConfig) -> Result<Self> {
         let (opts, cfs) = db_options(&cfg, true);
-        let db = DB::open_cf_descriptors(&opts, db_dir, cfs)?;
+        let db = Arc::new(DB::open_cf_descriptors(&opts, db_dir, cfs)?);
+        let commit = start_group_commit(&db)?;
         let now = now_ms();
         let root = Inode {
             id: ROOT_ID,
@@ -215,7 +223,7 @@ impl Namespace {
             structure: AtomicU64::new(0),
             #[cfg(test)]
             after_walk: parking_lot::Mutex::new(None),
-            commit: GroupCommit::default(),
+            commit,
             next_inode: AtomicU64::new(ROOT_ID + 1),
             // Block ids start high so they never look like inode ids in logs.
             next_block: AtomicU64::new(1 << 30),
@@ -235,7 +243,7 @@ impl Namespace {
     /// Opens an existing namespace.
     pub fn open(db_dir: &Path, cfg: NamespaceConfig) -> Result<Self> {
         let (opts, cfs) = db_options(&cfg, false);
-        let db = DB::open_cf_descriptors(&opts, db_dir, cfs)?;
+        let db = Arc::new(DB::open_cf_descriptors(&opts, db_dir, cfs)?);
         let read_counter = |key: &[u8]| -> Result<u64> {
             let cf = db
                 .cf_handle(CF_META)
@@ -248,6 +256,7 @@ impl Namespace {
         let next_inode = read_counter(META_NEXT_INODE)?;
         let next_block = read_counter(META_NEXT_BLOCK)?;
         let next_gs = read_counter(META_NEXT_GS)?;
+        let commit = start_group_commit(&db)?;
         let ns = Self {
             db,
             cfg,
@@ -255,7 +264,7 @@ impl Namespace {
             structure: AtomicU64::new(0),
             #[cfg(test)]
             after_walk: parking_lot::Mutex::new(None),
-            commit: GroupCommit::default(),
+            commit,
             next_inode: AtomicU64::new(next_inode),
             next_block: AtomicU64::new(next_block),
             next_gs: AtomicU64::new(next_gs),
@@ -373,7 +382,7 @@ impl Namespace {
         }
         let seq = self.commit.note_write();
         drop(guard);
-        self.commit.wait_durable(seq, || self.db.flush_wal(true))?;
+        self.commit.wait_durable(seq)?;
         Ok(out)
     }
 
