@@ -1535,11 +1535,16 @@ mod tests {
             .expect("create")
             .0;
 
+        // Another caller's rename, run between the walk and the lock.
+        let rename_in_window = |from: &'static str, to: &'static str| {
+            let h = su.clone();
+            *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+                ns.rename(&h, from, to, false).expect("rename in the window");
+            }));
+        };
+
         // The source's directory moves in the window: the old path is gone.
-        let h = su.clone();
-        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
-            ns.rename(&h, "/d/sub", "/d/moved", false).expect("move dir");
-        }));
+        rename_in_window("/d/sub", "/d/moved");
         assert!(matches!(
             ns.rename(&su, "/d/sub/f", "/d/g", false),
             Err(NnError::NotFound(_))
@@ -1547,11 +1552,7 @@ mod tests {
         assert_eq!(ns.get_file_info(&su, "/d/moved/f").expect("stat").id, f.id);
 
         // Another file rename takes the source away in the window.
-        let h = su.clone();
-        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
-            ns.rename(&h, "/d/moved/f", "/d/moved/f2", false)
-                .expect("move file");
-        }));
+        rename_in_window("/d/moved/f", "/d/moved/f2");
         assert!(matches!(
             ns.rename(&su, "/d/moved/f", "/d/moved/g", false),
             Err(NnError::NotFound(_))
@@ -1562,11 +1563,7 @@ mod tests {
             .create(&su, "/d/other", 0, "w", false, false, 1, 0)
             .expect("create")
             .0;
-        let h = su.clone();
-        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
-            ns.rename(&h, "/d/other", "/d/moved/g", false)
-                .expect("move other");
-        }));
+        rename_in_window("/d/other", "/d/moved/g");
         assert!(matches!(
             ns.rename(&su, "/d/moved/f2", "/d/moved/g", false),
             Err(NnError::AlreadyExists(_))
@@ -1576,10 +1573,7 @@ mod tests {
 
         // The destination's directory moves away in the window.
         ns.mkdirs(&su, "/x/y", 0, true).expect("mkdirs");
-        let h = su.clone();
-        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
-            ns.rename(&h, "/x", "/d/x", false).expect("move x");
-        }));
+        rename_in_window("/x", "/d/x");
         assert!(matches!(
             ns.rename(&su, "/d/moved/f2", "/x/y/f", false),
             Err(NnError::NotFound(_))
