@@ -133,8 +133,10 @@ pub async fn start(
     let rpc_server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(granary_common::metrics::RpcMetricsLayer(ctx.metrics.rpc.clone()))
-        .initial_stream_window_size(4 << 20)
-        .initial_connection_window_size(16 << 20)
+        // As the peers' channels (granary_common::net): a stream window above
+        // a writer's 5 MiB in flight.
+        .initial_stream_window_size(16 << 20)
+        .initial_connection_window_size(64 << 20)
         .add_service(
             DataTransferServer::new(crate::data_transfer::DataTransferService::new(ctx.clone()))
                 .max_decoding_message_size(64 << 20)
