@@ -140,8 +140,9 @@ pub struct Namespace {
     /// Bumped (under `write_lock`, after the write) by every mutation that
     /// can change how a path resolves or who may traverse it; mutations of
     /// one file's inode, and renames of a file, leave it alone (they change
-    /// no directory, and walks re-read their last component under the lock). Lets creates walk their path before
-    /// taking the lock and re-read only the parent under it.
+    /// no directory, and walks re-read their last component under the lock).
+    /// Lets creates and renames walk their paths before taking the lock and
+    /// re-read only parents and last components under it.
     structure: AtomicU64,
     /// Runs between a create's or rename's walk and its lock (tests of that window).
     #[cfg(test)]
@@ -550,10 +551,7 @@ impl Namespace {
         let walked = self.resolve(path).ok();
         self.run_after_walk_hook();
         self.mutate_marked(|batch| {
-            let r = match walked {
-                Some(w) if self.structure.load(Ordering::SeqCst) == seen => self.refresh_parent(w)?,
-                _ => self.resolve(path)?,
-            };
+            let r = self.resolve_under_lock(walked, seen, path)?;
             if r.comps.is_empty() {
                 return Err(NnError::IsDirectory(path.to_string()));
             }
@@ -611,6 +609,16 @@ impl Namespace {
             if let Some(hook) = hook {
                 hook(self);
             }
+        }
+    }
+
+    /// `path` resolved under the namespace lock, from its walk before the
+    /// lock (made when `structure` was `seen`) if no structural change came
+    /// in between, else from the root.
+    fn resolve_under_lock(&self, walked: Option<Resolved>, seen: u64, path: &str) -> Result<Resolved> {
+        match walked {
+            Some(w) if self.structure.load(Ordering::SeqCst) == seen => self.refresh_parent(w),
+            _ => self.resolve(path),
         }
     }
 
@@ -976,11 +984,7 @@ impl Namespace {
         let walked_dst = self.resolve(dst).ok();
         self.run_after_walk_hook();
         self.mutate_marked(|batch| {
-            let fresh = self.structure.load(Ordering::SeqCst) == seen;
-            let rs = match walked_src {
-                Some(w) if fresh => self.refresh_parent(w)?,
-                _ => self.resolve(src)?,
-            };
+            let rs = self.resolve_under_lock(walked_src, seen, src)?;
             self.check_traverse(caller, &rs)?;
             let node = rs.existing()?.clone();
             let Some(src_parent) = rs.parent().cloned() else {
@@ -988,10 +992,7 @@ impl Namespace {
                     "cannot rename the root directory".into(),
                 ));
             };
-            let mut rd = match walked_dst {
-                Some(w) if fresh => self.refresh_parent(w)?,
-                _ => self.resolve(dst)?,
-            };
+            let mut rd = self.resolve_under_lock(walked_dst, seen, dst)?;
             self.check_traverse(caller, &rd)?;
             // Into an existing directory, under the source's name.
             if let Some(d) = rd.last()
