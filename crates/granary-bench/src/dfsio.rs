@@ -1,7 +1,8 @@
 //! TestDFSIO's shape: K files of S MiB written concurrently through the real
 //! client (replication R) against a running cluster, then read back; the
 //! write rate is set beside `dd`-like writes of the same data R times to a
-//! local disk with fsync, measured in the same run.
+//! local disk with fsync, and beside the same bytes relayed through plain
+//! loopback TCP hops that each keep a copy (`relay`), measured in the same run.
 
 use std::io::Write;
 use std::time::Instant;
@@ -117,6 +118,16 @@ pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
         "dd {copies} copies to {}: seconds={dd_s:.2} data_mib_per_s={dd_rate:.1} granary_write_vs_dd={:.2}",
         a.dd_dir.display(),
         write_rate / dd_rate
+    );
+
+    // The machine's limit for R copies over R loopback hops, without Granary.
+    let relay_s = crate::relay::run(&data, a.files, copies, &a.dd_dir)?;
+    let relay_rate = total_mib / relay_s;
+    println!(
+        "relay {} chains of {copies} loopback hops, each keeping a copy in {} (page cache): seconds={relay_s:.2} data_mib_per_s={relay_rate:.1} granary_write_vs_relay={:.2}",
+        a.files,
+        a.dd_dir.display(),
+        write_rate / relay_rate
     );
     client.delete("/dfsio", true).await?;
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! - `namenode`: NNThroughputBenchmark-style phases, in-process and over gRPC.
 //! - `dfsio`: TestDFSIO-style write and read against a running cluster, with
-//!   a `dd`-like local write measured in the same run.
+//!   a `dd`-like local write and a plain-TCP relay of the same copies
+//!   measured in the same run.
 //! - `blockreport`: a synthetic datanode's full block report.
 //! - `scale`: many files; memory, RocksDB size, restart time.
 
@@ -10,6 +11,7 @@ mod blockreport;
 mod dfsio;
 mod local;
 mod nnbench;
+mod relay;
 mod scale;
 mod stats;
 

@@ -59,7 +59,7 @@ fn blockreport_and_scale_benchmarks_run() {
 }
 
 #[test]
-fn dfsio_writes_reads_and_compares_with_dd() {
+fn dfsio_writes_reads_and_compares_with_dd_and_a_plain_relay() {
     let c = ProcessCluster::start(3, &[]);
     let dd = c.dir.path().to_str().unwrap().to_string();
     let out = bench(&[
@@ -78,4 +78,11 @@ fn dfsio_writes_reads_and_compares_with_dd() {
     assert!(field(&out, "dfsio write:", "aggregate_mib_per_s") > 0.0);
     assert!(field(&out, "dfsio read:", "aggregate_mib_per_s") > 0.0);
     assert!(field(&out, "dd 3 copies", "granary_write_vs_dd") > 0.0);
+    assert!(field(&out, "relay 2 chains of 3", "granary_write_vs_relay") > 0.0);
+    let left: Vec<_> = std::fs::read_dir(&dd)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("granary-"))
+        .collect();
+    assert!(left.is_empty(), "comparison files left behind: {left:?}");
 }

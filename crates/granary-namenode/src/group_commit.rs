@@ -7,6 +7,10 @@
 //! The fsyncs run on one syncer thread, back to back while writes keep
 //! coming: the next fsync starts the moment the last one ends, instead of
 //! after a woken writer thread gets a core to lead it (docs/performance.md).
+//!
+//! Async callers (the gRPC handlers) do not park a thread for the fsync:
+//! they take a [`Durable`] for their write and await it; a finished sync
+//! wakes their tasks, a few executor threads at most, not one thread each.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,6 +38,66 @@ struct Shared<E> {
     state: Mutex<State<E>>,
     done: [Condvar; 2],
     work: Condvar,
+    /// Async waiters, woken after every sync.
+    synced: tokio::sync::Notify,
+}
+
+impl<E: Clone> Shared<E> {
+    /// Whether write `seq` is durable (or its sync failed); if not yet, makes
+    /// sure the syncer is running.
+    fn outcome(&self, s: &mut State<E>, seq: u64) -> Option<Result<(), E>> {
+        if s.synced >= seq {
+            return Some(Ok(()));
+        }
+        if let Some((upto, e)) = &s.failed
+            && *upto >= seq
+        {
+            return Some(Err(e.clone()));
+        }
+        if s.idle {
+            s.idle = false;
+            self.work.notify_one();
+        }
+        None
+    }
+}
+
+/// One write whose durability its caller awaits (see [`GroupCommit::durable`]).
+pub struct Durable<E> {
+    shared: Arc<Shared<E>>,
+    seq: u64,
+}
+
+impl<E: Clone> Durable<E> {
+    /// The later of two writes (of one group commit): once it is durable,
+    /// so is the earlier.
+    pub fn latest(self, other: Self) -> Self {
+        debug_assert!(Arc::ptr_eq(&self.shared, &other.shared));
+        if other.seq > self.seq { other } else { self }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Waits, without blocking a thread, until the write is durable, or
+    /// returns why the sync meant to cover it failed.
+    pub async fn wait(self) -> Result<(), E> {
+        loop {
+            let notified = self.shared.synced.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a sync ending in between still wakes us.
+            notified.as_mut().enable();
+            let done = {
+                let mut s = self.shared.state.lock();
+                self.shared.outcome(&mut s, self.seq)
+            };
+            if let Some(r) = done {
+                return r;
+            }
+            notified.await;
+        }
+    }
 }
 
 pub struct GroupCommit<E> {
@@ -57,6 +121,7 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
             }),
             done: [Condvar::new(), Condvar::new()],
             work: Condvar::new(),
+            synced: tokio::sync::Notify::new(),
         });
         let s = shared.clone();
         let syncer = std::thread::Builder::new()
@@ -80,23 +145,23 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
     pub fn wait_durable(&self, seq: u64) -> Result<(), E> {
         let mut s = self.shared.state.lock();
         loop {
-            if s.synced >= seq {
-                return Ok(());
-            }
-            if let Some((upto, e)) = &s.failed
-                && *upto >= seq
-            {
-                return Err(e.clone());
-            }
-            if s.idle {
-                s.idle = false;
-                self.shared.work.notify_one();
+            if let Some(r) = self.shared.outcome(&mut s, seq) {
+                return r;
             }
             let round = match s.syncing {
                 Some(target) if seq <= target => s.round,
                 _ => s.round + 1,
             };
             self.shared.done[(round % 2) as usize].wait(&mut s);
+        }
+    }
+
+    /// Write `seq`, for a caller that awaits its durability instead of
+    /// blocking in [`GroupCommit::wait_durable`].
+    pub fn durable(&self, seq: u64) -> Durable<E> {
+        Durable {
+            shared: self.shared.clone(),
+            seq,
         }
     }
 }
@@ -128,6 +193,7 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
             Err(e) => s.failed = Some((target, e)),
         }
         shared.done[(round % 2) as usize].notify_all();
+        shared.synced.notify_waiters();
     }
 }
 
@@ -235,6 +301,35 @@ mod tests {
         later.join().expect("later writer");
         assert_eq!(gc.shared.state.lock().synced, 2);
         assert_eq!(syncs.load(Ordering::SeqCst), 2);
+    }
+
+    /// An async caller's wait ends with the sync that covers its write, not
+    /// before, and reports a failed sync; no thread blocks meanwhile.
+    #[test]
+    fn an_async_wait_ends_when_a_sync_covers_the_write() {
+        let (release, gate) = std::sync::mpsc::channel::<Result<(), &'static str>>();
+        let gate = Mutex::new(gate);
+        let gc = GroupCommit::start(move || gate.lock().recv().unwrap_or(Ok(()))).expect("start");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let first = gc.note_write();
+            let wait = tokio::spawn(gc.durable(first).wait());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert!(!wait.is_finished(), "durable before any sync ended");
+            release.send(Ok(())).expect("release");
+            let r = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
+            assert_eq!(r.expect("woken").expect("task"), Ok(()));
+
+            let second = gc.note_write();
+            release.send(Err("disk gone")).expect("release");
+            let r = tokio::time::timeout(std::time::Duration::from_secs(10), gc.durable(second).wait()).await;
+            assert_eq!(r.expect("woken"), Err("disk gone"));
+            assert_eq!(gc.durable(first).wait().await, Ok(()), "an earlier durable write stays durable");
+        });
+        drop(release);
     }
 
     #[test]

@@ -15,12 +15,42 @@ use rocksdb::{
 };
 
 use crate::error::{NnError, Result};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{Durable, GroupCommit};
 use crate::inode::*;
 use crate::permission::{Access, Caller};
 use granary_common::defaults;
 use granary_common::path as gpath;
 use granary_proto as pb;
+
+/// A write whose durability the caller awaits (see [`deferring_durability`]).
+pub type PendingWrite = Durable<rocksdb::Error>;
+
+thread_local! {
+    /// Set while [`deferring_durability`] runs on this thread: the latest
+    /// write its mutations made, which its caller waits for instead.
+    static DEFERRED: std::cell::RefCell<Option<Option<PendingWrite>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, whose namespace mutations return as soon as they are written
+/// instead of blocking until durable; returns the latest such write, which
+/// the caller must await before it tells anyone the mutation happened.
+/// This is how async callers avoid parking a thread per fsync.
+pub fn deferring_durability<R>(f: impl FnOnce() -> R) -> (R, Option<PendingWrite>) {
+    /// Restores the enclosing deferral's state, also when `f` panics: a
+    /// pooled thread must not go on skipping the wait.
+    struct Reset(Option<Option<PendingWrite>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            DEFERRED.with(|d| *d.borrow_mut() = outer);
+        }
+    }
+    let reset = Reset(DEFERRED.with(|d| d.borrow_mut().replace(None)));
+    let r = f();
+    let pending = DEFERRED.with(|d| d.borrow_mut().take()).flatten();
+    drop(reset);
+    (r, pending)
+}
 
 /// Limits and defaults the namespace applies to requests.
 #[derive(Debug, Clone)]
@@ -383,8 +413,38 @@ impl Namespace {
         }
         let seq = self.commit.note_write();
         drop(guard);
-        self.commit.wait_durable(seq)?;
+        if !self.defer(seq) {
+            self.commit.wait_durable(seq)?;
+        }
         Ok(out)
+    }
+
+    /// Inside [`deferring_durability`]: blocks until this thread's writes so
+    /// far are durable. For steps that act on a mutation beyond the
+    /// namenode's memory, such as queueing a deleted file's replicas for
+    /// deletion on datanodes, which must not happen for a change that a
+    /// crash could still undo.
+    pub fn wait_deferred(&self) -> Result<()> {
+        let seq = DEFERRED.with(|d| d.borrow().as_ref().and_then(|p| p.as_ref().map(Durable::seq)));
+        if let Some(seq) = seq {
+            self.commit.wait_durable(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Hands write `seq` to the caller's [`deferring_durability`], if it runs.
+    fn defer(&self, seq: u64) -> bool {
+        DEFERRED.with(|d| match &mut *d.borrow_mut() {
+            Some(latest) => {
+                let w = self.commit.durable(seq);
+                *latest = Some(match latest.take() {
+                    Some(l) => l.latest(w),
+                    None => w,
+                });
+                true
+            }
+            None => false,
+        })
     }
 
     fn put_inode(&self, batch: &mut WriteBatch, inode: &Inode) -> Result<()> {
@@ -1486,6 +1546,44 @@ mod tests {
             ..Default::default()
         };
         Namespace::create_new(dir, cfg).expect("new namespace")
+    }
+
+    /// Inside `deferring_durability` a mutation hands its write to the caller
+    /// (the gRPC layer awaits it); outside, or after the deferring code
+    /// panicked, mutations wait for their fsync themselves again.
+    #[test]
+    fn deferred_mutations_hand_their_write_to_the_caller() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ns = namespace(tmp.path());
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let (r, pending) = deferring_durability(|| {
+            ns.mkdirs(&su, "/a", 0, false)?;
+            ns.mkdirs(&su, "/b", 0, false)?;
+            ns.wait_deferred()
+        });
+        r.expect("mkdirs");
+        let pending = pending.expect("the writes were handed over");
+        assert_eq!(pending.seq(), 2, "the later of the two writes");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(pending.wait()).expect("durable");
+
+        let (r, pending) = deferring_durability(|| ns.get_file_info(&su, "/a").map(|_| ()));
+        r.expect("stat");
+        assert!(pending.is_none(), "a read writes nothing");
+
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            deferring_durability(|| {
+                ns.mkdirs(&su, "/c", 0, false).expect("mkdirs");
+                panic!("handler bug");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(
+            DEFERRED.with(|d| d.borrow().is_none()),
+            "the thread still defers after a panic"
+        );
+        ns.mkdirs(&su, "/d", 0, false).expect("mkdirs waits for itself");
+        assert!(DEFERRED.with(|d| d.borrow().is_none()));
     }
 
     /// A create walks its path before taking the namespace lock; a rename

@@ -140,12 +140,24 @@ impl NamenodeState {
             .iter()
             .map(crate::inode::BlockRecord::to_extended)
             .collect();
-        self.blocks.remove_blocks(&dropped);
+        self.remove_deleted(&dropped)?;
         if let Some(file) = self.ns.get_inode(inode)? {
             self.redundancy.check(file.blocks.iter().map(|b| b.id));
             tracing::info!(inode, holder = %holder, length = file.length(), dropped = dropped.len(), "lease recovered; file closed");
         }
         Ok(true)
+    }
+
+    /// Forgets the blocks of deleted files and queues their replicas for
+    /// deletion, once the deletion is durable (see
+    /// [`Namespace::wait_deferred`](crate::namespace::Namespace::wait_deferred)).
+    pub fn remove_deleted(&self, blocks: &[pb::ExtendedBlock]) -> Result<()> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        self.ns.wait_deferred()?;
+        self.blocks.remove_blocks(blocks);
+        Ok(())
     }
 
     /// Before another client takes over `path`: recovers it if its writer's

@@ -101,7 +101,7 @@ impl ClientProtocol for ClientService {
                 r.replication,
                 r.block_size,
             )?;
-            st.blocks.remove_blocks(&extended(removed));
+            st.remove_deleted(&extended(removed))?;
             st.leases.add(&r.client_name, file.id);
             Ok(file)
         })
@@ -221,8 +221,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         blocking(move || {
             let removed = st.ns.rename(&caller, &r.src, &r.dst, r.overwrite)?;
-            st.blocks.remove_blocks(&extended(removed));
-            Ok(())
+            st.remove_deleted(&extended(removed))
         })
         .await?;
         Ok(Response::new(pb::RenameResponse {}))
@@ -234,8 +233,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         blocking(move || {
             let removed = st.ns.delete(&caller, &r.path, r.recursive)?;
-            st.blocks.remove_blocks(&extended(removed));
-            Ok(())
+            st.remove_deleted(&extended(removed))
         })
         .await?;
         Ok(Response::new(pb::DeleteResponse {}))
@@ -250,6 +248,8 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         blocking(move || {
             let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
+            // Lower replication deletes replicas: only once the change is durable.
+            st.ns.wait_deferred()?;
             st.redundancy.check(file.blocks.iter().map(|b| b.id));
             Ok(())
         })
