@@ -49,8 +49,7 @@ pub fn run(data: &[u8], chains: usize, hops: usize, dir: &Path) -> anyhow::Resul
         })
         .collect();
     for t in senders.into_iter().chain(relays) {
-        t.join()
-            .map_err(|_| anyhow::anyhow!("relay thread panicked"))??;
+        t.join().map_err(|_| anyhow::anyhow!("relay thread panicked"))??;
     }
     Ok(start.elapsed().as_secs_f64())
 }

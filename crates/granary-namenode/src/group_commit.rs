@@ -13,7 +13,8 @@
 //! wakes their tasks, a few executor threads at most, not one thread each.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{JoinHandle, Thread};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -22,8 +23,8 @@ struct State<E> {
     synced: u64,
     /// The write the sync in progress covers up to, if one is running.
     syncing: Option<u64>,
-    /// Syncs started so far; its parity picks the waiters' condition variable.
-    round: u64,
+    /// Threads blocked in `wait_durable`, with the write each waits for.
+    waiters: Vec<(u64, Thread)>,
     /// The last failed sync: the writes it was to cover, and why.
     failed: Option<(u64, E)>,
     /// The syncer waits for writes.
@@ -31,12 +32,14 @@ struct State<E> {
     stop: bool,
 }
 
-/// Waiters are split by the sync that will cover them: those covered by the
-/// sync in progress wait on `done[round % 2]`, the rest on the other one, so
-/// a finished sync wakes only writers that are now durable.
+/// A finished sync unparks exactly the threads it made durable, all at
+/// once; they see that from `durable` without taking the state lock again.
+/// (A condition variable would wake them one after another, each waiting
+/// for the one before to release the lock: a chain of context switches.)
 struct Shared<E> {
     state: Mutex<State<E>>,
-    done: [Condvar; 2],
+    /// `State::synced`, readable without the lock.
+    durable: AtomicU64,
     work: Condvar,
     /// Async waiters, woken after every sync.
     synced: tokio::sync::Notify,
@@ -114,12 +117,12 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
                 written: 0,
                 synced: 0,
                 syncing: None,
-                round: 0,
+                waiters: Vec::new(),
                 failed: None,
                 idle: false,
                 stop: false,
             }),
-            done: [Condvar::new(), Condvar::new()],
+            durable: AtomicU64::new(0),
             work: Condvar::new(),
             synced: tokio::sync::Notify::new(),
         });
@@ -143,16 +146,22 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
     /// Blocks until write `seq` is durable, or returns why the sync meant to
     /// cover it failed.
     pub fn wait_durable(&self, seq: u64) -> Result<(), E> {
-        let mut s = self.shared.state.lock();
+        let me = std::thread::current();
         loop {
-            if let Some(r) = self.shared.outcome(&mut s, seq) {
-                return r;
+            {
+                let mut s = self.shared.state.lock();
+                if let Some(r) = self.shared.outcome(&mut s, seq) {
+                    return r;
+                }
+                // Once per wait: a stale unpark brings it back here still listed.
+                if !s.waiters.iter().any(|(_, t)| t.id() == me.id()) {
+                    s.waiters.push((seq, me.clone()));
+                }
             }
-            let round = match s.syncing {
-                Some(target) if seq <= target => s.round,
-                _ => s.round + 1,
-            };
-            self.shared.done[(round % 2) as usize].wait(&mut s);
+            std::thread::park();
+            if self.shared.durable.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
         }
     }
 
@@ -167,6 +176,7 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
 }
 
 fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
+    let mut woken = Vec::new();
     let mut s = shared.state.lock();
     loop {
         if s.written == s.synced || s.failed.as_ref().is_some_and(|(upto, _)| *upto == s.written) {
@@ -179,8 +189,6 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
         }
         let target = s.written;
         s.syncing = Some(target);
-        s.round += 1;
-        let round = s.round;
         drop(s);
         let res = sync();
         s = shared.state.lock();
@@ -192,8 +200,20 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
             }
             Err(e) => s.failed = Some((target, e)),
         }
-        shared.done[(round % 2) as usize].notify_all();
+        shared.durable.store(s.synced, Ordering::Release);
+        s.waiters.retain(|(seq, t)| {
+            let covered = *seq <= target;
+            if covered {
+                woken.push(t.clone());
+            }
+            !covered
+        });
+        drop(s);
+        for t in woken.drain(..) {
+            t.unpark();
+        }
         shared.synced.notify_waiters();
+        s = shared.state.lock();
     }
 }
 
@@ -327,7 +347,11 @@ mod tests {
             release.send(Err("disk gone")).expect("release");
             let r = tokio::time::timeout(std::time::Duration::from_secs(10), gc.durable(second).wait()).await;
             assert_eq!(r.expect("woken"), Err("disk gone"));
-            assert_eq!(gc.durable(first).wait().await, Ok(()), "an earlier durable write stays durable");
+            assert_eq!(
+                gc.durable(first).wait().await,
+                Ok(()),
+                "an earlier durable write stays durable"
+            );
         });
         drop(release);
     }

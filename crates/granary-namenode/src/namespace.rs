@@ -1564,7 +1564,9 @@ mod tests {
         r.expect("mkdirs");
         let pending = pending.expect("the writes were handed over");
         assert_eq!(pending.seq(), 2, "the later of the two writes");
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         rt.block_on(pending.wait()).expect("durable");
 
         let (r, pending) = deferring_durability(|| ns.get_file_info(&su, "/a").map(|_| ()));
