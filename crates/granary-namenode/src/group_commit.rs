@@ -21,8 +21,6 @@ use parking_lot::{Condvar, Mutex};
 struct State<E> {
     written: u64,
     synced: u64,
-    /// The write the sync in progress covers up to, if one is running.
-    syncing: Option<u64>,
     /// Threads blocked in `wait_durable`, with the write each waits for.
     waiters: Vec<(u64, Thread)>,
     /// The last failed sync: the writes it was to cover, and why.
@@ -116,7 +114,6 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
             state: Mutex::new(State {
                 written: 0,
                 synced: 0,
-                syncing: None,
                 waiters: Vec::new(),
                 failed: None,
                 idle: false,
@@ -188,11 +185,9 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
             continue;
         }
         let target = s.written;
-        s.syncing = Some(target);
         drop(s);
         let res = sync();
         s = shared.state.lock();
-        s.syncing = None;
         match res {
             Ok(()) => {
                 s.synced = target;
