@@ -20,7 +20,6 @@ use parking_lot::{Condvar, Mutex};
 
 struct State<E> {
     written: u64,
-    synced: u64,
     /// Threads blocked in `wait_durable`, with the write each waits for.
     waiters: Vec<(u64, Thread)>,
     /// The last failed sync: the writes it was to cover, and why.
@@ -36,18 +35,19 @@ struct State<E> {
 /// for the one before to release the lock: a chain of context switches.)
 struct Shared<E> {
     state: Mutex<State<E>>,
-    /// `State::synced`, readable without the lock.
+    /// Writes made durable so far. Stored only by the syncer, under the
+    /// state lock; read without it by woken waiters.
     durable: AtomicU64,
     work: Condvar,
     /// Async waiters, woken after every sync.
-    synced: tokio::sync::Notify,
+    tasks: tokio::sync::Notify,
 }
 
 impl<E: Clone> Shared<E> {
     /// Whether write `seq` is durable (or its sync failed); if not yet, makes
     /// sure the syncer is running.
     fn outcome(&self, s: &mut State<E>, seq: u64) -> Option<Result<(), E>> {
-        if s.synced >= seq {
+        if self.durable.load(Ordering::Acquire) >= seq {
             return Some(Ok(()));
         }
         if let Some((upto, e)) = &s.failed
@@ -85,7 +85,7 @@ impl<E: Clone> Durable<E> {
     /// returns why the sync meant to cover it failed.
     pub async fn wait(self) -> Result<(), E> {
         loop {
-            let notified = self.shared.synced.notified();
+            let notified = self.shared.tasks.notified();
             tokio::pin!(notified);
             // Registered before the check, so a sync ending in between still wakes us.
             notified.as_mut().enable();
@@ -113,7 +113,6 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 written: 0,
-                synced: 0,
                 waiters: Vec::new(),
                 failed: None,
                 idle: false,
@@ -121,7 +120,7 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
             }),
             durable: AtomicU64::new(0),
             work: Condvar::new(),
-            synced: tokio::sync::Notify::new(),
+            tasks: tokio::sync::Notify::new(),
         });
         let s = shared.clone();
         let syncer = std::thread::Builder::new()
@@ -143,16 +142,19 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
     /// Blocks until write `seq` is durable, or returns why the sync meant to
     /// cover it failed.
     pub fn wait_durable(&self, seq: u64) -> Result<(), E> {
-        let me = std::thread::current();
+        let mut listed = false;
         loop {
             {
                 let mut s = self.shared.state.lock();
                 if let Some(r) = self.shared.outcome(&mut s, seq) {
                     return r;
                 }
-                // Once per wait: a stale unpark brings it back here still listed.
-                if !s.waiters.iter().any(|(_, t)| t.id() == me.id()) {
-                    s.waiters.push((seq, me.clone()));
+                // The syncer unlists a waiter only with the sync that decides
+                // it (outcome then answers), so a stale or spurious unpark
+                // brings it back here still listed.
+                if !listed {
+                    s.waiters.push((seq, std::thread::current()));
+                    listed = true;
                 }
             }
             std::thread::park();
@@ -176,7 +178,8 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
     let mut woken = Vec::new();
     let mut s = shared.state.lock();
     loop {
-        if s.written == s.synced || s.failed.as_ref().is_some_and(|(upto, _)| *upto == s.written) {
+        let synced = shared.durable.load(Ordering::Acquire);
+        if s.written == synced || s.failed.as_ref().is_some_and(|(upto, _)| *upto == s.written) {
             if s.stop {
                 return;
             }
@@ -190,24 +193,21 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
         s = shared.state.lock();
         match res {
             Ok(()) => {
-                s.synced = target;
+                shared.durable.store(target, Ordering::Release);
                 s.failed = None;
             }
             Err(e) => s.failed = Some((target, e)),
         }
-        shared.durable.store(s.synced, Ordering::Release);
-        s.waiters.retain(|(seq, t)| {
-            let covered = *seq <= target;
-            if covered {
-                woken.push(t.clone());
-            }
-            !covered
-        });
+        woken.extend(
+            s.waiters
+                .extract_if(.., |(seq, _)| *seq <= target)
+                .map(|(_, t)| t),
+        );
         drop(s);
         for t in woken.drain(..) {
             t.unpark();
         }
-        shared.synced.notify_waiters();
+        shared.tasks.notify_waiters();
         s = shared.state.lock();
     }
 }
@@ -258,7 +258,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(gc.shared.state.lock().synced, 1600);
+        assert_eq!(gc.shared.durable.load(Ordering::SeqCst), 1600);
         assert!(syncs.load(Ordering::SeqCst) < 1600, "no sharing of syncs");
     }
 
@@ -314,7 +314,7 @@ mod tests {
         };
         gc.wait_durable(first).expect("durable");
         later.join().expect("later writer");
-        assert_eq!(gc.shared.state.lock().synced, 2);
+        assert_eq!(gc.shared.durable.load(Ordering::SeqCst), 2);
         assert_eq!(syncs.load(Ordering::SeqCst), 2);
     }
 
