@@ -10,7 +10,10 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a build
+    // script binary reused from a checkout elsewhere (a shared target dir)
+    // would otherwise look for the protos there.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     // tonic-prost-build does not forward rerun hints, so print them here.
     for p in PROTOS {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
