@@ -1540,12 +1540,17 @@ mod tests {
     use super::*;
     use granary_common::identity::Identity;
 
-    fn namespace(dir: &Path) -> Namespace {
+    /// A new namespace in a temporary directory (kept alive by the first
+    /// element, which drops last), and its superuser.
+    fn namespace() -> (tempfile::TempDir, Namespace, Caller) {
+        let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = NamespaceConfig {
             superuser: "hdfs".into(),
             ..Default::default()
         };
-        Namespace::create_new(dir, cfg).expect("new namespace")
+        let ns = Namespace::create_new(tmp.path(), cfg).expect("new namespace");
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        (tmp, ns, su)
     }
 
     /// Inside `deferring_durability` a mutation hands its write to the caller
@@ -1553,9 +1558,7 @@ mod tests {
     /// panicked, mutations wait for their fsync themselves again.
     #[test]
     fn deferred_mutations_hand_their_write_to_the_caller() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let ns = namespace(tmp.path());
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let (_tmp, ns, su) = namespace();
         let (r, pending) = deferring_durability(|| {
             ns.mkdirs(&su, "/a", 0, false)?;
             ns.mkdirs(&su, "/b", 0, false)?;
@@ -1592,9 +1595,7 @@ mod tests {
     /// in that window must not make it create the file elsewhere.
     #[test]
     fn a_create_lands_at_its_path_when_the_parent_moves_during_its_walk() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let ns = namespace(tmp.path());
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let (_tmp, ns, su) = namespace();
         ns.mkdirs(&su, "/a/b", 0, true).expect("mkdirs");
         let hook_su = su.clone();
         *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
@@ -1627,9 +1628,7 @@ mod tests {
     /// changes in that window must decide its outcome, not the walk.
     #[test]
     fn a_rename_acts_on_the_namespace_as_it_is_under_the_lock() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let ns = namespace(tmp.path());
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let (_tmp, ns, su) = namespace();
         ns.mkdirs(&su, "/d/sub", 0, true).expect("mkdirs");
         let f = ns
             .create(&su, "/d/sub/f", 0, "w", false, false, 1, 0)
@@ -1687,9 +1686,7 @@ mod tests {
     /// block would, whatever the order and gaps of the reported ids.
     #[test]
     fn batched_block_lookups_match_single_lookups() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let ns = namespace(tmp.path());
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let (_tmp, ns, su) = namespace();
         let mut known = Vec::new();
         for f in 0..3 {
             let path = format!("/f{f}");
