@@ -14,7 +14,7 @@ const CHUNK: usize = 512 << 10;
 
 /// Sends `data` once per chain, `chains` chains at once, through `hops`
 /// relays each; returns the seconds until every copy of every chain is written.
-pub fn run(data: &[u8], chains: usize, hops: usize, dir: &Path) -> anyhow::Result<f64> {
+pub fn run(data: &bytes::Bytes, chains: usize, hops: usize, dir: &Path) -> anyhow::Result<f64> {
     anyhow::ensure!(hops >= 1, "a relay chain needs at least one hop");
     let mut firsts = Vec::new();
     let mut relays = Vec::new();
@@ -37,7 +37,8 @@ pub fn run(data: &[u8], chains: usize, hops: usize, dir: &Path) -> anyhow::Resul
     let senders: Vec<_> = firsts
         .into_iter()
         .map(|addr| {
-            let data = data.to_vec();
+            // Shared, not copied: a copy per chain would be timed too.
+            let data = data.clone();
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let mut s = TcpStream::connect(addr)?;
                 s.set_nodelay(true)?;
