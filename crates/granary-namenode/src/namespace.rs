@@ -25,31 +25,62 @@ use granary_proto as pb;
 /// A write whose durability the caller awaits (see [`deferring_durability`]).
 pub type PendingWrite = Durable<rocksdb::Error>;
 
+/// Work that acts on a mutation beyond the namenode's memory (queueing a
+/// deleted file's replicas for deletion on datanodes, say), which must not
+/// happen for a change that a crash could still undo.
+pub struct AfterDurable {
+    /// Long enough to keep off an async executor (thousands of blocks).
+    pub heavy: bool,
+    pub run: Box<dyn FnOnce() + Send>,
+}
+
+#[derive(Default)]
+struct Deferral {
+    latest: Option<PendingWrite>,
+    after: Vec<AfterDurable>,
+}
+
 thread_local! {
     /// Set while [`deferring_durability`] runs on this thread: the latest
-    /// write its mutations made, which its caller waits for instead.
-    static DEFERRED: std::cell::RefCell<Option<Option<PendingWrite>>> = const { std::cell::RefCell::new(None) };
+    /// write its mutations made, which its caller waits for instead, and
+    /// what runs once that write is durable.
+    static DEFERRED: std::cell::RefCell<Option<Deferral>> = const { std::cell::RefCell::new(None) };
+}
+
+/// What a [`deferring_durability`] run leaves its caller, who must await
+/// `pending` before telling anyone the mutations happened, and then run
+/// `after` (never when the sync failed: the change may be lost).
+#[must_use]
+pub struct Deferred {
+    pub pending: Option<PendingWrite>,
+    pub after: Vec<AfterDurable>,
 }
 
 /// Runs `f`, whose namespace mutations return as soon as they are written
-/// instead of blocking until durable; returns the latest such write, which
-/// the caller must await before it tells anyone the mutation happened.
+/// instead of blocking until durable, and whose
+/// [`Namespace::after_durable`] work is handed back instead of waiting.
 /// This is how async callers avoid parking a thread per fsync.
-pub fn deferring_durability<R>(f: impl FnOnce() -> R) -> (R, Option<PendingWrite>) {
+pub fn deferring_durability<R>(f: impl FnOnce() -> R) -> (R, Deferred) {
     /// Restores the enclosing deferral's state, also when `f` panics: a
     /// pooled thread must not go on skipping the wait.
-    struct Reset(Option<Option<PendingWrite>>);
+    struct Reset(Option<Deferral>);
     impl Drop for Reset {
         fn drop(&mut self) {
             let outer = self.0.take();
             DEFERRED.with(|d| *d.borrow_mut() = outer);
         }
     }
-    let reset = Reset(DEFERRED.with(|d| d.borrow_mut().replace(None)));
+    let reset = Reset(DEFERRED.with(|d| d.borrow_mut().replace(Deferral::default())));
     let r = f();
-    let pending = DEFERRED.with(|d| d.borrow_mut().take()).flatten();
+    let d = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
     drop(reset);
-    (r, pending)
+    (
+        r,
+        Deferred {
+            pending: d.latest,
+            after: d.after,
+        },
+    )
 }
 
 /// Limits and defaults the namespace applies to requests.
@@ -419,25 +450,29 @@ impl Namespace {
         Ok(out)
     }
 
-    /// Inside [`deferring_durability`]: blocks until this thread's writes so
-    /// far are durable. For steps that act on a mutation beyond the
-    /// namenode's memory, such as queueing a deleted file's replicas for
-    /// deletion on datanodes, which must not happen for a change that a
-    /// crash could still undo.
-    pub fn wait_deferred(&self) -> Result<()> {
-        let seq = DEFERRED.with(|d| d.borrow().as_ref().and_then(|p| p.as_ref().map(Durable::seq)));
-        if let Some(seq) = seq {
-            self.commit.wait_durable(seq)?;
+    /// Runs `run` once this thread's mutations so far are durable: at once
+    /// outside [`deferring_durability`] (each mutation waited for its own
+    /// fsync), else handed to its caller, who runs it after awaiting them.
+    pub fn after_durable(&self, heavy: bool, run: impl FnOnce() + Send + 'static) {
+        let run: Box<dyn FnOnce() + Send> = Box::new(run);
+        let left = DEFERRED.with(|d| match &mut *d.borrow_mut() {
+            Some(deferral) => {
+                deferral.after.push(AfterDurable { heavy, run });
+                None
+            }
+            None => Some(run),
+        });
+        if let Some(run) = left {
+            run();
         }
-        Ok(())
     }
 
     /// Hands write `seq` to the caller's [`deferring_durability`], if it runs.
     fn defer(&self, seq: u64) -> bool {
         DEFERRED.with(|d| match &mut *d.borrow_mut() {
-            Some(latest) => {
+            Some(deferral) => {
                 let w = self.commit.durable(seq);
-                *latest = Some(match latest.take() {
+                deferral.latest = Some(match deferral.latest.take() {
                     Some(l) => l.latest(w),
                     None => w,
                 });
@@ -1554,27 +1589,41 @@ mod tests {
     }
 
     /// Inside `deferring_durability` a mutation hands its write to the caller
-    /// (the gRPC layer awaits it); outside, or after the deferring code
-    /// panicked, mutations wait for their fsync themselves again.
+    /// (the gRPC layer awaits it), and so does work that must wait for it;
+    /// outside, or after the deferring code panicked, mutations wait for
+    /// their fsync themselves again and such work runs at once.
     #[test]
     fn deferred_mutations_hand_their_write_to_the_caller() {
         let (_tmp, ns, su) = namespace();
-        let (r, pending) = deferring_durability(|| {
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, deferred) = deferring_durability(|| {
             ns.mkdirs(&su, "/a", 0, false)?;
             ns.mkdirs(&su, "/b", 0, false)?;
-            ns.wait_deferred()
+            let ran = ran.clone();
+            ns.after_durable(false, move || ran.store(true, Ordering::SeqCst));
+            Ok::<_, NnError>(())
         });
         r.expect("mkdirs");
-        let pending = pending.expect("the writes were handed over");
+        assert!(!ran.load(Ordering::SeqCst), "ran before its write was durable");
+        let pending = deferred.pending.expect("the writes were handed over");
         assert_eq!(pending.seq(), 2, "the later of the two writes");
+        assert_eq!(deferred.after.len(), 1, "the waiting work was handed over");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
         rt.block_on(pending.wait()).expect("durable");
 
-        let (r, pending) = deferring_durability(|| ns.get_file_info(&su, "/a").map(|_| ()));
+        let (r, deferred) = deferring_durability(|| ns.get_file_info(&su, "/a").map(|_| ()));
         r.expect("stat");
-        assert!(pending.is_none(), "a read writes nothing");
+        assert!(deferred.pending.is_none(), "a read writes nothing");
+
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        ns.after_durable(false, move || flag.store(true, Ordering::SeqCst));
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "outside a deferral the work runs at once"
+        );
 
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             deferring_durability(|| {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::blocking;
+use super::{blocking, mutating};
 use crate::inode::BlockRecord;
 use crate::state::NamenodeState;
 use granary_common::identity::Identity;
@@ -81,7 +81,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)).await?;
+        mutating(&self.state, move || {
+            st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)
+        })
+        .await?;
         Ok(Response::new(pb::MkdirsResponse {}))
     }
 
@@ -89,7 +92,7 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        let file = blocking(move || {
+        let file = mutating(&self.state, move || {
             st.take_over(&r.path, &r.client_name)?;
             let (file, removed) = st.ns.create(
                 &caller,
@@ -101,7 +104,7 @@ impl ClientProtocol for ClientService {
                 r.replication,
                 r.block_size,
             )?;
-            st.remove_deleted(&extended(removed))?;
+            st.remove_deleted(extended(removed));
             st.leases.add(&r.client_name, file.id);
             Ok(file)
         })
@@ -119,7 +122,7 @@ impl ClientProtocol for ClientService {
         let st = self.state.clone();
         let writer_host = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
-        let located = blocking(move || {
+        let located = mutating(&self.state, move || {
             let file = st.ns.file_for_writer(&r.path, r.file_id, &r.client_name)?;
             let targets =
                 st.choose_targets(file.replication, file.block_size, &r.excluded_nodes, writer_host)?;
@@ -153,7 +156,7 @@ impl ClientProtocol for ClientService {
                 "abandonBlock needs a block",
             )
         })?;
-        blocking(move || {
+        mutating(&self.state, move || {
             st.ns
                 .abandon_block(&r.path, r.file_id, &r.client_name, block.block_id)
         })
@@ -168,7 +171,7 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let st = self.state.clone();
         let r = req.into_inner();
-        let completed = blocking(move || {
+        let completed = mutating(&self.state, move || {
             let min = st.config.min_replication as usize;
             let blocks = std::cell::RefCell::new(Vec::new());
             let done = st
@@ -219,9 +222,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || {
+        mutating(&self.state, move || {
             let removed = st.ns.rename(&caller, &r.src, &r.dst, r.overwrite)?;
-            st.remove_deleted(&extended(removed))
+            st.remove_deleted(extended(removed));
+            Ok(())
         })
         .await?;
         Ok(Response::new(pb::RenameResponse {}))
@@ -231,9 +235,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || {
+        mutating(&self.state, move || {
             let removed = st.ns.delete(&caller, &r.path, r.recursive)?;
-            st.remove_deleted(&extended(removed))
+            st.remove_deleted(extended(removed));
+            Ok(())
         })
         .await?;
         Ok(Response::new(pb::DeleteResponse {}))
@@ -246,11 +251,12 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || {
+        mutating(&self.state, move || {
             let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
             // Lower replication deletes replicas: only once the change is durable.
-            st.ns.wait_deferred()?;
-            st.redundancy.check(file.blocks.iter().map(|b| b.id));
+            let blocks: Vec<u64> = file.blocks.iter().map(|b| b.id).collect();
+            let s = st.clone();
+            st.ns.after_durable(false, move || s.redundancy.check(blocks));
             Ok(())
         })
         .await?;
@@ -264,7 +270,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || st.ns.set_permission(&caller, &r.path, r.permission)).await?;
+        mutating(&self.state, move || {
+            st.ns.set_permission(&caller, &r.path, r.permission)
+        })
+        .await?;
         Ok(Response::new(pb::SetPermissionResponse {}))
     }
 
@@ -275,7 +284,7 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || {
+        mutating(&self.state, move || {
             st.ns
                 .set_owner(&caller, &r.path, r.owner.as_deref(), r.group.as_deref())
         })
@@ -290,7 +299,7 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        blocking(move || {
+        mutating(&self.state, move || {
             st.ns
                 .set_times(&caller, &r.path, r.modification_time, r.access_time)
         })
@@ -370,7 +379,7 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        let file = blocking(move || {
+        let file = mutating(&self.state, move || {
             st.take_over(&r.path, &r.client_name)?;
             let file = st.ns.append(&caller, &r.path, &r.client_name)?;
             st.leases.add(&r.client_name, file.id);
@@ -396,7 +405,7 @@ impl ClientProtocol for ClientService {
                 "updateBlockForPipeline needs a block",
             )
         })?;
-        let resp = blocking(move || {
+        let resp = mutating(&self.state, move || {
             let old = block;
             let gs = st.ns.bump_generation(&r.path, r.file_id, &r.client_name, block.block_id)?;
             block.generation_stamp = gs;
@@ -419,7 +428,7 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
-        let closed = blocking(move || {
+        let closed = mutating(&self.state, move || {
             let file = st.ns.get_file_info(&caller, &r.path)?;
             if file.is_dir {
                 return Err(crate::error::NnError::IsDirectory(r.path.clone()));

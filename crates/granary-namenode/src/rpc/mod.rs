@@ -2,29 +2,63 @@
 
 pub mod client_service;
 pub mod datanode_service;
+pub mod mutation_queue;
 
 use granary_common::ErrorCode;
 use granary_common::error::status;
 
 use crate::error::NnError;
-use crate::namespace::deferring_durability;
+use crate::namespace::{AfterDurable, Deferred, deferring_durability};
+use crate::state::NamenodeState;
 
 /// Runs blocking namespace work off the async executor. Its mutations'
 /// fsync is awaited here, after the pooled thread is released, so a call
-/// waiting for the disk holds no thread (docs/performance.md).
+/// waiting for the disk holds no thread (docs/performance.md); then the
+/// work that had to wait for it runs.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, tonic::Status>
 where
     F: FnOnce() -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(move || deferring_durability(f)).await {
-        Ok((r, pending)) => {
-            if let Some(p) = pending {
-                // A failed fsync outranks the answer: the change may be lost.
-                p.wait().await.map_err(NnError::from)?;
-            }
-            r.map_err(Into::into)
-        }
-        Err(e) => Err(status(ErrorCode::Internal, format!("namenode task failed: {e}"))),
+    let (r, deferred) = tokio::task::spawn_blocking(move || deferring_durability(f))
+        .await
+        .map_err(task_failed)?;
+    finish(r, deferred).await
+}
+
+/// Like [`blocking`] for short namespace mutations, which run on the
+/// namenode's mutation thread instead of the blocking pool.
+pub(crate) async fn mutating<T, F>(st: &NamenodeState, f: F) -> Result<T, tonic::Status>
+where
+    F: FnOnce() -> Result<T, NnError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (r, deferred) = st.mutations.run(f).await?;
+    finish(r, deferred).await
+}
+
+/// Awaits the writes a call left pending, then the work that waited for them.
+async fn finish<T>(r: Result<T, NnError>, deferred: Deferred) -> Result<T, tonic::Status> {
+    if let Some(p) = deferred.pending {
+        // A failed fsync outranks the answer: the change may be lost.
+        p.wait().await.map_err(NnError::from)?;
     }
+    run_after(deferred.after).await?;
+    r.map_err(Into::into)
+}
+
+/// Runs work that waited for durability; heavy work on the blocking pool.
+async fn run_after(after: Vec<AfterDurable>) -> Result<(), tonic::Status> {
+    if after.iter().any(|a| a.heavy) {
+        tokio::task::spawn_blocking(move || after.into_iter().for_each(|a| (a.run)()))
+            .await
+            .map_err(task_failed)
+    } else {
+        after.into_iter().for_each(|a| (a.run)());
+        Ok(())
+    }
+}
+
+fn task_failed(e: tokio::task::JoinError) -> tonic::Status {
+    status(ErrorCode::Internal, format!("namenode task failed: {e}"))
 }

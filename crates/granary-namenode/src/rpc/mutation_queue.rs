@@ -1,0 +1,75 @@
+//! One thread that runs the RPC handlers' namespace mutations back to back.
+//!
+//! Mutations serialize on the namespace lock anyway. On the blocking pool,
+//! every call woke a pooled thread and most then parked on the lock and were
+//! woken again when it came free: two thread switches per mutation, the top
+//! of the profile with 64 clients on 2 cores. This thread takes the next job
+//! without being woken while it is busy and never contends for the lock
+//! with another handler. Nothing here waits for an fsync: the jobs run
+//! inside [`deferring_durability`] and the handler awaits it (see
+//! [`super::blocking`]).
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::NnError;
+use crate::namespace::{Deferred, deferring_durability};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+pub struct MutationQueue {
+    /// `None` when the thread could not be started: jobs use the blocking pool.
+    jobs: Option<mpsc::UnboundedSender<Job>>,
+}
+
+impl MutationQueue {
+    pub fn start() -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("nn-mutations".into())
+            .spawn(move || {
+                // Ends when the namenode state (the only sender) is dropped.
+                while let Some(job) = rx.blocking_recv() {
+                    // A panicking handler fails its own call (its reply is
+                    // dropped), not every later mutation.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        match spawned {
+            Ok(_) => Self { jobs: Some(tx) },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the mutation thread; mutations run on the blocking pool");
+                Self { jobs: None }
+            }
+        }
+    }
+
+    /// Runs `f` on the mutation thread; returns its result and the writes
+    /// (and work) it left for the caller to await.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<(Result<T, NnError>, Deferred), tonic::Status>
+    where
+        F: FnOnce() -> Result<T, NnError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(jobs) = &self.jobs else {
+            return tokio::task::spawn_blocking(move || deferring_durability(f))
+                .await
+                .map_err(super::task_failed);
+        };
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = reply.send(deferring_durability(f));
+        });
+        jobs.send(job).map_err(|_| {
+            granary_common::error::status(
+                granary_common::ErrorCode::Unavailable,
+                "the namenode is shutting down",
+            )
+        })?;
+        answer.await.map_err(|_| {
+            granary_common::error::status(
+                granary_common::ErrorCode::Internal,
+                "namenode mutation failed (a handler panicked)",
+            )
+        })
+    }
+}
