@@ -6,6 +6,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
+/// Largest HTTP/2 frame a datanode or a peer's channel accepts: a whole
+/// data packet (up to 1 MiB) in one frame rather than h2's default 16 KiB.
+pub const MAX_FRAME_SIZE: u32 = (1 << 20) + (64 << 10);
+
 /// A lazily connecting channel to `host:port`.
 pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
     let uri = if addr.contains("://") {
@@ -32,6 +36,7 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
         // (docs/performance.md).
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20)
+        .max_frame_size(MAX_FRAME_SIZE)
         .connect_lazy())
 }
 

@@ -137,6 +137,9 @@ pub async fn start(
         // a writer's 5 MiB in flight.
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20)
+        // Packets arrive as one HTTP/2 frame each instead of h2's default
+        // 16 KiB frames (32 per 512 KiB packet, per hop).
+        .max_frame_size(granary_common::net::MAX_FRAME_SIZE)
         .add_service(
             DataTransferServer::new(crate::data_transfer::DataTransferService::new(ctx.clone()))
                 .max_decoding_message_size(64 << 20)
