@@ -3,6 +3,13 @@
 //! write rate is set beside `dd`-like writes of the same data R times to a
 //! local disk with fsync, and beside the same bytes relayed through plain
 //! loopback TCP hops that each keep a copy (`relay`), measured in the same run.
+//!
+//! The relay runs before Granary's write, and both start after a pause
+//! (`settle`): on this project's VMs memory freed a few seconds earlier is
+//! handed back to the host (virtio-balloon free page reporting), and the
+//! page-cache copy into such pages costs several times a copy into pages
+//! freed just before, so both writers must meet memory in the same state
+//! (docs/performance.md).
 
 use std::io::Write;
 use std::time::Instant;
@@ -17,6 +24,8 @@ pub struct Args {
     pub replication: u32,
     pub block_mib: u64,
     pub dd_dir: std::path::PathBuf,
+    /// Pause before the relay and before the write (see the module doc).
+    pub settle: std::time::Duration,
 }
 
 pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
@@ -38,7 +47,15 @@ pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
     let _ = client.delete("/dfsio", true).await;
     client.mkdirs("/dfsio", None, true).await?;
     let total_mib = (a.files * a.size_mib) as f64;
+    let copies = a.replication.max(1) as usize;
 
+    // The machine's limit for R copies over R loopback hops, without Granary
+    // (printed after the write, with the ratio).
+    tokio::time::sleep(a.settle).await;
+    let relay_s = crate::relay::run(&data, a.files, copies, &a.dd_dir)?;
+    let relay_rate = total_mib / relay_s;
+
+    tokio::time::sleep(a.settle).await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for f in 0..a.files {
@@ -101,7 +118,6 @@ pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
     );
 
     // The same bytes, replication times, to one local disk with fsync (dd conv=fsync).
-    let copies = a.replication.max(1) as usize;
     let path = a.dd_dir.join(format!("granary-dfsio-dd-{}", std::process::id()));
     let start = Instant::now();
     {
@@ -120,9 +136,6 @@ pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
         write_rate / dd_rate
     );
 
-    // The machine's limit for R copies over R loopback hops, without Granary.
-    let relay_s = crate::relay::run(&data, a.files, copies, &a.dd_dir)?;
-    let relay_rate = total_mib / relay_s;
     println!(
         "relay {} chains of {copies} loopback hops, each keeping a copy in {} (page cache): seconds={relay_s:.2} data_mib_per_s={relay_rate:.1} granary_write_vs_relay={:.2}",
         a.files,

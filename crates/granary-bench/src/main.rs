@@ -69,6 +69,10 @@ enum Cmd {
         /// Where the `dd` comparison writes (the datanodes' disk).
         #[arg(long, default_value = "/tmp")]
         dd_dir: std::path::PathBuf,
+        /// Seconds to pause before the relay and before the write, so both
+        /// write into memory the VM's host has taken back (see dfsio.rs).
+        #[arg(long, default_value_t = 5.0)]
+        settle_secs: f64,
     },
     /// A full block report of B existing blocks from a synthetic datanode.
     Blockreport {
@@ -134,13 +138,17 @@ async fn main() -> anyhow::Result<()> {
             replication,
             block_mib,
             dd_dir,
+            settle_secs,
         } => {
+            let settle = std::time::Duration::try_from_secs_f64(settle_secs)
+                .map_err(|e| anyhow::anyhow!("--settle-secs {settle_secs}: {e}"))?;
             let a = dfsio::Args {
                 files,
                 size_mib,
                 replication,
                 block_mib,
                 dd_dir,
+                settle,
             };
             dfsio::run(&namenode, &user, &a).await
         }

@@ -74,6 +74,8 @@ fn dfsio_writes_reads_and_compares_with_dd_and_a_plain_relay() {
         "1",
         "--dd-dir",
         &dd,
+        "--settle-secs",
+        "0",
     ]);
     assert!(field(&out, "dfsio write:", "aggregate_mib_per_s") > 0.0);
     assert!(field(&out, "dfsio read:", "aggregate_mib_per_s") > 0.0);

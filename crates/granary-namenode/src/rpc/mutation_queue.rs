@@ -73,3 +73,36 @@ impl MutationQueue {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that panics fails its own call with a clear status, and
+    /// the mutations queued after it still run, in order.
+    #[tokio::test]
+    async fn a_panicking_mutation_fails_alone_and_later_ones_run_in_order() {
+        let q = MutationQueue::start();
+        let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let o = order.clone();
+        let first = q.run(move || {
+            o.lock().push(1);
+            Ok(1)
+        });
+        let panicking = q.run(|| -> Result<u32, NnError> { panic!("handler bug") });
+        let o = order.clone();
+        let last = q.run(move || {
+            o.lock().push(3);
+            Ok(3)
+        });
+        let (first, panicking, last) = tokio::join!(first, panicking, last);
+        let (r, deferred) = first.expect("first mutation ran");
+        assert_eq!(r.expect("ok"), 1);
+        assert!(deferred.pending.is_none(), "nothing was written");
+        let err = panicking.err().expect("the panicking call fails");
+        assert_eq!(err.code(), tonic::Code::Internal);
+        assert!(err.message().contains("panicked"), "{}", err.message());
+        assert_eq!(last.expect("later mutation ran").0.expect("ok"), 3);
+        assert_eq!(*order.lock(), vec![1, 3]);
+    }
+}
