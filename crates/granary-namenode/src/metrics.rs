@@ -35,6 +35,8 @@ pub struct NamenodeMetrics {
     pending: Gauge,
     safe_mode: Gauge,
     uptime: Gauge<f64, AtomicU64>,
+    mutation_queue: Gauge,
+    mutation_busy: Gauge<f64, AtomicU64>,
     rocksdb_keys: Family<CfLabel, Gauge>,
     rocksdb_sst_bytes: Family<CfLabel, Gauge>,
     rocksdb_memtable_bytes: Gauge,
@@ -95,6 +97,18 @@ impl NamenodeMetrics {
                 "Seconds since the namenode started",
                 Gauge::default(),
             ),
+            mutation_queue: register(
+                &mut r,
+                "granary_mutation_queue_jobs",
+                "Namespace mutations waiting for the mutation thread or running on it",
+                Gauge::default(),
+            ),
+            mutation_busy: register(
+                &mut r,
+                "granary_mutation_thread_busy_seconds",
+                "Seconds the mutation thread spent running mutations since start (a rate near 1 means it is saturated)",
+                Gauge::default(),
+            ),
             rocksdb_keys: register(
                 &mut r,
                 "granary_rocksdb_estimated_keys",
@@ -152,6 +166,9 @@ impl NamenodeMetrics {
         self.pending.set(h.pending_replications as i64);
         self.safe_mode.set(i64::from(h.safe_mode));
         self.uptime.set(st.started.elapsed().as_secs_f64());
+        self.mutation_queue
+            .set(i64::try_from(st.mutations.queued()).unwrap_or(i64::MAX));
+        self.mutation_busy.set(st.mutations.busy_seconds());
         let db = st.ns.db();
         let mut memtables = 0;
         for cf in crate::inode::ALL_CFS {

@@ -46,6 +46,13 @@ async fn metrics_follow_what_the_cluster_does() {
     );
     assert_eq!(sample(&nn, "granary_blocks"), Some(4.0), "{nn}");
     assert_eq!(sample(&nn, "granary_safe_mode"), Some(0.0));
+    // The create, addBlock and complete calls ran on the mutation thread,
+    // which is idle again.
+    assert!(
+        sample(&nn, "granary_mutation_thread_busy_seconds").unwrap() > 0.0,
+        "{nn}"
+    );
+    assert_eq!(sample(&nn, "granary_mutation_queue_jobs"), Some(0.0), "{nn}");
     assert!(
         sample(&nn, "granary_rocksdb_estimated_keys{cf=\"inodes\"}").is_some(),
         "{nn}"

@@ -9,6 +9,9 @@
 //! inside [`deferring_durability`] and the handler awaits it (see
 //! [`super::blocking`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::NnError;
@@ -19,28 +22,54 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct MutationQueue {
     /// `None` when the thread could not be started: jobs use the blocking pool.
     jobs: Option<mpsc::UnboundedSender<Job>>,
+    load: Arc<Load>,
+}
+
+/// What `/metrics` shows of the thread: whether it is the bottleneck.
+#[derive(Default)]
+struct Load {
+    /// Jobs sent and not yet finished (waiting or running).
+    queued: AtomicU64,
+    busy_nanos: AtomicU64,
 }
 
 impl MutationQueue {
     pub fn start() -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let load = Arc::new(Load::default());
+        let l = load.clone();
         let spawned = std::thread::Builder::new()
             .name("nn-mutations".into())
             .spawn(move || {
                 // Ends when the namenode state (the only sender) is dropped.
                 while let Some(job) = rx.blocking_recv() {
+                    let start = std::time::Instant::now();
                     // A panicking handler fails its own call (its reply is
                     // dropped), not every later mutation.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    l.busy_nanos.fetch_add(took, Ordering::Relaxed);
+                    l.queued.fetch_sub(1, Ordering::Relaxed);
                 }
             });
         match spawned {
-            Ok(_) => Self { jobs: Some(tx) },
+            Ok(_) => Self { jobs: Some(tx), load },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the mutation thread; mutations run on the blocking pool");
-                Self { jobs: None }
+                Self { jobs: None, load }
             }
         }
+    }
+
+    /// Mutations waiting for the thread or running on it.
+    pub fn queued(&self) -> u64 {
+        self.load.queued.load(Ordering::Relaxed)
+    }
+
+    /// Seconds the thread has spent running mutations since start; its rate
+    /// near 1 means the thread is saturated.
+    pub fn busy_seconds(&self) -> f64 {
+        self.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Runs `f` on the mutation thread; returns its result and the writes
@@ -59,7 +88,9 @@ impl MutationQueue {
         let job: Job = Box::new(move || {
             let _ = reply.send(deferring_durability(f));
         });
+        self.load.queued.fetch_add(1, Ordering::Relaxed);
         jobs.send(job).map_err(|_| {
+            self.load.queued.fetch_sub(1, Ordering::Relaxed);
             granary_common::error::status(
                 granary_common::ErrorCode::Unavailable,
                 "the namenode is shutting down",
