@@ -71,6 +71,54 @@ fn check_token(
         .map_err(|e| status(ErrorCode::AccessControl, format!("block {block_id}: {e}")))
 }
 
+/// A replica this call holds before its packets start. If the call ends
+/// first (an error, or the client cancelling it, which drops the handler
+/// wherever it waits), dropping this keeps a recovering replica for the next
+/// recovery attempt and removes a new one, instead of losing track of it.
+struct HeldReplica {
+    ctx: Arc<DatanodeContext>,
+    writer: Option<ReplicaWriter>,
+    recovering: bool,
+}
+
+impl HeldReplica {
+    fn new(ctx: &Arc<DatanodeContext>, w: ReplicaWriter, recovering: bool) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            writer: Some(w),
+            recovering,
+        }
+    }
+
+    fn gs(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| w.gs)
+    }
+
+    fn recover_to(&mut self, gs: u64, len: u64) -> Result<(), crate::storage::StorageError> {
+        match self.writer.as_mut() {
+            Some(w) => w.recover_to(gs, len),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the replica to the write pipeline, which owns it from here.
+    fn release(mut self) -> Option<ReplicaWriter> {
+        self.writer.take()
+    }
+}
+
+impl Drop for HeldReplica {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            if self.recovering {
+                self.ctx.keep_for_recovery(w);
+            } else {
+                w.abort();
+            }
+        }
+    }
+}
+
 enum Local {
     Ok { seqno: u64, last: bool },
     Fail(Status),
@@ -129,7 +177,8 @@ impl DataTransfer for DataTransferService {
                 format!("bytes_per_checksum {bpc} is too large"),
             ));
         }
-        let writer = if header.stage == pb::PipelineStage::Recovery as i32 {
+        let recovering = header.stage == pb::PipelineStage::Recovery as i32;
+        let writer = if recovering {
             // Continue the half-written replica under the new generation stamp.
             // The old stream may still be winding down here, its last write
             // held up by a busy disk for seconds: wait for it as HDFS waits for
@@ -138,13 +187,18 @@ impl DataTransfer for DataTransferService {
             let (id, gs) = (block.block_id, block.generation_stamp);
             let kept = loop {
                 if let Some((w, _)) = self.ctx.recoverable.lock().remove(&id) {
-                    break Some(w);
+                    break Some(HeldReplica::new(&self.ctx, w, true));
                 }
                 // Or the old stream finalized the replica here before the
                 // writer saw the last ack: nothing more will come, reopen it.
                 if self.ctx.storage.get(id).is_some_and(|r| r.gs < gs) {
-                    let storage = self.ctx.storage.clone();
-                    match tokio::task::spawn_blocking(move || storage.reopen_finalized(id, gs)).await {
+                    let ctx = self.ctx.clone();
+                    let reopened = tokio::task::spawn_blocking(move || {
+                        ctx.storage
+                            .reopen_finalized(id, gs)
+                            .map(|w| HeldReplica::new(&ctx, w, true))
+                    });
+                    match reopened.await {
                         Ok(Ok(w)) => break Some(w),
                         Ok(Err(e)) => return Err(e.into()),
                         Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
@@ -155,7 +209,7 @@ impl DataTransfer for DataTransferService {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             };
-            let Some(mut w) = kept else {
+            let Some(mut held) = kept else {
                 return Err(status(
                     ErrorCode::FileNotFound,
                     format!(
@@ -164,39 +218,43 @@ impl DataTransfer for DataTransferService {
                     ),
                 ));
             };
-            if w.gs >= block.generation_stamp {
-                // A late request from an older recovery: the replica stays for the current one.
-                self.ctx.keep_for_recovery(w);
+            if held.gs() >= block.generation_stamp {
+                // A late request from an older recovery: the replica stays
+                // (dropping `held` keeps it) for the current one.
                 return Err(status(
                     ErrorCode::InvalidArgument,
                     "recovery needs a newer generation stamp",
                 ));
             }
             let (gs, len) = (block.generation_stamp, block.num_bytes);
-            let (w, res) = tokio::task::spawn_blocking(move || {
-                let r = w.recover_to(gs, len);
-                (w, r)
+            let (held, res) = tokio::task::spawn_blocking(move || {
+                let r = held.recover_to(gs, len);
+                (held, r)
             })
             .await
             .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
-            if let Err(e) = res {
-                self.ctx.keep_for_recovery(w);
-                return Err(e.into());
-            }
-            w
+            res?;
+            held
         } else {
             // A half-written replica of an older generation is superseded.
             if let Some((stale, _)) = self.ctx.recoverable.lock().remove(&block.block_id) {
                 stale.abort();
             }
-            let storage = self.ctx.storage.clone();
+            let ctx = self.ctx.clone();
             let b = block;
-            tokio::task::spawn_blocking(move || storage.create_rbw(&b, bpc, 0))
-                .await
-                .map_err(|e| status(ErrorCode::Internal, e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                ctx.storage
+                    .create_rbw(&b, bpc, 0)
+                    .map(|w| HeldReplica::new(&ctx, w, false))
+            })
+            .await
+            .map_err(|e| status(ErrorCode::Internal, e.to_string()))??
         };
 
-        // Connect downstream before answering, so a dead next node fails this call.
+        // Connect downstream before answering, so a dead next node fails this
+        // call. Every early return from here drops `writer`, which keeps a
+        // recovering replica for the writer's next attempt (it retries
+        // without that node) and removes a new one.
         let mut downstream = None;
         if let Some(next) = header.downstream.first() {
             let next_addr = next.rpc_addr.clone();
@@ -206,23 +264,7 @@ impl DataTransfer for DataTransferService {
                     format!("cannot reach downstream datanode {next_addr}: {e}"),
                 )
             };
-            // A recovery that cannot reach its next node must not destroy
-            // this replica: the writer retries without that node.
-            let recovering = header.stage == pb::PipelineStage::Recovery as i32;
-            let drop_writer = |w: ReplicaWriter| {
-                if recovering {
-                    self.ctx.keep_for_recovery(w);
-                } else {
-                    w.abort();
-                }
-            };
-            let ch = match self.ctx.peers.get(&next.rpc_addr) {
-                Ok(c) => c,
-                Err(e) => {
-                    drop_writer(writer);
-                    return Err(fail(e));
-                }
-            };
+            let ch = self.ctx.peers.get(&next.rpc_addr).map_err(fail)?;
             let (tx, rx) = mpsc::channel::<pb::WriteBlockRequest>(64);
             let mut h = header.clone();
             h.downstream.remove(0);
@@ -238,11 +280,13 @@ impl DataTransfer for DataTransferService {
                 Ok(resp) => downstream = Some((tx, resp.into_inner(), next.rpc_addr.clone())),
                 Err(e) => {
                     self.ctx.peers.evict(&next.rpc_addr);
-                    drop_writer(writer);
                     return Err(fail(e.message().to_string()));
                 }
             }
         }
+        let Some(writer) = writer.release() else {
+            return Err(status(ErrorCode::Internal, "replica writer lost"));
+        };
 
         let (ack_tx, ack_rx) = mpsc::channel(256);
         let (local_tx, local_rx) = mpsc::channel(256);

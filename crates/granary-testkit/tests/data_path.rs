@@ -434,4 +434,124 @@ mod bad_input {
         let id = lb.block.as_ref().unwrap().block_id;
         assert!((0..3).any(|i| cl.datanode(i).ctx.storage.get(id).is_some()));
     }
+
+    /// A new generation stamp for `lb`'s block from the namenode, as a
+    /// writer recovering its pipeline gets one.
+    async fn new_stamp(c: &DfsClient, path: &str, lb: &pb::LocatedBlock) -> (pb::ExtendedBlock, Vec<u8>) {
+        let file_id = c
+            .rpc()
+            .get_file_info(c.request(pb::GetFileInfoRequest { path: path.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .file_id;
+        let r = c
+            .rpc()
+            .update_block_for_pipeline(c.request(pb::UpdateBlockForPipelineRequest {
+                path: path.into(),
+                file_id,
+                client_name: c.client_name().into(),
+                block: lb.block,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        (r.block.unwrap(), r.access_token)
+    }
+
+    fn recovery_header(
+        block: pb::ExtendedBlock,
+        token: Vec<u8>,
+        downstream: Vec<pb::DatanodeId>,
+    ) -> pb::WriteBlockRequest {
+        pb::WriteBlockRequest {
+            msg: Some(Msg::Header(pb::WriteBlockHeader {
+                block: Some(block),
+                downstream,
+                client_name: "test".into(),
+                stage: pb::PipelineStage::Recovery as i32,
+                bytes_per_checksum: 512,
+                access_token: token,
+            })),
+        }
+    }
+
+    /// A recovery call cancelled while it holds the half-written replica
+    /// (here: waiting for a downstream node that never answers) gives the
+    /// replica back, so the writer's next recovery attempt still finds it
+    /// and completes the block.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_recovery_keeps_the_replica_for_the_next_attempt() {
+        let cl = cluster().await;
+        let c = cl.client().await.unwrap();
+        let d = pseudo_random(2048, 1);
+        let lb = allocate(&cl, &c, "/recovered").await;
+        let id = lb.block.as_ref().unwrap().block_id;
+        // The first stream ends after one packet: the replica is set aside.
+        assert!(
+            send(&lb, lb.access_token.clone(), vec![packet(0, 0, &d, false)])
+                .await
+                .is_some()
+        );
+        let dn = (0..cl.datanode_count())
+            .find(|&i| cl.datanode(i).ctx.recoverable.lock().contains_key(&id))
+            .expect("the replica is kept for recovery");
+        let target = format!("http://{}", lb.locations[0].id.as_ref().unwrap().rpc_addr);
+
+        // A downstream node that takes connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_node = pb::DatanodeId {
+            rpc_addr: silent.local_addr().unwrap().to_string(),
+            ..Default::default()
+        };
+        let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
+        block.num_bytes = d.len() as u64;
+        let mut dt = DataTransferClient::connect(target.clone()).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(recovery_header(block, token, vec![silent_node]))
+            .await
+            .unwrap();
+        let call = dt.write_block(ReceiverStream::new(rx));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), call)
+                .await
+                .is_err(),
+            "the recovery waits for its silent downstream"
+        );
+        // The call was dropped (cancelled) while the datanode held the replica.
+        let ctx = cl.datanode(dn).ctx.clone();
+        granary_testkit::fixtures::wait_for(10, "the replica back in the recoverable set", || {
+            let ctx = ctx.clone();
+            async move { ctx.recoverable.lock().contains_key(&id) }
+        })
+        .await;
+
+        // The next attempt, without the silent node, completes the block.
+        let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
+        block.num_bytes = d.len() as u64;
+        let mut dt = DataTransferClient::connect(target).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(recovery_header(block, token, vec![])).await.unwrap();
+        tx.send(pb::WriteBlockRequest {
+            msg: Some(Msg::Packet(packet(0, d.len() as u64, &[], true))),
+        })
+        .await
+        .unwrap();
+        let mut acks = dt
+            .write_block(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let ack = acks.message().await.unwrap().expect("the last packet is acked");
+        assert_eq!(ack.replies, vec![pb::AckStatus::Success as i32]);
+        let r = cl
+            .datanode(dn)
+            .ctx
+            .storage
+            .get(id)
+            .expect("the replica is finalized");
+        assert_eq!((r.gs, r.len), (block.generation_stamp, d.len() as u64));
+    }
 }
