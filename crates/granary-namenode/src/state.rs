@@ -150,9 +150,7 @@ impl NamenodeState {
         let n_dropped = dropped.len();
         self.remove_deleted(dropped);
         if let Some(file) = self.ns.get_inode(inode)? {
-            let st = self.clone();
-            let kept: Vec<u64> = file.blocks.iter().map(|b| b.id).collect();
-            self.ns.after_durable(false, move || st.redundancy.check(kept));
+            self.check_redundancy_when_durable(&file);
             tracing::info!(inode, holder = %holder, length = file.length(), dropped = n_dropped, "lease recovered; file closed");
         }
         Ok(true)
@@ -169,6 +167,15 @@ impl NamenodeState {
         self.ns.after_durable(blocks.len() > HEAVY_BLOCKS, move || {
             st.blocks.remove_blocks(&blocks)
         });
+    }
+
+    /// Queues `file`'s blocks for the redundancy monitor once this thread's
+    /// change to the file is durable: after lowering its replication, the
+    /// monitor deletes replicas, which a crash must not be able to undo.
+    pub fn check_redundancy_when_durable(self: &Arc<Self>, file: &crate::inode::Inode) {
+        let st = self.clone();
+        let blocks: Vec<u64> = file.blocks.iter().map(|b| b.id).collect();
+        self.ns.after_durable(false, move || st.redundancy.check(blocks));
     }
 
     /// Before another client takes over `path`: recovers it if its writer's

@@ -253,10 +253,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         mutating(&self.state, move || {
             let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
-            // Lower replication deletes replicas: only once the change is durable.
-            let blocks: Vec<u64> = file.blocks.iter().map(|b| b.id).collect();
-            let s = st.clone();
-            st.ns.after_durable(false, move || s.redundancy.check(blocks));
+            st.check_redundancy_when_durable(&file);
             Ok(())
         })
         .await?;

@@ -20,10 +20,19 @@ where
     F: FnOnce() -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
-    let (r, deferred) = tokio::task::spawn_blocking(move || deferring_durability(f))
-        .await
-        .map_err(task_failed)?;
+    let (r, deferred) = on_pool(f).await?;
     finish(r, deferred).await
+}
+
+/// Runs `f` on tokio's blocking pool inside [`deferring_durability`].
+async fn on_pool<T, F>(f: F) -> Result<(Result<T, NnError>, Deferred), tonic::Status>
+where
+    F: FnOnce() -> Result<T, NnError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || deferring_durability(f))
+        .await
+        .map_err(task_failed)
 }
 
 /// Like [`blocking`] for short namespace mutations, which run on the

@@ -80,9 +80,7 @@ impl MutationQueue {
         T: Send + 'static,
     {
         let Some(jobs) = &self.jobs else {
-            return tokio::task::spawn_blocking(move || deferring_durability(f))
-                .await
-                .map_err(super::task_failed);
+            return super::on_pool(f).await;
         };
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
