@@ -30,6 +30,8 @@ trap cleanup EXIT
 step "namenode throughput"
 for _ in $(seq "$RUNS"); do
     "$B/granary-bench" namenode --ops "${NN_OPS:-100000}" --threads "${NN_THREADS:-64}"
+    # The namespace called from each thread, without the mutation thread.
+    "$B/granary-bench" namenode --mode direct --ops "${NN_OPS:-100000}" --threads "${NN_THREADS:-64}"
 done
 
 step "block report"

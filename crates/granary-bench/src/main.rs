@@ -42,7 +42,8 @@ enum Cmd {
         /// HTTP/2 connections the gRPC clients share.
         #[arg(long, default_value_t = 8)]
         connections: usize,
-        /// in-process, grpc, or both.
+        /// in-process (the namenode's client service called without the
+        /// wire), grpc, both, or direct (the namespace itself from each thread).
         #[arg(long, default_value = "both")]
         mode: String,
         /// A running namenode to measure over gRPC instead of a local one.
@@ -110,19 +111,25 @@ async fn main() -> anyhow::Result<()> {
                 return nnbench::over_grpc(&addr, &user, ops, threads, connections).await;
             }
             anyhow::ensure!(
-                matches!(mode.as_str(), "in-process" | "grpc" | "both"),
-                "--mode must be in-process, grpc or both"
+                matches!(mode.as_str(), "in-process" | "grpc" | "both" | "direct"),
+                "--mode must be in-process, grpc, both or direct"
             );
             if mode != "grpc" {
+                let route = if mode == "direct" {
+                    nnbench::Route::Direct
+                } else {
+                    nnbench::Route::Service
+                };
                 let nn = local::start(None).await?;
                 let st = nn.nn.state.clone();
                 let caller = st
                     .ns
                     .caller(granary_common::identity::Identity::new(local::SUPERUSER, vec![]));
-                tokio::task::spawn_blocking(move || nnbench::in_process(st, caller, ops, threads)).await??;
+                tokio::task::spawn_blocking(move || nnbench::in_process(st, caller, ops, threads, route))
+                    .await??;
                 nn.nn.shutdown().await?;
             }
-            if mode != "in-process" {
+            if mode == "grpc" || mode == "both" {
                 let nn = local::start(None).await?;
                 let addr = nn.nn.rpc_addr.to_string();
                 nnbench::over_grpc(&addr, local::SUPERUSER, ops, threads, connections).await?;

@@ -1,7 +1,14 @@
 //! NNThroughputBenchmark's shape: T threads calling namenode operations for
 //! M files, phase by phase (mkdirs, create+complete, getFileInfo, listing,
-//! rename, delete), in-process (direct calls on the namespace) and over gRPC
-//! (64 clients by default). Durability stays on in both.
+//! rename, delete), in-process and over gRPC (64 clients by default).
+//! Durability stays on in all modes.
+//!
+//! In-process, as NNThroughputBenchmark calls the namenode's RPC server
+//! methods without the wire, each thread calls the namenode's
+//! `ClientProtocol` service directly: the same handlers a gRPC call runs
+//! (mutations on the mutation thread), without HTTP/2 and protobuf.
+//! `direct` mode calls the namespace itself from each thread instead
+//! (every thread takes the namespace lock and waits for its own fsync).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +17,10 @@ use std::time::Instant;
 use granary_client::{DfsClient, Identity};
 use granary_namenode::namespace::Namespace;
 use granary_namenode::permission::Caller;
+use granary_namenode::rpc::client_service::{ClientService, as_user};
 use granary_namenode::state::NamenodeState;
+use granary_proto as pb;
+use granary_proto::client_protocol_server::ClientProtocol;
 
 use crate::stats::{Latencies, report};
 
@@ -31,9 +41,30 @@ fn path(kind: &str, i: u64) -> String {
     format!("/nnbench/{kind}/d{}/f{i}", i / PER_DIR)
 }
 
+/// How in-process threads reach the namenode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Its `ClientProtocol` service, as a gRPC call would after decoding.
+    Service,
+    /// Its namespace, each thread taking the lock itself.
+    Direct,
+}
+
 /// Runs every phase in-process with `threads` OS threads.
-pub fn in_process(st: Arc<NamenodeState>, caller: Caller, ops: u64, threads: usize) -> anyhow::Result<()> {
+pub fn in_process(
+    st: Arc<NamenodeState>,
+    caller: Caller,
+    ops: u64,
+    threads: usize,
+    route: Route,
+) -> anyhow::Result<()> {
     let ns = &st.ns;
+    let svc = Arc::new(ClientService::new(st.clone()));
+    let rt = tokio::runtime::Handle::current();
+    let label = match route {
+        Route::Service => "in-process",
+        Route::Direct => "direct",
+    };
     for d in 0..ops.div_ceil(PER_DIR) {
         for kind in ["files", "renamed"] {
             ns.mkdirs(&caller, &format!("/nnbench/{kind}/d{d}"), 0, true)?;
@@ -46,6 +77,7 @@ pub fn in_process(st: Arc<NamenodeState>, caller: Caller, ops: u64, threads: usi
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (st, caller, next) = (st.clone(), caller.clone(), next.clone());
+                let (svc, rt) = (svc.clone(), rt.clone());
                 std::thread::spawn(move || -> anyhow::Result<Latencies> {
                     let mut lat = Latencies::default();
                     loop {
@@ -54,7 +86,10 @@ pub fn in_process(st: Arc<NamenodeState>, caller: Caller, ops: u64, threads: usi
                             return Ok(lat);
                         }
                         let t = Instant::now();
-                        one_in_process(&st.ns, &caller, phase, i)?;
+                        match route {
+                            Route::Service => rt.block_on(one_via_service(&svc, phase, i))?,
+                            Route::Direct => one_in_process(&st.ns, &caller, phase, i)?,
+                        }
                         lat.record(t.elapsed());
                     }
                 })
@@ -68,7 +103,7 @@ pub fn in_process(st: Arc<NamenodeState>, caller: Caller, ops: u64, threads: usi
             );
         }
         report(
-            &format!("namenode in-process {phase}"),
+            &format!("namenode {label} {phase}"),
             threads,
             lat,
             start.elapsed(),
@@ -96,6 +131,77 @@ fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyho
         }
         "delete" => {
             ns.delete(caller, &path("renamed", i), false)?;
+        }
+        other => anyhow::bail!("unknown phase {other}"),
+    }
+    Ok(())
+}
+
+/// One call of `phase` on the namenode's client service, as the superuser.
+async fn one_via_service(svc: &ClientService, phase: &str, i: u64) -> anyhow::Result<()> {
+    let id = Identity::new(crate::local::SUPERUSER, vec![]);
+    match phase {
+        "mkdirs" => {
+            let path = format!("/nnbench/dirs/d{}/x{i}", i / PER_DIR);
+            let r = pb::MkdirsRequest {
+                path,
+                permission: 0,
+                create_parent: true,
+            };
+            svc.mkdirs(as_user(&id, r)).await?;
+        }
+        "create" => {
+            let path = path("files", i);
+            let r = pb::CreateRequest {
+                path: path.clone(),
+                client_name: "nnbench".into(),
+                replication: 1,
+                ..Default::default()
+            };
+            let created = svc.create(as_user(&id, r)).await?.into_inner();
+            let file_id = created
+                .status
+                .ok_or_else(|| anyhow::anyhow!("create of {path} returned no status"))?
+                .file_id;
+            let r = pb::CompleteRequest {
+                path,
+                file_id,
+                client_name: "nnbench".into(),
+                last: None,
+            };
+            anyhow::ensure!(
+                svc.complete(as_user(&id, r)).await?.into_inner().completed,
+                "an empty file did not complete"
+            );
+        }
+        "getfileinfo" => {
+            let r = pb::GetFileInfoRequest {
+                path: path("files", i),
+            };
+            svc.get_file_info(as_user(&id, r)).await?;
+        }
+        "listing" => {
+            let r = pb::GetListingRequest {
+                path: format!("/nnbench/files/d{i}"),
+                start_after: String::new(),
+                limit: 0,
+            };
+            svc.get_listing(as_user(&id, r)).await?;
+        }
+        "rename" => {
+            let r = pb::RenameRequest {
+                src: path("files", i),
+                dst: path("renamed", i),
+                overwrite: false,
+            };
+            svc.rename(as_user(&id, r)).await?;
+        }
+        "delete" => {
+            let r = pb::DeleteRequest {
+                path: path("renamed", i),
+                recursive: false,
+            };
+            svc.delete(as_user(&id, r)).await?;
         }
         other => anyhow::bail!("unknown phase {other}"),
     }

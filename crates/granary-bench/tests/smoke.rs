@@ -34,9 +34,10 @@ fn field(out: &str, prefix: &str, key: &str) -> f64 {
 }
 
 #[test]
-fn namenode_benchmark_runs_every_phase_both_ways() {
-    let out = bench(&["namenode", "--ops", "300", "--threads", "4", "--connections", "2"]);
-    for mode in ["in-process", "grpc"] {
+fn namenode_benchmark_runs_every_phase_every_way() {
+    let mut out = bench(&["namenode", "--ops", "300", "--threads", "4", "--connections", "2"]);
+    out += &bench(&["namenode", "--ops", "300", "--threads", "4", "--mode", "direct"]);
+    for mode in ["in-process", "grpc", "direct"] {
         for phase in ["mkdirs", "create", "getfileinfo", "listing", "rename", "delete"] {
             let p = format!("namenode {mode} {phase}:");
             let ops = field(&out, &p, "ops");

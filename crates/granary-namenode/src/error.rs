@@ -48,6 +48,8 @@ pub enum NnError {
     Corrupt(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the namenode is shutting down")]
+    ShuttingDown,
 }
 
 impl HasErrorCode for NnError {
@@ -64,6 +66,7 @@ impl HasErrorCode for NnError {
             Self::LeaseConflict { .. } => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
             Self::SafeMode(_) => ErrorCode::SafeMode,
+            Self::ShuttingDown => ErrorCode::Unavailable,
             Self::Store(_) | Self::Corrupt(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -11,6 +11,9 @@
 //! Async callers (the gRPC handlers) do not park a thread for the fsync:
 //! they take a [`Durable`] for their write and await it; a finished sync
 //! wakes their tasks, a few executor threads at most, not one thread each.
+//! A caller that must not wait at all (the mutation thread) leaves a
+//! callback with [`Durable::then`], which the syncer runs: the one who
+//! waits for the mutation's answer is then woken once, when it is durable.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,10 +21,16 @@ use std::thread::{JoinHandle, Thread};
 
 use parking_lot::{Condvar, Mutex};
 
+/// Told the outcome of the sync that covers its write; runs on the syncer
+/// thread, so it must be short (a channel send).
+type Callback<E> = Box<dyn FnOnce(Result<(), E>) + Send>;
+
 struct State<E> {
     written: u64,
     /// Threads blocked in `wait_durable`, with the write each waits for.
     waiters: Vec<(u64, Thread)>,
+    /// Left by [`Durable::then`], with the write each waits for.
+    callbacks: Vec<(u64, Callback<E>)>,
     /// The last failed sync: the writes it was to cover, and why.
     failed: Option<(u64, E)>,
     /// The syncer waits for writes.
@@ -99,6 +108,19 @@ impl<E: Clone> Durable<E> {
             notified.await;
         }
     }
+
+    /// Calls `f` with the outcome once the write is durable (or its sync
+    /// failed): at once if that is known, else on the syncer thread.
+    pub fn then(self, f: impl FnOnce(Result<(), E>) + Send + 'static) {
+        let mut s = self.shared.state.lock();
+        match self.shared.outcome(&mut s, self.seq) {
+            Some(r) => {
+                drop(s);
+                f(r);
+            }
+            None => s.callbacks.push((self.seq, Box::new(f))),
+        }
+    }
 }
 
 pub struct GroupCommit<E> {
@@ -114,6 +136,7 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
             state: Mutex::new(State {
                 written: 0,
                 waiters: Vec::new(),
+                callbacks: Vec::new(),
                 failed: None,
                 idle: false,
                 stop: false,
@@ -174,8 +197,9 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
     }
 }
 
-fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
+fn run_syncer<E: Clone>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
     let mut woken = Vec::new();
+    let mut told = Vec::new();
     let mut s = shared.state.lock();
     loop {
         let synced = shared.durable.load(Ordering::Acquire);
@@ -191,21 +215,33 @@ fn run_syncer<E>(shared: &Shared<E>, sync: impl Fn() -> Result<(), E>) {
         drop(s);
         let res = sync();
         s = shared.state.lock();
-        match res {
+        let outcome = match res {
             Ok(()) => {
                 shared.durable.store(target, Ordering::Release);
                 s.failed = None;
+                Ok(())
             }
-            Err(e) => s.failed = Some((target, e)),
-        }
+            Err(e) => {
+                s.failed = Some((target, e.clone()));
+                Err(e)
+            }
+        };
         woken.extend(
             s.waiters
                 .extract_if(.., |(seq, _)| *seq <= target)
                 .map(|(_, t)| t),
         );
+        told.extend(
+            s.callbacks
+                .extract_if(.., |(seq, _)| *seq <= target)
+                .map(|(_, f)| f),
+        );
         drop(s);
         for t in woken.drain(..) {
             t.unpark();
+        }
+        for f in told.drain(..) {
+            f(outcome.clone());
         }
         shared.tasks.notify_waiters();
         s = shared.state.lock();
@@ -348,6 +384,38 @@ mod tests {
                 "an earlier durable write stays durable"
             );
         });
+        drop(release);
+    }
+
+    /// A callback left for a write is told by the sync that covers it, not
+    /// before; a failed sync tells it so; a write known durable is told at once.
+    #[test]
+    fn a_callback_is_told_when_a_sync_covers_its_write() {
+        let (release, gate) = std::sync::mpsc::channel::<Result<(), &'static str>>();
+        let gate = Mutex::new(gate);
+        let gc = GroupCommit::start(move || gate.lock().recv().unwrap_or(Ok(()))).expect("start");
+        let (tell, told) = std::sync::mpsc::channel();
+        let first = gc.note_write();
+        let t = tell.clone();
+        gc.durable(first).then(move |r| t.send(r).expect("send"));
+        let wait = std::time::Duration::from_millis(100);
+        assert!(told.recv_timeout(wait).is_err(), "told before any sync ended");
+        release.send(Ok(())).expect("release");
+        let ten = std::time::Duration::from_secs(10);
+        assert_eq!(told.recv_timeout(ten).expect("told"), Ok(()));
+
+        let second = gc.note_write();
+        let t = tell.clone();
+        gc.durable(second).then(move |r| t.send(r).expect("send"));
+        release.send(Err("disk gone")).expect("release");
+        assert_eq!(told.recv_timeout(ten).expect("told"), Err("disk gone"));
+
+        gc.durable(first).then(move |r| tell.send(r).expect("send"));
+        assert_eq!(
+            told.try_recv().expect("told at once"),
+            Ok(()),
+            "an earlier durable write stays durable"
+        );
         drop(release);
     }
 

@@ -10,6 +10,7 @@ use granary_common::error::status;
 use crate::error::NnError;
 use crate::namespace::{AfterDurable, Deferred, deferring_durability};
 use crate::state::NamenodeState;
+use mutation_queue::Done;
 
 /// Runs blocking namespace work off the async executor. Its mutations'
 /// fsync is awaited here, after the pooled thread is released, so a call
@@ -21,7 +22,7 @@ where
     T: Send + 'static,
 {
     let (r, deferred) = on_pool(f).await?;
-    finish(r, deferred).await
+    finish(when_durable(r, deferred).await?).await
 }
 
 /// Runs `f` on tokio's blocking pool inside [`deferring_durability`].
@@ -42,17 +43,21 @@ where
     F: FnOnce() -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
-    let (r, deferred) = st.mutations.run(f).await?;
-    finish(r, deferred).await
+    finish(st.mutations.run(f).await?).await
 }
 
-/// Awaits the writes a call left pending, then the work that waited for them.
-async fn finish<T>(r: Result<T, NnError>, deferred: Deferred) -> Result<T, tonic::Status> {
+/// Awaits the writes a call left pending.
+async fn when_durable<T>(r: Result<T, NnError>, deferred: Deferred) -> Result<Done<T>, tonic::Status> {
     if let Some(p) = deferred.pending {
         // A failed fsync outranks the answer: the change may be lost.
         p.wait().await.map_err(NnError::from)?;
     }
-    run_after(deferred.after).await?;
+    Ok((r, deferred.after))
+}
+
+/// Runs the work that waited for a call's durable writes, then answers.
+async fn finish<T>((r, after): Done<T>) -> Result<T, tonic::Status> {
+    run_after(after).await?;
     r.map_err(Into::into)
 }
 

@@ -6,8 +6,11 @@
 //! of the profile with 64 clients on 2 cores. This thread takes the next job
 //! without being woken while it is busy and never contends for the lock
 //! with another handler. Nothing here waits for an fsync: the jobs run
-//! inside [`deferring_durability`] and the handler awaits it (see
-//! [`super::blocking`]).
+//! inside [`deferring_durability`], and the answer goes to the caller only
+//! once the job's writes are durable, sent by the syncer thread
+//! ([`Durable::then`](crate::group_commit::Durable::then)), so the caller
+//! is woken once per mutation, not once for the answer and again for the
+//! fsync.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +18,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::NnError;
-use crate::namespace::{Deferred, deferring_durability};
+use crate::namespace::{AfterDurable, deferring_durability};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A mutation's outcome once its writes are durable: its result and the
+/// work that waited for them, for the caller to run.
+pub(crate) type Done<T> = (Result<T, NnError>, Vec<AfterDurable>);
+
+/// The answer to one job: its outcome, or why its writes may be lost.
+type Answer<T> = oneshot::Receiver<Result<Done<T>, rocksdb::Error>>;
 
 pub struct MutationQueue {
     /// `None` when the thread could not be started: jobs use the blocking pool.
@@ -72,35 +82,69 @@ impl MutationQueue {
         self.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
-    /// Runs `f` on the mutation thread; returns its result and the writes
-    /// (and work) it left for the caller to await.
-    pub(crate) async fn run<T, F>(&self, f: F) -> Result<(Result<T, NnError>, Deferred), tonic::Status>
+    /// Runs `f` on the mutation thread; returns once its writes are durable.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<Done<T>, tonic::Status>
     where
         F: FnOnce() -> Result<T, NnError> + Send + 'static,
         T: Send + 'static,
     {
         let Some(jobs) = &self.jobs else {
-            return super::on_pool(f).await;
+            let (r, deferred) = super::on_pool(f).await?;
+            return super::when_durable(r, deferred).await;
         };
+        let answer = self.submit(jobs, f)?;
+        // A failed fsync outranks the answer: the change may be lost.
+        Ok(answer.await.map_err(|_| dropped())?.map_err(NnError::from)?)
+    }
+
+    fn submit<T, F>(&self, jobs: &mpsc::UnboundedSender<Job>, f: F) -> Result<Answer<T>, NnError>
+    where
+        F: FnOnce() -> Result<T, NnError> + Send + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
+        let rt = tokio::runtime::Handle::try_current().ok();
         let job: Job = Box::new(move || {
-            let _ = reply.send(deferring_durability(f));
+            let (r, deferred) = deferring_durability(f);
+            let after = deferred.after;
+            let tell = move |synced: Result<(), rocksdb::Error>| {
+                if let Err(Ok((_, after))) = reply.send(synced.map(|()| (r, after))) {
+                    // The caller is gone (its client cancelled the call), but
+                    // the change happened: what had to follow it still must.
+                    run_orphaned(rt, after);
+                }
+            };
+            match deferred.pending {
+                Some(p) => p.then(tell),
+                None => tell(Ok(())),
+            }
         });
         self.load.queued.fetch_add(1, Ordering::Relaxed);
         jobs.send(job).map_err(|_| {
             self.load.queued.fetch_sub(1, Ordering::Relaxed);
-            granary_common::error::status(
-                granary_common::ErrorCode::Unavailable,
-                "the namenode is shutting down",
-            )
+            NnError::ShuttingDown
         })?;
-        answer.await.map_err(|_| {
-            granary_common::error::status(
-                granary_common::ErrorCode::Internal,
-                "namenode mutation failed (a handler panicked)",
-            )
-        })
+        Ok(answer)
     }
+}
+
+/// Runs the after-durability work of a call whose caller is gone, off the
+/// thread that noticed (the syncer or the mutation thread).
+fn run_orphaned(rt: Option<tokio::runtime::Handle>, after: Vec<AfterDurable>) {
+    if after.is_empty() {
+        return;
+    }
+    let run = move || after.into_iter().for_each(|a| (a.run)());
+    match rt {
+        Some(rt) => drop(rt.spawn_blocking(run)),
+        None => run(),
+    }
+}
+
+/// The job's answer was dropped unsent: it panicked, or the namenode
+/// stopped before its writes were synced.
+fn dropped() -> NnError {
+    NnError::Internal("namenode mutation failed (a handler panicked or the namenode is stopping)".into())
 }
 
 #[cfg(test)]
@@ -125,13 +169,70 @@ mod tests {
             Ok(3)
         });
         let (first, panicking, last) = tokio::join!(first, panicking, last);
-        let (r, deferred) = first.expect("first mutation ran");
+        let (r, after) = first.expect("first mutation ran");
         assert_eq!(r.expect("ok"), 1);
-        assert!(deferred.pending.is_none(), "nothing was written");
+        assert!(after.is_empty(), "nothing waited for durability");
         let err = panicking.err().expect("the panicking call fails");
         assert_eq!(err.code(), tonic::Code::Internal);
         assert!(err.message().contains("panicked"), "{}", err.message());
         assert_eq!(last.expect("later mutation ran").0.expect("ok"), 3);
         assert_eq!(*order.lock(), vec![1, 3]);
+    }
+
+    /// The answer comes once the mutation is durable, with the work that
+    /// waited for it; and when the caller is gone before that (its client
+    /// cancelled the call), that work still runs: a deleted file's replicas
+    /// must still be deleted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_after_a_durable_mutation_runs_also_when_its_caller_is_gone() {
+        use crate::namespace::{Namespace, NamespaceConfig};
+        use granary_common::identity::Identity;
+        use std::sync::atomic::AtomicBool;
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = NamespaceConfig {
+            superuser: "hdfs".into(),
+            ..Default::default()
+        };
+        let ns = Arc::new(Namespace::create_new(tmp.path(), cfg).expect("namespace"));
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let q = MutationQueue::start();
+        let mutation =
+            |path: &'static str, ran: Arc<AtomicBool>, gate: Option<std::sync::mpsc::Receiver<()>>| {
+                let (ns, su) = (ns.clone(), su.clone());
+                move || {
+                    if let Some(g) = gate {
+                        g.recv().expect("gate");
+                    }
+                    ns.mkdirs(&su, path, 0, false)?;
+                    ns.after_durable(false, move || ran.store(true, Ordering::SeqCst));
+                    Ok(path)
+                }
+            };
+
+        let ran = Arc::new(AtomicBool::new(false));
+        let (r, after) = q.run(mutation("/a", ran.clone(), None)).await.expect("ran");
+        assert_eq!(r.expect("mkdirs"), "/a");
+        assert!(ns.get_file_info(&su, "/a").is_ok());
+        assert_eq!(after.len(), 1, "the waiting work comes with the answer");
+        assert!(!ran.load(Ordering::SeqCst), "left for the caller to run");
+
+        let ran = Arc::new(AtomicBool::new(false));
+        let (open, gate) = std::sync::mpsc::channel();
+        let call = q.run(mutation("/b", ran.clone(), Some(gate)));
+        // Polled once (the job is queued), then dropped, as tonic drops a
+        // cancelled call's handler.
+        let cancelled = tokio::time::timeout(std::time::Duration::ZERO, call).await;
+        assert!(cancelled.is_err(), "the call was still running");
+        open.send(()).expect("open the gate");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ran.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cancelled call's waiting work never ran"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(ns.get_file_info(&su, "/b").is_ok());
     }
 }
