@@ -53,6 +53,9 @@ pub enum Liveness {
 
 pub struct DatanodeManager {
     nodes: RwLock<HashMap<String, Datanode>>,
+    /// Nodes decommissioned before a restart, by uuid, not yet registered
+    /// again: they come back out of service.
+    remembered_out: RwLock<std::collections::HashSet<String>>,
     stale_after: Duration,
     dead_after: Duration,
 }
@@ -61,6 +64,7 @@ impl DatanodeManager {
     pub fn new(stale_after: Duration, dead_after: Duration) -> Self {
         Self {
             nodes: RwLock::new(HashMap::new()),
+            remembered_out: RwLock::new(Default::default()),
             stale_after,
             dead_after,
         }
@@ -71,8 +75,14 @@ impl DatanodeManager {
         let now = Instant::now();
         let mut nodes = self.nodes.write();
         let fresh = !nodes.contains_key(&id.uuid);
-        // A re-registering node keeps the operator's decision about it.
-        let admin = nodes.get(&id.uuid).map(|n| n.admin).unwrap_or_default();
+        // A re-registering node keeps the operator's decision about it, also
+        // one made before the namenode restarted. Decommissioning is judged
+        // again (blocks are known only from this start's reports).
+        let admin = match nodes.get(&id.uuid) {
+            Some(n) => n.admin,
+            None if self.remembered_out.write().remove(&id.uuid) => AdminState::Decommissioning,
+            None => AdminState::Normal,
+        };
         nodes.insert(
             id.uuid.clone(),
             Datanode {
@@ -183,6 +193,21 @@ impl DatanodeManager {
             .find(|n| n.id.uuid == node || n.id.rpc_addr == node)?;
         n.admin = state;
         Some(n.id.uuid.clone())
+    }
+
+    /// Nodes an operator took out of service before the namenode started
+    /// (see [`Namespace::out_of_service`](crate::namespace::Namespace::out_of_service)).
+    pub fn remember_out_of_service(&self, uuids: impl IntoIterator<Item = String>) {
+        self.remembered_out.write().extend(uuids);
+    }
+
+    /// The uuid of a registered node named by uuid or `host:port`.
+    pub fn uuid_of(&self, node: &str) -> Option<String> {
+        self.nodes
+            .read()
+            .values()
+            .find(|n| n.id.uuid == node || n.id.rpc_addr == node)
+            .map(|n| n.id.uuid.clone())
     }
 
     /// Nodes being decommissioned.

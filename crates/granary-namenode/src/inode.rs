@@ -20,6 +20,8 @@ pub const ALL_CFS: [&str; 4] = [CF_INODES, CF_DIRENTS, CF_BLOCKS, CF_META];
 pub const META_NEXT_INODE: &[u8] = b"next_inode_id";
 pub const META_NEXT_BLOCK: &[u8] = b"next_block_id";
 pub const META_NEXT_GS: &[u8] = b"next_generation_stamp";
+/// Followed by a datanode uuid: an operator took that node out of service.
+pub const META_OUT_OF_SERVICE: &[u8] = b"out_of_service/";
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Inode {

@@ -1258,6 +1258,37 @@ impl Namespace {
         .map(|_| ())
     }
 
+    /// Datanodes (by uuid) an operator decommissioned and did not return to
+    /// service. Kept with the namespace, as HDFS keeps them in its exclude
+    /// file, so a restarted namenode does not place replicas on them again.
+    pub fn out_of_service(&self) -> Result<Vec<String>> {
+        let mut uuids = Vec::new();
+        let from = IteratorMode::From(META_OUT_OF_SERVICE, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_META)?, from) {
+            let (k, _) = item?;
+            let Some(uuid) = k.strip_prefix(META_OUT_OF_SERVICE) else {
+                break;
+            };
+            uuids.push(String::from_utf8_lossy(uuid).into_owned());
+        }
+        Ok(uuids)
+    }
+
+    /// Records that datanode `uuid` is out of service (decommissioned or
+    /// being decommissioned), or back in service.
+    pub fn set_out_of_service(&self, uuid: &str, out: bool) -> Result<()> {
+        let key = [META_OUT_OF_SERVICE, uuid.as_bytes()].concat();
+        self.mutate_marked(|batch| {
+            let cf = self.cf(CF_META)?;
+            if out {
+                batch.put_cf(cf, key, b"");
+            } else {
+                batch.delete_cf(cf, key);
+            }
+            Ok(((), false))
+        })
+    }
+
     pub fn set_times(
         &self,
         caller: &Caller,
@@ -1638,6 +1669,22 @@ mod tests {
         );
         ns.mkdirs(&su, "/d", 0, false).expect("mkdirs waits for itself");
         assert!(DEFERRED.with(|d| d.borrow().is_none()));
+    }
+
+    /// Decommissioned datanodes are kept in the metadata store until they
+    /// are returned to service; other metadata keys are not mistaken for them.
+    #[test]
+    fn out_of_service_datanodes_are_kept_until_recommissioned() {
+        let (_tmp, ns, _su) = namespace();
+        assert!(ns.out_of_service().expect("read").is_empty());
+        ns.set_out_of_service("dn-b", true).expect("decommission");
+        ns.set_out_of_service("dn-a", true).expect("decommission");
+        ns.set_out_of_service("dn-a", true).expect("again");
+        assert_eq!(ns.out_of_service().expect("read"), ["dn-a", "dn-b"]);
+        ns.set_out_of_service("dn-a", false).expect("recommission");
+        ns.set_out_of_service("dn-never", false)
+            .expect("unknown: nothing to forget");
+        assert_eq!(ns.out_of_service().expect("read"), ["dn-b"]);
     }
 
     /// A create walks its path before taking the namespace lock; a rename

@@ -130,6 +130,11 @@ pub async fn start(
         ns,
         scanned.as_ref().map(|s| s.committed_blocks),
     );
+    let out_of_service = state.ns.out_of_service().map_err(|source| ServeError::Open {
+        path: state.config.data_dir.display().to_string(),
+        source,
+    })?;
+    state.datanodes.remember_out_of_service(out_of_service);
     match scanned {
         Some(s) => adopt_startup_scan(&state, s),
         None => {

@@ -219,6 +219,45 @@ async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
     // No new block goes to it while it is out of service.
     put(&c, "/after", &data(5 * BLOCK as usize)).await;
     assert!(holders(&c, "/after").await.iter().all(|h| !h.contains(&uuid)));
+    // A restarted namenode remembers the operator's decision: the node
+    // comes back out of service when it registers again.
+    cl.restart_namenode().await.unwrap();
+    cl.wait_for_datanodes(3).await.unwrap();
+    cl.wait_for_safe_mode_exit().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let state_of = |uuid: String| {
+        let c = c.clone();
+        async move {
+            c.datanode_report()
+                .await
+                .unwrap()
+                .iter()
+                .find(|d| d.id.as_ref().unwrap().uuid == uuid)
+                .map(|d| d.state)
+        }
+    };
+    wait_for(20, "node registered again", || {
+        let s = state_of(uuid.clone());
+        async move { s.await.is_some() }
+    })
+    .await;
+    assert_ne!(
+        state_of(uuid.clone()).await,
+        Some(DatanodeState::Live as i32),
+        "back in service after a restart"
+    );
+    wait_for(20, "node decommissioned again", || {
+        let s = state_of(uuid.clone());
+        async move { s.await == Some(DatanodeState::Decommissioned as i32) }
+    })
+    .await;
+    put(&c, "/after-restart", &data(5 * BLOCK as usize)).await;
+    assert!(
+        holders(&c, "/after-restart")
+            .await
+            .iter()
+            .all(|h| !h.contains(&uuid))
+    );
     // Stopping it now leaves every block with 3 replicas on the other nodes.
     cl.stop_datanode(node).await.unwrap();
     let others: HashSet<String> = (0..4)

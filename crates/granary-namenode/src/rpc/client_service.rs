@@ -535,12 +535,19 @@ impl ClientProtocol for ClientService {
                 ));
             }
         };
-        let Some(uuid) = st.datanodes.set_admin_state(&r.datanode, state) else {
-            return Err(granary_common::error::status(
+        let unknown = || {
+            granary_common::error::status(
                 granary_common::ErrorCode::FileNotFound,
                 format!("no datanode {:?} is known to this namenode", r.datanode),
-            ));
+            )
         };
+        let uuid = st.datanodes.uuid_of(&r.datanode).ok_or_else(unknown)?;
+        // Recorded durably before it takes effect: a namenode restarted
+        // after the answer still keeps the node out of service.
+        let (s, u) = (st.clone(), uuid.clone());
+        let out = state != crate::datanode_manager::AdminState::Normal;
+        mutating(&self.state, move || s.ns.set_out_of_service(&u, out)).await?;
+        st.datanodes.set_admin_state(&uuid, state).ok_or_else(unknown)?;
         tracing::warn!(uuid = %uuid, user = %caller.user(), ?state, "datanode admin state changed");
         // Its blocks need copies elsewhere (decommission) or may now be in excess (recommission).
         st.redundancy.check(st.blocks.node_blocks(&uuid));
