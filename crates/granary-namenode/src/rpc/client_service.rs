@@ -542,12 +542,19 @@ impl ClientProtocol for ClientService {
             )
         };
         let uuid = st.datanodes.uuid_of(&r.datanode).ok_or_else(unknown)?;
-        // Recorded durably before it takes effect: a namenode restarted
-        // after the answer still keeps the node out of service.
+        // Recorded in the metadata store, so a restarted namenode keeps the
+        // node out of service; on the mutation thread, so concurrent calls
+        // leave memory and store agreeing on the last one.
         let (s, u) = (st.clone(), uuid.clone());
         let out = state != crate::datanode_manager::AdminState::Normal;
-        mutating(&self.state, move || s.ns.set_out_of_service(&u, out)).await?;
-        st.datanodes.set_admin_state(&uuid, state).ok_or_else(unknown)?;
+        let known = mutating(&self.state, move || {
+            s.ns.set_out_of_service(&u, out)?;
+            Ok(s.datanodes.set_admin_state(&u, state).is_some())
+        })
+        .await?;
+        if !known {
+            return Err(unknown());
+        }
         tracing::warn!(uuid = %uuid, user = %caller.user(), ?state, "datanode admin state changed");
         // Its blocks need copies elsewhere (decommission) or may now be in excess (recommission).
         st.redundancy.check(st.blocks.node_blocks(&uuid));
