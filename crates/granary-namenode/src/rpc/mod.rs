@@ -8,7 +8,7 @@ use granary_common::ErrorCode;
 use granary_common::error::status;
 
 use crate::error::NnError;
-use crate::namespace::{AfterDurable, Deferred, deferring_durability};
+use crate::namespace::{AfterDurable, deferring_durability};
 use crate::state::NamenodeState;
 use mutation_queue::Done;
 
@@ -21,19 +21,14 @@ where
     F: FnOnce() -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
-    let (r, deferred) = on_pool(f).await?;
-    finish(when_durable(r, deferred).await?).await
-}
-
-/// Runs `f` on tokio's blocking pool inside [`deferring_durability`].
-async fn on_pool<T, F>(f: F) -> Result<(Result<T, NnError>, Deferred), tonic::Status>
-where
-    F: FnOnce() -> Result<T, NnError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(move || deferring_durability(f))
+    let (r, deferred) = tokio::task::spawn_blocking(move || deferring_durability(f))
         .await
-        .map_err(task_failed)
+        .map_err(task_failed)?;
+    if let Some(p) = deferred.pending {
+        // A failed fsync outranks the answer: the change may be lost.
+        p.wait().await.map_err(NnError::from)?;
+    }
+    finish((r, deferred.after)).await
 }
 
 /// Like [`blocking`] for short namespace mutations, which run on the
@@ -44,15 +39,6 @@ where
     T: Send + 'static,
 {
     finish(st.mutations.run(f).await?).await
-}
-
-/// Awaits the writes a call left pending.
-async fn when_durable<T>(r: Result<T, NnError>, deferred: Deferred) -> Result<Done<T>, tonic::Status> {
-    if let Some(p) = deferred.pending {
-        // A failed fsync outranks the answer: the change may be lost.
-        p.wait().await.map_err(NnError::from)?;
-    }
-    Ok((r, deferred.after))
 }
 
 /// Runs the work that waited for a call's durable writes, then answers.

@@ -88,44 +88,47 @@ impl MutationQueue {
         F: FnOnce() -> Result<T, NnError> + Send + 'static,
         T: Send + 'static,
     {
-        let Some(jobs) = &self.jobs else {
-            let (r, deferred) = super::on_pool(f).await?;
-            return super::when_durable(r, deferred).await;
-        };
-        let answer = self.submit(jobs, f)?;
+        let (job, answer) = job(f);
+        match &self.jobs {
+            Some(jobs) => {
+                self.load.queued.fetch_add(1, Ordering::Relaxed);
+                jobs.send(job).map_err(|_| {
+                    self.load.queued.fetch_sub(1, Ordering::Relaxed);
+                    NnError::ShuttingDown
+                })?;
+            }
+            // Answered the same way from the blocking pool.
+            None => drop(tokio::task::spawn_blocking(job)),
+        }
         // A failed fsync outranks the answer: the change may be lost.
         Ok(answer.await.map_err(|_| dropped())?.map_err(NnError::from)?)
     }
+}
 
-    fn submit<T, F>(&self, jobs: &mpsc::UnboundedSender<Job>, f: F) -> Result<Answer<T>, NnError>
-    where
-        F: FnOnce() -> Result<T, NnError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        let rt = tokio::runtime::Handle::try_current().ok();
-        let job: Job = Box::new(move || {
-            let (r, deferred) = deferring_durability(f);
-            let after = deferred.after;
-            let tell = move |synced: Result<(), rocksdb::Error>| {
-                if let Err(Ok((_, after))) = reply.send(synced.map(|()| (r, after))) {
-                    // The caller is gone (its client cancelled the call), but
-                    // the change happened: what had to follow it still must.
-                    run_orphaned(rt, after);
-                }
-            };
-            match deferred.pending {
-                Some(p) => p.then(tell),
-                None => tell(Ok(())),
+/// `f` as a job, and where its answer arrives once its writes are durable.
+fn job<T, F>(f: F) -> (Job, Answer<T>)
+where
+    F: FnOnce() -> Result<T, NnError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let rt = tokio::runtime::Handle::try_current().ok();
+    let job: Job = Box::new(move || {
+        let (r, deferred) = deferring_durability(f);
+        let after = deferred.after;
+        let tell = move |synced: Result<(), rocksdb::Error>| {
+            if let Err(Ok((_, after))) = reply.send(synced.map(|()| (r, after))) {
+                // The caller is gone (its client cancelled the call), but
+                // the change happened: what had to follow it still must.
+                run_orphaned(rt, after);
             }
-        });
-        self.load.queued.fetch_add(1, Ordering::Relaxed);
-        jobs.send(job).map_err(|_| {
-            self.load.queued.fetch_sub(1, Ordering::Relaxed);
-            NnError::ShuttingDown
-        })?;
-        Ok(answer)
-    }
+        };
+        match deferred.pending {
+            Some(p) => p.then(tell),
+            None => tell(Ok(())),
+        }
+    });
+    (job, answer)
 }
 
 /// Runs the after-durability work of a call whose caller is gone, off the
@@ -196,7 +199,6 @@ mod tests {
         };
         let ns = Arc::new(Namespace::create_new(tmp.path(), cfg).expect("namespace"));
         let su = ns.caller(Identity::new("hdfs", vec![]));
-        let q = MutationQueue::start();
         let mutation =
             |path: &'static str, ran: Arc<AtomicBool>, gate: Option<std::sync::mpsc::Receiver<()>>| {
                 let (ns, su) = (ns.clone(), su.clone());
@@ -210,29 +212,44 @@ mod tests {
                 }
             };
 
-        let ran = Arc::new(AtomicBool::new(false));
-        let (r, after) = q.run(mutation("/a", ran.clone(), None)).await.expect("ran");
-        assert_eq!(r.expect("mkdirs"), "/a");
-        assert!(ns.get_file_info(&su, "/a").is_ok());
-        assert_eq!(after.len(), 1, "the waiting work comes with the answer");
-        assert!(!ran.load(Ordering::SeqCst), "left for the caller to run");
+        // On the mutation thread, and on the blocking pool (the fallback
+        // when the thread cannot start).
+        let queues = [
+            ("/a", "/b", MutationQueue::start()),
+            (
+                "/c",
+                "/d",
+                MutationQueue {
+                    jobs: None,
+                    load: Default::default(),
+                },
+            ),
+        ];
+        for (a, b, q) in queues {
+            let ran = Arc::new(AtomicBool::new(false));
+            let (r, after) = q.run(mutation(a, ran.clone(), None)).await.expect("ran");
+            assert_eq!(r.expect("mkdirs"), a);
+            assert!(ns.get_file_info(&su, a).is_ok());
+            assert_eq!(after.len(), 1, "the waiting work comes with the answer");
+            assert!(!ran.load(Ordering::SeqCst), "left for the caller to run");
 
-        let ran = Arc::new(AtomicBool::new(false));
-        let (open, gate) = std::sync::mpsc::channel();
-        let call = q.run(mutation("/b", ran.clone(), Some(gate)));
-        // Polled once (the job is queued), then dropped, as tonic drops a
-        // cancelled call's handler.
-        let cancelled = tokio::time::timeout(std::time::Duration::ZERO, call).await;
-        assert!(cancelled.is_err(), "the call was still running");
-        open.send(()).expect("open the gate");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !ran.load(Ordering::SeqCst) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the cancelled call's waiting work never ran"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let ran = Arc::new(AtomicBool::new(false));
+            let (open, gate) = std::sync::mpsc::channel();
+            let call = q.run(mutation(b, ran.clone(), Some(gate)));
+            // Polled once (the job is queued), then dropped, as tonic drops a
+            // cancelled call's handler.
+            let cancelled = tokio::time::timeout(std::time::Duration::ZERO, call).await;
+            assert!(cancelled.is_err(), "the call was still running");
+            open.send(()).expect("open the gate");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !ran.load(Ordering::SeqCst) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cancelled call's waiting work never ran"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(ns.get_file_info(&su, b).is_ok());
         }
-        assert!(ns.get_file_info(&su, "/b").is_ok());
     }
 }
