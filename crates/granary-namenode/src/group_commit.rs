@@ -1,6 +1,7 @@
-//! Group commit: mutations are written to RocksDB's WAL under the namespace
-//! lock without fsync, then each caller waits, outside the lock, until one
-//! fsync covers its write. Concurrent writers share fsyncs, so throughput
+//! Group commit: mutations are appended to RocksDB's WAL (its buffer in
+//! memory, with `manual_wal_flush`) under the namespace lock, then each
+//! caller waits, outside the lock, until one sync (the buffer written out
+//! and fsynced) covers its write. Concurrent writers share fsyncs, so throughput
 //! grows with concurrency instead of being capped at one fsync per op
 //! (the same split as HDFS's logEdit / logSync).
 //!

@@ -224,6 +224,9 @@ fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamily
     // Writes are already serialized by the namespace lock; RocksDB's own
     // write-thread spinning only burns the other core.
     opts.set_enable_write_thread_adaptive_yield(false);
+    // The WAL is written by the syncer thread, once per fsync group
+    // (`flush_wal`), not by every mutation under the namespace lock.
+    opts.set_manual_wal_flush(true);
     let cache = Cache::new_lru_cache(cfg.block_cache_bytes);
     let cfs = ALL_CFS
         .iter()
@@ -296,9 +299,8 @@ impl Namespace {
         batch.put_cf(ns.cf(CF_META)?, META_NEXT_INODE, id_key(ROOT_ID + 1));
         batch.put_cf(ns.cf(CF_META)?, META_NEXT_BLOCK, id_key(1 << 30));
         batch.put_cf(ns.cf(CF_META)?, META_NEXT_GS, id_key(1000));
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        ns.db.write_opt(batch, &wo)?;
+        ns.db.write(batch)?;
+        ns.db.flush_wal(true)?;
         Ok(ns)
     }
 

@@ -282,3 +282,57 @@ fn killing_a_pipeline_datanode_mid_write_loses_nothing() {
         }));
     }
 }
+
+/// Every namespace change the namenode answered survives its crash: writers
+/// keep creating directories while the namenode is killed with SIGKILL, and
+/// after a restart each directory whose mkdirs succeeded is there.
+#[test]
+fn every_answered_mutation_survives_a_namenode_crash() {
+    let rt = runtime();
+    let mut c = ProcessCluster::start(1, FAST);
+    let client = rt.block_on(c.client());
+    rt.block_on(client.mkdirs("/crash", None, true)).unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let client = client.clone();
+            rt.spawn(async move {
+                let mut answered = Vec::new();
+                // Bounded: stops at the first failure (the crash) or 20,000 dirs.
+                for i in 0..20_000 {
+                    let p = format!("/crash/w{w}-{i}");
+                    if client.mkdirs(&p, None, false).await.is_err() {
+                        break;
+                    }
+                    answered.push(p);
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    c.namenode.kill9();
+    let answered: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| rt.block_on(w).unwrap())
+        .collect();
+    assert!(
+        answered.len() > 100,
+        "only {} mkdirs before the crash",
+        answered.len()
+    );
+    c.start_namenode();
+    let client = rt.block_on(c.client());
+    let listed: HashSet<String> = rt
+        .block_on(client.list("/crash"))
+        .unwrap()
+        .into_iter()
+        .map(|s| format!("/crash/{}", s.name))
+        .collect();
+    let lost: Vec<&String> = answered.iter().filter(|p| !listed.contains(*p)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered mkdirs lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+}
