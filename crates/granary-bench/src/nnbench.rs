@@ -41,6 +41,16 @@ fn path(kind: &str, i: u64) -> String {
     format!("/nnbench/{kind}/d{}/f{i}", i / PER_DIR)
 }
 
+/// The directory the mkdirs phase's `i`th call creates.
+fn mkdirs_path(i: u64) -> String {
+    format!("/nnbench/dirs/d{}/x{i}", i / PER_DIR)
+}
+
+/// The directory of files the listing phase's `i`th call lists.
+fn listing_path(i: u64) -> String {
+    format!("/nnbench/files/d{i}")
+}
+
 /// How in-process threads reach the namenode.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -114,7 +124,7 @@ pub fn in_process(
 
 fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyhow::Result<()> {
     match phase {
-        "mkdirs" => ns.mkdirs(caller, &format!("/nnbench/dirs/d{}/x{i}", i / PER_DIR), 0, true)?,
+        "mkdirs" => ns.mkdirs(caller, &mkdirs_path(i), 0, true)?,
         "create" => {
             let p = path("files", i);
             let (file, _) = ns.create(caller, &p, 0, "nnbench", false, false, 1, 0)?;
@@ -124,7 +134,7 @@ fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyho
             ns.get_file_info(caller, &path("files", i))?;
         }
         "listing" => {
-            ns.list(caller, &format!("/nnbench/files/d{i}"), "", 0)?;
+            ns.list(caller, &listing_path(i), "", 0)?;
         }
         "rename" => {
             ns.rename(caller, &path("files", i), &path("renamed", i), false)?;
@@ -142,7 +152,7 @@ async fn one_via_service(svc: &ClientService, phase: &str, i: u64) -> anyhow::Re
     let id = Identity::new(crate::local::SUPERUSER, vec![]);
     match phase {
         "mkdirs" => {
-            let path = format!("/nnbench/dirs/d{}/x{i}", i / PER_DIR);
+            let path = mkdirs_path(i);
             let r = pb::MkdirsRequest {
                 path,
                 permission: 0,
@@ -182,7 +192,7 @@ async fn one_via_service(svc: &ClientService, phase: &str, i: u64) -> anyhow::Re
         }
         "listing" => {
             let r = pb::GetListingRequest {
-                path: format!("/nnbench/files/d{i}"),
+                path: listing_path(i),
                 start_after: String::new(),
                 limit: 0,
             };
@@ -243,16 +253,13 @@ pub async fn over_grpc(
                     }
                     let t = Instant::now();
                     match phase {
-                        "mkdirs" => {
-                            c.mkdirs(&format!("/nnbench/dirs/d{}/x{i}", i / PER_DIR), None, true)
-                                .await?
-                        }
+                        "mkdirs" => c.mkdirs(&mkdirs_path(i), None, true).await?,
                         "create" => c.create_empty(&path("files", i), None).await?,
                         "getfileinfo" => {
                             c.stat(&path("files", i)).await?;
                         }
                         "listing" => {
-                            c.list(&format!("/nnbench/files/d{i}")).await?;
+                            c.list(&listing_path(i)).await?;
                         }
                         "rename" => c.rename(&path("files", i), &path("renamed", i), false).await?,
                         "delete" => c.delete(&path("renamed", i), false).await?,

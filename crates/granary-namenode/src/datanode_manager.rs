@@ -184,15 +184,11 @@ impl DatanodeManager {
         self.nodes.read().get(uuid).map(|n| n.admin).unwrap_or_default()
     }
 
-    /// Sets a node's admin state; `node` is its rpc address or uuid.
-    /// Returns the node's uuid, or None when no such node is known.
-    pub fn set_admin_state(&self, node: &str, state: AdminState) -> Option<String> {
-        let mut nodes = self.nodes.write();
-        let n = nodes
-            .values_mut()
-            .find(|n| n.id.uuid == node || n.id.rpc_addr == node)?;
-        n.admin = state;
-        Some(n.id.uuid.clone())
+    /// Sets the admin state of node `uuid` (see [`DatanodeManager::uuid_of`]
+    /// for a node named by address); None when no such node is known.
+    pub fn set_admin_state(&self, uuid: &str, state: AdminState) -> Option<()> {
+        self.nodes.write().get_mut(uuid)?.admin = state;
+        Some(())
     }
 
     /// Nodes an operator took out of service before the namenode started

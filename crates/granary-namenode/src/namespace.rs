@@ -34,23 +34,18 @@ pub struct AfterDurable {
     pub run: Box<dyn FnOnce() + Send>,
 }
 
-#[derive(Default)]
-struct Deferral {
-    latest: Option<PendingWrite>,
-    after: Vec<AfterDurable>,
-}
-
 thread_local! {
     /// Set while [`deferring_durability`] runs on this thread: the latest
     /// write its mutations made, which its caller waits for instead, and
     /// what runs once that write is durable.
-    static DEFERRED: std::cell::RefCell<Option<Deferral>> = const { std::cell::RefCell::new(None) };
+    static DEFERRED: std::cell::RefCell<Option<Deferred>> = const { std::cell::RefCell::new(None) };
 }
 
 /// What a [`deferring_durability`] run leaves its caller, who must await
 /// `pending` before telling anyone the mutations happened, and then run
 /// `after` (never when the sync failed: the change may be lost).
 #[must_use]
+#[derive(Default)]
 pub struct Deferred {
     pub pending: Option<PendingWrite>,
     pub after: Vec<AfterDurable>,
@@ -63,24 +58,18 @@ pub struct Deferred {
 pub fn deferring_durability<R>(f: impl FnOnce() -> R) -> (R, Deferred) {
     /// Restores the enclosing deferral's state, also when `f` panics: a
     /// pooled thread must not go on skipping the wait.
-    struct Reset(Option<Deferral>);
+    struct Reset(Option<Deferred>);
     impl Drop for Reset {
         fn drop(&mut self) {
             let outer = self.0.take();
             DEFERRED.with(|d| *d.borrow_mut() = outer);
         }
     }
-    let reset = Reset(DEFERRED.with(|d| d.borrow_mut().replace(Deferral::default())));
+    let reset = Reset(DEFERRED.with(|d| d.borrow_mut().replace(Deferred::default())));
     let r = f();
-    let d = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+    let deferred = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
     drop(reset);
-    (
-        r,
-        Deferred {
-            pending: d.latest,
-            after: d.after,
-        },
-    )
+    (r, deferred)
 }
 
 /// Limits and defaults the namespace applies to requests.
@@ -474,7 +463,7 @@ impl Namespace {
         DEFERRED.with(|d| match &mut *d.borrow_mut() {
             Some(deferral) => {
                 let w = self.commit.durable(seq);
-                deferral.latest = Some(match deferral.latest.take() {
+                deferral.pending = Some(match deferral.pending.take() {
                     Some(l) => l.latest(w),
                     None => w,
                 });
