@@ -1,5 +1,5 @@
 //! Writing a file: [`FileWriter`] hands bytes to a background streamer that
-//! cuts them into 64 KiB packets with CRC32C checksums and streams them
+//! cuts them into packets with CRC32C checksums and streams them
 //! through each block's datanode pipeline, many packets in flight.
 
 use std::collections::VecDeque;
@@ -12,15 +12,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::PollSender;
 
 use crate::{ClientError, DfsClient, Result};
 use granary_common::checksum;
+use granary_common::data_transfer::{self, AckReader};
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_proto as pb;
-use granary_proto::data_transfer_client::DataTransferClient;
-use granary_proto::write_block_request::Msg;
 
 /// How a new file is created.
 #[derive(Debug, Clone, Default)]
@@ -263,8 +261,8 @@ struct BlockStream {
     located: pb::LocatedBlock,
     /// Pipeline order; shrinks as nodes fail.
     targets: Vec<pb::DatanodeId>,
-    tx: mpsc::Sender<pb::WriteBlockRequest>,
-    acks: tonic::Streaming<pb::PipelineAck>,
+    tx: mpsc::Sender<pb::Packet>,
+    acks: AckReader,
     /// Packets sent and not yet acked by every node, in order (resent after a recovery).
     unacked: VecDeque<pb::Packet>,
     next_seqno: u64,
@@ -283,12 +281,7 @@ impl BlockStream {
         p.seqno = self.next_seqno;
         self.next_seqno += 1;
         self.unacked.push_back(p.clone());
-        self.tx
-            .send(pb::WriteBlockRequest {
-                msg: Some(Msg::Packet(p)),
-            })
-            .await
-            .is_ok()
+        self.tx.send(p).await.is_ok()
     }
 }
 
@@ -732,20 +725,12 @@ impl Streamer {
         targets: &[pb::DatanodeId],
         access_token: Vec<u8>,
         stage: pb::PipelineStage,
-    ) -> Result<
-        (
-            mpsc::Sender<pb::WriteBlockRequest>,
-            tonic::Streaming<pb::PipelineAck>,
-        ),
-        (usize, ClientError),
-    > {
+    ) -> Result<(mpsc::Sender<pb::Packet>, AckReader), (usize, ClientError)> {
         let first = targets
             .first()
             .ok_or_else(|| (0, ClientError::Protocol("no datanodes for the pipeline".into())))?
             .rpc_addr
             .clone();
-        let ch = self.client.datanode_channel(&first).map_err(|e| (0, e))?;
-        let (tx, rx) = mpsc::channel(self.max_in_flight());
         let header = pb::WriteBlockHeader {
             block: Some(block),
             downstream: targets[1..].to_vec(),
@@ -754,16 +739,8 @@ impl Streamer {
             bytes_per_checksum: self.bpc as u32,
             access_token,
         };
-        let _ = tx
-            .send(pb::WriteBlockRequest {
-                msg: Some(Msg::Header(header)),
-            })
-            .await;
-        let mut dt = DataTransferClient::new(ch)
-            .max_encoding_message_size(64 << 20)
-            .max_decoding_message_size(64 << 20);
-        match dt.write_block(ReceiverStream::new(rx)).await {
-            Ok(resp) => Ok((tx, resp.into_inner())),
+        match data_transfer::open_pipeline(&first, header, self.max_in_flight()).await {
+            Ok(pipeline) => Ok(pipeline),
             Err(st) => {
                 // Each node wraps its downstream's error, so the deepest node
                 // named (the last in pipeline order) is the one that failed.

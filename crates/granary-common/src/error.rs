@@ -123,16 +123,21 @@ impl ErrorCode {
         self.java_exception()
     }
 
+    /// The code whose [`name`](Self::name) this is.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.name() == name)
+    }
+
     /// Recovers the code from a status built by [`status`]; statuses from
     /// elsewhere fall back on their gRPC code.
     pub fn from_status(status: &tonic::Status) -> ErrorCode {
-        if let Some(name) = status
+        if let Some(code) = status
             .metadata()
             .get(ERROR_CODE_METADATA)
             .and_then(|v| v.to_str().ok())
-            && let Some(code) = Self::ALL.iter().find(|c| c.name() == name)
+            .and_then(Self::from_name)
         {
-            return *code;
+            return code;
         }
         use tonic::Code;
         match status.code() {

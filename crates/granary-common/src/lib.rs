@@ -4,6 +4,7 @@
 pub mod block_token;
 pub mod checksum;
 pub mod config;
+pub mod data_transfer;
 pub mod error;
 pub mod format;
 pub mod identity;

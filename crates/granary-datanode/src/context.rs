@@ -7,7 +7,6 @@ use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
 use crate::storage::Storage;
-use granary_common::net::ChannelPool;
 use granary_proto as pb;
 
 /// A change to report to the namenode promptly (incremental block report).
@@ -24,7 +23,6 @@ pub struct DatanodeContext {
     pub block_key: RwLock<Vec<u8>>,
     pub cluster_id: RwLock<String>,
     pub events: mpsc::UnboundedSender<ReplicaEvent>,
-    pub peers: ChannelPool,
     xceivers: AtomicU32,
     pub metrics: Arc<crate::metrics::DatanodeMetrics>,
     /// Replicas whose writer vanished mid-block, kept for pipeline recovery.
@@ -46,7 +44,6 @@ impl DatanodeContext {
             block_key: RwLock::new(Vec::new()),
             cluster_id: RwLock::new(cluster_id),
             events,
-            peers: ChannelPool::default(),
             xceivers: AtomicU32::new(0),
             metrics: crate::metrics::DatanodeMetrics::new(),
             recoverable: Default::default(),

@@ -1,4 +1,6 @@
-//! The `DataTransfer` service: the write pipeline and block reads.
+//! Block data: the write pipeline (on its own framed TCP connections to the
+//! RPC port, `granary_common::data_transfer`) and the `DataTransfer` gRPC
+//! service's block reads.
 //!
 //! Writes: the first message names the block and the nodes after this one.
 //! Each packet is checked (sequence number, offset, checksum count; the last
@@ -10,18 +12,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
 
 use crate::context::{DatanodeContext, ReplicaEvent};
 use crate::storage::ReplicaWriter;
 use granary_common::ErrorCode;
 use granary_common::block_token::{self, BlockAccess};
 use granary_common::checksum;
+use granary_common::data_transfer::{self, AckReader, RequestReader};
 use granary_common::error::status;
 use granary_proto as pb;
-use granary_proto::data_transfer_client::DataTransferClient;
 use granary_proto::data_transfer_server::DataTransfer;
 use granary_proto::write_block_request::Msg;
 
@@ -124,185 +129,11 @@ enum Local {
     Fail(Status),
 }
 
-type AckStream = Pin<Box<dyn Stream<Item = Result<pb::PipelineAck, Status>> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadPacket, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl DataTransfer for DataTransferService {
-    type WriteBlockStream = AckStream;
     type ReadBlockStream = ReadStream;
-
-    async fn write_block(
-        &self,
-        req: Request<Streaming<pb::WriteBlockRequest>>,
-    ) -> Result<Response<Self::WriteBlockStream>, Status> {
-        let mut inbound = req.into_inner();
-        let header = match inbound.message().await? {
-            Some(pb::WriteBlockRequest {
-                msg: Some(Msg::Header(h)),
-            }) => h,
-            _ => {
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    "the first message of writeBlock must be a header",
-                ));
-            }
-        };
-        let block = header
-            .block
-            .ok_or_else(|| status(ErrorCode::InvalidArgument, "writeBlock header names no block"))?;
-        let granted = check_token(
-            &self.ctx,
-            &header.access_token,
-            block.block_id,
-            BlockAccess::Write,
-        )?;
-        if granted != block.generation_stamp {
-            return Err(status(
-                ErrorCode::AccessControl,
-                format!(
-                    "block {}: token is for generation {granted}, not {}",
-                    block.block_id, block.generation_stamp
-                ),
-            ));
-        }
-        let bpc = if header.bytes_per_checksum == 0 {
-            512
-        } else {
-            header.bytes_per_checksum
-        };
-        if bpc > 1 << 20 {
-            return Err(status(
-                ErrorCode::InvalidArgument,
-                format!("bytes_per_checksum {bpc} is too large"),
-            ));
-        }
-        let recovering = header.stage == pb::PipelineStage::Recovery as i32;
-        let writer = if recovering {
-            // Continue the half-written replica under the new generation stamp.
-            // The old stream may still be winding down here, its last write
-            // held up by a busy disk for seconds: wait for it as HDFS waits for
-            // the old writer (dfs.datanode.xceiver.stop.timeout.millis, 60 s).
-            let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
-            let (id, gs) = (block.block_id, block.generation_stamp);
-            let kept = loop {
-                if let Some((w, _)) = self.ctx.recoverable.lock().remove(&id) {
-                    break Some(HeldReplica::new(&self.ctx, w, true));
-                }
-                // Or the old stream finalized the replica here before the
-                // writer saw the last ack: nothing more will come, reopen it.
-                if self.ctx.storage.get(id).is_some_and(|r| r.gs < gs) {
-                    let ctx = self.ctx.clone();
-                    let reopened = tokio::task::spawn_blocking(move || {
-                        ctx.storage
-                            .reopen_finalized(id, gs)
-                            .map(|w| HeldReplica::new(&ctx, w, true))
-                    });
-                    match reopened.await {
-                        Ok(Ok(w)) => break Some(w),
-                        Ok(Err(e)) => return Err(e.into()),
-                        Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
-                    }
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    break None;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            };
-            let Some(mut held) = kept else {
-                return Err(status(
-                    ErrorCode::FileNotFound,
-                    format!(
-                        "block {}: no half-written replica here to recover",
-                        block.block_id
-                    ),
-                ));
-            };
-            if held.gs() >= block.generation_stamp {
-                // A late request from an older recovery: the replica stays
-                // (dropping `held` keeps it) for the current one.
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    "recovery needs a newer generation stamp",
-                ));
-            }
-            let (gs, len) = (block.generation_stamp, block.num_bytes);
-            let (held, res) = tokio::task::spawn_blocking(move || {
-                let r = held.recover_to(gs, len);
-                (held, r)
-            })
-            .await
-            .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
-            res?;
-            held
-        } else {
-            // A half-written replica of an older generation is superseded.
-            if let Some((stale, _)) = self.ctx.recoverable.lock().remove(&block.block_id) {
-                stale.abort();
-            }
-            let ctx = self.ctx.clone();
-            let b = block;
-            tokio::task::spawn_blocking(move || {
-                ctx.storage
-                    .create_rbw(&b, bpc, 0)
-                    .map(|w| HeldReplica::new(&ctx, w, false))
-            })
-            .await
-            .map_err(|e| status(ErrorCode::Internal, e.to_string()))??
-        };
-
-        // Connect downstream before answering, so a dead next node fails this
-        // call. Every early return from here drops `writer`, which keeps a
-        // recovering replica for the writer's next attempt (it retries
-        // without that node) and removes a new one.
-        let mut downstream = None;
-        if let Some(next) = header.downstream.first() {
-            let next_addr = next.rpc_addr.clone();
-            let fail = |e: String| {
-                status(
-                    ErrorCode::Unavailable,
-                    format!("cannot reach downstream datanode {next_addr}: {e}"),
-                )
-            };
-            let ch = self.ctx.peers.get(&next.rpc_addr).map_err(fail)?;
-            let (tx, rx) = mpsc::channel::<pb::WriteBlockRequest>(64);
-            let mut h = header.clone();
-            h.downstream.remove(0);
-            let _ = tx
-                .send(pb::WriteBlockRequest {
-                    msg: Some(Msg::Header(h)),
-                })
-                .await;
-            let mut client = DataTransferClient::new(ch)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20);
-            match client.write_block(ReceiverStream::new(rx)).await {
-                Ok(resp) => downstream = Some((tx, resp.into_inner(), next.rpc_addr.clone())),
-                Err(e) => {
-                    self.ctx.peers.evict(&next.rpc_addr);
-                    return Err(fail(e.message().to_string()));
-                }
-            }
-        }
-        let Some(writer) = writer.release() else {
-            return Err(status(ErrorCode::Internal, "replica writer lost"));
-        };
-
-        let (ack_tx, ack_rx) = mpsc::channel(256);
-        let (local_tx, local_rx) = mpsc::channel(256);
-        let (down_tx, down_acks) = match downstream {
-            Some((tx, acks, addr)) => (Some(tx), Some((acks, addr))),
-            None => (None, None),
-        };
-        let down_failed = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(respond(local_rx, down_acks, ack_tx, down_failed.clone()));
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            let _x = ctx.xceiver();
-            receive(ctx.clone(), inbound, writer, bpc, down_tx, local_tx, down_failed).await;
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(ack_rx))))
-    }
 
     async fn read_block(
         &self,
@@ -370,15 +201,221 @@ impl DataTransfer for DataTransferService {
     }
 }
 
+/// Serves one write pipeline connection (its preamble already read) until
+/// the block's last packet is acked, the pipeline fails, or the datanode
+/// stops, which cuts the connection as a crash would: the writer recovers
+/// without this node.
+pub async fn serve_write(ctx: Arc<DatanodeContext>, stream: TcpStream, stop: CancellationToken) {
+    let (mut requests, mut replies) = RequestReader::accept(stream);
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = write_pipeline(ctx, &mut requests, &mut replies) => {}
+    }
+}
+
+async fn write_pipeline(
+    ctx: Arc<DatanodeContext>,
+    requests: &mut RequestReader,
+    replies: &mut OwnedWriteHalf,
+) {
+    let header = match requests.message().await {
+        Ok(Some(pb::WriteBlockRequest {
+            msg: Some(Msg::Header(h)),
+        })) => h,
+        Ok(None) => return,
+        Ok(Some(_)) => {
+            let st = status(
+                ErrorCode::InvalidArgument,
+                "the first message of a write pipeline must be a header",
+            );
+            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
+            return;
+        }
+        Err(st) => {
+            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
+            return;
+        }
+    };
+    // The writer sends nothing until it is told the pipeline is ready, so a
+    // message (or the connection closing) during set-up means it is gone or
+    // broken: stop waiting on disks and downstream nodes for it. Dropping
+    // the set-up keeps a recovering replica for the next attempt.
+    let set_up = tokio::select! {
+        r = set_up(&ctx, header) => r,
+        _ = requests.message() => return,
+    };
+    let (held, bpc, downstream) = match set_up {
+        Ok(s) => s,
+        Err(st) => {
+            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
+            return;
+        }
+    };
+    let ready = pb::WriteBlockReply {
+        msg: Some(pb::write_block_reply::Msg::Ready(pb::PipelineReady {})),
+    };
+    if data_transfer::send_reply(replies, &ready).await.is_err() {
+        return;
+    }
+    let Some(writer) = held.release() else {
+        return;
+    };
+    let (local_tx, local_rx) = mpsc::channel(256);
+    let (down_tx, down_acks) = match downstream {
+        Some((tx, acks, addr)) => (Some(tx), Some((acks, addr))),
+        None => (None, None),
+    };
+    let down_failed = CancellationToken::new();
+    let _x = ctx.xceiver();
+    tokio::join!(
+        receive(
+            ctx.clone(),
+            requests,
+            writer,
+            bpc,
+            down_tx,
+            local_tx,
+            down_failed.clone()
+        ),
+        respond(local_rx, down_acks, replies, down_failed),
+    );
+}
+
+type Downstream = (mpsc::Sender<pb::Packet>, AckReader, String);
+
+/// Checks a pipeline's header, opens (or, in a recovery, takes back) the
+/// replica, and connects the rest of the pipeline, so a dead next node fails
+/// the set-up. Every early return drops the held replica, which keeps a
+/// recovering one for the writer's next attempt (it retries without the
+/// failed node) and removes a new one.
+async fn set_up(
+    ctx: &Arc<DatanodeContext>,
+    header: pb::WriteBlockHeader,
+) -> Result<(HeldReplica, u32, Option<Downstream>), Status> {
+    let block = header
+        .block
+        .ok_or_else(|| status(ErrorCode::InvalidArgument, "write pipeline header names no block"))?;
+    let granted = check_token(ctx, &header.access_token, block.block_id, BlockAccess::Write)?;
+    if granted != block.generation_stamp {
+        return Err(status(
+            ErrorCode::AccessControl,
+            format!(
+                "block {}: token is for generation {granted}, not {}",
+                block.block_id, block.generation_stamp
+            ),
+        ));
+    }
+    let bpc = if header.bytes_per_checksum == 0 {
+        512
+    } else {
+        header.bytes_per_checksum
+    };
+    if bpc > 1 << 20 {
+        return Err(status(
+            ErrorCode::InvalidArgument,
+            format!("bytes_per_checksum {bpc} is too large"),
+        ));
+    }
+    let recovering = header.stage == pb::PipelineStage::Recovery as i32;
+    let held = if recovering {
+        // Continue the half-written replica under the new generation stamp.
+        // The old stream may still be winding down here, its last write
+        // held up by a busy disk for seconds: wait for it as HDFS waits for
+        // the old writer (dfs.datanode.xceiver.stop.timeout.millis, 60 s).
+        let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
+        let (id, gs) = (block.block_id, block.generation_stamp);
+        let kept = loop {
+            if let Some((w, _)) = ctx.recoverable.lock().remove(&id) {
+                break Some(HeldReplica::new(ctx, w, true));
+            }
+            // Or the old stream finalized the replica here before the
+            // writer saw the last ack: nothing more will come, reopen it.
+            if ctx.storage.get(id).is_some_and(|r| r.gs < gs) {
+                let ctx = ctx.clone();
+                let reopened = tokio::task::spawn_blocking(move || {
+                    ctx.storage
+                        .reopen_finalized(id, gs)
+                        .map(|w| HeldReplica::new(&ctx, w, true))
+                });
+                match reopened.await {
+                    Ok(Ok(w)) => break Some(w),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let Some(mut held) = kept else {
+            return Err(status(
+                ErrorCode::FileNotFound,
+                format!(
+                    "block {}: no half-written replica here to recover",
+                    block.block_id
+                ),
+            ));
+        };
+        if held.gs() >= block.generation_stamp {
+            // A late request from an older recovery: the replica stays
+            // (dropping `held` keeps it) for the current one.
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "recovery needs a newer generation stamp",
+            ));
+        }
+        let (gs, len) = (block.generation_stamp, block.num_bytes);
+        let (held, res) = tokio::task::spawn_blocking(move || {
+            let r = held.recover_to(gs, len);
+            (held, r)
+        })
+        .await
+        .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
+        res?;
+        held
+    } else {
+        // A half-written replica of an older generation is superseded.
+        if let Some((stale, _)) = ctx.recoverable.lock().remove(&block.block_id) {
+            stale.abort();
+        }
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || {
+            ctx.storage
+                .create_rbw(&block, bpc, 0)
+                .map(|w| HeldReplica::new(&ctx, w, false))
+        })
+        .await
+        .map_err(|e| status(ErrorCode::Internal, e.to_string()))??
+    };
+
+    let Some(next) = header.downstream.first() else {
+        return Ok((held, bpc, None));
+    };
+    let mut h = header.clone();
+    h.downstream.remove(0);
+    match data_transfer::open_pipeline(&next.rpc_addr, h, 64).await {
+        Ok((tx, acks)) => Ok((held, bpc, Some((tx, acks, next.rpc_addr.clone())))),
+        Err(e) => Err(status(
+            ErrorCode::Unavailable,
+            format!(
+                "cannot reach downstream datanode {}: {}",
+                next.rpc_addr,
+                e.message()
+            ),
+        )),
+    }
+}
+
 /// Takes packets until the last one, writing and forwarding each.
 async fn receive(
     ctx: Arc<DatanodeContext>,
-    mut inbound: Streaming<pb::WriteBlockRequest>,
+    inbound: &mut RequestReader,
     writer: ReplicaWriter,
     bpc: u32,
-    mut down_tx: Option<mpsc::Sender<pb::WriteBlockRequest>>,
+    mut down_tx: Option<mpsc::Sender<pb::Packet>>,
     local_tx: mpsc::Sender<Local>,
-    down_failed: tokio_util::sync::CancellationToken,
+    down_failed: CancellationToken,
 ) {
     let last_node = down_tx.is_none();
     let block_id = writer.block_id;
@@ -459,7 +496,7 @@ async fn receive(
                 // A dead downstream stops draining its channel: never wait on it
                 // once the responder has seen it fail (it reports that upstream).
                 let sent = tokio::select! {
-                    r = tx.send(pb::WriteBlockRequest { msg: Some(Msg::Packet(p.clone())) }) => r.is_ok(),
+                    r = tx.send(p.clone()) => r.is_ok(),
                     _ = down_failed.cancelled() => false,
                 };
                 if !sent {
@@ -540,18 +577,21 @@ async fn receive(
 /// Pairs local results with downstream acks, in order, and acks upstream.
 async fn respond(
     mut local: mpsc::Receiver<Local>,
-    mut downstream: Option<(Streaming<pb::PipelineAck>, String)>,
-    upstream: mpsc::Sender<Result<pb::PipelineAck, Status>>,
-    down_failed: tokio_util::sync::CancellationToken,
+    mut downstream: Option<(AckReader, String)>,
+    upstream: &mut OwnedWriteHalf,
+    down_failed: CancellationToken,
 ) {
     // However this ends, the receiver must stop forwarding downstream.
     let _guard = down_failed.drop_guard();
     use pb::AckStatus;
+    let ack_reply = |ack| pb::WriteBlockReply {
+        msg: Some(pb::write_block_reply::Msg::Ack(ack)),
+    };
     while let Some(item) = local.recv().await {
         let (seqno, last) = match item {
             Local::Ok { seqno, last } => (seqno, last),
             Local::Fail(st) => {
-                let _ = upstream.send(Err(st)).await;
+                let _ = data_transfer::send_reply(upstream, &data_transfer::error_reply(&st)).await;
                 return;
             }
         };
@@ -567,7 +607,7 @@ async fn respond(
                     ack.replies.extend(d.replies);
                     ack.message = d.message;
                     if bad {
-                        let _ = upstream.send(Ok(ack)).await;
+                        let _ = data_transfer::send_reply(upstream, &ack_reply(ack)).await;
                         return;
                     }
                 }
@@ -579,12 +619,16 @@ async fn respond(
                     };
                     ack.replies.push(AckStatus::Error as i32);
                     ack.message = format!("downstream datanode {addr} failed: {why}");
-                    let _ = upstream.send(Ok(ack)).await;
+                    let _ = data_transfer::send_reply(upstream, &ack_reply(ack)).await;
                     return;
                 }
             }
         }
-        if upstream.send(Ok(ack)).await.is_err() || last {
+        if data_transfer::send_reply(upstream, &ack_reply(ack))
+            .await
+            .is_err()
+            || last
+        {
             return;
         }
     }

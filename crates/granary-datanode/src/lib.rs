@@ -8,6 +8,7 @@ pub mod context;
 pub mod data_transfer;
 pub mod http;
 pub mod layout;
+pub mod listener;
 pub mod metrics;
 pub mod namenode_actor;
 pub mod server;

@@ -131,14 +131,12 @@ pub async fn start(
     let actor_token = token.child_token();
     let server_token = token.clone();
     let rpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .layer(granary_common::metrics::RpcMetricsLayer(ctx.metrics.rpc.clone()))
-        // As the peers' channels (granary_common::net): a stream window above
-        // a writer's 5 MiB in flight.
+        // As the peers' channels (granary_common::net), for block reads.
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20)
-        // Packets arrive as one HTTP/2 frame each instead of h2's default
-        // 16 KiB frames (32 per 512 KiB packet, per hop).
+        // A read packet goes as one HTTP/2 frame instead of h2's default
+        // 16 KiB frames.
         .max_frame_size(granary_common::net::MAX_FRAME_SIZE)
         .add_service(
             DataTransferServer::new(crate::data_transfer::DataTransferService::new(ctx.clone()))
@@ -146,7 +144,7 @@ pub async fn start(
                 .max_encoding_message_size(64 << 20),
         )
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(rpc),
+            crate::listener::split(rpc, ctx.clone(), token.child_token()),
             token.child_token().cancelled_owned(),
         );
     let gateway = crate::webhdfs::DataGateway::new(&config.namenode)?;

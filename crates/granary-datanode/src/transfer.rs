@@ -3,13 +3,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-
 use crate::context::DatanodeContext;
+use granary_common::data_transfer;
 use granary_proto as pb;
-use granary_proto::data_transfer_client::DataTransferClient;
-use granary_proto::write_block_request::Msg;
 
 const PACKET: usize = 64 * 1024;
 
@@ -29,8 +25,6 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
             .map_err(|e| e.to_string())?,
     );
     let _x = ctx.xceiver();
-    let ch = ctx.peers.get(&first.rpc_addr)?;
-    let (tx, rx) = mpsc::channel(16);
     let header = pb::WriteBlockHeader {
         block: Some(pb::ExtendedBlock {
             num_bytes: reader.len,
@@ -42,17 +36,9 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
         bytes_per_checksum: reader.bpc,
         access_token: cmd.access_token,
     };
-    tx.send(pb::WriteBlockRequest {
-        msg: Some(Msg::Header(header)),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut acks = DataTransferClient::new(ch)
-        .max_encoding_message_size(64 << 20)
-        .write_block(ReceiverStream::new(rx))
+    let (tx, mut acks) = data_transfer::open_pipeline(&first.rpc_addr, header, 16)
         .await
-        .map_err(|e| e.message().to_string())?
-        .into_inner();
+        .map_err(|e| e.message().to_string())?;
     let bpc = reader.bpc as usize;
     let packet = (PACKET / bpc).max(1) * bpc;
     let mut pos = 0u64;
@@ -75,11 +61,7 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
             last_packet_in_block: last,
             sync: false,
         };
-        tx.send(pb::WriteBlockRequest {
-            msg: Some(Msg::Packet(p)),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        tx.send(p).await.map_err(|e| e.to_string())?;
         pos += n as u64;
         seqno += 1;
         if last {

@@ -242,9 +242,7 @@ async fn deleted_files_are_removed_from_datanodes() {
 
 mod bad_input {
     use super::*;
-    use granary_proto::data_transfer_client::DataTransferClient;
-    use granary_proto::write_block_request::Msg;
-    use tokio_stream::wrappers::ReceiverStream;
+    use granary_common::data_transfer;
 
     /// Allocates a real block (and token) for a one-node pipeline.
     async fn allocate(cl: &MiniCluster, c: &DfsClient, path: &str) -> pb::LocatedBlock {
@@ -280,32 +278,20 @@ mod bad_input {
     /// Sends a header and `packets`; returns the first error status seen.
     async fn send(lb: &pb::LocatedBlock, token: Vec<u8>, packets: Vec<pb::Packet>) -> Option<tonic::Status> {
         let target = lb.locations[0].id.clone().unwrap();
-        let mut dt = DataTransferClient::connect(format!("http://{}", target.rpc_addr))
-            .await
-            .unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tx.send(pb::WriteBlockRequest {
-            msg: Some(Msg::Header(pb::WriteBlockHeader {
-                block: lb.block,
-                downstream: vec![],
-                client_name: "test".into(),
-                stage: pb::PipelineStage::Create as i32,
-                bytes_per_checksum: 512,
-                access_token: token,
-            })),
-        })
-        .await
-        .unwrap();
-        let mut acks = match dt.write_block(ReceiverStream::new(rx)).await {
-            Ok(r) => r.into_inner(),
+        let header = pb::WriteBlockHeader {
+            block: lb.block,
+            downstream: vec![],
+            client_name: "test".into(),
+            stage: pb::PipelineStage::Create as i32,
+            bytes_per_checksum: 512,
+            access_token: token,
+        };
+        let (tx, mut acks) = match data_transfer::open_pipeline(&target.rpc_addr, header, 16).await {
+            Ok(p) => p,
             Err(st) => return Some(st),
         };
         for p in packets {
-            let _ = tx
-                .send(pb::WriteBlockRequest {
-                    msg: Some(Msg::Packet(p)),
-                })
-                .await;
+            let _ = tx.send(p).await;
         }
         drop(tx);
         loop {
@@ -435,6 +421,66 @@ mod bad_input {
         assert!((0..3).any(|i| cl.datanode(i).ctx.storage.get(id).is_some()));
     }
 
+    /// Opens a pipeline connection, sends `bytes` after the preamble, and
+    /// returns the datanode's error reply.
+    async fn refusal(addr: std::net::SocketAddr, bytes: Vec<u8>) -> pb::TransferError {
+        use prost::Message;
+        use tokio_stream::StreamExt;
+        let (rd, mut wr) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+        wr.write_all(data_transfer::PREAMBLE).await.unwrap();
+        wr.write_all(&bytes).await.unwrap();
+        let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec);
+        let f = tokio::time::timeout(Duration::from_secs(10), frames.next())
+            .await
+            .expect("an answer in time")
+            .expect("an answer before the connection closes")
+            .unwrap();
+        match pb::WriteBlockReply::decode(f.message).unwrap().msg {
+            Some(pb::write_block_reply::Msg::Error(e)) => e,
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+    }
+
+    fn frame(message: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        f.extend_from_slice(message);
+        f.extend_from_slice(data);
+        f
+    }
+
+    /// A connection that breaks the pipeline's framing or message order is
+    /// answered with an error naming the problem, and the port goes on
+    /// serving writes and (gRPC) reads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_pipeline_connections_are_refused_with_the_reason() {
+        use prost::Message;
+        let cl = cluster().await;
+        let addr = cl.datanode(0).rpc_addr;
+
+        let e = refusal(addr, [0u32.to_be_bytes(), u32::MAX.to_be_bytes()].concat()).await;
+        assert_eq!(e.code, ErrorCode::InvalidArgument.name());
+        assert!(e.message.contains("over the limit"), "{}", e.message);
+
+        let e = refusal(addr, frame(&[0xff; 5], &[])).await;
+        assert_eq!(e.code, ErrorCode::InvalidArgument.name());
+        assert!(e.message.contains("undecodable write request"), "{}", e.message);
+
+        let mut p = packet(0, 0, b"x", true);
+        p.data = Default::default();
+        let first = pb::WriteBlockRequest {
+            msg: Some(pb::write_block_request::Msg::Packet(p)),
+        };
+        let e = refusal(addr, frame(&first.encode_to_vec(), b"x")).await;
+        assert!(e.message.contains("must be a header"), "{}", e.message);
+
+        let c = cl.client().await.unwrap();
+        let d = pseudo_random(300_000, 9);
+        put(&c, "/after-bad-connections", &d).await;
+        assert_eq!(get(&c, "/after-bad-connections").await, d);
+    }
+
     /// A new generation stamp for `lb`'s block from the namenode, as a
     /// writer recovering its pipeline gets one.
     async fn new_stamp(c: &DfsClient, path: &str, lb: &pb::LocatedBlock) -> (pb::ExtendedBlock, Vec<u8>) {
@@ -465,16 +511,14 @@ mod bad_input {
         block: pb::ExtendedBlock,
         token: Vec<u8>,
         downstream: Vec<pb::DatanodeId>,
-    ) -> pb::WriteBlockRequest {
-        pb::WriteBlockRequest {
-            msg: Some(Msg::Header(pb::WriteBlockHeader {
-                block: Some(block),
-                downstream,
-                client_name: "test".into(),
-                stage: pb::PipelineStage::Recovery as i32,
-                bytes_per_checksum: 512,
-                access_token: token,
-            })),
+    ) -> pb::WriteBlockHeader {
+        pb::WriteBlockHeader {
+            block: Some(block),
+            downstream,
+            client_name: "test".into(),
+            stage: pb::PipelineStage::Recovery as i32,
+            bytes_per_checksum: 512,
+            access_token: token,
         }
     }
 
@@ -498,7 +542,7 @@ mod bad_input {
         let dn = (0..cl.datanode_count())
             .find(|&i| cl.datanode(i).ctx.recoverable.lock().contains_key(&id))
             .expect("the replica is kept for recovery");
-        let target = format!("http://{}", lb.locations[0].id.as_ref().unwrap().rpc_addr);
+        let target = lb.locations[0].id.as_ref().unwrap().rpc_addr.clone();
 
         // A downstream node that takes connections and never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -508,19 +552,14 @@ mod bad_input {
         };
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
-        let mut dt = DataTransferClient::connect(target.clone()).await.unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(recovery_header(block, token, vec![silent_node]))
-            .await
-            .unwrap();
-        let call = dt.write_block(ReceiverStream::new(rx));
+        let call = data_transfer::open_pipeline(&target, recovery_header(block, token, vec![silent_node]), 4);
         assert!(
             tokio::time::timeout(Duration::from_millis(1500), call)
                 .await
                 .is_err(),
             "the recovery waits for its silent downstream"
         );
-        // The call was dropped (cancelled) while the datanode held the replica.
+        // The writer went away while the datanode held the replica.
         let ctx = cl.datanode(dn).ctx.clone();
         granary_testkit::fixtures::wait_for(10, "the replica back in the recoverable set", || {
             let ctx = ctx.clone();
@@ -531,19 +570,10 @@ mod bad_input {
         // The next attempt, without the silent node, completes the block.
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
-        let mut dt = DataTransferClient::connect(target).await.unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(recovery_header(block, token, vec![])).await.unwrap();
-        tx.send(pb::WriteBlockRequest {
-            msg: Some(Msg::Packet(packet(0, d.len() as u64, &[], true))),
-        })
-        .await
-        .unwrap();
-        let mut acks = dt
-            .write_block(ReceiverStream::new(rx))
+        let (tx, mut acks) = data_transfer::open_pipeline(&target, recovery_header(block, token, vec![]), 4)
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
+        tx.send(packet(0, d.len() as u64, &[], true)).await.unwrap();
         let ack = acks.message().await.unwrap().expect("the last packet is acked");
         assert_eq!(ack.replies, vec![pb::AckStatus::Success as i32]);
         let r = cl
