@@ -41,12 +41,16 @@ pub const MAX_MESSAGE: usize = 8 << 20;
 pub const MAX_DATA: usize = 16 << 20;
 const FRAME_HEAD: usize = 8;
 
-/// How long a writer waits for a datanode's answer (ready or the next ack)
-/// before it gives the node up: HDFS's `dfs.client.socket-timeout`. A node
+/// How long the last node's upstream waits for its answer (ready or the
+/// next ack) before giving it up: HDFS's `dfs.client.socket-timeout`. A node
 /// that stops answering while its kernel still does (a stopped process)
 /// is found this way; a dead host or a cut network sooner, by TCP (see
 /// [`tune`]).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Added to [`REPLY_TIMEOUT`] per node further down the pipeline, so the
+/// node just above a silent one gives up first and names it, rather than
+/// the writer blaming the first node (HDFS adds 5 s per node the same way).
+pub const REPLY_TIMEOUT_PER_NODE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One frame: a protobuf message and the raw data after it.
@@ -205,16 +209,17 @@ pub async fn send_reply(w: &mut OwnedWriteHalf, reply: &pb::WriteBlockReply) -> 
 pub struct AckReader {
     frames: FramedRead<OwnedReadHalf, FrameCodec>,
     peer: String,
+    timeout: Duration,
     _sender: Option<AbortOnDropHandle<()>>,
 }
 
 impl AckReader {
     async fn reply(&mut self) -> Result<Option<Reply>, tonic::Status> {
-        let frame = match tokio::time::timeout(REPLY_TIMEOUT, self.frames.next()).await {
+        let frame = match tokio::time::timeout(self.timeout, self.frames.next()).await {
             Err(_) => {
                 return Err(lost(
                     &self.peer,
-                    format!("no answer in {} s", REPLY_TIMEOUT.as_secs()),
+                    format!("no answer in {} s", self.timeout.as_secs()),
                 ));
             }
             Ok(None) => return Ok(None),
@@ -264,6 +269,7 @@ pub async fn open_pipeline(
     let mut acks = AckReader {
         frames: FramedRead::with_capacity(rd, FrameCodec, 64 << 10),
         peer: addr.to_string(),
+        timeout: REPLY_TIMEOUT + REPLY_TIMEOUT_PER_NODE * header.downstream.len() as u32,
         _sender: None,
     };
     let header = pb::WriteBlockRequest {
