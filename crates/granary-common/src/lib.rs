@@ -1,5 +1,6 @@
 //! What every Granary crate shares: error codes, path rules, caller identity,
-//! configuration loading, logging and shutdown plumbing.
+//! configuration loading, logging, shutdown plumbing, and the write
+//! pipeline's framed connection.
 
 pub mod block_token;
 pub mod checksum;
