@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn method_labels_are_bounded() {
         assert_eq!(method_of("/granary.v1.ClientProtocol/Mkdirs"), "Mkdirs");
-        assert_eq!(method_of("/granary.v1.DataTransfer/WriteBlock"), "WriteBlock");
+        assert_eq!(method_of("/granary.v1.DataTransfer/ReadBlock"), "ReadBlock");
         assert_eq!(method_of("/evil/../x"), "other");
         assert_eq!(method_of("/granary.v1.X/a-b"), "other");
     }
