@@ -25,8 +25,9 @@ pub mod defaults {
     pub const REPLICATION: u32 = 3;
     pub const MAX_REPLICATION: u32 = 512;
     pub const BYTES_PER_CHECKSUM: u32 = 512;
-    /// HDFS: 64 KiB. Larger packets halve the per-packet gRPC and task
-    /// costs of the pipeline (docs/performance.md); WebHDFS reports it.
+    /// HDFS: 64 KiB. Larger packets cut the pipeline's per-packet costs
+    /// (acks, task hand-offs, disk writes; docs/performance.md); WebHDFS
+    /// reports it.
     pub const WRITE_PACKET_SIZE: u32 = 512 * 1024;
     pub const LISTING_LIMIT: u32 = 1000;
     pub const MAX_COMPONENT_LENGTH: usize = 255;
