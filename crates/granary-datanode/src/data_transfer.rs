@@ -242,7 +242,18 @@ async fn write_pipeline(
     // the set-up keeps a recovering replica for the next attempt.
     let set_up = tokio::select! {
         r = set_up(&ctx, header) => r,
-        _ = requests.message() => return,
+        early = requests.message() => {
+            let st = match early {
+                Ok(Some(_)) => status(
+                    ErrorCode::InvalidArgument,
+                    "a message came before the pipeline was ready",
+                ),
+                Err(st) if ErrorCode::from_status(&st) != ErrorCode::Unavailable => st,
+                _ => return,
+            };
+            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
+            return;
+        }
     };
     let (held, bpc, downstream) = match set_up {
         Ok(s) => s,
@@ -437,7 +448,9 @@ async fn receive(
                     ));
                 }
                 Err(e) => {
-                    lost = true;
+                    // A broken connection may be recovered; a malformed frame
+                    // is bad input, whose partial replica goes.
+                    lost = ErrorCode::from_status(&e) == ErrorCode::Unavailable;
                     return Err(e);
                 }
             };
@@ -446,7 +459,7 @@ async fn receive(
                 _ => {
                     return Err(status(
                         ErrorCode::InvalidArgument,
-                        "writeBlock got a second header",
+                        "the write pipeline got a second header",
                     ));
                 }
             };

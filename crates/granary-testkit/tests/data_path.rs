@@ -441,6 +441,22 @@ mod bad_input {
         }
     }
 
+    /// The framed header of a one-node pipeline for `lb`'s block.
+    fn header_frame(lb: &pb::LocatedBlock, stage: pb::PipelineStage) -> Vec<u8> {
+        use prost::Message;
+        let header = pb::WriteBlockRequest {
+            msg: Some(pb::write_block_request::Msg::Header(pb::WriteBlockHeader {
+                block: lb.block,
+                client_name: "test".into(),
+                stage: stage as i32,
+                bytes_per_checksum: 512,
+                access_token: lb.access_token.clone(),
+                ..Default::default()
+            })),
+        };
+        frame(&header.encode_to_vec(), &[])
+    }
+
     fn frame(message: &[u8], data: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
         f.extend_from_slice(&(message.len() as u32).to_be_bytes());
@@ -476,6 +492,71 @@ mod bad_input {
         assert!(e.message.contains("must be a header"), "{}", e.message);
 
         let c = cl.client().await.unwrap();
+        let lb = allocate(&cl, &c, "/too-early").await;
+        let target: std::net::SocketAddr = lb.locations[0].id.as_ref().unwrap().rpc_addr.parse().unwrap();
+        let mut p = packet(0, 0, &[7; 512], false);
+        let data = std::mem::take(&mut p.data);
+        let first = frame(
+            &pb::WriteBlockRequest {
+                msg: Some(pb::write_block_request::Msg::Packet(p)),
+            }
+            .encode_to_vec(),
+            &data,
+        );
+        // A packet before the datanode said ready (here it would wait up to
+        // 30 s for a half-written replica to recover).
+        let mut bytes = header_frame(&lb, pb::PipelineStage::Recovery);
+        bytes.extend(&first);
+        let e = refusal(target, bytes).await;
+        assert!(
+            e.message.contains("before the pipeline was ready"),
+            "{}",
+            e.message
+        );
+
+        // Mid-block: a frame over the limit after a good header and packet.
+        // The half-written replica goes, as for any bad packet.
+        let lb = allocate(&cl, &c, "/oversized").await;
+        let target: std::net::SocketAddr = lb.locations[0].id.as_ref().unwrap().rpc_addr.parse().unwrap();
+        let (rd, mut wr) = tokio::net::TcpStream::connect(target).await.unwrap().into_split();
+        wr.write_all(data_transfer::PREAMBLE).await.unwrap();
+        wr.write_all(&header_frame(&lb, pb::PipelineStage::Create))
+            .await
+            .unwrap();
+        let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec);
+        let e = loop {
+            let f = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio_stream::StreamExt::next(&mut frames),
+            )
+            .await
+            .expect("an answer in time")
+            .expect("an error reply before the connection closes")
+            .unwrap();
+            match pb::WriteBlockReply::decode(f.message).unwrap().msg {
+                Some(pb::write_block_reply::Msg::Ready(_)) => {
+                    wr.write_all(&first).await.unwrap();
+                    wr.write_all(&[0u32.to_be_bytes(), u32::MAX.to_be_bytes()].concat())
+                        .await
+                        .unwrap();
+                }
+                Some(pb::write_block_reply::Msg::Ack(_)) => continue,
+                Some(pb::write_block_reply::Msg::Error(e)) => break e,
+                None => panic!("an empty reply"),
+            }
+        };
+        assert!(e.message.contains("over the limit"), "{}", e.message);
+        let id = lb.block.as_ref().unwrap().block_id;
+        granary_testkit::fixtures::wait_for(10, "the partial replica removed", || {
+            let gone = (0..cl.datanode_count()).all(|i| {
+                !cl.datanode(i).ctx.recoverable.lock().contains_key(&id)
+                    && cl.datanode(i).ctx.storage.get(id).is_none()
+            });
+            async move { gone }
+        })
+        .await;
+        assert_no_replica(&cl, &lb);
+
         let d = pseudo_random(300_000, 9);
         put(&c, "/after-bad-connections", &d).await;
         assert_eq!(get(&c, "/after-bad-connections").await, d);
