@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
@@ -325,8 +325,7 @@ impl Streamer {
             let r = match msg {
                 Msg2::Data(d) => {
                     self.written += d.len() as u64;
-                    self.pending.extend_from_slice(&d);
-                    self.send_full_packets().await
+                    self.take_data(d).await
                 }
                 Msg2::Flush { sync, reply } => {
                     let r = self.flush(sync).await;
@@ -360,6 +359,35 @@ impl Streamer {
             )));
         }
         self.close().await
+    }
+
+    /// Sends every whole packet of `pending` followed by `d`. Packets are
+    /// cut from `d` itself where they fall inside it, so only the bytes that
+    /// wait for more (a packet begun by an earlier write, the tail) are
+    /// copied into `pending`.
+    async fn take_data(&mut self, mut d: Bytes) -> Result<()> {
+        loop {
+            let room = self.room_in_block();
+            let n = self.packet_size.min(room as usize);
+            if n == 0 {
+                self.end_block().await?;
+                continue;
+            }
+            let data = if self.pending.len() >= n {
+                self.pending.split_to(n).freeze()
+            } else if self.pending.is_empty() && d.len() >= n {
+                d.split_to(n)
+            } else if self.pending.len() + d.len() >= n {
+                let take = n - self.pending.len();
+                self.pending.extend_from_slice(&d[..take]);
+                d.advance(take);
+                self.pending.split_to(n).freeze()
+            } else {
+                self.pending.extend_from_slice(&d);
+                return Ok(());
+            };
+            self.send_packet(data, false).await?;
+        }
     }
 
     /// Sends every whole packet in `pending`.

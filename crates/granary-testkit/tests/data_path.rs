@@ -81,6 +81,45 @@ async fn round_trips_of_every_size_with_three_replicas() {
     }
 }
 
+/// Writes far larger and smaller than a packet, in every mix, with blocks
+/// that are not a whole number of packets: the client cuts packets out of
+/// large writes without copying them and completes packets begun by
+/// earlier writes; every byte lands once, in order, in the right block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_and_small_writes_mixed_round_trip() {
+    let cl = cluster().await;
+    let c = cl.client().await.unwrap();
+    let block = (1 << 20) + 3 * 512;
+    let bytes = pseudo_random(5 * block as usize + 4321, 5);
+    let mut w = c
+        .create(
+            "/mixed",
+            CreateOptions {
+                block_size: block,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let sizes = [1usize, 700_001, 300_000, 2_000_003, 5, 524_288, 1_048_577, 17];
+    let mut at = 0;
+    for n in sizes.iter().cycle() {
+        if at == bytes.len() {
+            break;
+        }
+        let end = (at + n).min(bytes.len());
+        w.write_all(&bytes[at..end]).await.unwrap();
+        at = end;
+    }
+    w.shutdown().await.unwrap();
+    assert_eq!(c.stat("/mixed").await.unwrap().length, bytes.len() as u64);
+    assert_eq!(get(&c, "/mixed").await, bytes, "/mixed differs");
+    let lb = c.block_locations("/mixed", 0, 0).await.unwrap();
+    let lens: Vec<u64> = lb.blocks.iter().map(|b| b.block.unwrap().num_bytes).collect();
+    assert_eq!(lens, vec![block, block, block, block, block, 4321]);
+    assert_replicas(&c, "/mixed", 3).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_positional_reads_and_flushes() {
     let cl = cluster().await;
