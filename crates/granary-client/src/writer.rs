@@ -392,19 +392,7 @@ impl Streamer {
 
     /// Sends every whole packet in `pending`.
     async fn send_full_packets(&mut self) -> Result<()> {
-        loop {
-            let room = self.room_in_block();
-            let n = self.packet_size.min(room as usize);
-            if self.pending.len() < n || n == 0 {
-                if room == 0 {
-                    self.end_block().await?;
-                    continue;
-                }
-                return Ok(());
-            }
-            let data = self.pending.split_to(n).freeze();
-            self.send_packet(data, false).await?;
-        }
+        self.take_data(Bytes::new()).await
     }
 
     fn room_in_block(&self) -> u64 {
