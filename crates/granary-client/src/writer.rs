@@ -755,7 +755,9 @@ impl Streamer {
             bytes_per_checksum: self.bpc as u32,
             access_token,
         };
-        match data_transfer::open_pipeline(&first, header, self.max_in_flight()).await {
+        match data_transfer::open_pipeline(&first, header, self.max_in_flight(), data_transfer::REPLY_TIMEOUT)
+            .await
+        {
             Ok(pipeline) => Ok(pipeline),
             Err(st) => {
                 // Each node wraps its downstream's error, so the deepest node

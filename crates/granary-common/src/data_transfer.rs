@@ -41,13 +41,13 @@ pub const MAX_MESSAGE: usize = 8 << 20;
 pub const MAX_DATA: usize = 16 << 20;
 const FRAME_HEAD: usize = 8;
 
-/// How long the last node's upstream waits for its answer (ready or the
-/// next ack) before giving it up: HDFS's `dfs.client.socket-timeout`. A node
-/// that stops answering while its kernel still does (a stopped process)
-/// is found this way; a dead host or a cut network sooner, by TCP (see
-/// [`tune`]).
+/// How long a writer waits by default for the node it sends to (ready or
+/// the next ack) before giving it up: HDFS's `dfs.client.socket-timeout`.
+/// A node that stops answering while its kernel still does (a stopped
+/// process) is found this way; a dead host or a cut network sooner, by TCP
+/// (see [`tune`]).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Added to [`REPLY_TIMEOUT`] per node further down the pipeline, so the
+/// Added to the reply timeout per node further down the pipeline, so the
 /// node just above a silent one gives up first and names it, rather than
 /// the writer blaming the first node (HDFS adds 5 s per node the same way).
 pub const REPLY_TIMEOUT_PER_NODE: Duration = Duration::from_secs(5);
@@ -217,10 +217,7 @@ impl AckReader {
     async fn reply(&mut self) -> Result<Option<Reply>, tonic::Status> {
         let frame = match tokio::time::timeout(self.timeout, self.frames.next()).await {
             Err(_) => {
-                return Err(lost(
-                    &self.peer,
-                    format!("no answer in {} s", self.timeout.as_secs()),
-                ));
+                return Err(lost(&self.peer, format!("no answer in {:?}", self.timeout)));
             }
             Ok(None) => return Ok(None),
             Ok(Some(Ok(f))) => f,
@@ -246,6 +243,8 @@ impl AckReader {
 
 /// Opens a write pipeline at the datanode `addr` (host:port): sends the
 /// header and waits until that node and every node after it are ready.
+/// Each answer is awaited `timeout` plus [`REPLY_TIMEOUT_PER_NODE`] for
+/// every node after `addr`.
 /// Packets sent on the returned channel go out in order (their data after
 /// each frame's message); dropping it ends the stream, which tells the
 /// datanodes to keep their half-written replicas for a recovery.
@@ -253,6 +252,7 @@ pub async fn open_pipeline(
     addr: &str,
     header: pb::WriteBlockHeader,
     window: usize,
+    timeout: Duration,
 ) -> Result<(mpsc::Sender<pb::Packet>, AckReader), tonic::Status> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -269,7 +269,7 @@ pub async fn open_pipeline(
     let mut acks = AckReader {
         frames: FramedRead::with_capacity(rd, FrameCodec, 64 << 10),
         peer: addr.to_string(),
-        timeout: REPLY_TIMEOUT + REPLY_TIMEOUT_PER_NODE * header.downstream.len() as u32,
+        timeout: timeout + REPLY_TIMEOUT_PER_NODE * header.downstream.len() as u32,
         _sender: None,
     };
     let header = pb::WriteBlockRequest {

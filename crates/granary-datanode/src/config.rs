@@ -34,6 +34,10 @@ pub struct DatanodeConfig {
     pub block_scan_period_ms: u64,
     /// Read rate of the block scanner per datanode (HDFS: 1 MiB/s per volume).
     pub block_scan_bytes_per_sec: u64,
+    /// How long this datanode waits for the next node of a write pipeline
+    /// to answer (ready, or the next ack) before reporting it failed; 5 s
+    /// more per node after that one (HDFS: dfs.client.socket-timeout, 60 s).
+    pub socket_timeout_ms: u64,
 }
 
 impl Default for DatanodeConfig {
@@ -51,6 +55,7 @@ impl Default for DatanodeConfig {
             sync_on_close: false,
             block_scan_period_ms: 21 * 24 * 60 * 60 * 1000,
             block_scan_bytes_per_sec: 1 << 20,
+            socket_timeout_ms: 60_000,
         }
     }
 }
@@ -70,6 +75,9 @@ impl DatanodeConfig {
             return Err(ConfigError::Invalid(
                 "heartbeat_interval_ms must be positive".into(),
             ));
+        }
+        if self.socket_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("socket_timeout_ms must be positive".into()));
         }
         if self.namenode.is_empty() {
             return Err(ConfigError::Invalid("namenode address is empty".into()));
@@ -139,6 +147,9 @@ pub struct Cli {
     pub block_scan_period_ms: Option<u64>,
     #[arg(long, env = "GRANARY_BLOCK_SCAN_BYTES_PER_SEC")]
     pub block_scan_bytes_per_sec: Option<u64>,
+    /// How long to wait for the next pipeline node to answer.
+    #[arg(long, env = "GRANARY_SOCKET_TIMEOUT_MS")]
+    pub socket_timeout_ms: Option<u64>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -160,7 +171,8 @@ impl Cli {
             heartbeat_interval_ms,
             reserved_bytes,
             block_scan_period_ms,
-            block_scan_bytes_per_sec
+            block_scan_bytes_per_sec,
+            socket_timeout_ms
         );
         if !self.data_dirs.is_empty() {
             c.data_dirs = self.data_dirs.clone();

@@ -29,6 +29,8 @@ pub struct DatanodeContext {
     pub recoverable: parking_lot::Mutex<
         std::collections::HashMap<u64, (crate::storage::ReplicaWriter, std::time::Instant)>,
     >,
+    /// How long to wait for the next node of a write pipeline to answer.
+    pub socket_timeout: std::time::Duration,
 }
 
 impl DatanodeContext {
@@ -37,6 +39,7 @@ impl DatanodeContext {
         id: pb::DatanodeId,
         cluster_id: String,
         events: mpsc::UnboundedSender<ReplicaEvent>,
+        socket_timeout: std::time::Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
@@ -47,6 +50,7 @@ impl DatanodeContext {
             xceivers: AtomicU32::new(0),
             metrics: crate::metrics::DatanodeMetrics::new(),
             recoverable: Default::default(),
+            socket_timeout,
         })
     }
 

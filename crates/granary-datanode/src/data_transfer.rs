@@ -405,7 +405,7 @@ async fn set_up(
     };
     let mut h = header.clone();
     h.downstream.remove(0);
-    match data_transfer::open_pipeline(&next.rpc_addr, h, 64).await {
+    match data_transfer::open_pipeline(&next.rpc_addr, h, 64, ctx.socket_timeout).await {
         Ok((tx, acks)) => Ok((held, bpc, Some((tx, acks, next.rpc_addr.clone())))),
         Err(e) => Err(status(
             ErrorCode::Unavailable,

@@ -100,7 +100,13 @@ pub async fn start(
         .find(|c| !c.is_empty())
         .unwrap_or_default();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let ctx = DatanodeContext::new(Arc::new(storage), id.clone(), cluster_id, ev_tx);
+    let ctx = DatanodeContext::new(
+        Arc::new(storage),
+        id.clone(),
+        cluster_id,
+        ev_tx,
+        Duration::from_millis(config.socket_timeout_ms),
+    );
 
     let actor = Actor {
         ctx: ctx.clone(),

@@ -36,7 +36,7 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
         bytes_per_checksum: reader.bpc,
         access_token: cmd.access_token,
     };
-    let (tx, mut acks) = data_transfer::open_pipeline(&first.rpc_addr, header, 16)
+    let (tx, mut acks) = data_transfer::open_pipeline(&first.rpc_addr, header, 16, ctx.socket_timeout)
         .await
         .map_err(|e| e.message().to_string())?;
     let bpc = reader.bpc as usize;

@@ -22,6 +22,7 @@ pub struct MiniClusterBuilder {
     config: NamenodeConfig,
     datanodes: usize,
     block_scan_period_ms: u64,
+    socket_timeout_ms: u64,
     racks: Vec<String>,
 }
 
@@ -47,6 +48,7 @@ impl Default for MiniClusterBuilder {
             config,
             datanodes: 0,
             block_scan_period_ms: 3_600_000,
+            socket_timeout_ms: DatanodeConfig::default().socket_timeout_ms,
             racks: Vec::new(),
         }
     }
@@ -77,6 +79,12 @@ impl MiniClusterBuilder {
         self
     }
 
+    /// How long datanodes wait for the next node of a write pipeline.
+    pub fn datanode_socket_timeout(mut self, ms: u64) -> Self {
+        self.socket_timeout_ms = ms;
+        self
+    }
+
     pub async fn start(self) -> anyhow::Result<MiniCluster> {
         let dir = tempfile::tempdir()?;
         let mut config = self.config;
@@ -95,6 +103,7 @@ impl MiniClusterBuilder {
             namenode: Some(nn),
             datanodes: Vec::new(),
             block_scan_period_ms: self.block_scan_period_ms,
+            socket_timeout_ms: self.socket_timeout_ms,
             racks: self.racks,
         };
         for _ in 0..self.datanodes {
@@ -113,6 +122,7 @@ pub struct MiniCluster {
     namenode: Option<RunningNamenode>,
     datanodes: Vec<MiniDatanode>,
     block_scan_period_ms: u64,
+    socket_timeout_ms: u64,
     racks: Vec<String>,
 }
 
@@ -200,6 +210,7 @@ impl MiniCluster {
             heartbeat_interval_ms: self.config.heartbeat_interval_ms,
             block_scan_period_ms: self.block_scan_period_ms,
             block_scan_bytes_per_sec: 256 << 20,
+            socket_timeout_ms: self.socket_timeout_ms,
             rack: if self.racks.is_empty() {
                 "/default-rack".into()
             } else {

@@ -325,10 +325,13 @@ mod bad_input {
             bytes_per_checksum: 512,
             access_token: token,
         };
-        let (tx, mut acks) = match data_transfer::open_pipeline(&target.rpc_addr, header, 16).await {
-            Ok(p) => p,
-            Err(st) => return Some(st),
-        };
+        let (tx, mut acks) =
+            match data_transfer::open_pipeline(&target.rpc_addr, header, 16, data_transfer::REPLY_TIMEOUT)
+                .await
+            {
+                Ok(p) => p,
+                Err(st) => return Some(st),
+            };
         for p in packets {
             let _ = tx.send(p).await;
         }
@@ -601,6 +604,102 @@ mod bad_input {
         assert_eq!(get(&c, "/after-bad-connections").await, d);
     }
 
+    fn create_header(lb: &pb::LocatedBlock, downstream: &str) -> pb::WriteBlockHeader {
+        pb::WriteBlockHeader {
+            block: lb.block,
+            downstream: vec![pb::DatanodeId {
+                rpc_addr: downstream.into(),
+                ..Default::default()
+            }],
+            client_name: "test".into(),
+            stage: pb::PipelineStage::Create as i32,
+            bytes_per_checksum: 512,
+            access_token: lb.access_token.clone(),
+        }
+    }
+
+    /// A pipeline node that stops answering while its host still does (a
+    /// stopped process) is reported by the node above it once that node's
+    /// socket timeout passes, by address, so the writer drops the right
+    /// node: one silent from the start, and one that goes silent after
+    /// saying it is ready.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_pipeline_node_is_named_once_the_socket_timeout_passes() {
+        use prost::Message;
+        let cl = MiniCluster::builder()
+            .datanodes(1)
+            .datanode_socket_timeout(500)
+            .start()
+            .await
+            .unwrap();
+        let c = cl.client().await.unwrap();
+        let lb = allocate(&cl, &c, "/silent").await;
+        let target = lb.locations[0].id.as_ref().unwrap().rpc_addr.clone();
+
+        // Takes connections (the kernel does) and never reads them.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        let t = std::time::Instant::now();
+        let err = data_transfer::open_pipeline(
+            &target,
+            create_header(&lb, &silent_addr),
+            4,
+            data_transfer::REPLY_TIMEOUT,
+        )
+        .await
+        .err()
+        .expect("the set-up fails");
+        assert!(
+            err.message().contains(&silent_addr) && err.message().contains("no answer in 500ms"),
+            "{}",
+            err.message()
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+        // Says it is ready, then never acks.
+        let lb = allocate(&cl, &c, "/goes-silent").await;
+        let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake_addr = fake.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            use tokio_stream::StreamExt;
+            let (s, _) = fake.accept().await.unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let mut preamble = [0u8; 8];
+            rd.read_exact(&mut preamble).await.unwrap();
+            let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec);
+            let header = frames.next().await.unwrap().unwrap();
+            assert!(pb::WriteBlockRequest::decode(header.message).is_ok());
+            let ready = pb::WriteBlockReply {
+                msg: Some(pb::write_block_reply::Msg::Ready(pb::PipelineReady {})),
+            };
+            data_transfer::send_reply(&mut wr, &ready).await.unwrap();
+            while frames.next().await.is_some() {}
+        });
+        let (tx, mut acks) = data_transfer::open_pipeline(
+            &target,
+            create_header(&lb, &fake_addr),
+            4,
+            data_transfer::REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+        tx.send(packet(0, 0, &[1; 1024], false)).await.unwrap();
+        let ack = tokio::time::timeout(Duration::from_secs(10), acks.message())
+            .await
+            .expect("an answer well before the writer's own timeout")
+            .unwrap()
+            .expect("an ack");
+        assert_eq!(
+            ack.replies,
+            vec![pb::AckStatus::Success as i32, pb::AckStatus::Error as i32]
+        );
+        assert!(
+            ack.message.contains(&fake_addr) && ack.message.contains("no answer in 500ms"),
+            "{}",
+            ack.message
+        );
+    }
+
     /// A new generation stamp for `lb`'s block from the namenode, as a
     /// writer recovering its pipeline gets one.
     async fn new_stamp(c: &DfsClient, path: &str, lb: &pb::LocatedBlock) -> (pb::ExtendedBlock, Vec<u8>) {
@@ -672,7 +771,12 @@ mod bad_input {
         };
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
-        let call = data_transfer::open_pipeline(&target, recovery_header(block, token, vec![silent_node]), 4);
+        let call = data_transfer::open_pipeline(
+            &target,
+            recovery_header(block, token, vec![silent_node]),
+            4,
+            data_transfer::REPLY_TIMEOUT,
+        );
         assert!(
             tokio::time::timeout(Duration::from_millis(1500), call)
                 .await
@@ -690,9 +794,14 @@ mod bad_input {
         // The next attempt, without the silent node, completes the block.
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
-        let (tx, mut acks) = data_transfer::open_pipeline(&target, recovery_header(block, token, vec![]), 4)
-            .await
-            .unwrap();
+        let (tx, mut acks) = data_transfer::open_pipeline(
+            &target,
+            recovery_header(block, token, vec![]),
+            4,
+            data_transfer::REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
         tx.send(packet(0, d.len() as u64, &[], true)).await.unwrap();
         let ack = acks.message().await.unwrap().expect("the last packet is acked");
         assert_eq!(ack.replies, vec![pb::AckStatus::Success as i32]);
