@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
 /// Largest HTTP/2 frame a datanode or a peer's channel accepts: a whole
-/// data packet (up to 1 MiB) in one frame rather than h2's default 16 KiB.
+/// read packet (up to 1 MiB) in one frame rather than h2's default 16 KiB.
 pub const MAX_FRAME_SIZE: u32 = (1 << 20) + (64 << 10);
 
 /// A lazily connecting channel to `host:port`.
@@ -29,11 +29,8 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
         .tcp_nodelay(true)
         // Fixed large flow-control windows, not hyper's adaptive window:
         // adaptive mode ignores these sizes and, on loopback, kept block
-        // reads at 400-480 MiB/s; fixed windows gave 970-1160. A stream
-        // window above the writer's 5 MiB in flight keeps a write pipeline
-        // from stalling on window updates (one replication-3 write: 100 ->
-        // 155 MiB/s with 16 MiB over 4 MiB). Limits, not allocations
-        // (docs/performance.md).
+        // reads at 400-480 MiB/s; fixed windows gave 970-1160. Limits, not
+        // allocations (docs/performance.md).
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20)
         .max_frame_size(MAX_FRAME_SIZE)
