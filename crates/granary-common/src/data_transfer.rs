@@ -210,7 +210,7 @@ pub struct AckReader {
     frames: FramedRead<OwnedReadHalf, FrameCodec>,
     peer: String,
     timeout: Duration,
-    _sender: Option<AbortOnDropHandle<()>>,
+    _sender: AbortOnDropHandle<()>,
 }
 
 impl AckReader {
@@ -266,12 +266,7 @@ pub async fn open_pipeline(
     };
     tune(&stream);
     let (rd, mut wr) = stream.into_split();
-    let mut acks = AckReader {
-        frames: FramedRead::with_capacity(rd, FrameCodec, 64 << 10),
-        peer: addr.to_string(),
-        timeout: timeout + REPLY_TIMEOUT_PER_NODE * header.downstream.len() as u32,
-        _sender: None,
-    };
+    let timeout = timeout + REPLY_TIMEOUT_PER_NODE * header.downstream.len() as u32;
     let header = pb::WriteBlockRequest {
         msg: Some(Request::Header(header)),
     };
@@ -279,11 +274,7 @@ pub async fn open_pipeline(
     write_frame(&mut wr, &header, Bytes::new())
         .await
         .map_err(|e| lost(addr, e))?;
-    match acks.reply().await? {
-        Some(Reply::Ready(_)) => {}
-        None => return Err(lost(addr, "closed before the pipeline was ready")),
-        Some(_) => return Err(lost(addr, "answered the header with an ack")),
-    }
+    // Nothing reaches the sender before this returns, i.e. before ready.
     let (tx, mut rx) = mpsc::channel::<pb::Packet>(window.max(1));
     let peer = addr.to_string();
     let sender = tokio::spawn(async move {
@@ -300,11 +291,17 @@ pub async fn open_pipeline(
         }
         let _ = wr.shutdown().await;
     });
-    let acks = AckReader {
-        _sender: Some(AbortOnDropHandle::new(sender)),
-        ..acks
+    let mut acks = AckReader {
+        frames: FramedRead::with_capacity(rd, FrameCodec, 64 << 10),
+        peer: addr.to_string(),
+        timeout,
+        _sender: AbortOnDropHandle::new(sender),
     };
-    Ok((tx, acks))
+    match acks.reply().await? {
+        Some(Reply::Ready(_)) => Ok((tx, acks)),
+        None => Err(lost(addr, "closed before the pipeline was ready")),
+        Some(_) => Err(lost(addr, "answered the header with an ack")),
+    }
 }
 
 #[cfg(test)]

@@ -218,49 +218,13 @@ async fn write_pipeline(
     requests: &mut RequestReader,
     replies: &mut OwnedWriteHalf,
 ) {
-    let header = match requests.message().await {
-        Ok(Some(pb::WriteBlockRequest {
-            msg: Some(Msg::Header(h)),
-        })) => h,
-        Ok(None) => return,
-        Ok(Some(_)) => {
-            let st = status(
-                ErrorCode::InvalidArgument,
-                "the first message of a write pipeline must be a header",
-            );
-            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
-            return;
-        }
-        Err(st) => {
-            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
-            return;
-        }
-    };
-    // The writer sends nothing until it is told the pipeline is ready, so a
-    // message (or the connection closing) during set-up means it is gone or
-    // broken: stop waiting on disks and downstream nodes for it. Dropping
-    // the set-up keeps a recovering replica for the next attempt.
-    let set_up = tokio::select! {
-        r = set_up(&ctx, header) => r,
-        early = requests.message() => {
-            let st = match early {
-                Ok(Some(_)) => status(
-                    ErrorCode::InvalidArgument,
-                    "a message came before the pipeline was ready",
-                ),
-                Err(st) if ErrorCode::from_status(&st) != ErrorCode::Unavailable => st,
-                _ => return,
-            };
-            let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
-            return;
-        }
-    };
-    let (held, bpc, downstream) = match set_up {
+    let (held, bpc, downstream) = match accept(&ctx, requests).await {
         Ok(s) => s,
-        Err(st) => {
+        Err(Some(st)) => {
             let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
             return;
         }
+        Err(None) => return,
     };
     let ready = pb::WriteBlockReply {
         msg: Some(pb::write_block_reply::Msg::Ready(pb::PipelineReady {})),
@@ -290,6 +254,42 @@ async fn write_pipeline(
         ),
         respond(local_rx, down_acks, replies, down_failed),
     );
+}
+
+/// Reads a pipeline's header and sets the pipeline up. `Err(None)`: the
+/// writer went away, there is no one to answer.
+async fn accept(
+    ctx: &Arc<DatanodeContext>,
+    requests: &mut RequestReader,
+) -> Result<(HeldReplica, u32, Option<Downstream>), Option<Status>> {
+    let header = match requests.message().await {
+        Ok(Some(pb::WriteBlockRequest {
+            msg: Some(Msg::Header(h)),
+        })) => h,
+        Ok(None) => return Err(None),
+        Ok(Some(_)) => {
+            return Err(Some(status(
+                ErrorCode::InvalidArgument,
+                "the first message of a write pipeline must be a header",
+            )));
+        }
+        Err(st) => return Err(Some(st)),
+    };
+    // The writer sends nothing until it is told the pipeline is ready, so a
+    // message (or the connection closing) during set-up means it is gone or
+    // broken: stop waiting on disks and downstream nodes for it. Dropping
+    // the set-up keeps a recovering replica for the next attempt.
+    tokio::select! {
+        r = set_up(ctx, header) => r.map_err(Some),
+        early = requests.message() => Err(match early {
+            Ok(Some(_)) => Some(status(
+                ErrorCode::InvalidArgument,
+                "a message came before the pipeline was ready",
+            )),
+            Err(st) if ErrorCode::from_status(&st) != ErrorCode::Unavailable => Some(st),
+            _ => None,
+        }),
+    }
 }
 
 type Downstream = (mpsc::Sender<pb::Packet>, AckReader, String);
