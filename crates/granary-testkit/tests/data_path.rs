@@ -314,17 +314,34 @@ mod bad_input {
             .unwrap()
     }
 
+    /// A pipeline header as a writer sends it, naming the nodes after the
+    /// receiving one.
+    fn header(
+        block: Option<pb::ExtendedBlock>,
+        token: Vec<u8>,
+        stage: pb::PipelineStage,
+        downstream: &[&str],
+    ) -> pb::WriteBlockHeader {
+        pb::WriteBlockHeader {
+            block,
+            downstream: downstream
+                .iter()
+                .map(|a| pb::DatanodeId {
+                    rpc_addr: a.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            client_name: "test".into(),
+            stage: stage as i32,
+            bytes_per_checksum: 512,
+            access_token: token,
+        }
+    }
+
     /// Sends a header and `packets`; returns the first error status seen.
     async fn send(lb: &pb::LocatedBlock, token: Vec<u8>, packets: Vec<pb::Packet>) -> Option<tonic::Status> {
         let target = lb.locations[0].id.clone().unwrap();
-        let header = pb::WriteBlockHeader {
-            block: lb.block,
-            downstream: vec![],
-            client_name: "test".into(),
-            stage: pb::PipelineStage::Create as i32,
-            bytes_per_checksum: 512,
-            access_token: token,
-        };
+        let header = header(lb.block, token, pb::PipelineStage::Create, &[]);
         let (tx, mut acks) =
             match data_transfer::open_pipeline(&target.rpc_addr, header, 16, data_transfer::REPLY_TIMEOUT)
                 .await
@@ -486,17 +503,11 @@ mod bad_input {
     /// The framed header of a one-node pipeline for `lb`'s block.
     fn header_frame(lb: &pb::LocatedBlock, stage: pb::PipelineStage) -> Vec<u8> {
         use prost::Message;
-        let header = pb::WriteBlockRequest {
-            msg: Some(pb::write_block_request::Msg::Header(pb::WriteBlockHeader {
-                block: lb.block,
-                client_name: "test".into(),
-                stage: stage as i32,
-                bytes_per_checksum: 512,
-                access_token: lb.access_token.clone(),
-                ..Default::default()
-            })),
+        let h = header(lb.block, lb.access_token.clone(), stage, &[]);
+        let req = pb::WriteBlockRequest {
+            msg: Some(pb::write_block_request::Msg::Header(h)),
         };
-        frame(&header.encode_to_vec(), &[])
+        frame(&req.encode_to_vec(), &[])
     }
 
     fn frame(message: &[u8], data: &[u8]) -> Vec<u8> {
@@ -604,20 +615,6 @@ mod bad_input {
         assert_eq!(get(&c, "/after-bad-connections").await, d);
     }
 
-    fn create_header(lb: &pb::LocatedBlock, downstream: &str) -> pb::WriteBlockHeader {
-        pb::WriteBlockHeader {
-            block: lb.block,
-            downstream: vec![pb::DatanodeId {
-                rpc_addr: downstream.into(),
-                ..Default::default()
-            }],
-            client_name: "test".into(),
-            stage: pb::PipelineStage::Create as i32,
-            bytes_per_checksum: 512,
-            access_token: lb.access_token.clone(),
-        }
-    }
-
     /// A pipeline node that stops answering while its host still does (a
     /// stopped process) is reported by the node above it once that node's
     /// socket timeout passes, by address, so the writer drops the right
@@ -642,7 +639,12 @@ mod bad_input {
         let t = std::time::Instant::now();
         let err = data_transfer::open_pipeline(
             &target,
-            create_header(&lb, &silent_addr),
+            header(
+                lb.block,
+                lb.access_token.clone(),
+                pb::PipelineStage::Create,
+                &[&silent_addr],
+            ),
             4,
             data_transfer::REPLY_TIMEOUT,
         )
@@ -677,7 +679,12 @@ mod bad_input {
         });
         let (tx, mut acks) = data_transfer::open_pipeline(
             &target,
-            create_header(&lb, &fake_addr),
+            header(
+                lb.block,
+                lb.access_token.clone(),
+                pb::PipelineStage::Create,
+                &[&fake_addr],
+            ),
             4,
             data_transfer::REPLY_TIMEOUT,
         )
@@ -726,21 +733,6 @@ mod bad_input {
         (r.block.unwrap(), r.access_token)
     }
 
-    fn recovery_header(
-        block: pb::ExtendedBlock,
-        token: Vec<u8>,
-        downstream: Vec<pb::DatanodeId>,
-    ) -> pb::WriteBlockHeader {
-        pb::WriteBlockHeader {
-            block: Some(block),
-            downstream,
-            client_name: "test".into(),
-            stage: pb::PipelineStage::Recovery as i32,
-            bytes_per_checksum: 512,
-            access_token: token,
-        }
-    }
-
     /// A recovery call cancelled while it holds the half-written replica
     /// (here: waiting for a downstream node that never answers) gives the
     /// replica back, so the writer's next recovery attempt still finds it
@@ -765,15 +757,12 @@ mod bad_input {
 
         // A downstream node that takes connections and never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let silent_node = pb::DatanodeId {
-            rpc_addr: silent.local_addr().unwrap().to_string(),
-            ..Default::default()
-        };
+        let silent_addr = silent.local_addr().unwrap().to_string();
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
         let call = data_transfer::open_pipeline(
             &target,
-            recovery_header(block, token, vec![silent_node]),
+            header(Some(block), token, pb::PipelineStage::Recovery, &[&silent_addr]),
             4,
             data_transfer::REPLY_TIMEOUT,
         );
@@ -796,7 +785,7 @@ mod bad_input {
         block.num_bytes = d.len() as u64;
         let (tx, mut acks) = data_transfer::open_pipeline(
             &target,
-            recovery_header(block, token, vec![]),
+            header(Some(block), token, pb::PipelineStage::Recovery, &[]),
             4,
             data_transfer::REPLY_TIMEOUT,
         )
