@@ -218,22 +218,32 @@ async fn write_pipeline(
     requests: &mut RequestReader,
     replies: &mut OwnedWriteHalf,
 ) {
-    let (held, bpc, downstream) = match accept(&ctx, requests).await {
+    let completed = run_pipeline(&ctx, requests, replies).await;
+    ctx.metrics.write_block_done(completed);
+}
+
+/// True when the block's last packet was acked upstream.
+async fn run_pipeline(
+    ctx: &Arc<DatanodeContext>,
+    requests: &mut RequestReader,
+    replies: &mut OwnedWriteHalf,
+) -> bool {
+    let (held, bpc, downstream) = match accept(ctx, requests).await {
         Ok(s) => s,
         Err(Some(st)) => {
             let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
-            return;
+            return false;
         }
-        Err(None) => return,
+        Err(None) => return false,
     };
     let ready = pb::WriteBlockReply {
         msg: Some(pb::write_block_reply::Msg::Ready(pb::PipelineReady {})),
     };
     if data_transfer::send_reply(replies, &ready).await.is_err() {
-        return;
+        return false;
     }
     let Some(writer) = held.release() else {
-        return;
+        return false;
     };
     let (local_tx, local_rx) = mpsc::channel(256);
     let (down_tx, down_acks) = match downstream {
@@ -242,7 +252,7 @@ async fn write_pipeline(
     };
     let down_failed = CancellationToken::new();
     let _x = ctx.xceiver();
-    tokio::join!(
+    let ((), completed) = tokio::join!(
         receive(
             ctx.clone(),
             requests,
@@ -254,6 +264,7 @@ async fn write_pipeline(
         ),
         respond(local_rx, down_acks, replies, down_failed),
     );
+    completed
 }
 
 /// Reads a pipeline's header and sets the pipeline up. `Err(None)`: the
@@ -587,13 +598,14 @@ async fn receive(
     }
 }
 
-/// Pairs local results with downstream acks, in order, and acks upstream.
+/// Pairs local results with downstream acks, in order, and acks upstream;
+/// true when the last packet's ack was sent.
 async fn respond(
     mut local: mpsc::Receiver<Local>,
     mut downstream: Option<(AckReader, String)>,
     upstream: &mut OwnedWriteHalf,
     down_failed: CancellationToken,
-) {
+) -> bool {
     // However this ends, the receiver must stop forwarding downstream.
     let _guard = down_failed.drop_guard();
     use pb::AckStatus;
@@ -605,7 +617,7 @@ async fn respond(
             Local::Ok { seqno, last } => (seqno, last),
             Local::Fail(st) => {
                 let _ = data_transfer::send_reply(upstream, &data_transfer::error_reply(&st)).await;
-                return;
+                return false;
             }
         };
         let mut ack = pb::PipelineAck {
@@ -621,7 +633,7 @@ async fn respond(
                     ack.message = d.message;
                     if bad {
                         let _ = data_transfer::send_reply(upstream, &ack_reply(ack)).await;
-                        return;
+                        return false;
                     }
                 }
                 other => {
@@ -633,16 +645,19 @@ async fn respond(
                     ack.replies.push(AckStatus::Error as i32);
                     ack.message = format!("downstream datanode {addr} failed: {why}");
                     let _ = data_transfer::send_reply(upstream, &ack_reply(ack)).await;
-                    return;
+                    return false;
                 }
             }
         }
         if data_transfer::send_reply(upstream, &ack_reply(ack))
             .await
             .is_err()
-            || last
         {
-            return;
+            return false;
+        }
+        if last {
+            return true;
         }
     }
+    false
 }

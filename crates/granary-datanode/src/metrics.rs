@@ -21,11 +21,17 @@ struct VolumeLabel {
     path: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
 pub struct DatanodeMetrics {
     registry: Registry,
     pub rpc: Arc<RpcMetrics>,
     pub bytes_written: Counter,
     pub bytes_read: Counter,
+    write_blocks: Family<OutcomeLabel, Counter>,
     replicas: Gauge,
     xceivers: Gauge,
     capacity: Family<VolumeLabel, Gauge>,
@@ -53,6 +59,13 @@ impl DatanodeMetrics {
                 "granary_datanode_bytes_read",
                 "Block data sent to readers",
                 Counter::default(),
+            ),
+            // The write pipeline is not gRPC, so the RPC metrics miss it.
+            write_blocks: register(
+                &mut r,
+                "granary_datanode_write_blocks",
+                "Write pipelines served: completed when the block's last packet was acked, failed otherwise",
+                Family::default(),
             ),
             replicas: register(
                 &mut r,
@@ -94,6 +107,11 @@ impl DatanodeMetrics {
             started: Instant::now(),
             registry: r,
         })
+    }
+
+    pub fn write_block_done(&self, completed: bool) {
+        let outcome = if completed { "completed" } else { "failed" };
+        self.write_blocks.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     pub fn heartbeat_answered(&self) {

@@ -175,15 +175,17 @@ pub async fn start(
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(64 << 20);
     let metrics = crate::metrics::NamenodeMetrics::new();
+    // The builder's `tcp_nodelay` is ignored for a listener passed in, so the
+    // accepted sockets get it here: without it Nagle holds back small replies
+    // while earlier ones on the same connection are unacknowledged.
+    let incoming = tonic::transport::server::TcpIncoming::from(rpc)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let rpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .layer(granary_common::metrics::RpcMetricsLayer(metrics.rpc.clone()))
         .add_service(client)
         .add_service(datanode)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(rpc),
-            rpc_token.cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, rpc_token.cancelled_owned());
     let http_token = token.child_token();
     let http_server = axum::serve(
         http,

@@ -68,6 +68,17 @@ async fn metrics_follow_what_the_cluster_does() {
             "{dn}"
         );
         assert_eq!(sample(&dn, "granary_datanode_replicas"), Some(4.0), "{dn}");
+        // Each datanode was in every block's pipeline, and none failed.
+        assert_eq!(
+            sample(&dn, "granary_datanode_write_blocks_total{outcome=\"completed\"}"),
+            Some(4.0),
+            "{dn}"
+        );
+        assert_eq!(
+            sample(&dn, "granary_datanode_write_blocks_total{outcome=\"failed\"}"),
+            None,
+            "{dn}"
+        );
     }
     assert_eq!(written, 3.0 * bytes.len() as f64);
 
