@@ -95,6 +95,11 @@ enum Cmd {
     },
 }
 
+// RPCs and packets allocate per call; mimalloc beat glibc's malloc at that
+// side by side (docs/performance.md, ninth round).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     granary_common::logging::init(granary_common::logging::LogFormat::Text);
