@@ -102,11 +102,15 @@ where
             let r = fut.await;
             // A method the server does not have is answered Unimplemented;
             // counting it under its own name would let any client mint labels.
-            let method = match &r {
-                Ok(resp) if resp.headers().get("grpc-status").is_some_and(|s| s == "12") => {
-                    "other".to_string()
-                }
-                _ => method,
+            let unimplemented = r.as_ref().is_ok_and(|resp| {
+                resp.headers()
+                    .get(tonic::Status::GRPC_STATUS)
+                    .is_some_and(|s| tonic::Code::from_bytes(s.as_bytes()) == tonic::Code::Unimplemented)
+            });
+            let method = if unimplemented {
+                "other".to_string()
+            } else {
+                method
             };
             m.observe(method, start.elapsed().as_secs_f64());
             r
