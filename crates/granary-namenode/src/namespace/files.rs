@@ -1,0 +1,379 @@
+//! Files: creating, writing (blocks, generation stamps), closing, appending
+//! and recovering them.
+
+use std::sync::atomic::Ordering;
+
+use super::{AllocatedBlock, Namespace};
+use crate::error::{NnError, Result};
+use crate::inode::*;
+use crate::permission::{Access, Caller};
+use granary_common::defaults;
+use granary_proto as pb;
+
+impl Namespace {
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &self,
+        caller: &Caller,
+        path: &str,
+        mode: u32,
+        client_name: &str,
+        overwrite: bool,
+        create_parent: bool,
+        replication: u32,
+        block_size: u64,
+    ) -> Result<(Inode, Vec<BlockRecord>)> {
+        let mode = if mode == 0 {
+            defaults::FILE_PERMISSION
+        } else {
+            mode & 0o7777
+        };
+        let replication = self.check_replication(path, replication)?;
+        let block_size = if block_size == 0 {
+            self.cfg.default_block_size
+        } else {
+            block_size
+        };
+        if block_size < self.cfg.min_block_size {
+            return Err(NnError::InvalidArgument(format!(
+                "{path}: block size {block_size} is below the minimum of {}",
+                self.cfg.min_block_size
+            )));
+        }
+        if block_size % u64::from(self.cfg.bytes_per_checksum) != 0 {
+            return Err(NnError::InvalidArgument(format!(
+                "{path}: block size {block_size} is not a multiple of the checksum chunk {}",
+                self.cfg.bytes_per_checksum
+            )));
+        }
+        if client_name.is_empty() {
+            return Err(NnError::InvalidArgument(format!(
+                "{path}: create needs a client name"
+            )));
+        }
+        // The walk down to the parent happens outside the lock; under it only
+        // the parent and the new name are read again, unless the tree's shape
+        // changed meanwhile.
+        let seen = self.structure.load(Ordering::SeqCst);
+        let walked = self.resolve(path).ok();
+        self.run_after_walk_hook();
+        self.mutate_marked(|batch| {
+            let r = self.resolve_under_lock(walked, seen, path)?;
+            if r.comps.is_empty() {
+                return Err(NnError::IsDirectory(path.to_string()));
+            }
+            self.check_traverse(caller, &r)?;
+            let mut removed = Vec::new();
+            let mut made_dirs = false;
+            let mut parent = match r.parent() {
+                Some(p) => p.clone(),
+                None if create_parent => {
+                    let deepest = r.inodes.len() - 1;
+                    caller.check(&r.inodes[deepest], Access::WriteExecute, &r.prefix(deepest))?;
+                    made_dirs = true;
+                    self.create_dirs(batch, caller, &r, r.comps.len() - 1, defaults::DIR_PERMISSION)?
+                }
+                None => return Err(NnError::NotFound(r.prefix(r.comps.len() - 1))),
+            };
+            let parent_path = r.prefix(r.comps.len() - 1);
+            caller.check(&parent, Access::Write, &parent_path)?;
+            if let Some(existing) = r.last() {
+                if existing.is_dir {
+                    return Err(NnError::IsDirectory(path.to_string()));
+                }
+                if let Some(uc) = &existing.under_construction {
+                    return Err(NnError::LeaseConflict {
+                        path: path.to_string(),
+                        holder: uc.client_name.clone(),
+                    });
+                }
+                if !overwrite {
+                    return Err(NnError::AlreadyExists(path.to_string()));
+                }
+                removed = self.unlink_subtree(batch, caller, &mut parent, existing, path, false)?;
+            }
+            let name = &r.comps[r.comps.len() - 1];
+            let mut file = self.new_inode(batch, caller, &parent, name)?;
+            file.mode = mode;
+            file.replication = replication;
+            file.block_size = block_size;
+            file.under_construction = Some(UnderConstruction {
+                client_name: client_name.to_string(),
+            });
+            self.link(batch, &mut parent, &file)?;
+            self.put_inode(batch, &parent)?;
+            self.put_inode(batch, &file)?;
+            Ok(((file, removed), made_dirs))
+        })
+    }
+
+    pub(super) fn check_replication(&self, path: &str, replication: u32) -> Result<u32> {
+        let r = if replication == 0 {
+            self.cfg.default_replication
+        } else {
+            replication
+        };
+        if r > self.cfg.max_replication {
+            return Err(NnError::InvalidArgument(format!(
+                "{path}: replication {r} exceeds the maximum of {}",
+                self.cfg.max_replication
+            )));
+        }
+        Ok(r)
+    }
+
+    /// The file `path` as its lease holder `client` sees it. Writers name
+    /// their file by id (as HDFS's fileId): one lookup instead of a path walk
+    /// under the namespace lock, and the file stays theirs if renamed.
+    fn leased_file(&self, path: &str, file_id: u64, client: &str) -> Result<Inode> {
+        let file = if file_id != 0 {
+            self.get_inode(file_id)?.ok_or_else(|| NnError::NoLease {
+                path: path.to_string(),
+                client: client.to_string(),
+                reason: "was replaced or deleted".into(),
+            })?
+        } else {
+            self.resolve(path)?.existing()?.clone()
+        };
+        if file.is_dir {
+            return Err(NnError::IsDirectory(path.to_string()));
+        }
+        match &file.under_construction {
+            Some(uc) if uc.client_name == client => Ok(file),
+            Some(uc) => Err(NnError::LeaseConflict {
+                path: path.to_string(),
+                holder: uc.client_name.clone(),
+            }),
+            None => Err(NnError::NoLease {
+                path: path.to_string(),
+                client: client.to_string(),
+                reason: "is closed".into(),
+            }),
+        }
+    }
+
+    /// The open file a writer is adding to, for choosing targets.
+    pub fn file_for_writer(&self, path: &str, file_id: u64, client: &str) -> Result<Inode> {
+        self.leased_file(path, file_id, client)
+    }
+
+    /// Sets the writer's reported length on the file's last block.
+    fn commit_last(path: &str, file: &mut Inode, last: Option<&pb::ExtendedBlock>) -> Result<()> {
+        match (file.blocks.last_mut(), last) {
+            (None, None) => Ok(()),
+            (Some(b), Some(l)) if b.id == l.block_id => {
+                if b.committed && b.num_bytes != l.num_bytes {
+                    return Err(NnError::InvalidArgument(format!(
+                        "{path}: block {} was committed with {} bytes, not {}",
+                        b.id, b.num_bytes, l.num_bytes
+                    )));
+                }
+                if l.num_bytes > file.block_size {
+                    return Err(NnError::InvalidArgument(format!(
+                        "{path}: block {} length {} exceeds the block size {}",
+                        b.id, l.num_bytes, file.block_size
+                    )));
+                }
+                b.num_bytes = l.num_bytes;
+                b.committed = true;
+                Ok(())
+            }
+            (Some(b), l) => Err(NnError::InvalidArgument(format!(
+                "{path}: the last block is {}, but the writer named {}",
+                b.id,
+                l.map_or_else(|| "none".to_string(), |l| l.block_id.to_string())
+            ))),
+            (None, Some(l)) => Err(NnError::InvalidArgument(format!(
+                "{path}: the file has no blocks, but the writer named block {}",
+                l.block_id
+            ))),
+        }
+    }
+
+    pub fn add_block(
+        &self,
+        path: &str,
+        file_id: u64,
+        client: &str,
+        previous: Option<&pb::ExtendedBlock>,
+    ) -> Result<AllocatedBlock> {
+        self.mutate_file(|batch| {
+            let mut file = self.leased_file(path, file_id, client)?;
+            // A retried call whose first attempt succeeded gets the same block back.
+            if let (Some(prev), [.., before, last]) = (previous, file.blocks.as_slice())
+                && before.id == prev.block_id
+                && !last.committed
+            {
+                let offset = file.blocks[..file.blocks.len() - 1]
+                    .iter()
+                    .map(|b| b.num_bytes)
+                    .sum();
+                return Ok(AllocatedBlock {
+                    block: last.clone(),
+                    offset,
+                });
+            }
+            Self::commit_last(path, &mut file, previous)?;
+            let offset = file.length();
+            let (id, gs) = self.alloc_block(batch)?;
+            let block = BlockRecord {
+                id,
+                generation_stamp: gs,
+                num_bytes: 0,
+                committed: false,
+            };
+            file.blocks.push(block.clone());
+            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(id), block_value(file.id, gs));
+            self.put_inode(batch, &file)?;
+            Ok(AllocatedBlock { block, offset })
+        })
+    }
+
+    pub fn abandon_block(&self, path: &str, file_id: u64, client: &str, block_id: u64) -> Result<()> {
+        self.mutate(|batch| {
+            let mut file = self.leased_file(path, file_id, client)?;
+            match file.blocks.last() {
+                Some(b) if b.id == block_id && !b.committed => {}
+                _ => {
+                    return Err(NnError::InvalidArgument(format!(
+                        "{path}: block {block_id} is not the file's uncommitted last block"
+                    )));
+                }
+            }
+            file.blocks.pop();
+            batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(block_id));
+            self.put_inode(batch, &file)
+        })
+    }
+
+    /// Commits the last block and closes the file when every block has its
+    /// minimum replicas (`replicated`). Returns whether the file is closed.
+    pub fn complete(
+        &self,
+        path: &str,
+        file_id: u64,
+        client: &str,
+        last: Option<&pb::ExtendedBlock>,
+        replicated: impl Fn(&BlockRecord) -> bool,
+    ) -> Result<bool> {
+        self.mutate_file(|batch| {
+            let mut file = match self.leased_file(path, file_id, client) {
+                Ok(f) => f,
+                Err(NnError::NoLease { .. }) => {
+                    // A retry after a success: closed, same file, same last block.
+                    let r = self.resolve(path)?;
+                    let f = r.existing()?;
+                    let same_last = f.blocks.last().map(|b| b.id) == last.map(|l| l.block_id);
+                    if f.under_construction.is_none() && f.id == file_id && same_last {
+                        return Ok(true);
+                    }
+                    return self.leased_file(path, file_id, client).map(|_| false);
+                }
+                Err(e) => return Err(e),
+            };
+            Self::commit_last(path, &mut file, last)?;
+            if file.blocks.iter().any(|b| !b.committed) {
+                return Err(NnError::InvalidArgument(format!(
+                    "{path}: a block before the last was never committed"
+                )));
+            }
+            let closed = file.blocks.iter().all(&replicated);
+            if closed {
+                file.under_construction = None;
+                file.mtime = now_ms();
+            }
+            self.put_inode(batch, &file)?;
+            Ok(closed)
+        })
+    }
+
+    /// A new generation stamp for the uncommitted last block of an open file
+    /// (pipeline recovery). Returns the new stamp.
+    pub fn bump_generation(&self, path: &str, file_id: u64, client: &str, block_id: u64) -> Result<u64> {
+        self.mutate(|batch| {
+            let mut file = self.leased_file(path, file_id, client)?;
+            let Some(last) = file
+                .blocks
+                .last_mut()
+                .filter(|b| b.id == block_id && !b.committed)
+            else {
+                return Err(NnError::InvalidArgument(format!(
+                    "{path}: block {block_id} is not the block being written"
+                )));
+            };
+            let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
+            batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
+            last.generation_stamp = gs;
+            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(block_id), block_value(file.id, gs));
+            self.put_inode(batch, &file)?;
+            Ok(gs)
+        })
+    }
+
+    /// Reopens a closed file for `client` to write at its end (new data goes
+    /// into new blocks). Returns the file.
+    pub fn append(&self, caller: &Caller, path: &str, client: &str) -> Result<Inode> {
+        if client.is_empty() {
+            return Err(NnError::InvalidArgument(format!(
+                "{path}: append needs a client name"
+            )));
+        }
+        self.mutate(|batch| {
+            let r = self.resolve(path)?;
+            self.check_traverse(caller, &r)?;
+            let mut file = r.existing()?.clone();
+            if file.is_dir {
+                return Err(NnError::IsDirectory(path.to_string()));
+            }
+            caller.check(&file, Access::Write, path)?;
+            if let Some(uc) = &file.under_construction {
+                return Err(NnError::LeaseConflict {
+                    path: path.to_string(),
+                    holder: uc.client_name.clone(),
+                });
+            }
+            file.under_construction = Some(UnderConstruction {
+                client_name: client.to_string(),
+            });
+            self.put_inode(batch, &file)?;
+            Ok(file)
+        })
+    }
+
+    /// Closes an open file whose writer is gone. The last block, if never
+    /// committed, keeps the length its finalized replicas report
+    /// (`replica_len`), or is dropped when none has one. Returns the former
+    /// holder and the dropped blocks, or None if the file was not open.
+    pub fn recover_file(
+        &self,
+        inode_id: u64,
+        replica_len: impl Fn(&BlockRecord) -> Option<u64>,
+    ) -> Result<Option<(String, Vec<BlockRecord>)>> {
+        self.mutate(|batch| {
+            let Some(mut file) = self.get_inode(inode_id)? else {
+                return Ok(None);
+            };
+            let Some(uc) = file.under_construction.take() else {
+                return Ok(None);
+            };
+            let mut dropped = Vec::new();
+            if let Some(last) = file.blocks.last_mut().filter(|b| !b.committed) {
+                match replica_len(last) {
+                    Some(len) if len <= file.block_size => {
+                        last.num_bytes = len;
+                        last.committed = true;
+                    }
+                    _ => {
+                        if let Some(b) = file.blocks.pop() {
+                            batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(b.id));
+                            dropped.push(b);
+                        }
+                    }
+                }
+            }
+            file.mtime = now_ms();
+            self.put_inode(batch, &file)?;
+            Ok(Some((uc.client_name, dropped)))
+        })
+    }
+}

@@ -1,0 +1,266 @@
+//! Walking paths to inodes, and the execute checks on the way.
+
+use std::sync::atomic::Ordering;
+
+use super::Namespace;
+use crate::error::{NnError, Result};
+use crate::inode::*;
+use crate::permission::{Access, Caller};
+use granary_common::path as gpath;
+
+/// A path resolved as far as it exists: `inodes[0]` is the root and
+/// `inodes[i]` is `comps[i - 1]`.
+pub struct Resolved {
+    pub path: String,
+    pub comps: Vec<String>,
+    pub inodes: Vec<Inode>,
+}
+
+impl Resolved {
+    /// The inode the whole path names, if it exists.
+    pub fn last(&self) -> Option<&Inode> {
+        if self.inodes.len() == self.comps.len() + 1 {
+            self.inodes.last()
+        } else {
+            None
+        }
+    }
+
+    /// The parent directory of the path's last component, if it exists.
+    pub fn parent(&self) -> Option<&Inode> {
+        if self.comps.is_empty() {
+            return None;
+        }
+        self.inodes.get(self.comps.len() - 1)
+    }
+
+    /// The path of `inodes[i]`.
+    pub fn prefix(&self, i: usize) -> String {
+        if i == 0 {
+            "/".to_string()
+        } else {
+            format!("/{}", self.comps[..i].join("/"))
+        }
+    }
+
+    pub(super) fn existing(&self) -> Result<&Inode> {
+        self.last().ok_or_else(|| NnError::NotFound(self.path.clone()))
+    }
+}
+
+impl Namespace {
+    fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_DIRENTS)?, dirent_key(parent, name))?
+            .as_deref()
+            .and_then(decode_u64))
+    }
+
+    /// Walks `path` from the root as far as it exists. A file met before the
+    /// last component is an error: a file cannot have children.
+    pub fn resolve(&self, path: &str) -> Result<Resolved> {
+        let comps: Vec<String> = gpath::components(path)?.into_iter().map(String::from).collect();
+        let root = self
+            .get_inode(ROOT_ID)?
+            .ok_or_else(|| NnError::Corrupt("root inode missing".into()))?;
+        let mut inodes = vec![root];
+        for (i, c) in comps.iter().enumerate() {
+            let cur = &inodes[i];
+            if !cur.is_dir {
+                let r = Resolved {
+                    path: path.to_string(),
+                    comps: comps.clone(),
+                    inodes: Vec::new(),
+                };
+                return Err(NnError::ParentNotDirectory(r.prefix(i)));
+            }
+            let Some(child) = self.lookup(cur.id, c)? else {
+                break;
+            };
+            let inode = self.get_inode(child)?.ok_or_else(|| {
+                NnError::Corrupt(format!("directory entry {c:?} points at missing inode {child}"))
+            })?;
+            inodes.push(inode);
+        }
+        Ok(Resolved {
+            path: path.to_string(),
+            comps,
+            inodes,
+        })
+    }
+
+    /// Execute permission on every directory walked through to reach the path's last component.
+    pub(super) fn check_traverse(&self, caller: &Caller, r: &Resolved) -> Result<()> {
+        let n = r.inodes.len().min(r.comps.len());
+        for i in 0..n {
+            caller.check(&r.inodes[i], Access::Execute, &r.prefix(i))?;
+        }
+        Ok(())
+    }
+
+    /// Tests change the namespace here, between a walk and the lock.
+    pub(super) fn run_after_walk_hook(&self) {
+        #[cfg(test)]
+        {
+            // Taken first: the hook's own renames and creates come back here.
+            let hook = self.after_walk.lock().take();
+            if let Some(hook) = hook {
+                hook(self);
+            }
+        }
+    }
+
+    /// `path` resolved under the namespace lock, from its walk before the
+    /// lock (made when `structure` was `seen`) if no structural change came
+    /// in between, else from the root.
+    pub(super) fn resolve_under_lock(
+        &self,
+        walked: Option<Resolved>,
+        seen: u64,
+        path: &str,
+    ) -> Result<Resolved> {
+        match walked {
+            Some(w) if self.structure.load(Ordering::SeqCst) == seen => self.refresh_parent(w),
+            _ => self.resolve(path),
+        }
+    }
+
+    /// A path walked outside the lock, with its parent directory and last
+    /// component read again: valid under the lock when no structural change
+    /// happened since the walk. Walks again when the parent was missing (the
+    /// deepest existing directory may be written then).
+    fn refresh_parent(&self, walked: Resolved) -> Result<Resolved> {
+        let n = walked.comps.len();
+        if n == 0 || walked.inodes.len() < n {
+            return self.resolve(&walked.path);
+        }
+        let mut inodes = walked.inodes;
+        let parent_id = inodes[n - 1].id;
+        inodes.truncate(n - 1);
+        let parent = match self.get_inode(parent_id)? {
+            Some(p) if p.is_dir => p,
+            _ => return self.resolve(&walked.path),
+        };
+        let child = self.lookup(parent.id, &walked.comps[n - 1])?;
+        inodes.push(parent);
+        if let Some(id) = child {
+            let inode = self.get_inode(id)?.ok_or_else(|| {
+                NnError::Corrupt(format!(
+                    "directory entry {:?} points at missing inode {id}",
+                    walked.comps[n - 1]
+                ))
+            })?;
+            inodes.push(inode);
+        }
+        Ok(Resolved {
+            path: walked.path,
+            comps: walked.comps,
+            inodes,
+        })
+    }
+
+    pub fn get_file_info(&self, caller: &Caller, path: &str) -> Result<Inode> {
+        let r = self.resolve(path)?;
+        self.check_traverse(caller, &r)?;
+        r.existing().cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::tests::namespace;
+    use granary_common::identity::Identity;
+
+    /// A create walks its path before taking the namespace lock; a rename
+    /// in that window must not make it create the file elsewhere.
+    #[test]
+    fn a_create_lands_at_its_path_when_the_parent_moves_during_its_walk() {
+        let (_tmp, ns, su) = namespace();
+        ns.mkdirs(&su, "/a/b", 0, true).expect("mkdirs");
+        let hook_su = su.clone();
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.rename(&hook_su, "/a/b", "/a/moved", false).expect("rename");
+            ns.mkdirs(&hook_su, "/a/b", 0, false).expect("mkdirs again");
+        }));
+        let (file, _) = ns
+            .create(&su, "/a/b/f", 0, "writer", false, false, 1, 0)
+            .expect("create");
+        assert_eq!(ns.get_file_info(&su, "/a/b/f").expect("stat").id, file.id);
+        assert!(
+            ns.get_file_info(&su, "/a/moved/f").is_err(),
+            "created in the moved directory"
+        );
+        ns.check_consistency().expect("consistent");
+
+        // The parent deleted in the window: the create fails, nothing is orphaned.
+        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            ns.delete(&su, "/a/b", true).expect("delete");
+        }));
+        let su = ns.caller(Identity::new("hdfs", vec![]));
+        assert!(matches!(
+            ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0),
+            Err(NnError::NotFound(_))
+        ));
+        ns.check_consistency().expect("consistent");
+    }
+
+    /// A rename walks both paths before taking the namespace lock; what
+    /// changes in that window must decide its outcome, not the walk.
+    #[test]
+    fn a_rename_acts_on_the_namespace_as_it_is_under_the_lock() {
+        let (_tmp, ns, su) = namespace();
+        ns.mkdirs(&su, "/d/sub", 0, true).expect("mkdirs");
+        let f = ns
+            .create(&su, "/d/sub/f", 0, "w", false, false, 1, 0)
+            .expect("create")
+            .0;
+
+        // Another caller's rename, run between the walk and the lock.
+        let rename_in_window = |from: &'static str, to: &'static str| {
+            let h = su.clone();
+            *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+                ns.rename(&h, from, to, false).expect("rename in the window");
+            }));
+        };
+
+        // The source's directory moves in the window: the old path is gone.
+        rename_in_window("/d/sub", "/d/moved");
+        assert!(matches!(
+            ns.rename(&su, "/d/sub/f", "/d/g", false),
+            Err(NnError::NotFound(_))
+        ));
+        assert_eq!(ns.get_file_info(&su, "/d/moved/f").expect("stat").id, f.id);
+
+        // Another file rename takes the source away in the window.
+        rename_in_window("/d/moved/f", "/d/moved/f2");
+        assert!(matches!(
+            ns.rename(&su, "/d/moved/f", "/d/moved/g", false),
+            Err(NnError::NotFound(_))
+        ));
+
+        // A file appears at the destination in the window: no overwrite.
+        let other = ns
+            .create(&su, "/d/other", 0, "w", false, false, 1, 0)
+            .expect("create")
+            .0;
+        rename_in_window("/d/other", "/d/moved/g");
+        assert!(matches!(
+            ns.rename(&su, "/d/moved/f2", "/d/moved/g", false),
+            Err(NnError::AlreadyExists(_))
+        ));
+        assert_eq!(ns.get_file_info(&su, "/d/moved/g").expect("stat").id, other.id);
+        assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);
+
+        // The destination's directory moves away in the window.
+        ns.mkdirs(&su, "/x/y", 0, true).expect("mkdirs");
+        rename_in_window("/x", "/d/x");
+        assert!(matches!(
+            ns.rename(&su, "/d/moved/f2", "/x/y/f", false),
+            Err(NnError::NotFound(_))
+        ));
+        assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);
+        ns.check_consistency().expect("consistent");
+    }
+}

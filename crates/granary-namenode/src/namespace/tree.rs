@@ -1,0 +1,274 @@
+//! The tree's shape: making directories, linking and unlinking entries,
+//! deleting and renaming.
+
+use std::sync::atomic::Ordering;
+
+use rocksdb::WriteBatch;
+
+use super::{Namespace, Resolved};
+use crate::error::{NnError, Result};
+use crate::inode::*;
+use crate::permission::{Access, Caller};
+use granary_common::defaults;
+use granary_common::path as gpath;
+
+impl Namespace {
+    /// Adds `child` under `parent` (whose count and mtime change) in `batch`.
+    pub(super) fn link(&self, batch: &mut WriteBatch, parent: &mut Inode, child: &Inode) -> Result<()> {
+        if parent.children >= self.cfg.max_directory_items {
+            return Err(NnError::InvalidArgument(format!(
+                "directory {:?} already holds the maximum of {} items",
+                parent.name, self.cfg.max_directory_items
+            )));
+        }
+        batch.put_cf(
+            self.cf(CF_DIRENTS)?,
+            dirent_key(parent.id, &child.name),
+            id_key(child.id),
+        );
+        parent.children += 1;
+        parent.mtime = now_ms();
+        Ok(())
+    }
+
+    pub(super) fn new_inode(
+        &self,
+        batch: &mut WriteBatch,
+        caller: &Caller,
+        parent: &Inode,
+        name: &str,
+    ) -> Result<Inode> {
+        let now = now_ms();
+        Ok(Inode {
+            id: self.alloc_inode_id(batch)?,
+            parent: parent.id,
+            name: name.to_string(),
+            owner: caller.user().to_string(),
+            // BSD rule, as HDFS: a new inode takes its parent's group.
+            group: parent.group.clone(),
+            mtime: now,
+            atime: now,
+            ..Default::default()
+        })
+    }
+
+    /// Creates missing directories along `r` from index `from` on (mkdir -p).
+    pub(super) fn create_dirs(
+        &self,
+        batch: &mut WriteBatch,
+        caller: &Caller,
+        r: &Resolved,
+        upto: usize,
+        mode: u32,
+    ) -> Result<Inode> {
+        let mut parent = r
+            .inodes
+            .last()
+            .cloned()
+            .ok_or_else(|| NnError::Corrupt("empty resolution".into()))?;
+        let first_missing = r.inodes.len() - 1;
+        for i in first_missing..upto {
+            let name = &r.comps[i];
+            let mut dir = self.new_inode(batch, caller, &parent, name)?;
+            dir.is_dir = true;
+            // Intermediate directories stay writable for their creator (HDFS: u+wx).
+            dir.mode = if i + 1 == r.comps.len() {
+                mode
+            } else {
+                mode | 0o300
+            };
+            self.link(batch, &mut parent, &dir)?;
+            self.put_inode(batch, &parent)?;
+            parent = dir;
+        }
+        self.put_inode(batch, &parent)?;
+        Ok(parent)
+    }
+
+    pub fn mkdirs(&self, caller: &Caller, path: &str, mode: u32, create_parent: bool) -> Result<()> {
+        let mode = if mode == 0 {
+            defaults::DIR_PERMISSION
+        } else {
+            mode & 0o7777
+        };
+        self.mutate(|batch| {
+            let r = self.resolve(path)?;
+            self.check_traverse(caller, &r)?;
+            if let Some(existing) = r.last() {
+                return if existing.is_dir {
+                    Ok(())
+                } else {
+                    Err(NnError::AlreadyExists(path.to_string()))
+                };
+            }
+            let deepest = r.inodes.len() - 1;
+            if !create_parent && deepest + 1 < r.comps.len() {
+                return Err(NnError::NotFound(r.prefix(r.comps.len() - 1)));
+            }
+            caller.check(&r.inodes[deepest], Access::WriteExecute, &r.prefix(deepest))?;
+            self.create_dirs(batch, caller, &r, r.comps.len(), mode)?;
+            Ok(())
+        })
+    }
+
+    /// Removes `node` (and, for a directory, everything below it) from `parent`
+    /// in `batch`; returns the blocks that no longer belong to any file.
+    pub(super) fn unlink_subtree(
+        &self,
+        batch: &mut WriteBatch,
+        caller: &Caller,
+        parent: &mut Inode,
+        node: &Inode,
+        path: &str,
+        check_sub_access: bool,
+    ) -> Result<Vec<BlockRecord>> {
+        batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(parent.id, &node.name));
+        parent.children = parent.children.saturating_sub(1);
+        parent.mtime = now_ms();
+        let mut blocks = Vec::new();
+        let mut stack = vec![(node.clone(), path.to_string())];
+        while let Some((n, p)) = stack.pop() {
+            if n.is_dir {
+                if check_sub_access {
+                    caller.check(&n, Access::All, &p)?;
+                }
+                for cid in self.child_ids(n.id)? {
+                    let child = self.get_inode(cid)?.ok_or_else(|| {
+                        NnError::Corrupt(format!("entry under {p} points at missing inode {cid}"))
+                    })?;
+                    batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(n.id, &child.name));
+                    let cp = gpath::join(&p, &child.name);
+                    stack.push((child, cp));
+                }
+            }
+            for b in &n.blocks {
+                batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(b.id));
+            }
+            blocks.extend(n.blocks);
+            batch.delete_cf(self.cf(CF_INODES)?, id_key(n.id));
+        }
+        Ok(blocks)
+    }
+
+    /// Deletes `path`; returns the blocks to remove from datanodes.
+    pub fn delete(&self, caller: &Caller, path: &str, recursive: bool) -> Result<Vec<BlockRecord>> {
+        self.mutate(|batch| {
+            let r = self.resolve(path)?;
+            self.check_traverse(caller, &r)?;
+            let node = r.existing()?.clone();
+            let Some(parent) = r.parent() else {
+                return Err(NnError::InvalidArgument(
+                    "cannot delete the root directory".into(),
+                ));
+            };
+            let mut parent = parent.clone();
+            caller.check(&parent, Access::WriteExecute, &r.prefix(r.comps.len() - 1))?;
+            if node.is_dir && node.children > 0 && !recursive {
+                return Err(NnError::NotEmpty(path.to_string()));
+            }
+            let blocks = self.unlink_subtree(batch, caller, &mut parent, &node, path, recursive)?;
+            self.put_inode(batch, &parent)?;
+            Ok(blocks)
+        })
+    }
+
+    /// Moves `src` to `dst`, or into `dst` when that is a directory.
+    /// Returns blocks of a file replaced with `overwrite`.
+    pub fn rename(&self, caller: &Caller, src: &str, dst: &str, overwrite: bool) -> Result<Vec<BlockRecord>> {
+        // As in create: both paths are walked before the lock, and under it
+        // only their parents and last components are read again, unless a
+        // structural change (which a file's rename is not) came in between.
+        let seen = self.structure.load(Ordering::SeqCst);
+        let walked_src = self.resolve(src).ok();
+        let walked_dst = self.resolve(dst).ok();
+        self.run_after_walk_hook();
+        self.mutate_marked(|batch| {
+            let rs = self.resolve_under_lock(walked_src, seen, src)?;
+            self.check_traverse(caller, &rs)?;
+            let node = rs.existing()?.clone();
+            let Some(src_parent) = rs.parent().cloned() else {
+                return Err(NnError::InvalidArgument(
+                    "cannot rename the root directory".into(),
+                ));
+            };
+            let mut rd = self.resolve_under_lock(walked_dst, seen, dst)?;
+            self.check_traverse(caller, &rd)?;
+            // Into an existing directory, under the source's name.
+            if let Some(d) = rd.last()
+                && d.is_dir
+                && d.id != node.id
+            {
+                let into = gpath::join(dst, &node.name);
+                rd = self.resolve(&into)?;
+            }
+            let dst_path = rd.path.clone();
+            if dst_path == src {
+                return Ok((Vec::new(), false));
+            }
+            let Some(dst_parent) = rd.parent().cloned() else {
+                return Err(NnError::NotFound(rd.prefix(rd.comps.len().saturating_sub(1))));
+            };
+            if !dst_parent.is_dir {
+                return Err(NnError::ParentNotDirectory(rd.prefix(rd.comps.len() - 1)));
+            }
+            // No cycles: the destination's parent must not be the source or
+            // below it. A file has nothing below it.
+            if node.is_dir {
+                let mut cur = dst_parent.clone();
+                loop {
+                    if cur.id == node.id {
+                        return Err(NnError::RenameIntoSubtree {
+                            src: src.to_string(),
+                            dst: dst.to_string(),
+                        });
+                    }
+                    if cur.id == ROOT_ID {
+                        break;
+                    }
+                    cur = self
+                        .get_inode(cur.parent)?
+                        .ok_or_else(|| NnError::Corrupt(format!("inode {} has no parent", cur.id)))?;
+                }
+            }
+            caller.check(&src_parent, Access::WriteExecute, &rs.prefix(rs.comps.len() - 1))?;
+            caller.check(&dst_parent, Access::WriteExecute, &rd.prefix(rd.comps.len() - 1))?;
+            let same_parent = src_parent.id == dst_parent.id;
+            let mut src_parent = src_parent;
+            let mut dst_parent = dst_parent;
+            let mut removed = Vec::new();
+            if let Some(existing) = rd.last().cloned() {
+                let replaceable = overwrite
+                    && existing.is_dir == node.is_dir
+                    && (!existing.is_dir || existing.children == 0);
+                if !replaceable {
+                    return Err(NnError::AlreadyExists(dst_path));
+                }
+                let target = if same_parent {
+                    &mut src_parent
+                } else {
+                    &mut dst_parent
+                };
+                removed = self.unlink_subtree(batch, caller, target, &existing, &dst_path, false)?;
+            }
+            let new_name = rd.comps[rd.comps.len() - 1].clone();
+            batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(src_parent.id, &node.name));
+            src_parent.children = src_parent.children.saturating_sub(1);
+            src_parent.mtime = now_ms();
+            let mut moved = node;
+            moved.name = new_name;
+            moved.parent = dst_parent.id;
+            if same_parent {
+                self.link(batch, &mut src_parent, &moved)?;
+                self.put_inode(batch, &src_parent)?;
+            } else {
+                self.link(batch, &mut dst_parent, &moved)?;
+                self.put_inode(batch, &src_parent)?;
+                self.put_inode(batch, &dst_parent)?;
+            }
+            self.put_inode(batch, &moved)?;
+            // Moving a file changes no directory, so walks to other paths'
+            // parents stay valid; moving a directory changes every path below it.
+            Ok((removed, moved.is_dir))
+        })
+    }
+}
