@@ -30,7 +30,12 @@ pub mod defaults {
     /// reports it.
     pub const WRITE_PACKET_SIZE: u32 = 512 * 1024;
     pub const LISTING_LIMIT: u32 = 1000;
+    /// Bytes in one path component (`dfs.namenode.fs-limits.max-component-length`).
     pub const MAX_COMPONENT_LENGTH: usize = 255;
+    /// Characters in a whole path (HDFS `HdfsServerConstants.MAX_PATH_LENGTH`).
+    pub const MAX_PATH_LENGTH: usize = 8000;
+    /// Components in a path (HDFS `HdfsServerConstants.MAX_PATH_DEPTH`).
+    pub const MAX_PATH_DEPTH: usize = 1000;
     pub const NAMENODE_RPC_PORT: u16 = 8020;
     pub const NAMENODE_HTTP_PORT: u16 = 9870;
     pub const DATANODE_RPC_PORT: u16 = 9866;

@@ -1,6 +1,8 @@
 //! POSIX-style permission checks (HDFS `FSPermissionChecker`): owner, group
 //! and other bits; the superuser and members of the supergroup pass every check.
 
+use std::fmt::Display;
+
 use crate::error::{NnError, Result};
 use crate::inode::Inode;
 use granary_common::identity::Identity;
@@ -64,8 +66,9 @@ impl Caller {
         self.identity.groups.iter().any(|g| g == group)
     }
 
-    /// Fails unless the caller has `access` on `inode` (shown as `path`).
-    pub fn check(&self, inode: &Inode, access: Access, path: &str) -> Result<()> {
+    /// Fails unless the caller has `access` on `inode` (shown as `path`,
+    /// which is formatted only when the check fails).
+    pub fn check(&self, inode: &Inode, access: Access, path: impl Display) -> Result<()> {
         if self.is_super {
             return Ok(());
         }
@@ -97,7 +100,7 @@ impl Caller {
         }
     }
 
-    fn denied(&self, inode: &Inode, access: &str, path: &str) -> NnError {
+    fn denied(&self, inode: &Inode, access: &str, path: impl Display) -> NnError {
         NnError::PermissionDenied {
             user: self.identity.user.clone(),
             access: access.into(),

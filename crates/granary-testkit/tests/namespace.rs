@@ -262,6 +262,36 @@ async fn permissions_are_enforced() {
     ops.set_owner("/user/alice", Some("carol"), None).await.unwrap();
 }
 
+/// HDFS's path limits reach users as InvalidPath naming the limit, also
+/// for a path far too long to quote back whole.
+#[tokio::test]
+async fn paths_over_the_limits_are_refused_naming_the_limit() {
+    let cl = MiniCluster::start().await.unwrap();
+    let c = cl.client().await.unwrap();
+    let deepest = "/d".repeat(1000);
+    c.mkdirs(&deepest, None, true).await.unwrap();
+    assert!(c.get_file_info(&deepest).await.unwrap().is_some());
+    let (k, m) = code(c.mkdirs(&format!("{deepest}/d"), None, true).await);
+    assert_eq!(k, ErrorCode::InvalidPath, "{m}");
+    assert!(
+        m.contains("path is 1001 components deep, over the limit of 1000"),
+        "{m}"
+    );
+    let huge = "/a".repeat(60_001);
+    for r in [
+        c.stat(&huge).await.map(|_| ()),
+        c.mkdirs(&huge, None, true).await,
+        c.rename(&deepest, &huge, false).await,
+    ] {
+        let (k, m) = code(r);
+        assert_eq!(k, ErrorCode::InvalidPath, "{m}");
+        assert!(
+            m.contains("path is 120002 characters long, over the limit of 8000") && m.len() < 500,
+            "{m}"
+        );
+    }
+}
+
 /// Registers a fake datanode and reports `blocks` as received, so the
 /// namenode sees replicas without a real data path.
 async fn fake_datanode(

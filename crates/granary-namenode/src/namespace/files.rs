@@ -69,14 +69,14 @@ impl Namespace {
                 Some(p) => p.clone(),
                 None if create_parent => {
                     let deepest = r.inodes.len() - 1;
-                    caller.check(&r.inodes[deepest], Access::WriteExecute, &r.prefix(deepest))?;
+                    caller.check(&r.inodes[deepest], Access::WriteExecute, r.prefix(deepest))?;
                     made_dirs = true;
                     self.create_dirs(batch, caller, &r, r.comps.len() - 1, defaults::DIR_PERMISSION)?
                 }
-                None => return Err(NnError::NotFound(r.prefix(r.comps.len() - 1))),
+                None => return Err(NnError::NotFound(r.prefix(r.comps.len() - 1).to_string())),
             };
             let parent_path = r.prefix(r.comps.len() - 1);
-            caller.check(&parent, Access::Write, &parent_path)?;
+            caller.check(&parent, Access::Write, parent_path)?;
             if let Some(existing) = r.last() {
                 if existing.is_dir {
                     return Err(NnError::IsDirectory(path.to_string()));

@@ -26,7 +26,7 @@ use granary_common::defaults;
 use granary_proto as pb;
 
 pub use durability::{AfterDurable, Deferred, PendingWrite, deferring_durability};
-pub use resolve::Resolved;
+pub use resolve::{Prefix, Resolved};
 
 /// Limits and defaults the namespace applies to requests.
 #[derive(Debug, Clone)]
@@ -305,5 +305,14 @@ mod tests {
         let ns = Namespace::create_new(tmp.path(), cfg).expect("new namespace");
         let su = ns.caller(Identity::new("hdfs", vec![]));
         (tmp, ns, su)
+    }
+
+    /// A closed, empty file at `path`, made by `caller`.
+    pub(super) fn closed_file(ns: &Namespace, caller: &Caller, path: &str) -> Inode {
+        let (file, _) = ns
+            .create(caller, path, 0, "w", false, false, 1, 0)
+            .expect("create");
+        assert!(ns.complete(path, file.id, "w", None, |_| true).expect("complete"));
+        file
     }
 }

@@ -1,5 +1,6 @@
 //! Walking paths to inodes, and the execute checks on the way.
 
+use std::fmt;
 use std::sync::atomic::Ordering;
 
 use super::Namespace;
@@ -34,17 +35,102 @@ impl Resolved {
         self.inodes.get(self.comps.len() - 1)
     }
 
-    /// The path of `inodes[i]`.
-    pub fn prefix(&self, i: usize) -> String {
-        if i == 0 {
-            "/".to_string()
-        } else {
-            format!("/{}", self.comps[..i].join("/"))
-        }
+    /// The path of `inodes[i]`, formatted only when shown: checks pass
+    /// it for the error they might make, and building a path at every
+    /// level of a walk costs its depth squared.
+    pub fn prefix(&self, i: usize) -> Prefix<'_> {
+        Prefix(&self.comps[..i])
     }
 
     pub(super) fn existing(&self) -> Result<&Inode> {
         self.last().ok_or_else(|| NnError::NotFound(self.path.clone()))
+    }
+}
+
+/// The first components of a [`Resolved`] path, displayed as a path.
+#[derive(Clone, Copy)]
+pub struct Prefix<'a>(&'a [String]);
+
+impl fmt::Display for Prefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("/");
+        }
+        for c in self.0 {
+            write!(f, "/{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a walk over a subtree is: the directories it entered, each with
+/// its name and the directory it was entered from, so that an entry's path
+/// is formatted only for an error that names it rather than joined for
+/// every entry (which costs the depth each time).
+pub(super) struct SubtreePaths<'a> {
+    top: &'a str,
+    dirs: Vec<(Within, String)>,
+}
+
+/// The entered directory (an index into a [`SubtreePaths`]) an entry of a
+/// subtree walk is in; none for the walk's top.
+pub(super) type Within = Option<usize>;
+
+impl<'a> SubtreePaths<'a> {
+    /// A walk whose top is at `top`.
+    pub(super) fn new(top: &'a str) -> Self {
+        Self {
+            top,
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Notes that the walk enters directory `name` (in `within`); the
+    /// entries found in it are within the returned index.
+    pub(super) fn enter(&mut self, within: Within, name: &str) -> usize {
+        self.dirs.push((within, name.to_string()));
+        self.dirs.len() - 1
+    }
+
+    /// The path of entry `name` in `within`, formatted when shown.
+    pub(super) fn path<'p>(&'p self, within: Within, name: &'p str) -> impl fmt::Display + 'p {
+        SubtreePath {
+            paths: self,
+            within,
+            name,
+        }
+    }
+}
+
+struct SubtreePath<'p> {
+    paths: &'p SubtreePaths<'p>,
+    within: Within,
+    name: &'p str,
+}
+
+impl fmt::Display for SubtreePath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names from the entry up to (not including) the top, then written top down.
+        let mut names = Vec::new();
+        let mut within = self.within;
+        if within.is_some() {
+            names.push(self.name);
+        }
+        while let Some(i) = within {
+            let (up, name) = &self.paths.dirs[i];
+            if up.is_some() {
+                names.push(name);
+            }
+            within = *up;
+        }
+        f.write_str(self.paths.top)?;
+        for (i, name) in names.iter().rev().enumerate() {
+            if i > 0 || self.paths.top != "/" {
+                f.write_str("/")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
     }
 }
 
@@ -68,12 +154,7 @@ impl Namespace {
         for (i, c) in comps.iter().enumerate() {
             let cur = &inodes[i];
             if !cur.is_dir {
-                let r = Resolved {
-                    path: path.to_string(),
-                    comps: comps.clone(),
-                    inodes: Vec::new(),
-                };
-                return Err(NnError::ParentNotDirectory(r.prefix(i)));
+                return Err(NnError::ParentNotDirectory(Prefix(&comps[..i]).to_string()));
             }
             let Some(child) = self.lookup(cur.id, c)? else {
                 break;
@@ -94,7 +175,7 @@ impl Namespace {
     pub(super) fn check_traverse(&self, caller: &Caller, r: &Resolved) -> Result<()> {
         let n = r.inodes.len().min(r.comps.len());
         for i in 0..n {
-            caller.check(&r.inodes[i], Access::Execute, &r.prefix(i))?;
+            caller.check(&r.inodes[i], Access::Execute, r.prefix(i))?;
         }
         Ok(())
     }
@@ -172,6 +253,27 @@ mod tests {
     use super::*;
     use crate::namespace::tests::namespace;
     use granary_common::identity::Identity;
+
+    /// Paths in a subtree walk come out as joining every name on the way would make them.
+    #[test]
+    fn subtree_paths_are_the_joined_names() {
+        for top in ["/", "/t"] {
+            let mut paths = SubtreePaths::new(top);
+            assert_eq!(paths.path(None, "ignored").to_string(), top);
+            let t = paths.enter(None, "ignored");
+            let a = paths.enter(Some(t), "a");
+            let b = paths.enter(Some(a), "b");
+            assert_eq!(paths.path(Some(t), "a").to_string(), gpath::join(top, "a"));
+            assert_eq!(paths.path(Some(b), "c").to_string(), gpath::join(top, "a/b/c"));
+        }
+        let r = Resolved {
+            path: "/x/y".into(),
+            comps: vec!["x".into(), "y".into()],
+            inodes: Vec::new(),
+        };
+        assert_eq!(r.prefix(0).to_string(), "/");
+        assert_eq!(r.prefix(2).to_string(), "/x/y");
+    }
 
     /// A create walks its path before taking the namespace lock; a rename
     /// in that window must not make it create the file elsewhere.

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use rocksdb::WriteBatch;
 
+use super::resolve::{SubtreePaths, Within};
 use super::{Namespace, Resolved};
 use crate::error::{NnError, Result};
 use crate::inode::*;
@@ -103,9 +104,9 @@ impl Namespace {
             }
             let deepest = r.inodes.len() - 1;
             if !create_parent && deepest + 1 < r.comps.len() {
-                return Err(NnError::NotFound(r.prefix(r.comps.len() - 1)));
+                return Err(NnError::NotFound(r.prefix(r.comps.len() - 1).to_string()));
             }
-            caller.check(&r.inodes[deepest], Access::WriteExecute, &r.prefix(deepest))?;
+            caller.check(&r.inodes[deepest], Access::WriteExecute, r.prefix(deepest))?;
             self.create_dirs(batch, caller, &r, r.comps.len(), mode)?;
             Ok(())
         })
@@ -126,19 +127,23 @@ impl Namespace {
         parent.children = parent.children.saturating_sub(1);
         parent.mtime = now_ms();
         let mut blocks = Vec::new();
-        let mut stack = vec![(node.clone(), path.to_string())];
-        while let Some((n, p)) = stack.pop() {
+        let mut paths = SubtreePaths::new(path);
+        let mut stack: Vec<(Inode, Within)> = vec![(node.clone(), None)];
+        while let Some((n, within)) = stack.pop() {
             if n.is_dir {
                 if check_sub_access {
-                    caller.check(&n, Access::All, &p)?;
+                    caller.check(&n, Access::All, paths.path(within, &n.name))?;
                 }
+                let here = paths.enter(within, &n.name);
                 for cid in self.child_ids(n.id)? {
                     let child = self.get_inode(cid)?.ok_or_else(|| {
-                        NnError::Corrupt(format!("entry under {p} points at missing inode {cid}"))
+                        NnError::Corrupt(format!(
+                            "entry under {} points at missing inode {cid}",
+                            paths.path(within, &n.name)
+                        ))
                     })?;
                     batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(n.id, &child.name));
-                    let cp = gpath::join(&p, &child.name);
-                    stack.push((child, cp));
+                    stack.push((child, Some(here)));
                 }
             }
             for b in &n.blocks {
@@ -162,7 +167,8 @@ impl Namespace {
                 ));
             };
             let mut parent = parent.clone();
-            caller.check(&parent, Access::WriteExecute, &r.prefix(r.comps.len() - 1))?;
+            let parent_path = r.prefix(r.comps.len() - 1);
+            caller.check(&parent, Access::WriteExecute, parent_path)?;
             if node.is_dir && node.children > 0 && !recursive {
                 return Err(NnError::NotEmpty(path.to_string()));
             }
@@ -206,10 +212,14 @@ impl Namespace {
                 return Ok((Vec::new(), false));
             }
             let Some(dst_parent) = rd.parent().cloned() else {
-                return Err(NnError::NotFound(rd.prefix(rd.comps.len().saturating_sub(1))));
+                return Err(NnError::NotFound(
+                    rd.prefix(rd.comps.len().saturating_sub(1)).to_string(),
+                ));
             };
             if !dst_parent.is_dir {
-                return Err(NnError::ParentNotDirectory(rd.prefix(rd.comps.len() - 1)));
+                return Err(NnError::ParentNotDirectory(
+                    rd.prefix(rd.comps.len() - 1).to_string(),
+                ));
             }
             // No cycles: the destination's parent must not be the source or
             // below it. A file has nothing below it.
@@ -230,8 +240,10 @@ impl Namespace {
                         .ok_or_else(|| NnError::Corrupt(format!("inode {} has no parent", cur.id)))?;
                 }
             }
-            caller.check(&src_parent, Access::WriteExecute, &rs.prefix(rs.comps.len() - 1))?;
-            caller.check(&dst_parent, Access::WriteExecute, &rd.prefix(rd.comps.len() - 1))?;
+            let src_parent_path = rs.prefix(rs.comps.len() - 1);
+            let dst_parent_path = rd.prefix(rd.comps.len() - 1);
+            caller.check(&src_parent, Access::WriteExecute, src_parent_path)?;
+            caller.check(&dst_parent, Access::WriteExecute, dst_parent_path)?;
             let same_parent = src_parent.id == dst_parent.id;
             let mut src_parent = src_parent;
             let mut dst_parent = dst_parent;
@@ -270,5 +282,70 @@ impl Namespace {
             // parents stay valid; moving a directory changes every path below it.
             Ok((removed, moved.is_dir))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::tests::{closed_file, namespace};
+    use granary_common::defaults::MAX_PATH_DEPTH;
+    use granary_common::identity::Identity;
+
+    /// HDFS's depth limit: a path of 1000 components is made, listed and
+    /// renamed into; one of 1001 is refused with the limit in the message.
+    #[test]
+    fn paths_as_deep_as_the_limit_work_and_deeper_ones_are_refused() {
+        let (_tmp, ns, su) = namespace();
+        let dir = "/d".repeat(MAX_PATH_DEPTH - 1);
+        ns.mkdirs(&su, &dir, 0, true).expect("999 levels");
+        let at = format!("{dir}/f");
+        let file = closed_file(&ns, &su, &at);
+        assert_eq!(ns.get_file_info(&su, &at).expect("stat").id, file.id);
+        assert_eq!(ns.list(&su, &dir, "", 0).expect("list").entries.len(), 1);
+        let moved = format!("{dir}/g");
+        ns.rename(&su, &at, &moved, false).expect("rename at the limit");
+        let last_dir = format!("{dir}/e");
+        ns.mkdirs(&su, &last_dir, 0, false).expect("1000 levels");
+
+        let over = format!("{last_dir}/h");
+        for r in [
+            ns.mkdirs(&su, &over, 0, true),
+            ns.create(&su, &over, 0, "w", false, true, 1, 0).map(|_| ()),
+            ns.rename(&su, &moved, &over, false).map(|_| ()),
+            ns.rename(&su, &moved, &last_dir, false).map(|_| ()),
+            ns.get_file_info(&su, &over).map(|_| ()),
+        ] {
+            match r {
+                Err(NnError::Path(e)) => assert_eq!(
+                    e.reason, "path is 1001 components deep, over the limit of 1000",
+                    "{e}"
+                ),
+                other => panic!("a path 1001 deep was not refused: {other:?}"),
+            }
+        }
+        ns.check_consistency().expect("consistent");
+    }
+
+    /// A recursive delete that meets a directory it may not empty names it.
+    #[test]
+    fn a_refused_recursive_delete_names_the_directory_in_the_way() {
+        let (_tmp, ns, su) = namespace();
+        let alice = ns.caller(Identity::new("alice", vec![]));
+        ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
+        ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
+        ns.mkdirs(&alice, "/a/b/c/locked/inner", 0, true).expect("mkdirs");
+        ns.set_permission(&alice, "/a/b/c/locked", 0o500).expect("chmod");
+        match ns.delete(&alice, "/a/b", true) {
+            Err(NnError::PermissionDenied { access, inode, .. }) => {
+                assert_eq!(access, "ALL");
+                assert!(inode.starts_with("\"/a/b/c/locked\":alice:"), "{inode}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        ns.get_file_info(&alice, "/a/b/c/locked/inner")
+            .expect("nothing was deleted");
+        ns.delete(&su, "/a", true).expect("the superuser may");
+        ns.check_consistency().expect("consistent");
     }
 }
