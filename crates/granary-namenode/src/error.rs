@@ -26,6 +26,14 @@ pub enum NnError {
         /// `"/path":owner:group:drwxr-xr-x`, as HDFS prints it.
         inode: String,
     },
+    #[error("Permission denied by sticky bit: user={user}, path={inode}, parent={parent}")]
+    StickyBit {
+        user: String,
+        /// The entry, as in [`NnError::PermissionDenied`].
+        inode: String,
+        /// Its sticky directory, likewise.
+        parent: String,
+    },
     #[error("cannot rename {src} to {dst}: a directory cannot move into its own subtree")]
     RenameIntoSubtree { src: String, dst: String },
     #[error("{0}")]
@@ -61,7 +69,7 @@ impl HasErrorCode for NnError {
             Self::ParentNotDirectory(_) | Self::NotDirectory(_) => ErrorCode::ParentNotDirectory,
             Self::IsDirectory(_) => ErrorCode::PathIsDirectory,
             Self::NotEmpty(_) => ErrorCode::PathIsNotEmptyDirectory,
-            Self::PermissionDenied { .. } => ErrorCode::AccessControl,
+            Self::PermissionDenied { .. } | Self::StickyBit { .. } => ErrorCode::AccessControl,
             Self::RenameIntoSubtree { .. } | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::LeaseConflict { .. } => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,

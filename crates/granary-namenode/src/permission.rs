@@ -1,5 +1,6 @@
 //! POSIX-style permission checks (HDFS `FSPermissionChecker`): owner, group
-//! and other bits; the superuser and members of the supergroup pass every check.
+//! and other bits, and the sticky bit; the superuser and members of the
+//! supergroup pass every check.
 
 use std::fmt::Display;
 
@@ -100,22 +101,55 @@ impl Caller {
         }
     }
 
+    /// HDFS's sticky bit: in a directory whose mode has 0o1000, an entry may
+    /// be deleted, moved away or replaced only by its owner, the directory's
+    /// owner or the superuser. The paths are formatted only on failure.
+    pub fn check_sticky(
+        &self,
+        parent: &Inode,
+        parent_path: impl Display,
+        child: &Inode,
+        child_path: impl Display,
+    ) -> Result<()> {
+        if self.is_super
+            || parent.mode & STICKY == 0
+            || parent.owner == self.identity.user
+            || child.owner == self.identity.user
+        {
+            return Ok(());
+        }
+        Err(NnError::StickyBit {
+            user: self.identity.user.clone(),
+            inode: describe(child, child_path),
+            parent: describe(parent, parent_path),
+        })
+    }
+
     fn denied(&self, inode: &Inode, access: &str, path: impl Display) -> NnError {
         NnError::PermissionDenied {
             user: self.identity.user.clone(),
             access: access.into(),
-            inode: format!(
-                "\"{path}\":{}:{}:{}{}",
-                inode.owner,
-                inode.group,
-                if inode.is_dir { "d" } else { "-" },
-                mode_string(inode.mode)
-            ),
+            inode: describe(inode, path),
         }
     }
 }
 
-/// "rwxr-xr-x" for 0o755.
+/// The sticky bit (restricted deletion) of a directory's mode.
+pub const STICKY: u32 = 0o1000;
+
+/// `"/path":owner:group:drwxr-xr-x`, as HDFS names an inode in a denial.
+fn describe(inode: &Inode, path: impl Display) -> String {
+    format!(
+        "\"{path}\":{}:{}:{}{}",
+        inode.owner,
+        inode.group,
+        if inode.is_dir { "d" } else { "-" },
+        mode_string(inode.mode)
+    )
+}
+
+/// "rwxr-xr-x" for 0o755; the sticky bit shows as HDFS shows it, in the
+/// last place: "rwxrwxrwt" for 0o1777, "rwxrwxrwT" without execute for others.
 pub fn mode_string(mode: u32) -> String {
     let mut s = String::with_capacity(9);
     for shift in [6, 3, 0] {
@@ -123,6 +157,10 @@ pub fn mode_string(mode: u32) -> String {
         s.push(if t & 4 != 0 { 'r' } else { '-' });
         s.push(if t & 2 != 0 { 'w' } else { '-' });
         s.push(if t & 1 != 0 { 'x' } else { '-' });
+    }
+    if mode & STICKY != 0 {
+        s.pop();
+        s.push(if mode & 0o1 != 0 { 't' } else { 'T' });
     }
     s
 }
@@ -177,5 +215,34 @@ mod tests {
     fn mode_strings() {
         assert_eq!(mode_string(0o755), "rwxr-xr-x");
         assert_eq!(mode_string(0o640), "rw-r-----");
+        assert_eq!(mode_string(0o1777), "rwxrwxrwt");
+        assert_eq!(mode_string(0o1770), "rwxrwx--T");
+    }
+
+    #[test]
+    fn sticky_directories_keep_entries_to_their_owners() {
+        let bob = Caller::new(Identity::new("bob", vec![]), "root", "supergroup");
+        let root = Caller::new(Identity::new("root", vec![]), "root", "supergroup");
+        let tmp = inode("hdfs", "supergroup", 0o1777);
+        let mut f = inode("alice", "supergroup", 0o644);
+        f.is_dir = false;
+        let err = bob
+            .check_sticky(&tmp, "/tmp", &f, "/tmp/a")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "Permission denied by sticky bit: user=bob, \
+             path=\"/tmp/a\":alice:supergroup:-rw-r--r--, \
+             parent=\"/tmp\":hdfs:supergroup:drwxrwxrwt"
+        );
+        assert!(root.check_sticky(&tmp, "/tmp", &f, "/tmp/a").is_ok());
+        let open = inode("hdfs", "supergroup", 0o777);
+        assert!(bob.check_sticky(&open, "/tmp", &f, "/tmp/a").is_ok());
+        f.owner = "bob".into();
+        assert!(bob.check_sticky(&tmp, "/tmp", &f, "/tmp/a").is_ok());
+        let bobs = inode("bob", "supergroup", 0o1777);
+        f.owner = "alice".into();
+        assert!(bob.check_sticky(&bobs, "/tmp", &f, "/tmp/a").is_ok());
     }
 }

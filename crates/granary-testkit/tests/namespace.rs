@@ -292,6 +292,38 @@ async fn paths_over_the_limits_are_refused_naming_the_limit() {
     }
 }
 
+/// The sticky bit of a 1777 /tmp: everybody creates there, but only an
+/// entry's owner, the directory's owner or the superuser removes it.
+#[tokio::test]
+async fn a_sticky_tmp_keeps_entries_to_their_owners() {
+    let cl = MiniCluster::start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/tmp", Some(0o1777), false).await.unwrap();
+    assert_eq!(admin.stat("/tmp").await.unwrap().permission, 0o1777);
+    let alice = cl.client_as("alice", &[]).await.unwrap();
+    let bob = cl.client_as("bob", &[]).await.unwrap();
+    touch(&alice, "/tmp/a").await;
+    touch(&bob, "/tmp/b").await;
+    let (k, m) = code(bob.delete("/tmp/a", false).await);
+    assert_eq!(k, ErrorCode::AccessControl, "{m}");
+    assert!(
+        m.contains(
+            "Permission denied by sticky bit: user=bob, \
+             path=\"/tmp/a\":alice:supergroup:-rw-r--r--, \
+             parent=\"/tmp\":hdfs:supergroup:drwxrwxrwt"
+        ),
+        "{m}"
+    );
+    let (k, _) = code(bob.rename("/tmp/a", "/tmp/mine", false).await);
+    assert_eq!(k, ErrorCode::AccessControl);
+    let (k, _) = code(bob.rename("/tmp/b", "/tmp/a", true).await);
+    assert_eq!(k, ErrorCode::AccessControl);
+    bob.rename("/tmp/b", "/tmp/b2", false).await.unwrap();
+    bob.delete("/tmp/b2", false).await.unwrap();
+    alice.rename("/tmp/a", "/tmp/a2", false).await.unwrap();
+    admin.delete("/tmp/a2", false).await.unwrap();
+}
+
 /// Registers a fake datanode and reports `blocks` as received, so the
 /// namenode sees replicas without a real data path.
 async fn fake_datanode(

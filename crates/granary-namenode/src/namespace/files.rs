@@ -90,6 +90,7 @@ impl Namespace {
                 if !overwrite {
                     return Err(NnError::AlreadyExists(path.to_string()));
                 }
+                caller.check_sticky(&parent, parent_path, existing, path)?;
                 removed = self.unlink_subtree(batch, caller, &mut parent, existing, path, false)?;
             }
             let name = &r.comps[r.comps.len() - 1];
@@ -375,5 +376,49 @@ impl Namespace {
             self.put_inode(batch, &file)?;
             Ok(Some((uc.client_name, dropped)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::NnError;
+    use crate::namespace::tests::{closed_file, namespace};
+    use granary_common::identity::Identity;
+
+    /// Overwriting by create is deleting: in a sticky directory only the
+    /// file's owner, the directory's owner or the superuser may.
+    #[test]
+    fn a_create_overwrites_in_a_sticky_directory_only_what_it_may_delete() {
+        let (_tmp, ns, su) = namespace();
+        let alice = ns.caller(Identity::new("alice", vec![]));
+        let bob = ns.caller(Identity::new("bob", vec![]));
+        ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
+        let a = closed_file(&ns, &alice, "/tmp/a");
+        match ns.create(&bob, "/tmp/a", 0, "bob", true, false, 1, 0) {
+            Err(e @ NnError::StickyBit { .. }) => {
+                let m = e.to_string();
+                assert!(
+                    m.contains("user=bob") && m.contains("path=\"/tmp/a\":alice:"),
+                    "{m}"
+                );
+            }
+            other => panic!("bob overwrote alice's file: {other:?}"),
+        }
+        assert_eq!(ns.get_file_info(&su, "/tmp/a").expect("stat").id, a.id);
+        // Without overwrite it is just there already.
+        assert!(matches!(
+            ns.create(&bob, "/tmp/a", 0, "bob", false, false, 1, 0),
+            Err(NnError::AlreadyExists(_))
+        ));
+        // His own file bob overwrites; alice hers; the superuser anybody's.
+        closed_file(&ns, &bob, "/tmp/b");
+        ns.create(&bob, "/tmp/b", 0, "bob", true, false, 1, 0)
+            .expect("bob's own");
+        ns.create(&alice, "/tmp/a", 0, "alice", true, false, 1, 0)
+            .expect("alice's own");
+        closed_file(&ns, &alice, "/tmp/a2");
+        ns.create(&su, "/tmp/a2", 0, "hdfs", true, false, 1, 0)
+            .expect("the superuser");
+        ns.check_consistency().expect("consistent");
     }
 }

@@ -169,6 +169,7 @@ impl Namespace {
             let mut parent = parent.clone();
             let parent_path = r.prefix(r.comps.len() - 1);
             caller.check(&parent, Access::WriteExecute, parent_path)?;
+            caller.check_sticky(&parent, parent_path, &node, path)?;
             if node.is_dir && node.children > 0 && !recursive {
                 return Err(NnError::NotEmpty(path.to_string()));
             }
@@ -243,6 +244,7 @@ impl Namespace {
             let src_parent_path = rs.prefix(rs.comps.len() - 1);
             let dst_parent_path = rd.prefix(rd.comps.len() - 1);
             caller.check(&src_parent, Access::WriteExecute, src_parent_path)?;
+            caller.check_sticky(&src_parent, src_parent_path, &node, src)?;
             caller.check(&dst_parent, Access::WriteExecute, dst_parent_path)?;
             let same_parent = src_parent.id == dst_parent.id;
             let mut src_parent = src_parent;
@@ -255,6 +257,7 @@ impl Namespace {
                 if !replaceable {
                     return Err(NnError::AlreadyExists(dst_path));
                 }
+                caller.check_sticky(&dst_parent, dst_parent_path, &existing, &dst_path)?;
                 let target = if same_parent {
                     &mut src_parent
                 } else {
@@ -346,6 +349,84 @@ mod tests {
         ns.get_file_info(&alice, "/a/b/c/locked/inner")
             .expect("nothing was deleted");
         ns.delete(&su, "/a", true).expect("the superuser may");
+        ns.check_consistency().expect("consistent");
+    }
+
+    /// HDFS's sticky bit: in a 1777 directory everybody creates entries,
+    /// but only an entry's owner, the directory's owner or the superuser
+    /// deletes or moves one away, or replaces one by a rename.
+    #[test]
+    fn a_sticky_directory_keeps_entries_to_their_owners() {
+        let (_tmp, ns, su) = namespace();
+        let alice = ns.caller(Identity::new("alice", vec![]));
+        let bob = ns.caller(Identity::new("bob", vec![]));
+        let carol = ns.caller(Identity::new("carol", vec![]));
+        ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
+        closed_file(&ns, &alice, "/tmp/a");
+        closed_file(&ns, &bob, "/tmp/b");
+        ns.mkdirs(&alice, "/tmp/dir", 0, false).expect("mkdirs");
+
+        let sticky = |r: Result<Vec<BlockRecord>>, what: &str| match r {
+            Err(e @ NnError::StickyBit { .. }) => e.to_string(),
+            other => panic!("{what} was not refused by the sticky bit: {other:?}"),
+        };
+        let m = sticky(ns.delete(&bob, "/tmp/a", false), "bob's delete");
+        assert_eq!(
+            m,
+            "Permission denied by sticky bit: user=bob, \
+             path=\"/tmp/a\":alice:supergroup:-rw-r--r--, \
+             parent=\"/tmp\":hdfs:supergroup:drwxrwxrwt"
+        );
+        sticky(ns.delete(&bob, "/tmp/dir", true), "bob's delete of a directory");
+        sticky(ns.rename(&bob, "/tmp/a", "/tmp/mine", false), "bob's rename");
+        sticky(
+            ns.rename(&bob, "/tmp/dir", "/tmp/b2", false),
+            "bob's rename of a directory",
+        );
+        let m = sticky(
+            ns.rename(&bob, "/tmp/b", "/tmp/a", true),
+            "bob's rename over alice's file",
+        );
+        assert!(m.contains("path=\"/tmp/a\":alice"), "{m}");
+        ns.mkdirs(&su, "/home/bob", 0o777, true).expect("mkdirs");
+        sticky(
+            ns.rename(&bob, "/tmp/a", "/home/bob", false),
+            "bob's move of alice's file",
+        );
+        assert_eq!(
+            ns.get_file_info(&su, "/tmp/a").expect("still there").owner,
+            "alice"
+        );
+
+        // Bob still makes, moves and deletes his own entries there.
+        closed_file(&ns, &bob, "/tmp/b3");
+        ns.rename(&bob, "/tmp/b3", "/tmp/b4", false).expect("bob's own");
+        ns.delete(&bob, "/tmp/b4", false).expect("bob's own");
+        ns.mkdirs(&bob, "/tmp/bobdir", 0, false).expect("bob's own");
+        ns.rename(&bob, "/tmp/bobdir", "/home/bob", false)
+            .expect("bob's own directory");
+        // Alice, the entry's owner, may; so may the superuser.
+        ns.rename(&alice, "/tmp/a", "/tmp/a2", false)
+            .expect("alice's own");
+        ns.rename(&su, "/tmp/a2", "/tmp/a", false).expect("the superuser");
+        closed_file(&ns, &alice, "/tmp/a3");
+        ns.rename(&alice, "/tmp/a3", "/tmp/a", true)
+            .expect("alice replaces her own file");
+        sticky(
+            ns.rename(&alice, "/tmp/a", "/tmp/b", true),
+            "alice's rename over bob's file",
+        );
+        ns.delete(&su, "/tmp/dir", true).expect("the superuser");
+        // So may the directory's owner.
+        ns.set_owner(&su, "/tmp", Some("carol"), None).expect("chown");
+        closed_file(&ns, &bob, "/tmp/c");
+        ns.rename(&carol, "/tmp/c", "/tmp/c2", false)
+            .expect("carol owns the directory");
+        ns.delete(&carol, "/tmp/b", false)
+            .expect("carol owns the directory");
+        // Without the bit, write permission on the directory is enough.
+        ns.set_permission(&su, "/tmp", 0o777).expect("chmod");
+        ns.delete(&bob, "/tmp/c2", false).expect("not sticky");
         ns.check_consistency().expect("consistent");
     }
 }
