@@ -324,6 +324,28 @@ async fn a_sticky_tmp_keeps_entries_to_their_owners() {
     admin.delete("/tmp/a2", false).await.unwrap();
 }
 
+/// A content summary needs read and execute on every directory below, as
+/// in HDFS: bob's private directory in alice's tree stops her summary.
+#[tokio::test]
+async fn a_content_summary_needs_access_to_the_whole_subtree() {
+    let cl = MiniCluster::start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/a/pub", None, true).await.unwrap();
+    admin.set_owner("/a", Some("alice"), None).await.unwrap();
+    admin.mkdirs("/a/pub/secret", None, false).await.unwrap();
+    admin.set_owner("/a/pub/secret", Some("bob"), None).await.unwrap();
+    admin.set_permission("/a/pub/secret", 0o700).await.unwrap();
+    let alice = cl.client_as("alice", &[]).await.unwrap();
+    let (k, m) = code(alice.content_summary("/a").await);
+    assert_eq!(k, ErrorCode::AccessControl, "{m}");
+    assert!(
+        m.contains("user=alice, access=READ_EXECUTE, inode=\"/a/pub/secret\":bob:"),
+        "{m}"
+    );
+    let cs = admin.content_summary("/a").await.unwrap();
+    assert_eq!(cs.directory_count, 3);
+}
+
 /// Registers a fake datanode and reports `blocks` as received, so the
 /// namenode sees replicas without a real data path.
 async fn fake_datanode(

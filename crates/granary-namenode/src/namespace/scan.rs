@@ -3,6 +3,7 @@
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
+use super::resolve::SubtreePaths;
 use super::{ContentSummary, Listing, Namespace, StartupScan, decode_inode};
 use crate::error::{NnError, Result};
 use crate::inode::*;
@@ -79,21 +80,23 @@ impl Namespace {
         Ok(out)
     }
 
+    /// What is below `path`. As HDFS (its `subAccess`), the caller needs
+    /// read and execute on every directory of the subtree, not only its top.
     pub fn content_summary(&self, caller: &Caller, path: &str) -> Result<ContentSummary> {
         let r = self.resolve(path)?;
         self.check_traverse(caller, &r)?;
         let top = r.existing()?.clone();
-        if top.is_dir {
-            caller.check(&top, Access::ReadExecute, path)?;
-        }
         let mut sum = ContentSummary::default();
-        let mut stack = vec![top];
-        while let Some(n) = stack.pop() {
+        let mut paths = SubtreePaths::new(path);
+        let mut stack = vec![(top, None)];
+        while let Some((n, within)) = stack.pop() {
             if n.is_dir {
+                caller.check(&n, Access::ReadExecute, paths.path(within, &n.name))?;
                 sum.directory_count += 1;
+                let here = paths.enter(within, &n.name);
                 for cid in self.child_ids(n.id)? {
                     if let Some(child) = self.get_inode(cid)? {
-                        stack.push(child);
+                        stack.push((child, Some(here)));
                     }
                 }
             } else {
@@ -283,8 +286,46 @@ impl Namespace {
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::tests::namespace;
+    use super::*;
+    use crate::namespace::tests::{closed_file, namespace};
+    use granary_common::identity::Identity;
     use granary_proto as pb;
+
+    /// As HDFS, a content summary needs read and execute on every directory
+    /// of the subtree: another user's private directory inside alice's tree
+    /// keeps her from counting it, and the refusal names that directory.
+    #[test]
+    fn a_content_summary_needs_read_execute_on_every_directory_below() {
+        let (_tmp, ns, su) = namespace();
+        let alice = ns.caller(Identity::new("alice", vec![]));
+        ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
+        ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
+        ns.mkdirs(&alice, "/a/pub/x", 0o777, true).expect("mkdirs");
+        closed_file(&ns, &alice, "/a/pub/f");
+        let open = ns.content_summary(&alice, "/a").expect("all readable");
+        assert_eq!((open.directory_count, open.file_count), (3, 1));
+
+        ns.mkdirs(&su, "/a/pub/secret/deeper", 0, true).expect("mkdirs");
+        ns.set_owner(&su, "/a/pub/secret", Some("bob"), None)
+            .expect("chown");
+        ns.set_permission(&su, "/a/pub/secret", 0o700).expect("chmod");
+        for top in ["/a", "/a/pub"] {
+            match ns.content_summary(&alice, top) {
+                Err(NnError::PermissionDenied { user, access, inode }) => {
+                    assert_eq!((user.as_str(), access.as_str()), ("alice", "READ_EXECUTE"));
+                    assert_eq!(inode, "\"/a/pub/secret\":bob:supergroup:drwx------");
+                }
+                other => panic!("alice summed bob's private directory: {other:?}"),
+            }
+        }
+        // What she may read in full she still sums; the superuser sums all.
+        let x = ns.content_summary(&alice, "/a/pub/x").expect("readable");
+        assert_eq!(x.directory_count, 1);
+        let all = ns.content_summary(&su, "/a").expect("the superuser");
+        assert_eq!((all.directory_count, all.file_count), (5, 1));
+        let root = ns.content_summary(&su, "/").expect("the superuser");
+        assert_eq!(root.directory_count, 6);
+    }
 
     /// A full report's batched lookup answers exactly as one lookup per
     /// block would, whatever the order and gaps of the reported ids.
