@@ -46,6 +46,7 @@ step "dfsio against namenode + 3 datanodes on loopback"
 pids+=($!)
 for i in 1 2 3; do
     "$B/granary-datanode" --namenode 127.0.0.1:28020 --data-dir "$WORK/dn$i" \
+        --cluster-secret-file "$WORK/name/cluster-secret" \
         --rpc-addr "127.0.0.$i:2986$i" --http-addr "127.0.0.$i:2987$i" 2>"$WORK/dn$i.log" &
     pids+=($!)
 done

@@ -71,7 +71,9 @@ start() {
     for i in $(seq 1 $DATANODES); do
         local rpc="127.0.0.1:$((9866 + 10 * i))" http="127.0.0.1:$((9864 + 10 * i))"
         step "starting datanode $i on $rpc (http $http)"
+        # Datanodes prove they belong with the secret `format` wrote.
         nohup "$BIN/granary-datanode" --namenode "$NN_RPC" --data-dir "$ROOT/dn$i" \
+            --cluster-secret-file "$ROOT/name/cluster-secret" \
             --rpc-addr "$rpc" --http-addr "$http" --rack "/rack$(( (i + 1) / 2 ))" \
             --heartbeat-interval-ms 1000 >"$ROOT/logs/datanode$i.log" 2>&1 &
         echo $! >"$ROOT/run/datanode$i.pid"

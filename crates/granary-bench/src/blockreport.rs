@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use granary_common::daemon_auth::{self, ClusterSecret, SESSION_METADATA};
 use granary_namenode::state::NamenodeState;
 use granary_proto as pb;
+use granary_proto::block_report_protocol_client::BlockReportProtocolClient;
 use granary_proto::datanode_protocol_client::DatanodeProtocolClient;
 
 /// Blocks per file while populating.
@@ -63,40 +65,63 @@ pub fn populate(
     Ok(all)
 }
 
-pub async fn run(rpc_addr: &str, blocks: Vec<pb::ExtendedBlock>) -> anyhow::Result<()> {
-    let mut nn = DatanodeProtocolClient::connect(format!("http://{rpc_addr}"))
-        .await?
-        .max_encoding_message_size(512 << 20)
-        .max_decoding_message_size(64 << 20);
+pub async fn run(
+    rpc_addr: &str,
+    blocks: Vec<pb::ExtendedBlock>,
+    secret: &ClusterSecret,
+    cluster_id: &str,
+) -> anyhow::Result<()> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{rpc_addr}"))?
+        .connect()
+        .await?;
+    let mut nn = DatanodeProtocolClient::new(ch.clone());
     let uuid = "blockreport-bench".to_string();
-    nn.register(pb::RegisterRequest {
-        id: Some(pb::DatanodeId {
-            uuid: uuid.clone(),
-            hostname: "bench".into(),
-            rpc_addr: "127.0.0.1:1".into(),
-            http_addr: "127.0.0.1:2".into(),
-            rack: "/default-rack".into(),
-        }),
-        cluster_id: String::new(),
-        storages: vec![pb::StorageReport {
-            storage_id: "DS-bench".into(),
-            path: "/bench".into(),
-            capacity: 1 << 50,
-            dfs_used: 0,
-            remaining: 1 << 50,
-            failed: false,
-        }],
-        software_version: granary_common::VERSION.into(),
+    let id = pb::DatanodeId {
+        uuid: uuid.clone(),
+        hostname: "bench".into(),
+        rpc_addr: "127.0.0.1:1".into(),
+        http_addr: "127.0.0.1:2".into(),
+        rack: "/default-rack".into(),
+    };
+    let node_key = b"blockreport-bench-node-key".to_vec();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let session = nn
+        .register(pb::RegisterRequest {
+            proof: Some(daemon_auth::prove(secret, cluster_id, &id, &node_key, now)),
+            id: Some(id),
+            cluster_id: cluster_id.to_string(),
+            storages: vec![pb::StorageReport {
+                storage_id: "DS-bench".into(),
+                path: "/bench".into(),
+                capacity: 1 << 50,
+                dfs_used: 0,
+                remaining: 1 << 50,
+                failed: false,
+            }],
+            software_version: granary_common::VERSION.into(),
+            node_key,
+        })
+        .await?
+        .into_inner()
+        .session;
+    let session: tonic::metadata::MetadataValue<_> = session.parse()?;
+    let mut reports = BlockReportProtocolClient::with_interceptor(ch, move |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert(SESSION_METADATA, session.clone());
+        Ok(r)
     })
-    .await?;
+    .max_encoding_message_size(512 << 20)
+    .max_decoding_message_size(64 << 20);
     let n = blocks.len();
     for round in ["first", "repeated"] {
         let req = pb::BlockReportRequest {
             datanode_uuid: uuid.clone(),
             blocks: blocks.clone(),
+            ..Default::default()
         };
         let t = Instant::now();
-        nn.block_report(req).await?;
+        reports.block_report(req).await?;
         let s = t.elapsed().as_secs_f64();
         println!(
             "blockreport {round}: blocks={n} seconds={s:.3} blocks_per_sec={:.0}",

@@ -175,7 +175,8 @@ async fn main() -> anyhow::Result<()> {
                 list.len(),
                 t.elapsed().as_secs_f64()
             );
-            blockreport::run(&nn.nn.rpc_addr.to_string(), list).await?;
+            let st = &nn.nn.state;
+            blockreport::run(&nn.nn.rpc_addr.to_string(), list, &st.secret, &st.cluster_id).await?;
             nn.nn.shutdown().await?;
             Ok(())
         }

@@ -17,8 +17,14 @@ pub enum AdminCommand {
     Decommission { datanode: String },
     /// Return a decommissioning or decommissioned datanode to service.
     Recommission { datanode: String },
-    /// Close a file whose writer died, at the length its replicas agree on.
-    RecoverLease { path: String },
+    /// Close a file whose writer died, at the length its replicas agree on
+    /// (HDFS's `hdfs debug recoverLease`): asks again while the datanodes
+    /// are still reporting, up to RETRIES times, a second apart.
+    RecoverLease {
+        path: String,
+        #[arg(long, default_value_t = 30)]
+        retries: u32,
+    },
     /// Back up the namenode metadata: a consistent copy written into DIR, a new
     /// directory on the namenode's machine (start a namenode on it to restore).
     Checkpoint { dir: String },
@@ -81,8 +87,15 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
             println!("{} ({}): {}", id.rpc_addr, id.uuid, state_name(info.state));
             Ok(())
         }
-        AdminCommand::RecoverLease { path } => {
-            let closed = c.recover_lease(path).await.map_err(|e| e.to_string())?;
+        AdminCommand::RecoverLease { path, retries } => {
+            let mut closed = c.recover_lease(path).await.map_err(|e| e.to_string())?;
+            for _ in 0..*retries {
+                if closed {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                closed = c.recover_lease(path).await.map_err(|e| e.to_string())?;
+            }
             let st = c.stat(path).await.map_err(|e| e.to_string())?;
             println!(
                 "recoverLease {}: {path} length {}",

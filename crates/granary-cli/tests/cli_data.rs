@@ -189,6 +189,8 @@ fn a_datanode_refuses_a_data_dir_of_another_cluster() {
         .args([
             "--namenode",
             &b.rpc,
+            "--cluster-secret-file",
+            b.secret_file().to_str().unwrap(),
             "--data-dir",
             dn_dir.to_str().unwrap(),
             "--rpc-addr",
@@ -254,11 +256,9 @@ fn a_killed_writer_leaves_a_consistent_readable_file_after_lease_recovery() {
             assert!(std::time::Instant::now() < deadline, "{path} never recovered");
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
-        assert!(
-            st.length > 0 && st.length % (1024 * 1024) == 0,
-            "{path}: length {} is not whole blocks",
-            st.length
-        );
+        // Lease recovery keeps every byte all replicas received, so the
+        // length need not be whole blocks: only a prefix of what was sent.
+        assert!(st.length > 0, "{path}: recovered empty");
         let back = c.dir.path().join(format!("crash{round}.back"));
         ok(&c, &["fs", "get", &path, back.to_str().unwrap()]);
         let got = std::fs::read(&back).unwrap();

@@ -468,25 +468,33 @@ impl DfsClient {
         self.datanodes.evict(addr);
     }
 
-    /// Tells the namenode, in the background, that a replica is corrupt.
+    /// Tells the namenode that a replica is corrupt (presenting the block's
+    /// read token, which proves the reader may read it). The caller awaits
+    /// it before giving up on the block, so a report is not lost when the
+    /// reading program exits on the error that follows.
     pub(crate) fn report_bad_replica(
         &self,
-        block: Option<pb::ExtendedBlock>,
+        located: &pb::LocatedBlock,
         datanode_uuid: String,
         reason: String,
-    ) {
+    ) -> futures::future::BoxFuture<'static, ()> {
         let req = self.request(pb::ReportBadBlocksRequest {
             replicas: vec![pb::BadReplica {
-                block,
+                block: located.block,
                 datanode_uuid,
                 reason,
+                access_token: located.access_token.clone(),
             }],
         });
         let mut nn = self.nn.clone();
-        tokio::spawn(async move {
-            if let Err(e) = nn.report_bad_blocks(req).await {
-                tracing::warn!(error = %e.message(), "could not report a corrupt replica");
+        Box::pin(async move {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), nn.report_bad_blocks(req)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e.message(), "could not report a corrupt replica"),
+                Err(_) => {
+                    tracing::warn!("could not report a corrupt replica: the namenode did not answer in 10 s")
+                }
             }
-        });
+        })
     }
 }

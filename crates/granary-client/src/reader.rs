@@ -29,8 +29,20 @@ struct Active {
     buf: Bytes,
 }
 
+/// Times a reader asks the namenode for a block's locations again when no
+/// replica it knows can be read (HDFS: dfs.client.max.block.acquire.failures),
+/// waiting 0.5, 1 and 2 s first: a replica may be being finalized (lease
+/// recovery), re-replicated, or its datanode restarting.
+const REFETCHES: u32 = 3;
+
+type LocateFuture = Pin<Box<dyn Future<Output = Result<pb::LocatedBlocks>> + Send>>;
+
 enum State {
     Idle,
+    /// Asking the namenode again where the blocks are.
+    Refetching(LocateFuture),
+    /// Reporting a corrupt replica before reading another (or failing).
+    Reporting(futures::future::BoxFuture<'static, ()>),
     Opening {
         fut: OpenFuture,
         block: usize,
@@ -48,6 +60,8 @@ pub struct FileReader {
     state: State,
     /// (block id, datanode uuid) pairs that failed.
     failed: HashSet<(u64, String)>,
+    /// Location refetches since the last progress.
+    refetches: u32,
 }
 
 impl FileReader {
@@ -59,6 +73,7 @@ impl FileReader {
             pos: 0,
             state: State::Idle,
             failed: HashSet::new(),
+            refetches: 0,
         }
     }
 
@@ -102,20 +117,29 @@ impl FileReader {
         };
         let lb = &self.located.blocks[i];
         let blk = lb.block.unwrap_or_default();
+        let (offset, replicas) = (lb.offset, lb.locations.len());
         let node = lb
             .locations
             .iter()
             .filter_map(|l| l.id.clone())
             .find(|id| !self.failed.contains(&(blk.block_id, id.uuid.clone())));
         let Some(node) = node else {
+            if self.refetches < REFETCHES {
+                let wait = std::time::Duration::from_millis(500 << self.refetches);
+                self.refetches += 1;
+                self.failed.clear();
+                let (client, path) = (self.client.clone(), self.path.clone());
+                self.state = State::Refetching(Box::pin(async move {
+                    tokio::time::sleep(wait).await;
+                    client.block_locations(&path, 0, 0).await
+                }));
+                return Ok(());
+            }
             return Err(io::Error::other(ClientError::Remote {
                 code: ErrorCode::Unavailable,
                 message: format!(
-                    "{}: could not read block {} (offset {}) from any of its {} replicas",
-                    self.path,
-                    blk.block_id,
-                    lb.offset,
-                    lb.locations.len()
+                    "{}: could not read block {} (offset {offset}) from any of its {replicas} replicas",
+                    self.path, blk.block_id,
                 ),
             }));
         };
@@ -157,6 +181,15 @@ impl FileReader {
         self.state = State::Idle;
     }
 
+    /// Reports a corrupt replica; reading resumes (or fails) once the
+    /// namenode has the report.
+    fn report(&mut self, block: usize, node: &pb::DatanodeId, why: String) {
+        let fut = self
+            .client
+            .report_bad_replica(&self.located.blocks[block], node.uuid.clone(), why);
+        self.state = State::Reporting(fut);
+    }
+
     /// Verifies a packet and keeps the part at and after `pos`.
     fn accept(&mut self, a: &Active, p: pb::ReadPacket) -> std::result::Result<Bytes, String> {
         let lb = &self.located.blocks[a.block];
@@ -193,6 +226,20 @@ impl AsyncRead for FileReader {
             }
             match std::mem::replace(&mut self.state, State::Idle) {
                 State::Idle => self.open()?,
+                State::Refetching(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.state = State::Refetching(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(located)) => self.located.blocks = located.blocks,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                },
+                State::Reporting(mut fut) => {
+                    if fut.as_mut().poll(cx).is_pending() {
+                        self.state = State::Reporting(fut);
+                        return Poll::Pending;
+                    }
+                }
                 State::Opening { mut fut, block, node } => match fut.as_mut().poll(cx) {
                     Poll::Pending => {
                         self.state = State::Opening { fut, block, node };
@@ -220,35 +267,32 @@ impl AsyncRead for FileReader {
                         }
                         Poll::Ready(Some(Ok(p))) => match self.accept(&a, p) {
                             Ok(data) => {
+                                self.refetches = 0;
                                 a.buf = data;
                                 self.state = State::Active(a);
                             }
                             Err(why) => {
-                                let lb = &self.located.blocks[a.block];
-                                self.client
-                                    .report_bad_replica(lb.block, a.node.uuid.clone(), why.clone());
                                 let (b, n) = (a.block, a.node.clone());
                                 self.fail_node(b, &n, &why);
+                                self.report(b, &n, why);
                             }
                         },
                         Poll::Ready(Some(Err(st))) => {
                             let (b, n) = (a.block, a.node.clone());
-                            if st.code() == tonic::Code::DataLoss {
-                                let lb = &self.located.blocks[b];
-                                self.client.report_bad_replica(
-                                    lb.block,
-                                    n.uuid.clone(),
-                                    st.message().to_string(),
-                                );
-                            }
                             self.fail_node(b, &n, st.message());
+                            if st.code() == tonic::Code::DataLoss {
+                                self.report(b, &n, st.message().to_string());
+                            }
                         }
                         Poll::Ready(None) => {
                             let lb = &self.located.blocks[a.block];
                             let end = lb.offset + lb.block.as_ref().map_or(0, |b| b.num_bytes);
                             if self.pos < end {
+                                // A replica shorter than its block lost bytes.
                                 let (b, n) = (a.block, a.node.clone());
-                                self.fail_node(b, &n, "replica ended early");
+                                let why = format!("replica ended at {} of {end} bytes", self.pos - lb.offset);
+                                self.fail_node(b, &n, &why);
+                                self.report(b, &n, why);
                             }
                             // Otherwise the next block opens on the next turn.
                         }

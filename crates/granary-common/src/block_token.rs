@@ -1,13 +1,18 @@
-//! Block access tokens: the namenode signs (block, access, expiry) with a key
-//! it hands to datanodes at registration, so a datanode only accepts writes
-//! and reads of blocks the namenode allocated or located for that caller.
+//! Block access tokens: the namenode signs (block, generation stamp, access,
+//! expiry) with its current block key and hands its keys to authenticated
+//! datanodes, so a datanode only accepts writes and reads of blocks the
+//! namenode allocated or located for that caller. Keys are rolled (HDFS:
+//! every 10 hours) and an old key is kept until the last token it signed
+//! has expired; a token names the key that signed it.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use granary_proto as pb;
+
 type HmacSha256 = Hmac<Sha256>;
 
-const BODY_LEN: usize = 8 + 8 + 1 + 8;
+const BODY_LEN: usize = 4 + 8 + 8 + 1 + 8;
 const TOKEN_LEN: usize = BODY_LEN + 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +33,11 @@ pub enum TokenError {
     WrongAccess(BlockAccess),
     #[error("block access token expired")]
     Expired,
-    #[error("block access token signature is invalid (namenode restarted or token forged)")]
+    #[error(
+        "block access token was signed with key {0}, which this datanode does not hold (expired, or from another namenode)"
+    )]
+    UnknownKey(u32),
+    #[error("block access token signature is invalid (forged or altered)")]
     BadSignature,
 }
 
@@ -45,101 +54,161 @@ fn mac(key: &[u8]) -> HmacSha256 {
     <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("hmac takes any key length"))
 }
 
+/// A token for `block_id` at `generation_stamp`, signed with `key`.
 pub fn issue(
-    key: &[u8],
+    key: &pb::BlockKey,
     block_id: u64,
     generation_stamp: u64,
     access: BlockAccess,
     expiry_ms: i64,
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(TOKEN_LEN);
+    body.extend_from_slice(&key.id.to_be_bytes());
     body.extend_from_slice(&block_id.to_be_bytes());
     body.extend_from_slice(&generation_stamp.to_be_bytes());
     body.push(access as u8);
     body.extend_from_slice(&expiry_ms.to_be_bytes());
-    let mut m = mac(key);
+    let mut m = mac(&key.key);
     m.update(&body);
     body.extend_from_slice(&m.finalize().into_bytes());
     body
 }
 
-/// Checks a token for `block_id` and `access` at time `now_ms`; returns the
-/// generation stamp it was issued for.
-pub fn verify(
-    key: &[u8],
-    token: &[u8],
-    block_id: u64,
-    access: BlockAccess,
-    now_ms: i64,
-) -> Result<u64, TokenError> {
-    if token.is_empty() {
-        return Err(TokenError::Missing);
+/// The block keys a datanode (or the namenode) checks tokens with.
+#[derive(Debug, Clone, Default)]
+pub struct BlockKeys {
+    keys: Vec<pb::BlockKey>,
+}
+
+impl BlockKeys {
+    pub fn new(keys: Vec<pb::BlockKey>) -> Self {
+        Self { keys }
     }
-    if token.len() != TOKEN_LEN {
-        return Err(TokenError::Malformed);
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
-    let (body, sig) = token.split_at(BODY_LEN);
-    let mut m = mac(key);
-    m.update(body);
-    m.verify_slice(sig).map_err(|_| TokenError::BadSignature)?;
-    let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().unwrap_or([0; 8]));
-    let token_block = u64_at(0);
-    let gs = u64_at(8);
-    let mode = body[16];
-    let expiry = u64_at(17) as i64;
-    if token_block != block_id {
-        return Err(TokenError::WrongBlock {
-            token_block,
-            block: block_id,
-        });
+
+    pub fn keys(&self) -> &[pb::BlockKey] {
+        &self.keys
     }
-    if mode != access as u8 {
-        return Err(TokenError::WrongAccess(access));
+
+    /// Checks a token for `block_id` and `access` at time `now_ms`; returns
+    /// the generation stamp it was issued for.
+    pub fn verify(
+        &self,
+        token: &[u8],
+        block_id: u64,
+        access: BlockAccess,
+        now_ms: i64,
+    ) -> Result<u64, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        if token.len() != TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let (body, sig) = token.split_at(BODY_LEN);
+        let key_id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == key_id && k.expiry_ms >= now_ms)
+            .ok_or(TokenError::UnknownKey(key_id))?;
+        let mut m = mac(&key.key);
+        m.update(body);
+        m.verify_slice(sig).map_err(|_| TokenError::BadSignature)?;
+        let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().unwrap_or([0; 8]));
+        let token_block = u64_at(4);
+        let gs = u64_at(12);
+        let mode = body[20];
+        let expiry = u64_at(21) as i64;
+        if token_block != block_id {
+            return Err(TokenError::WrongBlock {
+                token_block,
+                block: block_id,
+            });
+        }
+        if mode != access as u8 {
+            return Err(TokenError::WrongAccess(access));
+        }
+        if expiry < now_ms {
+            return Err(TokenError::Expired);
+        }
+        Ok(gs)
     }
-    if expiry < now_ms {
-        return Err(TokenError::Expired);
-    }
-    Ok(gs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key(id: u32, expiry_ms: i64) -> pb::BlockKey {
+        pb::BlockKey {
+            id,
+            key: new_key(),
+            expiry_ms,
+        }
+    }
+
     #[test]
     fn tokens_grant_exactly_what_they_say() {
-        let key = new_key();
-        let t = issue(&key, 7, 100, BlockAccess::Write, 1_000);
-        assert_eq!(verify(&key, &t, 7, BlockAccess::Write, 999), Ok(100));
+        let k = key(1, 10_000);
+        let keys = BlockKeys::new(vec![k.clone()]);
+        let t = issue(&k, 7, 100, BlockAccess::Write, 1_000);
+        assert_eq!(keys.verify(&t, 7, BlockAccess::Write, 999), Ok(100));
         assert_eq!(
-            verify(&key, &t, 7, BlockAccess::Read, 999),
+            keys.verify(&t, 7, BlockAccess::Read, 999),
             Err(TokenError::WrongAccess(BlockAccess::Read))
         );
         assert!(matches!(
-            verify(&key, &t, 8, BlockAccess::Write, 999),
+            keys.verify(&t, 8, BlockAccess::Write, 999),
             Err(TokenError::WrongBlock { .. })
         ));
         assert_eq!(
-            verify(&key, &t, 7, BlockAccess::Write, 1_001),
+            keys.verify(&t, 7, BlockAccess::Write, 1_001),
             Err(TokenError::Expired)
         );
+        // Another key under the same id: a forged or foreign token.
+        let other = BlockKeys::new(vec![key(1, 10_000)]);
         assert_eq!(
-            verify(&new_key(), &t, 7, BlockAccess::Write, 0),
+            other.verify(&t, 7, BlockAccess::Write, 0),
             Err(TokenError::BadSignature)
         );
         let mut forged = t.clone();
-        forged[7] ^= 1;
+        forged[11] ^= 1;
         assert_eq!(
-            verify(&key, &forged, 6, BlockAccess::Write, 0),
+            keys.verify(&forged, 6, BlockAccess::Write, 0),
             Err(TokenError::BadSignature)
         );
         assert_eq!(
-            verify(&key, &[], 7, BlockAccess::Write, 0),
+            keys.verify(&[], 7, BlockAccess::Write, 0),
             Err(TokenError::Missing)
         );
         assert_eq!(
-            verify(&key, &[1, 2], 7, BlockAccess::Write, 0),
+            keys.verify(&[1, 2], 7, BlockAccess::Write, 0),
             Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn old_keys_verify_until_they_expire_and_unknown_keys_never() {
+        let (old, new) = (key(1, 5_000), key(2, 50_000));
+        let keys = BlockKeys::new(vec![old.clone(), new.clone()]);
+        let t_old = issue(&old, 7, 1, BlockAccess::Read, 4_000);
+        let t_new = issue(&new, 7, 1, BlockAccess::Read, 40_000);
+        assert_eq!(keys.verify(&t_old, 7, BlockAccess::Read, 3_000), Ok(1));
+        assert_eq!(keys.verify(&t_new, 7, BlockAccess::Read, 3_000), Ok(1));
+        // Past the old key's expiry its tokens are refused even if the token says otherwise.
+        assert_eq!(
+            keys.verify(&t_old, 7, BlockAccess::Read, 5_001),
+            Err(TokenError::UnknownKey(1))
+        );
+        let stranger = key(9, 50_000);
+        let t = issue(&stranger, 7, 1, BlockAccess::Read, 40_000);
+        assert_eq!(
+            keys.verify(&t, 7, BlockAccess::Read, 0),
+            Err(TokenError::UnknownKey(9))
         );
     }
 }

@@ -36,9 +36,13 @@ use granary_proto::write_block_request::Msg as Request;
 pub const PREAMBLE: &[u8; 8] = b"GRNYDT01";
 /// Largest protobuf message in a frame: a header, or a packet's checksums
 /// (4 bytes per chunk).
-pub const MAX_MESSAGE: usize = 8 << 20;
-/// Largest packet data in a frame.
-pub const MAX_DATA: usize = 16 << 20;
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// Largest packet data in a frame (writers send 512 KiB packets).
+pub const MAX_DATA: usize = 4 << 20;
+/// A connection's read buffer starts this small and grows with the bytes
+/// that arrive, never by more than it holds already: a frame that announces
+/// megabytes and sends none costs no more than this.
+const FIRST_READ: usize = 64 << 10;
 const FRAME_HEAD: usize = 8;
 
 /// How long a writer waits by default for the node it sends to (ready or
@@ -87,8 +91,13 @@ impl Decoder for FrameCodec {
         }
         let total = FRAME_HEAD + message + data;
         if src.len() < total {
-            // Room for the whole frame, so the socket reads straight into it.
-            src.reserve(total - src.len());
+            // Room for more of the frame, so the socket reads straight into
+            // it, growing with what arrived rather than with what the frame
+            // claims (a lying or stalled peer must not cost its claim).
+            let target = total.min(FIRST_READ.max(src.len() * 4));
+            if target > src.capacity() {
+                src.reserve(target - src.len());
+            }
             return Ok(None);
         }
         src.advance(FRAME_HEAD);
@@ -161,7 +170,7 @@ impl RequestReader {
         tune(&stream);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let (rd, wr) = stream.into_split();
-        let frames = FramedRead::with_capacity(rd, FrameCodec, 1 << 20);
+        let frames = FramedRead::with_capacity(rd, FrameCodec, FIRST_READ);
         (Self { frames, peer }, wr)
     }
 
@@ -355,6 +364,40 @@ mod tests {
         src.put_u32((MAX_MESSAGE + 1) as u32);
         src.put_u32(0);
         assert!(codec.decode(&mut src).is_err());
+    }
+
+    #[test]
+    fn a_frame_announcing_much_and_sending_little_reserves_little() {
+        let mut codec = FrameCodec;
+        let mut src = BytesMut::new();
+        src.put_u32(16);
+        src.put_u32(MAX_DATA as u32);
+        src.put_slice(b"a few bytes");
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert!(
+            src.capacity() <= 2 * FIRST_READ,
+            "reserved {} for 19 bytes",
+            src.capacity()
+        );
+        // As bytes arrive the buffer grows with them, up to the whole frame.
+        let mut sent = src.len();
+        while sent < FRAME_HEAD + 16 + MAX_DATA {
+            let n = (64 << 10).min(FRAME_HEAD + 16 + MAX_DATA - sent);
+            src.extend_from_slice(&vec![0u8; n]);
+            sent += n;
+            let done = codec.decode(&mut src).unwrap();
+            // Proportional to what arrived (growth doubles at most), never the claim.
+            assert!(
+                src.capacity() <= 8 * sent + 2 * FIRST_READ,
+                "{} for {sent} bytes",
+                src.capacity()
+            );
+            if let Some(f) = done {
+                assert_eq!(f.data.len(), MAX_DATA);
+                return;
+            }
+        }
+        panic!("frame never completed");
     }
 
     #[test]

@@ -24,11 +24,13 @@ pub enum ErrorCode {
     Checksum,
     Unsupported,
     Unavailable,
+    /// The caller did not prove who it is (a datanode without a session).
+    Unauthenticated,
     Internal,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 15] = [
+    const ALL: [ErrorCode; 16] = [
         Self::InvalidPath,
         Self::InvalidArgument,
         Self::FileNotFound,
@@ -43,6 +45,7 @@ impl ErrorCode {
         Self::Checksum,
         Self::Unsupported,
         Self::Unavailable,
+        Self::Unauthenticated,
         Self::Internal,
     ];
 
@@ -60,6 +63,7 @@ impl ErrorCode {
             Self::SafeMode | Self::NotEnoughReplicas | Self::Unavailable => Code::Unavailable,
             Self::Checksum => Code::DataLoss,
             Self::Unsupported => Code::Unimplemented,
+            Self::Unauthenticated => Code::Unauthenticated,
             Self::Internal => Code::Internal,
         }
     }
@@ -71,6 +75,7 @@ impl ErrorCode {
             Self::InvalidPath | Self::InvalidArgument | Self::Unsupported => StatusCode::BAD_REQUEST,
             Self::FileNotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::FORBIDDEN,
         }
@@ -93,6 +98,7 @@ impl ErrorCode {
             Self::Checksum => "ChecksumException",
             Self::Unsupported => "UnsupportedOperationException",
             Self::Unavailable => "RetriableException",
+            Self::Unauthenticated => "SecurityException",
             Self::Internal => "IOException",
         }
     }
@@ -115,6 +121,7 @@ impl ErrorCode {
             Self::Checksum => "org.apache.hadoop.fs.ChecksumException",
             Self::Unsupported => "java.lang.UnsupportedOperationException",
             Self::Unavailable => "org.apache.hadoop.ipc.RetriableException",
+            Self::Unauthenticated => "java.lang.SecurityException",
             Self::Internal => "java.io.IOException",
         }
     }
@@ -144,7 +151,8 @@ impl ErrorCode {
             Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,
             Code::NotFound => Self::FileNotFound,
             Code::AlreadyExists => Self::FileAlreadyExists,
-            Code::PermissionDenied | Code::Unauthenticated => Self::AccessControl,
+            Code::PermissionDenied => Self::AccessControl,
+            Code::Unauthenticated => Self::Unauthenticated,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unavailable,
             Code::Unimplemented => Self::Unsupported,
             Code::DataLoss => Self::Checksum,

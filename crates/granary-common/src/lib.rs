@@ -5,6 +5,8 @@
 pub mod block_token;
 pub mod checksum;
 pub mod config;
+pub mod conn_guard;
+pub mod daemon_auth;
 pub mod data_transfer;
 pub mod error;
 pub mod format;

@@ -1,8 +1,9 @@
 //! The block scanner: re-reads every finalized replica once per period at a
 //! bounded rate and verifies its checksums, so rot on idle data is found
-//! before a reader needs it. Corrupt replicas are reported to the namenode
-//! (which re-replicates from a good copy and has this one deleted); replicas
-//! whose files vanished are dropped and reported as deleted.
+//! before a reader needs it. Corrupt replicas are no longer served and are
+//! reported to the namenode (which re-replicates from a good copy and has
+//! this one deleted once enough good ones exist); replicas whose files
+//! vanished are dropped and reported as deleted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{DatanodeContext, ReplicaEvent};
 use crate::storage::StorageError;
 use granary_proto as pb;
-use granary_proto::client_protocol_client::ClientProtocolClient;
 
 const CHUNK: usize = 1 << 20;
 
@@ -33,6 +33,7 @@ pub fn scan_replica(ctx: &DatanodeContext, id: u64, bytes_per_sec: u64) -> Verdi
     };
     let reader = match ctx.storage.open_read(id, rep.gs) {
         Ok(r) => r,
+        Err(StorageError::Damaged { reason, .. }) => return Verdict::Corrupt(reason),
         Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Verdict::Missing;
         }
@@ -74,21 +75,10 @@ pub fn scan_replica(ctx: &DatanodeContext, id: u64, bytes_per_sec: u64) -> Verdi
     }
 }
 
-pub async fn run(
-    ctx: Arc<DatanodeContext>,
-    namenode: String,
-    period: Duration,
-    bytes_per_sec: u64,
-    token: CancellationToken,
-) {
-    let Ok(ch) = granary_common::net::lazy_channel(&namenode) else {
-        tracing::error!(namenode = %namenode, "block scanner: invalid namenode address");
-        return;
-    };
-    let mut nn = ClientProtocolClient::new(ch);
+pub async fn run(ctx: Arc<DatanodeContext>, period: Duration, bytes_per_sec: u64, token: CancellationToken) {
     loop {
         let pass_start = tokio::time::Instant::now();
-        let mut ids: Vec<u64> = ctx.storage.block_report().iter().map(|b| b.block_id).collect();
+        let mut ids: Vec<u64> = ctx.storage.finalized().iter().map(|b| b.block_id).collect();
         ids.sort_unstable();
         let (mut good, mut bad) = (0usize, 0usize);
         for id in ids {
@@ -119,16 +109,11 @@ pub async fn run(
                 }
                 Verdict::Corrupt(why) => {
                     bad += 1;
-                    tracing::warn!(block_id = id, error = %why, "block scanner found a corrupt replica");
-                    let req = pb::ReportBadBlocksRequest {
-                        replicas: vec![pb::BadReplica {
-                            block: Some(block),
-                            datanode_uuid: ctx.id.uuid.clone(),
-                            reason: why,
-                        }],
-                    };
-                    if let Err(e) = nn.report_bad_blocks(req).await {
-                        tracing::warn!(block_id = id, error = %e.message(), "could not report a corrupt replica; will retry next pass");
+                    // Reported once: a damaged replica is not scanned again.
+                    if ctx.storage.damage(id).is_none() {
+                        tracing::warn!(block_id = id, error = %why, "block scanner found a corrupt replica");
+                        ctx.storage.mark_damaged(id, why.clone());
+                        ctx.report(ReplicaEvent::Corrupt(block, why));
                     }
                 }
             }

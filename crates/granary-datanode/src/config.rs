@@ -37,7 +37,17 @@ pub struct DatanodeConfig {
     /// How long this datanode waits for the next node of a write pipeline
     /// to answer (ready, or the next ack) before reporting it failed; 5 s
     /// more per node after that one (HDFS: dfs.client.socket-timeout, 60 s).
+    /// Also how long a writer may leave a pipeline without its header or its
+    /// next packet.
     pub socket_timeout_ms: u64,
+    /// A copy of the namenode's cluster secret (`<namenode data dir>/cluster-secret`):
+    /// the datanode proves it holds it when registering.
+    pub cluster_secret_file: PathBuf,
+    /// Write pipelines and block reads served at once; more are refused
+    /// with "busy" (HDFS: dfs.datanode.max.transfer.threads, 4096).
+    pub max_transfers: u32,
+    /// Connection limits of the RPC and HTTP ports.
+    pub limits: granary_common::conn_guard::Limits,
 }
 
 impl Default for DatanodeConfig {
@@ -56,6 +66,9 @@ impl Default for DatanodeConfig {
             block_scan_period_ms: 21 * 24 * 60 * 60 * 1000,
             block_scan_bytes_per_sec: 1 << 20,
             socket_timeout_ms: 60_000,
+            cluster_secret_file: PathBuf::new(),
+            max_transfers: 4096,
+            limits: Default::default(),
         }
     }
 }
@@ -82,6 +95,17 @@ impl DatanodeConfig {
         if self.namenode.is_empty() {
             return Err(ConfigError::Invalid("namenode address is empty".into()));
         }
+        if self.cluster_secret_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "cluster_secret_file is not set: give the datanode a copy of the namenode's \
+                 <data dir>/cluster-secret (--cluster-secret-file, GRANARY_CLUSTER_SECRET_FILE)"
+                    .into(),
+            ));
+        }
+        if self.max_transfers == 0 {
+            return Err(ConfigError::Invalid("max_transfers must be positive".into()));
+        }
+        self.limits.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -150,6 +174,21 @@ pub struct Cli {
     /// How long to wait for the next pipeline node to answer.
     #[arg(long, env = "GRANARY_SOCKET_TIMEOUT_MS")]
     pub socket_timeout_ms: Option<u64>,
+    /// A copy of the namenode's cluster secret file.
+    #[arg(long, env = "GRANARY_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Write pipelines and block reads served at once.
+    #[arg(long, env = "GRANARY_MAX_TRANSFERS")]
+    pub max_transfers: Option<u32>,
+    /// Connections each port holds at once.
+    #[arg(long, env = "GRANARY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A connection silent this long after connecting is closed.
+    #[arg(long, env = "GRANARY_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// A connection with no traffic this long is closed.
+    #[arg(long, env = "GRANARY_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -172,8 +211,14 @@ impl Cli {
             reserved_bytes,
             block_scan_period_ms,
             block_scan_bytes_per_sec,
-            socket_timeout_ms
+            socket_timeout_ms,
+            cluster_secret_file,
+            max_transfers
         );
+        macro_rules! over_limits {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.limits.$f = v; } )* };
+        }
+        over_limits!(max_connections, handshake_timeout_ms, idle_timeout_ms);
         if !self.data_dirs.is_empty() {
             c.data_dirs = self.data_dirs.clone();
         }

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 use crate::context::{DatanodeContext, ReplicaEvent};
 use crate::storage::ReplicaWriter;
 use granary_common::ErrorCode;
-use granary_common::block_token::{self, BlockAccess};
+use granary_common::block_token::BlockAccess;
 use granary_common::checksum;
 use granary_common::data_transfer::{self, AckReader, RequestReader};
 use granary_common::error::status;
@@ -39,7 +39,7 @@ const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// disk stream (docs/performance.md).
 const READ_PACKET: usize = 1 << 20;
 /// Largest packet accepted from a writer.
-const MAX_PACKET: usize = 16 << 20;
+const MAX_PACKET: usize = data_transfer::MAX_DATA;
 
 pub struct DataTransferService {
     ctx: Arc<DatanodeContext>,
@@ -65,15 +65,22 @@ fn check_token(
     block_id: u64,
     access: BlockAccess,
 ) -> Result<u64, Status> {
-    let key = ctx.block_key.read().clone();
-    if key.is_empty() {
+    if ctx.block_keys.read().is_empty() {
         return Err(status(
             ErrorCode::Unavailable,
             "datanode is not registered with a namenode yet",
         ));
     }
-    block_token::verify(&key, token, block_id, access, now_ms())
+    ctx.verify_token(token, block_id, access)
         .map_err(|e| status(ErrorCode::AccessControl, format!("block {block_id}: {e}")))
+}
+
+/// The datanode is already running `max` transfers.
+fn busy(max: u32) -> Status {
+    status(
+        ErrorCode::Unavailable,
+        format!("datanode is busy: {max} transfers are running, its limit (max_transfers)"),
+    )
 }
 
 /// A replica this call holds before its packets start. If the call ends
@@ -144,6 +151,10 @@ impl DataTransfer for DataTransferService {
             .block
             .ok_or_else(|| status(ErrorCode::InvalidArgument, "readBlock names no block"))?;
         check_token(&self.ctx, &r.access_token, block.block_id, BlockAccess::Read)?;
+        let xceiver = self
+            .ctx
+            .try_xceiver()
+            .ok_or_else(|| busy(self.ctx.max_transfers))?;
         let storage = self.ctx.storage.clone();
         let (id, gs) = (block.block_id, block.generation_stamp);
         let reader = Arc::new(
@@ -151,6 +162,17 @@ impl DataTransfer for DataTransferService {
                 .await
                 .map_err(|e| status(ErrorCode::Internal, e.to_string()))??,
         );
+        // A replica shorter than the block the namenode knows lost bytes:
+        // fail, so the reader reports it and reads another.
+        if block.num_bytes > reader.len {
+            return Err(status(
+                ErrorCode::Checksum,
+                format!(
+                    "block {id}: this replica holds {} bytes, the block has {}",
+                    reader.len, block.num_bytes
+                ),
+            ));
+        }
         if r.offset > reader.len {
             return Err(status(
                 ErrorCode::InvalidArgument,
@@ -173,7 +195,7 @@ impl DataTransfer for DataTransferService {
         let (tx, rx) = mpsc::channel(8);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let _x = ctx.xceiver();
+            let _x = xceiver;
             let mut pos = start;
             while pos < limit {
                 let n = (limit - pos).min(packet) as usize;
@@ -207,9 +229,52 @@ impl DataTransfer for DataTransferService {
 /// without this node.
 pub async fn serve_write(ctx: Arc<DatanodeContext>, stream: TcpStream, stop: CancellationToken) {
     let (mut requests, mut replies) = RequestReader::accept(stream);
+    let Some(_x) = ctx.try_xceiver() else {
+        tracing::warn!(
+            limit = ctx.max_transfers,
+            "write pipeline refused: too many transfers"
+        );
+        let st = busy(ctx.max_transfers);
+        let _ = data_transfer::send_reply(&mut replies, &data_transfer::error_reply(&st)).await;
+        return;
+    };
     tokio::select! {
         _ = stop.cancelled() => {}
         _ = write_pipeline(ctx, &mut requests, &mut replies) => {}
+    }
+}
+
+/// A write pipeline in [`DatanodeContext::active_writes`] until dropped;
+/// lease recovery cancels its token to stop it.
+struct ActiveWrite {
+    ctx: Arc<DatanodeContext>,
+    block_id: u64,
+    serial: u64,
+    stop: CancellationToken,
+}
+
+impl ActiveWrite {
+    fn new(ctx: &Arc<DatanodeContext>, block_id: u64) -> Self {
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stop = CancellationToken::new();
+        ctx.active_writes.lock().insert(block_id, (serial, stop.clone()));
+        Self {
+            ctx: ctx.clone(),
+            block_id,
+            serial,
+            stop,
+        }
+    }
+}
+
+impl Drop for ActiveWrite {
+    fn drop(&mut self) {
+        let mut m = self.ctx.active_writes.lock();
+        // A later pipeline of the same block (a recovery) may own the entry now.
+        if m.get(&self.block_id).is_some_and(|(s, _)| *s == self.serial) {
+            m.remove(&self.block_id);
+        }
     }
 }
 
@@ -245,25 +310,29 @@ async fn run_pipeline(
     let Some(writer) = held.release() else {
         return false;
     };
+    let active = ActiveWrite::new(ctx, writer.block_id);
     let (local_tx, local_rx) = mpsc::channel(256);
     let (down_tx, down_acks) = match downstream {
         Some((tx, acks, addr)) => (Some(tx), Some((acks, addr))),
         None => (None, None),
     };
     let down_failed = CancellationToken::new();
-    let _x = ctx.xceiver();
     let ((), completed) = tokio::join!(
         receive(
             ctx.clone(),
             requests,
-            writer,
-            bpc,
-            down_tx,
-            local_tx,
-            down_failed.clone()
+            Receiving {
+                writer,
+                bpc,
+                down_tx,
+                local_tx,
+                down_failed: down_failed.clone(),
+                stop: active.stop.clone(),
+            },
         ),
         respond(local_rx, down_acks, replies, down_failed),
     );
+    drop(active);
     completed
 }
 
@@ -273,7 +342,18 @@ async fn accept(
     ctx: &Arc<DatanodeContext>,
     requests: &mut RequestReader,
 ) -> Result<(HeldReplica, u32, Option<Downstream>), Option<Status>> {
-    let header = match requests.message().await {
+    let first = tokio::time::timeout(ctx.socket_timeout, requests.message())
+        .await
+        .map_err(|_| {
+            Some(status(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "no write pipeline header within {} ms",
+                    ctx.socket_timeout.as_millis()
+                ),
+            ))
+        })?;
+    let header = match first {
         Ok(Some(pb::WriteBlockRequest {
             msg: Some(Msg::Header(h)),
         })) => h,
@@ -349,6 +429,20 @@ async fn set_up(
         let kept = loop {
             if let Some((w, _)) = ctx.recoverable.lock().remove(&id) {
                 break Some(HeldReplica::new(ctx, w, true));
+            }
+            // Or one a restart found in rbw/, or that waited too long in memory.
+            if let Some(w) = ctx.storage.waiting(id).filter(|r| r.gs < gs) {
+                let ctx = ctx.clone();
+                let reopened = tokio::task::spawn_blocking(move || {
+                    ctx.storage
+                        .reopen_waiting(id, w.gs)
+                        .map(|w| HeldReplica::new(&ctx, w, true))
+                });
+                match reopened.await {
+                    Ok(Ok(w)) => break Some(w),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
+                }
             }
             // Or the old stream finalized the replica here before the
             // writer saw the last ack: nothing more will come, reopen it.
@@ -429,16 +523,27 @@ async fn set_up(
     }
 }
 
-/// Takes packets until the last one, writing and forwarding each.
-async fn receive(
-    ctx: Arc<DatanodeContext>,
-    inbound: &mut RequestReader,
+/// What [`receive`] works with.
+struct Receiving {
     writer: ReplicaWriter,
     bpc: u32,
-    mut down_tx: Option<mpsc::Sender<pb::Packet>>,
+    down_tx: Option<mpsc::Sender<pb::Packet>>,
     local_tx: mpsc::Sender<Local>,
     down_failed: CancellationToken,
-) {
+    /// Cancelled by lease recovery: stop, keeping the replica.
+    stop: CancellationToken,
+}
+
+/// Takes packets until the last one, writing and forwarding each.
+async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Receiving) {
+    let Receiving {
+        writer,
+        bpc,
+        mut down_tx,
+        local_tx,
+        down_failed,
+        stop,
+    } = r;
     let last_node = down_tx.is_none();
     let block_id = writer.block_id;
     let mut expected_seq = 0u64;
@@ -449,7 +554,28 @@ async fn receive(
     let fail = |st: Status| Local::Fail(st);
     let outcome: Result<(), Status> = async {
         loop {
-            let msg = match inbound.message().await {
+            let next = tokio::select! {
+                m = tokio::time::timeout(ctx.socket_timeout, inbound.message()) => m,
+                _ = stop.cancelled() => {
+                    lost = true;
+                    return Err(status(
+                        ErrorCode::Unavailable,
+                        format!("block {block_id}: write stopped by lease recovery"),
+                    ));
+                }
+            };
+            let Ok(next) = next else {
+                // A writer that stalls is treated as gone: its replica is kept.
+                lost = true;
+                return Err(status(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "block {block_id}: no packet from the writer for {} ms",
+                        ctx.socket_timeout.as_millis()
+                    ),
+                ));
+            };
+            let msg = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     lost = true;

@@ -17,6 +17,11 @@ pub struct DataDirVersion {
     /// Empty until the first successful registration.
     #[serde(default)]
     pub cluster_id: String,
+    /// This datanode's own secret (hex), the same in every data dir: the
+    /// namenode binds the uuid to it, so no other daemon can register as
+    /// this datanode. Made when missing (also in dirs of older versions).
+    #[serde(default)]
+    pub node_key: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,11 +91,23 @@ pub fn read(dir: &Path) -> Result<Option<DataDirVersion>, LayoutError> {
     }
 }
 
+/// Writes `dir/VERSION` (owner-readable only: it holds the node key).
 pub fn write(dir: &Path, v: &DataDirVersion) -> Result<(), LayoutError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let text = toml::to_string(v).map_err(|e| io(dir)(std::io::Error::other(e)))?;
     let tmp = dir.join("VERSION.tmp");
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
     std::fs::rename(&tmp, dir.join("VERSION")).map_err(io(dir))
 }
 
@@ -109,6 +126,12 @@ pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<DataDirVersion>, LayoutError> {
         .map(|v| v.cluster_id.clone())
         .find(|c| !c.is_empty())
         .unwrap_or_default();
+    let node_key = existing
+        .iter()
+        .flatten()
+        .map(|v| v.node_key.clone())
+        .find(|k| !k.is_empty())
+        .unwrap_or_else(|| granary_common::daemon_auth::hex(&granary_common::block_token::new_key()));
     let mut out = Vec::new();
     for (dir, v) in dirs.iter().zip(existing) {
         let v = match v {
@@ -128,7 +151,16 @@ pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<DataDirVersion>, LayoutError> {
                         expected: cluster,
                     });
                 }
-                v
+                if v.node_key != node_key {
+                    let v = DataDirVersion {
+                        node_key: node_key.clone(),
+                        ..v
+                    };
+                    write(dir, &v)?;
+                    v
+                } else {
+                    v
+                }
             }
             None => {
                 let v = DataDirVersion {
@@ -137,6 +169,7 @@ pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<DataDirVersion>, LayoutError> {
                     datanode_uuid: uuid.clone(),
                     storage_id: format!("DS-{}", uuid::Uuid::new_v4()),
                     cluster_id: cluster.clone(),
+                    node_key: node_key.clone(),
                 };
                 write(dir, &v)?;
                 v

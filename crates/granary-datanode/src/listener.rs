@@ -1,7 +1,8 @@
 //! The RPC port's accept loop. Write pipelines and gRPC (block reads) share
 //! the port: a connection that starts with the data-transfer preamble is a
 //! write pipeline, any other (HTTP/2 starts with "PRI * HTTP/2.0") goes to
-//! the gRPC server.
+//! the gRPC server. Every connection counts against the port's connection
+//! limit and must send its first bytes within the handshake timeout.
 
 use std::io;
 use std::sync::Arc;
@@ -14,47 +15,41 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::DatanodeContext;
+use granary_common::conn_guard::{Gate, Guarded};
 use granary_common::data_transfer::PREAMBLE;
-
-/// How long a new connection may take to send its first bytes before it is
-/// handed to the gRPC server, which times it out as it would any connection.
-const FIRST_BYTES: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `stop`; serves write pipelines itself and
 /// returns the stream of gRPC connections for tonic.
 pub fn split(
     listener: TcpListener,
+    gate: Gate,
     ctx: Arc<DatanodeContext>,
     stop: CancellationToken,
-) -> ReceiverStream<io::Result<TcpStream>> {
+) -> ReceiverStream<io::Result<Guarded<TcpStream>>> {
     let (grpc, incoming) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let stream = tokio::select! {
+            let conn = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        // Out of file descriptors, say: do not spin on it.
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                (conn, _) = gate.accept(&listener) => conn,
             };
+            let handshake = gate.limits().handshake_timeout();
             let (grpc, ctx, stop) = (grpc.clone(), ctx.clone(), stop.clone());
             tokio::spawn(async move {
-                match first_bytes(&stream).await {
+                match first_bytes(conn.get_ref(), handshake).await {
                     Kind::WritePipeline => {
+                        // The pipeline has timeouts of its own; the slot is
+                        // held until it ends.
+                        let (stream, slot) = conn.into_parts();
                         let mut stream = stream;
                         let mut preamble = [0u8; PREAMBLE.len()];
                         if stream.read_exact(&mut preamble).await.is_ok() {
                             crate::data_transfer::serve_write(ctx, stream, stop).await;
                         }
+                        drop(slot);
                     }
                     Kind::Grpc => {
-                        let _ = stream.set_nodelay(true);
-                        let _ = grpc.send(Ok(stream)).await;
+                        let _ = grpc.send(Ok(conn)).await;
                     }
                     Kind::Closed => {}
                 }
@@ -64,19 +59,24 @@ pub fn split(
     ReceiverStream::new(incoming)
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Kind {
     WritePipeline,
     Grpc,
     Closed,
 }
 
-/// Looks at a connection's first bytes without taking them.
-async fn first_bytes(stream: &TcpStream) -> Kind {
-    let deadline = tokio::time::Instant::now() + FIRST_BYTES;
+/// Looks at a connection's first bytes without taking them. A connection
+/// that sends nothing, or only part of the preamble, within `deadline` is
+/// closed (`peek` keeps returning bytes already received after the peer's
+/// FIN, so the deadline is checked on every turn, not only while waiting).
+async fn first_bytes(stream: &TcpStream, within: Duration) -> Kind {
+    let deadline = tokio::time::Instant::now() + within;
     let mut buf = [0u8; PREAMBLE.len()];
+    let mut pause = Duration::from_millis(1);
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Err(_) => return Kind::Grpc,
+            Err(_) => return Kind::Closed,
             Ok(Ok(0) | Err(_)) => return Kind::Closed,
             Ok(Ok(n)) => n,
         };
@@ -87,7 +87,48 @@ async fn first_bytes(stream: &TcpStream) -> Kind {
             return Kind::WritePipeline;
         }
         // Part of the preamble so far; peek returns at once while bytes are
-        // waiting, so give the rest a moment.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // waiting, so give the rest a moment (backing off, up to 50 ms).
+        if tokio::time::Instant::now() >= deadline {
+            return Kind::Closed;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    }
+
+    #[tokio::test]
+    async fn a_partial_preamble_then_silence_or_close_is_closed_at_the_deadline() {
+        // One byte of the preamble, then the peer closes: peek keeps
+        // returning that byte; the deadline must still end the wait.
+        let (mut c, s) = pair().await;
+        c.write_all(&PREAMBLE[..1]).await.unwrap();
+        c.shutdown().await.unwrap();
+        drop(c);
+        let t = std::time::Instant::now();
+        let kind = first_bytes(&s, Duration::from_millis(300)).await;
+        assert_eq!(kind, Kind::Closed);
+        assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+        // Silence from the start is closed too, not handed on.
+        let (_c, s) = pair().await;
+        assert_eq!(first_bytes(&s, Duration::from_millis(200)).await, Kind::Closed);
+        // The whole preamble is a pipeline; anything else is gRPC.
+        let (mut c, s) = pair().await;
+        c.write_all(PREAMBLE).await.unwrap();
+        assert_eq!(first_bytes(&s, Duration::from_secs(5)).await, Kind::WritePipeline);
+        let (mut c, s) = pair().await;
+        c.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        assert_eq!(first_bytes(&s, Duration::from_secs(5)).await, Kind::Grpc);
     }
 }

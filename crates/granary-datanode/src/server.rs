@@ -14,6 +14,7 @@ use crate::context::DatanodeContext;
 use crate::layout;
 use crate::namenode_actor::{Actor, ActorError};
 use crate::storage::{Storage, StorageError};
+use granary_common::conn_guard::{Gate, GatedListener};
 use granary_proto as pb;
 use granary_proto::data_transfer_server::DataTransferServer;
 
@@ -33,6 +34,8 @@ pub enum ServeError {
     Join(String),
     #[error("webhdfs gateway: {0}")]
     Gateway(#[from] granary_client::ClientError),
+    #[error(transparent)]
+    Secret(#[from] granary_common::daemon_auth::SecretError),
 }
 
 pub struct RunningDatanode {
@@ -71,6 +74,7 @@ pub async fn start(
     http: TcpListener,
     token: CancellationToken,
 ) -> Result<RunningDatanode, ServeError> {
+    let secret = granary_common::daemon_auth::ClusterSecret::load(&config.cluster_secret_file)?;
     let dirs = config.data_dirs.clone();
     let (versions, storage) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let versions = layout::load_all(&dirs)?;
@@ -106,6 +110,7 @@ pub async fn start(
         cluster_id,
         ev_tx,
         Duration::from_millis(config.socket_timeout_ms),
+        config.max_transfers,
     );
 
     let actor = Actor {
@@ -113,16 +118,18 @@ pub async fn start(
         namenode: config.namenode.clone(),
         heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
         data_dirs: config.data_dirs.clone(),
+        secret,
+        node_key: versions[0].node_key.as_bytes().to_vec(),
     };
     tokio::spawn(crate::block_scanner::run(
         ctx.clone(),
-        config.namenode.clone(),
         Duration::from_millis(config.block_scan_period_ms.max(100)),
         config.block_scan_bytes_per_sec,
         token.child_token(),
     ));
     {
-        // Half-written replicas nobody recovers go after 10 minutes.
+        // Half-written replicas no pipeline recovery took within 10 minutes
+        // close their files and wait on disk for lease recovery.
         let ctx = ctx.clone();
         let stop = token.child_token();
         tokio::spawn(async move {
@@ -150,10 +157,19 @@ pub async fn start(
                 .max_encoding_message_size(64 << 20),
         )
         .serve_with_incoming_shutdown(
-            crate::listener::split(rpc, ctx.clone(), token.child_token()),
+            crate::listener::split(
+                rpc,
+                Gate::new("rpc", config.limits),
+                ctx.clone(),
+                token.child_token(),
+            ),
             token.child_token().cancelled_owned(),
         );
     let gateway = crate::webhdfs::DataGateway::new(&config.namenode)?;
+    let http = GatedListener {
+        listener: http,
+        gate: Gate::new("http", config.limits),
+    };
     let http_server = axum::serve(http, crate::http::router(ctx.clone(), gateway))
         .with_graceful_shutdown(token.child_token().cancelled_owned());
     tracing::info!(uuid = %id.uuid, rpc = %id.rpc_addr, rack = %id.rack, namenode = %config.namenode, "datanode serving");

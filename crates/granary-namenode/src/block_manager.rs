@@ -30,6 +30,16 @@ struct Inner {
     invalidate: HashMap<String, Vec<pb::ExtendedBlock>>,
     /// block id -> shortest finalized length any replica reported.
     lengths: FxHashMap<u64, u64>,
+    /// block id -> replicas datanodes found (or a length check showed)
+    /// corrupt: not served while a good one exists, never counted as live,
+    /// deleted only once enough good replicas exist.
+    corrupt: FxHashMap<u64, SmallVec<[(NodeIx, pb::ExtendedBlock); 1]>>,
+    /// block id -> replicas being written or left by a writer (RBW/RWR),
+    /// with the length their checksums cover: what lease recovery keeps.
+    being_written: FxHashMap<u64, SmallVec<[(NodeIx, pb::ExtendedBlock); 3]>>,
+    /// block id -> the datanodes a block being written was sent to
+    /// (addBlock's targets), whom lease recovery asks.
+    expected: FxHashMap<u64, SmallVec<[NodeIx; 3]>>,
 }
 
 impl Inner {
@@ -68,6 +78,34 @@ impl Inner {
             holders.push(node);
         }
     }
+
+    fn add_corrupt(&mut self, node: NodeIx, b: pb::ExtendedBlock) {
+        self.unlocate(b.block_id, node);
+        if let Some(set) = self.by_node.get_mut(&node) {
+            set.remove(&b.block_id);
+        }
+        let list = self.corrupt.entry(b.block_id).or_default();
+        list.retain(|(n, _)| *n != node);
+        list.push((node, b));
+    }
+
+    fn drop_corrupt(&mut self, block_id: u64, node: NodeIx) {
+        if let Some(list) = self.corrupt.get_mut(&block_id) {
+            list.retain(|(n, _)| *n != node);
+            if list.is_empty() {
+                self.corrupt.remove(&block_id);
+            }
+        }
+    }
+
+    fn drop_being_written(&mut self, block_id: u64, node: NodeIx) {
+        if let Some(list) = self.being_written.get_mut(&block_id) {
+            list.retain(|(n, _)| *n != node);
+            if list.is_empty() {
+                self.being_written.remove(&block_id);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -82,6 +120,9 @@ pub enum ReplicaCheck {
     Valid,
     /// Unknown block or outdated generation stamp: delete it.
     Invalid,
+    /// The right generation but not the block's committed length: the
+    /// replica lost (or gained) bytes.
+    WrongLength { committed: u64 },
 }
 
 impl BlockManager {
@@ -90,6 +131,104 @@ impl BlockManager {
         let node = g.intern(uuid);
         g.locate(block_id, node);
         g.by_node.entry(node).or_default().insert(block_id);
+        g.drop_corrupt(block_id, node);
+        g.drop_being_written(block_id, node);
+    }
+
+    /// A replica found corrupt on `uuid` (by the datanode, or by a length
+    /// check): no longer a live location.
+    pub fn mark_corrupt(&self, uuid: &str, block: pb::ExtendedBlock) {
+        let mut g = self.inner.write();
+        let node = g.intern(uuid);
+        g.add_corrupt(node, block);
+    }
+
+    /// Corrupt replicas of a block: (datanode uuid, the replica as reported).
+    pub fn corrupt_replicas(&self, block_id: u64) -> Vec<(String, pb::ExtendedBlock)> {
+        let g = self.inner.read();
+        g.corrupt
+            .get(&block_id)
+            .map(|l| {
+                l.iter()
+                    .map(|(n, b)| (g.nodes[*n as usize].clone(), *b))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Blocks with at least one corrupt replica.
+    pub fn corrupt_block_count(&self) -> usize {
+        self.inner.read().corrupt.len()
+    }
+
+    /// Deletes a corrupt replica (enough good ones exist elsewhere).
+    pub fn invalidate_corrupt(&self, uuid: &str, block_id: u64) {
+        let mut g = self.inner.write();
+        let Some(&node) = g.node_ix.get(uuid) else {
+            return;
+        };
+        let found = g
+            .corrupt
+            .get(&block_id)
+            .and_then(|l| l.iter().find(|(n, _)| *n == node).map(|(_, b)| *b));
+        if let Some(b) = found {
+            g.drop_corrupt(block_id, node);
+            g.invalidate.entry(uuid.to_string()).or_default().push(b);
+        }
+    }
+
+    /// A replica being written (or left by its writer) on `uuid`, with the
+    /// length its checksums cover.
+    pub fn note_being_written(&self, uuid: &str, block: pb::ExtendedBlock) {
+        let mut g = self.inner.write();
+        let node = g.intern(uuid);
+        let list = g.being_written.entry(block.block_id).or_default();
+        list.retain(|(n, _)| *n != node);
+        list.push((node, block));
+    }
+
+    /// Replicas being written of a block: (datanode uuid, replica).
+    pub fn being_written(&self, block_id: u64) -> Vec<(String, pb::ExtendedBlock)> {
+        let g = self.inner.read();
+        g.being_written
+            .get(&block_id)
+            .map(|l| {
+                l.iter()
+                    .map(|(n, b)| (g.nodes[*n as usize].clone(), *b))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Forgets `uuid`'s replica-being-written of a block (it holds none).
+    pub fn forget_being_written(&self, uuid: &str, block_id: u64) {
+        let mut g = self.inner.write();
+        if let Some(&node) = g.node_ix.get(uuid) {
+            g.drop_being_written(block_id, node);
+        }
+    }
+
+    /// Records where a new block is being written (addBlock's targets).
+    pub fn set_expected(&self, block_id: u64, uuids: &[String]) {
+        let mut g = self.inner.write();
+        let nodes: SmallVec<[NodeIx; 3]> = uuids.iter().map(|u| g.intern(u)).collect();
+        g.expected.insert(block_id, nodes);
+    }
+
+    /// The datanodes a block being written was sent to, if known.
+    pub fn expected(&self, block_id: u64) -> Vec<String> {
+        let g = self.inner.read();
+        g.expected
+            .get(&block_id)
+            .map(|l| l.iter().map(|n| g.nodes[*n as usize].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The block is complete (closed or recovered): forget how it was written.
+    pub fn written(&self, block_id: u64) {
+        let mut g = self.inner.write();
+        g.expected.remove(&block_id);
+        g.being_written.remove(&block_id);
     }
 
     pub fn remove_replica(&self, uuid: &str, block_id: u64) {
@@ -114,16 +253,21 @@ impl BlockManager {
     ) -> (usize, usize) {
         let mut valid = FxHashSet::with_capacity_and_hasher(blocks.len(), Default::default());
         let mut invalid = Vec::new();
+        let mut wrong = Vec::new();
         for (b, check) in blocks.iter().zip(checks) {
             match check {
                 ReplicaCheck::Valid => {
                     valid.insert(b.block_id);
                 }
                 ReplicaCheck::Invalid => invalid.push(*b),
+                ReplicaCheck::WrongLength { .. } => wrong.push(*b),
             }
         }
         let mut g = self.inner.write();
         let node = g.intern(uuid);
+        for b in wrong {
+            g.add_corrupt(node, b);
+        }
         let previous = g.by_node.remove(&node).unwrap_or_default();
         for gone in previous.difference(&valid) {
             g.unlocate(*gone, node);
@@ -136,9 +280,30 @@ impl BlockManager {
             }
         }
         let counts = (valid.len(), invalid.len());
+        for id in &valid {
+            g.drop_corrupt(*id, node);
+        }
         g.by_node.insert(node, valid);
         g.invalidate.entry(uuid.to_string()).or_default().extend(invalid);
         counts
+    }
+
+    /// A full report's replicas-being-written replace what `uuid` held before.
+    pub fn report_being_written(&self, uuid: &str, blocks: &[pb::ExtendedBlock]) {
+        let mut g = self.inner.write();
+        let node = g.intern(uuid);
+        let ids: Vec<u64> = g
+            .being_written
+            .iter()
+            .filter(|(_, l)| l.iter().any(|(n, _)| *n == node))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            g.drop_being_written(id, node);
+        }
+        for b in blocks {
+            g.being_written.entry(b.block_id).or_default().push((node, *b));
+        }
     }
 
     /// Records a replica's finalized length.
@@ -197,11 +362,13 @@ impl BlockManager {
         }
     }
 
-    /// Blocks deleted from the namespace: forget them and ask holders to delete.
+    /// Blocks deleted from the namespace: forget them and ask holders to
+    /// delete their replicas (each at the generation it reported).
     pub fn remove_blocks(&self, blocks: &[pb::ExtendedBlock]) {
         let mut g = self.inner.write();
         for b in blocks {
             g.lengths.remove(&b.block_id);
+            g.expected.remove(&b.block_id);
             if let Some(holders) = g.locations.remove(&b.block_id) {
                 for node in holders {
                     if let Some(set) = g.by_node.get_mut(&node) {
@@ -210,6 +377,17 @@ impl BlockManager {
                     let uuid = g.nodes[node as usize].clone();
                     g.invalidate.entry(uuid).or_default().push(*b);
                 }
+            }
+            let others: Vec<(NodeIx, pb::ExtendedBlock)> = g
+                .corrupt
+                .remove(&b.block_id)
+                .into_iter()
+                .flatten()
+                .chain(g.being_written.remove(&b.block_id).into_iter().flatten())
+                .collect();
+            for (node, replica) in others {
+                let uuid = g.nodes[node as usize].clone();
+                g.invalidate.entry(uuid).or_default().push(replica);
             }
         }
     }
@@ -244,6 +422,14 @@ impl BlockManager {
         let held = g.by_node.remove(&node).unwrap_or_default();
         for id in &held {
             g.unlocate(*id, node);
+        }
+        let corrupt: Vec<u64> = g.corrupt.keys().copied().collect();
+        for id in corrupt {
+            g.drop_corrupt(id, node);
+        }
+        let writing: Vec<u64> = g.being_written.keys().copied().collect();
+        for id in writing {
+            g.drop_being_written(id, node);
         }
         held.into_iter().collect()
     }

@@ -61,6 +61,16 @@ pub struct NamenodeConfig {
     pub lease_hard_limit_ms: u64,
     /// Users who may act for others through WebHDFS's `doas` (Hadoop's proxy users).
     pub proxy_users: Vec<String>,
+    /// The secret datanodes prove they hold when registering; empty means
+    /// `<data_dir>/cluster-secret`. `format` writes it when missing; copy it
+    /// to every datanode (their `cluster_secret_file`).
+    pub cluster_secret_file: PathBuf,
+    /// How often a new block-token signing key is made (HDFS: 10 h).
+    pub block_key_update_interval_ms: u64,
+    /// How long a block access token is valid (HDFS: 10 h).
+    pub block_token_lifetime_ms: u64,
+    /// Connection limits of the RPC and HTTP ports.
+    pub limits: granary_common::conn_guard::Limits,
 }
 
 impl Default for NamenodeConfig {
@@ -95,6 +105,10 @@ impl Default for NamenodeConfig {
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60 * 1000,
             proxy_users: Vec::new(),
+            cluster_secret_file: PathBuf::new(),
+            block_key_update_interval_ms: 10 * 60 * 60 * 1000,
+            block_token_lifetime_ms: 10 * 60 * 60 * 1000,
+            limits: Default::default(),
         }
     }
 }
@@ -136,7 +150,20 @@ impl NamenodeConfig {
         if !(self.heartbeat_interval_ms < self.stale_after_ms && self.stale_after_ms < self.dead_after_ms) {
             return bad("need heartbeat_interval_ms < stale_after_ms < dead_after_ms".into());
         }
+        if self.block_key_update_interval_ms == 0 || self.block_token_lifetime_ms == 0 {
+            return bad("block_key_update_interval_ms and block_token_lifetime_ms must be positive".into());
+        }
+        self.limits.validate().map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// Where the cluster secret is (see `cluster_secret_file`).
+    pub fn cluster_secret_path(&self) -> PathBuf {
+        if self.cluster_secret_file.as_os_str().is_empty() {
+            self.data_dir.join("cluster-secret")
+        } else {
+            self.cluster_secret_file.clone()
+        }
     }
 
     pub fn namespace_config(&self) -> crate::namespace::NamespaceConfig {
@@ -240,6 +267,18 @@ pub struct Overrides {
     pub safemode_extension_ms: Option<u64>,
     #[arg(long, global = true, env = "GRANARY_REDUNDANCY_INTERVAL_MS")]
     pub redundancy_interval_ms: Option<u64>,
+    /// The cluster secret datanodes must hold (default: <data-dir>/cluster-secret).
+    #[arg(long, global = true, env = "GRANARY_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Connections each port holds at once.
+    #[arg(long, global = true, env = "GRANARY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A connection silent this long after connecting is closed.
+    #[arg(long, global = true, env = "GRANARY_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// A connection with no traffic this long is closed.
+    #[arg(long, global = true, env = "GRANARY_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -266,8 +305,13 @@ impl Overrides {
             pending_replication_timeout_ms,
             safemode_threshold,
             safemode_extension_ms,
-            redundancy_interval_ms
+            redundancy_interval_ms,
+            cluster_secret_file
         );
+        macro_rules! over_limits {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.limits.$f = v; } )* };
+        }
+        over_limits!(max_connections, handshake_timeout_ms, idle_timeout_ms);
         c.validate()?;
         Ok(c)
     }

@@ -46,6 +46,8 @@ pub enum NnError {
     },
     #[error("{path}: file is being written by {holder}")]
     LeaseConflict { path: String, holder: String },
+    #[error("{0}: lease recovery is in progress (datanodes are reporting the last block); try again later")]
+    RecoveryInProgress(String),
     #[error("{0}")]
     NotEnoughReplicas(String),
     #[error("name node is in safe mode: {0}")]
@@ -71,7 +73,7 @@ impl HasErrorCode for NnError {
             Self::NotEmpty(_) => ErrorCode::PathIsNotEmptyDirectory,
             Self::PermissionDenied { .. } | Self::StickyBit { .. } => ErrorCode::AccessControl,
             Self::RenameIntoSubtree { .. } | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            Self::LeaseConflict { .. } => ErrorCode::LeaseConflict,
+            Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
             Self::SafeMode(_) => ErrorCode::SafeMode,
             Self::ShuttingDown => ErrorCode::Unavailable,

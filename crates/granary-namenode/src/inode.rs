@@ -5,6 +5,7 @@
 //! - `dirents`: parent id (u64 BE) ++ name bytes -> child inode id (u64 BE);
 //!   a directory's entries are one contiguous, name-ordered key range
 //! - `blocks`:  block id (u64 BE) -> owning inode id (u64 BE) ++ generation stamp (u64 BE)
+//!   (++ committed length (u64 BE) once the block is committed)
 //! - `meta`:    id counters and the layout version
 
 use granary_proto as pb;
@@ -22,6 +23,8 @@ pub const META_NEXT_BLOCK: &[u8] = b"next_block_id";
 pub const META_NEXT_GS: &[u8] = b"next_generation_stamp";
 /// Followed by a datanode uuid: an operator took that node out of service.
 pub const META_OUT_OF_SERVICE: &[u8] = b"out_of_service/";
+/// Followed by a datanode uuid: SHA-256 of the node key that uuid is bound to.
+pub const META_DATANODE_KEY: &[u8] = b"datanode_key/";
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Inode {
@@ -129,16 +132,35 @@ pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
     bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)
 }
 
-pub fn block_value(inode: u64, gs: u64) -> [u8; 16] {
-    let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&inode.to_be_bytes());
-    v[8..].copy_from_slice(&gs.to_be_bytes());
+/// What the `blocks` column family says of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockOwner {
+    pub inode: u64,
+    pub gs: u64,
+    /// The block's length once committed (None while being written, and for
+    /// records written before lengths were kept).
+    pub committed_len: Option<u64>,
+}
+
+/// The `blocks` value: owning inode and generation stamp, then the
+/// committed length for a committed block (24 bytes; 16 before).
+pub fn block_value(inode: u64, gs: u64, committed_len: Option<u64>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24);
+    v.extend_from_slice(&inode.to_be_bytes());
+    v.extend_from_slice(&gs.to_be_bytes());
+    if let Some(len) = committed_len {
+        v.extend_from_slice(&len.to_be_bytes());
+    }
     v
 }
 
-/// The (owning inode, generation stamp) a [`block_value`] holds.
-pub fn decode_block_value(v: &[u8]) -> Option<(u64, u64)> {
-    Some((decode_u64(v)?, decode_u64(v.get(8..)?)?))
+/// The [`BlockOwner`] a [`block_value`] holds.
+pub fn decode_block_value(v: &[u8]) -> Option<BlockOwner> {
+    Some(BlockOwner {
+        inode: decode_u64(v)?,
+        gs: decode_u64(v.get(8..)?)?,
+        committed_len: v.get(16..).and_then(decode_u64),
+    })
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,8 +1,11 @@
 //! The Granary namenode: the namespace in RocksDB, the in-memory block map
 //! rebuilt from block reports, datanode liveness, and the gRPC/HTTP services.
 
+pub mod block_keys;
 pub mod block_manager;
+pub mod block_recovery;
 pub mod config;
+pub mod datanode_auth;
 pub mod datanode_manager;
 pub mod error;
 pub mod group_commit;

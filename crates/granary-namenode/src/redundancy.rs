@@ -62,7 +62,7 @@ impl Redundancy {
         (h.under.len() as u64, h.missing.len() as u64)
     }
 
-    /// Counts a corrupt replica report (the replica itself is dropped by the caller).
+    /// Counts a corrupt replica (the block map keeps it apart from live ones).
     pub fn note_corrupt(&self) {
         self.corrupt_replicas
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -189,10 +189,10 @@ impl Redundancy {
                 .count();
             let mut done = true;
             for id in st.blocks.node_blocks(&uuid) {
-                let Some((inode, _)) = st.ns.block_owner(id)? else {
+                let Some(owner) = st.ns.block_owner(id)? else {
                     continue;
                 };
-                let Some(file) = st.ns.get_inode(inode)? else {
+                let Some(file) = st.ns.get_inode(owner.inode)? else {
                     continue;
                 };
                 let want = (file.replication as usize).min(normal_nodes);
@@ -231,9 +231,10 @@ impl Redundancy {
     ) -> Result<Outcome> {
         // Gone (or still being written) blocks count as neither.
         self.record(id, false, false);
-        let Some((inode_id, gs)) = st.ns.block_owner(id)? else {
+        let Some(owner) = st.ns.block_owner(id)? else {
             return Ok(Outcome::Done);
         };
+        let (inode_id, gs) = (owner.inode, owner.gs);
         let Some(file) = st.ns.get_inode(inode_id)? else {
             return Ok(Outcome::Done);
         };
@@ -271,6 +272,21 @@ impl Redundancy {
             num_bytes: rec.num_bytes,
         };
         self.record(id, holders.len() < target, all_holders.is_empty());
+        // Corrupt replicas go once enough good ones exist; the last copy of
+        // a block is never deleted, even corrupt (a reader may still want
+        // most of its bytes).
+        let corrupt: Vec<String> = st
+            .blocks
+            .corrupt_replicas(id)
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        if holders.len() >= target {
+            for uuid in &corrupt {
+                tracing::info!(block_id = id, dn = %uuid, "deleting a corrupt replica: enough good ones exist");
+                st.blocks.invalidate_corrupt(uuid, id);
+            }
+        }
         if all_holders.is_empty() {
             stats.missing += 1;
             tracing::warn!(block_id = id, file = inode_id, "block has no live replica");
@@ -294,6 +310,9 @@ impl Redundancy {
             };
             let mut excluded = all_holders.clone();
             excluded.extend(pending.iter().cloned());
+            // A node holding a corrupt replica cannot take a good one until
+            // the corrupt one is gone.
+            excluded.extend(corrupt.iter().cloned());
             let existing: Vec<pb::DatanodeInfo> =
                 holders.iter().filter_map(|u| st.datanodes.info(u)).collect();
             let ctx = crate::placement::PlacementContext {
@@ -307,6 +326,13 @@ impl Redundancy {
                 &ctx,
             );
             if targets.is_empty() {
+                // No other node can take a copy (a small cluster): make room
+                // on nodes holding a corrupt replica, as long as a good
+                // replica remains elsewhere; the copy follows next round.
+                for uuid in &corrupt {
+                    tracing::info!(block_id = id, dn = %uuid, "deleting a corrupt replica to make room for a good copy");
+                    st.blocks.invalidate_corrupt(uuid, id);
+                }
                 return Ok(Outcome::Retry);
             }
             let ids: Vec<pb::DatanodeId> = targets.iter().filter_map(|t| t.id.clone()).collect();

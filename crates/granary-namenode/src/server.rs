@@ -12,6 +12,9 @@ use crate::config::NamenodeConfig;
 use crate::layout;
 use crate::namespace::{Namespace, StartupScan};
 use crate::state::NamenodeState;
+use granary_common::conn_guard::{Gate, GatedListener};
+use granary_common::daemon_auth::ClusterSecret;
+use granary_proto::block_report_protocol_server::BlockReportProtocolServer;
 use granary_proto::client_protocol_server::ClientProtocolServer;
 use granary_proto::datanode_protocol_server::DatanodeProtocolServer;
 
@@ -30,6 +33,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("startup task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Secret(#[from] granary_common::daemon_auth::SecretError),
 }
 
 /// Formats `config.data_dir` for a new cluster.
@@ -44,7 +49,24 @@ pub fn format(
         path: ns_dir.display().to_string(),
         source,
     })?;
+    let secret = config.cluster_secret_path();
+    if !secret.exists() {
+        ClusterSecret::generate(&secret)?;
+    }
     Ok(v)
+}
+
+/// The cluster secret, made (with a warning) when missing: for a metadata
+/// dir formatted before datanodes had to prove they hold one, or a secret
+/// kept apart from the metadata (a container volume) that is new.
+fn load_secret(config: &NamenodeConfig) -> Result<ClusterSecret, ServeError> {
+    let path = config.cluster_secret_path();
+    if !path.exists() {
+        let s = ClusterSecret::generate(&path)?;
+        tracing::warn!(path = %path.display(), "no cluster secret found; wrote a new one: give every datanode a copy (cluster_secret_file)");
+        return Ok(s);
+    }
+    Ok(ClusterSecret::load(&path)?)
 }
 
 /// A namenode serving in this process.
@@ -92,6 +114,7 @@ pub async fn start(
     token: CancellationToken,
 ) -> Result<RunningNamenode, ServeError> {
     let version = layout::check(&config.data_dir)?;
+    let secret = load_secret(&config)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);
     let ns_cfg = config.namespace_config();
     let mut ns = tokio::task::spawn_blocking(move || {
@@ -129,6 +152,7 @@ pub async fn start(
         version.cluster_id.clone(),
         ns,
         scanned.as_ref().map(|s| s.committed_blocks),
+        secret,
     );
     let out_of_service = state.ns.out_of_service().map_err(|source| ServeError::Open {
         path: state.config.data_dir.display().to_string(),
@@ -167,26 +191,44 @@ pub async fn start(
     let redundancy = spawn_redundancy_monitor(state.clone(), token.child_token());
 
     let rpc_token = token.child_token();
+    // Message limits: client calls carry paths and small lists; datanode
+    // calls other than full block reports carry batches of at most 10,000
+    // replicas; only a full block report (sent by an authenticated
+    // datanode, checked before its body is read) may be large.
     let client = ClientProtocolServer::new(crate::rpc::client_service::ClientService::new(state.clone()))
-        .max_decoding_message_size(64 << 20)
+        .max_decoding_message_size(4 << 20)
         .max_encoding_message_size(64 << 20);
     let datanode =
         DatanodeProtocolServer::new(crate::rpc::datanode_service::DatanodeService::new(state.clone()))
-            .max_decoding_message_size(256 << 20)
+            .max_decoding_message_size(4 << 20)
             .max_encoding_message_size(64 << 20);
+    let reports = BlockReportProtocolServer::new(crate::rpc::datanode_service::BlockReportService::new(
+        state.clone(),
+    ))
+    .max_decoding_message_size(256 << 20)
+    .max_encoding_message_size(1 << 20);
     let metrics = crate::metrics::NamenodeMetrics::new();
-    // The builder's `tcp_nodelay` is ignored for a listener passed in, so the
-    // accepted sockets get it here: without it Nagle holds back small replies
-    // while earlier ones on the same connection are unacknowledged.
-    let incoming = tonic::transport::server::TcpIncoming::from(rpc)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+    // Accepted sockets get TCP_NODELAY (without it Nagle holds back small
+    // replies while earlier ones on the same connection are unacknowledged),
+    // a keepalive, and the connection limits.
+    let incoming = granary_common::conn_guard::incoming(rpc, Gate::new("rpc", state.config.limits));
     let rpc_server = tonic::transport::Server::builder()
         .layer(granary_common::metrics::RpcMetricsLayer(metrics.rpc.clone()))
+        .layer(crate::datanode_auth::DatanodeAuthLayer(state.sessions.clone()))
+        // Bounded HTTP/2 buffering per connection and stream.
+        .initial_connection_window_size(4 << 20)
+        .initial_stream_window_size(2 << 20)
+        .max_concurrent_streams(256)
+        .http2_max_header_list_size(64 << 10)
         .add_service(client)
         .add_service(datanode)
+        .add_service(reports)
         .serve_with_incoming_shutdown(incoming, rpc_token.cancelled_owned());
     let http_token = token.child_token();
+    let http = GatedListener {
+        listener: http,
+        gate: Gate::new("http", state.config.limits),
+    };
     let http_server = axum::serve(
         http,
         crate::http::router(state.clone(), metrics, rpc_addr.to_string()),
@@ -245,6 +287,8 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
                 }
             }
             removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
+            // Datanodes get the new set with their next heartbeat.
+            state.block_keys.roll();
             state.update_safe_mode();
             let expired = state.leases.expired();
             if !expired.is_empty() && !state.safe_mode.is_on() {
@@ -253,8 +297,9 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
                     for (client, files) in expired {
                         for inode in files {
                             tracing::warn!(client = %client, inode, "lease expired (hard limit); recovering the file");
-                            if let Err(e) = st.recover_file(inode) {
-                                tracing::error!(inode, error = %e, "lease recovery failed");
+                            match st.recover_file(inode) {
+                                Ok(_) => {}
+                                Err(e) => tracing::error!(inode, error = %e, "lease recovery failed"),
                             }
                         }
                     }

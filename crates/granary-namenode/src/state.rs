@@ -3,13 +3,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::block_keys::BlockKeyManager;
 use crate::block_manager::{BlockManager, ReplicaCheck};
+use crate::block_recovery::{BlockFacts, BlockRecovery, Decision};
 use crate::config::NamenodeConfig;
-use crate::datanode_manager::DatanodeManager;
+use crate::datanode_auth::DatanodeSessions;
+use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::error::{NnError, Result};
-use crate::namespace::Namespace;
+use crate::inode::BlockOwner;
+use crate::namespace::{LastBlockFate, Namespace};
 use crate::placement::{PlacementContext, PlacementPolicy, RackAwarePlacement};
-use granary_common::block_token::{self, BlockAccess};
+use granary_common::block_token::BlockAccess;
+use granary_common::daemon_auth::ClusterSecret;
 use granary_proto as pb;
 
 pub struct NamenodeState {
@@ -20,9 +25,15 @@ pub struct NamenodeState {
     pub datanodes: DatanodeManager,
     pub placement: Box<dyn PlacementPolicy>,
     pub started: Instant,
-    /// Signs block access tokens; handed to datanodes at registration. New at
+    /// Sign block access tokens; handed to authenticated datanodes. New at
     /// every start, so tokens die with the namenode that issued them.
-    pub block_key: Vec<u8>,
+    pub block_keys: BlockKeyManager,
+    /// What datanodes prove they hold when registering.
+    pub secret: ClusterSecret,
+    /// Registered datanodes' sessions.
+    pub sessions: Arc<DatanodeSessions>,
+    /// Lease recovery of last blocks nobody finalized.
+    pub recovery: BlockRecovery,
     pub redundancy: crate::redundancy::Redundancy,
     pub safe_mode: crate::safe_mode::SafeMode,
     pub leases: crate::lease::LeaseManager,
@@ -34,8 +45,17 @@ pub struct NamenodeState {
 /// executor (about a microsecond each under the block map's lock).
 const HEAVY_BLOCKS: usize = 1000;
 
-/// How long a block access token is valid (HDFS: 600 minutes).
-pub const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 60 * 1000;
+/// What lease recovery did with a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The file is closed (now, or it already was).
+    Closed,
+    /// The file is closed, but no holder has finalized its last block at the
+    /// recovered length yet: readers would find no replica for a moment.
+    Finalizing,
+    /// Datanodes are still reporting what they hold; try again later.
+    InProgress,
+}
 
 impl NamenodeState {
     /// `total_blocks` is `None` while the start-up scan is still counting.
@@ -44,6 +64,7 @@ impl NamenodeState {
         cluster_id: String,
         ns: Namespace,
         total_blocks: Option<u64>,
+        secret: ClusterSecret,
     ) -> Arc<Self> {
         let datanodes = DatanodeManager::new(config.stale_after(), config.dead_after());
         let leases = crate::lease::LeaseManager::new(
@@ -55,6 +76,10 @@ impl NamenodeState {
             config.safemode_threshold,
             std::time::Duration::from_millis(config.safemode_extension_ms),
         );
+        let block_keys = BlockKeyManager::new(
+            std::time::Duration::from_millis(config.block_key_update_interval_ms),
+            std::time::Duration::from_millis(config.block_token_lifetime_ms),
+        );
         Arc::new(Self {
             config,
             cluster_id,
@@ -63,7 +88,10 @@ impl NamenodeState {
             datanodes,
             placement: Box::new(RackAwarePlacement),
             started: Instant::now(),
-            block_key: granary_common::block_token::new_key(),
+            block_keys,
+            secret,
+            sessions: Default::default(),
+            recovery: Default::default(),
             redundancy: Default::default(),
             safe_mode,
             leases,
@@ -72,21 +100,36 @@ impl NamenodeState {
     }
 
     /// Replica holders of a block as clients see them; live nodes first.
+    /// When every replica is corrupt they are all given, marked corrupt (as
+    /// HDFS does: a reader may still want most of the bytes).
     pub fn located(&self, offset: u64, block: pb::ExtendedBlock) -> pb::LocatedBlock {
-        let mut locations: Vec<_> = self
-            .blocks
-            .locations(block.block_id)
-            .iter()
-            .filter_map(|u| self.datanodes.info(u))
-            .filter(|i| i.state != pb::DatanodeState::Dead as i32)
-            .collect();
-        locations.sort_by_key(|i| (i.state, i.xceiver_count));
+        let live = |uuids: Vec<String>| -> Vec<pb::DatanodeInfo> {
+            let mut l: Vec<_> = uuids
+                .iter()
+                .filter_map(|u| self.datanodes.info(u))
+                .filter(|i| i.state != pb::DatanodeState::Dead as i32)
+                .collect();
+            l.sort_by_key(|i| (i.state, i.xceiver_count));
+            l
+        };
+        let mut locations = live(self.blocks.locations(block.block_id));
+        let mut corrupt = false;
+        if locations.is_empty() {
+            let bad: Vec<String> = self
+                .blocks
+                .corrupt_replicas(block.block_id)
+                .into_iter()
+                .map(|(u, _)| u)
+                .collect();
+            corrupt = !bad.is_empty();
+            locations = live(bad);
+        }
         let access_token = self.token(&block, BlockAccess::Read);
         pb::LocatedBlock {
             block: Some(block),
             offset,
             locations,
-            corrupt: false,
+            corrupt,
             access_token,
         }
     }
@@ -106,11 +149,28 @@ impl NamenodeState {
             return Err(NnError::AlreadyExists(dir.display().to_string()));
         }
         let io = |e: std::io::Error| bad(format!("checkpoint dir {}: {e}", dir.display()));
-        std::fs::create_dir_all(dir).map_err(io)?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // The whole namespace is in there: readable by its owner only.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
         let ns_dir = crate::layout::namespace_dir(dir);
         rocksdb::checkpoint::Checkpoint::new(self.ns.db())
             .and_then(|c| c.create_checkpoint(&ns_dir))
             .map_err(|e| NnError::Internal(format!("rocksdb checkpoint: {e}")))?;
+        // The cluster secret, when kept with the metadata: a namenode started
+        // on the checkpoint must still admit the cluster's datanodes.
+        let secret = self.config.data_dir.join("cluster-secret");
+        if self.config.cluster_secret_path() == secret && secret.exists() {
+            let to = dir.join("cluster-secret");
+            std::fs::copy(&secret, &to).map_err(io)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
         // VERSION last: a directory with it is a complete checkpoint.
         std::fs::copy(self.config.data_dir.join("VERSION"), dir.join("VERSION")).map_err(io)?;
         let mut bytes = 0;
@@ -133,27 +193,126 @@ impl NamenodeState {
         }
     }
 
-    /// Closes file `inode` whose writer is gone (lease recovery): keeps the
-    /// last block at the length its replicas report, or drops it.
-    pub fn recover_file(self: &Arc<Self>, inode: u64) -> Result<bool> {
-        let Some((holder, dropped)) = self
-            .ns
-            .recover_file(inode, |b| self.blocks.reported_length(b.id))?
-        else {
-            return Ok(false);
+    /// Closes file `inode` whose writer is gone (lease recovery). A last
+    /// block with finalized replicas keeps their length; one whose replicas
+    /// are all still being written is recovered with the datanodes first
+    /// ([`BlockRecovery`]): committed at the length every surviving replica
+    /// holds, under a new generation stamp. Only a block no datanode holds
+    /// any byte of is dropped.
+    pub fn recover_file(self: &Arc<Self>, inode: u64) -> Result<Recovery> {
+        let Some(file) = self.ns.get_inode(inode)? else {
+            return Ok(Recovery::Closed);
         };
-        self.leases.remove(&holder, inode);
-        let dropped: Vec<pb::ExtendedBlock> = dropped
+        if file.under_construction.is_none() {
+            // Closed by a recovery: done once a holder finalized the last
+            // block (readers can read it), or none of them is alive to.
+            if let Some((block, holders)) = self.recovery.awaiting(inode) {
+                let alive = holders
+                    .iter()
+                    .any(|u| matches!(self.datanodes.liveness(u), Some(Liveness::Live | Liveness::Stale)));
+                if self.blocks.replica_count(block) == 0 && alive {
+                    return Ok(Recovery::Finalizing);
+                }
+                self.recovery.committed(block);
+            }
+            return Ok(Recovery::Closed);
+        }
+        let fate = match file.blocks.last().filter(|b| !b.committed) {
+            None => None,
+            Some(last) => match self.blocks.reported_length(last.id) {
+                Some(len) => Some(LastBlockFate::Commit {
+                    length: len,
+                    new_gs: false,
+                }),
+                None => {
+                    let alive = |u: &str| {
+                        matches!(self.datanodes.liveness(u), Some(Liveness::Live | Liveness::Stale))
+                            && self.datanodes.is_registered(u)
+                    };
+                    let facts = BlockFacts {
+                        block: last.to_extended(),
+                        being_written: self.blocks.being_written(last.id),
+                        expected: self.blocks.expected(last.id),
+                        alive: &alive,
+                        settled: self.started.elapsed() >= self.config.dead_after(),
+                    };
+                    match self.recovery.decide(inode, &facts) {
+                        Decision::Wait => {
+                            tracing::info!(
+                                inode,
+                                block_id = last.id,
+                                "lease recovery waits for datanodes to report the last block"
+                            );
+                            return Ok(Recovery::InProgress);
+                        }
+                        Decision::Drop => Some(LastBlockFate::Drop),
+                        Decision::Commit { length, holders } => {
+                            let fate = LastBlockFate::Commit { length, new_gs: true };
+                            return self.close_recovered(inode, Some(fate), holders);
+                        }
+                    }
+                }
+            },
+        };
+        self.close_recovered(inode, fate, Vec::new())
+    }
+
+    /// Closes a recovered file in the namespace and tells the holders of a
+    /// restamped last block to finalize their replicas at its length.
+    fn close_recovered(
+        self: &Arc<Self>,
+        inode: u64,
+        fate: Option<LastBlockFate>,
+        holders: Vec<(String, pb::ExtendedBlock)>,
+    ) -> Result<Recovery> {
+        let Some(rec) = self.ns.recover_file(inode, fate)? else {
+            return Ok(Recovery::Closed);
+        };
+        self.leases.remove(&rec.holder, inode);
+        if let Some(b) = &rec.committed {
+            self.recovery.finish(b.id);
+            self.blocks.written(b.id);
+            let waiting_for_replicas = !holders.is_empty();
+            if waiting_for_replicas {
+                let uuids = holders.iter().map(|(u, _)| u.clone()).collect();
+                self.recovery.committing(inode, b.id, uuids);
+            }
+            for (uuid, replica) in holders {
+                let cmd = pb::CommitReplicaCommand {
+                    block: Some(replica),
+                    new_generation_stamp: b.generation_stamp,
+                    length: b.num_bytes,
+                };
+                let st = self.clone();
+                // Only once the new stamp and length are durable: a crash
+                // before must not leave replicas the namespace disowns.
+                self.ns.after_durable(false, move || {
+                    st.recovery
+                        .send(&uuid, pb::datanode_command::Command::CommitReplica(cmd))
+                });
+            }
+        }
+        let dropped: Vec<pb::ExtendedBlock> = rec
+            .dropped
             .iter()
             .map(crate::inode::BlockRecord::to_extended)
             .collect();
+        for b in &dropped {
+            self.recovery.finish(b.block_id);
+        }
         let n_dropped = dropped.len();
         self.remove_deleted(dropped);
         if let Some(file) = self.ns.get_inode(inode)? {
             self.check_redundancy_when_durable(&file);
-            tracing::info!(inode, holder = %holder, length = file.length(), dropped = n_dropped, "lease recovered; file closed");
+            tracing::info!(inode, holder = %rec.holder, length = file.length(), dropped = n_dropped, "lease recovered; file closed");
         }
-        Ok(true)
+        // Not done for the caller until a holder has finalized the block.
+        Ok(match &rec.committed {
+            Some(b) if self.recovery.awaiting(inode).is_some() && self.blocks.replica_count(b.id) == 0 => {
+                Recovery::Finalizing
+            }
+            _ => Recovery::Closed,
+        })
     }
 
     /// Forgets the blocks of deleted files and queues their replicas for
@@ -194,7 +353,38 @@ impl NamenodeState {
                 holder: uc.client_name.clone(),
             });
         }
-        self.recover_file(file.id).map(|_| ())
+        match self.recover_file(file.id)? {
+            // Closed in the namespace: the file can be taken over.
+            Recovery::Closed | Recovery::Finalizing => Ok(()),
+            Recovery::InProgress => Err(NnError::RecoveryInProgress(path.to_string())),
+        }
+    }
+
+    /// A datanode reported on a block whose file is being recovered: go on
+    /// with the recovery now rather than at the next recoverLease call.
+    pub fn advance_recovery(self: &Arc<Self>, block_id: u64) {
+        if let Some(inode) = self.recovery.file_of(block_id)
+            && let Err(e) = self.recover_file(inode)
+        {
+            tracing::warn!(inode, block_id, error = %e, "lease recovery failed");
+        }
+    }
+
+    /// Fails when file `file_id` (or `path`, for callers naming no id) is
+    /// being recovered: its former writer may not add to it.
+    pub fn check_not_recovering(&self, path: &str, file_id: u64) -> Result<()> {
+        let id = if file_id != 0 {
+            file_id
+        } else {
+            match self.ns.resolve(path).ok().and_then(|r| r.last().map(|f| f.id)) {
+                Some(id) => id,
+                None => return Ok(()),
+            }
+        };
+        if self.recovery.is_recovering(id) {
+            return Err(NnError::RecoveryInProgress(path.to_string()));
+        }
+        Ok(())
     }
 
     /// Fails while the namenode is in safe mode.
@@ -219,13 +409,54 @@ impl NamenodeState {
     }
 
     pub fn token(&self, block: &pb::ExtendedBlock, access: BlockAccess) -> Vec<u8> {
-        block_token::issue(
-            &self.block_key,
-            block.block_id,
-            block.generation_stamp,
-            access,
-            crate::inode::now_ms() + TOKEN_LIFETIME_MS,
-        )
+        self.block_keys.token(block, access)
+    }
+
+    /// A replica found corrupt on `uuid`: no longer live, kept until enough
+    /// good replicas exist elsewhere (never deleted while it is the last).
+    pub fn mark_corrupt(&self, uuid: &str, b: pb::ExtendedBlock) {
+        self.blocks.mark_corrupt(uuid, b);
+        self.redundancy.note_corrupt();
+        self.redundancy.check([b.block_id]);
+    }
+
+    /// A replica being written (or left by its writer) reported by `uuid`:
+    /// kept for lease recovery while its block is being written; finalized
+    /// at the committed length when the block was committed meanwhile;
+    /// deleted when stale, unless it may be the block's last bytes.
+    pub fn note_being_written(self: &Arc<Self>, uuid: &str, b: pb::ExtendedBlock) -> Result<()> {
+        let has_good = self.blocks.replica_count(b.block_id) > 0;
+        match self.ns.block_owner(b.block_id)? {
+            None => self.blocks.invalidate(uuid, b),
+            Some(o) if b.generation_stamp < o.gs => {
+                if has_good {
+                    self.blocks.invalidate(uuid, b);
+                } else {
+                    self.blocks.note_being_written(uuid, b);
+                }
+            }
+            Some(o) if b.generation_stamp > o.gs => {
+                tracing::warn!(block_id = b.block_id, dn = %uuid, gs = b.generation_stamp, namespace_gs = o.gs, "replica being written is newer than the namespace knows; kept");
+                self.blocks.note_being_written(uuid, b);
+            }
+            Some(o) => match o.committed_len {
+                None => self.blocks.note_being_written(uuid, b),
+                Some(len) if b.num_bytes >= len => {
+                    // Committed while this replica was still being written: finalize it there.
+                    self.recovery.send(
+                        uuid,
+                        pb::datanode_command::Command::CommitReplica(pb::CommitReplicaCommand {
+                            block: Some(b),
+                            new_generation_stamp: o.gs,
+                            length: len,
+                        }),
+                    );
+                }
+                Some(_) if has_good => self.blocks.invalidate(uuid, b),
+                Some(_) => self.mark_corrupt(uuid, b),
+            },
+        }
+        Ok(())
     }
 
     /// How a reported replica compares with what the namespace expects.
@@ -274,11 +505,15 @@ impl NamenodeState {
     }
 }
 
-/// A reported replica is valid when its block belongs to a file
-/// (`owner`: inode, generation stamp) at the generation stamp reported.
-fn replica_check(b: &pb::ExtendedBlock, owner: Option<(u64, u64)>) -> ReplicaCheck {
+/// A reported finalized replica is valid when its block belongs to a file
+/// at the generation stamp reported and, once the block is committed, has
+/// exactly its committed length.
+fn replica_check(b: &pb::ExtendedBlock, owner: Option<BlockOwner>) -> ReplicaCheck {
     match owner {
-        Some((_, gs)) if gs == b.generation_stamp => ReplicaCheck::Valid,
+        Some(o) if o.gs == b.generation_stamp => match o.committed_len {
+            Some(len) if len != b.num_bytes => ReplicaCheck::WrongLength { committed: len },
+            _ => ReplicaCheck::Valid,
+        },
         _ => ReplicaCheck::Invalid,
     }
 }

@@ -217,9 +217,12 @@ impl ProcessCluster {
         let d = d.to_str().expect("utf-8 path").to_string();
         let rpc = format!("127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
+        let secret = self.secret_file();
         let mut args: Vec<String> = [
             "--namenode",
             &self.rpc,
+            "--cluster-secret-file",
+            secret.to_str().expect("utf-8 path"),
             "--data-dir",
             &d,
             "--rpc-addr",
@@ -280,6 +283,11 @@ impl ProcessCluster {
     /// The namenode's metadata directory.
     pub fn namenode_dir(&self) -> PathBuf {
         self.dir.path().join("name")
+    }
+
+    /// The cluster secret `format` wrote, which datanodes are given.
+    pub fn secret_file(&self) -> PathBuf {
+        self.namenode_dir().join("cluster-secret")
     }
 
     /// Polls the namenode's /readyz until it counts `n` datanodes.

@@ -2,6 +2,7 @@
 //! listeners, and helpers to run the real binaries.
 
 pub mod binaries;
+pub mod fake_datanode;
 pub mod fixtures;
 
 use std::net::SocketAddr;
@@ -211,6 +212,7 @@ impl MiniCluster {
             block_scan_period_ms: self.block_scan_period_ms,
             block_scan_bytes_per_sec: 256 << 20,
             socket_timeout_ms: self.socket_timeout_ms,
+            cluster_secret_file: self.config.cluster_secret_path(),
             rack: if self.racks.is_empty() {
                 "/default-rack".into()
             } else {

@@ -460,8 +460,22 @@ mod bad_input {
             );
         }
         assert!((0..cl.datanode_count()).any(|i| cl.datanode(i).ctx.recoverable.lock().contains_key(&id)));
+        // Nobody recovers it: it waits on disk for lease recovery (its
+        // bytes may be all a writer's hsync left), still not readable...
         for i in 0..cl.datanode_count() {
             cl.datanode(i).ctx.sweep_recoverable(std::time::Duration::ZERO);
+        }
+        assert!((0..cl.datanode_count()).any(|i| cl.datanode(i).ctx.storage.waiting(id).is_some()));
+        assert!((0..cl.datanode_count()).all(|i| cl.datanode(i).ctx.storage.get(id).is_none()));
+        // ...until its file goes: then the namenode has it deleted.
+        c.delete("/bad5", false).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while (0..cl.datanode_count()).any(|i| cl.datanode(i).ctx.storage.waiting(id).is_some()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the parked replica of a deleted file was kept"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_no_replica(&cl, &lb);
 

@@ -90,10 +90,10 @@ async fn a_dead_writers_file_is_recovered_at_a_consistent_length() {
     let st = c.stat("/dead").await.unwrap();
     assert_eq!(
         st.length,
-        2 * BLOCK,
-        "committed blocks kept, the unfinished one dropped"
+        bytes.len() as u64,
+        "committed blocks kept, and the flushed bytes of the unfinished one"
     );
-    assert_eq!(get(&c, "/dead").await, &bytes[..2 * BLOCK as usize]);
+    assert_eq!(get(&c, "/dead").await, bytes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,14 +117,25 @@ async fn recover_lease_by_hand_then_takeover_and_append() {
         .await
         .unwrap();
     w.write_all(&bytes).await.unwrap();
-    // Exactly one block: it is finalized on the datanodes before the crash.
+    // One whole block (finalized on the datanodes before the crash) and 10
+    // flushed bytes of the next, which lease recovery keeps.
     w.write_all(&data(10, 5)).await.unwrap();
     w.hflush().await.unwrap();
     drop(w);
-    assert!(c.recover_lease("/r").await.unwrap());
+    // Recovery asks the datanodes what they hold: "not yet" until they answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !c.recover_lease("/r").await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recoverLease never closed /r"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let st = c.stat("/r").await.unwrap();
     assert!(!st.under_construction);
-    assert_eq!(st.length, BLOCK);
+    assert_eq!(st.length, BLOCK + 10);
+    let mut bytes = bytes;
+    bytes.extend_from_slice(&data(10, 5));
     assert_eq!(get(&c, "/r").await, bytes);
 
     // Another client takes over a dead writer's file once the soft limit passed.

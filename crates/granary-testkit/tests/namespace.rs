@@ -346,42 +346,6 @@ async fn a_content_summary_needs_access_to_the_whole_subtree() {
     assert_eq!(cs.directory_count, 3);
 }
 
-/// Registers a fake datanode and reports `blocks` as received, so the
-/// namenode sees replicas without a real data path.
-async fn fake_datanode(
-    cl: &MiniCluster,
-    uuid: &str,
-) -> granary_proto::datanode_protocol_client::DatanodeProtocolClient<tonic::transport::Channel> {
-    let mut dn = granary_proto::datanode_protocol_client::DatanodeProtocolClient::connect(format!(
-        "http://{}",
-        cl.namenode_addr()
-    ))
-    .await
-    .unwrap();
-    dn.register(pb::RegisterRequest {
-        id: Some(pb::DatanodeId {
-            uuid: uuid.into(),
-            hostname: "localhost".into(),
-            rpc_addr: format!("127.0.0.1:{}", 40000 + uuid.len()),
-            http_addr: String::new(),
-            rack: "/default-rack".into(),
-        }),
-        cluster_id: String::new(),
-        storages: vec![pb::StorageReport {
-            storage_id: "s1".into(),
-            path: "/data".into(),
-            capacity: 1 << 40,
-            dfs_used: 0,
-            remaining: 1 << 40,
-            failed: false,
-        }],
-        software_version: "test".into(),
-    })
-    .await
-    .unwrap();
-    dn
-}
-
 #[tokio::test]
 async fn blocks_are_allocated_committed_and_located() {
     let cl = MiniCluster::start().await.unwrap();
@@ -421,7 +385,9 @@ async fn blocks_are_allocated_committed_and_located() {
         e.message()
     );
 
-    let mut dn = fake_datanode(&cl, "dn-1").await;
+    let mut dn = granary_testkit::fake_datanode::FakeDatanode::register(&cl, "dn-1", "127.0.0.1:40004")
+        .await
+        .unwrap();
     let b1 = nn.add_block(add(None)).await.unwrap().into_inner().block.unwrap();
     assert_eq!(b1.offset, 0);
     assert_eq!(b1.locations.len(), 1);
@@ -469,13 +435,7 @@ async fn blocks_are_allocated_committed_and_located() {
         .await
         .unwrap_err();
     assert_eq!(ErrorCode::from_status(&e), ErrorCode::LeaseConflict);
-    dn.incremental_block_report(pb::IncrementalBlockReportRequest {
-        datanode_uuid: "dn-1".into(),
-        received: vec![blk1, blk2],
-        deleted: vec![],
-    })
-    .await
-    .unwrap();
+    dn.received(vec![blk1, blk2]).await.unwrap();
     assert!(nn.complete(complete()).await.unwrap().into_inner().completed);
     // Idempotent on retry.
     assert!(nn.complete(complete()).await.unwrap().into_inner().completed);
@@ -492,17 +452,8 @@ async fn blocks_are_allocated_committed_and_located() {
 
     // Deleting the file tells the datanode to drop the replicas.
     c.delete("/f", false).await.unwrap();
-    let hb = dn
-        .heartbeat(pb::HeartbeatRequest {
-            datanode_uuid: "dn-1".into(),
-            storages: vec![],
-            xceiver_count: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let deleted: Vec<u64> = hb
-        .commands
+    let commands = dn.heartbeat().await.unwrap();
+    let deleted: Vec<u64> = commands
         .iter()
         .filter_map(|c| match &c.command {
             Some(pb::datanode_command::Command::Invalidate(i)) => Some(i.blocks.iter().map(|b| b.block_id)),
@@ -513,12 +464,7 @@ async fn blocks_are_allocated_committed_and_located() {
     assert_eq!(deleted.len(), 2);
     assert!(deleted.contains(&blk1.block_id) && deleted.contains(&blk2.block_id));
     // A replica of a block that no longer exists is invalidated when reported.
-    dn.block_report(pb::BlockReportRequest {
-        datanode_uuid: "dn-1".into(),
-        blocks: vec![blk1],
-    })
-    .await
-    .unwrap();
+    dn.full_report(vec![blk1]).await.unwrap();
     assert_eq!(cl.namenode().state.blocks.node_block_count("dn-1"), 0);
 }
 

@@ -2,18 +2,25 @@
 //! hashed directory (`current/finalized/subdirA/subdirB/`): `blk_<id>` with
 //! the data and `blk_<id>_<gs>.meta` with a header and one CRC32C per chunk.
 //! Replicas being written live in `current/rbw/` until finalized by rename, so
-//! a crash never leaves a half-written replica that looks finished.
+//! a crash never leaves a half-written replica that looks finished. A
+//! replica whose writer went away (or that a restart found in `rbw/`) is
+//! kept "waiting for recovery" (HDFS's RWR) and reported with the length
+//! its checksums cover, until the namenode's lease recovery finalizes it at
+//! the length every surviving replica holds, or invalidates it.
+
+mod load;
+mod writer;
+
+pub use writer::{ReplicaReader, ReplicaWriter};
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
-use granary_common::checksum::CHECKSUM_SIZE;
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_proto as pb;
 
@@ -35,6 +42,8 @@ pub enum StorageError {
     NotFound { block: u64, gs: u64 },
     #[error("replica metadata {path} is invalid: {reason}")]
     BadMeta { path: PathBuf, reason: String },
+    #[error("replica of block {block} is damaged: {reason}")]
+    Damaged { block: u64, reason: String },
 }
 
 impl HasErrorCode for StorageError {
@@ -43,7 +52,7 @@ impl HasErrorCode for StorageError {
             Self::NoSpace { .. } | Self::AllVolumesFailed => ErrorCode::Unavailable,
             Self::ReplicaExists { .. } => ErrorCode::FileAlreadyExists,
             Self::NotFound { .. } => ErrorCode::FileNotFound,
-            Self::BadMeta { .. } => ErrorCode::Checksum,
+            Self::BadMeta { .. } | Self::Damaged { .. } => ErrorCode::Checksum,
             Self::Io { .. } => ErrorCode::Internal,
         }
     }
@@ -55,7 +64,7 @@ impl From<StorageError> for tonic::Status {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |source| StorageError::Io {
         path: path.to_path_buf(),
         source,
@@ -107,10 +116,23 @@ pub struct Replica {
 
 pub struct Storage {
     volumes: Vec<Volume>,
+    /// Finalized replicas.
     replicas: RwLock<HashMap<u64, Replica>>,
+    /// Finalized replicas whose files disagree, with why: never served.
+    damaged: RwLock<HashMap<u64, String>>,
+    /// Replicas in `rbw/` waiting for recovery (their files closed).
+    waiting: RwLock<HashMap<u64, Replica>>,
     next_volume: AtomicUsize,
     reserved: u64,
     sync_on_close: bool,
+}
+
+/// What a full block report says about this datanode's replicas.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub finalized: Vec<pb::ExtendedBlock>,
+    pub waiting: Vec<pb::ExtendedBlock>,
+    pub damaged: Vec<pb::CorruptReplica>,
 }
 
 fn data_name(id: u64) -> String {
@@ -119,6 +141,14 @@ fn data_name(id: u64) -> String {
 
 fn meta_name(id: u64, gs: u64) -> String {
     format!("blk_{id}_{gs}.meta")
+}
+
+fn extended(id: u64, r: &Replica) -> pb::ExtendedBlock {
+    pb::ExtendedBlock {
+        block_id: id,
+        generation_stamp: r.gs,
+        num_bytes: r.len,
+    }
 }
 
 fn meta_header(bpc: u32) -> [u8; META_HEADER_LEN as usize] {
@@ -130,7 +160,8 @@ fn meta_header(bpc: u32) -> [u8; META_HEADER_LEN as usize] {
 }
 
 impl Storage {
-    /// Opens the volumes, drops half-written replicas, and indexes finalized ones.
+    /// Opens the volumes and indexes finalized replicas and the replicas
+    /// writers left in `rbw/` (kept for recovery, never dropped here).
     pub fn open(
         dirs: &[(PathBuf, String)],
         reserved: u64,
@@ -138,6 +169,8 @@ impl Storage {
     ) -> Result<Self, StorageError> {
         let mut volumes = Vec::new();
         let mut replicas = HashMap::new();
+        let mut damaged = HashMap::new();
+        let mut waiting = HashMap::new();
         for (i, (root, storage_id)) in dirs.iter().enumerate() {
             let v = Volume {
                 root: root.clone(),
@@ -145,31 +178,35 @@ impl Storage {
                 failed: AtomicBool::new(false),
             };
             let rbw = v.rbw_dir();
-            if rbw.exists() {
-                let mut dropped = 0;
-                for e in std::fs::read_dir(&rbw).map_err(io(&rbw))? {
-                    let p = e.map_err(io(&rbw))?.path();
-                    std::fs::remove_file(&p).map_err(io(&p))?;
-                    dropped += 1;
-                }
-                if dropped > 0 {
-                    tracing::warn!(dir = %rbw.display(), files = dropped, "discarded replicas left half-written by a crash");
-                }
-            }
             std::fs::create_dir_all(&rbw).map_err(io(&rbw))?;
+            load::scan_rbw(&rbw, i, &mut waiting)?;
             let fin = root.join("current/finalized");
             std::fs::create_dir_all(&fin).map_err(io(&fin))?;
-            scan(&fin, i, &mut replicas)?;
+            load::scan_finalized(&fin, i, &mut replicas, &mut damaged)?;
             volumes.push(v);
         }
+        // A finalized replica supersedes a half-written one of the same block.
+        waiting.retain(|id, w: &mut Replica| match replicas.get(id) {
+            Some(f) if f.gs >= w.gs => {
+                let v = &volumes[w.volume];
+                let _ = std::fs::remove_file(v.rbw_dir().join(data_name(*id)));
+                let _ = std::fs::remove_file(v.rbw_dir().join(meta_name(*id, w.gs)));
+                false
+            }
+            _ => true,
+        });
         tracing::info!(
             replicas = replicas.len(),
+            waiting = waiting.len(),
+            damaged = damaged.len(),
             volumes = volumes.len(),
             "replica map rebuilt from disk"
         );
         Ok(Self {
             volumes,
             replicas: RwLock::new(replicas),
+            damaged: RwLock::new(damaged),
+            waiting: RwLock::new(waiting),
             next_volume: AtomicUsize::new(0),
             reserved,
             sync_on_close,
@@ -188,17 +225,54 @@ impl Storage {
         self.replicas.read().len()
     }
 
-    /// Every finalized replica, for a full block report.
-    pub fn block_report(&self) -> Vec<pb::ExtendedBlock> {
+    /// Every finalized replica (the block scanner's list).
+    pub fn finalized(&self) -> Vec<pb::ExtendedBlock> {
         self.replicas
             .read()
             .iter()
-            .map(|(id, r)| pb::ExtendedBlock {
-                block_id: *id,
-                generation_stamp: r.gs,
-                num_bytes: r.len,
-            })
+            .map(|(id, r)| extended(*id, r))
             .collect()
+    }
+
+    /// Every replica, for a full block report: finalized, waiting for
+    /// recovery, and damaged (reported apart, as corrupt).
+    pub fn block_report(&self) -> Report {
+        let damaged = self.damaged.read();
+        let mut report = Report::default();
+        for (id, r) in self.replicas.read().iter() {
+            match damaged.get(id) {
+                Some(why) => report.damaged.push(pb::CorruptReplica {
+                    block: Some(extended(*id, r)),
+                    reason: why.clone(),
+                }),
+                None => report.finalized.push(extended(*id, r)),
+            }
+        }
+        report.waiting = self
+            .waiting
+            .read()
+            .iter()
+            .map(|(id, r)| extended(*id, r))
+            .collect();
+        report
+    }
+
+    /// A replica waiting for recovery, if this datanode holds one of `id`.
+    pub fn waiting(&self, id: u64) -> Option<Replica> {
+        self.waiting.read().get(&id).copied()
+    }
+
+    /// Why a finalized replica is not served, if it is damaged.
+    pub fn damage(&self, id: u64) -> Option<String> {
+        self.damaged.read().get(&id).cloned()
+    }
+
+    /// Marks a finalized replica damaged (the block scanner found it bad):
+    /// it is no longer served, and is deleted only when the namenode says so.
+    pub fn mark_damaged(&self, id: u64, why: String) {
+        if self.replicas.read().contains_key(&id) {
+            self.damaged.write().insert(id, why);
+        }
     }
 
     pub fn storage_reports(&self) -> Vec<pb::StorageReport> {
@@ -236,6 +310,16 @@ impl Storage {
                 gs: r.gs,
             });
         }
+        if let Some(w) = self.waiting(block.block_id) {
+            if w.gs >= block.generation_stamp {
+                return Err(StorageError::ReplicaExists {
+                    block: block.block_id,
+                    gs: w.gs,
+                });
+            }
+            // An older generation's half-written replica is superseded.
+            self.remove_waiting(block.block_id, w.gs);
+        }
         let n = self.volumes.len();
         let start = self.next_volume.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
@@ -253,9 +337,18 @@ impl Storage {
             let meta_path = v
                 .rbw_dir()
                 .join(meta_name(block.block_id, block.generation_stamp));
+            // Readable too: lease recovery reads a cut chunk back to checksum it.
+            let create = |p: &Path| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)
+            };
             let open = || -> std::io::Result<(File, File)> {
-                let data = File::create(&data_path)?;
-                let mut meta = File::create(&meta_path)?;
+                let data = create(&data_path)?;
+                let mut meta = create(&meta_path)?;
                 meta.write_all(&meta_header(bpc))?;
                 Ok((data, meta))
             };
@@ -303,17 +396,53 @@ impl Storage {
         let v = &self.volumes[r.volume];
         let dir = v.finalized_dir(id);
         let (data_src, meta_src) = (dir.join(data_name(id)), dir.join(meta_name(id, r.gs)));
-        let mut h = [0u8; META_HEADER_LEN as usize];
-        File::open(&meta_src)
-            .and_then(|m| m.read_exact_at(&mut h, 0))
-            .map_err(io(&meta_src))?;
-        let bpc = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
         let data_path = v.rbw_dir().join(data_name(id));
         let meta_path = v.rbw_dir().join(meta_name(id, r.gs));
         self.replicas.write().remove(&id);
+        self.damaged.write().remove(&id);
         std::fs::rename(&data_src, &data_path).map_err(io(&data_path))?;
         std::fs::rename(&meta_src, &meta_path).map_err(io(&meta_path))?;
-        let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).map_err(io(p));
+        self.open_writer(id, r, data_path, meta_path)
+    }
+
+    /// Takes a replica waiting for recovery of generation `gs` back as a
+    /// writer (to continue it, or to finalize it where lease recovery says).
+    pub fn reopen_waiting(&self, id: u64, gs: u64) -> Result<ReplicaWriter, StorageError> {
+        let r = {
+            let mut w = self.waiting.write();
+            match w.get(&id) {
+                Some(r) if r.gs == gs => {
+                    let r = *r;
+                    w.remove(&id);
+                    r
+                }
+                _ => return Err(StorageError::NotFound { block: id, gs }),
+            }
+        };
+        let v = &self.volumes[r.volume];
+        let data_path = v.rbw_dir().join(data_name(id));
+        let meta_path = v.rbw_dir().join(meta_name(id, r.gs));
+        self.open_writer(id, r, data_path, meta_path).inspect_err(|_| {
+            // Still on disk: keep it known.
+            self.waiting.write().insert(id, r);
+        })
+    }
+
+    fn open_writer(
+        &self,
+        id: u64,
+        r: Replica,
+        data_path: PathBuf,
+        meta_path: PathBuf,
+    ) -> Result<ReplicaWriter, StorageError> {
+        let bpc = load::read_header(&meta_path)?;
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(io(p))
+        };
         let mut data = open(&data_path)?;
         let mut meta = open(&meta_path)?;
         use std::io::{Seek, SeekFrom};
@@ -330,6 +459,38 @@ impl Storage {
             written: r.len,
             bpc,
         })
+    }
+
+    /// Sets a half-written replica aside until the namenode recovers it:
+    /// its files stay in `rbw/`, it is reported as waiting for recovery.
+    pub fn park(&self, mut w: ReplicaWriter) {
+        let _ = w.data.flush();
+        let _ = w.meta.flush();
+        let r = Replica {
+            gs: w.gs,
+            len: w.written,
+            volume: w.volume,
+        };
+        self.waiting.write().insert(w.block_id, r);
+    }
+
+    /// Removes a waiting replica's files if it is of generation `gs`.
+    fn remove_waiting(&self, id: u64, gs: u64) -> bool {
+        let r = {
+            let mut w = self.waiting.write();
+            match w.get(&id) {
+                Some(r) if r.gs == gs => {
+                    let r = *r;
+                    w.remove(&id);
+                    r
+                }
+                _ => return false,
+            }
+        };
+        let v = &self.volumes[r.volume];
+        let _ = std::fs::remove_file(v.rbw_dir().join(data_name(id)));
+        let _ = std::fs::remove_file(v.rbw_dir().join(meta_name(id, gs)));
+        true
     }
 
     /// Moves a complete replica into `finalized/` and makes it readable.
@@ -365,6 +526,7 @@ impl Storage {
             w.abort();
             return Err(e);
         }
+        self.damaged.write().remove(&w.block_id);
         self.replicas.write().insert(
             w.block_id,
             Replica {
@@ -380,20 +542,59 @@ impl Storage {
         })
     }
 
-    /// Deletes a replica if it is the named generation or older; true if removed.
-    pub fn delete(&self, block: &pb::ExtendedBlock) -> Result<bool, StorageError> {
-        let Some(r) = self.get(block.block_id) else {
-            return Ok(false);
+    /// Lease recovery's outcome for a replica this node holds at generation
+    /// `block.generation_stamp` (waiting for recovery, or one a broken
+    /// pipeline handed over as `writer`): cut to `len`, restamped `new_gs`,
+    /// finalized, and fsynced.
+    pub fn commit(
+        &self,
+        writer: Option<ReplicaWriter>,
+        block: &pb::ExtendedBlock,
+        new_gs: u64,
+        len: u64,
+    ) -> Result<pb::ExtendedBlock, StorageError> {
+        let mut w = match writer {
+            Some(w) => w,
+            None => self.reopen_waiting(block.block_id, block.generation_stamp)?,
         };
-        if r.gs > block.generation_stamp {
-            return Ok(false);
+        if w.written < len {
+            let have = w.written;
+            self.park(w);
+            return Err(StorageError::Damaged {
+                block: block.block_id,
+                reason: format!("recovery wants {len} bytes but the replica holds {have}"),
+            });
         }
-        self.replicas.write().remove(&block.block_id);
-        let dir = self.volumes[r.volume].finalized_dir(block.block_id);
-        for p in [
-            dir.join(data_name(block.block_id)),
-            dir.join(meta_name(block.block_id, r.gs)),
-        ] {
+        let res = w.truncate_to(len).and_then(|()| w.restamp(new_gs));
+        if let Err(e) = res {
+            self.park(w);
+            return Err(e);
+        }
+        self.finalize(w, true)
+    }
+
+    /// Deletes a replica of exactly the named generation (finalized, damaged
+    /// or waiting for recovery); true if removed. A replica of another
+    /// generation is never touched: the namenode names what it saw.
+    pub fn delete(&self, block: &pb::ExtendedBlock) -> Result<bool, StorageError> {
+        let (id, gs) = (block.block_id, block.generation_stamp);
+        if self.remove_waiting(id, gs) {
+            return Ok(true);
+        }
+        let r = {
+            let mut m = self.replicas.write();
+            match m.get(&id) {
+                Some(r) if r.gs == gs => {
+                    let r = *r;
+                    m.remove(&id);
+                    r
+                }
+                _ => return Ok(false),
+            }
+        };
+        self.damaged.write().remove(&id);
+        let dir = self.volumes[r.volume].finalized_dir(id);
+        for p in [dir.join(data_name(id)), dir.join(meta_name(id, r.gs))] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -405,6 +606,7 @@ impl Storage {
 
     /// Forgets a replica whose files vanished; true if it was known.
     pub fn forget(&self, id: u64) -> bool {
+        self.damaged.write().remove(&id);
         self.replicas.write().remove(&id).is_some()
     }
 
@@ -415,26 +617,28 @@ impl Storage {
         Some((dir.join(data_name(id)), dir.join(meta_name(id, r.gs))))
     }
 
+    /// The files of a replica waiting for recovery, for tests.
+    pub fn waiting_paths(&self, id: u64) -> Option<(PathBuf, PathBuf)> {
+        let r = self.waiting(id)?;
+        let dir = self.volumes[r.volume].rbw_dir();
+        Some((dir.join(data_name(id)), dir.join(meta_name(id, r.gs))))
+    }
+
     /// Opens a finalized replica of generation `gs` (or newer) for reading.
     pub fn open_read(&self, id: u64, gs: u64) -> Result<ReplicaReader, StorageError> {
         let r = self
             .get(id)
             .filter(|r| r.gs >= gs)
             .ok_or(StorageError::NotFound { block: id, gs })?;
+        if let Some(reason) = self.damage(id) {
+            return Err(StorageError::Damaged { block: id, reason });
+        }
         let (data_path, meta_path) = self
             .replica_paths(id)
             .ok_or(StorageError::NotFound { block: id, gs })?;
         let data = File::open(&data_path).map_err(io(&data_path))?;
         let meta = File::open(&meta_path).map_err(io(&meta_path))?;
-        let mut h = [0u8; META_HEADER_LEN as usize];
-        meta.read_exact_at(&mut h, 0).map_err(io(&meta_path))?;
-        let bpc = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
-        if u16::from_be_bytes([h[0], h[1]]) != META_VERSION || h[2] != CHECKSUM_TYPE_CRC32C || bpc == 0 {
-            return Err(StorageError::BadMeta {
-                path: meta_path,
-                reason: "unknown header".into(),
-            });
-        }
+        let bpc = load::read_header(&meta_path)?;
         Ok(ReplicaReader {
             data,
             meta,
@@ -442,172 +646,6 @@ impl Storage {
             bpc,
             data_path,
         })
-    }
-}
-
-/// Indexes `blk_<id>` + `blk_<id>_<gs>.meta` pairs below `dir`.
-fn scan(dir: &Path, volume: usize, out: &mut HashMap<u64, Replica>) -> Result<(), StorageError> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let mut metas: HashMap<u64, u64> = HashMap::new();
-        let mut datas: HashMap<u64, u64> = HashMap::new();
-        for e in std::fs::read_dir(&d).map_err(io(&d))? {
-            let e = e.map_err(io(&d))?;
-            let p = e.path();
-            let ft = e.file_type().map_err(io(&p))?;
-            if ft.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("blk_") else {
-                continue;
-            };
-            if let Some(stem) = rest.strip_suffix(".meta") {
-                if let Some((id, gs)) = stem.split_once('_')
-                    && let (Ok(id), Ok(gs)) = (id.parse(), gs.parse())
-                {
-                    metas.insert(id, gs);
-                }
-            } else if let Ok(id) = rest.parse::<u64>() {
-                datas.insert(id, e.metadata().map_err(io(&p))?.len());
-            }
-        }
-        for (id, len) in datas {
-            match metas.get(&id) {
-                Some(gs) => {
-                    out.insert(id, Replica { gs: *gs, len, volume });
-                }
-                None => {
-                    tracing::warn!(block_id = id, dir = %d.display(), "replica without checksum file ignored")
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A replica being written, in `rbw/`.
-pub struct ReplicaWriter {
-    pub block_id: u64,
-    pub gs: u64,
-    volume: usize,
-    data: File,
-    meta: File,
-    data_path: PathBuf,
-    meta_path: PathBuf,
-    written: u64,
-    bpc: u32,
-}
-
-impl ReplicaWriter {
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    pub fn bytes_per_checksum(&self) -> u32 {
-        self.bpc
-    }
-
-    /// Appends one packet's data and checksums (blocking I/O).
-    pub fn write(&mut self, data: &[u8], sums: &[u8]) -> Result<(), StorageError> {
-        self.data.write_all(data).map_err(io(&self.data_path))?;
-        self.meta.write_all(sums).map_err(io(&self.meta_path))?;
-        self.written += data.len() as u64;
-        Ok(())
-    }
-
-    /// Takes over this half-written replica for pipeline recovery: cut back to
-    /// `len` bytes (what every surviving node acknowledged) under a new
-    /// generation stamp.
-    pub fn recover_to(&mut self, gs: u64, len: u64) -> Result<(), StorageError> {
-        use std::io::{Seek, SeekFrom};
-        if len > self.written {
-            return Err(StorageError::BadMeta {
-                path: self.data_path.clone(),
-                reason: format!("recovery length {len} is beyond the {} bytes held", self.written),
-            });
-        }
-        let bpc = u64::from(self.bpc);
-        let meta_len = META_HEADER_LEN + len.div_ceil(bpc) * CHECKSUM_SIZE as u64;
-        self.data.set_len(len).map_err(io(&self.data_path))?;
-        self.data
-            .seek(SeekFrom::Start(len))
-            .map_err(io(&self.data_path))?;
-        self.meta.set_len(meta_len).map_err(io(&self.meta_path))?;
-        self.meta
-            .seek(SeekFrom::Start(meta_len))
-            .map_err(io(&self.meta_path))?;
-        let new_meta = self.meta_path.with_file_name(meta_name(self.block_id, gs));
-        std::fs::rename(&self.meta_path, &new_meta).map_err(io(&new_meta))?;
-        self.meta_path = new_meta;
-        self.gs = gs;
-        self.written = len;
-        Ok(())
-    }
-
-    /// Cuts the replica back to `offset`, the start of its last partial
-    /// chunk, so that chunk can be rewritten with more data.
-    pub fn rewind_to(&mut self, offset: u64) -> Result<(), StorageError> {
-        use std::io::{Seek, SeekFrom};
-        let bpc = u64::from(self.bpc);
-        if offset > self.written || !offset.is_multiple_of(bpc) {
-            return Err(StorageError::BadMeta {
-                path: self.data_path.clone(),
-                reason: format!("cannot rewind to {offset}"),
-            });
-        }
-        let meta_len = META_HEADER_LEN + offset / bpc * CHECKSUM_SIZE as u64;
-        self.data.set_len(offset).map_err(io(&self.data_path))?;
-        self.data
-            .seek(SeekFrom::Start(offset))
-            .map_err(io(&self.data_path))?;
-        self.meta.set_len(meta_len).map_err(io(&self.meta_path))?;
-        self.meta
-            .seek(SeekFrom::Start(meta_len))
-            .map_err(io(&self.meta_path))?;
-        self.written = offset;
-        Ok(())
-    }
-
-    /// hsync: data and checksums on disk before the ack.
-    pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.data.sync_data().map_err(io(&self.data_path))?;
-        self.meta.sync_data().map_err(io(&self.meta_path))
-    }
-
-    /// Drops the half-written replica.
-    pub fn abort(self) {
-        let _ = std::fs::remove_file(&self.data_path);
-        let _ = std::fs::remove_file(&self.meta_path);
-    }
-}
-
-/// A finalized replica open for reading.
-pub struct ReplicaReader {
-    data: File,
-    meta: File,
-    pub len: u64,
-    pub bpc: u32,
-    data_path: PathBuf,
-}
-
-impl ReplicaReader {
-    /// Up to `max` bytes from chunk-aligned `offset`, with their checksums (blocking I/O).
-    pub fn read(&self, offset: u64, max: usize) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
-        let n = (self.len.saturating_sub(offset) as usize).min(max);
-        let mut data = vec![0u8; n];
-        self.data
-            .read_exact_at(&mut data, offset)
-            .map_err(io(&self.data_path))?;
-        let bpc = u64::from(self.bpc);
-        let first = offset / bpc;
-        let count = granary_common::checksum::chunks(n, self.bpc as usize);
-        let mut sums = vec![0u8; count * CHECKSUM_SIZE];
-        self.meta
-            .read_exact_at(&mut sums, META_HEADER_LEN + first * CHECKSUM_SIZE as u64)
-            .map_err(io(&self.data_path))?;
-        Ok((data, sums))
     }
 }
 
@@ -639,7 +677,7 @@ mod tests {
     }
 
     #[test]
-    fn replicas_survive_a_restart_and_half_written_ones_do_not() {
+    fn replicas_survive_a_restart_and_half_written_ones_wait_for_recovery() {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = vec![tmp.path().join("d1"), tmp.path().join("d2")];
         let s = open(&dirs);
@@ -654,10 +692,25 @@ mod tests {
         let mut half = s.create_rbw(&blk(3, 10), 512, 0).unwrap();
         half.write(&data, &granary_common::checksum::compute(&data, 512))
             .unwrap();
+        half.sync().unwrap();
         drop(s);
         let s = open(&dirs);
         assert_eq!(s.get(1).map(|r| (r.gs, r.len)), Some((10, 1500)));
-        assert!(s.get(3).is_none(), "a replica never finalized must not come back");
+        assert!(s.get(3).is_none(), "a replica never finalized is not readable");
+        assert_eq!(
+            s.waiting(3).map(|r| (r.gs, r.len)),
+            Some((10, 1500)),
+            "a half-written replica is kept, whole"
+        );
+        let report = s.block_report();
+        assert_eq!(report.finalized.len(), 2);
+        assert_eq!(
+            report.waiting,
+            vec![pb::ExtendedBlock {
+                num_bytes: 1500,
+                ..blk(3, 10)
+            }]
+        );
         let r = s.open_read(1, 10).unwrap();
         let (d, sums) = r.read(512, 4096).unwrap();
         assert_eq!(d.len(), 988);
@@ -665,6 +718,108 @@ mod tests {
         assert!(s.delete(&blk(2, 10)).unwrap());
         assert!(s.get(2).is_none());
         assert!(matches!(s.open_read(2, 10), Err(StorageError::NotFound { .. })));
+    }
+
+    #[test]
+    fn deletes_name_the_exact_generation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = open(&[tmp.path().join("d")]);
+        write(&s, 1, 10, b"data").unwrap();
+        // A request naming a later (or earlier) generation deletes nothing.
+        assert!(!s.delete(&blk(1, u64::MAX)).unwrap());
+        assert!(!s.delete(&blk(1, 9)).unwrap());
+        assert!(s.get(1).is_some());
+        assert!(s.delete(&blk(1, 10)).unwrap());
+        let mut w = s.create_rbw(&blk(2, 5), 512, 0).unwrap();
+        w.write(b"ab", &granary_common::checksum::compute(b"ab", 512))
+            .unwrap();
+        s.park(w);
+        assert!(!s.delete(&blk(2, 6)).unwrap());
+        assert!(s.waiting(2).is_some());
+        assert!(s.delete(&blk(2, 5)).unwrap());
+        assert!(s.waiting(2).is_none());
+    }
+
+    #[test]
+    fn a_half_written_replica_keeps_the_bytes_its_checksums_cover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = vec![tmp.path().join("d")];
+        let s = open(&dirs);
+        let data: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+        let mut w = s.create_rbw(&blk(4, 3), 512, 0).unwrap();
+        // 1100 bytes with their checksums (the last chunk partial), as an hflush leaves them...
+        w.write(
+            &data[..1100],
+            &granary_common::checksum::compute(&data[..1100], 512),
+        )
+        .unwrap();
+        // ...then data whose checksums never reached the disk (a crash between the two writes).
+        w.data.write_all(&data[1100..2000]).unwrap();
+        let (dp, mp) = (w.data_path.clone(), w.meta_path.clone());
+        drop(w);
+        drop(s);
+        let s = open(&dirs);
+        assert_eq!(s.waiting(4).map(|r| r.len), Some(1100));
+        assert_eq!(std::fs::metadata(&dp).unwrap().len(), 1100);
+        assert_eq!(std::fs::metadata(&mp).unwrap().len(), META_HEADER_LEN + 3 * 4);
+        // Recovery finalizes it at a shorter length, with a right checksum for the cut chunk.
+        let fin = s.commit(None, &blk(4, 3), 7, 700).unwrap();
+        assert_eq!((fin.generation_stamp, fin.num_bytes), (7, 700));
+        let r = s.open_read(4, 7).unwrap();
+        let (d, sums) = r.read(0, 4096).unwrap();
+        assert_eq!(d, &data[..700]);
+        granary_common::checksum::verify(&d, &sums, 512, 0).unwrap();
+        assert!(s.waiting(4).is_none());
+        // A writer handed over straight from a broken pipeline (never reopened).
+        let mut w = s.create_rbw(&blk(9, 3), 512, 0).unwrap();
+        w.write(
+            &data[..1000],
+            &granary_common::checksum::compute(&data[..1000], 512),
+        )
+        .unwrap();
+        let fin = s.commit(Some(w), &blk(9, 3), 4, 600).unwrap();
+        assert_eq!(fin.num_bytes, 600);
+        let (d, sums) = s.open_read(9, 4).unwrap().read(0, 4096).unwrap();
+        granary_common::checksum::verify(&d, &sums, 512, 0).unwrap();
+        // Asking for more than a replica holds fails and keeps it.
+        let mut w = s.create_rbw(&blk(5, 3), 512, 0).unwrap();
+        w.write(b"abc", &granary_common::checksum::compute(b"abc", 512))
+            .unwrap();
+        s.park(w);
+        assert!(matches!(
+            s.commit(None, &blk(5, 3), 8, 10),
+            Err(StorageError::Damaged { .. })
+        ));
+        assert_eq!(s.waiting(5).map(|r| r.len), Some(3));
+    }
+
+    #[test]
+    fn a_truncated_finalized_replica_is_damaged_not_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = vec![tmp.path().join("d")];
+        let s = open(&dirs);
+        write(&s, 6, 1, &vec![1u8; 5000]).unwrap();
+        let (data_path, _) = s.replica_paths(6).unwrap();
+        drop(s);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .unwrap()
+            .set_len(1024)
+            .unwrap();
+        let s = open(&dirs);
+        assert!(s.damage(6).is_some());
+        assert!(matches!(s.open_read(6, 1), Err(StorageError::Damaged { .. })));
+        let report = s.block_report();
+        assert!(report.finalized.is_empty());
+        assert_eq!(report.damaged.len(), 1);
+        assert!(
+            report.damaged[0].reason.contains("1024 bytes"),
+            "{}",
+            report.damaged[0].reason
+        );
+        // Still on disk until the namenode says otherwise.
+        assert!(data_path.exists());
     }
 
     #[test]

@@ -130,6 +130,23 @@ impl Namespace {
         })
     }
 
+    /// Binds datanode `uuid` to its node key (by fingerprint) at its first
+    /// registration; true when `fingerprint` is the key it is bound to (or
+    /// now is), false when another key holds the uuid.
+    pub fn bind_datanode(&self, uuid: &str, fingerprint: &[u8]) -> Result<bool> {
+        let key = [META_DATANODE_KEY, uuid.as_bytes()].concat();
+        self.mutate_marked(|batch| {
+            let cf = self.cf(CF_META)?;
+            match self.db.get_pinned_cf(cf, &key)? {
+                Some(bound) => Ok((bound.as_ref() == fingerprint, false)),
+                None => {
+                    batch.put_cf(cf, &key, fingerprint);
+                    Ok((true, false))
+                }
+            }
+        })
+    }
+
     pub fn set_times(
         &self,
         caller: &Caller,

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{AllocatedBlock, Namespace};
+use rocksdb::WriteBatch;
+
+use super::{AllocatedBlock, LastBlockFate, Namespace, Recovered};
 use crate::error::{NnError, Result};
 use crate::inode::*;
 use crate::permission::{Access, Caller};
@@ -158,8 +160,27 @@ impl Namespace {
         self.leased_file(path, file_id, client)
     }
 
-    /// Sets the writer's reported length on the file's last block.
-    fn commit_last(path: &str, file: &mut Inode, last: Option<&pb::ExtendedBlock>) -> Result<()> {
+    /// Sets the writer's reported length on the file's last block, and
+    /// records it with the block (block reports are checked against it).
+    fn commit_last(
+        &self,
+        batch: &mut WriteBatch,
+        path: &str,
+        file: &mut Inode,
+        last: Option<&pb::ExtendedBlock>,
+    ) -> Result<()> {
+        Self::commit_last_in(path, file, last)?;
+        if let Some(b) = file.blocks.last().filter(|b| b.committed) {
+            batch.put_cf(
+                self.cf(CF_BLOCKS)?,
+                id_key(b.id),
+                block_value(file.id, b.generation_stamp, Some(b.num_bytes)),
+            );
+        }
+        Ok(())
+    }
+
+    fn commit_last_in(path: &str, file: &mut Inode, last: Option<&pb::ExtendedBlock>) -> Result<()> {
         match (file.blocks.last_mut(), last) {
             (None, None) => Ok(()),
             (Some(b), Some(l)) if b.id == l.block_id => {
@@ -214,7 +235,7 @@ impl Namespace {
                     offset,
                 });
             }
-            Self::commit_last(path, &mut file, previous)?;
+            self.commit_last(batch, path, &mut file, previous)?;
             let offset = file.length();
             let (id, gs) = self.alloc_block(batch)?;
             let block = BlockRecord {
@@ -224,7 +245,7 @@ impl Namespace {
                 committed: false,
             };
             file.blocks.push(block.clone());
-            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(id), block_value(file.id, gs));
+            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(id), block_value(file.id, gs, None));
             self.put_inode(batch, &file)?;
             Ok(AllocatedBlock { block, offset })
         })
@@ -261,10 +282,13 @@ impl Namespace {
             let mut file = match self.leased_file(path, file_id, client) {
                 Ok(f) => f,
                 Err(NnError::NoLease { .. }) => {
-                    // A retry after a success: closed, same file, same last block.
+                    // A retry after a success: closed, same file, same last
+                    // block at the same length (not a file lease recovery
+                    // closed at another length under its old writer).
                     let r = self.resolve(path)?;
                     let f = r.existing()?;
-                    let same_last = f.blocks.last().map(|b| b.id) == last.map(|l| l.block_id);
+                    let same_last = f.blocks.last().map(|b| (b.id, b.num_bytes))
+                        == last.map(|l| (l.block_id, l.num_bytes));
                     if f.under_construction.is_none() && f.id == file_id && same_last {
                         return Ok(true);
                     }
@@ -272,7 +296,7 @@ impl Namespace {
                 }
                 Err(e) => return Err(e),
             };
-            Self::commit_last(path, &mut file, last)?;
+            self.commit_last(batch, path, &mut file, last)?;
             if file.blocks.iter().any(|b| !b.committed) {
                 return Err(NnError::InvalidArgument(format!(
                     "{path}: a block before the last was never committed"
@@ -305,7 +329,11 @@ impl Namespace {
             let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
             batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
             last.generation_stamp = gs;
-            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(block_id), block_value(file.id, gs));
+            batch.put_cf(
+                self.cf(CF_BLOCKS)?,
+                id_key(block_id),
+                block_value(file.id, gs, None),
+            );
             self.put_inode(batch, &file)?;
             Ok(gs)
         })
@@ -341,15 +369,11 @@ impl Namespace {
         })
     }
 
-    /// Closes an open file whose writer is gone. The last block, if never
-    /// committed, keeps the length its finalized replicas report
-    /// (`replica_len`), or is dropped when none has one. Returns the former
-    /// holder and the dropped blocks, or None if the file was not open.
-    pub fn recover_file(
-        &self,
-        inode_id: u64,
-        replica_len: impl Fn(&BlockRecord) -> Option<u64>,
-    ) -> Result<Option<(String, Vec<BlockRecord>)>> {
+    /// Closes an open file whose writer is gone; `fate` says what becomes of
+    /// an uncommitted last block (lease recovery decides from what datanodes
+    /// hold). Committing under a new generation stamp makes replicas of the
+    /// old one stale. Returns None if the file was not open.
+    pub fn recover_file(&self, inode_id: u64, fate: Option<LastBlockFate>) -> Result<Option<Recovered>> {
         self.mutate(|batch| {
             let Some(mut file) = self.get_inode(inode_id)? else {
                 return Ok(None);
@@ -358,13 +382,37 @@ impl Namespace {
                 return Ok(None);
             };
             let mut dropped = Vec::new();
+            let mut committed = None;
+            let block_size = file.block_size;
+            let file_id = file.id;
             if let Some(last) = file.blocks.last_mut().filter(|b| !b.committed) {
-                match replica_len(last) {
-                    Some(len) if len <= file.block_size => {
-                        last.num_bytes = len;
+                match fate {
+                    Some(LastBlockFate::Commit { length, new_gs }) if length <= block_size => {
+                        if new_gs {
+                            let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
+                            batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
+                            last.generation_stamp = gs;
+                        }
+                        last.num_bytes = length;
                         last.committed = true;
+                        batch.put_cf(
+                            self.cf(CF_BLOCKS)?,
+                            id_key(last.id),
+                            block_value(file_id, last.generation_stamp, Some(length)),
+                        );
+                        committed = Some(last.clone());
                     }
-                    _ => {
+                    Some(LastBlockFate::Commit { length, .. }) => {
+                        return Err(NnError::Internal(format!(
+                            "lease recovery of inode {inode_id}: length {length} is over the block size {block_size}"
+                        )));
+                    }
+                    None => {
+                        return Err(NnError::Internal(format!(
+                            "lease recovery of inode {inode_id}: the last block's fate was not decided"
+                        )));
+                    }
+                    Some(LastBlockFate::Drop) => {
                         if let Some(b) = file.blocks.pop() {
                             batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(b.id));
                             dropped.push(b);
@@ -374,7 +422,11 @@ impl Namespace {
             }
             file.mtime = now_ms();
             self.put_inode(batch, &file)?;
-            Ok(Some((uc.client_name, dropped)))
+            Ok(Some(Recovered {
+                holder: uc.client_name,
+                dropped,
+                committed,
+            }))
         })
     }
 }

@@ -85,6 +85,27 @@ pub struct StartupScan {
     pub open_files: Vec<(u64, String)>,
 }
 
+/// What lease recovery does with a file's uncommitted last block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastBlockFate {
+    /// Commit it at `length`; under a new generation stamp when `new_gs`
+    /// (replicas being written were cut to that length).
+    Commit { length: u64, new_gs: bool },
+    /// No datanode holds any of it.
+    Drop,
+}
+
+/// A file lease recovery closed.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The client that held the lease.
+    pub holder: String,
+    /// Blocks dropped from the file.
+    pub dropped: Vec<BlockRecord>,
+    /// The last block as committed by the recovery.
+    pub committed: Option<BlockRecord>,
+}
+
 /// A newly allocated block and where it starts in its file.
 pub struct AllocatedBlock {
     pub block: BlockRecord,

@@ -177,8 +177,9 @@ impl Namespace {
         Ok(scan)
     }
 
-    /// The file a block belongs to and the block's current generation stamp.
-    pub fn block_owner(&self, block_id: u64) -> Result<Option<(u64, u64)>> {
+    /// The file a block belongs to, the block's current generation stamp
+    /// and, once committed, its length.
+    pub fn block_owner(&self, block_id: u64) -> Result<Option<BlockOwner>> {
         Ok(self
             .db
             .get_pinned_cf(self.cf(CF_BLOCKS)?, id_key(block_id))?
@@ -189,7 +190,7 @@ impl Namespace {
     /// report), answered in `ids` order. The ids are visited in key order
     /// with one iterator: neighbouring blocks (a datanode holds runs of
     /// consecutive ids) cost an iterator step instead of a point lookup.
-    pub fn block_owners(&self, ids: &[u64]) -> Result<Vec<Option<(u64, u64)>>> {
+    pub fn block_owners(&self, ids: &[u64]) -> Result<Vec<Option<BlockOwner>>> {
         // Steps taken before falling back to a seek; a seek costs about as
         // much as a point lookup, a step a small fraction of one.
         const MAX_STEPS: usize = 8;
@@ -229,8 +230,8 @@ impl Namespace {
     pub fn for_each_block(&self, mut f: impl FnMut(u64, u64, u64)) -> Result<()> {
         for item in self.db.iterator_cf(self.cf(CF_BLOCKS)?, IteratorMode::Start) {
             let (k, v) = item?;
-            if let (Some(id), Some((inode, gs))) = (decode_u64(&k), decode_block_value(&v)) {
-                f(id, inode, gs);
+            if let (Some(id), Some(o)) = (decode_u64(&k), decode_block_value(&v)) {
+                f(id, o.inode, o.gs);
             }
         }
         Ok(())

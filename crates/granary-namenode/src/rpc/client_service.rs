@@ -124,12 +124,18 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let located = mutating(&self.state, move || {
             let file = st.ns.file_for_writer(&r.path, r.file_id, &r.client_name)?;
+            st.check_not_recovering(&r.path, file.id)?;
             let targets =
                 st.choose_targets(file.replication, file.block_size, &r.excluded_nodes, writer_host)?;
             let alloc = st
                 .ns
                 .add_block(&r.path, r.file_id, &r.client_name, r.previous.as_ref())?;
             let block = alloc.block.to_extended();
+            let uuids: Vec<String> = targets
+                .iter()
+                .filter_map(|t| t.id.as_ref().map(|i| i.uuid.clone()))
+                .collect();
+            st.blocks.set_expected(block.block_id, &uuids);
             let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
             Ok(pb::LocatedBlock {
                 block: Some(block),
@@ -157,8 +163,11 @@ impl ClientProtocol for ClientService {
             )
         })?;
         mutating(&self.state, move || {
+            st.check_not_recovering(&r.path, r.file_id)?;
             st.ns
-                .abandon_block(&r.path, r.file_id, &r.client_name, block.block_id)
+                .abandon_block(&r.path, r.file_id, &r.client_name, block.block_id)?;
+            st.blocks.written(block.block_id);
+            Ok(())
         })
         .await?;
         Ok(Response::new(pb::AbandonBlockResponse {}))
@@ -172,6 +181,7 @@ impl ClientProtocol for ClientService {
         let st = self.state.clone();
         let r = req.into_inner();
         let completed = mutating(&self.state, move || {
+            st.check_not_recovering(&r.path, r.file_id)?;
             let min = st.config.min_replication as usize;
             let blocks = std::cell::RefCell::new(Vec::new());
             let done = st
@@ -182,7 +192,11 @@ impl ClientProtocol for ClientService {
                 })?;
             // A file closed with fewer replicas than it wants gets them now.
             if done {
-                st.redundancy.check(blocks.into_inner());
+                let blocks = blocks.into_inner();
+                for id in &blocks {
+                    st.blocks.written(*id);
+                }
+                st.redundancy.check(blocks);
                 st.leases.remove(&r.client_name, r.file_id);
             }
             Ok(done)
@@ -403,6 +417,7 @@ impl ClientProtocol for ClientService {
             )
         })?;
         let resp = mutating(&self.state, move || {
+            st.check_not_recovering(&r.path, r.file_id)?;
             let old = block;
             let gs = st.ns.bump_generation(&r.path, r.file_id, &r.client_name, block.block_id)?;
             block.generation_stamp = gs;
@@ -431,8 +446,7 @@ impl ClientProtocol for ClientService {
                 return Err(crate::error::NnError::IsDirectory(r.path.clone()));
             }
             caller.check(&file, crate::permission::Access::Write, &r.path)?;
-            st.recover_file(file.id)?;
-            Ok(true)
+            Ok(st.recover_file(file.id)? == crate::state::Recovery::Closed)
         })
         .await?;
         Ok(Response::new(pb::RecoverLeaseResponse { closed }))
@@ -442,14 +456,54 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::ReportBadBlocksRequest>,
     ) -> Result<Response<pb::ReportBadBlocksResponse>, Status> {
-        for r in req.into_inner().replicas {
-            if let Some(b) = r.block {
-                tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica");
-                self.state.redundancy.note_corrupt();
-                self.state.blocks.remove_replica(&r.datanode_uuid, b.block_id);
-                self.state.blocks.invalidate(&r.datanode_uuid, b);
-                self.state.redundancy.check([b.block_id]);
+        // A reader's word is not enough to touch a replica: it must hold a
+        // read token for that block at that generation, and then the
+        // replica's own datanode re-verifies it (Verify) and reports it
+        // corrupt only if it is. A replica is deleted only once enough good
+        // ones exist (the redundancy monitor), never the last one.
+        let st = &self.state;
+        let replicas = req.into_inner().replicas;
+        if replicas.len() > 1000 {
+            return Err(granary_common::error::status(
+                granary_common::ErrorCode::InvalidArgument,
+                format!(
+                    "reportBadBlocks names {} replicas; at most 1000 per call",
+                    replicas.len()
+                ),
+            ));
+        }
+        for r in replicas {
+            let Some(b) = r.block else { continue };
+            match st.block_keys.verify(
+                &r.access_token,
+                b.block_id,
+                granary_common::block_token::BlockAccess::Read,
+            ) {
+                Ok(gs) if gs == b.generation_stamp => {}
+                Ok(gs) => {
+                    return Err(granary_common::error::status(
+                        granary_common::ErrorCode::AccessControl,
+                        format!(
+                            "reportBadBlocks: the token is for generation {gs} of block {}, not {}",
+                            b.block_id, b.generation_stamp
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(granary_common::error::status(
+                        granary_common::ErrorCode::AccessControl,
+                        format!("reportBadBlocks: block {}: {e}", b.block_id),
+                    ));
+                }
             }
+            if !st.blocks.locations(b.block_id).contains(&r.datanode_uuid) {
+                continue;
+            }
+            tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica; asking its datanode to verify it");
+            st.recovery.send(
+                &r.datanode_uuid,
+                pb::datanode_command::Command::Verify(pb::VerifyCommand { blocks: vec![b] }),
+            );
         }
         Ok(Response::new(pb::ReportBadBlocksResponse {}))
     }

@@ -1,0 +1,384 @@
+//! Limits on the connections a daemon accepts, for its gRPC and HTTP
+//! listeners: at most `max_connections` at once (more are closed at once),
+//! a connection must send its first bytes within `handshake_timeout`, and
+//! one with no bytes either way for `idle_timeout` is closed. Granary's own
+//! clients ping every few seconds, so only dead or hostile peers go quiet.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Connection limits of a daemon's listeners (each listener has its own
+/// `max_connections`). The `[limits]` section of both daemons' TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections a listener holds at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// A connection that sends nothing this long after connecting is closed.
+    pub handshake_timeout_ms: u64,
+    /// A connection with no bytes either way this long is closed.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 120_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 || self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return Err(
+                "limits: max_connections, handshake_timeout_ms and idle_timeout_ms must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Counts connections a listener refused (for logs and metrics).
+#[derive(Debug, Default)]
+pub struct Refused(AtomicU64);
+
+impl Refused {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection counted against its listener's limit until dropped, closed
+/// by its handshake and idle timeouts.
+pub struct Guarded<S> {
+    inner: S,
+    _permit: OwnedSemaphorePermit,
+    timer: Pin<Box<Sleep>>,
+    idle: Duration,
+    started: bool,
+}
+
+impl<S> Guarded<S> {
+    fn new(inner: S, permit: OwnedSemaphorePermit, limits: &Limits) -> Self {
+        Self {
+            inner,
+            _permit: permit,
+            timer: Box::pin(tokio::time::sleep(limits.handshake_timeout())),
+            idle: limits.idle_timeout(),
+            started: false,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The connection without its timeouts, and its slot (held until dropped),
+    /// for a protocol that keeps time itself.
+    pub fn into_parts(self) -> (S, Slot) {
+        (self.inner, Slot(self._permit))
+    }
+
+    fn activity(&mut self) {
+        self.started = true;
+        let next = Instant::now() + self.idle;
+        // Resetting a timer costs a timer-wheel update: only when it moved
+        // by more than an eighth of the idle timeout.
+        if next.saturating_duration_since(self.timer.deadline()) > self.idle / 8 {
+            self.timer.as_mut().reset(next);
+        }
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if self.timer.as_mut().poll(cx).is_ready() {
+            let what = if self.started {
+                format!("no bytes for {} s", self.idle.as_secs())
+            } else {
+                "nothing sent after connecting".to_string()
+            };
+            return Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connection closed: {what}"),
+            ));
+        }
+        None
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.activity();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 && self.started {
+                    self.activity();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => match self.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 && self.started {
+                    self.activity();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => match self.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Guarded<TcpStream> {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// A connection's place under its listener's limit.
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Hands out connection slots of one listener.
+#[derive(Clone)]
+pub struct Gate {
+    slots: Arc<Semaphore>,
+    limits: Limits,
+    refused: Arc<Refused>,
+    last_warning: Arc<parking_lot::Mutex<Option<Instant>>>,
+    name: &'static str,
+}
+
+impl Gate {
+    /// `name` says which listener it guards in logs ("rpc", "http").
+    pub fn new(name: &'static str, limits: Limits) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            limits,
+            refused: Default::default(),
+            last_warning: Default::default(),
+            name,
+        }
+    }
+
+    pub fn refused(&self) -> Arc<Refused> {
+        self.refused.clone()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Admits a connection, or None (it is to be closed) when all slots are taken.
+    pub fn admit<S>(&self, stream: S, peer: Option<SocketAddr>) -> Option<Guarded<S>> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(Guarded::new(stream, permit, &self.limits)),
+            Err(_) => {
+                self.refused.0.fetch_add(1, Ordering::Relaxed);
+                let mut last = self.last_warning.lock();
+                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    *last = Some(Instant::now());
+                    tracing::warn!(
+                        listener = self.name,
+                        peer = ?peer,
+                        limit = self.limits.max_connections,
+                        refused_total = self.refused.get(),
+                        "connection refused: too many connections"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Accepts the next connection this gate admits (others are closed),
+    /// with TCP_NODELAY and a TCP keepalive.
+    pub async fn accept(&self, listener: &TcpListener) -> (Guarded<TcpStream>, SocketAddr) {
+        loop {
+            match listener.accept().await {
+                Ok((s, peer)) => {
+                    let _ = s.set_nodelay(true);
+                    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+                    let _ = socket2::SockRef::from(&s).set_tcp_keepalive(&keepalive);
+                    if let Some(g) = self.admit(s, Some(peer)) {
+                        return (g, peer);
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: do not spin on it.
+                    tracing::warn!(listener = self.name, error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// A listener behind a [`Gate`], for `axum::serve`.
+pub struct GatedListener {
+    pub listener: TcpListener,
+    pub gate: Gate,
+}
+
+impl axum::serve::Listener for GatedListener {
+    type Io = Guarded<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.gate.accept(&self.listener).await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Connections a listener behind `gate` admits, for tonic's `serve_with_incoming`.
+pub fn incoming(
+    listener: TcpListener,
+    gate: Gate,
+) -> impl futures::Stream<Item = io::Result<Guarded<TcpStream>>> + Send + 'static {
+    futures::stream::unfold((listener, gate), |(listener, gate)| async move {
+        let (conn, _) = gate.accept(&listener).await;
+        Some((Ok(conn), (listener, gate)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn connections_over_the_limit_are_closed_and_silent_ones_time_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Gate::new(
+            "test",
+            Limits {
+                max_connections: 2,
+                handshake_timeout_ms: 300,
+                idle_timeout_ms: 600,
+            },
+        );
+        let server = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (mut c, _) = gate.accept(&listener).await;
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 16];
+                        loop {
+                            match c.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    let _ = c.write_all(&buf[..n]).await;
+                                }
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        let mut talker = TcpStream::connect(addr).await.unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The third is over the limit: closed at once.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut b = [0u8; 4];
+        assert_eq!(third.read(&mut b).await.unwrap_or(0), 0);
+        assert_eq!(gate.refused().get(), 1);
+        // One that talks stays; one that says nothing is closed after the handshake timeout.
+        for _ in 0..4 {
+            talker.write_all(b"ping").await.unwrap();
+            talker.read_exact(&mut b).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        assert_eq!(
+            silent.read(&mut b).await.unwrap_or(0),
+            0,
+            "silent connection still open"
+        );
+        // Its slot is free again.
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        again.write_all(b"pong").await.unwrap();
+        again.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"pong");
+        // An idle one goes after the idle timeout.
+        let t = Instant::now();
+        assert_eq!(talker.read(&mut b).await.unwrap_or(0), 0);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        server.abort();
+    }
+}
