@@ -59,7 +59,7 @@ impl Limits {
     }
 }
 
-/// Counts connections a listener refused (for logs and metrics).
+/// Counts connections a listener refused (for logs).
 #[derive(Debug, Default)]
 pub struct Refused(AtomicU64);
 
@@ -69,18 +69,72 @@ impl Refused {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+/// `granary_connections_open{listener}` and
+/// `granary_connections_refused_total{listener}` of a daemon's listeners.
+#[derive(Default)]
+pub struct ConnectionMetrics {
+    open: prometheus_client::metrics::family::Family<ListenerLabel, prometheus_client::metrics::gauge::Gauge>,
+    refused: prometheus_client::metrics::family::Family<
+        ListenerLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl ConnectionMetrics {
+    pub fn register(r: &mut prometheus_client::registry::Registry) -> Arc<Self> {
+        let m = Self::default();
+        r.register(
+            "granary_connections_open",
+            "Connections held open, by listener (rpc, http)",
+            m.open.clone(),
+        );
+        r.register(
+            "granary_connections_refused",
+            "Connections closed on arrival because the listener held max_connections",
+            m.refused.clone(),
+        );
+        Arc::new(m)
+    }
+
+    fn label(name: &str) -> ListenerLabel {
+        ListenerLabel {
+            listener: name.into(),
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct OpenCount {
+    metrics: Arc<ConnectionMetrics>,
+    name: &'static str,
+}
+
+impl Drop for OpenCount {
+    fn drop(&mut self) {
+        self.metrics
+            .open
+            .get_or_create(&ConnectionMetrics::label(self.name))
+            .dec();
+    }
+}
+
 /// A connection counted against its listener's limit until dropped, closed
 /// by its handshake and idle timeouts.
 pub struct Guarded<S> {
     inner: S,
-    _permit: OwnedSemaphorePermit,
+    _permit: (OwnedSemaphorePermit, OpenCount),
     timer: Pin<Box<Sleep>>,
     idle: Duration,
     started: bool,
 }
 
 impl<S> Guarded<S> {
-    fn new(inner: S, permit: OwnedSemaphorePermit, limits: &Limits) -> Self {
+    fn new(inner: S, permit: (OwnedSemaphorePermit, OpenCount), limits: &Limits) -> Self {
         Self {
             inner,
             _permit: permit,
@@ -208,7 +262,7 @@ impl tonic::transport::server::Connected for Guarded<TcpStream> {
 }
 
 /// A connection's place under its listener's limit.
-pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Slot(#[allow(dead_code)] (OwnedSemaphorePermit, OpenCount));
 
 /// Hands out connection slots of one listener.
 #[derive(Clone)]
@@ -218,17 +272,19 @@ pub struct Gate {
     refused: Arc<Refused>,
     last_warning: Arc<parking_lot::Mutex<Option<Instant>>>,
     name: &'static str,
+    metrics: Arc<ConnectionMetrics>,
 }
 
 impl Gate {
-    /// `name` says which listener it guards in logs ("rpc", "http").
-    pub fn new(name: &'static str, limits: Limits) -> Self {
+    /// `name` says which listener it guards in logs and metrics ("rpc", "http").
+    pub fn new(name: &'static str, limits: Limits, metrics: Arc<ConnectionMetrics>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
             refused: Default::default(),
             last_warning: Default::default(),
             name,
+            metrics,
         }
     }
 
@@ -242,10 +298,19 @@ impl Gate {
 
     /// Admits a connection, or None (it is to be closed) when all slots are taken.
     pub fn admit<S>(&self, stream: S, peer: Option<SocketAddr>) -> Option<Guarded<S>> {
+        let label = ConnectionMetrics::label(self.name);
         match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => Some(Guarded::new(stream, permit, &self.limits)),
+            Ok(permit) => {
+                self.metrics.open.get_or_create(&label).inc();
+                let count = OpenCount {
+                    metrics: self.metrics.clone(),
+                    name: self.name,
+                };
+                Some(Guarded::new(stream, (permit, count), &self.limits))
+            }
             Err(_) => {
                 self.refused.0.fetch_add(1, Ordering::Relaxed);
+                self.metrics.refused.get_or_create(&label).inc();
                 let mut last = self.last_warning.lock();
                 if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     *last = Some(Instant::now());
@@ -324,6 +389,8 @@ mod tests {
     async fn connections_over_the_limit_are_closed_and_silent_ones_time_out() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ConnectionMetrics::register(&mut registry);
         let gate = Gate::new(
             "test",
             Limits {
@@ -331,6 +398,7 @@ mod tests {
                 handshake_timeout_ms: 300,
                 idle_timeout_ms: 600,
             },
+            metrics,
         );
         let server = {
             let gate = gate.clone();
@@ -359,6 +427,15 @@ mod tests {
         let mut b = [0u8; 4];
         assert_eq!(third.read(&mut b).await.unwrap_or(0), 0);
         assert_eq!(gate.refused().get(), 1);
+        let text = crate::metrics::encode(&registry);
+        assert!(
+            text.contains("granary_connections_refused_total{listener=\"test\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("granary_connections_open{listener=\"test\"} 2"),
+            "{text}"
+        );
         // One that talks stays; one that says nothing is closed after the handshake timeout.
         for _ in 0..4 {
             talker.write_all(b"ping").await.unwrap();

@@ -172,9 +172,26 @@ pub trait HasErrorCode: std::error::Error {
     fn code(&self) -> ErrorCode;
 }
 
+/// Longest error message sent: it travels in an HTTP/2 header (percent
+/// encoded, up to three times longer), and a message quoting a huge path
+/// would otherwise break the response itself.
+pub const MAX_MESSAGE: usize = 2048;
+
+/// `message` cut to [`MAX_MESSAGE`] bytes (on a character boundary), saying so.
+pub fn bounded_message(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes cut)", &message[..end], message.len() - end)
+}
+
 /// A gRPC status for `code` with the code's name in metadata.
 pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
-    let mut st = tonic::Status::new(code.grpc(), message);
+    let mut st = tonic::Status::new(code.grpc(), bounded_message(message.into()));
     st.metadata_mut().insert(
         ERROR_CODE_METADATA,
         tonic::metadata::MetadataValue::from_static(code.name()),
@@ -198,6 +215,19 @@ mod tests {
             assert_eq!(ErrorCode::from_status(&st), code, "{code}");
             assert_eq!(st.code(), code.grpc());
         }
+    }
+
+    #[test]
+    fn huge_messages_are_cut_on_a_character_boundary() {
+        let m = format!("/{}: No such file or directory", "é".repeat(20_000));
+        let st = status(ErrorCode::FileNotFound, m);
+        assert!(st.message().len() < MAX_MESSAGE + 40, "{}", st.message().len());
+        assert!(
+            st.message().ends_with("bytes cut)"),
+            "{}",
+            &st.message()[st.message().len() - 30..]
+        );
+        assert_eq!(status(ErrorCode::Internal, "short").message(), "short");
     }
 
     #[test]

@@ -29,6 +29,7 @@ struct OutcomeLabel {
 pub struct DatanodeMetrics {
     registry: Registry,
     pub rpc: Arc<RpcMetrics>,
+    pub connections: Arc<granary_common::conn_guard::ConnectionMetrics>,
     pub bytes_written: Counter,
     pub bytes_read: Counter,
     write_blocks: Family<OutcomeLabel, Counter>,
@@ -46,8 +47,10 @@ impl DatanodeMetrics {
     pub fn new() -> Arc<Self> {
         let mut r = Registry::default();
         let rpc = RpcMetrics::register(&mut r);
+        let connections = granary_common::conn_guard::ConnectionMetrics::register(&mut r);
         Arc::new(Self {
             rpc,
+            connections,
             bytes_written: register(
                 &mut r,
                 "granary_datanode_bytes_written",

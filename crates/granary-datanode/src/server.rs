@@ -159,7 +159,7 @@ pub async fn start(
         .serve_with_incoming_shutdown(
             crate::listener::split(
                 rpc,
-                Gate::new("rpc", config.limits),
+                Gate::new("rpc", config.limits, ctx.metrics.connections.clone()),
                 ctx.clone(),
                 token.child_token(),
             ),
@@ -168,7 +168,7 @@ pub async fn start(
     let gateway = crate::webhdfs::DataGateway::new(&config.namenode)?;
     let http = GatedListener {
         listener: http,
-        gate: Gate::new("http", config.limits),
+        gate: Gate::new("http", config.limits, ctx.metrics.connections.clone()),
     };
     let http_server = axum::serve(http, crate::http::router(ctx.clone(), gateway))
         .with_graceful_shutdown(token.child_token().cancelled_owned());

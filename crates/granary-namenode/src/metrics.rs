@@ -27,6 +27,7 @@ struct CfLabel {
 pub struct NamenodeMetrics {
     registry: Registry,
     pub rpc: Arc<RpcMetrics>,
+    pub connections: Arc<granary_common::conn_guard::ConnectionMetrics>,
     datanodes: Family<StateLabel, Gauge>,
     blocks: Gauge,
     under_replicated: Gauge,
@@ -47,8 +48,10 @@ impl NamenodeMetrics {
     pub fn new() -> Arc<Self> {
         let mut r = Registry::default();
         let rpc = RpcMetrics::register(&mut r);
+        let connections = granary_common::conn_guard::ConnectionMetrics::register(&mut r);
         Arc::new(Self {
             rpc,
+            connections,
             datanodes: register(
                 &mut r,
                 "granary_datanodes",

@@ -211,7 +211,10 @@ pub async fn start(
     // Accepted sockets get TCP_NODELAY (without it Nagle holds back small
     // replies while earlier ones on the same connection are unacknowledged),
     // a keepalive, and the connection limits.
-    let incoming = granary_common::conn_guard::incoming(rpc, Gate::new("rpc", state.config.limits));
+    let incoming = granary_common::conn_guard::incoming(
+        rpc,
+        Gate::new("rpc", state.config.limits, metrics.connections.clone()),
+    );
     let rpc_server = tonic::transport::Server::builder()
         .layer(granary_common::metrics::RpcMetricsLayer(metrics.rpc.clone()))
         .layer(crate::datanode_auth::DatanodeAuthLayer(state.sessions.clone()))
@@ -227,7 +230,7 @@ pub async fn start(
     let http_token = token.child_token();
     let http = GatedListener {
         listener: http,
-        gate: Gate::new("http", state.config.limits),
+        gate: Gate::new("http", state.config.limits, metrics.connections.clone()),
     };
     let http_server = axum::serve(
         http,

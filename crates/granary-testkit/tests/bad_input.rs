@@ -249,6 +249,18 @@ fn namenode_ports_survive_connection_floods_garbage_and_unauthenticated_reports(
         .count();
     assert_eq!(closed, idle.len() + http_idle.len(), "idle connections kept open");
     drop((idle, http_idle));
+    // What an operator sees.
+    let metrics = granary_testkit::binaries::http_get(&c.http, "/metrics").unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("granary_connections_refused_total{listener=\"rpc\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "refused connections not counted");
+    assert!(
+        c.log("namenode.log")
+            .contains("connection refused: too many connections")
+    );
 
     // Unauthenticated full block reports of ~40 MB each are refused before
     // their body is read: the namenode does not grow by what they carry.
@@ -276,7 +288,12 @@ fn namenode_ports_survive_connection_floods_garbage_and_unauthenticated_reports(
                 ..Default::default()
             }))
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        // Refused before the body is read: the answer is UNAUTHENTICATED, or,
+        // when it overtakes the upload, the sender sees its stream cut.
+        assert!(
+            e.code() == tonic::Code::Unauthenticated || e.message().contains("transport error"),
+            "{e:?}"
+        );
     }
     // An oversized client call is refused by size, not decoded.
     let client = rt.block_on(c.client());
@@ -290,6 +307,16 @@ fn namenode_ports_survive_connection_floods_garbage_and_unauthenticated_reports(
         matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
         "{e:?}"
     );
+    // A long path of multi-byte characters that does not exist: the error
+    // names the problem in a message short enough for an HTTP/2 header.
+    let long = format!("/{}", "ééé/".repeat(900).trim_end_matches('/'));
+    let e = rt.block_on(client.stat(&long)).unwrap_err();
+    assert_eq!(
+        granary_common::HasErrorCode::code(&e),
+        granary_common::ErrorCode::FileNotFound,
+        "{e}"
+    );
+    assert!(e.to_string().len() < 4096, "{}", e.to_string().len());
     // Garbage on the RPC and HTTP ports.
     for addr in [&c.rpc, &c.http] {
         for seed in 0..30 {
