@@ -145,15 +145,19 @@ pub async fn start(
     let server_token = token.clone();
     let rpc_server = tonic::transport::Server::builder()
         .layer(granary_common::metrics::RpcMetricsLayer(ctx.metrics.rpc.clone()))
-        // As the peers' channels (granary_common::net), for block reads.
-        .initial_stream_window_size(16 << 20)
-        .initial_connection_window_size(64 << 20)
+        // These windows bound what a peer may send this datanode unread;
+        // block reads flow the other way (the reader's channel sets their
+        // windows, granary_common::net), and ReadBlock requests are tiny.
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(2 << 20)
+        .max_concurrent_streams(256)
+        .http2_max_header_list_size(64 << 10)
         // A read packet goes as one HTTP/2 frame instead of h2's default
         // 16 KiB frames.
         .max_frame_size(granary_common::net::MAX_FRAME_SIZE)
         .add_service(
             DataTransferServer::new(crate::data_transfer::DataTransferService::new(ctx.clone()))
-                .max_decoding_message_size(64 << 20)
+                .max_decoding_message_size(1 << 20)
                 .max_encoding_message_size(64 << 20),
         )
         .serve_with_incoming_shutdown(
