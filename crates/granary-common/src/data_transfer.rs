@@ -65,7 +65,13 @@ pub struct Frame {
 
 /// Cuts frames out of the bytes read from a connection.
 #[derive(Default)]
-pub struct FrameCodec;
+pub struct FrameCodec {
+    /// The peer proved it may write here (a valid token): room for a whole
+    /// frame is reserved as soon as its head arrives, so the socket reads
+    /// straight into it. Until then the buffer grows only with the bytes
+    /// that arrived.
+    trusted: bool,
+}
 
 impl Decoder for FrameCodec {
     type Item = Frame;
@@ -92,9 +98,14 @@ impl Decoder for FrameCodec {
         let total = FRAME_HEAD + message + data;
         if src.len() < total {
             // Room for more of the frame, so the socket reads straight into
-            // it, growing with what arrived rather than with what the frame
-            // claims (a lying or stalled peer must not cost its claim).
-            let target = total.min(FIRST_READ.max(src.len() * 4));
+            // it; from an unproven peer growing with what arrived rather than
+            // with what the frame claims (a lying or stalled peer must not
+            // cost its claim).
+            let target = if self.trusted {
+                total
+            } else {
+                total.min(FIRST_READ.max(src.len() * 4))
+            };
             if target > src.capacity() {
                 src.reserve(target - src.len());
             }
@@ -170,8 +181,14 @@ impl RequestReader {
         tune(&stream);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let (rd, wr) = stream.into_split();
-        let frames = FramedRead::with_capacity(rd, FrameCodec, FIRST_READ);
+        let frames = FramedRead::with_capacity(rd, FrameCodec::default(), FIRST_READ);
         (Self { frames, peer }, wr)
+    }
+
+    /// The writer proved it may write (the pipeline is ready): its packets
+    /// get whole-frame buffers from now on.
+    pub fn trust(&mut self) {
+        self.frames.decoder_mut().trusted = true;
     }
 
     /// The next request; `Ok(None)` when the writer closed the connection.
@@ -301,7 +318,7 @@ pub async fn open_pipeline(
         let _ = wr.shutdown().await;
     });
     let mut acks = AckReader {
-        frames: FramedRead::with_capacity(rd, FrameCodec, 64 << 10),
+        frames: FramedRead::with_capacity(rd, FrameCodec { trusted: true }, 64 << 10),
         peer: addr.to_string(),
         timeout,
         _sender: AbortOnDropHandle::new(sender),
@@ -330,7 +347,7 @@ mod tests {
     fn frames_are_cut_whole_however_the_bytes_arrive() {
         let mut wire = frame(b"meta", b"0123456789");
         wire.extend_from_slice(&frame(b"", b"x"));
-        let mut codec = FrameCodec;
+        let mut codec = FrameCodec::default();
         let mut src = BytesMut::new();
         let mut got = Vec::new();
         // One byte at a time: nothing is cut before its frame is complete.
@@ -352,7 +369,7 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused_before_anything_is_buffered() {
-        let mut codec = FrameCodec;
+        let mut codec = FrameCodec::default();
         let mut src = BytesMut::new();
         src.put_u32(0);
         src.put_u32((MAX_DATA + 1) as u32);
@@ -368,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_frame_announcing_much_and_sending_little_reserves_little() {
-        let mut codec = FrameCodec;
+        let mut codec = FrameCodec::default();
         let mut src = BytesMut::new();
         src.put_u32(16);
         src.put_u32(MAX_DATA as u32);

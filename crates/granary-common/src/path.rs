@@ -19,14 +19,15 @@ impl HasErrorCode for PathError {
     }
 }
 
-/// A path as an error message quotes it: whole when within the length
-/// limit, else its beginning (a message is no place for megabytes).
+/// A path as an error message quotes it: whole when short, else its
+/// beginning (the reason must stay readable, and error messages are bounded).
 struct Shown<'a>(&'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 64;
-        match self.0.char_indices().nth(MAX_PATH_LENGTH) {
+        const WHOLE: usize = 256;
+        match self.0.char_indices().nth(WHOLE) {
             None => write!(f, "{:?}", self.0),
             Some(_) => {
                 let end = self.0.char_indices().nth(SHOWN).map_or(self.0.len(), |(i, _)| i);

@@ -24,6 +24,26 @@ pub enum Verdict {
     Missing,
     /// Replaced or deleted while scanning: nothing to say.
     Gone,
+    /// An I/O error other than missing or short data (too many open files,
+    /// a failing disk): not proof of corruption, so nothing is marked.
+    Unreadable(String),
+}
+
+/// What a read error says about a replica: short data is corruption, a
+/// missing file is a missing replica, anything else proves nothing.
+fn read_error(e: StorageError) -> Verdict {
+    match e {
+        StorageError::Damaged { reason, .. } => Verdict::Corrupt(reason),
+        StorageError::BadMeta { .. } => Verdict::Corrupt(e.to_string()),
+        StorageError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Verdict::Corrupt(format!("replica is shorter than recorded: {e}"))
+        }
+        StorageError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Verdict::Missing
+        }
+        StorageError::NotFound { .. } => Verdict::Gone,
+        e => Verdict::Unreadable(e.to_string()),
+    }
 }
 
 /// Verifies one replica (blocking I/O), sleeping to keep to `bytes_per_sec`.
@@ -33,12 +53,7 @@ pub fn scan_replica(ctx: &DatanodeContext, id: u64, bytes_per_sec: u64) -> Verdi
     };
     let reader = match ctx.storage.open_read(id, rep.gs) {
         Ok(r) => r,
-        Err(StorageError::Damaged { reason, .. }) => return Verdict::Corrupt(reason),
-        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Verdict::Missing;
-        }
-        Err(StorageError::NotFound { .. }) => return Verdict::Gone,
-        Err(e) => return Verdict::Corrupt(e.to_string()),
+        Err(e) => return read_error(e),
     };
     let bpc = reader.bpc as usize;
     let step = (CHUNK / bpc).max(1) * bpc;
@@ -52,7 +67,7 @@ pub fn scan_replica(ctx: &DatanodeContext, id: u64, bytes_per_sec: u64) -> Verdi
                     return Verdict::Corrupt(e.to_string());
                 }
             }
-            Err(e) => return Verdict::Corrupt(e.to_string()),
+            Err(e) => return read_error(e),
         }
         pos += n as u64;
         // Rate limit: never ahead of bytes_per_sec.
@@ -100,6 +115,9 @@ pub async fn run(ctx: Arc<DatanodeContext>, period: Duration, bytes_per_sec: u64
             match verdict {
                 Verdict::Good => good += 1,
                 Verdict::Gone => {}
+                Verdict::Unreadable(why) => {
+                    tracing::error!(block_id = id, error = %why, "block scanner cannot read a replica");
+                }
                 Verdict::Missing => {
                     bad += 1;
                     tracing::warn!(block_id = id, "replica files are missing; reporting it deleted");

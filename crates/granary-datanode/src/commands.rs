@@ -42,8 +42,11 @@ pub fn invalidate(ctx: &DatanodeContext, blocks: Vec<pb::ExtendedBlock>) {
     }
 }
 
-/// Re-reads replicas a reader reported corrupt and says what was found.
+/// Re-reads replicas a reader reported corrupt and says what was found,
+/// one verification at a time (the namenode asks at most once per replica
+/// until it is answered, but commands can pile up).
 pub fn verify(ctx: &DatanodeContext, blocks: Vec<pb::ExtendedBlock>) {
+    let _turn = ctx.verify_turn.lock();
     for b in blocks {
         let Some(rep) = ctx.storage.get(b.block_id).filter(|r| r.gs == b.generation_stamp) else {
             continue;
@@ -72,6 +75,9 @@ pub fn verify(ctx: &DatanodeContext, blocks: Vec<pb::ExtendedBlock>) {
                 }
             }
             crate::block_scanner::Verdict::Gone => {}
+            crate::block_scanner::Verdict::Unreadable(why) => {
+                tracing::error!(block_id = b.block_id, error = %why, "replica a reader reported cannot be read; left as it is");
+            }
         }
     }
 }
@@ -88,7 +94,16 @@ pub async fn recover_block(ctx: Arc<DatanodeContext>, block: pb::ExtendedBlock) 
         );
         stop.cancel();
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
-        while ctx.active_writes.lock().contains_key(&id) && tokio::time::Instant::now() < deadline {
+        while ctx.active_writes.lock().contains_key(&id) {
+            if tokio::time::Instant::now() >= deadline {
+                // Its last write is stuck (a hung disk): say nothing rather
+                // than "not held"; the namenode asks again.
+                tracing::warn!(
+                    block_id = id,
+                    "lease recovery: the write pipeline did not stop; not reporting yet"
+                );
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

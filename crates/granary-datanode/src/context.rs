@@ -36,6 +36,8 @@ pub struct DatanodeContext {
         parking_lot::Mutex<std::collections::HashMap<u64, (u64, tokio_util::sync::CancellationToken)>>,
     /// At most this many write pipelines and block reads at once.
     pub max_transfers: u32,
+    /// Replica verifications (a reader reported corruption) run one at a time.
+    pub verify_turn: parking_lot::Mutex<()>,
     pub cluster_id: RwLock<String>,
     pub events: mpsc::UnboundedSender<ReplicaEvent>,
     xceivers: AtomicU32,
@@ -64,6 +66,7 @@ impl DatanodeContext {
             session: RwLock::new(String::new()),
             active_writes: Default::default(),
             max_transfers,
+            verify_turn: Default::default(),
             cluster_id: RwLock::new(cluster_id),
             events,
             xceivers: AtomicU32::new(0),

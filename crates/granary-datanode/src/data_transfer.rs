@@ -192,7 +192,10 @@ impl DataTransfer for DataTransferService {
         // Whole chunks only, so every packet can be verified.
         let limit = end.div_ceil(bpc).saturating_mul(bpc).min(reader.len);
         let packet = (READ_PACKET as u64 / bpc).max(1) * bpc;
-        let (tx, rx) = mpsc::channel(8);
+        // Four packets ahead of the reader at most; a reader that stops
+        // taking them for socket_timeout gives its slot up.
+        let (tx, rx) = mpsc::channel(4);
+        let stall = self.ctx.socket_timeout;
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let _x = xceiver;
@@ -212,7 +215,14 @@ impl DataTransfer for DataTransferService {
                     Err(e) => Err(status(ErrorCode::Internal, e.to_string())),
                 };
                 let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
+                let sent = tokio::time::timeout(stall, tx.send(item)).await;
+                if !matches!(sent, Ok(Ok(()))) || failed {
+                    if sent.is_err() {
+                        tracing::warn!(
+                            block_id = id,
+                            "reader took no packet for the socket timeout; read ended"
+                        );
+                    }
                     return;
                 }
                 ctx.metrics.bytes_read.inc_by(n as u64);
@@ -307,6 +317,8 @@ async fn run_pipeline(
     if data_transfer::send_reply(replies, &ready).await.is_err() {
         return false;
     }
+    // The header carried a valid write token: whole-frame buffers from here.
+    requests.trust();
     let Some(writer) = held.release() else {
         return false;
     };

@@ -37,9 +37,6 @@ struct Inner {
     /// block id -> replicas being written or left by a writer (RBW/RWR),
     /// with the length their checksums cover: what lease recovery keeps.
     being_written: FxHashMap<u64, SmallVec<[(NodeIx, pb::ExtendedBlock); 3]>>,
-    /// block id -> the datanodes a block being written was sent to
-    /// (addBlock's targets), whom lease recovery asks.
-    expected: FxHashMap<u64, SmallVec<[NodeIx; 3]>>,
 }
 
 impl Inner {
@@ -123,6 +120,10 @@ pub enum ReplicaCheck {
     /// The right generation but not the block's committed length: the
     /// replica lost (or gained) bytes.
     WrongLength { committed: u64 },
+    /// A finalized replica of an older generation of a block still being
+    /// written (its writer got a new stamp, then died): lease recovery may
+    /// need its bytes, so it is handled as a replica being written.
+    OlderWhileWriting,
 }
 
 impl BlockManager {
@@ -208,27 +209,9 @@ impl BlockManager {
         }
     }
 
-    /// Records where a new block is being written (addBlock's targets).
-    pub fn set_expected(&self, block_id: u64, uuids: &[String]) {
-        let mut g = self.inner.write();
-        let nodes: SmallVec<[NodeIx; 3]> = uuids.iter().map(|u| g.intern(u)).collect();
-        g.expected.insert(block_id, nodes);
-    }
-
-    /// The datanodes a block being written was sent to, if known.
-    pub fn expected(&self, block_id: u64) -> Vec<String> {
-        let g = self.inner.read();
-        g.expected
-            .get(&block_id)
-            .map(|l| l.iter().map(|n| g.nodes[*n as usize].clone()).collect())
-            .unwrap_or_default()
-    }
-
     /// The block is complete (closed or recovered): forget how it was written.
     pub fn written(&self, block_id: u64) {
-        let mut g = self.inner.write();
-        g.expected.remove(&block_id);
-        g.being_written.remove(&block_id);
+        self.inner.write().being_written.remove(&block_id);
     }
 
     pub fn remove_replica(&self, uuid: &str, block_id: u64) {
@@ -261,6 +244,7 @@ impl BlockManager {
                 }
                 ReplicaCheck::Invalid => invalid.push(*b),
                 ReplicaCheck::WrongLength { .. } => wrong.push(*b),
+                ReplicaCheck::OlderWhileWriting => {}
             }
         }
         let mut g = self.inner.write();
@@ -368,7 +352,6 @@ impl BlockManager {
         let mut g = self.inner.write();
         for b in blocks {
             g.lengths.remove(&b.block_id);
-            g.expected.remove(&b.block_id);
             if let Some(holders) = g.locations.remove(&b.block_id) {
                 for node in holders {
                     if let Some(set) = g.by_node.get_mut(&node) {

@@ -18,6 +18,11 @@ use granary_proto as pb;
 
 /// A datanode that has not answered is asked again after this long.
 const ASK_AGAIN: Duration = Duration::from_secs(5);
+/// Replica verifications outstanding at most, cluster-wide; reports beyond
+/// are dropped (the block scanner still checks every replica).
+const MAX_VERIFYING: usize = 100_000;
+/// A verification not answered within this long may be asked again.
+const VERIFY_AGAIN: Duration = Duration::from_secs(600);
 
 struct Recovering {
     /// The file whose last block this is.
@@ -26,6 +31,29 @@ struct Recovering {
     asked: HashMap<String, Instant>,
     /// Datanodes that said they hold no replica of the block.
     not_held: HashSet<String>,
+}
+
+/// A recovered last block its holders are told to finalize.
+#[derive(Debug, Clone)]
+pub struct Committing {
+    pub block_id: u64,
+    pub new_gs: u64,
+    pub length: u64,
+    /// Each holder and its replica (at the stamp it reported).
+    pub holders: Vec<(String, pb::ExtendedBlock)>,
+    sent: Option<Instant>,
+}
+
+impl Committing {
+    pub fn new(block_id: u64, new_gs: u64, length: u64, holders: Vec<(String, pb::ExtendedBlock)>) -> Self {
+        Self {
+            block_id,
+            new_gs,
+            length,
+            holders,
+            sent: None,
+        }
+    }
 }
 
 /// What to do with the last block of a file being recovered.
@@ -44,11 +72,16 @@ pub enum Decision {
 
 /// What the namenode knows about one block being recovered.
 pub struct BlockFacts<'a> {
+    /// The block as the namespace has it (its current generation stamp).
     pub block: pb::ExtendedBlock,
-    /// Replicas being written reported by datanodes (any generation).
+    /// Replicas being written (or finalized at an older stamp) that
+    /// datanodes reported, with their stamps and lengths.
     pub being_written: Vec<(String, pb::ExtendedBlock)>,
-    /// Datanodes the block was sent to (empty after a namenode restart).
-    pub expected: Vec<String>,
+    /// Datanodes the block was sent to (empty for blocks allocated before
+    /// targets were recorded: then every live datanode is asked).
+    pub targets: Vec<String>,
+    /// Every live datanode.
+    pub all_live: Vec<String>,
     /// Whether a datanode is registered and not dead.
     pub alive: &'a dyn Fn(&str) -> bool,
     /// Datanodes have had time to report since the namenode started.
@@ -59,10 +92,13 @@ pub struct BlockFacts<'a> {
 pub struct BlockRecovery {
     recovering: Mutex<HashMap<u64, Recovering>>,
     /// Files closed by a recovery whose holders were told to finalize the
-    /// last block (inode -> block, holders), until one reports it.
-    committing: Mutex<HashMap<u64, (u64, Vec<String>)>>,
+    /// last block, until one reports it finalized.
+    committing: Mutex<HashMap<u64, Committing>>,
     /// Commands for each datanode's next heartbeat reply.
     commands: Mutex<HashMap<String, Vec<pb::DatanodeCommand>>>,
+    /// Verify commands sent and not answered yet, by (datanode, block):
+    /// a replica is asked about once, however often readers report it.
+    verifying: Mutex<HashMap<(String, u64), Instant>>,
 }
 
 impl BlockRecovery {
@@ -75,6 +111,32 @@ impl BlockRecovery {
             .push(pb::DatanodeCommand {
                 command: Some(command),
             });
+    }
+
+    /// Asks `uuid` to re-verify its replica of `block` (a reader reported
+    /// it), unless that is already asked; false when not sent.
+    pub fn verify(&self, uuid: &str, block: pb::ExtendedBlock) -> bool {
+        {
+            let mut v = self.verifying.lock();
+            // A datanode that never answered (it restarted, the replica went):
+            // ask again after a while.
+            v.retain(|_, asked| asked.elapsed() < VERIFY_AGAIN);
+            let key = (uuid.to_string(), block.block_id);
+            if v.len() >= MAX_VERIFYING || v.contains_key(&key) {
+                return false;
+            }
+            v.insert(key, Instant::now());
+        }
+        self.send(
+            uuid,
+            pb::datanode_command::Command::Verify(pb::VerifyCommand { blocks: vec![block] }),
+        );
+        true
+    }
+
+    /// `uuid` answered about its replica of `block_id` (verified, corrupt, gone).
+    pub fn verified(&self, uuid: &str, block_id: u64) {
+        self.verifying.lock().remove(&(uuid.to_string(), block_id));
     }
 
     /// Up to `max` queued commands for `uuid`.
@@ -108,20 +170,60 @@ impl BlockRecovery {
         self.recovering.lock().values().any(|r| r.inode == inode)
     }
 
-    /// File `inode` was closed with its last block `block_id` committed
-    /// under a new stamp; `holders` were told to finalize their replicas.
-    pub fn committing(&self, inode: u64, block_id: u64, holders: Vec<String>) {
-        self.committing.lock().insert(inode, (block_id, holders));
+    /// File `inode` was closed with its last block committed under a new
+    /// stamp; its holders are told (now, and again every few seconds until
+    /// one reports it: a command can be lost with a heartbeat reply or a
+    /// datanode restart) to finalize their replicas.
+    pub fn committing(&self, inode: u64, c: Committing) {
+        self.committing.lock().insert(inode, c);
+        self.resend_commit(inode);
+    }
+
+    /// Sends the finalize commands of file `inode` again when they are due.
+    pub fn resend_commit(&self, inode: u64) {
+        let due = {
+            let mut m = self.committing.lock();
+            match m.get_mut(&inode) {
+                Some(c) if c.sent.is_none_or(|t| t.elapsed() >= ASK_AGAIN) => {
+                    c.sent = Some(Instant::now());
+                    Some(c.clone())
+                }
+                _ => None,
+            }
+        };
+        let Some(c) = due else { return };
+        for (uuid, replica) in c.holders {
+            self.send(
+                &uuid,
+                pb::datanode_command::Command::CommitReplica(pb::CommitReplicaCommand {
+                    block: Some(replica),
+                    new_generation_stamp: c.new_gs,
+                    length: c.length,
+                }),
+            );
+        }
+    }
+
+    /// Sends every finalize command that is due again (the namenode's
+    /// monitor calls this: nobody may ask about the file any more).
+    pub fn resend_due(&self) {
+        let inodes: Vec<u64> = self.committing.lock().keys().copied().collect();
+        for inode in inodes {
+            self.resend_commit(inode);
+        }
     }
 
     /// The block and holders file `inode` waits for, if it does.
     pub fn awaiting(&self, inode: u64) -> Option<(u64, Vec<String>)> {
-        self.committing.lock().get(&inode).cloned()
+        self.committing
+            .lock()
+            .get(&inode)
+            .map(|c| (c.block_id, c.holders.iter().map(|(u, _)| u.clone()).collect()))
     }
 
     /// A holder finalized `block_id` (or the wait was given up).
     pub fn committed(&self, block_id: u64) {
-        self.committing.lock().retain(|_, (b, _)| *b != block_id);
+        self.committing.lock().retain(|_, c| c.block_id != block_id);
     }
 
     /// Recovery of `block_id` ended (committed, dropped, or the file went away).
@@ -131,6 +233,13 @@ impl BlockRecovery {
 
     /// Decides the fate of file `inode`'s last block from what datanodes
     /// reported, asking those that have not answered.
+    ///
+    /// Every live target must answer (a replica, or none). Replicas of any
+    /// stamp up to the namespace's count: a writer may have got a new stamp
+    /// for a pipeline recovery and died before the survivors took it. The
+    /// block is committed from the replicas of the highest stamp reported,
+    /// at the shortest of their lengths: every byte all of them
+    /// acknowledged, which includes every hsync'd byte.
     pub fn decide(&self, inode: u64, f: &BlockFacts<'_>) -> Decision {
         let id = f.block.block_id;
         let now = Instant::now();
@@ -140,18 +249,21 @@ impl BlockRecovery {
             asked: HashMap::new(),
             not_held: HashSet::new(),
         });
-        // Replicas of this generation count; older ones were left by a
-        // pipeline recovery and are stale.
-        let current: Vec<(String, pb::ExtendedBlock)> = f
+        let replies: Vec<(String, pb::ExtendedBlock)> = f
             .being_written
             .iter()
-            .filter(|(_, b)| b.generation_stamp == f.block.generation_stamp)
+            .filter(|(_, b)| b.generation_stamp <= f.block.generation_stamp)
             .cloned()
             .collect();
-        let answered = |u: &str| r.not_held.contains(u) || current.iter().any(|(h, _)| h == u);
+        let ask_all = if f.targets.is_empty() {
+            &f.all_live
+        } else {
+            &f.targets
+        };
+        let answered = |u: &str| r.not_held.contains(u) || replies.iter().any(|(h, _)| h == u);
         let mut waiting = false;
         let mut ask = Vec::new();
-        for u in &f.expected {
+        for u in ask_all {
             if answered(u) || !(f.alive)(u) {
                 continue;
             }
@@ -171,19 +283,22 @@ impl BlockRecovery {
             return Decision::Wait;
         }
         let live: Vec<(String, pb::ExtendedBlock)> =
-            current.into_iter().filter(|(u, _)| (f.alive)(u)).collect();
-        if let Some(length) = live.iter().map(|(_, b)| b.num_bytes).min() {
-            return Decision::Commit {
-                length,
-                holders: live,
-            };
+            replies.into_iter().filter(|(u, _)| (f.alive)(u)).collect();
+        if let Some(top) = live.iter().map(|(_, b)| b.generation_stamp).max() {
+            let holders: Vec<(String, pb::ExtendedBlock)> = live
+                .into_iter()
+                .filter(|(_, b)| b.generation_stamp == top)
+                .collect();
+            let length = holders.iter().map(|(_, b)| b.num_bytes).min().unwrap_or(0);
+            return Decision::Commit { length, holders };
         }
-        let every_expected_said_none = f.expected.iter().all(|u| r.not_held.contains(u));
-        if (f.expected.is_empty() && f.settled) || (!f.expected.is_empty() && every_expected_said_none) {
+        let all_said_none = !ask_all.is_empty() && ask_all.iter().all(|u| r.not_held.contains(u));
+        if all_said_none && (f.settled || !f.targets.is_empty()) {
             Decision::Drop
         } else {
             // The only datanodes that may hold it are dead, or the namenode
-            // just started: keep the file open and try again later.
+            // just started and datanodes are still reporting: keep the file
+            // open and try again later.
             Decision::Wait
         }
     }
@@ -201,17 +316,26 @@ mod tests {
         }
     }
 
+    fn facts<'a>(
+        alive: &'a dyn Fn(&str) -> bool,
+        targets: &[&str],
+        replies: Vec<(&str, pb::ExtendedBlock)>,
+    ) -> BlockFacts<'a> {
+        BlockFacts {
+            block: blk(5, 0),
+            being_written: replies.into_iter().map(|(u, b)| (u.to_string(), b)).collect(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            all_live: vec!["a".into(), "b".into(), "c".into()],
+            alive,
+            settled: true,
+        }
+    }
+
     #[test]
-    fn waits_for_every_live_target_then_keeps_the_shortest_replica() {
+    fn waits_for_every_live_target_then_keeps_the_shortest_replica_of_the_newest_stamp() {
         let br = BlockRecovery::default();
         let alive = |u: &str| u != "dead";
-        let mut f = BlockFacts {
-            block: blk(5, 0),
-            being_written: vec![("a".into(), blk(5, 4096))],
-            expected: vec!["a".into(), "b".into(), "dead".into()],
-            alive: &alive,
-            settled: true,
-        };
+        let mut f = facts(&alive, &["a", "b", "dead"], vec![("a", blk(5, 4096))]);
         // b has not answered: it is asked (RecoverBlock), a is not.
         assert_eq!(br.decide(1, &f), Decision::Wait);
         assert_eq!(br.take_commands("b", 10).len(), 1);
@@ -220,9 +344,8 @@ mod tests {
         // Asked once, not at every call.
         assert_eq!(br.decide(1, &f), Decision::Wait);
         assert!(br.take_commands("b", 10).is_empty());
-        // b answers with a shorter replica; an older generation's replica does not count.
+        // b answers with a shorter replica: committed at its length.
         f.being_written.push(("b".into(), blk(5, 1000)));
-        f.being_written.push(("c".into(), blk(4, 10)));
         assert_eq!(
             br.decide(1, &f),
             Decision::Commit {
@@ -233,35 +356,64 @@ mod tests {
     }
 
     #[test]
+    fn replicas_left_at_an_older_stamp_count_when_the_writer_died_mid_recovery() {
+        // The writer got stamp 5 for a pipeline recovery and died before the
+        // survivors took it: they hold stamp 4, and their bytes are kept.
+        let br = BlockRecovery::default();
+        let alive = |_: &str| true;
+        let f = facts(
+            &alive,
+            &["a", "b"],
+            vec![("a", blk(4, 3000)), ("b", blk(4, 2500)), ("c", blk(3, 9999))],
+        );
+        assert_eq!(
+            br.decide(1, &f),
+            Decision::Commit {
+                length: 2500,
+                holders: vec![("a".into(), blk(4, 3000)), ("b".into(), blk(4, 2500))]
+            }
+        );
+        // A newer stamp than the namespace's is not trusted.
+        let br = BlockRecovery::default();
+        let f = facts(&alive, &["a"], vec![("a", blk(9, 3000))]);
+        assert_eq!(br.decide(1, &f), Decision::Wait);
+    }
+
+    #[test]
     fn drops_only_a_block_nobody_holds() {
         let br = BlockRecovery::default();
         let alive = |_: &str| true;
-        let none_alive = |_: &str| false;
-        let f = BlockFacts {
-            block: blk(5, 0),
-            being_written: vec![],
-            expected: vec!["a".into()],
-            alive: &alive,
-            settled: true,
-        };
+        let f = facts(&alive, &["a"], vec![]);
         assert_eq!(br.decide(1, &f), Decision::Wait);
         br.not_held("a", 7);
         assert_eq!(br.decide(1, &f), Decision::Drop);
         // Targets all dead, nothing reported: wait (they may come back with the bytes).
         let br = BlockRecovery::default();
-        let f = BlockFacts {
-            alive: &none_alive,
-            ..f
-        };
+        let none_alive = |_: &str| false;
+        let f = facts(&none_alive, &["a"], vec![]);
         assert_eq!(br.decide(1, &f), Decision::Wait);
-        // After a namenode restart (no targets known): wait until datanodes had time to report.
-        let f = BlockFacts {
-            expected: vec![],
-            settled: false,
-            ..f
-        };
+        // Targets unknown: every live datanode is asked, and must say it has none.
+        let br = BlockRecovery::default();
+        let f = facts(&alive, &[], vec![]);
         assert_eq!(br.decide(1, &f), Decision::Wait);
-        let f = BlockFacts { settled: true, ..f };
+        assert_eq!(br.take_commands("c", 10).len(), 1);
+        for u in ["a", "b", "c"] {
+            br.not_held(u, 7);
+        }
         assert_eq!(br.decide(1, &f), Decision::Drop);
+        let br = BlockRecovery::default();
+        let f = BlockFacts {
+            settled: false,
+            ..facts(&alive, &[], vec![])
+        };
+        for u in ["a", "b", "c"] {
+            let _ = br.decide(1, &f);
+            br.not_held(u, 7);
+        }
+        assert_eq!(
+            br.decide(1, &f),
+            Decision::Wait,
+            "not before datanodes had time to report"
+        );
     }
 }

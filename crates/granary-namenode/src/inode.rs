@@ -71,6 +71,11 @@ pub struct BlockRecord {
     /// The writer reported its final length (committed).
     #[prost(bool, tag = "4")]
     pub committed: bool,
+    /// While the block is being written: the datanodes (uuids) it was sent
+    /// to, whom lease recovery asks what they hold, also after a namenode
+    /// restart. Cleared when the block is committed.
+    #[prost(string, repeated, tag = "5")]
+    pub targets: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

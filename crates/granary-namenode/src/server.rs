@@ -284,6 +284,8 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             for uuid in state.datanodes.dead_nodes() {
                 if removed.insert(uuid.clone()) {
                     state.datanodes.declare_dead(&uuid);
+                    // Its session ends: it must prove itself again.
+                    state.sessions.close(&uuid);
                     let held = state.blocks.remove_node(&uuid);
                     tracing::warn!(uuid = %uuid, replicas = held.len(), "datanode dead; its replicas are forgotten");
                     state.redundancy.check(held);
@@ -292,6 +294,8 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
             // Datanodes get the new set with their next heartbeat.
             state.block_keys.roll();
+            // Finalize commands of recovered blocks not yet confirmed.
+            state.recovery.resend_due();
             state.update_safe_mode();
             let expired = state.leases.expired();
             if !expired.is_empty() && !state.safe_mode.is_on() {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::block_keys::BlockKeyManager;
 use crate::block_manager::{BlockManager, ReplicaCheck};
-use crate::block_recovery::{BlockFacts, BlockRecovery, Decision};
+use crate::block_recovery::{BlockFacts, BlockRecovery, Committing, Decision};
 use crate::config::NamenodeConfig;
 use crate::datanode_auth::DatanodeSessions;
 use crate::datanode_manager::{DatanodeManager, Liveness};
@@ -211,6 +211,7 @@ impl NamenodeState {
                     .iter()
                     .any(|u| matches!(self.datanodes.liveness(u), Some(Liveness::Live | Liveness::Stale)));
                 if self.blocks.replica_count(block) == 0 && alive {
+                    self.recovery.resend_commit(inode);
                     return Ok(Recovery::Finalizing);
                 }
                 self.recovery.committed(block);
@@ -229,10 +230,18 @@ impl NamenodeState {
                         matches!(self.datanodes.liveness(u), Some(Liveness::Live | Liveness::Stale))
                             && self.datanodes.is_registered(u)
                     };
+                    let all_live: Vec<String> = self
+                        .datanodes
+                        .report()
+                        .iter()
+                        .filter(|d| d.state != pb::DatanodeState::Dead as i32)
+                        .filter_map(|d| d.id.as_ref().map(|i| i.uuid.clone()))
+                        .collect();
                     let facts = BlockFacts {
                         block: last.to_extended(),
                         being_written: self.blocks.being_written(last.id),
-                        expected: self.blocks.expected(last.id),
+                        targets: last.targets.clone(),
+                        all_live,
                         alive: &alive,
                         settled: self.started.elapsed() >= self.config.dead_after(),
                     };
@@ -269,29 +278,24 @@ impl NamenodeState {
             return Ok(Recovery::Closed);
         };
         self.leases.remove(&rec.holder, inode);
-        if let Some(b) = &rec.committed {
-            self.recovery.finish(b.id);
-            self.blocks.written(b.id);
-            let waiting_for_replicas = !holders.is_empty();
-            if waiting_for_replicas {
-                let uuids = holders.iter().map(|(u, _)| u.clone()).collect();
-                self.recovery.committing(inode, b.id, uuids);
+        let finalizing = match &rec.committed {
+            Some(b) => {
+                self.recovery.finish(b.id);
+                self.blocks.written(b.id);
+                if holders.is_empty() {
+                    false
+                } else {
+                    // Told only once the new stamp and length are durable: a
+                    // crash before must not leave replicas the namespace disowns.
+                    let c = Committing::new(b.id, b.generation_stamp, b.num_bytes, holders);
+                    let st = self.clone();
+                    self.ns
+                        .after_durable(false, move || st.recovery.committing(inode, c));
+                    self.blocks.replica_count(b.id) == 0
+                }
             }
-            for (uuid, replica) in holders {
-                let cmd = pb::CommitReplicaCommand {
-                    block: Some(replica),
-                    new_generation_stamp: b.generation_stamp,
-                    length: b.num_bytes,
-                };
-                let st = self.clone();
-                // Only once the new stamp and length are durable: a crash
-                // before must not leave replicas the namespace disowns.
-                self.ns.after_durable(false, move || {
-                    st.recovery
-                        .send(&uuid, pb::datanode_command::Command::CommitReplica(cmd))
-                });
-            }
-        }
+            None => false,
+        };
         let dropped: Vec<pb::ExtendedBlock> = rec
             .dropped
             .iter()
@@ -307,11 +311,10 @@ impl NamenodeState {
             tracing::info!(inode, holder = %rec.holder, length = file.length(), dropped = n_dropped, "lease recovered; file closed");
         }
         // Not done for the caller until a holder has finalized the block.
-        Ok(match &rec.committed {
-            Some(b) if self.recovery.awaiting(inode).is_some() && self.blocks.replica_count(b.id) == 0 => {
-                Recovery::Finalizing
-            }
-            _ => Recovery::Closed,
+        Ok(if finalizing {
+            Recovery::Finalizing
+        } else {
+            Recovery::Closed
         })
     }
 
@@ -321,6 +324,10 @@ impl NamenodeState {
     pub fn remove_deleted(self: &Arc<Self>, blocks: Vec<pb::ExtendedBlock>) {
         if blocks.is_empty() {
             return;
+        }
+        for b in &blocks {
+            self.recovery.finish(b.block_id);
+            self.recovery.committed(b.block_id);
         }
         let st = self.clone();
         self.ns.after_durable(blocks.len() > HEAVY_BLOCKS, move || {
@@ -428,13 +435,21 @@ impl NamenodeState {
         let has_good = self.blocks.replica_count(b.block_id) > 0;
         match self.ns.block_owner(b.block_id)? {
             None => self.blocks.invalidate(uuid, b),
-            Some(o) if b.generation_stamp < o.gs => {
-                if has_good {
-                    self.blocks.invalidate(uuid, b);
-                } else {
-                    self.blocks.note_being_written(uuid, b);
-                }
-            }
+            Some(o) if b.generation_stamp < o.gs => match o.committed_len {
+                _ if has_good => self.blocks.invalidate(uuid, b),
+                // Committed (by a recovery whose finalize command was lost,
+                // say) with no replica anywhere: its bytes are the same
+                // stream's, so finalize this one at the committed length.
+                Some(len) if b.num_bytes >= len => self.recovery.send(
+                    uuid,
+                    pb::datanode_command::Command::CommitReplica(pb::CommitReplicaCommand {
+                        block: Some(b),
+                        new_generation_stamp: o.gs,
+                        length: len,
+                    }),
+                ),
+                _ => self.blocks.note_being_written(uuid, b),
+            },
             Some(o) if b.generation_stamp > o.gs => {
                 tracing::warn!(block_id = b.block_id, dn = %uuid, gs = b.generation_stamp, namespace_gs = o.gs, "replica being written is newer than the namespace knows; kept");
                 self.blocks.note_being_written(uuid, b);
@@ -514,6 +529,7 @@ fn replica_check(b: &pb::ExtendedBlock, owner: Option<BlockOwner>) -> ReplicaChe
             Some(len) if len != b.num_bytes => ReplicaCheck::WrongLength { committed: len },
             _ => ReplicaCheck::Valid,
         },
+        Some(o) if o.committed_len.is_none() && b.generation_stamp < o.gs => ReplicaCheck::OlderWhileWriting,
         _ => ReplicaCheck::Invalid,
     }
 }

@@ -502,7 +502,7 @@ mod bad_input {
         let (rd, mut wr) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
         wr.write_all(data_transfer::PREAMBLE).await.unwrap();
         wr.write_all(&bytes).await.unwrap();
-        let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec);
+        let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec::default());
         let f = tokio::time::timeout(Duration::from_secs(10), frames.next())
             .await
             .expect("an answer in time")
@@ -590,7 +590,7 @@ mod bad_input {
         wr.write_all(&header_frame(&lb, pb::PipelineStage::Create))
             .await
             .unwrap();
-        let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec);
+        let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec::default());
         let e = loop {
             let f = tokio::time::timeout(
                 Duration::from_secs(10),
@@ -682,7 +682,7 @@ mod bad_input {
             let (mut rd, mut wr) = s.into_split();
             let mut preamble = [0u8; 8];
             rd.read_exact(&mut preamble).await.unwrap();
-            let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec);
+            let mut frames = tokio_util::codec::FramedRead::new(rd, data_transfer::FrameCodec::default());
             let header = frames.next().await.unwrap().unwrap();
             assert!(pb::WriteBlockRequest::decode(header.message).is_ok());
             let ready = pb::WriteBlockReply {

@@ -567,3 +567,95 @@ async fn recover_lease_of_a_stalled_writer_keeps_its_flushed_bytes() {
     assert!(more.is_err(), "the recovered file took more writes");
     assert_eq!(get(&c, "/stalled").await, bytes);
 }
+
+/// A writer got a new generation stamp for a pipeline recovery and died
+/// before any datanode took it: the namespace is a stamp ahead of every
+/// replica. Lease recovery still keeps the synced bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsynced_bytes_survive_a_writer_dying_in_pipeline_recovery() {
+    let cl = MiniCluster::builder()
+        .datanodes(3)
+        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .start()
+        .await
+        .unwrap();
+    let writer = cl.client().await.unwrap();
+    let bytes = pseudo_random(4096, 9);
+    let mut w = writer
+        .create(
+            "/bumped",
+            CreateOptions {
+                block_size: BLOCK,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.write_all(&bytes).await.unwrap();
+    w.hsync().await.unwrap();
+    let lb = writer.block_locations("/bumped", 0, 0).await.unwrap();
+    let last = lb
+        .last_block
+        .as_ref()
+        .or(lb.blocks.last())
+        .unwrap()
+        .block
+        .unwrap();
+    let file_id = writer.stat("/bumped").await.unwrap().file_id;
+    writer
+        .rpc()
+        .update_block_for_pipeline(writer.request(pb::UpdateBlockForPipelineRequest {
+            path: "/bumped".into(),
+            file_id,
+            client_name: writer.client_name().into(),
+            block: Some(last),
+        }))
+        .await
+        .unwrap();
+    drop(w);
+    let other = cl.client().await.unwrap();
+    wait_for(20, "recoverLease closes /bumped", || async {
+        other.recover_lease("/bumped").await.unwrap()
+    })
+    .await;
+    assert_eq!(other.stat("/bumped").await.unwrap().length, 4096);
+    assert_eq!(get(&other, "/bumped").await, bytes);
+}
+
+/// The namenode restarts while a writer is alive mid-block; then its lease
+/// is recovered. The targets the block was sent to are kept with the
+/// namespace, so the datanodes are asked and the synced bytes stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_after_a_namenode_restart_asks_the_blocks_targets() {
+    let mut cl = MiniCluster::builder()
+        .datanodes(3)
+        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .start()
+        .await
+        .unwrap();
+    let writer = cl.client().await.unwrap();
+    let bytes = pseudo_random(BLOCK as usize + 5000, 10);
+    let mut w = writer
+        .create(
+            "/alive",
+            CreateOptions {
+                block_size: BLOCK,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.write_all(&bytes).await.unwrap();
+    w.hsync().await.unwrap();
+    cl.restart_namenode().await.unwrap();
+    cl.wait_for_datanodes(3).await.unwrap();
+    cl.wait_for_safe_mode_exit().await.unwrap();
+    let other = cl.client().await.unwrap();
+    wait_for(30, "recoverLease closes /alive", || async {
+        other.recover_lease("/alive").await.unwrap()
+    })
+    .await;
+    assert_eq!(other.stat("/alive").await.unwrap().length, bytes.len() as u64);
+    assert_eq!(get(&other, "/alive").await, bytes);
+    drop(w);
+}

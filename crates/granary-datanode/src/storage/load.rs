@@ -15,6 +15,8 @@ struct Found {
     data_len: u64,
     /// Generation stamp -> meta file length; normally one entry.
     metas: Vec<(u64, u64)>,
+    /// Generation stamps marked damaged (`blk_<id>_<gs>.damaged`).
+    damaged: Vec<u64>,
 }
 
 /// `blk_<id>` and `blk_<id>_<gs>.meta` files directly in `d`; subdirectories go to `dirs`.
@@ -33,27 +35,25 @@ fn list(d: &Path, dirs: &mut Vec<PathBuf>) -> Result<HashMap<u64, Found>, Storag
             continue;
         };
         let len = e.metadata().map_err(io(&p))?.len();
-        if let Some(stem) = rest.strip_suffix(".meta") {
+        let new = || Found {
+            data_len: u64::MAX,
+            metas: Vec::new(),
+            damaged: Vec::new(),
+        };
+        if let Some(stem) = rest.strip_suffix(".damaged") {
             if let Some((id, gs)) = stem.split_once('_')
                 && let (Ok(id), Ok(gs)) = (id.parse::<u64>(), gs.parse::<u64>())
             {
-                found
-                    .entry(id)
-                    .or_insert(Found {
-                        data_len: u64::MAX,
-                        metas: Vec::new(),
-                    })
-                    .metas
-                    .push((gs, len));
+                found.entry(id).or_insert_with(new).damaged.push(gs);
+            }
+        } else if let Some(stem) = rest.strip_suffix(".meta") {
+            if let Some((id, gs)) = stem.split_once('_')
+                && let (Ok(id), Ok(gs)) = (id.parse::<u64>(), gs.parse::<u64>())
+            {
+                found.entry(id).or_insert_with(new).metas.push((gs, len));
             }
         } else if let Ok(id) = rest.parse::<u64>() {
-            found
-                .entry(id)
-                .or_insert(Found {
-                    data_len: u64::MAX,
-                    metas: Vec::new(),
-                })
-                .data_len = len;
+            found.entry(id).or_insert_with(new).data_len = len;
         }
     }
     Ok(found)
@@ -117,6 +117,11 @@ pub(super) fn scan_finalized(
                     chunks_in(meta_len)
                 );
                 tracing::error!(block_id = id, dir = %d.display(), error = %why, "finalized replica is damaged; reporting it corrupt");
+                corrupt.insert(id, why);
+            } else if f.damaged.contains(&gs) {
+                let marker = d.join(super::damage_name(id, gs));
+                let why = std::fs::read_to_string(&marker)
+                    .unwrap_or_else(|_| "found corrupt before a restart".into());
                 corrupt.insert(id, why);
             }
             out.insert(

@@ -143,6 +143,12 @@ fn meta_name(id: u64, gs: u64) -> String {
     format!("blk_{id}_{gs}.meta")
 }
 
+/// A marker beside a finalized replica found damaged, holding why: the
+/// mark survives a restart (until the namenode has the replica deleted).
+fn damage_name(id: u64, gs: u64) -> String {
+    format!("blk_{id}_{gs}.damaged")
+}
+
 fn extended(id: u64, r: &Replica) -> pb::ExtendedBlock {
     pb::ExtendedBlock {
         block_id: id,
@@ -270,8 +276,24 @@ impl Storage {
     /// Marks a finalized replica damaged (the block scanner found it bad):
     /// it is no longer served, and is deleted only when the namenode says so.
     pub fn mark_damaged(&self, id: u64, why: String) {
-        if self.replicas.read().contains_key(&id) {
-            self.damaged.write().insert(id, why);
+        let Some(r) = self.get(id) else { return };
+        let marker = self.volumes[r.volume]
+            .finalized_dir(id)
+            .join(damage_name(id, r.gs));
+        if let Err(e) = std::fs::write(&marker, why.as_bytes()) {
+            tracing::warn!(block_id = id, path = %marker.display(), error = %e, "cannot record a damaged replica on disk");
+        }
+        self.damaged.write().insert(id, why);
+    }
+
+    /// Removes a replica's damage marker, if any.
+    fn clear_damage(&self, id: u64, r: &Replica) {
+        if self.damaged.write().remove(&id).is_some() {
+            let _ = std::fs::remove_file(
+                self.volumes[r.volume]
+                    .finalized_dir(id)
+                    .join(damage_name(id, r.gs)),
+            );
         }
     }
 
@@ -399,7 +421,7 @@ impl Storage {
         let data_path = v.rbw_dir().join(data_name(id));
         let meta_path = v.rbw_dir().join(meta_name(id, r.gs));
         self.replicas.write().remove(&id);
-        self.damaged.write().remove(&id);
+        self.clear_damage(id, &r);
         std::fs::rename(&data_src, &data_path).map_err(io(&data_path))?;
         std::fs::rename(&meta_src, &meta_path).map_err(io(&meta_path))?;
         self.open_writer(id, r, data_path, meta_path)
@@ -511,6 +533,7 @@ impl Storage {
                 let od = ov.finalized_dir(w.block_id);
                 let _ = std::fs::remove_file(od.join(data_name(w.block_id)));
                 let _ = std::fs::remove_file(od.join(meta_name(w.block_id, old.gs)));
+                self.clear_damage(w.block_id, &old);
             }
             // Meta first: a data file without meta is ignored by the scan.
             let meta_dst = dir.join(meta_name(w.block_id, w.gs));
@@ -526,7 +549,6 @@ impl Storage {
             w.abort();
             return Err(e);
         }
-        self.damaged.write().remove(&w.block_id);
         self.replicas.write().insert(
             w.block_id,
             Replica {
@@ -592,7 +614,7 @@ impl Storage {
                 _ => return Ok(false),
             }
         };
-        self.damaged.write().remove(&id);
+        self.clear_damage(id, &r);
         let dir = self.volumes[r.volume].finalized_dir(id);
         for p in [dir.join(data_name(id)), dir.join(meta_name(id, r.gs))] {
             match std::fs::remove_file(&p) {
@@ -606,8 +628,13 @@ impl Storage {
 
     /// Forgets a replica whose files vanished; true if it was known.
     pub fn forget(&self, id: u64) -> bool {
-        self.damaged.write().remove(&id);
-        self.replicas.write().remove(&id).is_some()
+        match self.replicas.write().remove(&id) {
+            Some(r) => {
+                self.clear_damage(id, &r);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The files of a finalized replica, for tests and tools that inspect disks.
@@ -820,6 +847,21 @@ mod tests {
         );
         // Still on disk until the namenode says otherwise.
         assert!(data_path.exists());
+        // A replica the block scanner found bad stays marked across a restart...
+        write(&s, 8, 2, b"fine bytes").unwrap();
+        s.mark_damaged(8, "checksum mismatch in the chunk at offset 0".into());
+        drop(s);
+        let s = open(&dirs);
+        assert_eq!(
+            s.damage(8).as_deref(),
+            Some("checksum mismatch in the chunk at offset 0")
+        );
+        assert!(matches!(s.open_read(8, 2), Err(StorageError::Damaged { .. })));
+        // ...until the namenode has it deleted.
+        assert!(s.delete(&blk(8, 2)).unwrap());
+        drop(s);
+        let s = open(&dirs);
+        assert!(s.get(8).is_none() && s.damage(8).is_none());
     }
 
     #[test]

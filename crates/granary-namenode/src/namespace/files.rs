@@ -170,7 +170,8 @@ impl Namespace {
         last: Option<&pb::ExtendedBlock>,
     ) -> Result<()> {
         Self::commit_last_in(path, file, last)?;
-        if let Some(b) = file.blocks.last().filter(|b| b.committed) {
+        if let Some(b) = file.blocks.last_mut().filter(|b| b.committed) {
+            b.targets.clear();
             batch.put_cf(
                 self.cf(CF_BLOCKS)?,
                 id_key(b.id),
@@ -219,6 +220,19 @@ impl Namespace {
         client: &str,
         previous: Option<&pb::ExtendedBlock>,
     ) -> Result<AllocatedBlock> {
+        self.add_block_to(path, file_id, client, previous, &[])
+    }
+
+    /// [`Namespace::add_block`] recording the datanodes (uuids) the new
+    /// block goes to, for lease recovery.
+    pub fn add_block_to(
+        &self,
+        path: &str,
+        file_id: u64,
+        client: &str,
+        previous: Option<&pb::ExtendedBlock>,
+        targets: &[String],
+    ) -> Result<AllocatedBlock> {
         self.mutate_file(|batch| {
             let mut file = self.leased_file(path, file_id, client)?;
             // A retried call whose first attempt succeeded gets the same block back.
@@ -243,6 +257,7 @@ impl Namespace {
                 generation_stamp: gs,
                 num_bytes: 0,
                 committed: false,
+                targets: targets.to_vec(),
             };
             file.blocks.push(block.clone());
             batch.put_cf(self.cf(CF_BLOCKS)?, id_key(id), block_value(file.id, gs, None));
@@ -395,6 +410,7 @@ impl Namespace {
                         }
                         last.num_bytes = length;
                         last.committed = true;
+                        last.targets.clear();
                         batch.put_cf(
                             self.cf(CF_BLOCKS)?,
                             id_key(last.id),

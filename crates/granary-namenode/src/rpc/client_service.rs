@@ -127,15 +127,14 @@ impl ClientProtocol for ClientService {
             st.check_not_recovering(&r.path, file.id)?;
             let targets =
                 st.choose_targets(file.replication, file.block_size, &r.excluded_nodes, writer_host)?;
-            let alloc = st
-                .ns
-                .add_block(&r.path, r.file_id, &r.client_name, r.previous.as_ref())?;
-            let block = alloc.block.to_extended();
             let uuids: Vec<String> = targets
                 .iter()
                 .filter_map(|t| t.id.as_ref().map(|i| i.uuid.clone()))
                 .collect();
-            st.blocks.set_expected(block.block_id, &uuids);
+            let alloc =
+                st.ns
+                    .add_block_to(&r.path, r.file_id, &r.client_name, r.previous.as_ref(), &uuids)?;
+            let block = alloc.block.to_extended();
             let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
             Ok(pb::LocatedBlock {
                 block: Some(block),
@@ -499,11 +498,9 @@ impl ClientProtocol for ClientService {
             if !st.blocks.locations(b.block_id).contains(&r.datanode_uuid) {
                 continue;
             }
-            tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica; asking its datanode to verify it");
-            st.recovery.send(
-                &r.datanode_uuid,
-                pb::datanode_command::Command::Verify(pb::VerifyCommand { blocks: vec![b] }),
-            );
+            if st.recovery.verify(&r.datanode_uuid, b) {
+                tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica; asking its datanode to verify it");
+            }
         }
         Ok(Response::new(pb::ReportBadBlocksResponse {}))
     }

@@ -226,11 +226,16 @@ impl DatanodeProtocol for DatanodeService {
                         tracing::warn!(block_id = b.block_id, dn = %uuid, bytes = b.num_bytes, committed, "replica length differs from the committed block; marked corrupt");
                         st.mark_corrupt(&uuid, *b);
                     }
+                    ReplicaCheck::OlderWhileWriting => {
+                        st.note_being_written(&uuid, *b)?;
+                        st.advance_recovery(b.block_id);
+                    }
                 }
             }
             for b in &r.deleted {
                 st.blocks.remove_replica(&uuid, b.block_id);
                 st.blocks.forget_being_written(&uuid, b.block_id);
+                st.recovery.verified(&uuid, b.block_id);
             }
             for b in &r.being_written {
                 st.note_being_written(&uuid, *b)?;
@@ -245,10 +250,12 @@ impl DatanodeProtocol for DatanodeService {
                 if let Some(b) = c.block {
                     tracing::warn!(block_id = b.block_id, dn = %uuid, reason = %c.reason, "datanode reports a corrupt replica");
                     st.mark_corrupt(&uuid, b);
+                    st.recovery.verified(&uuid, b.block_id);
                 }
             }
             for b in &r.verified {
                 tracing::info!(block_id = b.block_id, dn = %uuid, "reported replica verified intact by its datanode");
+                st.recovery.verified(&uuid, b.block_id);
             }
             Ok(())
         })
@@ -291,13 +298,17 @@ impl BlockReportProtocol for BlockReportService {
                 vec![ReplicaCheck::Valid; r.blocks.len()]
             });
             let counts = st.blocks.full_report(&uuid, &r.blocks, &checks);
+            st.blocks.report_being_written(&uuid, &[]);
             for (b, c) in r.blocks.iter().zip(&checks) {
-                if let ReplicaCheck::WrongLength { committed } = c {
-                    tracing::warn!(block_id = b.block_id, dn = %uuid, bytes = b.num_bytes, committed, "replica length differs from the committed block; marked corrupt");
-                    st.redundancy.check([b.block_id]);
+                match c {
+                    ReplicaCheck::WrongLength { committed } => {
+                        tracing::warn!(block_id = b.block_id, dn = %uuid, bytes = b.num_bytes, committed, "replica length differs from the committed block; marked corrupt");
+                        st.redundancy.check([b.block_id]);
+                    }
+                    ReplicaCheck::OlderWhileWriting => st.note_being_written(&uuid, *b)?,
+                    _ => {}
                 }
             }
-            st.blocks.report_being_written(&uuid, &[]);
             for b in &r.being_written {
                 st.note_being_written(&uuid, *b)?;
             }
