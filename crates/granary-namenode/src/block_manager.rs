@@ -55,6 +55,14 @@ impl Inner {
         self.by_node.get(self.node_ix.get(uuid)?)
     }
 
+    /// Replicas by datanode uuid instead of index.
+    fn named(&self, list: Option<&[(NodeIx, pb::ExtendedBlock)]>) -> Vec<(String, pb::ExtendedBlock)> {
+        list.unwrap_or_default()
+            .iter()
+            .map(|(n, b)| (self.nodes[*n as usize].clone(), *b))
+            .collect()
+    }
+
     fn uuids(&self, holders: &Holders) -> Vec<String> {
         holders.iter().map(|&n| self.nodes[n as usize].clone()).collect()
     }
@@ -147,14 +155,7 @@ impl BlockManager {
     /// Corrupt replicas of a block: (datanode uuid, the replica as reported).
     pub fn corrupt_replicas(&self, block_id: u64) -> Vec<(String, pb::ExtendedBlock)> {
         let g = self.inner.read();
-        g.corrupt
-            .get(&block_id)
-            .map(|l| {
-                l.iter()
-                    .map(|(n, b)| (g.nodes[*n as usize].clone(), *b))
-                    .collect()
-            })
-            .unwrap_or_default()
+        g.named(g.corrupt.get(&block_id).map(|l| l.as_slice()))
     }
 
     /// Blocks with at least one corrupt replica.
@@ -191,14 +192,7 @@ impl BlockManager {
     /// Replicas being written of a block: (datanode uuid, replica).
     pub fn being_written(&self, block_id: u64) -> Vec<(String, pb::ExtendedBlock)> {
         let g = self.inner.read();
-        g.being_written
-            .get(&block_id)
-            .map(|l| {
-                l.iter()
-                    .map(|(n, b)| (g.nodes[*n as usize].clone(), *b))
-                    .collect()
-            })
-            .unwrap_or_default()
+        g.named(g.being_written.get(&block_id).map(|l| l.as_slice()))
     }
 
     /// Forgets `uuid`'s replica-being-written of a block (it holds none).

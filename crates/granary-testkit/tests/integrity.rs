@@ -66,6 +66,19 @@ fn with_session<T>(session: &str, msg: T) -> tonic::Request<T> {
     r
 }
 
+/// A writer of a new file with `BLOCK`-sized blocks.
+async fn writer_of(c: &DfsClient, path: &str) -> granary_client::FileWriter {
+    c.create(
+        path,
+        CreateOptions {
+            block_size: BLOCK,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn cluster_secret(cl: &MiniCluster) -> ClusterSecret {
     ClusterSecret::load(&cl.namenode_data_dir().join("cluster-secret")).unwrap()
 }
@@ -354,16 +367,7 @@ async fn hsynced_bytes_survive_a_restart_of_every_datanode() {
         .unwrap();
     let writer = cl.client().await.unwrap();
     let bytes = pseudo_random(4096, 4);
-    let mut w = writer
-        .create(
-            "/synced",
-            CreateOptions {
-                block_size: BLOCK,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut w = writer_of(&writer, "/synced").await;
     w.write_all(&bytes).await.unwrap();
     w.hsync().await.unwrap();
     for i in 0..3 {
@@ -541,16 +545,7 @@ async fn recover_lease_of_a_stalled_writer_keeps_its_flushed_bytes() {
         .unwrap();
     let writer = cl.client().await.unwrap();
     let bytes = pseudo_random(BLOCK as usize + 3000, 8);
-    let mut w = writer
-        .create(
-            "/stalled",
-            CreateOptions {
-                block_size: BLOCK,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut w = writer_of(&writer, "/stalled").await;
     w.write_all(&bytes).await.unwrap();
     w.hflush().await.unwrap();
     // The writer still holds its pipeline open (it hangs, say); recoverLease
@@ -581,16 +576,7 @@ async fn hsynced_bytes_survive_a_writer_dying_in_pipeline_recovery() {
         .unwrap();
     let writer = cl.client().await.unwrap();
     let bytes = pseudo_random(4096, 9);
-    let mut w = writer
-        .create(
-            "/bumped",
-            CreateOptions {
-                block_size: BLOCK,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut w = writer_of(&writer, "/bumped").await;
     w.write_all(&bytes).await.unwrap();
     w.hsync().await.unwrap();
     let lb = writer.block_locations("/bumped", 0, 0).await.unwrap();
@@ -635,16 +621,7 @@ async fn recovery_after_a_namenode_restart_asks_the_blocks_targets() {
         .unwrap();
     let writer = cl.client().await.unwrap();
     let bytes = pseudo_random(BLOCK as usize + 5000, 10);
-    let mut w = writer
-        .create(
-            "/alive",
-            CreateOptions {
-                block_size: BLOCK,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut w = writer_of(&writer, "/alive").await;
     w.write_all(&bytes).await.unwrap();
     w.hsync().await.unwrap();
     cl.restart_namenode().await.unwrap();

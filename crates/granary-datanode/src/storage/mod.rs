@@ -430,17 +430,9 @@ impl Storage {
     /// Takes a replica waiting for recovery of generation `gs` back as a
     /// writer (to continue it, or to finalize it where lease recovery says).
     pub fn reopen_waiting(&self, id: u64, gs: u64) -> Result<ReplicaWriter, StorageError> {
-        let r = {
-            let mut w = self.waiting.write();
-            match w.get(&id) {
-                Some(r) if r.gs == gs => {
-                    let r = *r;
-                    w.remove(&id);
-                    r
-                }
-                _ => return Err(StorageError::NotFound { block: id, gs }),
-            }
-        };
+        let r = self
+            .take_waiting(id, gs)
+            .ok_or(StorageError::NotFound { block: id, gs })?;
         let v = &self.volumes[r.volume];
         let data_path = v.rbw_dir().join(data_name(id));
         let meta_path = v.rbw_dir().join(meta_name(id, r.gs));
@@ -496,18 +488,19 @@ impl Storage {
         self.waiting.write().insert(w.block_id, r);
     }
 
+    /// Takes the waiting replica of `id` out of the map if it is of generation `gs`.
+    fn take_waiting(&self, id: u64, gs: u64) -> Option<Replica> {
+        let mut w = self.waiting.write();
+        match w.get(&id) {
+            Some(r) if r.gs == gs => w.remove(&id),
+            _ => None,
+        }
+    }
+
     /// Removes a waiting replica's files if it is of generation `gs`.
     fn remove_waiting(&self, id: u64, gs: u64) -> bool {
-        let r = {
-            let mut w = self.waiting.write();
-            match w.get(&id) {
-                Some(r) if r.gs == gs => {
-                    let r = *r;
-                    w.remove(&id);
-                    r
-                }
-                _ => return false,
-            }
+        let Some(r) = self.take_waiting(id, gs) else {
+            return false;
         };
         let v = &self.volumes[r.volume];
         let _ = std::fs::remove_file(v.rbw_dir().join(data_name(id)));
