@@ -4,6 +4,7 @@
 pub mod block_keys;
 pub mod block_manager;
 pub mod block_recovery;
+pub mod checkpoint;
 pub mod config;
 pub mod datanode_auth;
 pub mod datanode_manager;

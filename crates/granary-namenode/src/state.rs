@@ -134,52 +134,6 @@ impl NamenodeState {
         }
     }
 
-    /// A consistent copy of the metadata in `dir` (new, absolute): the
-    /// VERSION file and a RocksDB checkpoint of the namespace, which a
-    /// namenode can start from as its data dir. Returns the bytes written.
-    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<u64> {
-        let bad = |m: String| NnError::InvalidArgument(m);
-        if !dir.is_absolute() {
-            return Err(bad(format!(
-                "checkpoint dir {} must be an absolute path",
-                dir.display()
-            )));
-        }
-        if dir.exists() {
-            return Err(NnError::AlreadyExists(dir.display().to_string()));
-        }
-        let io = |e: std::io::Error| bad(format!("checkpoint dir {}: {e}", dir.display()));
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            // The whole namespace is in there: readable by its owner only.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-        let ns_dir = crate::layout::namespace_dir(dir);
-        rocksdb::checkpoint::Checkpoint::new(self.ns.db())
-            .and_then(|c| c.create_checkpoint(&ns_dir))
-            .map_err(|e| NnError::Internal(format!("rocksdb checkpoint: {e}")))?;
-        // The cluster secret, when kept with the metadata: a namenode started
-        // on the checkpoint must still admit the cluster's datanodes.
-        let secret = self.config.data_dir.join("cluster-secret");
-        if self.config.cluster_secret_path() == secret && secret.exists() {
-            let to = dir.join("cluster-secret");
-            std::fs::copy(&secret, &to).map_err(io)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        }
-        // VERSION last: a directory with it is a complete checkpoint.
-        std::fs::copy(self.config.data_dir.join("VERSION"), dir.join("VERSION")).map_err(io)?;
-        let mut bytes = 0;
-        for e in std::fs::read_dir(&ns_dir).map_err(io)?.flatten() {
-            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-        Ok(bytes)
-    }
-
     /// Block health for reports, metrics and the web UI.
     pub fn health(&self) -> pb::ClusterHealth {
         let (under_replicated, missing) = self.redundancy.health();

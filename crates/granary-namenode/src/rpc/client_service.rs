@@ -529,12 +529,8 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
         let (st, caller) = self.ctx(&req);
         require_super(&caller)?;
-        let dir = std::path::PathBuf::from(req.into_inner().dir);
-        let (bytes, dir) = blocking(move || {
-            let bytes = st.checkpoint(&dir)?;
-            Ok((bytes, dir))
-        })
-        .await?;
+        let requested = req.into_inner().dir;
+        let (dir, bytes) = blocking(move || st.checkpoint(&requested)).await?;
         tracing::info!(dir = %dir.display(), bytes, user = %caller.user(), "metadata checkpoint written");
         Ok(Response::new(pb::CheckpointResponse {
             dir: dir.display().to_string(),
@@ -619,8 +615,11 @@ impl ClientProtocol for ClientService {
 
     async fn get_datanode_report(
         &self,
-        _req: Request<pb::GetDatanodeReportRequest>,
+        req: Request<pb::GetDatanodeReportRequest>,
     ) -> Result<Response<pb::GetDatanodeReportResponse>, Status> {
+        // The cluster's machines and addresses: the superuser's (as HDFS).
+        let (_, caller) = self.ctx(&req);
+        require_super(&caller)?;
         let datanodes = self.state.datanodes.report();
         let block_counts = datanodes
             .iter()
