@@ -44,13 +44,14 @@ pub fn populate(
                     let (file, _) = st.ns.create(&caller, &path, 0, "bench", false, false, 1, 0)?;
                     let mut prev: Option<pb::ExtendedBlock> = None;
                     for _ in 0..n {
-                        let a = st.ns.add_block(&path, file.id, "bench", prev.as_ref())?;
+                        let a = st.ns.add_block(&caller, &path, file.id, "bench", prev.as_ref())?;
                         let mut b = a.block.to_extended();
                         b.num_bytes = 1;
                         out.push(b);
                         prev = Some(b);
                     }
-                    st.ns.complete(&path, file.id, "bench", prev.as_ref(), |_| true)?;
+                    st.ns
+                        .complete(&caller, &path, file.id, "bench", prev.as_ref(), |_| true)?;
                 }
             })
         })

@@ -128,7 +128,7 @@ fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyho
         "create" => {
             let p = path("files", i);
             let (file, _) = ns.create(caller, &p, 0, "nnbench", false, false, 1, 0)?;
-            ns.complete(&p, file.id, "nnbench", None, |_| true)?;
+            ns.complete(caller, &p, file.id, "nnbench", None, |_| true)?;
         }
         "getfileinfo" => {
             ns.get_file_info(caller, &path("files", i))?;

@@ -36,7 +36,7 @@ pub async fn run(nn: LocalNamenode, files: u64, threads: usize) -> anyhow::Resul
                     }
                     let p = path(i);
                     let (file, _) = st.ns.create(&caller, &p, 0, "scale", false, false, 1, 0)?;
-                    st.ns.complete(&p, file.id, "scale", None, |_| true)?;
+                    st.ns.complete(&caller, &p, file.id, "scale", None, |_| true)?;
                     if i > 0 && i % 1_000_000 == 0 {
                         let rss = rss_kib(std::process::id()).map_or(0, |(r, _)| r / 1024);
                         eprintln!(

@@ -63,6 +63,27 @@ impl Caller {
         &self.identity.user
     }
 
+    /// Whether the caller is `user` or the superuser (who may act for anyone).
+    pub fn acts_as(&self, user: &str) -> bool {
+        self.is_super || self.user() == user
+    }
+
+    /// The lease conflict on open file `file` as this caller is told of
+    /// it: the holder (a client name) is named only to the user writing
+    /// the file and to the superuser.
+    pub fn lease_conflict(&self, file: &Inode, path: impl Display) -> NnError {
+        let holder = file.under_construction.as_ref().map(|uc| uc.client_name.clone());
+        let writer = file.writer_user().unwrap_or_default();
+        let named = self.acts_as(writer);
+        if !named {
+            tracing::debug!(user = %self.user(), writer, holder = ?holder, path = %path, "write call on a file another user is writing refused");
+        }
+        NnError::LeaseConflict {
+            path: path.to_string(),
+            holder: holder.filter(|_| named),
+        }
+    }
+
     pub fn in_group(&self, group: &str) -> bool {
         self.identity.groups.iter().any(|g| g == group)
     }

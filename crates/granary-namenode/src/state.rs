@@ -12,6 +12,7 @@ use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::error::{NnError, Result};
 use crate::inode::BlockOwner;
 use crate::namespace::{LastBlockFate, Namespace};
+use crate::permission::Caller;
 use crate::placement::{PlacementContext, PlacementPolicy, RackAwarePlacement};
 use granary_common::block_token::BlockAccess;
 use granary_common::daemon_auth::ClusterSecret;
@@ -291,21 +292,28 @@ impl NamenodeState {
         self.ns.after_durable(false, move || st.redundancy.check(blocks));
     }
 
-    /// Before another client takes over `path`: recovers it if its writer's
-    /// lease passed the soft limit; a fresh lease is a conflict.
-    pub fn take_over(self: &Arc<Self>, path: &str, client: &str) -> Result<()> {
-        let Ok(r) = self.ns.resolve(path) else {
+    /// Before `caller`'s client `client` opens `path` for writing, by create
+    /// (or append, `append`): recovers an open file there whose writer's
+    /// lease passed the soft limit; a fresh lease is a conflict. Only after
+    /// the caller passed the checks the create or append makes, and only
+    /// for a client name that is not another user's.
+    pub fn take_over(
+        self: &Arc<Self>,
+        caller: &Caller,
+        path: &str,
+        client: &str,
+        append: bool,
+        overwrite: bool,
+    ) -> Result<()> {
+        self.leases.check_holder(client, caller)?;
+        let Some(file) = self.ns.open_file_to_take_over(caller, path, append, overwrite)? else {
             return Ok(());
         };
-        let Some(file) = r.last() else { return Ok(()) };
         let Some(uc) = &file.under_construction else {
             return Ok(());
         };
         if uc.client_name == client || self.leases.is_fresh(&uc.client_name) {
-            return Err(NnError::LeaseConflict {
-                path: path.to_string(),
-                holder: uc.client_name.clone(),
-            });
+            return Err(caller.lease_conflict(&file, path));
         }
         match self.recover_file(file.id)? {
             // Closed in the namespace: the file can be taken over.

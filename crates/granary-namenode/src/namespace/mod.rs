@@ -81,8 +81,8 @@ pub struct StartupScan {
     /// The blocks safe mode waits for. As HDFS, a file's last block still
     /// being written is not counted: datanodes report only finalized replicas.
     pub committed_blocks: u64,
-    /// Every open file and its writer (to restore leases).
-    pub open_files: Vec<(u64, String)>,
+    /// Every open file, its writer and the writer's user (to restore leases).
+    pub open_files: Vec<(u64, String, String)>,
 }
 
 /// What lease recovery does with a file's uncommitted last block.
@@ -333,7 +333,10 @@ mod tests {
         let (file, _) = ns
             .create(caller, path, 0, "w", false, false, 1, 0)
             .expect("create");
-        assert!(ns.complete(path, file.id, "w", None, |_| true).expect("complete"));
+        assert!(
+            ns.complete(caller, path, file.id, "w", None, |_| true)
+                .expect("complete")
+        );
         file
     }
 }

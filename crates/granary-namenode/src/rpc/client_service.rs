@@ -93,7 +93,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
-            st.take_over(&r.path, &r.client_name)?;
+            st.take_over(&caller, &r.path, &r.client_name, false, r.overwrite)?;
             let (file, removed) = st.ns.create(
                 &caller,
                 &r.path,
@@ -105,7 +105,7 @@ impl ClientProtocol for ClientService {
                 r.block_size,
             )?;
             st.remove_deleted(extended(removed));
-            st.leases.add(&r.client_name, file.id);
+            st.leases.add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
         .await?;
@@ -119,17 +119,19 @@ impl ClientProtocol for ClientService {
         req: Request<pb::AddBlockRequest>,
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req);
         let writer_host = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
         let located = mutating(&self.state, move || {
-            let file = st.ns.file_for_writer(&r.path, r.file_id, &r.client_name)?;
+            let file = st
+                .ns
+                .file_for_writer(&caller, &r.path, r.file_id, &r.client_name)?;
             st.check_not_recovering(&r.path, file.id)?;
             let targets =
                 st.choose_targets(file.replication, file.block_size, &r.excluded_nodes, writer_host)?;
             let alloc = st
                 .ns
-                .add_block(&r.path, r.file_id, &r.client_name, r.previous.as_ref())?;
+                .add_block(&caller, &r.path, r.file_id, &r.client_name, r.previous.as_ref())?;
             let block = alloc.block.to_extended();
             let uuids: Vec<String> = targets
                 .iter()
@@ -154,7 +156,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::AbandonBlockRequest>,
     ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let block = r.block.ok_or_else(|| {
             granary_common::error::status(
@@ -165,7 +167,7 @@ impl ClientProtocol for ClientService {
         mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
             st.ns
-                .abandon_block(&r.path, r.file_id, &r.client_name, block.block_id)?;
+                .abandon_block(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
             st.blocks.written(block.block_id);
             Ok(())
         })
@@ -178,18 +180,23 @@ impl ClientProtocol for ClientService {
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let completed = mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
             let min = st.config.min_replication as usize;
             let blocks = std::cell::RefCell::new(Vec::new());
-            let done = st
-                .ns
-                .complete(&r.path, r.file_id, &r.client_name, r.last.as_ref(), |b| {
+            let done = st.ns.complete(
+                &caller,
+                &r.path,
+                r.file_id,
+                &r.client_name,
+                r.last.as_ref(),
+                |b| {
                     blocks.borrow_mut().push(b.id);
                     st.blocks.replica_count(b.id) >= min
-                })?;
+                },
+            )?;
             // A file closed with fewer replicas than it wants gets them now.
             if done {
                 let blocks = blocks.into_inner();
@@ -375,6 +382,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        let (st, caller) = self.ctx(&req);
         let client = &req.get_ref().client_name;
         if client.is_empty() {
             return Err(granary_common::error::status(
@@ -382,7 +390,7 @@ impl ClientProtocol for ClientService {
                 "renewLease needs a client name",
             ));
         }
-        self.state.leases.renew(client);
+        st.leases.renew(client, &caller)?;
         Ok(Response::new(pb::RenewLeaseResponse {}))
     }
 
@@ -391,9 +399,9 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
-            st.take_over(&r.path, &r.client_name)?;
+            st.take_over(&caller, &r.path, &r.client_name, true, false)?;
             let file = st.ns.append(&caller, &r.path, &r.client_name)?;
-            st.leases.add(&r.client_name, file.id);
+            st.leases.add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
         .await?;
@@ -408,7 +416,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<pb::UpdateBlockForPipelineResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req);
         let r = req.into_inner();
         let mut block = r.block.ok_or_else(|| {
             granary_common::error::status(
@@ -419,7 +427,9 @@ impl ClientProtocol for ClientService {
         let resp = mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
             let old = block;
-            let gs = st.ns.bump_generation(&r.path, r.file_id, &r.client_name, block.block_id)?;
+            let gs = st
+                .ns
+                .bump_generation(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
             block.generation_stamp = gs;
             // Replicas finalized under the old stamp are stale now: forget them.
             // They are not deleted here, since a survivor may be about to continue
