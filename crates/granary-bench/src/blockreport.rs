@@ -22,10 +22,9 @@ pub fn populate(
     blocks: u64,
     threads: usize,
 ) -> anyhow::Result<Vec<pb::ExtendedBlock>> {
-    let caller = st.ns.caller(granary_common::identity::Identity::new(
-        crate::local::SUPERUSER,
-        vec![],
-    ));
+    let caller = st
+        .ns
+        .caller(granary_common::identity::Identity::new(crate::local::SUPERUSER));
     st.ns.mkdirs(&caller, "/blockreport", 0, true)?;
     let next = Arc::new(AtomicU64::new(0));
     let files = blocks.div_ceil(PER_FILE);

@@ -60,7 +60,6 @@ impl Cluster {
             .args(["--namenode", &self.rpc])
             .args(args)
             .env("GRANARY_USER", user)
-            .env_remove("GRANARY_GROUPS")
             .output()
             .unwrap();
         Out {

@@ -150,10 +150,9 @@ fn one_gib_round_trip_with_three_replicas() {
     // 8 blocks of 128 MiB, each on three distinct datanodes.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client =
-            granary_client::DfsClient::connect(&c.rpc, granary_client::Identity::new("hdfs", vec![]))
-                .await
-                .unwrap();
+        let client = granary_client::DfsClient::connect(&c.rpc, granary_client::Identity::new("hdfs"))
+            .await
+            .unwrap();
         let lb = client.block_locations("/big.bin", 0, 0).await.unwrap();
         assert_eq!(lb.blocks.len(), 8);
         for b in lb.blocks {
@@ -226,7 +225,7 @@ fn a_killed_writer_leaves_a_consistent_readable_file_after_lease_recovery() {
     let client = rt
         .block_on(granary_client::DfsClient::connect(
             &c.rpc,
-            granary_client::Identity::new("hdfs", vec![]),
+            granary_client::Identity::new("hdfs"),
         ))
         .unwrap();
     for round in 0..3 {

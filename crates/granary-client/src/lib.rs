@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), granary_client::ClientError> {
 //! use granary_client::{DfsClient, Identity};
-//! let fs = DfsClient::connect("127.0.0.1:8020", Identity::new("alice", vec![])).await?;
+//! let fs = DfsClient::connect("127.0.0.1:8020", Identity::new("alice")).await?;
 //! fs.mkdirs("/user/alice/data", None, true).await?;
 //! for st in fs.list("/user/alice").await? {
 //!     println!("{} {}", st.name, st.length);

@@ -74,6 +74,8 @@ pub struct NamenodeConfig {
     pub block_token_lifetime_ms: u64,
     /// Connection limits of the RPC and HTTP ports.
     pub limits: granary_common::conn_guard::Limits,
+    /// Users' groups: a static mapping, else the OS's (see the `groups` module).
+    pub groups: crate::groups::GroupsConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -113,6 +115,7 @@ impl Default for NamenodeConfig {
             block_key_update_interval_ms: 10 * 60 * 60 * 1000,
             block_token_lifetime_ms: 10 * 60 * 60 * 1000,
             limits: Default::default(),
+            groups: Default::default(),
         }
     }
 }
@@ -201,6 +204,7 @@ impl NamenodeConfig {
             listing_limit: self.listing_limit,
             max_directory_items: self.max_directory_items,
             block_cache_bytes: (self.block_cache_mb << 20) as usize,
+            groups: self.groups.clone(),
         }
     }
 

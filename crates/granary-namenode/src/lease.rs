@@ -121,11 +121,7 @@ mod tests {
     use super::*;
 
     fn caller(user: &str) -> Caller {
-        Caller::new(
-            granary_common::identity::Identity::new(user, vec![]),
-            "hdfs",
-            "supergroup",
-        )
+        Caller::new(user, vec![], "hdfs", "supergroup")
     }
 
     #[test]

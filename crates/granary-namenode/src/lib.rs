@@ -10,6 +10,7 @@ pub mod datanode_auth;
 pub mod datanode_manager;
 pub mod error;
 pub mod group_commit;
+pub mod groups;
 pub mod http;
 pub mod inode;
 pub mod layout;

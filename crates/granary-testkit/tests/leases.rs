@@ -197,8 +197,8 @@ async fn only_users_who_may_open_a_file_take_it_over() {
     let admin = cl.client().await.unwrap();
     admin.mkdirs("/home/alice", None, true).await.unwrap();
     admin.set_owner("/home/alice", Some("alice"), None).await.unwrap();
-    let alice = cl.client_as("alice", &[]).await.unwrap();
-    let bob = cl.client_as("bob", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
     open_raw(&alice, "/home/alice/a").await;
     open_raw(&alice, "/home/alice/b").await;
     // Alice's writer went silent past the soft limit (1 s).
@@ -231,7 +231,7 @@ async fn only_users_who_may_open_a_file_take_it_over() {
         );
     }
     // Who may open it takes it over.
-    let again = cl.client_as("alice", &[]).await.unwrap();
+    let again = cl.client_as("alice").await.unwrap();
     again
         .rpc()
         .create(again.request(pb::CreateRequest {
@@ -252,8 +252,8 @@ async fn writes_to_an_open_file_need_its_writers_user() {
     let cl = MiniCluster::builder().datanodes(1).start().await.unwrap();
     let admin = cl.client().await.unwrap();
     admin.mkdirs("/shared", Some(0o777), true).await.unwrap();
-    let alice = cl.client_as("alice", &[]).await.unwrap();
-    let bob = cl.client_as("bob", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
     let f = open_raw(&alice, "/shared/f").await;
     let stolen = alice.client_name().to_string();
     let add = |c: &DfsClient| {
@@ -355,8 +355,8 @@ async fn only_its_user_renews_a_lease() {
     let cl = MiniCluster::start().await.unwrap();
     let admin = cl.client().await.unwrap();
     admin.mkdirs("/shared", Some(0o777), true).await.unwrap();
-    let alice = cl.client_as("alice", &[]).await.unwrap();
-    let bob = cl.client_as("bob", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
     open_raw(&alice, "/shared/f").await;
     let renew = |c: &DfsClient| {
         c.request(pb::RenewLeaseRequest {

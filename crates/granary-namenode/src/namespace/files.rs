@@ -489,8 +489,8 @@ mod tests {
     #[test]
     fn a_create_overwrites_in_a_sticky_directory_only_what_it_may_delete() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
-        let bob = ns.caller(Identity::new("bob", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
+        let bob = ns.caller(Identity::new("bob"));
         ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
         let a = closed_file(&ns, &alice, "/tmp/a");
         match ns.create(&bob, "/tmp/a", 0, "bob", true, false, 1, 0) {
@@ -527,8 +527,8 @@ mod tests {
     #[test]
     fn only_the_user_who_opened_a_file_writes_it() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
-        let bob = ns.caller(Identity::new("bob", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
+        let bob = ns.caller(Identity::new("bob"));
         ns.mkdirs(&su, "/shared", 0o777, false).expect("mkdirs");
         let (f, _) = ns
             .create(&alice, "/shared/f", 0o666, "alice-client", false, false, 1, 0)

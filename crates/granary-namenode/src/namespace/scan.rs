@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn a_content_summary_needs_read_execute_on_every_directory_below() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
         ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
         ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
         ns.mkdirs(&alice, "/a/pub/x", 0o777, true).expect("mkdirs");

@@ -43,10 +43,24 @@ impl ClientService {
         }
     }
 
-    /// The state and the judged caller of a request.
-    fn ctx<T>(&self, req: &Request<T>) -> (Arc<NamenodeState>, crate::permission::Caller) {
+    /// The state and the judged caller of a request: its user, in the
+    /// groups the namenode's mapping gives that user (any groups the
+    /// request claims are not read). An OS lookup, when the user's groups
+    /// are not cached, runs on the blocking pool.
+    async fn ctx<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
         let id = Identity::from_metadata(req.metadata());
-        (self.state.clone(), self.state.ns.caller(id))
+        let st = self.state.clone();
+        let caller = match st.ns.known_caller(&id) {
+            Some(c) => c,
+            None => {
+                let s = st.clone();
+                blocking(move || Ok(s.ns.caller(id))).await?
+            }
+        };
+        Ok((st, caller))
     }
 }
 
@@ -79,7 +93,7 @@ fn extended(blocks: Vec<BlockRecord>) -> Vec<pb::ExtendedBlock> {
 impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)
@@ -90,7 +104,7 @@ impl ClientProtocol for ClientService {
 
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
             st.take_over(&caller, &r.path, &r.client_name, false, r.overwrite)?;
@@ -119,7 +133,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::AddBlockRequest>,
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let writer_host = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
         let located = mutating(&self.state, move || {
@@ -156,7 +170,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::AbandonBlockRequest>,
     ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let block = r.block.ok_or_else(|| {
             granary_common::error::status(
@@ -180,7 +194,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let completed = mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
@@ -216,7 +230,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         // Inline, not on the blocking pool: a few point lookups served from
         // the block cache take microseconds, less than the hop would cost.
@@ -230,7 +244,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetListingRequest>,
     ) -> Result<Response<pb::GetListingResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let l = blocking(move || st.ns.list(&caller, &r.path, &r.start_after, r.limit)).await?;
         Ok(Response::new(pb::GetListingResponse {
@@ -241,7 +255,7 @@ impl ClientProtocol for ClientService {
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             let removed = st.ns.rename(&caller, &r.src, &r.dst, r.overwrite)?;
@@ -254,7 +268,7 @@ impl ClientProtocol for ClientService {
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             let removed = st.ns.delete(&caller, &r.path, r.recursive)?;
@@ -270,7 +284,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
@@ -286,7 +300,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetPermissionRequest>,
     ) -> Result<Response<pb::SetPermissionResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns.set_permission(&caller, &r.path, r.permission)
@@ -300,7 +314,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetOwnerRequest>,
     ) -> Result<Response<pb::SetOwnerResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns
@@ -315,7 +329,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetTimesRequest>,
     ) -> Result<Response<pb::SetTimesResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns
@@ -329,7 +343,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let s = blocking(move || st.ns.content_summary(&caller, &r.path)).await?;
         Ok(Response::new(pb::GetContentSummaryResponse {
@@ -344,7 +358,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetBlockLocationsRequest>,
     ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let blocks = blocking(move || {
             let (file, range) = st.ns.block_range(&caller, &r.path, r.offset, r.length)?;
@@ -382,7 +396,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let client = &req.get_ref().client_name;
         if client.is_empty() {
             return Err(granary_common::error::status(
@@ -396,7 +410,7 @@ impl ClientProtocol for ClientService {
 
     async fn append(&self, req: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
             st.take_over(&caller, &r.path, &r.client_name, true, false)?;
@@ -416,7 +430,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<pb::UpdateBlockForPipelineResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let mut block = r.block.ok_or_else(|| {
             granary_common::error::status(
@@ -448,7 +462,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::RecoverLeaseRequest>,
     ) -> Result<Response<pb::RecoverLeaseResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let closed = mutating(&self.state, move || {
             let file = st.ns.get_file_info(&caller, &r.path)?;
@@ -537,7 +551,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
         let requested = req.into_inner().dir;
         let (dir, bytes) = blocking(move || st.checkpoint(&requested)).await?;
@@ -553,7 +567,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetSafeModeRequest>,
     ) -> Result<Response<pb::SetSafeModeResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let action = req.get_ref().action();
         if action != pb::SafeModeAction::Get {
             require_super(&caller)?;
@@ -582,7 +596,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetDatanodeAdminStateRequest>,
     ) -> Result<Response<pb::SetDatanodeAdminStateResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
         let r = req.into_inner();
         let state = match r.action() {
@@ -628,7 +642,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::GetDatanodeReportRequest>,
     ) -> Result<Response<pb::GetDatanodeReportResponse>, Status> {
         // The cluster's machines and addresses: the superuser's (as HDFS).
-        let (_, caller) = self.ctx(&req);
+        let (_, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
         let datanodes = self.state.datanodes.report();
         let block_counts = datanodes
