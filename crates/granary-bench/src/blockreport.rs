@@ -22,10 +22,9 @@ pub fn populate(
     blocks: u64,
     threads: usize,
 ) -> anyhow::Result<Vec<pb::ExtendedBlock>> {
-    let caller = st.ns.caller(granary_common::identity::Identity::new(
-        crate::local::SUPERUSER,
-        vec![],
-    ));
+    let caller = st
+        .ns
+        .caller(granary_common::identity::Identity::new(crate::local::SUPERUSER));
     st.ns.mkdirs(&caller, "/blockreport", 0, true)?;
     let next = Arc::new(AtomicU64::new(0));
     let files = blocks.div_ceil(PER_FILE);
@@ -44,13 +43,14 @@ pub fn populate(
                     let (file, _) = st.ns.create(&caller, &path, 0, "bench", false, false, 1, 0)?;
                     let mut prev: Option<pb::ExtendedBlock> = None;
                     for _ in 0..n {
-                        let a = st.ns.add_block(&path, file.id, "bench", prev.as_ref())?;
+                        let a = st.ns.add_block(&caller, &path, file.id, "bench", prev.as_ref())?;
                         let mut b = a.block.to_extended();
                         b.num_bytes = 1;
                         out.push(b);
                         prev = Some(b);
                     }
-                    st.ns.complete(&path, file.id, "bench", prev.as_ref(), |_| true)?;
+                    st.ns
+                        .complete(&caller, &path, file.id, "bench", prev.as_ref(), |_| true)?;
                 }
             })
         })

@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
-    let client = DfsClient::connect(addr, Identity::new(user, vec![])).await?;
+    let client = DfsClient::connect(addr, Identity::new(user)).await?;
     let size = a.size_mib << 20;
     // One buffer of incompressible data, written by every file.
     let data: bytes::Bytes = {

@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
                 let st = nn.nn.state.clone();
                 let caller = st
                     .ns
-                    .caller(granary_common::identity::Identity::new(local::SUPERUSER, vec![]));
+                    .caller(granary_common::identity::Identity::new(local::SUPERUSER));
                 tokio::task::spawn_blocking(move || nnbench::in_process(st, caller, ops, threads, route))
                     .await??;
                 nn.nn.shutdown().await?;

@@ -128,7 +128,7 @@ fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyho
         "create" => {
             let p = path("files", i);
             let (file, _) = ns.create(caller, &p, 0, "nnbench", false, false, 1, 0)?;
-            ns.complete(&p, file.id, "nnbench", None, |_| true)?;
+            ns.complete(caller, &p, file.id, "nnbench", None, |_| true)?;
         }
         "getfileinfo" => {
             ns.get_file_info(caller, &path("files", i))?;
@@ -149,7 +149,7 @@ fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyho
 
 /// One call of `phase` on the namenode's client service, as the superuser.
 async fn one_via_service(svc: &ClientService, phase: &str, i: u64) -> anyhow::Result<()> {
-    let id = Identity::new(crate::local::SUPERUSER, vec![]);
+    let id = Identity::new(crate::local::SUPERUSER);
     match phase {
         "mkdirs" => {
             let path = mkdirs_path(i);
@@ -229,7 +229,7 @@ pub async fn over_grpc(
 ) -> anyhow::Result<()> {
     let mut conns = Vec::new();
     for _ in 0..connections.max(1) {
-        conns.push(DfsClient::connect(addr, Identity::new(user, vec![])).await?);
+        conns.push(DfsClient::connect(addr, Identity::new(user)).await?);
     }
     let c0 = conns[0].clone();
     for d in 0..ops.div_ceil(PER_DIR) {

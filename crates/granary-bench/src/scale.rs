@@ -19,7 +19,7 @@ fn path(i: u64) -> String {
 
 pub async fn run(nn: LocalNamenode, files: u64, threads: usize) -> anyhow::Result<()> {
     let st = nn.nn.state.clone();
-    let caller = st.ns.caller(Identity::new(local::SUPERUSER, vec![]));
+    let caller = st.ns.caller(Identity::new(local::SUPERUSER));
     for d in 0..files.div_ceil(PER_DIR) {
         st.ns.mkdirs(&caller, &format!("/scale/d{d}"), 0, true)?;
     }
@@ -36,7 +36,7 @@ pub async fn run(nn: LocalNamenode, files: u64, threads: usize) -> anyhow::Resul
                     }
                     let p = path(i);
                     let (file, _) = st.ns.create(&caller, &p, 0, "scale", false, false, 1, 0)?;
-                    st.ns.complete(&p, file.id, "scale", None, |_| true)?;
+                    st.ns.complete(&caller, &p, file.id, "scale", None, |_| true)?;
                     if i > 0 && i % 1_000_000 == 0 {
                         let rss = rss_kib(std::process::id()).map_or(0, |(r, _)| r / 1024);
                         eprintln!(
@@ -75,7 +75,7 @@ pub async fn run(nn: LocalNamenode, files: u64, threads: usize) -> anyhow::Resul
     let t = Instant::now();
     let restarted = local::open(local::config(&dir)).await?;
     let addr = restarted.rpc_addr.to_string();
-    let client = DfsClient::connect(&addr, Identity::new(local::SUPERUSER, vec![])).await?;
+    let client = DfsClient::connect(&addr, Identity::new(local::SUPERUSER)).await?;
     let last = path(files.saturating_sub(1));
     loop {
         if client.stat(&last).await.is_ok() {

@@ -25,9 +25,13 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 30)]
         retries: u32,
     },
-    /// Back up the namenode metadata: a consistent copy written into DIR, a new
-    /// directory on the namenode's machine (start a namenode on it to restore).
-    Checkpoint { dir: String },
+    /// Back up the namenode metadata: a consistent copy written into NAME, a
+    /// new directory in the namenode's `checkpoint_dir` (or NAME's absolute
+    /// path there); start a namenode on it to restore. Superuser only.
+    Checkpoint {
+        #[arg(value_name = "NAME")]
+        dir: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -21,12 +21,10 @@ struct Cli {
         default_value = "127.0.0.1:8020"
     )]
     namenode: String,
-    /// Act as this user (default: the OS user).
+    /// Act as this user (default: the OS user). The namenode decides the
+    /// user's groups (its group mapping); a client cannot name them.
     #[arg(long, global = true, env = "GRANARY_USER")]
     user: Option<String>,
-    /// Comma-separated groups of the user.
-    #[arg(long, global = true, env = "GRANARY_GROUPS")]
-    groups: Option<String>,
     #[command(subcommand)]
     command: Top,
 }
@@ -93,19 +91,7 @@ async fn probe(url: &str, timeout: u64) -> i32 {
 }
 
 fn identity(cli: &Cli) -> Identity {
-    let user = cli.user.clone().unwrap_or_else(Identity::current_os_user);
-    let groups = cli
-        .groups
-        .as_deref()
-        .map(|g| {
-            g.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    Identity::new(user, groups)
+    Identity::new(cli.user.clone().unwrap_or_else(Identity::current_os_user))
 }
 
 // RPCs and packets allocate per call; mimalloc beat glibc's malloc at that

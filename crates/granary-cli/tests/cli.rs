@@ -60,7 +60,6 @@ impl Cluster {
             .args(["--namenode", &self.rpc])
             .args(args)
             .env("GRANARY_USER", user)
-            .env_remove("GRANARY_GROUPS")
             .output()
             .unwrap();
         Out {
@@ -205,6 +204,24 @@ fn errors_name_the_path_and_exit_non_zero() {
         c.ok(&["admin", "report"])
             .contains("Datanodes: 0 live, 0 stale, 0 dead")
     );
+    // The datanode report is the superuser's, as in HDFS; fsck of what a
+    // user may read works without it.
+    let o = c.run_as("mallory", &["admin", "report"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("Access denied for user mallory. Superuser privilege is required"),
+        "{}",
+        o.stderr
+    );
+    let o = c.run_as("mallory", &["fsck", "/user"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("is HEALTHY") && !o.stdout.contains("data-nodes"),
+        "{}",
+        o.stdout
+    );
+    assert!(c.ok(&["fsck", "/user"]).contains("Number of data-nodes:\t0"));
     // No namenode: a clear message.
     let o = Command::new(env!("CARGO_BIN_EXE_granary"))
         .args([

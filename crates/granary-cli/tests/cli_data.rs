@@ -150,10 +150,9 @@ fn one_gib_round_trip_with_three_replicas() {
     // 8 blocks of 128 MiB, each on three distinct datanodes.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client =
-            granary_client::DfsClient::connect(&c.rpc, granary_client::Identity::new("hdfs", vec![]))
-                .await
-                .unwrap();
+        let client = granary_client::DfsClient::connect(&c.rpc, granary_client::Identity::new("hdfs"))
+            .await
+            .unwrap();
         let lb = client.block_locations("/big.bin", 0, 0).await.unwrap();
         assert_eq!(lb.blocks.len(), 8);
         for b in lb.blocks {
@@ -226,7 +225,7 @@ fn a_killed_writer_leaves_a_consistent_readable_file_after_lease_recovery() {
     let client = rt
         .block_on(granary_client::DfsClient::connect(
             &c.rpc,
-            granary_client::Identity::new("hdfs", vec![]),
+            granary_client::Identity::new("hdfs"),
         ))
         .unwrap();
     for round in 0..3 {
@@ -336,21 +335,57 @@ fn a_metadata_checkpoint_restores_the_namespace() {
     std::fs::write(&local, &bytes).unwrap();
     ok(&c, &["fs", "put", local.to_str().unwrap(), "/keep"]);
 
-    let backup = dir.path().join("backup");
-    let b = backup.to_str().unwrap();
+    // Checkpoints go into the namenode's checkpoint_dir (by default
+    // `checkpoints` beside its data dir), named by the caller.
+    let root = std::fs::canonicalize(c.dir.path()).unwrap().join("checkpoints");
+    let backup = root.join("backup");
     let alice = Command::new(env!("CARGO_BIN_EXE_granary"))
-        .args(["--namenode", &c.rpc, "admin", "checkpoint", b])
+        .args(["--namenode", &c.rpc, "admin", "checkpoint", "backup"])
         .env("GRANARY_USER", "alice")
         .output()
         .unwrap();
     assert!(!alice.status.success());
     assert!(String::from_utf8_lossy(&alice.stderr).contains("Superuser privilege"));
-    let out = ok(&c, &["admin", "checkpoint", b]);
-    assert!(out.contains(&format!("checkpoint written to {b}")), "{out}");
-    let again = granary(&c, &["admin", "checkpoint", b]);
+    let out = ok(&c, &["admin", "checkpoint", "backup"]);
+    assert!(
+        out.contains(&format!("checkpoint written to {}", backup.display())),
+        "{out}"
+    );
+    let again = granary(&c, &["admin", "checkpoint", backup.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("File exists"));
-    let relative = granary(&c, &["admin", "checkpoint", "rel/dir"]);
-    assert!(String::from_utf8_lossy(&relative.stderr).contains("absolute path"));
+    // Nowhere else: not an absolute path outside it, not `..`, not through
+    // a symlink inside it pointing out.
+    std::os::unix::fs::symlink(dir.path(), root.join("out")).unwrap();
+    let elsewhere = dir.path().join("stolen");
+    for bad in [
+        elsewhere.to_str().unwrap(),
+        "../stolen",
+        "rel/dir",
+        &format!("{}/out/stolen", root.display()),
+    ] {
+        let o = granary(&c, &["admin", "checkpoint", bad]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("in the checkpoint directory"),
+            "{bad}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert!(!elsewhere.exists() && !c.dir.path().join("stolen").exists());
+    // The copy is the namenode user's alone.
+    let mut todo = vec![backup.clone()];
+    while let Some(p) = todo.pop() {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(
+            m.permissions().mode() & 0o077,
+            0,
+            "{} is open to others",
+            p.display()
+        );
+        if m.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
     ok(&c, &["fs", "put", local.to_str().unwrap(), "/after"]);
 
     // Restore: the namenode starts on the checkpoint as its data dir.

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), granary_client::ClientError> {
 //! use granary_client::{DfsClient, Identity};
-//! let fs = DfsClient::connect("127.0.0.1:8020", Identity::new("alice", vec![])).await?;
+//! let fs = DfsClient::connect("127.0.0.1:8020", Identity::new("alice")).await?;
 //! fs.mkdirs("/user/alice/data", None, true).await?;
 //! for st in fs.list("/user/alice").await? {
 //!     println!("{} {}", st.name, st.length);
@@ -340,19 +340,20 @@ impl DfsClient {
             .ok_or_else(|| ClientError::Protocol("setDatanodeAdminState answered without a datanode".into()))
     }
 
-    /// Live, stale and dead datanodes.
+    /// Live, stale and dead datanodes; superuser only.
     pub async fn datanode_report(&self) -> Result<Vec<pb::DatanodeInfo>> {
         Ok(self.cluster_report().await?.datanodes)
     }
 
-    /// Has the namenode write a consistent copy of its metadata into `dir`
-    /// (a new directory on the namenode's machine); superuser only.
+    /// Has the namenode write a consistent copy of its metadata into `dir`:
+    /// the name of a new directory in its `checkpoint_dir`, or that
+    /// directory's absolute path; superuser only.
     pub async fn checkpoint(&self, dir: &str) -> Result<pb::CheckpointResponse> {
         let req = self.request(pb::CheckpointRequest { dir: dir.into() });
         Ok(self.nn.clone().checkpoint(req).await?.into_inner())
     }
 
-    /// Datanodes, their replica counts, and block health.
+    /// Datanodes, their replica counts, and block health; superuser only.
     pub async fn cluster_report(&self) -> Result<pb::GetDatanodeReportResponse> {
         let req = self.request(pb::GetDatanodeReportRequest {});
         Ok(self.nn.clone().get_datanode_report(req).await?.into_inner())

@@ -1,26 +1,23 @@
 //! Who is calling: simple (trusted) authentication as in HDFS's `simple`
-//! mode. The user and groups travel in request metadata.
+//! mode. The user travels in request metadata; the namenode decides which
+//! groups that user is in (its group mapping), so a caller cannot claim one.
 
 pub const USER_METADATA: &str = "x-granary-user";
-pub const GROUPS_METADATA: &str = "x-granary-groups";
 /// The user of calls that name none.
 pub const ANONYMOUS: &str = "nobody";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
-    pub groups: Vec<String>,
 }
 
 impl Identity {
-    pub fn new(user: impl Into<String>, groups: Vec<String>) -> Self {
-        Self {
-            user: user.into(),
-            groups,
-        }
+    pub fn new(user: impl Into<String>) -> Self {
+        Self { user: user.into() }
     }
 
-    /// Reads the identity from request metadata.
+    /// Reads the identity from request metadata. Anything else a caller
+    /// sends about itself (such as groups) is not read.
     pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Self {
         let user = md
             .get(USER_METADATA)
@@ -28,30 +25,14 @@ impl Identity {
             .filter(|u| !u.is_empty())
             .unwrap_or(ANONYMOUS)
             .to_string();
-        let groups = md
-            .get(GROUPS_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .map(|g| {
-                g.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self { user, groups }
+        Self { user }
     }
 
-    /// Writes the identity into outgoing request metadata. Names that are not
-    /// valid header values are dropped rather than failing the call.
+    /// Writes the identity into outgoing request metadata. A name that is
+    /// not a valid header value is dropped rather than failing the call.
     pub fn apply(&self, md: &mut tonic::metadata::MetadataMap) {
         if let Ok(v) = self.user.parse() {
             md.insert(USER_METADATA, v);
-        }
-        if !self.groups.is_empty()
-            && let Ok(v) = self.groups.join(",").parse()
-        {
-            md.insert(GROUPS_METADATA, v);
         }
     }
 
@@ -72,9 +53,10 @@ mod tests {
 
     #[test]
     fn identity_round_trips_through_metadata() {
-        let id = Identity::new("alice", vec!["eng".into(), "ops".into()]);
+        let id = Identity::new("alice");
         let mut md = tonic::metadata::MetadataMap::new();
         id.apply(&mut md);
+        assert_eq!(md.len(), 1, "only the user is sent");
         assert_eq!(Identity::from_metadata(&md), id);
         assert_eq!(
             Identity::from_metadata(&tonic::metadata::MetadataMap::new()).user,

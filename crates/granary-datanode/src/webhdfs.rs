@@ -33,7 +33,7 @@ pub struct DataGateway {
 impl DataGateway {
     pub fn new(namenode: &str) -> Result<Arc<Self>, ClientError> {
         Ok(Arc::new(Self {
-            client: DfsClient::connect_lazy(namenode, Identity::new("granary-datanode", Vec::new()))?,
+            client: DfsClient::connect_lazy(namenode, Identity::new("granary-datanode"))?,
             namenode: namenode.to_string(),
         }))
     }
@@ -78,7 +78,7 @@ async fn dispatch(
     let path = web::path_of_uri(uri.path())?;
     let op = p.op()?;
     // The namenode put the (already authorized) effective user in user.name.
-    let c = gw.client.as_user(Identity::new(p.user()?, Vec::new()));
+    let c = gw.client.as_user(Identity::new(p.user()?));
     match (method, op.as_str()) {
         (&Method::GET, "OPEN") => open(&c, &path, p).await,
         (&Method::GET, "GETFILECHECKSUM") => {

@@ -65,12 +65,17 @@ pub struct NamenodeConfig {
     /// `<data_dir>/cluster-secret`. `format` writes it when missing; copy it
     /// to every datanode (their `cluster_secret_file`).
     pub cluster_secret_file: PathBuf,
+    /// Where `Checkpoint` writes metadata copies (each a new directory in
+    /// it); empty means `checkpoints` next to `data_dir`.
+    pub checkpoint_dir: PathBuf,
     /// How often a new block-token signing key is made (HDFS: 10 h).
     pub block_key_update_interval_ms: u64,
     /// How long a block access token is valid (HDFS: 10 h).
     pub block_token_lifetime_ms: u64,
     /// Connection limits of the RPC and HTTP ports.
     pub limits: granary_common::conn_guard::Limits,
+    /// Users' groups: a static mapping, else the OS's (see the `groups` module).
+    pub groups: crate::groups::GroupsConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -106,9 +111,11 @@ impl Default for NamenodeConfig {
             lease_hard_limit_ms: 20 * 60 * 1000,
             proxy_users: Vec::new(),
             cluster_secret_file: PathBuf::new(),
+            checkpoint_dir: PathBuf::new(),
             block_key_update_interval_ms: 10 * 60 * 60 * 1000,
             block_token_lifetime_ms: 10 * 60 * 60 * 1000,
             limits: Default::default(),
+            groups: Default::default(),
         }
     }
 }
@@ -153,8 +160,27 @@ impl NamenodeConfig {
         if self.block_key_update_interval_ms == 0 || self.block_token_lifetime_ms == 0 {
             return bad("block_key_update_interval_ms and block_token_lifetime_ms must be positive".into());
         }
+        if !self.data_dir.as_os_str().is_empty() && self.checkpoint_path().starts_with(&self.data_dir) {
+            return bad(format!(
+                "checkpoint_dir {} must be outside data_dir {}",
+                self.checkpoint_path().display(),
+                self.data_dir.display()
+            ));
+        }
         self.limits.validate().map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// Where checkpoints go (see `checkpoint_dir`): by default beside the
+    /// metadata, on its file system, so RocksDB can hard-link its files.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        if !self.checkpoint_dir.as_os_str().is_empty() {
+            return self.checkpoint_dir.clone();
+        }
+        match self.data_dir.parent() {
+            Some(parent) => parent.join("checkpoints"),
+            None => PathBuf::from("checkpoints"),
+        }
     }
 
     /// Where the cluster secret is (see `cluster_secret_file`).
@@ -178,6 +204,7 @@ impl NamenodeConfig {
             listing_limit: self.listing_limit,
             max_directory_items: self.max_directory_items,
             block_cache_bytes: (self.block_cache_mb << 20) as usize,
+            groups: self.groups.clone(),
         }
     }
 
@@ -270,6 +297,9 @@ pub struct Overrides {
     /// The cluster secret datanodes must hold (default: <data-dir>/cluster-secret).
     #[arg(long, global = true, env = "GRANARY_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Where metadata checkpoints are written (default: checkpoints beside the data dir).
+    #[arg(long, global = true, env = "GRANARY_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Connections each port holds at once.
     #[arg(long, global = true, env = "GRANARY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -306,7 +336,8 @@ impl Overrides {
             safemode_threshold,
             safemode_extension_ms,
             redundancy_interval_ms,
-            cluster_secret_file
+            cluster_secret_file,
+            checkpoint_dir
         );
         macro_rules! over_limits {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.limits.$f = v; } )* };

@@ -44,8 +44,13 @@ pub enum NnError {
         client: String,
         reason: String,
     },
-    #[error("{path}: file is being written by {holder}")]
-    LeaseConflict { path: String, holder: String },
+    /// The holder is named only to its own user and the superuser.
+    #[error("{path}: file is being written by {}", holder.as_deref().unwrap_or("another client"))]
+    LeaseConflict { path: String, holder: Option<String> },
+    #[error(
+        "Permission denied: user={user} may not act for client {client}: its leases belong to another user"
+    )]
+    NotLeaseOwner { user: String, client: String },
     #[error("{0}: lease recovery is in progress (datanodes are reporting the last block); try again later")]
     RecoveryInProgress(String),
     #[error("{0}")]
@@ -71,7 +76,9 @@ impl HasErrorCode for NnError {
             Self::ParentNotDirectory(_) | Self::NotDirectory(_) => ErrorCode::ParentNotDirectory,
             Self::IsDirectory(_) => ErrorCode::PathIsDirectory,
             Self::NotEmpty(_) => ErrorCode::PathIsNotEmptyDirectory,
-            Self::PermissionDenied { .. } | Self::StickyBit { .. } => ErrorCode::AccessControl,
+            Self::PermissionDenied { .. } | Self::StickyBit { .. } | Self::NotLeaseOwner { .. } => {
+                ErrorCode::AccessControl
+            }
             Self::RenameIntoSubtree { .. } | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,

@@ -82,9 +82,26 @@ pub struct BlockRecord {
 pub struct UnderConstruction {
     #[prost(string, tag = "1")]
     pub client_name: String,
+    /// The user who opened the file for writing; only they (or the
+    /// superuser) may write it. Empty in records made before it was kept:
+    /// the file's owner stands in (see [`Inode::writer_user`]).
+    #[prost(string, tag = "2")]
+    pub user: String,
 }
 
 impl Inode {
+    /// The user writing this open file: the one who opened it, or, for
+    /// records that predate keeping it, the file's owner.
+    pub fn writer_user(&self) -> Option<&str> {
+        self.under_construction.as_ref().map(|uc| {
+            if uc.user.is_empty() {
+                self.owner.as_str()
+            } else {
+                uc.user.as_str()
+            }
+        })
+    }
+
     pub fn length(&self) -> u64 {
         self.blocks.iter().map(|b| b.num_bytes).sum()
     }

@@ -4,11 +4,13 @@
 pub mod block_keys;
 pub mod block_manager;
 pub mod block_recovery;
+pub mod checkpoint;
 pub mod config;
 pub mod datanode_auth;
 pub mod datanode_manager;
 pub mod error;
 pub mod group_commit;
+pub mod groups;
 pub mod http;
 pub mod inode;
 pub mod layout;

@@ -3,10 +3,10 @@
 //! supergroup pass every check.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use crate::error::{NnError, Result};
 use crate::inode::Inode;
-use granary_common::identity::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -46,25 +46,63 @@ impl Access {
     }
 }
 
-/// The caller as the namenode judges it.
+/// The caller as the namenode judges it: the user the request names, in
+/// the groups the namenode's group mapping gives that user
+/// ([`Namespace::caller`](crate::namespace::Namespace::caller)).
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub identity: Identity,
+    user: String,
+    groups: Arc<[String]>,
     pub is_super: bool,
 }
 
 impl Caller {
-    pub fn new(identity: Identity, superuser: &str, supergroup: &str) -> Self {
-        let is_super = identity.user == superuser || identity.groups.iter().any(|g| g == supergroup);
-        Self { identity, is_super }
+    pub fn new(
+        user: impl Into<String>,
+        groups: impl Into<Arc<[String]>>,
+        superuser: &str,
+        supergroup: &str,
+    ) -> Self {
+        let (user, groups) = (user.into(), groups.into());
+        let is_super = user == superuser || groups.iter().any(|g| g == supergroup);
+        Self {
+            user,
+            groups,
+            is_super,
+        }
     }
 
     pub fn user(&self) -> &str {
-        &self.identity.user
+        &self.user
+    }
+
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// Whether the caller is `user` or the superuser (who may act for anyone).
+    pub fn acts_as(&self, user: &str) -> bool {
+        self.is_super || self.user() == user
+    }
+
+    /// The lease conflict on open file `file` as this caller is told of
+    /// it: the holder (a client name) is named only to the user writing
+    /// the file and to the superuser.
+    pub fn lease_conflict(&self, file: &Inode, path: impl Display) -> NnError {
+        let holder = file.under_construction.as_ref().map(|uc| uc.client_name.clone());
+        let writer = file.writer_user().unwrap_or_default();
+        let named = self.acts_as(writer);
+        if !named {
+            tracing::debug!(user = %self.user(), writer, holder = ?holder, path = %path, "write call on a file another user is writing refused");
+        }
+        NnError::LeaseConflict {
+            path: path.to_string(),
+            holder: holder.filter(|_| named),
+        }
     }
 
     pub fn in_group(&self, group: &str) -> bool {
-        self.identity.groups.iter().any(|g| g == group)
+        self.groups.iter().any(|g| g == group)
     }
 
     /// Fails unless the caller has `access` on `inode` (shown as `path`,
@@ -74,7 +112,7 @@ impl Caller {
             return Ok(());
         }
         let need = access.bits();
-        let granted = if inode.owner == self.identity.user {
+        let granted = if inode.owner == self.user {
             (inode.mode >> 6) & 0o7
         } else if self.in_group(&inode.group) {
             (inode.mode >> 3) & 0o7
@@ -90,11 +128,11 @@ impl Caller {
 
     /// Fails unless the caller owns `inode` or is the superuser.
     pub fn check_owner(&self, inode: &Inode, path: &str) -> Result<()> {
-        if self.is_super || inode.owner == self.identity.user {
+        if self.is_super || inode.owner == self.user {
             Ok(())
         } else {
             Err(NnError::PermissionDenied {
-                user: self.identity.user.clone(),
+                user: self.user.clone(),
                 access: "OWNER".into(),
                 inode: format!("\"{path}\":{}:{}", inode.owner, inode.group),
             })
@@ -111,15 +149,12 @@ impl Caller {
         child: &Inode,
         child_path: impl Display,
     ) -> Result<()> {
-        if self.is_super
-            || parent.mode & STICKY == 0
-            || parent.owner == self.identity.user
-            || child.owner == self.identity.user
+        if self.is_super || parent.mode & STICKY == 0 || parent.owner == self.user || child.owner == self.user
         {
             return Ok(());
         }
         Err(NnError::StickyBit {
-            user: self.identity.user.clone(),
+            user: self.user.clone(),
             inode: describe(child, child_path),
             parent: describe(parent, parent_path),
         })
@@ -127,7 +162,7 @@ impl Caller {
 
     fn denied(&self, inode: &Inode, access: &str, path: impl Display) -> NnError {
         NnError::PermissionDenied {
-            user: self.identity.user.clone(),
+            user: self.user.clone(),
             access: access.into(),
             inode: describe(inode, path),
         }
@@ -181,9 +216,10 @@ mod tests {
 
     #[test]
     fn owner_group_and_other_bits_apply_in_order() {
-        let alice = Caller::new(Identity::new("alice", vec!["eng".into()]), "root", "supergroup");
-        let bob = Caller::new(Identity::new("bob", vec!["eng".into()]), "root", "supergroup");
-        let eve = Caller::new(Identity::new("eve", vec![]), "root", "supergroup");
+        let eng = || vec!["eng".to_string()];
+        let alice = Caller::new("alice", eng(), "root", "supergroup");
+        let bob = Caller::new("bob", eng(), "root", "supergroup");
+        let eve = Caller::new("eve", vec![], "root", "supergroup");
         let d = inode("alice", "eng", 0o750);
         assert!(alice.check(&d, Access::Write, "/d").is_ok());
         assert!(bob.check(&d, Access::ReadExecute, "/d").is_ok());
@@ -200,12 +236,8 @@ mod tests {
 
     #[test]
     fn superuser_and_supergroup_pass() {
-        let root = Caller::new(Identity::new("root", vec![]), "root", "supergroup");
-        let admin = Caller::new(
-            Identity::new("x", vec!["supergroup".into()]),
-            "root",
-            "supergroup",
-        );
+        let root = Caller::new("root", vec![], "root", "supergroup");
+        let admin = Caller::new("x", vec!["supergroup".to_string()], "root", "supergroup");
         let d = inode("alice", "eng", 0o000);
         assert!(root.check(&d, Access::Write, "/d").is_ok());
         assert!(admin.check_owner(&d, "/d").is_ok());
@@ -221,8 +253,8 @@ mod tests {
 
     #[test]
     fn sticky_directories_keep_entries_to_their_owners() {
-        let bob = Caller::new(Identity::new("bob", vec![]), "root", "supergroup");
-        let root = Caller::new(Identity::new("root", vec![]), "root", "supergroup");
+        let bob = Caller::new("bob", vec![], "root", "supergroup");
+        let root = Caller::new("root", vec![], "root", "supergroup");
         let tmp = inode("hdfs", "supergroup", 0o1777);
         let mut f = inode("alice", "supergroup", 0o644);
         f.is_dir = false;

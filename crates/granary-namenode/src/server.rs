@@ -259,8 +259,8 @@ pub async fn start(
 
 fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
     // Writers of files open before the restart get a fresh lease period to renew.
-    for (inode, client) in &scan.open_files {
-        state.leases.add(client, *inode);
+    for (inode, client, user) in &scan.open_files {
+        state.leases.add(client, user, *inode);
     }
     state.safe_mode.set_total(scan.committed_blocks);
     if state.safe_mode.is_on() {

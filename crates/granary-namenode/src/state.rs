@@ -12,6 +12,7 @@ use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::error::{NnError, Result};
 use crate::inode::BlockOwner;
 use crate::namespace::{LastBlockFate, Namespace};
+use crate::permission::Caller;
 use crate::placement::{PlacementContext, PlacementPolicy, RackAwarePlacement};
 use granary_common::block_token::BlockAccess;
 use granary_common::daemon_auth::ClusterSecret;
@@ -132,52 +133,6 @@ impl NamenodeState {
             corrupt,
             access_token,
         }
-    }
-
-    /// A consistent copy of the metadata in `dir` (new, absolute): the
-    /// VERSION file and a RocksDB checkpoint of the namespace, which a
-    /// namenode can start from as its data dir. Returns the bytes written.
-    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<u64> {
-        let bad = |m: String| NnError::InvalidArgument(m);
-        if !dir.is_absolute() {
-            return Err(bad(format!(
-                "checkpoint dir {} must be an absolute path",
-                dir.display()
-            )));
-        }
-        if dir.exists() {
-            return Err(NnError::AlreadyExists(dir.display().to_string()));
-        }
-        let io = |e: std::io::Error| bad(format!("checkpoint dir {}: {e}", dir.display()));
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            // The whole namespace is in there: readable by its owner only.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-        let ns_dir = crate::layout::namespace_dir(dir);
-        rocksdb::checkpoint::Checkpoint::new(self.ns.db())
-            .and_then(|c| c.create_checkpoint(&ns_dir))
-            .map_err(|e| NnError::Internal(format!("rocksdb checkpoint: {e}")))?;
-        // The cluster secret, when kept with the metadata: a namenode started
-        // on the checkpoint must still admit the cluster's datanodes.
-        let secret = self.config.data_dir.join("cluster-secret");
-        if self.config.cluster_secret_path() == secret && secret.exists() {
-            let to = dir.join("cluster-secret");
-            std::fs::copy(&secret, &to).map_err(io)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        }
-        // VERSION last: a directory with it is a complete checkpoint.
-        std::fs::copy(self.config.data_dir.join("VERSION"), dir.join("VERSION")).map_err(io)?;
-        let mut bytes = 0;
-        for e in std::fs::read_dir(&ns_dir).map_err(io)?.flatten() {
-            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-        Ok(bytes)
     }
 
     /// Block health for reports, metrics and the web UI.
@@ -344,21 +299,28 @@ impl NamenodeState {
         self.ns.after_durable(false, move || st.redundancy.check(blocks));
     }
 
-    /// Before another client takes over `path`: recovers it if its writer's
-    /// lease passed the soft limit; a fresh lease is a conflict.
-    pub fn take_over(self: &Arc<Self>, path: &str, client: &str) -> Result<()> {
-        let Ok(r) = self.ns.resolve(path) else {
+    /// Before `caller`'s client `client` opens `path` for writing, by create
+    /// (or append, `append`): recovers an open file there whose writer's
+    /// lease passed the soft limit; a fresh lease is a conflict. Only after
+    /// the caller passed the checks the create or append makes, and only
+    /// for a client name that is not another user's.
+    pub fn take_over(
+        self: &Arc<Self>,
+        caller: &Caller,
+        path: &str,
+        client: &str,
+        append: bool,
+        overwrite: bool,
+    ) -> Result<()> {
+        self.leases.check_holder(client, caller)?;
+        let Some(file) = self.ns.open_file_to_take_over(caller, path, append, overwrite)? else {
             return Ok(());
         };
-        let Some(file) = r.last() else { return Ok(()) };
         let Some(uc) = &file.under_construction else {
             return Ok(());
         };
         if uc.client_name == client || self.leases.is_fresh(&uc.client_name) {
-            return Err(NnError::LeaseConflict {
-                path: path.to_string(),
-                holder: uc.client_name.clone(),
-            });
+            return Err(caller.lease_conflict(&file, path));
         }
         match self.recover_file(file.id)? {
             // Closed in the namespace: the file can be taken over.

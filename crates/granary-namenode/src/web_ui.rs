@@ -184,7 +184,7 @@ async fn explorer(State(ui): State<Arc<Ui>>, RawQuery(q): RawQuery) -> Response 
 
 async fn browse(ui: &Ui, p: &Params, path: &str) -> Result<Markup, WebError> {
     let user = p.user()?;
-    let id = Identity::new(user.clone(), Vec::new());
+    let id = Identity::new(user.clone());
     let st = ui
         .svc
         .get_file_info(request(&id, pb::GetFileInfoRequest { path: path.into() }))

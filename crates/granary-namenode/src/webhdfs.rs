@@ -100,7 +100,7 @@ impl WebHdfs {
                 format!("op={op} takes no request body"),
             ));
         }
-        let id = Identity::new(user.clone(), Vec::new());
+        let id = Identity::new(user.clone());
         match (method, op.as_str()) {
             (&Method::GET, "OPEN") => self.open(&id, &path, p).await,
             (&Method::GET, "GETFILESTATUS") => {
@@ -591,7 +591,7 @@ impl WebHdfs {
         let st = self.st.clone();
         let (user, path) = (user.to_string(), path.to_string());
         tokio::task::spawn_blocking(move || {
-            let caller = st.ns.caller(Identity::new(user, Vec::new()));
+            let caller = st.ns.caller(Identity::new(user));
             // Resolving checks traversal (execute on every ancestor).
             let inode = st.ns.get_file_info(&caller, &path)?;
             if let Some(a) = access {

@@ -306,7 +306,7 @@ impl ProcessCluster {
 
     /// A library client acting as the superuser.
     pub async fn client(&self) -> granary_client::DfsClient {
-        granary_client::DfsClient::connect(&self.rpc, granary_client::Identity::new("hdfs", vec![]))
+        granary_client::DfsClient::connect(&self.rpc, granary_client::Identity::new("hdfs"))
             .await
             .expect("connect to the namenode")
     }

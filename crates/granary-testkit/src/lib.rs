@@ -62,6 +62,16 @@ impl MiniClusterBuilder {
         self
     }
 
+    /// Puts `user` in exactly `groups` (the namenode's static group mapping;
+    /// other users get their OS groups, which test users do not have).
+    pub fn groups(mut self, user: &str, groups: &[&str]) -> Self {
+        self.config
+            .groups
+            .static_mapping
+            .insert(user.to_string(), groups.iter().map(|g| g.to_string()).collect());
+        self
+    }
+
     /// Starts this many datanodes (each with its own data dir).
     pub fn datanodes(mut self, n: usize) -> Self {
         self.datanodes = n;
@@ -162,15 +172,15 @@ impl MiniCluster {
         self.namenode.as_ref().expect("namenode is stopped")
     }
 
-    /// A client acting as `user` with `groups`.
-    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<DfsClient> {
-        let id = Identity::new(user, groups.iter().map(|g| g.to_string()).collect());
-        Ok(DfsClient::connect(&self.namenode_addr().to_string(), id).await?)
+    /// A client acting as `user`, in the groups the namenode gives it
+    /// ([`MiniClusterBuilder::groups`]).
+    pub async fn client_as(&self, user: &str) -> anyhow::Result<DfsClient> {
+        Ok(DfsClient::connect(&self.namenode_addr().to_string(), Identity::new(user)).await?)
     }
 
     /// A client acting as the superuser.
     pub async fn client(&self) -> anyhow::Result<DfsClient> {
-        self.client_as(SUPERUSER, &[]).await
+        self.client_as(SUPERUSER).await
     }
 
     /// Stops the namenode and waits until its metadata store is closed.

@@ -207,9 +207,7 @@ fn compose_cluster_survives_kill_partition_and_namenode_restart() {
     let (c, rpc, _http) = up(5, &image);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = DfsClient::connect(&rpc, Identity::new("hdfs", vec![]))
-            .await
-            .unwrap();
+        let client = DfsClient::connect(&rpc, Identity::new("hdfs")).await.unwrap();
         let files: Vec<(String, Vec<u8>)> = (0..4u64)
             .map(|i| {
                 (

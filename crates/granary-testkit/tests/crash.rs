@@ -29,7 +29,7 @@ struct Outcome {
 }
 
 async fn client_loop(addr: String, dir: String, mut model: Model, seed: u64, counter_base: u64) -> Outcome {
-    let Ok(c) = DfsClient::connect(&addr, Identity::new("hdfs", vec![])).await else {
+    let Ok(c) = DfsClient::connect(&addr, Identity::new("hdfs")).await else {
         return Outcome {
             acked: model,
             in_flight: None,
@@ -130,9 +130,7 @@ async fn acknowledged_operations_survive_kill_9() {
         );
 
         // Everything acknowledged before the last kill is here.
-        let c = DfsClient::connect(&rpc, Identity::new("hdfs", vec![]))
-            .await
-            .unwrap();
+        let c = DfsClient::connect(&rpc, Identity::new("hdfs")).await.unwrap();
         for (i, m) in models.iter().enumerate() {
             let dir = format!("/c{i}");
             c.mkdirs(&dir, None, true).await.unwrap();
@@ -177,7 +175,7 @@ async fn acknowledged_operations_survive_kill_9() {
 /// whichever of the two states the store holds, and fail on anything else.
 fn reconcile(data: &Path, client: usize, acked: Model, after: Model) -> Model {
     let ns = Namespace::open(&layout::namespace_dir(data), Default::default()).unwrap();
-    let caller = ns.caller(Identity::new("hdfs", vec![]));
+    let caller = ns.caller(Identity::new("hdfs"));
     let mut got = BTreeSet::new();
     let mut start = String::new();
     loop {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use granary_client::{CreateOptions, DfsClient};
+use granary_client::{CreateOptions, DfsClient, pb};
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_testkit::MiniCluster;
 use granary_testkit::fixtures::get;
@@ -169,4 +169,214 @@ async fn recover_lease_by_hand_then_takeover_and_append() {
     let _w = c.append("/r").await.unwrap();
     let e = other.append("/r").await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::LeaseConflict);
+}
+
+/// `path` opened for writing by `c` with a bare create (no writer, so no
+/// renewals): its lease goes stale after the soft limit.
+async fn open_raw(c: &DfsClient, path: &str) -> pb::FileStatus {
+    c.rpc()
+        .create(c.request(pb::CreateRequest {
+            path: path.into(),
+            client_name: c.client_name().into(),
+            permission: 0o644,
+            replication: 1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+/// A user who may not open a file cannot close its writer out of it: create
+/// and append check permissions before taking a stale lease over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_users_who_may_open_a_file_take_it_over() {
+    let cl = MiniCluster::start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/home/alice", None, true).await.unwrap();
+    admin.set_owner("/home/alice", Some("alice"), None).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
+    open_raw(&alice, "/home/alice/a").await;
+    open_raw(&alice, "/home/alice/b").await;
+    // Alice's writer went silent past the soft limit (1 s).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let e = bob
+        .rpc()
+        .create(bob.request(pb::CreateRequest {
+            path: "/home/alice/a".into(),
+            client_name: bob.client_name().into(),
+            overwrite: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(ErrorCode::from_status(&e), ErrorCode::AccessControl, "{e:?}");
+    assert!(e.message().contains("user=bob, access=WRITE"), "{}", e.message());
+    let e = bob
+        .rpc()
+        .append(bob.request(pb::AppendRequest {
+            path: "/home/alice/b".into(),
+            client_name: bob.client_name().into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(ErrorCode::from_status(&e), ErrorCode::AccessControl, "{e:?}");
+    for f in ["/home/alice/a", "/home/alice/b"] {
+        assert!(
+            alice.stat(f).await.unwrap().under_construction,
+            "bob's refused call recovered {f}"
+        );
+    }
+    // Who may open it takes it over.
+    let again = cl.client_as("alice").await.unwrap();
+    again
+        .rpc()
+        .create(again.request(pb::CreateRequest {
+            path: "/home/alice/a".into(),
+            client_name: again.client_name().into(),
+            overwrite: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+}
+
+/// addBlock, updateBlockForPipeline, abandonBlock and complete need the
+/// user who opened the file, not just its id and its writer's client name,
+/// and other users are not told that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_an_open_file_need_its_writers_user() {
+    let cl = MiniCluster::builder().datanodes(1).start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/shared", Some(0o777), true).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
+    let f = open_raw(&alice, "/shared/f").await;
+    let stolen = alice.client_name().to_string();
+    let add = |c: &DfsClient| {
+        c.request(pb::AddBlockRequest {
+            path: "/shared/f".into(),
+            file_id: f.file_id,
+            client_name: stolen.clone(),
+            previous: None,
+            excluded_nodes: vec![],
+        })
+    };
+    let located = alice
+        .rpc()
+        .add_block(add(&alice))
+        .await
+        .unwrap()
+        .into_inner()
+        .block
+        .unwrap();
+    let block = located.block.unwrap();
+    let refused = |r: Result<(), tonic::Status>| {
+        let e = r.unwrap_err();
+        assert_eq!(ErrorCode::from_status(&e), ErrorCode::LeaseConflict, "{e:?}");
+        assert_eq!(e.message(), "/shared/f: file is being written by another client");
+    };
+    let nn = bob.rpc();
+    refused(nn.clone().add_block(add(&bob)).await.map(|_| ()));
+    refused(
+        nn.clone()
+            .update_block_for_pipeline(bob.request(pb::UpdateBlockForPipelineRequest {
+                path: "/shared/f".into(),
+                file_id: f.file_id,
+                client_name: stolen.clone(),
+                block: Some(block),
+            }))
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        nn.clone()
+            .abandon_block(bob.request(pb::AbandonBlockRequest {
+                path: "/shared/f".into(),
+                file_id: f.file_id,
+                client_name: stolen.clone(),
+                block: Some(block),
+            }))
+            .await
+            .map(|_| ()),
+    );
+    let complete = |c: &DfsClient, last: Option<pb::ExtendedBlock>| {
+        c.request(pb::CompleteRequest {
+            path: "/shared/f".into(),
+            file_id: f.file_id,
+            client_name: stolen.clone(),
+            last,
+        })
+    };
+    refused(nn.clone().complete(complete(&bob, Some(block))).await.map(|_| ()));
+    refused(
+        nn.clone()
+            .create(bob.request(pb::CreateRequest {
+                path: "/shared/f".into(),
+                client_name: bob.client_name().into(),
+                overwrite: true,
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ()),
+    );
+    // Nothing of it happened; alice goes on and closes her file.
+    let st = alice.stat("/shared/f").await.unwrap();
+    assert!(st.under_construction && st.length == 0);
+    alice
+        .rpc()
+        .abandon_block(alice.request(pb::AbandonBlockRequest {
+            path: "/shared/f".into(),
+            file_id: f.file_id,
+            client_name: stolen.clone(),
+            block: Some(block),
+        }))
+        .await
+        .unwrap();
+    assert!(
+        alice
+            .rpc()
+            .complete(complete(&alice, None))
+            .await
+            .unwrap()
+            .into_inner()
+            .completed
+    );
+}
+
+/// A lease is its user's: another user's renewLease with its client name
+/// is refused (it would keep a dead writer's file from recovery), and so is
+/// opening a file under that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_its_user_renews_a_lease() {
+    let cl = MiniCluster::start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/shared", Some(0o777), true).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
+    open_raw(&alice, "/shared/f").await;
+    let renew = |c: &DfsClient| {
+        c.request(pb::RenewLeaseRequest {
+            client_name: alice.client_name().into(),
+        })
+    };
+    let e = bob.rpc().renew_lease(renew(&bob)).await.unwrap_err();
+    assert_eq!(ErrorCode::from_status(&e), ErrorCode::AccessControl, "{e:?}");
+    assert!(e.message().contains("user=bob"), "{}", e.message());
+    let e = bob
+        .rpc()
+        .create(bob.request(pb::CreateRequest {
+            path: "/shared/g".into(),
+            client_name: alice.client_name().into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(ErrorCode::from_status(&e), ErrorCode::AccessControl, "{e:?}");
+    assert!(bob.get_file_info("/shared/g").await.unwrap().is_none());
+    alice.rpc().renew_lease(renew(&alice)).await.unwrap();
+    admin.rpc().renew_lease(renew(&admin)).await.unwrap();
 }

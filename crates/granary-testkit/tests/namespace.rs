@@ -196,7 +196,14 @@ async fn attributes_and_content_summary() {
 
 #[tokio::test]
 async fn permissions_are_enforced() {
-    let cl = MiniCluster::start().await.unwrap();
+    // Groups come from the namenode's mapping, never from clients.
+    let cl = MiniCluster::builder()
+        .groups("alice", &["eng"])
+        .groups("bob", &["eng"])
+        .groups("carol", &["supergroup"])
+        .start()
+        .await
+        .unwrap();
     let admin = cl.client().await.unwrap();
     admin.mkdirs("/user/alice", None, true).await.unwrap();
     admin
@@ -204,9 +211,9 @@ async fn permissions_are_enforced() {
         .await
         .unwrap();
     admin.set_permission("/user/alice", 0o750).await.unwrap();
-    let alice = cl.client_as("alice", &["eng"]).await.unwrap();
-    let bob = cl.client_as("bob", &["eng"]).await.unwrap();
-    let eve = cl.client_as("eve", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
+    let eve = cl.client_as("eve").await.unwrap();
 
     alice.mkdirs("/user/alice/data", None, false).await.unwrap();
     touch(&alice, "/user/alice/data/f").await;
@@ -258,8 +265,89 @@ async fn permissions_are_enforced() {
     // The superuser passes every check.
     admin.delete("/user/alice/data", true).await.unwrap();
     // A member of the supergroup is a superuser too.
-    let ops = cl.client_as("carol", &["supergroup"]).await.unwrap();
+    let ops = cl.client_as("carol").await.unwrap();
     ops.set_owner("/user/alice", Some("carol"), None).await.unwrap();
+}
+
+/// `r` claiming the supergroup in its metadata, as `--groups supergroup`
+/// once made the CLI do.
+fn claiming_supergroup<T>(mut r: tonic::Request<T>) -> tonic::Request<T> {
+    r.metadata_mut().insert(
+        "x-granary-groups",
+        tonic::metadata::MetadataValue::from_static("supergroup"),
+    );
+    r
+}
+
+/// Groups are the namenode's to decide: a client claiming the supergroup
+/// is not a superuser, nor in any group it names.
+#[tokio::test]
+async fn groups_a_client_claims_are_not_believed() {
+    let cl = MiniCluster::start().await.unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/secret", Some(0o700), true).await.unwrap();
+    let mallory = cl.client_as("mallory").await.unwrap();
+    let listing = pb::GetListingRequest {
+        path: "/secret".into(),
+        ..Default::default()
+    };
+    let e = mallory
+        .rpc()
+        .get_listing(claiming_supergroup(mallory.request(listing)))
+        .await
+        .unwrap_err();
+    assert_eq!(ErrorCode::from_status(&e), ErrorCode::AccessControl, "{e:?}");
+    let enter = pb::SetSafeModeRequest {
+        action: pb::SafeModeAction::Enter as i32,
+    };
+    let e = mallory
+        .rpc()
+        .set_safe_mode(claiming_supergroup(mallory.request(enter)))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("Superuser privilege is required"), "{e:?}");
+    assert!(!admin.safe_mode(pb::SafeModeAction::Get).await.unwrap().on);
+}
+
+/// One user, one access, whichever door: gRPC and WebHDFS give a user the
+/// groups the namenode's mapping says, so they agree on a 0750 directory
+/// of group `eng`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_webhdfs_agree_on_a_users_groups() {
+    let cl = MiniCluster::builder()
+        .groups("bob", &["eng"])
+        .start()
+        .await
+        .unwrap();
+    let admin = cl.client().await.unwrap();
+    admin.mkdirs("/proj", None, true).await.unwrap();
+    touch(&admin, "/proj/f").await;
+    admin
+        .set_owner("/proj", Some("alice"), Some("eng"))
+        .await
+        .unwrap();
+    admin.set_permission("/proj", 0o750).await.unwrap();
+    let http = cl.namenode_http_addr().to_string();
+    let web_list = |user: &str| {
+        let (http, path) = (
+            http.clone(),
+            format!("/webhdfs/v1/proj?op=LISTSTATUS&user.name={user}"),
+        );
+        tokio::task::spawn_blocking(move || granary_testkit::binaries::http_get(&http, &path))
+    };
+    // bob, in eng by the mapping: both doors let him read.
+    let bob = cl.client_as("bob").await.unwrap();
+    assert_eq!(names(&bob, "/proj").await, ["f"]);
+    let body = web_list("bob")
+        .await
+        .unwrap()
+        .expect("WebHDFS lets bob list /proj");
+    assert!(body.contains("\"pathSuffix\":\"f\""), "{body}");
+    // eve, in no group: neither does.
+    let eve = cl.client_as("eve").await.unwrap();
+    let (k, _) = code(eve.list("/proj").await);
+    assert_eq!(k, ErrorCode::AccessControl);
+    assert!(web_list("eve").await.unwrap().is_none());
 }
 
 /// HDFS's path limits reach users as InvalidPath naming the limit, also
@@ -300,8 +388,8 @@ async fn a_sticky_tmp_keeps_entries_to_their_owners() {
     let admin = cl.client().await.unwrap();
     admin.mkdirs("/tmp", Some(0o1777), false).await.unwrap();
     assert_eq!(admin.stat("/tmp").await.unwrap().permission, 0o1777);
-    let alice = cl.client_as("alice", &[]).await.unwrap();
-    let bob = cl.client_as("bob", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
+    let bob = cl.client_as("bob").await.unwrap();
     touch(&alice, "/tmp/a").await;
     touch(&bob, "/tmp/b").await;
     let (k, m) = code(bob.delete("/tmp/a", false).await);
@@ -335,7 +423,7 @@ async fn a_content_summary_needs_access_to_the_whole_subtree() {
     admin.mkdirs("/a/pub/secret", None, false).await.unwrap();
     admin.set_owner("/a/pub/secret", Some("bob"), None).await.unwrap();
     admin.set_permission("/a/pub/secret", 0o700).await.unwrap();
-    let alice = cl.client_as("alice", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
     let (k, m) = code(alice.content_summary("/a").await);
     assert_eq!(k, ErrorCode::AccessControl, "{m}");
     assert!(

@@ -190,7 +190,7 @@ async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
     let uuid = cl.datanode(node).uuid().to_string();
     let addr = cl.datanode(node).ctx.id.rpc_addr.clone();
     // Only the superuser may, and unknown nodes are named.
-    let alice = cl.client_as("alice", &[]).await.unwrap();
+    let alice = cl.client_as("alice").await.unwrap();
     assert!(
         alice
             .set_datanode_admin_state(&addr, DatanodeAdminAction::Decommission)

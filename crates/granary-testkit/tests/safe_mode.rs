@@ -123,7 +123,7 @@ async fn a_large_namespace_serves_reads_while_its_blocks_are_counted() {
 async fn operators_enter_and_leave_safe_mode_by_hand() {
     let cl = MiniCluster::start().await.unwrap();
     let admin = cl.client().await.unwrap();
-    let user = cl.client_as("alice", &[]).await.unwrap();
+    let user = cl.client_as("alice").await.unwrap();
     assert!(
         !admin.safe_mode(pb::SafeModeAction::Get).await.unwrap().on,
         "an empty namespace starts writable"

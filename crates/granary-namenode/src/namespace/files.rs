@@ -83,11 +83,8 @@ impl Namespace {
                 if existing.is_dir {
                     return Err(NnError::IsDirectory(path.to_string()));
                 }
-                if let Some(uc) = &existing.under_construction {
-                    return Err(NnError::LeaseConflict {
-                        path: path.to_string(),
-                        holder: uc.client_name.clone(),
-                    });
+                if existing.under_construction.is_some() {
+                    return Err(caller.lease_conflict(existing, path));
                 }
                 if !overwrite {
                     return Err(NnError::AlreadyExists(path.to_string()));
@@ -102,6 +99,7 @@ impl Namespace {
             file.block_size = block_size;
             file.under_construction = Some(UnderConstruction {
                 client_name: client_name.to_string(),
+                user: caller.user().to_string(),
             });
             self.link(batch, &mut parent, &file)?;
             self.put_inode(batch, &parent)?;
@@ -127,8 +125,10 @@ impl Namespace {
 
     /// The file `path` as its lease holder `client` sees it. Writers name
     /// their file by id (as HDFS's fileId): one lookup instead of a path walk
-    /// under the namespace lock, and the file stays theirs if renamed.
-    fn leased_file(&self, path: &str, file_id: u64, client: &str) -> Result<Inode> {
+    /// under the namespace lock, and the file stays theirs if renamed. The
+    /// caller must be the user who opened the file (or the superuser): a
+    /// client name and a file id alone prove nothing.
+    fn leased_file(&self, caller: &Caller, path: &str, file_id: u64, client: &str) -> Result<Inode> {
         let file = if file_id != 0 {
             self.get_inode(file_id)?.ok_or_else(|| NnError::NoLease {
                 path: path.to_string(),
@@ -136,18 +136,17 @@ impl Namespace {
                 reason: "was replaced or deleted".into(),
             })?
         } else {
-            self.resolve(path)?.existing()?.clone()
+            let r = self.resolve(path)?;
+            self.check_traverse(caller, &r)?;
+            r.existing()?.clone()
         };
         if file.is_dir {
             return Err(NnError::IsDirectory(path.to_string()));
         }
-        match &file.under_construction {
-            Some(uc) if uc.client_name == client => Ok(file),
-            Some(uc) => Err(NnError::LeaseConflict {
-                path: path.to_string(),
-                holder: uc.client_name.clone(),
-            }),
-            None => Err(NnError::NoLease {
+        match (&file.under_construction, file.writer_user()) {
+            (Some(uc), Some(writer)) if uc.client_name == client && caller.acts_as(writer) => Ok(file),
+            (Some(_), _) => Err(caller.lease_conflict(&file, path)),
+            (None, _) => Err(NnError::NoLease {
                 path: path.to_string(),
                 client: client.to_string(),
                 reason: "is closed".into(),
@@ -156,8 +155,42 @@ impl Namespace {
     }
 
     /// The open file a writer is adding to, for choosing targets.
-    pub fn file_for_writer(&self, path: &str, file_id: u64, client: &str) -> Result<Inode> {
-        self.leased_file(path, file_id, client)
+    pub fn file_for_writer(&self, caller: &Caller, path: &str, file_id: u64, client: &str) -> Result<Inode> {
+        self.leased_file(caller, path, file_id, client)
+    }
+
+    /// Before `caller`'s client takes over `path` by create (or by append,
+    /// `append`): the open file a takeover would recover, if any, once the
+    /// caller passed the checks the create or append itself makes (execute
+    /// on the way; write on the parent, and the sticky bit for an
+    /// overwrite; write on the file to append). A caller who may not open
+    /// the file must not be able to close another user's writer out of it.
+    pub fn open_file_to_take_over(
+        &self,
+        caller: &Caller,
+        path: &str,
+        append: bool,
+        overwrite: bool,
+    ) -> Result<Option<Inode>> {
+        // A path that does not resolve has nothing to take over; the create
+        // or append itself reports why.
+        let Ok(r) = self.resolve(path) else {
+            return Ok(None);
+        };
+        let Some(file) = r.last().filter(|f| f.under_construction.is_some()) else {
+            return Ok(None);
+        };
+        self.check_traverse(caller, &r)?;
+        if append {
+            caller.check(file, Access::Write, path)?;
+        } else if let Some(parent) = r.parent() {
+            let parent_path = r.prefix(r.comps.len() - 1);
+            caller.check(parent, Access::Write, parent_path)?;
+            if overwrite {
+                caller.check_sticky(parent, parent_path, file, path)?;
+            }
+        }
+        Ok(Some(file.clone()))
     }
 
     /// Sets the writer's reported length on the file's last block, and
@@ -215,18 +248,20 @@ impl Namespace {
 
     pub fn add_block(
         &self,
+        caller: &Caller,
         path: &str,
         file_id: u64,
         client: &str,
         previous: Option<&pb::ExtendedBlock>,
     ) -> Result<AllocatedBlock> {
-        self.add_block_to(path, file_id, client, previous, &[])
+        self.add_block_to(caller, path, file_id, client, previous, &[])
     }
 
     /// [`Namespace::add_block`] recording the datanodes (uuids) the new
     /// block goes to, for lease recovery.
     pub fn add_block_to(
         &self,
+        caller: &Caller,
         path: &str,
         file_id: u64,
         client: &str,
@@ -234,7 +269,7 @@ impl Namespace {
         targets: &[String],
     ) -> Result<AllocatedBlock> {
         self.mutate_file(|batch| {
-            let mut file = self.leased_file(path, file_id, client)?;
+            let mut file = self.leased_file(caller, path, file_id, client)?;
             // A retried call whose first attempt succeeded gets the same block back.
             if let (Some(prev), [.., before, last]) = (previous, file.blocks.as_slice())
                 && before.id == prev.block_id
@@ -266,9 +301,16 @@ impl Namespace {
         })
     }
 
-    pub fn abandon_block(&self, path: &str, file_id: u64, client: &str, block_id: u64) -> Result<()> {
+    pub fn abandon_block(
+        &self,
+        caller: &Caller,
+        path: &str,
+        file_id: u64,
+        client: &str,
+        block_id: u64,
+    ) -> Result<()> {
         self.mutate(|batch| {
-            let mut file = self.leased_file(path, file_id, client)?;
+            let mut file = self.leased_file(caller, path, file_id, client)?;
             match file.blocks.last() {
                 Some(b) if b.id == block_id && !b.committed => {}
                 _ => {
@@ -287,6 +329,7 @@ impl Namespace {
     /// minimum replicas (`replicated`). Returns whether the file is closed.
     pub fn complete(
         &self,
+        caller: &Caller,
         path: &str,
         file_id: u64,
         client: &str,
@@ -294,7 +337,7 @@ impl Namespace {
         replicated: impl Fn(&BlockRecord) -> bool,
     ) -> Result<bool> {
         self.mutate_file(|batch| {
-            let mut file = match self.leased_file(path, file_id, client) {
+            let mut file = match self.leased_file(caller, path, file_id, client) {
                 Ok(f) => f,
                 Err(NnError::NoLease { .. }) => {
                     // A retry after a success: closed, same file, same last
@@ -307,7 +350,7 @@ impl Namespace {
                     if f.under_construction.is_none() && f.id == file_id && same_last {
                         return Ok(true);
                     }
-                    return self.leased_file(path, file_id, client).map(|_| false);
+                    return self.leased_file(caller, path, file_id, client).map(|_| false);
                 }
                 Err(e) => return Err(e),
             };
@@ -329,9 +372,16 @@ impl Namespace {
 
     /// A new generation stamp for the uncommitted last block of an open file
     /// (pipeline recovery). Returns the new stamp.
-    pub fn bump_generation(&self, path: &str, file_id: u64, client: &str, block_id: u64) -> Result<u64> {
+    pub fn bump_generation(
+        &self,
+        caller: &Caller,
+        path: &str,
+        file_id: u64,
+        client: &str,
+        block_id: u64,
+    ) -> Result<u64> {
         self.mutate(|batch| {
-            let mut file = self.leased_file(path, file_id, client)?;
+            let mut file = self.leased_file(caller, path, file_id, client)?;
             let Some(last) = file
                 .blocks
                 .last_mut()
@@ -370,14 +420,12 @@ impl Namespace {
                 return Err(NnError::IsDirectory(path.to_string()));
             }
             caller.check(&file, Access::Write, path)?;
-            if let Some(uc) = &file.under_construction {
-                return Err(NnError::LeaseConflict {
-                    path: path.to_string(),
-                    holder: uc.client_name.clone(),
-                });
+            if file.under_construction.is_some() {
+                return Err(caller.lease_conflict(&file, path));
             }
             file.under_construction = Some(UnderConstruction {
                 client_name: client.to_string(),
+                user: caller.user().to_string(),
             });
             self.put_inode(batch, &file)?;
             Ok(file)
@@ -458,8 +506,8 @@ mod tests {
     #[test]
     fn a_create_overwrites_in_a_sticky_directory_only_what_it_may_delete() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
-        let bob = ns.caller(Identity::new("bob", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
+        let bob = ns.caller(Identity::new("bob"));
         ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
         let a = closed_file(&ns, &alice, "/tmp/a");
         match ns.create(&bob, "/tmp/a", 0, "bob", true, false, 1, 0) {
@@ -487,6 +535,83 @@ mod tests {
         closed_file(&ns, &alice, "/tmp/a2");
         ns.create(&su, "/tmp/a2", 0, "hdfs", true, false, 1, 0)
             .expect("the superuser");
+        ns.check_consistency().expect("consistent");
+    }
+
+    /// A client name and a file id are not enough to write a file: the
+    /// caller must be the user who opened it (or the superuser), and other
+    /// users are not told which client holds it.
+    #[test]
+    fn only_the_user_who_opened_a_file_writes_it() {
+        let (_tmp, ns, su) = namespace();
+        let alice = ns.caller(Identity::new("alice"));
+        let bob = ns.caller(Identity::new("bob"));
+        ns.mkdirs(&su, "/shared", 0o777, false).expect("mkdirs");
+        let (f, _) = ns
+            .create(&alice, "/shared/f", 0o666, "alice-client", false, false, 1, 0)
+            .expect("create");
+        let theirs = "/shared/f: file is being written by another client";
+        let refused = |r: Result<(), NnError>| match r {
+            Err(e @ NnError::LeaseConflict { .. }) => assert_eq!(e.to_string(), theirs),
+            other => panic!("bob wrote alice's file: {other:?}"),
+        };
+        refused(
+            ns.add_block(&bob, "/shared/f", f.id, "alice-client", None)
+                .map(|_| ()),
+        );
+        refused(
+            ns.file_for_writer(&bob, "/shared/f", 0, "alice-client")
+                .map(|_| ()),
+        );
+        let b = ns
+            .add_block(&alice, "/shared/f", f.id, "alice-client", None)
+            .expect("her block")
+            .block;
+        refused(
+            ns.bump_generation(&bob, "/shared/f", f.id, "alice-client", b.id)
+                .map(|_| ()),
+        );
+        refused(ns.abandon_block(&bob, "/shared/f", f.id, "alice-client", b.id));
+        let last = b.to_extended();
+        refused(
+            ns.complete(&bob, "/shared/f", f.id, "alice-client", Some(&last), |_| true)
+                .map(|_| ()),
+        );
+        refused(
+            ns.create(&bob, "/shared/f", 0, "bob-client", true, false, 1, 0)
+                .map(|_| ()),
+        );
+        // Her own other client, and the superuser, hear who holds it.
+        let e = ns
+            .create(&alice, "/shared/f", 0, "alice-2", true, false, 1, 0)
+            .expect_err("open");
+        assert!(e.to_string().ends_with("being written by alice-client"), "{e}");
+        let e = ns
+            .create(&su, "/shared/f", 0, "su", true, false, 1, 0)
+            .expect_err("open");
+        assert!(e.to_string().ends_with("being written by alice-client"), "{e}");
+        ns.bump_generation(&su, "/shared/f", f.id, "alice-client", b.id)
+            .expect("the superuser may");
+
+        // A record from before writers' users were kept is its owner's.
+        ns.mutate(|batch| {
+            let mut g = ns.get_inode(f.id)?.expect("file");
+            if let Some(uc) = g.under_construction.as_mut() {
+                uc.user.clear();
+            }
+            ns.put_inode(batch, &g)
+        })
+        .expect("old record");
+        assert_eq!(
+            ns.get_inode(f.id).expect("read").expect("file").writer_user(),
+            Some("alice")
+        );
+        refused(
+            ns.add_block(&bob, "/shared/f", f.id, "alice-client", None)
+                .map(|_| ()),
+        );
+        ns.file_for_writer(&alice, "/shared/f", f.id, "alice-client")
+            .expect("the owner's");
         ns.check_consistency().expect("consistent");
     }
 }

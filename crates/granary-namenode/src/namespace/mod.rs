@@ -20,6 +20,7 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB
 
 use crate::error::{NnError, Result};
 use crate::group_commit::GroupCommit;
+use crate::groups::GroupMapping;
 use crate::inode::*;
 use crate::permission::Caller;
 use granary_common::defaults;
@@ -42,6 +43,8 @@ pub struct NamespaceConfig {
     pub max_directory_items: u64,
     /// RocksDB block cache; the namespace's only large memory use.
     pub block_cache_bytes: usize,
+    /// How callers' groups are found.
+    pub groups: crate::groups::GroupsConfig,
 }
 
 impl Default for NamespaceConfig {
@@ -57,6 +60,7 @@ impl Default for NamespaceConfig {
             listing_limit: defaults::LISTING_LIMIT,
             max_directory_items: 1_048_576,
             block_cache_bytes: 128 << 20,
+            groups: Default::default(),
         }
     }
 }
@@ -81,8 +85,8 @@ pub struct StartupScan {
     /// The blocks safe mode waits for. As HDFS, a file's last block still
     /// being written is not counted: datanodes report only finalized replicas.
     pub committed_blocks: u64,
-    /// Every open file and its writer (to restore leases).
-    pub open_files: Vec<(u64, String)>,
+    /// Every open file, its writer and the writer's user (to restore leases).
+    pub open_files: Vec<(u64, String, String)>,
 }
 
 /// What lease recovery does with a file's uncommitted last block.
@@ -138,6 +142,8 @@ pub struct Namespace {
     next_inode: AtomicU64,
     next_block: AtomicU64,
     next_gs: AtomicU64,
+    /// Callers' groups: decided here, never taken from the caller.
+    groups: GroupMapping,
 }
 
 fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
@@ -209,6 +215,7 @@ impl Namespace {
         };
         let ns = Self {
             db,
+            groups: GroupMapping::new(&cfg.groups),
             cfg,
             write_lock: Mutex::new(()),
             structure: AtomicU64::new(0),
@@ -249,6 +256,7 @@ impl Namespace {
         let commit = start_group_commit(&db)?;
         let ns = Self {
             db,
+            groups: GroupMapping::new(&cfg.groups),
             cfg,
             write_lock: Mutex::new(()),
             structure: AtomicU64::new(0),
@@ -269,8 +277,25 @@ impl Namespace {
         &self.cfg
     }
 
+    /// The caller a request names, judged with the groups the group
+    /// mapping gives its user (HDFS's); every door (gRPC, WebHDFS, the web
+    /// UI) comes through here. May ask the OS: async callers try
+    /// [`Namespace::known_caller`] first and call this off the executor.
     pub fn caller(&self, id: granary_common::identity::Identity) -> Caller {
-        Caller::new(id, &self.cfg.superuser, &self.cfg.supergroup)
+        let groups = self.groups.groups(&id.user);
+        Caller::new(id.user, groups, &self.cfg.superuser, &self.cfg.supergroup)
+    }
+
+    /// [`Namespace::caller`] when the user's groups are known without
+    /// asking the OS (statically mapped, or cached).
+    pub fn known_caller(&self, id: &granary_common::identity::Identity) -> Option<Caller> {
+        let groups = self.groups.known(&id.user)?;
+        Some(Caller::new(
+            id.user.clone(),
+            groups,
+            &self.cfg.superuser,
+            &self.cfg.supergroup,
+        ))
     }
 
     pub fn db(&self) -> &DB {
@@ -324,7 +349,7 @@ mod tests {
             ..Default::default()
         };
         let ns = Namespace::create_new(tmp.path(), cfg).expect("new namespace");
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let su = ns.caller(Identity::new("hdfs"));
         (tmp, ns, su)
     }
 
@@ -333,7 +358,10 @@ mod tests {
         let (file, _) = ns
             .create(caller, path, 0, "w", false, false, 1, 0)
             .expect("create");
-        assert!(ns.complete(path, file.id, "w", None, |_| true).expect("complete"));
+        assert!(
+            ns.complete(caller, path, file.id, "w", None, |_| true)
+                .expect("complete")
+        );
         file
     }
 }

@@ -300,7 +300,7 @@ mod tests {
         *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
             ns.delete(&su, "/a/b", true).expect("delete");
         }));
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let su = ns.caller(Identity::new("hdfs"));
         assert!(matches!(
             ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0),
             Err(NnError::NotFound(_))

@@ -170,8 +170,9 @@ impl Namespace {
             let (_, v) = item?;
             let inode = decode_inode(&v)?;
             scan.committed_blocks += inode.blocks.iter().filter(|b| b.committed).count() as u64;
-            if let Some(uc) = inode.under_construction {
-                scan.open_files.push((inode.id, uc.client_name));
+            if let (Some(uc), Some(user)) = (&inode.under_construction, inode.writer_user()) {
+                scan.open_files
+                    .push((inode.id, uc.client_name.clone(), user.to_string()));
             }
         }
         Ok(scan)
@@ -298,7 +299,7 @@ mod tests {
     #[test]
     fn a_content_summary_needs_read_execute_on_every_directory_below() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
         ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
         ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
         ns.mkdirs(&alice, "/a/pub/x", 0o777, true).expect("mkdirs");
@@ -340,7 +341,7 @@ mod tests {
             let mut prev: Option<pb::ExtendedBlock> = None;
             for _ in 0..30 {
                 let b = ns
-                    .add_block(&path, file.id, "w", prev.as_ref())
+                    .add_block(&su, &path, file.id, "w", prev.as_ref())
                     .expect("add block")
                     .block;
                 let mut e = b.to_extended();
@@ -348,7 +349,7 @@ mod tests {
                 known.push(e.block_id);
                 prev = Some(e);
             }
-            ns.complete(&path, file.id, "w", prev.as_ref(), |_| true)
+            ns.complete(&su, &path, file.id, "w", prev.as_ref(), |_| true)
                 .expect("complete");
         }
         // Deleted blocks leave gaps longer than the iterator's step budget.

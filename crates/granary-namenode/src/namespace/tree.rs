@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn a_refused_recursive_delete_names_the_directory_in_the_way() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
         ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
         ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
         ns.mkdirs(&alice, "/a/b/c/locked/inner", 0, true).expect("mkdirs");
@@ -358,9 +358,9 @@ mod tests {
     #[test]
     fn a_sticky_directory_keeps_entries_to_their_owners() {
         let (_tmp, ns, su) = namespace();
-        let alice = ns.caller(Identity::new("alice", vec![]));
-        let bob = ns.caller(Identity::new("bob", vec![]));
-        let carol = ns.caller(Identity::new("carol", vec![]));
+        let alice = ns.caller(Identity::new("alice"));
+        let bob = ns.caller(Identity::new("bob"));
+        let carol = ns.caller(Identity::new("carol"));
         ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
         closed_file(&ns, &alice, "/tmp/a");
         closed_file(&ns, &bob, "/tmp/b");

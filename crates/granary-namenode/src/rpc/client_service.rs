@@ -43,10 +43,24 @@ impl ClientService {
         }
     }
 
-    /// The state and the judged caller of a request.
-    fn ctx<T>(&self, req: &Request<T>) -> (Arc<NamenodeState>, crate::permission::Caller) {
+    /// The state and the judged caller of a request: its user, in the
+    /// groups the namenode's mapping gives that user (any groups the
+    /// request claims are not read). An OS lookup, when the user's groups
+    /// are not cached, runs on the blocking pool.
+    async fn ctx<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
         let id = Identity::from_metadata(req.metadata());
-        (self.state.clone(), self.state.ns.caller(id))
+        let st = self.state.clone();
+        let caller = match st.ns.known_caller(&id) {
+            Some(c) => c,
+            None => {
+                let s = st.clone();
+                blocking(move || Ok(s.ns.caller(id))).await?
+            }
+        };
+        Ok((st, caller))
     }
 }
 
@@ -79,7 +93,7 @@ fn extended(blocks: Vec<BlockRecord>) -> Vec<pb::ExtendedBlock> {
 impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)
@@ -90,10 +104,10 @@ impl ClientProtocol for ClientService {
 
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
-            st.take_over(&r.path, &r.client_name)?;
+            st.take_over(&caller, &r.path, &r.client_name, false, r.overwrite)?;
             let (file, removed) = st.ns.create(
                 &caller,
                 &r.path,
@@ -105,7 +119,7 @@ impl ClientProtocol for ClientService {
                 r.block_size,
             )?;
             st.remove_deleted(extended(removed));
-            st.leases.add(&r.client_name, file.id);
+            st.leases.add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
         .await?;
@@ -119,11 +133,13 @@ impl ClientProtocol for ClientService {
         req: Request<pb::AddBlockRequest>,
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req).await?;
         let writer_host = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
         let located = mutating(&self.state, move || {
-            let file = st.ns.file_for_writer(&r.path, r.file_id, &r.client_name)?;
+            let file = st
+                .ns
+                .file_for_writer(&caller, &r.path, r.file_id, &r.client_name)?;
             st.check_not_recovering(&r.path, file.id)?;
             let targets =
                 st.choose_targets(file.replication, file.block_size, &r.excluded_nodes, writer_host)?;
@@ -131,9 +147,14 @@ impl ClientProtocol for ClientService {
                 .iter()
                 .filter_map(|t| t.id.as_ref().map(|i| i.uuid.clone()))
                 .collect();
-            let alloc =
-                st.ns
-                    .add_block_to(&r.path, r.file_id, &r.client_name, r.previous.as_ref(), &uuids)?;
+            let alloc = st.ns.add_block_to(
+                &caller,
+                &r.path,
+                r.file_id,
+                &r.client_name,
+                r.previous.as_ref(),
+                &uuids,
+            )?;
             let block = alloc.block.to_extended();
             let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
             Ok(pb::LocatedBlock {
@@ -153,7 +174,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::AbandonBlockRequest>,
     ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let block = r.block.ok_or_else(|| {
             granary_common::error::status(
@@ -164,7 +185,7 @@ impl ClientProtocol for ClientService {
         mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
             st.ns
-                .abandon_block(&r.path, r.file_id, &r.client_name, block.block_id)?;
+                .abandon_block(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
             st.blocks.written(block.block_id);
             Ok(())
         })
@@ -177,18 +198,23 @@ impl ClientProtocol for ClientService {
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let completed = mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
             let min = st.config.min_replication as usize;
             let blocks = std::cell::RefCell::new(Vec::new());
-            let done = st
-                .ns
-                .complete(&r.path, r.file_id, &r.client_name, r.last.as_ref(), |b| {
+            let done = st.ns.complete(
+                &caller,
+                &r.path,
+                r.file_id,
+                &r.client_name,
+                r.last.as_ref(),
+                |b| {
                     blocks.borrow_mut().push(b.id);
                     st.blocks.replica_count(b.id) >= min
-                })?;
+                },
+            )?;
             // A file closed with fewer replicas than it wants gets them now.
             if done {
                 let blocks = blocks.into_inner();
@@ -208,7 +234,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         // Inline, not on the blocking pool: a few point lookups served from
         // the block cache take microseconds, less than the hop would cost.
@@ -222,7 +248,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetListingRequest>,
     ) -> Result<Response<pb::GetListingResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let l = blocking(move || st.ns.list(&caller, &r.path, &r.start_after, r.limit)).await?;
         Ok(Response::new(pb::GetListingResponse {
@@ -233,7 +259,7 @@ impl ClientProtocol for ClientService {
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             let removed = st.ns.rename(&caller, &r.src, &r.dst, r.overwrite)?;
@@ -246,7 +272,7 @@ impl ClientProtocol for ClientService {
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             let removed = st.ns.delete(&caller, &r.path, r.recursive)?;
@@ -262,7 +288,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
@@ -278,7 +304,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetPermissionRequest>,
     ) -> Result<Response<pb::SetPermissionResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns.set_permission(&caller, &r.path, r.permission)
@@ -292,7 +318,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetOwnerRequest>,
     ) -> Result<Response<pb::SetOwnerResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns
@@ -307,7 +333,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetTimesRequest>,
     ) -> Result<Response<pb::SetTimesResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
             st.ns
@@ -321,7 +347,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let s = blocking(move || st.ns.content_summary(&caller, &r.path)).await?;
         Ok(Response::new(pb::GetContentSummaryResponse {
@@ -336,7 +362,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetBlockLocationsRequest>,
     ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let blocks = blocking(move || {
             let (file, range) = st.ns.block_range(&caller, &r.path, r.offset, r.length)?;
@@ -374,6 +400,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        let (st, caller) = self.ctx(&req).await?;
         let client = &req.get_ref().client_name;
         if client.is_empty() {
             return Err(granary_common::error::status(
@@ -381,18 +408,18 @@ impl ClientProtocol for ClientService {
                 "renewLease needs a client name",
             ));
         }
-        self.state.leases.renew(client);
+        st.leases.renew(client, &caller)?;
         Ok(Response::new(pb::RenewLeaseResponse {}))
     }
 
     async fn append(&self, req: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
-            st.take_over(&r.path, &r.client_name)?;
+            st.take_over(&caller, &r.path, &r.client_name, true, false)?;
             let file = st.ns.append(&caller, &r.path, &r.client_name)?;
-            st.leases.add(&r.client_name, file.id);
+            st.leases.add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
         .await?;
@@ -407,7 +434,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<pb::UpdateBlockForPipelineResponse>, Status> {
         self.state.check_writable()?;
-        let st = self.state.clone();
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let mut block = r.block.ok_or_else(|| {
             granary_common::error::status(
@@ -418,7 +445,9 @@ impl ClientProtocol for ClientService {
         let resp = mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
             let old = block;
-            let gs = st.ns.bump_generation(&r.path, r.file_id, &r.client_name, block.block_id)?;
+            let gs = st
+                .ns
+                .bump_generation(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
             block.generation_stamp = gs;
             // Replicas finalized under the old stamp are stale now: forget them.
             // They are not deleted here, since a survivor may be about to continue
@@ -437,7 +466,7 @@ impl ClientProtocol for ClientService {
         req: Request<pb::RecoverLeaseRequest>,
     ) -> Result<Response<pb::RecoverLeaseResponse>, Status> {
         self.state.check_writable()?;
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let closed = mutating(&self.state, move || {
             let file = st.ns.get_file_info(&caller, &r.path)?;
@@ -524,14 +553,10 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
-        let dir = std::path::PathBuf::from(req.into_inner().dir);
-        let (bytes, dir) = blocking(move || {
-            let bytes = st.checkpoint(&dir)?;
-            Ok((bytes, dir))
-        })
-        .await?;
+        let requested = req.into_inner().dir;
+        let (dir, bytes) = blocking(move || st.checkpoint(&requested)).await?;
         tracing::info!(dir = %dir.display(), bytes, user = %caller.user(), "metadata checkpoint written");
         Ok(Response::new(pb::CheckpointResponse {
             dir: dir.display().to_string(),
@@ -544,7 +569,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetSafeModeRequest>,
     ) -> Result<Response<pb::SetSafeModeResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         let action = req.get_ref().action();
         if action != pb::SafeModeAction::Get {
             require_super(&caller)?;
@@ -573,7 +598,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::SetDatanodeAdminStateRequest>,
     ) -> Result<Response<pb::SetDatanodeAdminStateResponse>, Status> {
-        let (st, caller) = self.ctx(&req);
+        let (st, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
         let r = req.into_inner();
         let state = match r.action() {
@@ -616,8 +641,11 @@ impl ClientProtocol for ClientService {
 
     async fn get_datanode_report(
         &self,
-        _req: Request<pb::GetDatanodeReportRequest>,
+        req: Request<pb::GetDatanodeReportRequest>,
     ) -> Result<Response<pb::GetDatanodeReportResponse>, Status> {
+        // The cluster's machines and addresses: the superuser's (as HDFS).
+        let (_, caller) = self.ctx(&req).await?;
+        require_super(&caller)?;
         let datanodes = self.state.datanodes.report();
         let block_counts = datanodes
             .iter()

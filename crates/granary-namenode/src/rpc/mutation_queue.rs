@@ -198,7 +198,7 @@ mod tests {
             ..Default::default()
         };
         let ns = Arc::new(Namespace::create_new(tmp.path(), cfg).expect("namespace"));
-        let su = ns.caller(Identity::new("hdfs", vec![]));
+        let su = ns.caller(Identity::new("hdfs"));
         let mutation =
             |path: &'static str, ran: Arc<AtomicBool>, gate: Option<std::sync::mpsc::Receiver<()>>| {
                 let (ns, su) = (ns.clone(), su.clone());
