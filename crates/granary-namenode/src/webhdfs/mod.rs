@@ -28,16 +28,19 @@ mod listing;
 mod locations;
 
 pub struct WebHdfs {
-    svc: ClientService,
+    svc: Arc<ClientService>,
     st: Arc<NamenodeState>,
     rpc_addr: String,
+    /// Slots of LISTSTATUS answers being streamed (`listing::MAX_LISTING_STREAMS`).
+    listing_streams: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn routes(st: Arc<NamenodeState>, rpc_addr: String) -> Router {
     let w = Arc::new(WebHdfs {
-        svc: ClientService::new(st.clone()),
+        svc: Arc::new(ClientService::new(st.clone())),
         st,
         rpc_addr,
+        listing_streams: listing::stream_slots(),
     });
     Router::new()
         .route(web::PREFIX, any(handle))
@@ -110,7 +113,7 @@ impl WebHdfs {
                 let st = self.stat(&id, &path).await?;
                 Ok(json(json!({ "FileStatus": web::file_status(&st, "") })))
             }
-            (&Method::GET, "LISTSTATUS") => self.list_all(&id, &path).await,
+            (&Method::GET, "LISTSTATUS") => self.list_status(&id, &path).await,
             (&Method::GET, "LISTSTATUS_BATCH") => self.list_batch(&id, &path, p).await,
             (&Method::GET, "GETCONTENTSUMMARY") => {
                 let s = self.summary(&id, &path).await?;
