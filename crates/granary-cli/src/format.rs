@@ -30,43 +30,70 @@ pub fn date(ms: i64) -> String {
 
 pub use granary_common::format::{date_utc, human};
 
+/// Column widths of `hdfs dfs -ls` rows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LsWidths {
+    repl: usize,
+    owner: usize,
+    group: usize,
+    size: usize,
+}
+
+impl LsWidths {
+    /// Widens the columns to fit `entries`; they never narrow, so a
+    /// listing printed page by page stays aligned unless a later page
+    /// brings a wider value.
+    pub fn fit(&mut self, entries: &[(String, pb::FileStatus)], human_sizes: bool) {
+        for (_, s) in entries {
+            self.repl = self.repl.max(ls_replication(s).len()).max(3);
+            self.owner = self.owner.max(s.owner.len());
+            self.group = self.group.max(s.group.len());
+            self.size = self.size.max(ls_size(s, human_sizes).len());
+        }
+    }
+}
+
+fn ls_size(s: &pb::FileStatus, human_sizes: bool) -> String {
+    if human_sizes {
+        human(s.length)
+    } else {
+        s.length.to_string()
+    }
+}
+
+fn ls_replication(s: &pb::FileStatus) -> String {
+    if is_dir(s) {
+        "-".to_string()
+    } else {
+        s.replication.to_string()
+    }
+}
+
 /// `hdfs dfs -ls` rows, columns padded to the widest entry.
 pub fn ls_rows(entries: &[(String, pb::FileStatus)], human_sizes: bool) -> Vec<String> {
-    let size = |s: &pb::FileStatus| {
-        if human_sizes {
-            human(s.length)
-        } else {
-            s.length.to_string()
-        }
-    };
-    let repl = |s: &pb::FileStatus| {
-        if is_dir(s) {
-            "-".to_string()
-        } else {
-            s.replication.to_string()
-        }
-    };
-    let w_repl = entries
-        .iter()
-        .map(|(_, s)| repl(s).len())
-        .max()
-        .unwrap_or(0)
-        .max(3);
-    let w_owner = entries.iter().map(|(_, s)| s.owner.len()).max().unwrap_or(0);
-    let w_group = entries.iter().map(|(_, s)| s.group.len()).max().unwrap_or(0);
-    let w_size = entries.iter().map(|(_, s)| size(s).len()).max().unwrap_or(0);
+    let mut widths = LsWidths::default();
+    widths.fit(entries, human_sizes);
+    ls_rows_in(entries, human_sizes, &widths)
+}
+
+/// `hdfs dfs -ls` rows, columns padded to `w`.
+pub fn ls_rows_in(entries: &[(String, pb::FileStatus)], human_sizes: bool, w: &LsWidths) -> Vec<String> {
     entries
         .iter()
         .map(|(path, s)| {
             format!(
                 "{} {:>w_repl$} {:<w_owner$} {:<w_group$} {:>w_size$} {} {}",
                 permission_string(s),
-                repl(s),
+                ls_replication(s),
                 s.owner,
                 s.group,
-                size(s),
+                ls_size(s, human_sizes),
                 date(s.modification_time),
-                path
+                path,
+                w_repl = w.repl,
+                w_owner = w.owner,
+                w_group = w.group,
+                w_size = w.size,
             )
         })
         .collect()

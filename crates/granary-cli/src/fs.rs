@@ -254,6 +254,37 @@ impl Run<'_> {
     }
 }
 
+/// `ls DIR`: prints each page of the listing as it arrives, so a huge
+/// directory is never held whole. The count is the directory's (from its
+/// status, so entries made or removed during the listing are not in it),
+/// printed once the first page shows the directory may be read.
+async fn ls_pages(
+    client: &DfsClient,
+    dir: &str,
+    top: &pb::FileStatus,
+    human: bool,
+) -> Result<(), ClientError> {
+    use futures::TryStreamExt;
+    let mut pages = std::pin::pin!(client.list_pages(dir));
+    let mut widths = format::LsWidths::default();
+    let mut first = true;
+    while let Some(page) = pages.try_next().await? {
+        if first {
+            println!("Found {} items", top.children_num);
+            first = false;
+        }
+        let rows: Vec<(String, pb::FileStatus)> = page
+            .into_iter()
+            .map(|s| (granary_common::path::join(dir, &s.name), s))
+            .collect();
+        widths.fit(&rows, human);
+        for row in format::ls_rows_in(&rows, human, &widths) {
+            println!("{row}");
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(client: &DfsClient, cmd: &FsCommand) -> i32 {
     let mut r = Run {
         client,
@@ -307,23 +338,15 @@ pub async fn run(client: &DfsClient, cmd: &FsCommand) -> i32 {
                     }
                     continue;
                 }
-                let entries = if *recursive {
-                    r.walk(&p).await.map(|mut v| {
-                        v.remove(0);
-                        v
-                    })
-                } else {
-                    client.list(&p).await.map(|v| {
-                        v.into_iter()
-                            .map(|s| (granary_common::path::join(&p, &s.name), s))
-                            .collect()
-                    })
-                };
-                match entries {
-                    Ok(entries) => {
-                        if !*recursive {
-                            println!("Found {} items", entries.len());
-                        }
+                if !*recursive {
+                    if let Err(e) = ls_pages(client, &p, &top, *human).await {
+                        r.fail(e);
+                    }
+                    continue;
+                }
+                match r.walk(&p).await {
+                    Ok(mut entries) => {
+                        entries.remove(0);
                         for row in format::ls_rows(&entries, *human) {
                             println!("{row}");
                         }

@@ -165,6 +165,23 @@ fn namespace_commands_work_like_hdfs_dfs() {
     assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", "/data"]).code, 1);
 }
 
+/// `ls` of a directory of several listing pages prints every entry once,
+/// in name order, page after page, in aligned columns.
+#[test]
+fn ls_prints_a_large_directory_page_by_page() {
+    let c = cluster();
+    let dirs: Vec<String> = (0..1005).map(|i| format!("/big/d{i:04}")).collect();
+    let mut args = vec!["fs", "mkdir", "-p"];
+    args.extend(dirs.iter().map(String::as_str));
+    c.ok(&args);
+    let ls = c.ok(&["fs", "ls", "/big"]);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert_eq!(lines[0], "Found 1005 items");
+    let shown: Vec<&str> = lines[1..].iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(shown, dirs);
+    assert!(lines[1..].iter().all(|l| l.len() == lines[1].len()), "{ls}");
+}
+
 #[test]
 fn errors_name_the_path_and_exit_non_zero() {
     let c = cluster();
@@ -172,6 +189,7 @@ fn errors_name_the_path_and_exit_non_zero() {
     c.ok(&["fs", "chmod", "700", "/secure"]);
     let o = c.run_as("mallory", &["fs", "ls", "/secure"]);
     assert_eq!(o.code, 1);
+    assert_eq!(o.stdout, "", "no count before the refusal");
     assert!(
         o.stderr.contains("Permission denied: user=mallory"),
         "{}",

@@ -174,19 +174,45 @@ impl DfsClient {
         Ok(self.nn.clone().get_listing(req).await?.into_inner())
     }
 
-    /// Every entry of a directory (all pages), or the file itself.
-    pub async fn list(&self, path: &str) -> Result<Vec<pb::FileStatus>> {
-        let mut out = Vec::new();
-        let mut after = String::new();
-        loop {
+    /// A directory's entries a page (`listing_limit`, 1000) at a time, in
+    /// name order, or the file itself; each page is asked for when the
+    /// previous one was taken, so a huge directory is never held whole.
+    ///
+    /// ```no_run
+    /// # async fn demo(fs: &granary_client::DfsClient) -> Result<(), granary_client::ClientError> {
+    /// use futures::TryStreamExt;
+    /// let mut pages = std::pin::pin!(fs.list_pages("/logs"));
+    /// while let Some(page) = pages.try_next().await? {
+    ///     for st in page {
+    ///         println!("{}", st.name);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn list_pages<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> impl futures::Stream<Item = Result<Vec<pb::FileStatus>>> + Send + 'a {
+        futures::stream::try_unfold(Some(String::new()), move |after| async move {
+            let Some(after) = after else {
+                return Ok(None);
+            };
             let page = self.list_page(path, &after, 0).await?;
-            let more = page.has_more;
-            out.extend(page.entries);
-            match out.last() {
-                Some(last) if more => after = last.name.clone(),
-                _ => return Ok(out),
-            }
-        }
+            // A page that says "more" but brings nothing ends it too.
+            let next = page
+                .entries
+                .last()
+                .filter(|_| page.has_more)
+                .map(|e| e.name.clone());
+            Ok(Some((page.entries, next)))
+        })
+    }
+
+    /// Every entry of a directory (all pages, held together), or the file
+    /// itself. [`list_pages`](Self::list_pages) holds one page at a time.
+    pub async fn list(&self, path: &str) -> Result<Vec<pb::FileStatus>> {
+        use futures::TryStreamExt;
+        self.list_pages(path).try_concat().await
     }
 
     /// Moves `src` to `dst` (into `dst` when it is a directory).

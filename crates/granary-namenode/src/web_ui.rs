@@ -1,8 +1,9 @@
 //! The namenode's web UI on its HTTP port: server-rendered HTML (no
 //! JavaScript build), pages `/` (overview), `/datanodes` and `/explorer`
-//! (browse directories, see a file's blocks and where they live, download
-//! through WebHDFS). Browsing uses simple auth like WebHDFS: `user.name`
-//! in the query, `dr.who` without.
+//! (browse directories a page of `listing_limit` entries at a time, see a
+//! file's blocks and where they live, download through WebHDFS). Browsing
+//! uses simple auth like WebHDFS: `user.name` in the query, `dr.who`
+//! without.
 
 use std::sync::Arc;
 
@@ -161,6 +162,16 @@ fn explorer_link(path: &str, user: &str) -> String {
     format!("/explorer?{q}")
 }
 
+/// The page of directory `path`'s listing after the entry named `after`.
+fn page_link(path: &str, user: &str, after: &str) -> String {
+    let q = web::query_string(&[
+        ("path".into(), path.into()),
+        ("user.name".into(), user.into()),
+        ("start_after".into(), after.into()),
+    ]);
+    format!("/explorer?{q}")
+}
+
 async fn explorer(State(ui): State<Arc<Ui>>, RawQuery(q): RawQuery) -> Response {
     let p = web::params_of(q);
     let path = web::path_of(p.get("path").unwrap_or("/"));
@@ -202,7 +213,16 @@ async fn browse(ui: &Ui, p: &Params, path: &str) -> Result<Markup, WebError> {
         Some((p, _)) => p.to_string(),
     };
     if st.file_type == pb::FileType::Directory as i32 {
-        let entries = ui.svc.whole_listing(&id, path).await?;
+        // One page (`listing_limit` entries) per view, never the whole directory.
+        let after = p.get("start_after").unwrap_or("");
+        let req = pb::GetListingRequest {
+            path: path.into(),
+            start_after: after.into(),
+            limit: 0,
+        };
+        let page = ui.svc.get_listing(request(&id, req)).await?.into_inner();
+        let entries = page.entries;
+        let next = entries.last().filter(|_| page.has_more).map(|e| e.name.clone());
         return Ok(html! {
             p { "Browsing as " b { (user) } ". " @if path != "/" { a href=(explorer_link(&parent, &user)) { "Up to " (parent) } } }
             table #listing {
@@ -224,7 +244,14 @@ async fn browse(ui: &Ui, p: &Params, path: &str) -> Result<Markup, WebError> {
                     }
                 }
             }
-            p { (entries.len()) " entries" }
+            p #page {
+                (entries.len()) " of " (st.children_num) " entries"
+                @if !after.is_empty() { " after " (after) }
+            }
+            p {
+                @if !after.is_empty() { a #first href=(explorer_link(path, &user)) { "First page" } " " }
+                @if let Some(last) = &next { a #next href=(page_link(path, &user, last)) { "Next page" } }
+            }
         });
     }
     let lb = ui

@@ -376,6 +376,17 @@ pub fn find_replica(dir: &std::path::Path, block_id: u64) -> Option<PathBuf> {
     None
 }
 
+/// Resident memory of a process, in MiB (`VmRSS` of /proc/PID/status).
+pub fn rss_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS in the process status");
+    kb / 1024
+}
+
 /// A minimal HTTP/1.0 GET returning the body of a 200 answer.
 pub fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};

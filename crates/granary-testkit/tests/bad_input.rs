@@ -13,19 +13,8 @@ use std::time::{Duration, Instant};
 
 use granary_common::data_transfer::{MAX_DATA, MAX_MESSAGE, PREAMBLE};
 use granary_proto as pb;
-use granary_testkit::binaries::{ProcessCluster, find_replica};
+use granary_testkit::binaries::{ProcessCluster, find_replica, rss_mib};
 use granary_testkit::fixtures::{get, pseudo_random, put};
-
-/// Resident memory of a process, in MiB.
-fn rss_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
-    kb / 1024
-}
 
 /// CPU seconds (user + system) a process used so far.
 fn cpu_secs(pid: i32) -> f64 {

@@ -188,3 +188,84 @@ fn web_pages_show_the_cluster_the_files_and_their_blocks() {
         assert!(size > 10_000, "{name}.png is {size} bytes");
     }
 }
+
+/// The `href` of link `#id` in a rendered page.
+fn link(dom: &str, id: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let tag_start = dom[..at].rfind('<')?;
+    let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>')?];
+    let href = tag.split("href=\"").nth(1)?.split('"').next()?;
+    Some(href.replace("&amp;", "&"))
+}
+
+/// Issue 18, finding 10: the explorer shows a large directory one page at a
+/// time, with a link to the next page that carries the last name shown
+/// (URL-encoded), instead of building the whole directory.
+#[test]
+fn the_explorer_pages_a_large_directory() {
+    const ENTRIES: usize = 1_050;
+    let c = ProcessCluster::start(0, &[]);
+    // The 1,000th entry, the last of the first page, has a name that must
+    // be encoded in the next page's link.
+    let name = |i: usize| {
+        if i == 999 {
+            "e0999 a&b=c?d#e%f+g".to_string()
+        } else {
+            format!("e{i:04}")
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = c.client().await;
+        client.mkdirs("/many", None, false).await.unwrap();
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..16 {
+            let client = client.clone();
+            writers.spawn(async move {
+                for i in (w..ENTRIES).step_by(16) {
+                    client
+                        .mkdirs(&format!("/many/{}", name(i)), None, false)
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        while let Some(r) = writers.join_next().await {
+            r.unwrap();
+        }
+    });
+    let profile = c.dir.path().join("chromium");
+    let nn = format!("http://{}", c.http);
+    let names = |dom: &str| -> Vec<String> {
+        table(dom, "listing")[1..]
+            .iter()
+            .map(|r| r.last().unwrap().clone())
+            .collect()
+    };
+
+    let first = dom(&profile, &format!("{nn}/explorer?path=/many&user.name=hdfs"));
+    let shown = names(&first);
+    assert_eq!(shown.len(), 1000, "one page");
+    assert_eq!(shown, (0..1000).map(name).collect::<Vec<_>>());
+    let page_note = |dom: &str| {
+        let at = dom.find("id=\"page\">").unwrap() + "id=\"page\">".len();
+        text(&dom[at..at + dom[at..].find("</p>").unwrap()])
+    };
+    assert_eq!(page_note(&first), format!("1000 of {ENTRIES} entries"));
+    assert!(link(&first, "first").is_none(), "no way back from the first page");
+
+    let next = link(&first, "next").expect("a next-page link");
+    assert!(
+        next.contains("start_after=e0999+a%26b%3Dc%3Fd%23e%25f%2Bg"),
+        "{next}"
+    );
+    let second = dom(&profile, &format!("{nn}{next}"));
+    assert_eq!(names(&second), (1000..ENTRIES).map(name).collect::<Vec<_>>());
+    assert_eq!(
+        page_note(&second),
+        format!("50 of {ENTRIES} entries after {}", name(999))
+    );
+    assert!(link(&second, "next").is_none(), "the last page has no next page");
+    let back = link(&second, "first").expect("a link to the first page");
+    assert_eq!(names(&dom(&profile, &format!("{nn}{back}"))).len(), 1000);
+}

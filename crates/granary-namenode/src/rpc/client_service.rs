@@ -20,29 +20,6 @@ impl ClientService {
         Self { state }
     }
 
-    /// Every entry of directory `path`, page by page, as `id` sees them
-    /// (for the HTTP doors: WebHDFS LISTSTATUS and the web UI).
-    pub async fn whole_listing(&self, id: &Identity, path: &str) -> Result<Vec<pb::FileStatus>, Status> {
-        let mut all = Vec::new();
-        let mut after = String::new();
-        loop {
-            let req = pb::GetListingRequest {
-                path: path.into(),
-                start_after: after.clone(),
-                limit: 0,
-            };
-            let page = self.get_listing(as_user(id, req)).await?.into_inner();
-            if let Some(last) = page.entries.last() {
-                after = last.name.clone();
-            }
-            let more = page.has_more && !page.entries.is_empty();
-            all.extend(page.entries);
-            if !more {
-                return Ok(all);
-            }
-        }
-    }
-
     /// The state and the judged caller of a request: its user, in the
     /// groups the namenode's mapping gives that user (any groups the
     /// request claims are not read). An OS lookup, when the user's groups

@@ -24,17 +24,23 @@ use granary_common::webhdfs::{self as web, Params, WebError, WebResult};
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
 
+mod listing;
+mod locations;
+
 pub struct WebHdfs {
-    svc: ClientService,
+    svc: Arc<ClientService>,
     st: Arc<NamenodeState>,
     rpc_addr: String,
+    /// Slots of LISTSTATUS answers being streamed (`listing::MAX_LISTING_STREAMS`).
+    listing_streams: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn routes(st: Arc<NamenodeState>, rpc_addr: String) -> Router {
     let w = Arc::new(WebHdfs {
-        svc: ClientService::new(st.clone()),
+        svc: Arc::new(ClientService::new(st.clone())),
         st,
         rpc_addr,
+        listing_streams: listing::stream_slots(),
     });
     Router::new()
         .route(web::PREFIX, any(handle))
@@ -107,7 +113,7 @@ impl WebHdfs {
                 let st = self.stat(&id, &path).await?;
                 Ok(json(json!({ "FileStatus": web::file_status(&st, "") })))
             }
-            (&Method::GET, "LISTSTATUS") => self.list_all(&id, &path).await,
+            (&Method::GET, "LISTSTATUS") => self.list_status(&id, &path).await,
             (&Method::GET, "LISTSTATUS_BATCH") => self.list_batch(&id, &path, p).await,
             (&Method::GET, "GETCONTENTSUMMARY") => {
                 let s = self.summary(&id, &path).await?;
@@ -293,131 +299,6 @@ impl WebHdfs {
     async fn svc_defaults(&self) -> WebResult<pb::GetServerDefaultsResponse> {
         let req = tonic::Request::new(pb::GetServerDefaultsRequest {});
         Ok(self.svc.get_server_defaults(req).await?.into_inner())
-    }
-
-    async fn listing(
-        &self,
-        id: &Identity,
-        path: &str,
-        start_after: &str,
-    ) -> WebResult<pb::GetListingResponse> {
-        let req = pb::GetListingRequest {
-            path: path.into(),
-            start_after: start_after.into(),
-            limit: 0,
-        };
-        Ok(self.svc.get_listing(request(id, req)).await?.into_inner())
-    }
-
-    async fn list_all(&self, id: &Identity, path: &str) -> WebResult<Response> {
-        let st = self.stat(id, path).await?;
-        if st.file_type != pb::FileType::Directory as i32 {
-            return Ok(json(
-                json!({ "FileStatuses": { "FileStatus": [web::file_status(&st, "")] } }),
-            ));
-        }
-        let all: Vec<Value> = self
-            .svc
-            .whole_listing(id, path)
-            .await?
-            .iter()
-            .map(|e| web::file_status(e, &e.name))
-            .collect();
-        Ok(json(json!({ "FileStatuses": { "FileStatus": all } })))
-    }
-
-    async fn list_batch(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
-        let st = self.stat(id, path).await?;
-        let (entries, remaining): (Vec<Value>, u64) = if st.file_type != pb::FileType::Directory as i32 {
-            (vec![web::file_status(&st, "")], 0)
-        } else {
-            let page = self.listing(id, path, p.get("startafter").unwrap_or("")).await?;
-            let shown = page.entries.len() as u64;
-            // The exact count is only known for a first page; later pages say
-            // at least one remains, which is all clients test.
-            let remaining = match (page.has_more, p.get("startafter")) {
-                (false, _) => 0,
-                (true, None | Some("")) => st.children_num.saturating_sub(shown).max(1),
-                (true, Some(_)) => 1,
-            };
-            (
-                page.entries
-                    .iter()
-                    .map(|e| web::file_status(e, &e.name))
-                    .collect(),
-                remaining,
-            )
-        };
-        Ok(json(json!({ "DirectoryListing": {
-            "partialListing": { "FileStatuses": { "FileStatus": entries } },
-            "remainingEntries": remaining,
-        }})))
-    }
-
-    async fn blocks(&self, id: &Identity, path: &str, p: &Params) -> WebResult<pb::LocatedBlocks> {
-        let req = pb::GetBlockLocationsRequest {
-            path: path.into(),
-            offset: p.u64("offset")?.unwrap_or(0),
-            length: p.u64("length")?.unwrap_or(0),
-        };
-        self.svc
-            .get_block_locations(request(id, req))
-            .await?
-            .into_inner()
-            .blocks
-            .ok_or_else(|| WebError::new(ErrorCode::Internal, "no block list in the answer"))
-    }
-
-    async fn file_block_locations(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
-        let lb = self.blocks(id, path, p).await?;
-        let locs: Vec<Value> = lb
-            .blocks
-            .iter()
-            .map(|b| {
-                let ids: Vec<&pb::DatanodeId> = b.locations.iter().filter_map(|l| l.id.as_ref()).collect();
-                json!({
-                    "cachedHosts": [],
-                    "corrupt": b.corrupt,
-                    "hosts": ids.iter().map(|i| host_of(&i.rpc_addr)).collect::<Vec<_>>(),
-                    "length": b.block.map(|x| x.num_bytes).unwrap_or(0),
-                    "names": ids.iter().map(|i| i.rpc_addr.clone()).collect::<Vec<_>>(),
-                    "offset": b.offset,
-                    "storageIds": ids.iter().map(|i| format!("DS-{}", i.uuid)).collect::<Vec<_>>(),
-                    "storageTypes": ids.iter().map(|_| "DISK").collect::<Vec<_>>(),
-                    "topologyPaths": ids.iter().map(|i| format!("{}/{}", i.rack, i.rpc_addr)).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        Ok(json(json!({ "BlockLocations": { "BlockLocation": locs } })))
-    }
-
-    async fn located_blocks(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
-        let lb = self.blocks(id, path, p).await?;
-        let cluster = self.st.cluster_id.clone();
-        let one = |b: &pb::LocatedBlock| {
-            let blk = b.block.unwrap_or_default();
-            json!({
-                "block": {
-                    "blockId": blk.block_id,
-                    "blockPoolId": cluster,
-                    "generationStamp": blk.generation_stamp,
-                    "numBytes": blk.num_bytes,
-                },
-                "blockToken": { "urlString": "" },
-                "cachedLocations": [],
-                "isCorrupt": b.corrupt,
-                "locations": b.locations.iter().map(datanode_json).collect::<Vec<_>>(),
-                "startOffset": b.offset,
-                "storageTypes": b.locations.iter().map(|_| "DISK").collect::<Vec<_>>(),
-            })
-        };
-        Ok(json(json!({ "LocatedBlocks": {
-            "fileLength": lb.file_length,
-            "isLastBlockComplete": lb.is_last_block_complete,
-            "isUnderConstruction": lb.under_construction,
-            "lastLocatedBlock": lb.last_block.as_ref().or(lb.blocks.last()).map(one),
-            "locatedBlocks": lb.blocks.iter().map(one).collect::<Vec<_>>(),
-        }})))
     }
 
     async fn open(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
@@ -676,38 +557,6 @@ fn unsupported(method: &Method, op: &str) -> bool {
         _ => &[],
     };
     ops.contains(&op)
-}
-
-fn host_of(addr: &str) -> String {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string()
-}
-
-fn datanode_json(d: &pb::DatanodeInfo) -> Value {
-    let id = d.id.clone().unwrap_or_default();
-    let port = |a: &str| {
-        a.rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .unwrap_or(0)
-    };
-    json!({
-        "adminState": match pb::DatanodeState::try_from(d.state) {
-            Ok(pb::DatanodeState::Decommissioning) => "DECOMMISSION_INPROGRESS",
-            Ok(pb::DatanodeState::Decommissioned) => "DECOMMISSIONED",
-            _ => "NORMAL",
-        },
-        "capacity": d.capacity,
-        "dfsUsed": d.dfs_used,
-        "hostName": id.hostname,
-        "infoPort": port(&id.http_addr),
-        "ipAddr": host_of(&id.rpc_addr),
-        "lastUpdate": d.last_heartbeat_ms,
-        "name": id.rpc_addr,
-        "networkLocation": id.rack,
-        "remaining": d.remaining,
-        "storageID": format!("DS-{}", id.uuid),
-        "xceiverCount": d.xceiver_count,
-        "xferPort": port(&id.rpc_addr),
-    })
 }
 
 #[cfg(test)]
