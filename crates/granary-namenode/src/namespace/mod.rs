@@ -79,6 +79,15 @@ pub struct ContentSummary {
     pub space_consumed: u64,
 }
 
+impl ContentSummary {
+    fn add_file(&mut self, file: &Inode) {
+        let len = file.length();
+        self.file_count += 1;
+        self.length += len;
+        self.space_consumed += len * u64::from(file.replication);
+    }
+}
+
 /// What a namenode start needs from a walk over the whole namespace.
 #[derive(Debug, Default)]
 pub struct StartupScan {

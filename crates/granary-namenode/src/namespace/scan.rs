@@ -94,19 +94,41 @@ impl Namespace {
                 caller.check(&n, Access::ReadExecute, paths.path(within, &n.name))?;
                 sum.directory_count += 1;
                 let here = paths.enter(within, &n.name);
-                for cid in self.child_ids(n.id)? {
-                    if let Some(child) = self.get_inode(cid)? {
+                // Files are counted as they are met and only directories
+                // wait on the stack: a directory of a million files costs
+                // one inode at a time, not a million.
+                self.for_each_child(n.id, |child| {
+                    if child.is_dir {
                         stack.push((child, Some(here)));
+                    } else {
+                        sum.add_file(&child);
                     }
-                }
+                })?;
             } else {
-                let len = n.length();
-                sum.file_count += 1;
-                sum.length += len;
-                sum.space_consumed += len * u64::from(n.replication);
+                sum.add_file(&n);
             }
         }
         Ok(sum)
+    }
+
+    /// Calls `f` with each child inode of directory `dir`, in name order,
+    /// reading them one at a time.
+    fn for_each_child(&self, dir: u64, mut f: impl FnMut(Inode)) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(id_key(dir + 1).to_vec());
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_DIRENTS)?,
+            ro,
+            IteratorMode::From(&id_key(dir), Direction::Forward),
+        );
+        for item in iter {
+            let (_, v) = item?;
+            let id = decode_u64(&v).ok_or_else(|| NnError::Corrupt("bad directory entry".into()))?;
+            if let Some(child) = self.get_inode(id)? {
+                f(child);
+            }
+        }
+        Ok(())
     }
 
     /// The file and its blocks that overlap `[offset, offset + length)`, with their offsets.
