@@ -1,0 +1,22 @@
+//! Granary's integration suite: in-process MiniCluster tests, tests that spawn
+//! the real binaries, the WebHDFS clients from PyPI, the web UI in headless
+//! Chromium and the docker-compose cluster.
+//!
+//! One test binary whose modules are the suites (as garage's `tests/lib.rs`):
+//! RocksDB and both daemons are linked once instead of once per file.
+//! nextest still runs every test in its own process, so tests share no state.
+
+mod bad_input;
+mod compose;
+mod crash;
+mod daemon;
+mod data_path;
+mod integrity;
+mod leases;
+mod metrics;
+mod namespace;
+mod process_failures;
+mod replication;
+mod safe_mode;
+mod web_ui;
+mod webhdfs;
