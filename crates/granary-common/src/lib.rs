@@ -1,21 +1,31 @@
-//! What every Granary crate shares: error codes, path rules, caller identity,
-//! configuration loading, logging, shutdown plumbing, and the write
-//! pipeline's framed connection.
+//! What every Granary crate shares. Without features: error codes, path
+//! rules, caller identity, checksums, the write pipeline's framed connection
+//! and channels to datanodes, all a client needs. With `daemon`: configuration
+//! loading, logging, metrics, connection limits, shutdown plumbing, block
+//! tokens, daemon authentication and the WebHDFS helpers.
 
+#[cfg(feature = "daemon")]
 pub mod block_token;
 pub mod checksum;
+#[cfg(feature = "daemon")]
 pub mod config;
+#[cfg(feature = "daemon")]
 pub mod conn_guard;
+#[cfg(feature = "daemon")]
 pub mod daemon_auth;
 pub mod data_transfer;
 pub mod error;
 pub mod format;
 pub mod identity;
+#[cfg(feature = "daemon")]
 pub mod logging;
+#[cfg(feature = "daemon")]
 pub mod metrics;
 pub mod net;
 pub mod path;
+#[cfg(feature = "daemon")]
 pub mod shutdown;
+#[cfg(feature = "daemon")]
 pub mod webhdfs;
 
 pub use error::{ErrorCode, HasErrorCode};
