@@ -294,7 +294,7 @@ pub struct FileStatusJson<'a> {
 
 /// HDFS's `FileStatus` JSON object for `st`, named `path_suffix`.
 pub fn file_status<'a>(st: &'a pb::FileStatus, path_suffix: &'a str) -> FileStatusJson<'a> {
-    let dir = st.file_type == pb::FileType::Directory as i32;
+    let dir = st.is_dir();
     FileStatusJson {
         access_time: st.access_time,
         block_size: if dir { 0 } else { st.block_size },

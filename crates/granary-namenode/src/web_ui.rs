@@ -212,7 +212,7 @@ async fn browse(ui: &Ui, p: &Params, path: &str) -> Result<Markup, WebError> {
         Some(("", _)) | None => "/".to_string(),
         Some((p, _)) => p.to_string(),
     };
-    if st.file_type == pb::FileType::Directory as i32 {
+    if st.is_dir() {
         // One page (`listing_limit` entries) per view, never the whole directory.
         let after = p.get("start_after").unwrap_or("");
         let req = pb::GetListingRequest {
@@ -231,7 +231,7 @@ async fn browse(ui: &Ui, p: &Params, path: &str) -> Result<Markup, WebError> {
                     th { "Replication" } th { "Block size" } th { "Last modified" } th { "Name" }
                 }
                 @for e in &entries {
-                    @let dir = e.file_type == pb::FileType::Directory as i32;
+                    @let dir = e.is_dir();
                     tr {
                         td { (if dir { "d" } else { "-" }) (crate::permission::mode_string(e.permission)) }
                         td { (e.owner) }

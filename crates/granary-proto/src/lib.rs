@@ -8,3 +8,10 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+impl FileStatus {
+    /// True for a directory (`file_type` is an `i32` on the wire).
+    pub fn is_dir(&self) -> bool {
+        self.file_type == FileType::Directory as i32
+    }
+}

@@ -56,7 +56,7 @@ impl WebHdfs {
     /// LISTSTATUS: every entry, streamed page by page; a file lists itself.
     pub(super) async fn list_status(&self, id: &Identity, path: &str) -> WebResult<Response> {
         let st = self.stat(id, path).await?;
-        if st.file_type != pb::FileType::Directory as i32 {
+        if !st.is_dir() {
             return Ok(answer(
                 json!({ "FileStatuses": { "FileStatus": [web::file_status(&st, "")] } }),
             ));
@@ -95,7 +95,7 @@ impl WebHdfs {
     /// LISTSTATUS_BATCH: one page after `startAfter`, and how many remain.
     pub(super) async fn list_batch(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
         let st = self.stat(id, path).await?;
-        if st.file_type != pb::FileType::Directory as i32 {
+        if !st.is_dir() {
             return Ok(batch(&[web::file_status(&st, "")], 0));
         }
         let after = p.get("startafter").unwrap_or("");

@@ -139,7 +139,7 @@ impl WebHdfs {
             }
             (&Method::GET, "GETFILECHECKSUM") => {
                 let st = self.stat(&id, &path).await?;
-                if st.file_type == pb::FileType::Directory as i32 {
+                if st.is_dir() {
                     return Err(WebError::new(
                         ErrorCode::FileNotFound,
                         format!("Path is not a file: {path}"),
@@ -185,7 +185,7 @@ impl WebHdfs {
             (&Method::POST, "APPEND") => {
                 // Fail early, as HDFS does, when the file is not there.
                 let st = self.stat(&id, &path).await?;
-                if st.file_type == pb::FileType::Directory as i32 {
+                if st.is_dir() {
                     return Err(WebError::new(
                         ErrorCode::FileNotFound,
                         format!("Failed to append to non-existent file {path}: it is a directory"),
@@ -206,7 +206,7 @@ impl WebHdfs {
             (&Method::PUT, "RENAME") => self.rename(&id, &path, p).await,
             (&Method::PUT, "SETREPLICATION") => {
                 let st = self.stat(&id, &path).await?;
-                if st.file_type == pb::FileType::Directory as i32 {
+                if st.is_dir() {
                     return Ok(boolean(false));
                 }
                 let replication = match p.replication()? {
@@ -305,7 +305,7 @@ impl WebHdfs {
         let offset = p.u64("offset")?.unwrap_or(0);
         p.u64("length")?;
         let st = self.stat(id, path).await?;
-        if st.file_type == pb::FileType::Directory as i32 {
+        if st.is_dir() {
             return Err(WebError::new(
                 ErrorCode::FileNotFound,
                 format!("Path is not a file: {path}"),
