@@ -2,7 +2,7 @@
 
 use clap::{Subcommand, ValueEnum};
 
-use granary_client::{DfsClient, pb};
+use granary_client::{DatanodeAdminAction, DatanodeState, DfsClient, SafeModeAction};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -56,9 +56,9 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
     match cmd {
         AdminCommand::Safemode { action } => {
             let act = match action {
-                SafeModeArg::Enter => pb::SafeModeAction::Enter,
-                SafeModeArg::Leave => pb::SafeModeAction::Leave,
-                SafeModeArg::Get | SafeModeArg::Wait => pb::SafeModeAction::Get,
+                SafeModeArg::Enter => SafeModeAction::Enter,
+                SafeModeArg::Leave => SafeModeAction::Leave,
+                SafeModeArg::Get | SafeModeArg::Wait => SafeModeAction::Get,
             };
             let mut r = c.safe_mode(act).await.map_err(|e| e.to_string())?;
             if matches!(action, SafeModeArg::Wait) {
@@ -66,7 +66,7 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
                 while r.on {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     r = c
-                        .safe_mode(pb::SafeModeAction::Get)
+                        .safe_mode(SafeModeAction::Get)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -79,16 +79,16 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
         }
         AdminCommand::Decommission { datanode } | AdminCommand::Recommission { datanode } => {
             let action = if matches!(cmd, AdminCommand::Decommission { .. }) {
-                pb::DatanodeAdminAction::Decommission
+                DatanodeAdminAction::Decommission
             } else {
-                pb::DatanodeAdminAction::Recommission
+                DatanodeAdminAction::Recommission
             };
             let info = c
                 .set_datanode_admin_state(datanode, action)
                 .await
                 .map_err(|e| e.to_string())?;
-            let id = info.id.unwrap_or_default();
-            println!("{} ({}): {}", id.rpc_addr, id.uuid, state_name(info.state));
+            let id = info.id;
+            println!("{} ({}): {}", id.rpc_addr, id.uuid, info.state);
             Ok(())
         }
         AdminCommand::RecoverLease { path, retries } => {
@@ -121,12 +121,11 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
         AdminCommand::Report => {
             let report = c.cluster_report().await.map_err(|e| e.to_string())?;
             let nodes = &report.datanodes;
-            let health = report.health.unwrap_or_default();
-            let state = state_name;
+            let health = report.health;
             let (cap, used, rem): (u64, u64, u64) = nodes.iter().fold((0, 0, 0), |(a, b, c), n| {
                 (a + n.capacity, b + n.dfs_used, c + n.remaining)
             });
-            let count = |s: pb::DatanodeState| nodes.iter().filter(|n| n.state == s as i32).count();
+            let count = |s: DatanodeState| nodes.iter().filter(|n| n.state == s).count();
             println!("Configured Capacity: {cap} ({})", crate::format::human(cap));
             println!("DFS Used: {used} ({})", crate::format::human(used));
             println!("DFS Remaining: {rem} ({})", crate::format::human(rem));
@@ -138,19 +137,19 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
             println!("Pending replications: {}", health.pending_replications);
             println!(
                 "Datanodes: {} live, {} stale, {} dead, {} decommissioning, {} decommissioned",
-                count(pb::DatanodeState::Live),
-                count(pb::DatanodeState::Stale),
-                count(pb::DatanodeState::Dead),
-                count(pb::DatanodeState::Decommissioning),
-                count(pb::DatanodeState::Decommissioned)
+                count(DatanodeState::Live),
+                count(DatanodeState::Stale),
+                count(DatanodeState::Dead),
+                count(DatanodeState::Decommissioning),
+                count(DatanodeState::Decommissioned)
             );
             for n in nodes {
-                let id = n.id.clone().unwrap_or_default();
+                let id = &n.id;
                 println!();
                 println!("Name: {} ({})", id.rpc_addr, id.hostname);
                 println!("Uuid: {}", id.uuid);
                 println!("Rack: {}", id.rack);
-                println!("State: {}", state(n.state));
+                println!("State: {}", n.state);
                 println!("Capacity: {} ({})", n.capacity, crate::format::human(n.capacity));
                 println!("DFS Used: {} ({})", n.dfs_used, crate::format::human(n.dfs_used));
                 println!(
@@ -169,5 +168,3 @@ async fn run_inner(c: &DfsClient, cmd: &AdminCommand) -> Result<(), String> {
         }
     }
 }
-
-pub use granary_common::format::datanode_state as state_name;

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use granary_client::{ClientError, CreateOptions, DfsClient, pb};
+use granary_client::{ClientError, CreateOptions, DfsClient};
+
+use crate::format::is_dir;
 
 /// Files larger than this get a progress bar on a terminal.
 const PROGRESS_MIN: u64 = 8 << 20;
@@ -46,10 +48,6 @@ where
             b.inc(n as u64);
         }
     }
-}
-
-fn is_dir(s: &pb::FileStatus) -> bool {
-    s.file_type == pb::FileType::Directory as i32
 }
 
 fn base_name(p: &str) -> &str {

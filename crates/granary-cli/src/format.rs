@@ -1,13 +1,13 @@
 //! Output in the shapes `hdfs dfs` prints.
 
-use granary_client::pb;
+use granary_client::FileStatus;
 
-pub fn is_dir(s: &pb::FileStatus) -> bool {
-    s.file_type == pb::FileType::Directory as i32
+pub fn is_dir(s: &FileStatus) -> bool {
+    s.is_dir
 }
 
 /// "drwxr-xr-x" / "-rw-r--r--".
-pub fn permission_string(s: &pb::FileStatus) -> String {
+pub fn permission_string(s: &FileStatus) -> String {
     let mut out = String::with_capacity(10);
     out.push(if is_dir(s) { 'd' } else { '-' });
     for shift in [6, 3, 0] {
@@ -43,7 +43,7 @@ impl LsWidths {
     /// Widens the columns to fit `entries`; they never narrow, so a
     /// listing printed page by page stays aligned unless a later page
     /// brings a wider value.
-    pub fn fit(&mut self, entries: &[(String, pb::FileStatus)], human_sizes: bool) {
+    pub fn fit(&mut self, entries: &[(String, FileStatus)], human_sizes: bool) {
         for (_, s) in entries {
             self.repl = self.repl.max(ls_replication(s).len()).max(3);
             self.owner = self.owner.max(s.owner.len());
@@ -53,7 +53,7 @@ impl LsWidths {
     }
 }
 
-fn ls_size(s: &pb::FileStatus, human_sizes: bool) -> String {
+fn ls_size(s: &FileStatus, human_sizes: bool) -> String {
     if human_sizes {
         human(s.length)
     } else {
@@ -61,7 +61,7 @@ fn ls_size(s: &pb::FileStatus, human_sizes: bool) -> String {
     }
 }
 
-fn ls_replication(s: &pb::FileStatus) -> String {
+fn ls_replication(s: &FileStatus) -> String {
     if is_dir(s) {
         "-".to_string()
     } else {
@@ -70,14 +70,14 @@ fn ls_replication(s: &pb::FileStatus) -> String {
 }
 
 /// `hdfs dfs -ls` rows, columns padded to the widest entry.
-pub fn ls_rows(entries: &[(String, pb::FileStatus)], human_sizes: bool) -> Vec<String> {
+pub fn ls_rows(entries: &[(String, FileStatus)], human_sizes: bool) -> Vec<String> {
     let mut widths = LsWidths::default();
     widths.fit(entries, human_sizes);
     ls_rows_in(entries, human_sizes, &widths)
 }
 
 /// `hdfs dfs -ls` rows, columns padded to `w`.
-pub fn ls_rows_in(entries: &[(String, pb::FileStatus)], human_sizes: bool, w: &LsWidths) -> Vec<String> {
+pub fn ls_rows_in(entries: &[(String, FileStatus)], human_sizes: bool, w: &LsWidths) -> Vec<String> {
     entries
         .iter()
         .map(|(path, s)| {
@@ -100,7 +100,7 @@ pub fn ls_rows_in(entries: &[(String, pb::FileStatus)], human_sizes: bool, w: &L
 }
 
 /// `hdfs dfs -stat FORMAT`.
-pub fn stat(fmt: &str, path: &str, s: &pb::FileStatus) -> String {
+pub fn stat(fmt: &str, path: &str, s: &FileStatus) -> String {
     let mut out = String::new();
     let mut chars = fmt.chars();
     while let Some(c) = chars.next() {

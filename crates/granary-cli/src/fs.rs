@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use crate::format;
-use granary_client::{ClientError, DfsClient, pb};
+use granary_client::{ClientError, DfsClient, FileStatus};
 
 #[derive(Debug, Subcommand)]
 pub enum FsCommand {
@@ -224,7 +224,7 @@ impl Run<'_> {
     }
 
     /// Every path at and below `path`, parents before children.
-    async fn walk(&self, path: &str) -> Result<Vec<(String, pb::FileStatus)>, ClientError> {
+    async fn walk(&self, path: &str) -> Result<Vec<(String, FileStatus)>, ClientError> {
         let top = self.client.stat(path).await?;
         let mut out = vec![(path.to_string(), top)];
         let mut i = 0;
@@ -241,11 +241,7 @@ impl Run<'_> {
         Ok(out)
     }
 
-    async fn targets(
-        &self,
-        path: &str,
-        recursive: bool,
-    ) -> Result<Vec<(String, pb::FileStatus)>, ClientError> {
+    async fn targets(&self, path: &str, recursive: bool) -> Result<Vec<(String, FileStatus)>, ClientError> {
         if recursive {
             self.walk(path).await
         } else {
@@ -258,12 +254,7 @@ impl Run<'_> {
 /// directory is never held whole. The count is the directory's (from its
 /// status, so entries made or removed during the listing are not in it),
 /// printed once the first page shows the directory may be read.
-async fn ls_pages(
-    client: &DfsClient,
-    dir: &str,
-    top: &pb::FileStatus,
-    human: bool,
-) -> Result<(), ClientError> {
+async fn ls_pages(client: &DfsClient, dir: &str, top: &FileStatus, human: bool) -> Result<(), ClientError> {
     use futures::TryStreamExt;
     let mut pages = std::pin::pin!(client.list_pages(dir));
     let mut widths = format::LsWidths::default();
@@ -273,7 +264,7 @@ async fn ls_pages(
             println!("Found {} items", top.children_num);
             first = false;
         }
-        let rows: Vec<(String, pb::FileStatus)> = page
+        let rows: Vec<(String, FileStatus)> = page
             .into_iter()
             .map(|s| (granary_common::path::join(dir, &s.name), s))
             .collect();

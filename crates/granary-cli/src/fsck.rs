@@ -5,7 +5,7 @@
 
 use clap::Args;
 
-use granary_client::{DfsClient, pb};
+use granary_client::{DfsClient, FileStatus, LocatedBlock};
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
@@ -37,11 +37,8 @@ struct Totals {
 }
 
 /// Replicas that count: on nodes in normal service (decommissioning ones leave).
-fn live(b: &pb::LocatedBlock) -> usize {
-    b.locations
-        .iter()
-        .filter(|l| l.state == pb::DatanodeState::Live as i32 || l.state == pb::DatanodeState::Stale as i32)
-        .count()
+fn live(b: &LocatedBlock) -> usize {
+    b.locations.iter().filter(|l| l.state.is_alive()).count()
 }
 
 pub async fn run(c: &DfsClient, a: &FsckArgs) -> i32 {
@@ -72,7 +69,7 @@ async fn fsck(c: &DfsClient, a: &FsckArgs) -> Result<bool, granary_client::Clien
     let mut t = Totals::default();
     let mut stack = vec![c.stat(&a.path).await.map(|s| (a.path.clone(), s))?];
     while let Some((path, st)) = stack.pop() {
-        if crate::format::is_dir(&st) {
+        if st.is_dir {
             t.dirs += 1;
             let mut children = c.list(&path).await?;
             children.reverse();
@@ -136,7 +133,7 @@ async fn check_file(
     c: &DfsClient,
     a: &FsckArgs,
     path: &str,
-    st: &pb::FileStatus,
+    st: &FileStatus,
     t: &mut Totals,
 ) -> Result<(), granary_client::ClientError> {
     t.files += 1;
@@ -149,7 +146,7 @@ async fn check_file(
     let mut lines = Vec::new();
     let mut file_ok = true;
     for (i, b) in lb.blocks.iter().enumerate() {
-        let blk = b.block.unwrap_or_default();
+        let blk = b.block;
         let n = live(b);
         t.blocks += 1;
         t.replicas += n as u64;
@@ -167,22 +164,14 @@ async fn check_file(
             }
         };
         let mut line = format!(
-            "{i}. blk_{}_{} len={} Live_repl={n}{status}",
-            blk.block_id, blk.generation_stamp, blk.num_bytes
+            "{i}. {}_{} len={} Live_repl={n}{status}",
+            blk.id, blk.generation_stamp, blk.num_bytes
         );
         if a.locations {
             let locs: Vec<String> = b
                 .locations
                 .iter()
-                .filter_map(|l| {
-                    let id = l.id.as_ref()?;
-                    Some(format!(
-                        "{} ({}, {})",
-                        id.rpc_addr,
-                        id.rack,
-                        crate::admin::state_name(l.state)
-                    ))
-                })
+                .map(|l| format!("{} ({}, {})", l.id.rpc_addr, l.id.rack, l.state))
                 .collect();
             line.push_str(&format!(" [{}]", locs.join(", ")));
         }

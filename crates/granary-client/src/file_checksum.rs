@@ -30,7 +30,7 @@ impl DfsClient {
     /// computes its HDFS-compatible checksum.
     pub async fn file_checksum(&self, path: &str) -> Result<FileChecksum> {
         let bpc = self.server_defaults().await?.bytes_per_checksum.max(1) as usize;
-        let located = self.block_locations(path, 0, 0).await?;
+        let located = self.located_blocks(path, 0, 0).await?;
         let mut r = self.open(path).await?;
         let mut file_md5 = Md5::new();
         let mut crc_per_block = 0u64;

@@ -15,23 +15,26 @@
 mod error;
 mod file_checksum;
 mod reader;
+pub mod types;
 mod writer;
 
 pub use error::ClientError;
 pub use file_checksum::FileChecksum;
 pub use granary_common::identity::Identity;
-pub use granary_proto as pb;
 pub use reader::FileReader;
+pub use types::{
+    Block, BlockId, BlockLocations, Checkpoint, ClusterHealth, ClusterReport, ContentSummary,
+    DatanodeAdminAction, DatanodeId, DatanodeInfo, DatanodeState, FileId, FileStatus, ListingPage,
+    LocatedBlock, SafeModeAction, SafeModeStatus, ServerDefaults,
+};
 pub use writer::{CreateOptions, FileWriter};
 
 use granary_common::{ErrorCode, HasErrorCode};
+use granary_proto as pb;
 use granary_proto::client_protocol_client::ClientProtocolClient;
 use tonic::transport::{Channel, Endpoint};
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
-
-/// Sizes and counts under a path (`du`, `count`).
-pub type ContentSummary = pb::GetContentSummaryResponse;
 
 /// The namenode endpoint for `addr` (`host:port` or a URL).
 fn endpoint(addr: &str) -> Result<Endpoint> {
@@ -56,7 +59,7 @@ pub struct DfsClient {
     namenode: String,
     datanodes: std::sync::Arc<granary_common::net::ChannelPool>,
     /// Fetched once per client, as HDFS clients cache server defaults.
-    defaults: std::sync::Arc<tokio::sync::OnceCell<pb::GetServerDefaultsResponse>>,
+    defaults: std::sync::Arc<tokio::sync::OnceCell<ServerDefaults>>,
 }
 
 impl DfsClient {
@@ -119,12 +122,14 @@ impl DfsClient {
         &self.namenode
     }
 
-    /// The raw gRPC stub, for calls this type does not wrap.
+    /// The raw gRPC stub, for calls this type does not wrap (tests, tools
+    /// speaking the protocol itself). Its messages are the `granary-proto`
+    /// crate's; everything else in this crate speaks the client's own types.
     pub fn rpc(&self) -> ClientProtocolClient<Channel> {
         self.nn.clone()
     }
 
-    /// A request carrying this client's identity.
+    /// A request carrying this client's identity, for [`rpc`](Self::rpc).
     pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         self.identity.apply(r.metadata_mut());
@@ -143,7 +148,7 @@ impl DfsClient {
     }
 
     /// The status of `path`, or `None` when nothing is there.
-    pub async fn get_file_info(&self, path: &str) -> Result<Option<pb::FileStatus>> {
+    pub async fn get_file_info(&self, path: &str) -> Result<Option<FileStatus>> {
         match self.stat(path).await {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.code() == ErrorCode::FileNotFound => Ok(None),
@@ -152,26 +157,22 @@ impl DfsClient {
     }
 
     /// The status of `path`; an error if nothing is there.
-    pub async fn stat(&self, path: &str) -> Result<pb::FileStatus> {
+    pub async fn stat(&self, path: &str) -> Result<FileStatus> {
         let req = self.request(pb::GetFileInfoRequest { path: path.into() });
         let resp = self.nn.clone().get_file_info(req).await?.into_inner();
         resp.status
+            .map(FileStatus::from)
             .ok_or_else(|| ClientError::Protocol("getFileInfo answered without a status".into()))
     }
 
     /// One page of a listing after `start_after`.
-    pub async fn list_page(
-        &self,
-        path: &str,
-        start_after: &str,
-        limit: u32,
-    ) -> Result<pb::GetListingResponse> {
+    pub async fn list_page(&self, path: &str, start_after: &str, limit: u32) -> Result<ListingPage> {
         let req = self.request(pb::GetListingRequest {
             path: path.into(),
             start_after: start_after.into(),
             limit,
         });
-        Ok(self.nn.clone().get_listing(req).await?.into_inner())
+        Ok(self.nn.clone().get_listing(req).await?.into_inner().into())
     }
 
     /// A directory's entries a page (`listing_limit`, 1000) at a time, in
@@ -192,7 +193,7 @@ impl DfsClient {
     pub fn list_pages<'a>(
         &'a self,
         path: &'a str,
-    ) -> impl futures::Stream<Item = Result<Vec<pb::FileStatus>>> + Send + 'a {
+    ) -> impl futures::Stream<Item = Result<Vec<FileStatus>>> + Send + 'a {
         futures::stream::try_unfold(Some(String::new()), move |after| async move {
             let Some(after) = after else {
                 return Ok(None);
@@ -210,7 +211,7 @@ impl DfsClient {
 
     /// Every entry of a directory (all pages, held together), or the file
     /// itself. [`list_pages`](Self::list_pages) holds one page at a time.
-    pub async fn list(&self, path: &str) -> Result<Vec<pb::FileStatus>> {
+    pub async fn list(&self, path: &str) -> Result<Vec<FileStatus>> {
         use futures::TryStreamExt;
         self.list_pages(path).try_concat().await
     }
@@ -276,11 +277,28 @@ impl DfsClient {
 
     pub async fn content_summary(&self, path: &str) -> Result<ContentSummary> {
         let req = self.request(pb::GetContentSummaryRequest { path: path.into() });
-        Ok(self.nn.clone().get_content_summary(req).await?.into_inner())
+        Ok(self
+            .nn
+            .clone()
+            .get_content_summary(req)
+            .await?
+            .into_inner()
+            .into())
     }
 
     /// Blocks of `path` overlapping `[offset, offset + length)` with their replica holders.
-    pub async fn block_locations(&self, path: &str, offset: u64, length: u64) -> Result<pb::LocatedBlocks> {
+    pub async fn block_locations(&self, path: &str, offset: u64, length: u64) -> Result<BlockLocations> {
+        Ok(self.located_blocks(path, offset, length).await?.into())
+    }
+
+    /// [`block_locations`](Self::block_locations) as the wire has them, with
+    /// the access tokens readers present to datanodes.
+    pub(crate) async fn located_blocks(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<pb::LocatedBlocks> {
         let req = self.request(pb::GetBlockLocationsRequest {
             path: path.into(),
             offset,
@@ -313,7 +331,7 @@ impl DfsClient {
                 .ok_or_else(|| ClientError::Protocol("create answered without a status".into()))?,
             Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileAlreadyExists => {
                 let existing = self.stat(path).await?;
-                if existing.length == 0 && existing.file_type == pb::FileType::File as i32 {
+                if existing.length == 0 && existing.is_file() {
                     return Ok(());
                 }
                 return Err(ClientError::Remote {
@@ -340,22 +358,22 @@ impl DfsClient {
     }
 
     /// Reads, enters or leaves safe mode.
-    pub async fn safe_mode(&self, action: pb::SafeModeAction) -> Result<pb::SetSafeModeResponse> {
+    pub async fn safe_mode(&self, action: SafeModeAction) -> Result<SafeModeStatus> {
         let req = self.request(pb::SetSafeModeRequest {
-            action: action as i32,
+            action: pb::SafeModeAction::from(action) as i32,
         });
-        Ok(self.nn.clone().set_safe_mode(req).await?.into_inner())
+        Ok(self.nn.clone().set_safe_mode(req).await?.into_inner().into())
     }
 
     /// Starts or cancels decommissioning of a datanode (`host:port` or uuid).
     pub async fn set_datanode_admin_state(
         &self,
         datanode: &str,
-        action: pb::DatanodeAdminAction,
-    ) -> Result<pb::DatanodeInfo> {
+        action: DatanodeAdminAction,
+    ) -> Result<DatanodeInfo> {
         let req = self.request(pb::SetDatanodeAdminStateRequest {
             datanode: datanode.into(),
-            action: action as i32,
+            action: pb::DatanodeAdminAction::from(action) as i32,
         });
         self.nn
             .clone()
@@ -363,26 +381,33 @@ impl DfsClient {
             .await?
             .into_inner()
             .datanode
+            .map(DatanodeInfo::from)
             .ok_or_else(|| ClientError::Protocol("setDatanodeAdminState answered without a datanode".into()))
     }
 
     /// Live, stale and dead datanodes; superuser only.
-    pub async fn datanode_report(&self) -> Result<Vec<pb::DatanodeInfo>> {
+    pub async fn datanode_report(&self) -> Result<Vec<DatanodeInfo>> {
         Ok(self.cluster_report().await?.datanodes)
     }
 
     /// Has the namenode write a consistent copy of its metadata into `dir`:
     /// the name of a new directory in its `checkpoint_dir`, or that
     /// directory's absolute path; superuser only.
-    pub async fn checkpoint(&self, dir: &str) -> Result<pb::CheckpointResponse> {
+    pub async fn checkpoint(&self, dir: &str) -> Result<Checkpoint> {
         let req = self.request(pb::CheckpointRequest { dir: dir.into() });
-        Ok(self.nn.clone().checkpoint(req).await?.into_inner())
+        Ok(self.nn.clone().checkpoint(req).await?.into_inner().into())
     }
 
     /// Datanodes, their replica counts, and block health; superuser only.
-    pub async fn cluster_report(&self) -> Result<pb::GetDatanodeReportResponse> {
+    pub async fn cluster_report(&self) -> Result<ClusterReport> {
         let req = self.request(pb::GetDatanodeReportRequest {});
-        Ok(self.nn.clone().get_datanode_report(req).await?.into_inner())
+        Ok(self
+            .nn
+            .clone()
+            .get_datanode_report(req)
+            .await?
+            .into_inner()
+            .into())
     }
 
     /// Creates a file and returns a writer for it.
@@ -442,18 +467,20 @@ impl DfsClient {
 
     /// Opens a file for reading.
     pub async fn open(&self, path: &str) -> Result<FileReader> {
-        let located = self.block_locations(path, 0, 0).await?;
+        let located = self.located_blocks(path, 0, 0).await?;
         Ok(FileReader::new(self.clone(), path.to_string(), located))
     }
 
     /// The namenode's defaults (block size, checksum chunk, lease limit, ...),
     /// asked once and then reused: every create needs them.
-    pub async fn server_defaults(&self) -> Result<pb::GetServerDefaultsResponse> {
+    pub async fn server_defaults(&self) -> Result<ServerDefaults> {
         let d = self
             .defaults
             .get_or_try_init(|| async {
                 let req = self.request(pb::GetServerDefaultsRequest {});
-                Ok::<_, ClientError>(self.nn.clone().get_server_defaults(req).await?.into_inner())
+                Ok::<_, ClientError>(ServerDefaults::from(
+                    self.nn.clone().get_server_defaults(req).await?.into_inner(),
+                ))
             })
             .await?;
         Ok(d.clone())

@@ -131,7 +131,7 @@ impl FileReader {
                 let (client, path) = (self.client.clone(), self.path.clone());
                 self.state = State::Refetching(Box::pin(async move {
                     tokio::time::sleep(wait).await;
-                    client.block_locations(&path, 0, 0).await
+                    client.located_blocks(&path, 0, 0).await
                 }));
                 return Ok(());
             }

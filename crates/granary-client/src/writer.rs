@@ -94,7 +94,7 @@ impl FileWriter {
         client: DfsClient,
         path: String,
         status: pb::FileStatus,
-        defaults: pb::GetServerDefaultsResponse,
+        defaults: crate::ServerDefaults,
         previous: Option<pb::ExtendedBlock>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(16);
@@ -154,8 +154,13 @@ impl FileWriter {
 
     /// The datanodes the block being written goes to, first to last (empty
     /// between blocks); changes when a pipeline recovery drops a node.
-    pub fn pipeline(&self) -> Vec<pb::DatanodeId> {
-        self.pipeline.lock().clone()
+    pub fn pipeline(&self) -> Vec<crate::DatanodeId> {
+        self.pipeline
+            .lock()
+            .iter()
+            .cloned()
+            .map(crate::DatanodeId::from)
+            .collect()
     }
 
     /// Makes everything written so far visible to new readers (HDFS hflush).

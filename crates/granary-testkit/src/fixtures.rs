@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use granary_client::{CreateOptions, DfsClient};
+use granary_proto as pb;
 
 /// `len` bytes from a xorshift generator: no two blocks of a file are alike,
 /// so a block served at the wrong offset cannot go unnoticed, and no two
@@ -62,13 +63,26 @@ pub async fn holders(c: &DfsClient, path: &str) -> Vec<HashSet<String>> {
         .unwrap_or_else(|e| panic!("block locations of {path}: {e}"))
         .blocks
         .iter()
-        .map(|b| {
-            b.locations
-                .iter()
-                .filter_map(|l| l.id.as_ref().map(|i| i.uuid.clone()))
-                .collect()
-        })
+        .map(|b| b.locations.iter().map(|l| l.id.uuid.clone()).collect())
         .collect()
+}
+
+/// `path`'s blocks as the wire has them, with the access tokens a reader
+/// presents to datanodes: for tests that speak the protocols themselves
+/// (the client's [`DfsClient::block_locations`] keeps tokens to itself).
+pub async fn located_blocks(c: &DfsClient, path: &str) -> pb::LocatedBlocks {
+    let req = c.request(pb::GetBlockLocationsRequest {
+        path: path.into(),
+        offset: 0,
+        length: 0,
+    });
+    c.rpc()
+        .get_block_locations(req)
+        .await
+        .unwrap_or_else(|e| panic!("block locations of {path}: {e}"))
+        .into_inner()
+        .blocks
+        .unwrap_or_else(|| panic!("block locations of {path}: none in the answer"))
 }
 
 /// Polls `cond` every 100 ms until it holds; panics naming `what` after `secs`.

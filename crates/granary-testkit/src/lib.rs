@@ -271,7 +271,7 @@ impl MiniCluster {
     pub async fn wait_for_safe_mode_exit(&self) -> anyhow::Result<()> {
         let c = self.client().await?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while c.safe_mode(granary_proto::SafeModeAction::Get).await?.on {
+        while c.safe_mode(granary_client::SafeModeAction::Get).await?.on {
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!("namenode still in safe mode");
             }
@@ -289,7 +289,7 @@ impl MiniCluster {
                 .datanode_report()
                 .await?
                 .iter()
-                .filter(|d| d.state == granary_proto::DatanodeState::Live as i32)
+                .filter(|d| d.state == granary_client::DatanodeState::Live)
                 .count();
             if live >= n {
                 return Ok(());

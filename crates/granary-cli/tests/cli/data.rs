@@ -156,8 +156,7 @@ fn one_gib_round_trip_with_three_replicas() {
         let lb = client.block_locations("/big.bin", 0, 0).await.unwrap();
         assert_eq!(lb.blocks.len(), 8);
         for b in lb.blocks {
-            let nodes: std::collections::HashSet<_> =
-                b.locations.iter().map(|l| l.id.clone().unwrap().uuid).collect();
+            let nodes: std::collections::HashSet<_> = b.locations.iter().map(|l| l.id.uuid.clone()).collect();
             assert_eq!(nodes.len(), 3);
         }
     });

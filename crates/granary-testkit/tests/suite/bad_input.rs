@@ -129,7 +129,7 @@ fn on_disk(c: &ProcessCluster, rt: &tokio::runtime::Runtime) -> Vec<Vec<u8>> {
         .unwrap()
         .blocks
         .iter()
-        .map(|b| std::fs::read(find_replica(&c.datanode_dir(0), b.block.unwrap().block_id).unwrap()).unwrap())
+        .map(|b| std::fs::read(find_replica(&c.datanode_dir(0), b.block.id.0).unwrap()).unwrap())
         .collect()
 }
 

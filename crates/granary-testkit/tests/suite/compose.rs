@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use granary_client::{DfsClient, Identity, pb};
+use granary_client::{DatanodeState, DfsClient, Identity, SafeModeAction};
 use granary_testkit::binaries::{free_port, http_get};
 use granary_testkit::fixtures::{get, holders, pseudo_random, put, wait_for};
 
@@ -179,7 +179,7 @@ async fn containers_by_uuid(c: &Compose, client: &DfsClient) -> HashMap<String, 
         .unwrap()
         .into_iter()
         .filter_map(|d| {
-            let id = d.id?;
+            let id = d.id;
             let ip = id.rpc_addr.rsplit_once(':')?.0.to_string();
             Some((id.uuid, ips.get(&ip)?.clone()))
         })
@@ -296,15 +296,15 @@ fn compose_cluster_survives_kill_partition_and_namenode_restart() {
                 .await
                 .unwrap()
                 .into_iter()
-                .find(|d| d.id.as_ref().is_some_and(|i| i.uuid == cut))
-                .map(|d| d.state());
+                .find(|d| d.id.uuid == cut)
+                .map(|d| d.state);
             let ips = live_ips.clone();
             let on_disk: Vec<Option<usize>> =
                 tokio::task::spawn_blocking(move || ips.iter().map(|ip| replicas_on(ip)).collect())
                     .await
                     .unwrap();
             let total: Option<usize> = on_disk.iter().copied().sum();
-            if cut_state == Some(pb::DatanodeState::Live)
+            if cut_state == Some(DatanodeState::Live)
                 && hs.iter().all(|h| h.len() == 3)
                 && total == Some(3 * nblocks)
             {
@@ -327,7 +327,7 @@ fn compose_cluster_survives_kill_partition_and_namenode_restart() {
         docker(&["restart", "-t", "10", &nn]);
         wait_for(60, "the namenode out of safe mode after its restart", || {
             let client = client.clone();
-            async move { matches!(client.safe_mode(pb::SafeModeAction::Get).await, Ok(st) if !st.on) }
+            async move { matches!(client.safe_mode(SafeModeAction::Get).await, Ok(st) if !st.on) }
         })
         .await;
         let log = c.ok(&["logs", "--no-color", "namenode"]);

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use granary_client::{CreateOptions, DfsClient, pb};
+use granary_client::{CreateOptions, DfsClient};
 use granary_common::ErrorCode;
+use granary_proto as pb;
 use granary_testkit::MiniCluster;
 use granary_testkit::fixtures::{get, pseudo_random};
 
@@ -39,7 +40,7 @@ async fn put(c: &DfsClient, path: &str, bytes: &[u8]) {
 async fn assert_replicas(c: &DfsClient, path: &str, n: usize) {
     let lb = c.block_locations(path, 0, 0).await.unwrap();
     for b in &lb.blocks {
-        let nodes: HashSet<String> = b.locations.iter().map(|l| l.id.clone().unwrap().uuid).collect();
+        let nodes: HashSet<String> = b.locations.iter().map(|l| l.id.uuid.clone()).collect();
         assert_eq!(
             nodes.len(),
             n,
@@ -115,7 +116,7 @@ async fn large_and_small_writes_mixed_round_trip() {
     assert_eq!(c.stat("/mixed").await.unwrap().length, bytes.len() as u64);
     assert_eq!(get(&c, "/mixed").await, bytes, "/mixed differs");
     let lb = c.block_locations("/mixed", 0, 0).await.unwrap();
-    let lens: Vec<u64> = lb.blocks.iter().map(|b| b.block.unwrap().num_bytes).collect();
+    let lens: Vec<u64> = lb.blocks.iter().map(|b| b.block.num_bytes).collect();
     assert_eq!(lens, vec![block, block, block, block, block, 4321]);
     assert_replicas(&c, "/mixed", 3).await;
 }
@@ -168,11 +169,11 @@ async fn a_corrupt_replica_is_never_returned_and_is_reported() {
     let bytes = pseudo_random(100_000, 3);
     put(&c, "/c", &bytes).await;
     let lb = c.block_locations("/c", 0, 0).await.unwrap();
-    let blk = lb.blocks[0].block.unwrap();
+    let blk = lb.blocks[0].block;
     // Flip a byte in the replica the reader tries first.
-    let first = lb.blocks[0].locations[0].id.clone().unwrap().uuid;
+    let first = lb.blocks[0].locations[0].id.uuid.clone();
     let dn = (0..3).find(|i| cl.datanode(*i).uuid() == first).unwrap();
-    let (data_path, _) = cl.datanode(dn).ctx.storage.replica_paths(blk.block_id).unwrap();
+    let (data_path, _) = cl.datanode(dn).ctx.storage.replica_paths(blk.id.0).unwrap();
     let mut raw = std::fs::read(&data_path).unwrap();
     raw[50_000] ^= 0xFF;
     std::fs::write(&data_path, &raw).unwrap();
@@ -188,7 +189,7 @@ async fn a_corrupt_replica_is_never_returned_and_is_reported() {
         let holders: Vec<String> = c.block_locations("/c", 0, 0).await.unwrap().blocks[0]
             .locations
             .iter()
-            .map(|l| l.id.clone().unwrap().uuid)
+            .map(|l| l.id.uuid.clone())
             .collect();
         if !holders.contains(&first) {
             assert_eq!(holders.len(), 2);
@@ -266,7 +267,7 @@ async fn deleted_files_are_removed_from_datanodes() {
         .unwrap()
         .blocks
         .iter()
-        .map(|b| b.block.unwrap().block_id)
+        .map(|b| b.block.id.0)
         .collect();
     c.delete("/del", false).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use granary_client::{CreateOptions, DfsClient, pb};
+use granary_client::{CreateOptions, DfsClient};
 use granary_common::daemon_auth::{self, ClusterSecret, SESSION_METADATA};
+use granary_proto as pb;
 use granary_proto::block_report_protocol_client::BlockReportProtocolClient;
 use granary_proto::datanode_protocol_client::DatanodeProtocolClient;
 use granary_testkit::MiniCluster;
-use granary_testkit::fixtures::{get, holders, pseudo_random, put, wait_for};
+use granary_testkit::fixtures::{get, holders, located_blocks, pseudo_random, put, wait_for};
 
 const BLOCK: u64 = 64 * 1024;
 
@@ -154,14 +155,8 @@ async fn only_holders_of_the_cluster_secret_register_and_a_uuid_stays_with_its_n
         e.message()
     );
     let report = c.datanode_report().await.unwrap();
-    let info = report
-        .iter()
-        .find(|d| d.id.as_ref().unwrap().uuid == victim)
-        .unwrap();
-    assert_eq!(
-        info.id.as_ref().unwrap().http_addr,
-        cl.datanode(0).ctx.id.http_addr
-    );
+    let info = report.iter().find(|d| d.id.uuid == victim).unwrap();
+    assert_eq!(info.id.http_addr, cl.datanode(0).ctx.id.http_addr);
 
     // Calls without a session are refused before their message is read; a
     // session speaks only for its own datanode.
@@ -255,7 +250,7 @@ async fn bad_block_reports_need_a_read_token_and_never_delete_good_replicas() {
     let c = cl.client().await.unwrap();
     let bytes = pseudo_random(200_000, 2);
     put(&c, "/victim", &bytes, BLOCK).await;
-    let lb = c.block_locations("/victim", 0, 0).await.unwrap();
+    let lb = located_blocks(&c, "/victim").await;
     let mut nn = c.rpc();
     for b in &lb.blocks {
         for l in &b.locations {
@@ -330,10 +325,10 @@ async fn the_only_replica_is_kept_when_it_is_found_corrupt() {
     w.write_all(&bytes).await.unwrap();
     w.shutdown().await.unwrap();
     let lb = c.block_locations("/single", 0, 0).await.unwrap();
-    let blk = lb.blocks[0].block.unwrap();
-    let holder = lb.blocks[0].locations[0].id.clone().unwrap().uuid;
+    let blk = lb.blocks[0].block;
+    let holder = lb.blocks[0].locations[0].id.uuid.clone();
     let dn = (0..3).find(|i| cl.datanode(*i).uuid() == holder).unwrap();
-    let (data, meta) = cl.datanode(dn).ctx.storage.replica_paths(blk.block_id).unwrap();
+    let (data, meta) = cl.datanode(dn).ctx.storage.replica_paths(blk.id.0).unwrap();
     let mut raw = std::fs::read(&data).unwrap();
     raw[20_000] ^= 0x10;
     std::fs::write(&data, &raw).unwrap();
@@ -351,7 +346,7 @@ async fn the_only_replica_is_kept_when_it_is_found_corrupt() {
     assert!(data.exists() && meta.exists(), "the only replica was deleted");
     let lb = c.block_locations("/single", 0, 0).await.unwrap();
     assert!(lb.blocks[0].corrupt);
-    assert_eq!(lb.blocks[0].locations[0].id.as_ref().unwrap().uuid, holder);
+    assert_eq!(lb.blocks[0].locations[0].id.uuid, holder);
     assert_eq!(std::fs::read(&data).unwrap(), raw);
 }
 
@@ -402,11 +397,11 @@ async fn truncated_replicas_are_corrupt_and_replaced_not_served() {
         let bytes = pseudo_random(5000, 5);
         put(&c, path, &bytes, BLOCK).await;
         let lb = c.block_locations(path, 0, 0).await.unwrap();
-        let blk = lb.blocks[0].block.unwrap();
+        let blk = lb.blocks[0].block;
         // The replica readers try first.
-        let victim = lb.blocks[0].locations[0].id.clone().unwrap().uuid;
+        let victim = lb.blocks[0].locations[0].id.uuid.clone();
         let dn = (0..4).find(|i| cl.datanode(*i).uuid() == victim).unwrap();
-        let (data, meta) = cl.datanode(dn).ctx.storage.replica_paths(blk.block_id).unwrap();
+        let (data, meta) = cl.datanode(dn).ctx.storage.replica_paths(blk.id.0).unwrap();
         cl.stop_datanode(dn).await.unwrap();
         std::fs::OpenOptions::new()
             .write(true)
@@ -448,10 +443,8 @@ fn a_reader_reports_a_corrupt_replica_before_it_exits() {
     let client = rt.block_on(c.client());
     let bytes = pseudo_random(30_000, 6);
     rt.block_on(put(&client, "/one", &bytes, 1 << 20));
-    let blk = rt.block_on(client.block_locations("/one", 0, 0)).unwrap().blocks[0]
-        .block
-        .unwrap();
-    let data = find_replica(&c.datanode_dir(0), blk.block_id).unwrap();
+    let blk = rt.block_on(client.block_locations("/one", 0, 0)).unwrap().blocks[0].block;
+    let data = find_replica(&c.datanode_dir(0), blk.id.0).unwrap();
     let mut raw = std::fs::read(&data).unwrap();
     raw[100] ^= 0x01;
     std::fs::write(&data, &raw).unwrap();
@@ -580,21 +573,15 @@ async fn hsynced_bytes_survive_a_writer_dying_in_pipeline_recovery() {
     w.write_all(&bytes).await.unwrap();
     w.hsync().await.unwrap();
     let lb = writer.block_locations("/bumped", 0, 0).await.unwrap();
-    let last = lb
-        .last_block
-        .as_ref()
-        .or(lb.blocks.last())
-        .unwrap()
-        .block
-        .unwrap();
-    let file_id = writer.stat("/bumped").await.unwrap().file_id;
+    let last = lb.last_block.as_ref().or(lb.blocks.last()).unwrap().block;
+    let file_id = writer.stat("/bumped").await.unwrap().file_id.0;
     writer
         .rpc()
         .update_block_for_pipeline(writer.request(pb::UpdateBlockForPipelineRequest {
             path: "/bumped".into(),
             file_id,
             client_name: writer.client_name().into(),
-            block: Some(last),
+            block: Some(last.into()),
         }))
         .await
         .unwrap();

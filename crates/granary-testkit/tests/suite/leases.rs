@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use granary_client::{CreateOptions, DfsClient, pb};
+use granary_client::{CreateOptions, DfsClient};
 use granary_common::{ErrorCode, HasErrorCode};
+use granary_proto as pb;
 use granary_testkit::MiniCluster;
 use granary_testkit::fixtures::get;
 

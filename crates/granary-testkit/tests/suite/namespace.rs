@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use granary_client::{ClientError, DfsClient, pb};
+use granary_client::{ClientError, DfsClient, SafeModeAction};
 use granary_common::{ErrorCode, HasErrorCode};
+use granary_proto as pb;
 use granary_testkit::MiniCluster;
 
 fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (ErrorCode, String) {
@@ -30,7 +31,7 @@ async fn mkdirs_with_and_without_parents() {
     // -p on an existing directory is fine.
     c.mkdirs("/a/b/c", None, true).await.unwrap();
     let st = c.stat("/a/b/c").await.unwrap();
-    assert_eq!(st.file_type, pb::FileType::Directory as i32);
+    assert!(st.is_dir);
     assert_eq!(st.permission, 0o755);
     assert_eq!(st.owner, "hdfs");
     assert_eq!(st.group, "supergroup", "new inodes take the parent's group");
@@ -306,7 +307,7 @@ async fn groups_a_client_claims_are_not_believed() {
         .await
         .unwrap_err();
     assert!(e.message().contains("Superuser privilege is required"), "{e:?}");
-    assert!(!admin.safe_mode(pb::SafeModeAction::Get).await.unwrap().on);
+    assert!(!admin.safe_mode(SafeModeAction::Get).await.unwrap().on);
 }
 
 /// One user, one access, whichever door: gRPC and WebHDFS give a user the
@@ -533,7 +534,7 @@ async fn blocks_are_allocated_committed_and_located() {
     let located = c.block_locations("/f", 1000, 50).await.unwrap();
     assert_eq!(located.blocks.len(), 2);
     assert_eq!(located.file_length, 1124);
-    assert_eq!(located.blocks[0].locations[0].id.as_ref().unwrap().uuid, "dn-1");
+    assert_eq!(located.blocks[0].locations[0].id.uuid, "dn-1");
     let tail = c.block_locations("/f", 1024, 0).await.unwrap();
     assert_eq!(tail.blocks.len(), 1);
     assert_eq!(tail.blocks[0].offset, 1024);

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use granary_client::{CreateOptions, pb};
+use granary_client::{CreateOptions, DatanodeState, SafeModeAction};
 use granary_testkit::binaries::{FAST_LIVENESS, ProcessCluster, bin_path, find_replica};
 use granary_testkit::fixtures::{get, holders, pseudo_random, put, wait_for};
 
@@ -123,8 +123,8 @@ fn a_replica_with_flipped_bytes_is_found_by_the_scanner_and_replaced() {
     let bytes = pseudo_random(3 * BLOCK as usize, 2);
     rt.block_on(put(&client, "/rot", &bytes, BLOCK));
     let lb = rt.block_on(client.block_locations("/rot", 0, 0)).unwrap();
-    let id = lb.blocks[1].block.unwrap().block_id;
-    let holder = lb.blocks[1].locations[0].id.clone().unwrap().uuid;
+    let id = lb.blocks[1].block.id.0;
+    let holder = lb.blocks[1].locations[0].id.uuid.clone();
     let bad = (0..4).find(|i| c.datanode_uuid(*i) == holder).unwrap();
     let path = find_replica(&c.datanode_dir(bad), id).unwrap();
     let mut raw = std::fs::read(&path).unwrap();
@@ -161,7 +161,7 @@ fn a_restarted_namenode_stays_in_safe_mode_until_datanodes_report_then_serves_ev
     }
     c.restart_namenode();
     let client = rt.block_on(c.client());
-    let st = rt.block_on(client.safe_mode(pb::SafeModeAction::Get)).unwrap();
+    let st = rt.block_on(client.safe_mode(SafeModeAction::Get)).unwrap();
     assert!(st.on, "{}", st.status);
     assert_eq!(st.reported_blocks, 0);
     // Writes are refused by name; metadata reads work.
@@ -206,10 +206,12 @@ fn decommissioning_with_the_cli_moves_every_block_before_the_node_stops() {
     let out = granary(&c, &["admin", "decommission", &addr]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     rt.block_on(wait_for(30, "node decommissioned", || async {
-        client.datanode_report().await.unwrap().iter().any(|d| {
-            d.id.as_ref().is_some_and(|i| i.uuid == uuid)
-                && d.state == pb::DatanodeState::Decommissioned as i32
-        })
+        client
+            .datanode_report()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id.uuid == uuid && d.state == DatanodeState::Decommissioned)
     }));
     let report = granary(&c, &["admin", "report"]);
     let report = String::from_utf8_lossy(&report.stdout);

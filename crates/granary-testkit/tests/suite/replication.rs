@@ -97,13 +97,13 @@ async fn the_block_scanner_finds_rot_and_missing_files_and_replication_repairs_t
     let bytes = data(3 * BLOCK as usize);
     put(&c, "/rot", &bytes).await;
     let lb = c.block_locations("/rot", 0, 0).await.unwrap();
-    let (b0, b1) = (lb.blocks[0].block.unwrap(), lb.blocks[1].block.unwrap());
+    let (b0, b1) = (lb.blocks[0].block, lb.blocks[1].block);
     // Rot: flip a byte of block 0 on datanode 0. Loss: delete block 1's files on datanode 1.
-    let (rotten, _) = cl.datanode(0).ctx.storage.replica_paths(b0.block_id).unwrap();
+    let (rotten, _) = cl.datanode(0).ctx.storage.replica_paths(b0.id.0).unwrap();
     let mut raw = std::fs::read(&rotten).unwrap();
     raw[1000] ^= 0x01;
     std::fs::write(&rotten, &raw).unwrap();
-    let (lost, lost_meta) = cl.datanode(1).ctx.storage.replica_paths(b1.block_id).unwrap();
+    let (lost, lost_meta) = cl.datanode(1).ctx.storage.replica_paths(b1.id.0).unwrap();
     std::fs::remove_file(&lost).unwrap();
     std::fs::remove_file(&lost_meta).unwrap();
 
@@ -118,8 +118,8 @@ async fn the_block_scanner_finds_rot_and_missing_files_and_replication_repairs_t
                 .and_then(|(p, _)| std::fs::read(p).ok())
                 .is_some_and(|d| d == want)
         };
-        good(0, b0.block_id, &expect0)
-            && good(1, b1.block_id, &expect1)
+        good(0, b0.id.0, &expect0)
+            && good(1, b1.id.0, &expect1)
             && holders(&c, "/rot").await.iter().all(|h| h.len() == 3)
     })
     .await;
@@ -173,7 +173,7 @@ async fn replicas_span_two_racks_before_and_after_a_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
-    use granary_client::pb::{DatanodeAdminAction, DatanodeState};
+    use granary_client::{DatanodeAdminAction, DatanodeState};
     let mut cl = MiniCluster::builder().datanodes(4).start().await.unwrap();
     let c = cl.client().await.unwrap();
     let bytes = data(30 * BLOCK as usize);
@@ -207,13 +207,13 @@ async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
         .set_datanode_admin_state(&addr, DatanodeAdminAction::Decommission)
         .await
         .unwrap();
-    assert_eq!(info.state, DatanodeState::Decommissioning as i32);
+    assert_eq!(info.state, DatanodeState::Decommissioning);
     wait_for(20, "node decommissioned", || async {
         c.datanode_report()
             .await
             .unwrap()
             .iter()
-            .any(|d| d.id.as_ref().unwrap().uuid == uuid && d.state == DatanodeState::Decommissioned as i32)
+            .any(|d| d.id.uuid == uuid && d.state == DatanodeState::Decommissioned)
     })
     .await;
     // No new block goes to it while it is out of service.
@@ -232,7 +232,7 @@ async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
                 .await
                 .unwrap()
                 .iter()
-                .find(|d| d.id.as_ref().unwrap().uuid == uuid)
+                .find(|d| d.id.uuid == uuid)
                 .map(|d| d.state)
         }
     };
@@ -243,12 +243,12 @@ async fn decommissioning_moves_every_block_elsewhere_before_the_node_goes() {
     .await;
     assert_ne!(
         state_of(uuid.clone()).await,
-        Some(DatanodeState::Live as i32),
+        Some(DatanodeState::Live),
         "back in service after a restart"
     );
     wait_for(20, "node decommissioned again", || {
         let s = state_of(uuid.clone());
-        async move { s.await == Some(DatanodeState::Decommissioned as i32) }
+        async move { s.await == Some(DatanodeState::Decommissioned) }
     })
     .await;
     put(&c, "/after-restart", &data(5 * BLOCK as usize)).await;

@@ -6,7 +6,7 @@
 
 use tokio::io::AsyncWriteExt;
 
-use granary_client::{CreateOptions, pb};
+use granary_client::{CreateOptions, SafeModeAction};
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_testkit::MiniCluster;
 use granary_testkit::fixtures::{get, wait_for};
@@ -34,7 +34,7 @@ async fn restart_enters_safe_mode_until_blocks_are_reported() {
     }
     cl.restart_namenode().await.unwrap();
     let c = cl.client().await.unwrap();
-    let st = c.safe_mode(pb::SafeModeAction::Get).await.unwrap();
+    let st = c.safe_mode(SafeModeAction::Get).await.unwrap();
     assert!(st.on);
     assert_eq!((st.reported_blocks, st.total_blocks), (0, 5));
     // Reads of metadata work; changes are refused with a clear reason.
@@ -58,7 +58,7 @@ async fn restart_enters_safe_mode_until_blocks_are_reported() {
         cl.restart_datanode(i).await.unwrap();
     }
     cl.wait_for_safe_mode_exit().await.unwrap();
-    let st = c.safe_mode(pb::SafeModeAction::Get).await.unwrap();
+    let st = c.safe_mode(SafeModeAction::Get).await.unwrap();
     assert!(!st.on && st.reported_blocks == 5, "{st:?}");
     assert_eq!(get(&c, "/sm/f").await, bytes);
     c.mkdirs("/sm/new", None, false).await.unwrap();
@@ -93,12 +93,7 @@ async fn a_large_namespace_serves_reads_while_its_blocks_are_counted() {
     let other = cl.client().await.unwrap();
     assert_eq!(other.stat("/count/closed").await.unwrap().length, 200_000);
     wait_for(10, "the start-up count of 4 blocks", || async {
-        other
-            .safe_mode(pb::SafeModeAction::Get)
-            .await
-            .unwrap()
-            .total_blocks
-            == 4
+        other.safe_mode(SafeModeAction::Get).await.unwrap().total_blocks == 4
     })
     .await;
     cl.wait_for_safe_mode_exit().await.unwrap();
@@ -125,18 +120,18 @@ async fn operators_enter_and_leave_safe_mode_by_hand() {
     let admin = cl.client().await.unwrap();
     let user = cl.client_as("alice").await.unwrap();
     assert!(
-        !admin.safe_mode(pb::SafeModeAction::Get).await.unwrap().on,
+        !admin.safe_mode(SafeModeAction::Get).await.unwrap().on,
         "an empty namespace starts writable"
     );
-    let e = user.safe_mode(pb::SafeModeAction::Enter).await.unwrap_err();
+    let e = user.safe_mode(SafeModeAction::Enter).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::AccessControl);
     assert!(e.to_string().contains("Superuser privilege is required"));
-    assert!(admin.safe_mode(pb::SafeModeAction::Enter).await.unwrap().on);
+    assert!(admin.safe_mode(SafeModeAction::Enter).await.unwrap().on);
     let e = admin.mkdirs("/x", None, false).await.unwrap_err();
     assert!(e.to_string().contains("turned on manually"), "{e}");
     // A manual safe mode does not end by itself.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(user.safe_mode(pb::SafeModeAction::Get).await.unwrap().on);
-    assert!(!admin.safe_mode(pb::SafeModeAction::Leave).await.unwrap().on);
+    assert!(user.safe_mode(SafeModeAction::Get).await.unwrap().on);
+    assert!(!admin.safe_mode(SafeModeAction::Leave).await.unwrap().on);
     admin.mkdirs("/x", None, false).await.unwrap();
 }
