@@ -2,8 +2,11 @@
 
 use clap::{Args, Subcommand};
 
+use crate::error::{CliError, CliResult, exit, report};
 use crate::format;
-use granary_client::{ClientError, DfsClient, FileStatus};
+use crate::out::{noteln, outln};
+use granary_client::{DfsClient, FileStatus};
+use granary_common::ErrorCode;
 
 #[derive(Debug, Subcommand)]
 pub enum FsCommand {
@@ -157,6 +160,8 @@ pub enum FsCommand {
         paths: Vec<String>,
     },
     /// Exit 0 if the test holds: -e exists, -d directory, -f file, -z empty, -s non-empty.
+    /// Exit 1 if it does not; an error exits with its status (a failure of
+    /// no listed kind with 2, so that 1 always means "does not hold").
     Test(TestArgs),
 }
 
@@ -212,56 +217,200 @@ fn abs(client: &DfsClient, p: &str) -> String {
     }
 }
 
+/// One command over its paths: a path that fails is reported and the
+/// command goes on with the next, as `hdfs dfs` does; the exit status is
+/// the first failure's.
 struct Run<'a> {
     client: &'a DfsClient,
-    failed: bool,
+    status: u8,
 }
 
-impl Run<'_> {
-    fn fail(&mut self, e: impl std::fmt::Display) {
-        eprintln!("granary: {e}");
-        self.failed = true;
-    }
-
-    /// Every path at and below `path`, parents before children.
-    async fn walk(&self, path: &str) -> Result<Vec<(String, FileStatus)>, ClientError> {
-        let top = self.client.stat(path).await?;
-        let mut out = vec![(path.to_string(), top)];
-        let mut i = 0;
-        while i < out.len() {
-            if format::is_dir(&out[i].1) {
-                let dir = out[i].0.clone();
-                for st in self.client.list(&dir).await? {
-                    let p = granary_common::path::join(&dir, &st.name);
-                    out.push((p, st));
-                }
-            }
-            i += 1;
+impl<'a> Run<'a> {
+    fn new(client: &'a DfsClient) -> Self {
+        Self {
+            client,
+            status: exit::OK,
         }
-        Ok(out)
     }
 
-    async fn targets(&self, path: &str, recursive: bool) -> Result<Vec<(String, FileStatus)>, ClientError> {
-        if recursive {
-            self.walk(path).await
+    /// `paths` made absolute; none means the user's home.
+    fn abs_or_home(&self, paths: &[String]) -> Vec<String> {
+        if paths.is_empty() {
+            vec![abs(self.client, "")]
         } else {
-            Ok(vec![(path.to_string(), self.client.stat(path).await?)])
+            self.abs_all(paths)
         }
     }
+
+    fn abs_all(&self, paths: &[String]) -> Vec<String> {
+        paths.iter().map(|p| abs(self.client, p)).collect()
+    }
+
+    /// Reports a failure and goes on; a closed stdout stops the command.
+    fn fail(&mut self, e: CliError) -> CliResult {
+        if e.is_broken_pipe() {
+            return Err(e);
+        }
+        let status = report(&e);
+        if self.status == exit::OK {
+            self.status = status;
+        }
+        Ok(())
+    }
+
+    /// The value of one step, or None once its failure is reported.
+    fn check<T, E: Into<CliError>>(&mut self, res: Result<T, E>) -> CliResult<Option<T>> {
+        match res {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => self.fail(e.into()).map(|()| None),
+        }
+    }
+}
+
+/// Every path at and below `path`, parents before children.
+async fn walk(c: &DfsClient, path: &str) -> CliResult<Vec<(String, FileStatus)>> {
+    let top = c.stat(path).await?;
+    let mut out = vec![(path.to_string(), top)];
+    let mut i = 0;
+    while i < out.len() {
+        if format::is_dir(&out[i].1) {
+            let dir = out[i].0.clone();
+            for st in c.list(&dir).await? {
+                let p = granary_common::path::join(&dir, &st.name);
+                out.push((p, st));
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// `path`, and with `recursive` everything below it.
+async fn targets(c: &DfsClient, path: &str, recursive: bool) -> CliResult<Vec<(String, FileStatus)>> {
+    if recursive {
+        walk(c, path).await
+    } else {
+        Ok(vec![(path.to_string(), c.stat(path).await?)])
+    }
+}
+
+fn refused(code: ErrorCode, path: &str, what: &str) -> CliError {
+    CliError::refused(code, format!("{path}: {what}"))
+}
+
+/// The last of `paths` is the destination, the others the sources.
+fn split_dest(paths: &[String]) -> (&[String], &String) {
+    let (srcs, dst) = paths.split_at(paths.len() - 1);
+    (srcs, &dst[0])
+}
+
+impl FsCommand {
+    /// Runs the command; the exit status when it ran to its end.
+    pub async fn execute(&self, client: &DfsClient) -> CliResult<u8> {
+        let mut r = Run::new(client);
+        let res = match self {
+            Self::Mkdir { parents, paths } => mkdir(&mut r, *parents, paths).await,
+            Self::Ls {
+                recursive,
+                human,
+                directory,
+                paths,
+                ..
+            } => ls(&mut r, paths, *recursive, *human, *directory).await,
+            Self::Stat { args } => stat(&r, args).await,
+            Self::Rm {
+                recursive,
+                force,
+                paths,
+            } => rm(&mut r, paths, *recursive, *force).await,
+            Self::Rmdir { paths } => rmdir(&mut r, paths).await,
+            Self::Mv { paths } => mv(&mut r, paths).await,
+            Self::Touchz { paths } => touchz(&mut r, paths).await,
+            Self::Du {
+                summary,
+                human,
+                paths,
+                ..
+            } => du(&mut r, paths, *summary, *human).await,
+            Self::Count { human, paths, .. } => count(&mut r, paths, *human).await,
+            Self::Chmod(c) => chmod(&mut r, c).await,
+            Self::Chown(c) => chown(&mut r, c).await,
+            Self::Chgrp(c) => set_owner(&mut r, c, None, Some(&c.value)).await,
+            Self::Setrep(c) => setrep(&mut r, c).await,
+            Self::Put {
+                force,
+                recursive,
+                paths,
+            } => put(&r, paths, *force, *recursive).await,
+            Self::CopyFromLocal { force, paths } => put(&r, paths, *force, true).await,
+            Self::Get { force, paths } | Self::CopyToLocal { force, paths } => get(&r, paths, *force).await,
+            Self::Cat { paths } => cat(&mut r, paths).await,
+            Self::Tail { follow, path } => crate::data::tail(client, &abs(client, path), *follow).await,
+            Self::Cp { force, paths } => cp(&r, paths, *force).await,
+            Self::AppendToFile { paths } => append_to_file(&r, paths).await,
+            Self::Checksum { paths } => checksum(&mut r, paths).await,
+            Self::Test(t) => return test(client, t).await,
+        };
+        // A failure that ends the command counts like any other.
+        if let Err(e) = res {
+            r.fail(e)?;
+        }
+        Ok(r.status)
+    }
+}
+
+async fn mkdir(r: &mut Run<'_>, parents: bool, paths: &[String]) -> CliResult {
+    for p in r.abs_all(paths) {
+        r.check(mkdir_one(r.client, &p, parents).await)?;
+    }
+    Ok(())
+}
+
+async fn mkdir_one(c: &DfsClient, p: &str, parents: bool) -> CliResult {
+    if !parents && c.get_file_info(p).await?.is_some() {
+        return Err(refused(ErrorCode::FileAlreadyExists, p, "File exists"));
+    }
+    Ok(c.mkdirs(p, None, parents).await?)
+}
+
+async fn ls(r: &mut Run<'_>, paths: &[String], recursive: bool, human: bool, directory: bool) -> CliResult {
+    for p in r.abs_or_home(paths) {
+        r.check(ls_one(r.client, &p, recursive, human, directory).await)?;
+    }
+    Ok(())
+}
+
+async fn ls_one(c: &DfsClient, p: &str, recursive: bool, human: bool, directory: bool) -> CliResult {
+    let top = c.stat(p).await?;
+    if directory || !format::is_dir(&top) {
+        for row in format::ls_rows(&[(p.to_string(), top)], human) {
+            outln!("{row}")?;
+        }
+        return Ok(());
+    }
+    if !recursive {
+        return ls_pages(c, p, &top, human).await;
+    }
+    let mut entries = walk(c, p).await?;
+    entries.remove(0);
+    for row in format::ls_rows(&entries, human) {
+        outln!("{row}")?;
+    }
+    Ok(())
 }
 
 /// `ls DIR`: prints each page of the listing as it arrives, so a huge
 /// directory is never held whole. The count is the directory's (from its
 /// status, so entries made or removed during the listing are not in it),
 /// printed once the first page shows the directory may be read.
-async fn ls_pages(client: &DfsClient, dir: &str, top: &FileStatus, human: bool) -> Result<(), ClientError> {
+async fn ls_pages(client: &DfsClient, dir: &str, top: &FileStatus, human: bool) -> CliResult {
     use futures::TryStreamExt;
     let mut pages = std::pin::pin!(client.list_pages(dir));
     let mut widths = format::LsWidths::default();
     let mut first = true;
     while let Some(page) = pages.try_next().await? {
         if first {
-            println!("Found {} items", top.children_num);
+            outln!("Found {} items", top.children_num)?;
             first = false;
         }
         let rows: Vec<(String, FileStatus)> = page
@@ -270,361 +419,254 @@ async fn ls_pages(client: &DfsClient, dir: &str, top: &FileStatus, human: bool) 
             .collect();
         widths.fit(&rows, human);
         for row in format::ls_rows_in(&rows, human, &widths) {
-            println!("{row}");
+            outln!("{row}")?;
         }
     }
     Ok(())
 }
 
-pub async fn run(client: &DfsClient, cmd: &FsCommand) -> i32 {
-    let mut r = Run {
-        client,
-        failed: false,
+async fn stat(r: &Run<'_>, args: &[String]) -> CliResult {
+    let (fmt, path) = match args {
+        [p] => ("%y", p),
+        [f, p] => (f.as_str(), p),
+        _ => ("%y", &args[0]),
     };
-    let a = |p: &String| abs(client, p);
-    match cmd {
-        FsCommand::Mkdir { parents, paths } => {
-            for p in paths.iter().map(a) {
-                if !parents {
-                    match client.get_file_info(&p).await {
-                        Ok(Some(_)) => {
-                            r.fail(format!("{p}: File exists"));
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            r.fail(e);
-                            continue;
-                        }
-                    }
-                }
-                if let Err(e) = client.mkdirs(&p, None, *parents).await {
-                    r.fail(e);
-                }
-            }
+    let p = abs(r.client, path);
+    let s = r.client.stat(&p).await?;
+    outln!("{}", format::stat(fmt, &p, &s))
+}
+
+async fn rm(r: &mut Run<'_>, paths: &[String], recursive: bool, force: bool) -> CliResult {
+    for p in r.abs_all(paths) {
+        r.check(rm_one(r.client, &p, recursive, force).await)?;
+    }
+    Ok(())
+}
+
+async fn rm_one(c: &DfsClient, p: &str, recursive: bool, force: bool) -> CliResult {
+    match c.get_file_info(p).await? {
+        None if force => Ok(()),
+        None => Err(refused(ErrorCode::FileNotFound, p, "No such file or directory")),
+        Some(s) if format::is_dir(&s) && !recursive => {
+            Err(refused(ErrorCode::PathIsDirectory, p, "Is a directory"))
         }
-        FsCommand::Ls {
-            recursive,
-            human,
-            directory,
-            paths,
-            ..
-        } => {
-            let paths = if paths.is_empty() {
-                vec![a(&String::new())]
-            } else {
-                paths.iter().map(a).collect()
-            };
-            for p in paths {
-                let top = match client.stat(&p).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        r.fail(e);
-                        continue;
-                    }
-                };
-                if *directory || !format::is_dir(&top) {
-                    for row in format::ls_rows(&[(p.clone(), top)], *human) {
-                        println!("{row}");
-                    }
-                    continue;
-                }
-                if !*recursive {
-                    if let Err(e) = ls_pages(client, &p, &top, *human).await {
-                        r.fail(e);
-                    }
-                    continue;
-                }
-                match r.walk(&p).await {
-                    Ok(mut entries) => {
-                        entries.remove(0);
-                        for row in format::ls_rows(&entries, *human) {
-                            println!("{row}");
-                        }
-                    }
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Stat { args } => {
-            let (fmt, path) = match args.as_slice() {
-                [p] => ("%y", p),
-                [f, p] => (f.as_str(), p),
-                _ => ("%y", &args[0]),
-            };
-            let p = a(path);
-            match client.stat(&p).await {
-                Ok(s) => println!("{}", format::stat(fmt, &p, &s)),
-                Err(e) => r.fail(e),
-            }
-        }
-        FsCommand::Rm {
-            recursive,
-            force,
-            paths,
-        } => {
-            for p in paths.iter().map(a) {
-                match client.get_file_info(&p).await {
-                    Ok(None) if *force => continue,
-                    Ok(None) => r.fail(format!("{p}: No such file or directory")),
-                    Ok(Some(s)) if format::is_dir(&s) && !recursive => r.fail(format!("{p}: Is a directory")),
-                    Ok(Some(_)) => match client.delete(&p, *recursive).await {
-                        Ok(()) => println!("Deleted {p}"),
-                        Err(e) => r.fail(e),
-                    },
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Rmdir { paths } => {
-            for p in paths.iter().map(a) {
-                match client.stat(&p).await {
-                    Ok(s) if !format::is_dir(&s) => r.fail(format!("{p}: Is not a directory")),
-                    Ok(_) => {
-                        if let Err(e) = client.delete(&p, false).await {
-                            r.fail(e);
-                        }
-                    }
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Mv { paths } => {
-            let (srcs, dst) = paths.split_at(paths.len() - 1);
-            let dst = a(&dst[0]);
-            if srcs.len() > 1 {
-                match client.get_file_info(&dst).await {
-                    Ok(Some(s)) if format::is_dir(&s) => {}
-                    Ok(_) => {
-                        r.fail(format!("{dst}: Is not a directory"));
-                        return 1;
-                    }
-                    Err(e) => {
-                        r.fail(e);
-                        return 1;
-                    }
-                }
-            }
-            for s in srcs.iter().map(a) {
-                if let Err(e) = client.rename(&s, &dst, false).await {
-                    r.fail(e);
-                }
-            }
-        }
-        FsCommand::Touchz { paths } => {
-            for p in paths.iter().map(a) {
-                if let Err(e) = client.create_empty(&p, None).await {
-                    r.fail(e);
-                }
-            }
-        }
-        FsCommand::Du {
-            summary,
-            human,
-            paths,
-            ..
-        } => {
-            let paths = if paths.is_empty() {
-                vec![a(&String::new())]
-            } else {
-                paths.iter().map(a).collect()
-            };
-            let size = |n: u64| if *human { format::human(n) } else { n.to_string() };
-            for p in paths {
-                let rows: Result<Vec<(String, u64, u64)>, ClientError> = async {
-                    let top = client.stat(&p).await?;
-                    let items = if *summary || !format::is_dir(&top) {
-                        vec![p.clone()]
-                    } else {
-                        client
-                            .list(&p)
-                            .await?
-                            .into_iter()
-                            .map(|s| granary_common::path::join(&p, &s.name))
-                            .collect()
-                    };
-                    let mut rows = Vec::new();
-                    for item in items {
-                        let cs = client.content_summary(&item).await?;
-                        rows.push((item, cs.length, cs.space_consumed));
-                    }
-                    Ok(rows)
-                }
-                .await;
-                match rows {
-                    Ok(rows) => {
-                        for (item, len, space) in rows {
-                            println!("{:<10} {:<10} {item}", size(len), size(space));
-                        }
-                    }
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Count { human, paths, .. } => {
-            let size = |n: u64| if *human { format::human(n) } else { n.to_string() };
-            for p in paths.iter().map(a) {
-                match client.content_summary(&p).await {
-                    Ok(cs) => println!(
-                        "{:>12} {:>12} {:>18} {p}",
-                        cs.directory_count,
-                        cs.file_count,
-                        size(cs.length)
-                    ),
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Chmod(c) => {
-            for p in c.paths.iter().map(a) {
-                match r.targets(&p, c.recursive).await {
-                    Ok(items) => {
-                        for (path, st) in items {
-                            match format::parse_mode(&c.value, st.permission, format::is_dir(&st)) {
-                                Ok(mode) => {
-                                    if let Err(e) = client.set_permission(&path, mode).await {
-                                        r.fail(e);
-                                    }
-                                }
-                                Err(e) => {
-                                    r.fail(e);
-                                    return 1;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Chown(c) | FsCommand::Chgrp(c) => {
-            let (owner, group) = if matches!(cmd, FsCommand::Chgrp(_)) {
-                (None, Some(c.value.as_str()))
-            } else {
-                match c.value.split_once(':') {
-                    Some((o, g)) => ((!o.is_empty()).then_some(o), (!g.is_empty()).then_some(g)),
-                    None => (Some(c.value.as_str()), None),
-                }
-            };
-            if owner.is_none() && group.is_none() {
-                r.fail(format!("invalid owner/group {:?}", c.value));
-                return 1;
-            }
-            for p in c.paths.iter().map(a) {
-                match r.targets(&p, c.recursive).await {
-                    Ok(items) => {
-                        for (path, _) in items {
-                            if let Err(e) = client.set_owner(&path, owner, group).await {
-                                r.fail(e);
-                            }
-                        }
-                    }
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Setrep(c) => {
-            let n: u32 = match c.value.parse() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    r.fail(format!(
-                        "invalid replication {:?}: expected a positive number",
-                        c.value
-                    ));
-                    return 1;
-                }
-            };
-            for p in c.paths.iter().map(a) {
-                match r.targets(&p, true).await {
-                    Ok(items) => {
-                        let files: Vec<_> = items.into_iter().filter(|(_, s)| !format::is_dir(s)).collect();
-                        for (path, _) in files {
-                            match client.set_replication(&path, n).await {
-                                Ok(()) => println!("Replication {n} set: {path}"),
-                                Err(e) => r.fail(e),
-                            }
-                        }
-                    }
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Put {
-            force,
-            recursive,
-            paths,
-        } => {
-            let (srcs, dst) = paths.split_at(paths.len() - 1);
-            if let Err(e) = crate::data::put(client, srcs, &a(&dst[0]), *force, *recursive).await {
-                r.fail(e);
-            }
-        }
-        FsCommand::CopyFromLocal { force, paths } => {
-            let (srcs, dst) = paths.split_at(paths.len() - 1);
-            if let Err(e) = crate::data::put(client, srcs, &a(&dst[0]), *force, true).await {
-                r.fail(e);
-            }
-        }
-        FsCommand::Get { force, paths } | FsCommand::CopyToLocal { force, paths } => {
-            let (srcs, dst) = paths.split_at(paths.len() - 1);
-            let srcs: Vec<String> = srcs.iter().map(a).collect();
-            if let Err(e) = crate::data::get(client, &srcs, &dst[0], *force).await {
-                r.fail(e);
-            }
-        }
-        FsCommand::Cat { paths } => {
-            for p in paths.iter().map(a) {
-                if let Err(e) = crate::data::cat_one(client, &p).await {
-                    r.fail(e);
-                }
-            }
-        }
-        FsCommand::Tail { follow, path } => {
-            if let Err(e) = crate::data::tail(client, &a(path), *follow).await {
-                r.fail(e);
-            }
-        }
-        FsCommand::Cp { force, paths } => {
-            let (srcs, dst) = paths.split_at(paths.len() - 1);
-            let srcs: Vec<String> = srcs.iter().map(a).collect();
-            if let Err(e) = crate::data::cp(client, &srcs, &a(&dst[0]), *force).await {
-                r.fail(e);
-            }
-        }
-        FsCommand::AppendToFile { paths } => {
-            let (srcs, dst) = paths.split_at(paths.len() - 1);
-            if let Err(e) = crate::data::append(client, srcs, &a(&dst[0])).await {
-                r.fail(e);
-            }
-        }
-        FsCommand::Checksum { paths } => {
-            for p in paths.iter().map(a) {
-                match crate::data::checksum(client, &p).await {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => r.fail(e),
-                }
-            }
-        }
-        FsCommand::Test(t) => {
-            let p = a(&t.path);
-            return match client.get_file_info(&p).await {
-                Ok(s) => {
-                    let holds = match &s {
-                        None => false,
-                        Some(s) if t.which.dir => format::is_dir(s),
-                        Some(s) if t.which.file => !format::is_dir(s),
-                        Some(s) if t.which.zero => s.length == 0,
-                        Some(s) if t.which.nonempty => s.length > 0,
-                        Some(_) => true,
-                    };
-                    if holds { 0 } else { 1 }
-                }
-                Err(e) => {
-                    r.fail(e);
-                    2
-                }
-            };
+        Some(_) => {
+            c.delete(p, recursive).await?;
+            noteln!("Deleted {p}");
+            Ok(())
         }
     }
-    if r.failed { 1 } else { 0 }
+}
+
+async fn rmdir(r: &mut Run<'_>, paths: &[String]) -> CliResult {
+    for p in r.abs_all(paths) {
+        r.check(rmdir_one(r.client, &p).await)?;
+    }
+    Ok(())
+}
+
+async fn rmdir_one(c: &DfsClient, p: &str) -> CliResult {
+    if !format::is_dir(&c.stat(p).await?) {
+        return Err(refused(ErrorCode::ParentNotDirectory, p, "Is not a directory"));
+    }
+    Ok(c.delete(p, false).await?)
+}
+
+async fn mv(r: &mut Run<'_>, paths: &[String]) -> CliResult {
+    let (srcs, dst) = split_dest(paths);
+    let dst = abs(r.client, dst);
+    if srcs.len() > 1 {
+        match r.client.get_file_info(&dst).await? {
+            Some(s) if format::is_dir(&s) => {}
+            _ => return Err(refused(ErrorCode::ParentNotDirectory, &dst, "Is not a directory")),
+        }
+    }
+    for s in r.abs_all(srcs) {
+        r.check(r.client.rename(&s, &dst, false).await)?;
+    }
+    Ok(())
+}
+
+async fn touchz(r: &mut Run<'_>, paths: &[String]) -> CliResult {
+    for p in r.abs_all(paths) {
+        r.check(r.client.create_empty(&p, None).await)?;
+    }
+    Ok(())
+}
+
+fn size_column(n: u64, human: bool) -> String {
+    if human { format::human(n) } else { n.to_string() }
+}
+
+async fn du(r: &mut Run<'_>, paths: &[String], summary: bool, human: bool) -> CliResult {
+    for p in r.abs_or_home(paths) {
+        let Some(rows) = r.check(du_rows(r.client, &p, summary).await)? else {
+            continue;
+        };
+        for (item, len, space) in rows {
+            outln!(
+                "{:<10} {:<10} {item}",
+                size_column(len, human),
+                size_column(space, human)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// (path, length, space consumed) of `p`, or of each entry of directory `p`.
+async fn du_rows(c: &DfsClient, p: &str, summary: bool) -> CliResult<Vec<(String, u64, u64)>> {
+    let top = c.stat(p).await?;
+    let items = if summary || !format::is_dir(&top) {
+        vec![p.to_string()]
+    } else {
+        c.list(p)
+            .await?
+            .into_iter()
+            .map(|s| granary_common::path::join(p, &s.name))
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for item in items {
+        let cs = c.content_summary(&item).await?;
+        rows.push((item, cs.length, cs.space_consumed));
+    }
+    Ok(rows)
+}
+
+async fn count(r: &mut Run<'_>, paths: &[String], human: bool) -> CliResult {
+    for p in r.abs_all(paths) {
+        let Some(cs) = r.check(r.client.content_summary(&p).await)? else {
+            continue;
+        };
+        outln!(
+            "{:>12} {:>12} {:>18} {p}",
+            cs.directory_count,
+            cs.file_count,
+            size_column(cs.length, human)
+        )?;
+    }
+    Ok(())
+}
+
+async fn chmod(r: &mut Run<'_>, c: &ChArgs) -> CliResult {
+    for p in r.abs_all(&c.paths) {
+        let Some(items) = r.check(targets(r.client, &p, c.recursive).await)? else {
+            continue;
+        };
+        for (path, st) in items {
+            // A mode that does not parse ends the command: it would fail on every path.
+            let mode =
+                format::parse_mode(&c.value, st.permission, format::is_dir(&st)).map_err(CliError::usage)?;
+            r.check(r.client.set_permission(&path, mode).await)?;
+        }
+    }
+    Ok(())
+}
+
+/// `chown OWNER[:GROUP]` or `chown :GROUP`.
+async fn chown(r: &mut Run<'_>, c: &ChArgs) -> CliResult {
+    let (owner, group) = match c.value.split_once(':') {
+        Some((o, g)) => ((!o.is_empty()).then_some(o), (!g.is_empty()).then_some(g)),
+        None => (Some(c.value.as_str()), None),
+    };
+    set_owner(r, c, owner, group).await
+}
+
+async fn set_owner(r: &mut Run<'_>, c: &ChArgs, owner: Option<&str>, group: Option<&str>) -> CliResult {
+    if owner.is_none() && group.is_none() {
+        return Err(CliError::usage(format!("invalid owner/group {:?}", c.value)));
+    }
+    for p in r.abs_all(&c.paths) {
+        let Some(items) = r.check(targets(r.client, &p, c.recursive).await)? else {
+            continue;
+        };
+        for (path, _) in items {
+            r.check(r.client.set_owner(&path, owner, group).await)?;
+        }
+    }
+    Ok(())
+}
+
+async fn setrep(r: &mut Run<'_>, c: &ChArgs) -> CliResult {
+    let n: u32 = match c.value.parse() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            return Err(CliError::usage(format!(
+                "invalid replication {:?}: expected a positive number",
+                c.value
+            )));
+        }
+    };
+    for p in r.abs_all(&c.paths) {
+        let Some(items) = r.check(targets(r.client, &p, true).await)? else {
+            continue;
+        };
+        for (path, _) in items.into_iter().filter(|(_, s)| !format::is_dir(s)) {
+            if r.check(r.client.set_replication(&path, n).await)?.is_some() {
+                noteln!("Replication {n} set: {path}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn put(r: &Run<'_>, paths: &[String], force: bool, recursive: bool) -> CliResult {
+    let (srcs, dst) = split_dest(paths);
+    crate::data::put(r.client, srcs, &abs(r.client, dst), force, recursive).await
+}
+
+async fn get(r: &Run<'_>, paths: &[String], force: bool) -> CliResult {
+    let (srcs, dst) = split_dest(paths);
+    crate::data::get(r.client, &r.abs_all(srcs), dst, force).await
+}
+
+async fn cat(r: &mut Run<'_>, paths: &[String]) -> CliResult {
+    for p in r.abs_all(paths) {
+        r.check(crate::data::cat_one(r.client, &p).await)?;
+    }
+    Ok(())
+}
+
+async fn cp(r: &Run<'_>, paths: &[String], force: bool) -> CliResult {
+    let (srcs, dst) = split_dest(paths);
+    crate::data::cp(r.client, &r.abs_all(srcs), &abs(r.client, dst), force).await
+}
+
+async fn append_to_file(r: &Run<'_>, paths: &[String]) -> CliResult {
+    let (srcs, dst) = split_dest(paths);
+    crate::data::append(r.client, srcs, &abs(r.client, dst)).await
+}
+
+async fn checksum(r: &mut Run<'_>, paths: &[String]) -> CliResult {
+    for p in r.abs_all(paths) {
+        if let Some(line) = r.check(crate::data::checksum(r.client, &p).await)? {
+            outln!("{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `test -e|-d|-f|-z|-s PATH`: 0 when it holds, 1 when it does not.
+async fn test(c: &DfsClient, t: &TestArgs) -> CliResult<u8> {
+    let s = match c.get_file_info(&abs(c, &t.path)).await {
+        Ok(s) => s,
+        Err(e) => {
+            let status = report(&e.into());
+            return Ok(if status == exit::FAILED {
+                exit::USAGE
+            } else {
+                status
+            });
+        }
+    };
+    let holds = match &s {
+        None => false,
+        Some(s) if t.which.dir => format::is_dir(s),
+        Some(s) if t.which.file => !format::is_dir(s),
+        Some(s) if t.which.zero => s.length == 0,
+        Some(s) if t.which.nonempty => s.length > 0,
+        Some(_) => true,
+    };
+    Ok(if holds { exit::OK } else { exit::FAILED })
 }

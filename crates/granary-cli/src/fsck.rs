@@ -5,6 +5,8 @@
 
 use clap::Args;
 
+use crate::error::{CliError, CliResult, exit};
+use crate::out::outln;
 use granary_client::{DfsClient, FileStatus, LocatedBlock};
 
 #[derive(Debug, Args)]
@@ -41,29 +43,32 @@ fn live(b: &LocatedBlock) -> usize {
     b.locations.iter().filter(|l| l.state.is_alive()).count()
 }
 
-pub async fn run(c: &DfsClient, a: &FsckArgs) -> i32 {
+/// Exit status 0 when HEALTHY, 1 when CORRUPT.
+pub async fn run(c: &DfsClient, a: &FsckArgs) -> CliResult<u8> {
     match fsck(c, a).await {
-        Ok(healthy) => i32::from(!healthy),
-        Err(e) => {
-            eprintln!("granary: fsck {}: {e}", a.path);
-            1
-        }
+        Ok(true) => Ok(exit::OK),
+        Ok(false) => Ok(exit::FAILED),
+        Err(CliError::BrokenPipe) => Err(CliError::BrokenPipe),
+        Err(e) => Err(CliError::Context {
+            context: format!("fsck {}", a.path),
+            source: Box::new(e),
+        }),
     }
 }
 
-async fn fsck(c: &DfsClient, a: &FsckArgs) -> Result<bool, granary_client::ClientError> {
-    println!(
+async fn fsck(c: &DfsClient, a: &FsckArgs) -> CliResult<bool> {
+    outln!(
         "FSCK started by {} for path {} at {}",
         c.identity().user,
         a.path,
         crate::format::date_utc(chrono::Utc::now().timestamp_millis())
-    );
+    )?;
     // The datanode count is the superuser's to see (as the report is);
     // anyone may check the blocks of files they can read.
     let datanodes = match c.cluster_report().await {
         Ok(r) => Some(r.datanodes.len()),
         Err(e) if granary_common::HasErrorCode::code(&e) == granary_common::ErrorCode::AccessControl => None,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let defaults = c.server_defaults().await?;
     let mut t = Totals::default();
@@ -93,49 +98,43 @@ async fn fsck(c: &DfsClient, a: &FsckArgs) -> Result<bool, granary_client::Clien
         }
     };
     let healthy = t.missing == 0;
-    println!();
-    println!("Status: {}", if healthy { "HEALTHY" } else { "CORRUPT" });
+    outln!()?;
+    outln!("Status: {}", if healthy { "HEALTHY" } else { "CORRUPT" })?;
     if let Some(n) = datanodes {
-        println!(" Number of data-nodes:\t{n}");
+        outln!(" Number of data-nodes:\t{n}")?;
     }
-    println!(" Total size:\t{} B", t.size);
-    println!(" Total dirs:\t{}", t.dirs);
-    println!(" Total files:\t{}", t.files);
-    println!(" Files open for write:\t{}", t.open);
+    outln!(" Total size:\t{} B", t.size)?;
+    outln!(" Total dirs:\t{}", t.dirs)?;
+    outln!(" Total files:\t{}", t.files)?;
+    outln!(" Files open for write:\t{}", t.open)?;
     let avg = t.size.checked_div(t.blocks).unwrap_or(0);
-    println!(
+    outln!(
         " Total blocks (validated):\t{} (avg. block size {avg} B)",
         t.blocks
-    );
-    println!(
+    )?;
+    outln!(
         " Minimally replicated blocks:\t{} ({:.1} %)",
         t.min_replicated,
         pct(t.min_replicated)
-    );
-    println!(" Under-replicated blocks:\t{} ({:.1} %)", t.under, pct(t.under));
-    println!(" Missing blocks:\t\t{}", t.missing);
-    println!(" Default replication factor:\t{}", defaults.replication);
+    )?;
+    outln!(" Under-replicated blocks:\t{} ({:.1} %)", t.under, pct(t.under))?;
+    outln!(" Missing blocks:\t\t{}", t.missing)?;
+    outln!(" Default replication factor:\t{}", defaults.replication)?;
     let avg_repl = if t.blocks == 0 {
         0.0
     } else {
         t.replicas as f64 / t.blocks as f64
     };
-    println!(" Average block replication:\t{avg_repl:.1}");
-    println!(
+    outln!(" Average block replication:\t{avg_repl:.1}")?;
+    outln!(
         "The filesystem under path '{}' is {}",
         a.path,
         if healthy { "HEALTHY" } else { "CORRUPT" }
-    );
+    )?;
     Ok(healthy)
 }
 
-async fn check_file(
-    c: &DfsClient,
-    a: &FsckArgs,
-    path: &str,
-    st: &FileStatus,
-    t: &mut Totals,
-) -> Result<(), granary_client::ClientError> {
+async fn check_file(c: &DfsClient, a: &FsckArgs, path: &str, st: &FileStatus, t: &mut Totals) -> CliResult {
     t.files += 1;
     t.size += st.length;
     if st.under_construction {
@@ -178,15 +177,15 @@ async fn check_file(
         lines.push(line);
     }
     if a.files || !file_ok {
-        println!(
+        outln!(
             "{path} {} bytes, replicated: replication={want}, {} block(s): {}",
             st.length,
             lb.blocks.len(),
             if file_ok { " OK" } else { " CORRUPT" }
-        );
+        )?;
         if a.blocks || !file_ok {
             for l in lines {
-                println!("{l}");
+                outln!("{l}")?;
             }
         }
     }

@@ -1,17 +1,29 @@
 //! `granary`: the command line for a Granary cluster, shaped like `hdfs dfs`.
+//! Its exit status says what went wrong ([`error::exit`]).
 
 mod admin;
 mod data;
+mod error;
 mod format;
 mod fs;
 mod fsck;
+mod out;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use error::{CliError, CliResult, exit};
 use granary_client::{DfsClient, Identity};
+use granary_common::ErrorCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "granary", version, about = "Granary distributed file system client")]
+#[command(
+    name = "granary",
+    version,
+    about = "Granary distributed file system client",
+    after_help = error::EXIT_STATUS_HELP
+)]
 struct Cli {
     /// Namenode RPC address.
     #[arg(
@@ -66,27 +78,16 @@ fn hdfs_style_args(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// `granary probe URL`: 0 on HTTP 200, 1 otherwise, with the reason on stderr.
-async fn probe(url: &str, timeout: u64) -> i32 {
-    let client = match reqwest::Client::builder()
+async fn probe(url: &str, timeout: u64) -> CliResult {
+    let failed = |message: String| CliError::refused(ErrorCode::Internal, message);
+    let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(timeout))
         .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("granary: {e}");
-            return 1;
-        }
-    };
+        .map_err(|e| failed(e.to_string()))?;
     match client.get(url).send().await {
-        Ok(r) if r.status() == reqwest::StatusCode::OK => 0,
-        Ok(r) => {
-            eprintln!("granary: {url} answered {}", r.status());
-            1
-        }
-        Err(e) => {
-            eprintln!("granary: {url}: {e}");
-            1
-        }
+        Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
+        Ok(r) => Err(failed(format!("{url} answered {}", r.status()))),
+        Err(e) => Err(failed(format!("{url}: {e}"))),
     }
 }
 
@@ -99,25 +100,33 @@ fn identity(cli: &Cli) -> Identity {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let cli = Cli::parse_from(hdfs_style_args(std::env::args()));
+/// Runs the command; the exit status when it ran to its end.
+async fn run(cli: &Cli) -> CliResult<u8> {
     if let Top::Probe { url, timeout } = &cli.command {
-        std::process::exit(probe(url, *timeout).await);
+        // Reachable or not, nothing else: any failure is 1 (container health checks).
+        return match probe(url, *timeout).await {
+            Ok(()) => Ok(exit::OK),
+            Err(e) => {
+                error::report(&e);
+                Ok(exit::FAILED)
+            }
+        };
     }
-    let id = identity(&cli);
-    let client = match DfsClient::connect(&cli.namenode, id).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("granary: {e}");
-            std::process::exit(1);
-        }
-    };
-    let code = match &cli.command {
-        Top::Fs { cmd } => fs::run(&client, cmd).await,
-        Top::Admin { cmd } => admin::run(&client, cmd).await,
+    let client = DfsClient::connect(&cli.namenode, identity(cli)).await?;
+    match &cli.command {
+        Top::Fs { cmd } => cmd.execute(&client).await,
+        Top::Admin { cmd } => cmd.execute(&client).await.map(|()| exit::OK),
         Top::Fsck(a) => fsck::run(&client, a).await,
-        Top::Probe { .. } => 0,
+        Top::Probe { .. } => Ok(exit::OK),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse_from(hdfs_style_args(std::env::args()));
+    let status = match run(&cli).await {
+        Ok(status) => status,
+        Err(e) => error::report(&e),
     };
-    std::process::exit(code);
+    ExitCode::from(status)
 }

@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::context::{DatanodeContext, ReplicaEvent};
+use crate::error::{DatanodeError, blocking};
 use crate::storage::ReplicaWriter;
-use granary_common::ErrorCode;
 use granary_common::block_token::BlockAccess;
 use granary_common::checksum;
 use granary_common::data_transfer::{self, AckReader, RequestReader};
-use granary_common::error::status;
+use granary_common::{ErrorCode, HasErrorCode};
 use granary_proto as pb;
 use granary_proto::data_transfer_server::DataTransfer;
 use granary_proto::write_block_request::Msg;
@@ -64,23 +64,12 @@ fn check_token(
     token: &[u8],
     block_id: u64,
     access: BlockAccess,
-) -> Result<u64, Status> {
+) -> Result<u64, DatanodeError> {
     if ctx.block_keys.read().is_empty() {
-        return Err(status(
-            ErrorCode::Unavailable,
-            "datanode is not registered with a namenode yet",
-        ));
+        return Err(DatanodeError::NotRegistered);
     }
     ctx.verify_token(token, block_id, access)
-        .map_err(|e| status(ErrorCode::AccessControl, format!("block {block_id}: {e}")))
-}
-
-/// The datanode is already running `max` transfers.
-fn busy(max: u32) -> Status {
-    status(
-        ErrorCode::Unavailable,
-        format!("datanode is busy: {max} transfers are running, its limit (max_transfers)"),
-    )
+        .map_err(|source| DatanodeError::Token { block_id, source })
 }
 
 /// A replica this call holds before its packets start. If the call ends
@@ -133,7 +122,7 @@ impl Drop for HeldReplica {
 
 enum Local {
     Ok { seqno: u64, last: bool },
-    Fail(Status),
+    Fail(DatanodeError),
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadPacket, Status>> + Send>>;
@@ -149,38 +138,30 @@ impl DataTransfer for DataTransferService {
         let r = req.into_inner();
         let block = r
             .block
-            .ok_or_else(|| status(ErrorCode::InvalidArgument, "readBlock names no block"))?;
+            .ok_or_else(|| DatanodeError::BadRequest("readBlock names no block".into()))?;
         check_token(&self.ctx, &r.access_token, block.block_id, BlockAccess::Read)?;
-        let xceiver = self
-            .ctx
-            .try_xceiver()
-            .ok_or_else(|| busy(self.ctx.max_transfers))?;
+        let xceiver = self.ctx.try_xceiver().ok_or(DatanodeError::Busy {
+            max: self.ctx.max_transfers,
+        })?;
         let storage = self.ctx.storage.clone();
         let (id, gs) = (block.block_id, block.generation_stamp);
-        let reader = Arc::new(
-            tokio::task::spawn_blocking(move || storage.open_read(id, gs))
-                .await
-                .map_err(|e| status(ErrorCode::Internal, e.to_string()))??,
-        );
+        let reader = Arc::new(blocking(move || storage.open_read(id, gs)).await??);
         // A replica shorter than the block the namenode knows lost bytes:
         // fail, so the reader reports it and reads another.
         if block.num_bytes > reader.len {
-            return Err(status(
-                ErrorCode::Checksum,
-                format!(
-                    "block {id}: this replica holds {} bytes, the block has {}",
-                    reader.len, block.num_bytes
-                ),
-            ));
+            return Err(DatanodeError::ShortReplica {
+                block_id: id,
+                held: reader.len,
+                wanted: block.num_bytes,
+            }
+            .into());
         }
         if r.offset > reader.len {
-            return Err(status(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "block {id}: offset {} is beyond the replica's {} bytes",
-                    r.offset, reader.len
-                ),
-            ));
+            return Err(DatanodeError::BadRequest(format!(
+                "block {id}: offset {} is beyond the replica's {} bytes",
+                r.offset, reader.len
+            ))
+            .into());
         }
         let end = if r.length == 0 {
             reader.len
@@ -203,17 +184,16 @@ impl DataTransfer for DataTransferService {
             while pos < limit {
                 let n = (limit - pos).min(packet) as usize;
                 let rd = reader.clone();
-                let res = tokio::task::spawn_blocking(move || rd.read(pos, n)).await;
-                let item = match res {
-                    Ok(Ok((data, checksums))) => Ok(pb::ReadPacket {
+                let item = blocking(move || rd.read(pos, n))
+                    .await
+                    .and_then(|r| r.map_err(DatanodeError::from))
+                    .map(|(data, checksums)| pb::ReadPacket {
                         offset: pos,
                         data: data.into(),
                         checksums,
                         bytes_per_checksum: reader.bpc,
-                    }),
-                    Ok(Err(e)) => Err(Status::from(e)),
-                    Err(e) => Err(status(ErrorCode::Internal, e.to_string())),
-                };
+                    })
+                    .map_err(Status::from);
                 let failed = item.is_err();
                 let sent = tokio::time::timeout(stall, tx.send(item)).await;
                 if !matches!(sent, Ok(Ok(()))) || failed {
@@ -244,7 +224,9 @@ pub async fn serve_write(ctx: Arc<DatanodeContext>, stream: TcpStream, stop: Can
             limit = ctx.max_transfers,
             "write pipeline refused: too many transfers"
         );
-        let st = busy(ctx.max_transfers);
+        let st = Status::from(DatanodeError::Busy {
+            max: ctx.max_transfers,
+        });
         let _ = data_transfer::send_reply(&mut replies, &data_transfer::error_reply(&st)).await;
         return;
     };
@@ -305,7 +287,8 @@ async fn run_pipeline(
 ) -> bool {
     let (held, bpc, downstream) = match accept(ctx, requests).await {
         Ok(s) => s,
-        Err(Some(st)) => {
+        Err(Some(e)) => {
+            let st = Status::from(e);
             let _ = data_transfer::send_reply(replies, &data_transfer::error_reply(&st)).await;
             return false;
         }
@@ -353,17 +336,14 @@ async fn run_pipeline(
 async fn accept(
     ctx: &Arc<DatanodeContext>,
     requests: &mut RequestReader,
-) -> Result<(HeldReplica, u32, Option<Downstream>), Option<Status>> {
+) -> Result<(HeldReplica, u32, Option<Downstream>), Option<DatanodeError>> {
     let first = tokio::time::timeout(ctx.socket_timeout, requests.message())
         .await
         .map_err(|_| {
-            Some(status(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "no write pipeline header within {} ms",
-                    ctx.socket_timeout.as_millis()
-                ),
-            ))
+            Some(DatanodeError::BadRequest(format!(
+                "no write pipeline header within {} ms",
+                ctx.socket_timeout.as_millis()
+            )))
         })?;
     let header = match first {
         Ok(Some(pb::WriteBlockRequest {
@@ -371,12 +351,11 @@ async fn accept(
         })) => h,
         Ok(None) => return Err(None),
         Ok(Some(_)) => {
-            return Err(Some(status(
-                ErrorCode::InvalidArgument,
-                "the first message of a write pipeline must be a header",
+            return Err(Some(DatanodeError::BadRequest(
+                "the first message of a write pipeline must be a header".into(),
             )));
         }
-        Err(st) => return Err(Some(st)),
+        Err(st) => return Err(Some(st.into())),
     };
     // The writer sends nothing until it is told the pipeline is ready, so a
     // message (or the connection closing) during set-up means it is gone or
@@ -385,11 +364,10 @@ async fn accept(
     tokio::select! {
         r = set_up(ctx, header) => r.map_err(Some),
         early = requests.message() => Err(match early {
-            Ok(Some(_)) => Some(status(
-                ErrorCode::InvalidArgument,
-                "a message came before the pipeline was ready",
+            Ok(Some(_)) => Some(DatanodeError::BadRequest(
+                "a message came before the pipeline was ready".into(),
             )),
-            Err(st) if ErrorCode::from_status(&st) != ErrorCode::Unavailable => Some(st),
+            Err(st) if ErrorCode::from_status(&st) != ErrorCode::Unavailable => Some(st.into()),
             _ => None,
         }),
     }
@@ -405,19 +383,17 @@ type Downstream = (mpsc::Sender<pb::Packet>, AckReader, String);
 async fn set_up(
     ctx: &Arc<DatanodeContext>,
     header: pb::WriteBlockHeader,
-) -> Result<(HeldReplica, u32, Option<Downstream>), Status> {
+) -> Result<(HeldReplica, u32, Option<Downstream>), DatanodeError> {
     let block = header
         .block
-        .ok_or_else(|| status(ErrorCode::InvalidArgument, "write pipeline header names no block"))?;
+        .ok_or_else(|| DatanodeError::BadRequest("write pipeline header names no block".into()))?;
     let granted = check_token(ctx, &header.access_token, block.block_id, BlockAccess::Write)?;
     if granted != block.generation_stamp {
-        return Err(status(
-            ErrorCode::AccessControl,
-            format!(
-                "block {}: token is for generation {granted}, not {}",
-                block.block_id, block.generation_stamp
-            ),
-        ));
+        return Err(DatanodeError::TokenGeneration {
+            block_id: block.block_id,
+            granted,
+            wanted: block.generation_stamp,
+        });
     }
     let bpc = if header.bytes_per_checksum == 0 {
         512
@@ -425,10 +401,9 @@ async fn set_up(
         header.bytes_per_checksum
     };
     if bpc > 1 << 20 {
-        return Err(status(
-            ErrorCode::InvalidArgument,
-            format!("bytes_per_checksum {bpc} is too large"),
-        ));
+        return Err(DatanodeError::BadRequest(format!(
+            "bytes_per_checksum {bpc} is too large"
+        )));
     }
     let recovering = header.stage == pb::PipelineStage::Recovery as i32;
     let held = if recovering {
@@ -445,31 +420,23 @@ async fn set_up(
             // Or one a restart found in rbw/, or that waited too long in memory.
             if let Some(w) = ctx.storage.waiting(id).filter(|r| r.gs < gs) {
                 let ctx = ctx.clone();
-                let reopened = tokio::task::spawn_blocking(move || {
+                let reopened = blocking(move || {
                     ctx.storage
                         .reopen_waiting(id, w.gs)
                         .map(|w| HeldReplica::new(&ctx, w, true))
                 });
-                match reopened.await {
-                    Ok(Ok(w)) => break Some(w),
-                    Ok(Err(e)) => return Err(e.into()),
-                    Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
-                }
+                break Some(reopened.await??);
             }
             // Or the old stream finalized the replica here before the
             // writer saw the last ack: nothing more will come, reopen it.
             if ctx.storage.get(id).is_some_and(|r| r.gs < gs) {
                 let ctx = ctx.clone();
-                let reopened = tokio::task::spawn_blocking(move || {
+                let reopened = blocking(move || {
                     ctx.storage
                         .reopen_finalized(id, gs)
                         .map(|w| HeldReplica::new(&ctx, w, true))
                 });
-                match reopened.await {
-                    Ok(Ok(w)) => break Some(w),
-                    Ok(Err(e)) => return Err(e.into()),
-                    Err(e) => return Err(status(ErrorCode::Internal, e.to_string())),
-                }
+                break Some(reopened.await??);
             }
             if tokio::time::Instant::now() >= deadline {
                 break None;
@@ -477,29 +444,21 @@ async fn set_up(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
         let Some(mut held) = kept else {
-            return Err(status(
-                ErrorCode::FileNotFound,
-                format!(
-                    "block {}: no half-written replica here to recover",
-                    block.block_id
-                ),
-            ));
+            return Err(DatanodeError::NothingToRecover(block.block_id));
         };
         if held.gs() >= block.generation_stamp {
             // A late request from an older recovery: the replica stays
             // (dropping `held` keeps it) for the current one.
-            return Err(status(
-                ErrorCode::InvalidArgument,
-                "recovery needs a newer generation stamp",
+            return Err(DatanodeError::BadRequest(
+                "recovery needs a newer generation stamp".into(),
             ));
         }
         let (gs, len) = (block.generation_stamp, block.num_bytes);
-        let (held, res) = tokio::task::spawn_blocking(move || {
+        let (held, res) = blocking(move || {
             let r = held.recover_to(gs, len);
             (held, r)
         })
-        .await
-        .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
+        .await?;
         res?;
         held
     } else {
@@ -508,13 +467,12 @@ async fn set_up(
             stale.abort();
         }
         let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             ctx.storage
                 .create_rbw(&block, bpc, 0)
                 .map(|w| HeldReplica::new(&ctx, w, false))
         })
-        .await
-        .map_err(|e| status(ErrorCode::Internal, e.to_string()))??
+        .await??
     };
 
     let Some(next) = header.downstream.first() else {
@@ -524,14 +482,11 @@ async fn set_up(
     h.downstream.remove(0);
     match data_transfer::open_pipeline(&next.rpc_addr, h, 64, ctx.socket_timeout).await {
         Ok((tx, acks)) => Ok((held, bpc, Some((tx, acks, next.rpc_addr.clone())))),
-        Err(e) => Err(status(
-            ErrorCode::Unavailable,
-            format!(
-                "cannot reach downstream datanode {}: {}",
-                next.rpc_addr,
-                e.message()
-            ),
-        )),
+        Err(e) => Err(DatanodeError::Unavailable(format!(
+            "cannot reach downstream datanode {}: {}",
+            next.rpc_addr,
+            e.message()
+        ))),
     }
 }
 
@@ -563,96 +518,81 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
     let mut writer = Some(writer);
     // The writer (or the node upstream) vanished: keep the replica for recovery.
     let mut lost = false;
-    let fail = |st: Status| Local::Fail(st);
-    let outcome: Result<(), Status> = async {
+    let outcome: Result<(), DatanodeError> = async {
         loop {
             let next = tokio::select! {
                 m = tokio::time::timeout(ctx.socket_timeout, inbound.message()) => m,
                 _ = stop.cancelled() => {
                     lost = true;
-                    return Err(status(
-                        ErrorCode::Unavailable,
-                        format!("block {block_id}: write stopped by lease recovery"),
-                    ));
+                    return Err(DatanodeError::Unavailable(format!(
+                        "block {block_id}: write stopped by lease recovery"
+                    )));
                 }
             };
             let Ok(next) = next else {
                 // A writer that stalls is treated as gone: its replica is kept.
                 lost = true;
-                return Err(status(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "block {block_id}: no packet from the writer for {} ms",
-                        ctx.socket_timeout.as_millis()
-                    ),
-                ));
+                return Err(DatanodeError::Unavailable(format!(
+                    "block {block_id}: no packet from the writer for {} ms",
+                    ctx.socket_timeout.as_millis()
+                )));
             };
             let msg = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     lost = true;
-                    return Err(status(
-                        ErrorCode::InvalidArgument,
-                        format!("block {block_id}: stream ended before the last packet"),
-                    ));
+                    return Err(DatanodeError::BadRequest(format!(
+                        "block {block_id}: stream ended before the last packet"
+                    )));
                 }
                 Err(e) => {
                     // A broken connection may be recovered; a malformed frame
                     // is bad input, whose partial replica goes.
-                    lost = ErrorCode::from_status(&e) == ErrorCode::Unavailable;
+                    let e = DatanodeError::from(e);
+                    lost = e.code() == ErrorCode::Unavailable;
                     return Err(e);
                 }
             };
             let p = match msg.msg {
                 Some(Msg::Packet(p)) => p,
                 _ => {
-                    return Err(status(
-                        ErrorCode::InvalidArgument,
-                        "the write pipeline got a second header",
+                    return Err(DatanodeError::BadRequest(
+                        "the write pipeline got a second header".into(),
                     ));
                 }
             };
             if p.seqno != expected_seq {
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "block {block_id}: out-of-order packet: expected seqno {expected_seq}, got {}",
-                        p.seqno
-                    ),
-                ));
+                return Err(DatanodeError::BadRequest(format!(
+                    "block {block_id}: out-of-order packet: expected seqno {expected_seq}, got {}",
+                    p.seqno
+                )));
             }
             // After an hflush that ended mid-chunk, the writer resends that chunk whole.
             let chunk_start = offset - offset % u64::from(bpc);
             if p.offset_in_block != offset && p.offset_in_block != chunk_start {
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "block {block_id}: packet {} starts at offset {}, expected {offset}",
-                        p.seqno, p.offset_in_block
-                    ),
-                ));
+                return Err(DatanodeError::BadRequest(format!(
+                    "block {block_id}: packet {} starts at offset {}, expected {offset}",
+                    p.seqno, p.offset_in_block
+                )));
             }
             let rewind = p.offset_in_block != offset;
             if p.data.len() > MAX_PACKET {
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    format!("packet of {} bytes is too large", p.data.len()),
-                ));
+                return Err(DatanodeError::BadRequest(format!(
+                    "packet of {} bytes is too large",
+                    p.data.len()
+                )));
             }
             let want = checksum::chunks(p.data.len(), bpc as usize) * checksum::CHECKSUM_SIZE;
             if p.checksums.len() != want {
-                return Err(status(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "block {block_id}: packet {} has {} checksum bytes, expected {want}",
-                        p.seqno,
-                        p.checksums.len()
-                    ),
-                ));
+                return Err(DatanodeError::BadRequest(format!(
+                    "block {block_id}: packet {} has {} checksum bytes, expected {want}",
+                    p.seqno,
+                    p.checksums.len()
+                )));
             }
             if last_node {
                 checksum::verify(&p.data, &p.checksums, bpc as usize, offset)
-                    .map_err(|e| status(ErrorCode::Checksum, format!("block {block_id}: {e}")))?;
+                    .map_err(|source| DatanodeError::Checksum { block_id, source })?;
             }
             if let Some(tx) = &down_tx {
                 // A dead downstream stops draining its channel: never wait on it
@@ -667,33 +607,29 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
             }
             let mut w = writer
                 .take()
-                .ok_or_else(|| status(ErrorCode::Internal, "replica writer lost"))?;
+                .ok_or_else(|| DatanodeError::Internal("replica writer lost".into()))?;
             let data = p.data.clone();
             let sums = p.checksums.clone();
             let sync = p.sync;
             let at = p.offset_in_block;
-            let (w, res) = tokio::task::spawn_blocking(move || {
+            let (w, res) = blocking(move || {
                 let r = (if rewind { w.rewind_to(at) } else { Ok(()) })
                     .and_then(|()| w.write(&data, &sums))
                     .and_then(|()| if sync { w.sync() } else { Ok(()) });
                 (w, r)
             })
-            .await
-            .map_err(|e| status(ErrorCode::Internal, e.to_string()))?;
+            .await?;
             writer = Some(w);
-            res.map_err(Status::from)?;
+            res?;
             ctx.metrics.bytes_written.inc_by(p.data.len() as u64);
             offset = p.offset_in_block + p.data.len() as u64;
             expected_seq += 1;
             if p.last_packet_in_block {
                 let w = writer
                     .take()
-                    .ok_or_else(|| status(ErrorCode::Internal, "replica writer lost"))?;
+                    .ok_or_else(|| DatanodeError::Internal("replica writer lost".into()))?;
                 let storage = ctx.storage.clone();
-                let fin = tokio::task::spawn_blocking(move || storage.finalize(w, sync))
-                    .await
-                    .map_err(|e| status(ErrorCode::Internal, e.to_string()))?
-                    .map_err(Status::from)?;
+                let fin = blocking(move || storage.finalize(w, sync)).await??;
                 tracing::debug!(block_id, bytes = fin.num_bytes, "replica finalized");
                 ctx.report(ReplicaEvent::Received(fin));
                 let _ = local_tx
@@ -714,25 +650,24 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
             {
                 // The pipeline broke (here or downstream): keep the replica for recovery.
                 lost = true;
-                return Err(status(
-                    ErrorCode::Unavailable,
-                    "pipeline broke before the last packet",
+                return Err(DatanodeError::Unavailable(
+                    "pipeline broke before the last packet".into(),
                 ));
             }
         }
     }
     .await;
-    if let Err(st) = outcome {
+    if let Err(e) = outcome {
         if let Some(w) = writer.take() {
             if lost {
-                tracing::warn!(block_id, bytes = w.written(), error = %st.message(), "writer vanished; replica kept for pipeline recovery");
+                tracing::warn!(block_id, bytes = w.written(), error = %e, "writer vanished; replica kept for pipeline recovery");
                 ctx.keep_for_recovery(w);
             } else {
-                tracing::warn!(block_id, error = %st.message(), "write pipeline aborted; partial replica removed");
+                tracing::warn!(block_id, error = %e, "write pipeline aborted; partial replica removed");
                 w.abort();
             }
         }
-        let _ = local_tx.send(fail(st)).await;
+        let _ = local_tx.send(Local::Fail(e)).await;
     }
 }
 
@@ -753,7 +688,8 @@ async fn respond(
     while let Some(item) = local.recv().await {
         let (seqno, last) = match item {
             Local::Ok { seqno, last } => (seqno, last),
-            Local::Fail(st) => {
+            Local::Fail(e) => {
+                let st = Status::from(e);
                 let _ = data_transfer::send_reply(upstream, &data_transfer::error_reply(&st)).await;
                 return false;
             }

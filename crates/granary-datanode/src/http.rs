@@ -43,7 +43,7 @@ async fn metrics(State(ctx): State<Arc<DatanodeContext>>) -> impl axum::response
             axum::http::header::CONTENT_TYPE,
             granary_common::metrics::CONTENT_TYPE,
         )],
-        ctx.metrics.render(&ctx),
+        ctx.metrics.render(&ctx.storage, ctx.xceivers()),
     )
 }
 

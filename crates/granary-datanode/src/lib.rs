@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod data_transfer;
+pub mod error;
 pub mod http;
 pub mod layout;
 pub mod listener;

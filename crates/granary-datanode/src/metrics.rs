@@ -1,6 +1,9 @@
 //! The datanode's Prometheus metrics (`/metrics` on its HTTP port): RPC
 //! counts and latency, bytes moved, replicas, transfers in progress, disk
 //! space per volume and how long ago the namenode last answered a heartbeat.
+//!
+//! The context owns the metrics; the metrics know only what they are shown
+//! (the storage and the transfer count), not the context.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -13,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::context::DatanodeContext;
+use crate::storage::Storage;
 use granary_common::metrics::{RpcMetrics, register};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,11 +124,13 @@ impl DatanodeMetrics {
         *self.last_heartbeat.lock() = Some(Instant::now());
     }
 
-    pub fn render(&self, ctx: &DatanodeContext) -> String {
-        self.replicas.set(ctx.storage.replica_count() as i64);
-        self.xceivers.set(i64::from(ctx.xceivers()));
+    /// The Prometheus text, with the gauges read from `storage` and the
+    /// `xceivers` (transfers) now in progress.
+    pub fn render(&self, storage: &Storage, xceivers: u32) -> String {
+        self.replicas.set(storage.replica_count() as i64);
+        self.xceivers.set(i64::from(xceivers));
         let mut failed = 0;
-        for s in ctx.storage.storage_reports() {
+        for s in storage.storage_reports() {
             let l = VolumeLabel { path: s.path.clone() };
             self.capacity.get_or_create(&l).set(s.capacity as i64);
             self.remaining.get_or_create(&l).set(s.remaining as i64);

@@ -233,9 +233,7 @@ impl Actor {
 
     async fn full_report(&self, reports: &mut Reports) -> Result<(), tonic::Status> {
         let storage = self.ctx.storage.clone();
-        let report = tokio::task::spawn_blocking(move || storage.block_report())
-            .await
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let report = crate::error::blocking(move || storage.block_report()).await?;
         let mut being_written = report.waiting;
         being_written.extend(
             self.ctx

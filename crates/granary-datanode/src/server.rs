@@ -31,7 +31,7 @@ pub enum ServeError {
     #[error("rpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("task failed: {0}")]
-    Join(String),
+    Join(#[from] tokio::task::JoinError),
     #[error("webhdfs gateway: {0}")]
     Gateway(#[from] granary_client::ClientError),
     #[error(transparent)]
@@ -63,7 +63,7 @@ impl RunningDatanode {
         drop(ctx);
         match task.await {
             Ok(r) => r,
-            Err(e) => Err(ServeError::Join(e.to_string())),
+            Err(e) => Err(ServeError::Join(e)),
         }
     }
 }
@@ -86,8 +86,7 @@ pub async fn start(
         let storage = Storage::open(&vols, config.reserved_bytes, config.sync_on_close)?;
         Ok((versions, storage))
     })
-    .await
-    .map_err(|e| ServeError::Join(e.to_string()))??;
+    .await??;
     let rpc_addr = rpc.local_addr()?;
     let http_addr = http.local_addr()?;
     let host = config.advertised_host();
@@ -189,7 +188,7 @@ pub async fn start(
         });
         match actor_res {
             Ok(Err(e)) => return Err(ServeError::Actor(e)),
-            Err(e) => return Err(ServeError::Join(e.to_string())),
+            Err(e) => return Err(ServeError::Join(e)),
             Ok(Ok(())) => {}
         }
         rpc_res?;

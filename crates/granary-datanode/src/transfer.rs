@@ -4,26 +4,24 @@
 use std::sync::Arc;
 
 use crate::context::DatanodeContext;
+use crate::error::{DatanodeError, Result, blocking};
 use granary_common::data_transfer;
 use granary_proto as pb;
 
 const PACKET: usize = 64 * 1024;
 
-pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) -> Result<(), String> {
-    let block = cmd.block.ok_or("replicate command names no block")?;
+pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) -> Result<()> {
+    let block = cmd
+        .block
+        .ok_or_else(|| DatanodeError::BadRequest("replicate command names no block".into()))?;
     let first = cmd
         .targets
         .first()
-        .ok_or("replicate command names no targets")?
+        .ok_or_else(|| DatanodeError::BadRequest("replicate command names no targets".into()))?
         .clone();
     let storage = ctx.storage.clone();
     let (id, gs) = (block.block_id, block.generation_stamp);
-    let reader = Arc::new(
-        tokio::task::spawn_blocking(move || storage.open_read(id, gs))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?,
-    );
+    let reader = Arc::new(blocking(move || storage.open_read(id, gs)).await??);
     let _x = ctx.xceiver();
     let header = pb::WriteBlockHeader {
         block: Some(pb::ExtendedBlock {
@@ -36,9 +34,8 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
         bytes_per_checksum: reader.bpc,
         access_token: cmd.access_token,
     };
-    let (tx, mut acks) = data_transfer::open_pipeline(&first.rpc_addr, header, 16, ctx.socket_timeout)
-        .await
-        .map_err(|e| e.message().to_string())?;
+    let (tx, mut acks) =
+        data_transfer::open_pipeline(&first.rpc_addr, header, 16, ctx.socket_timeout).await?;
     let bpc = reader.bpc as usize;
     let packet = (PACKET / bpc).max(1) * bpc;
     let mut pos = 0u64;
@@ -46,12 +43,10 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
     loop {
         let n = ((reader.len - pos) as usize).min(packet);
         let rd = reader.clone();
-        let (data, checksums) = tokio::task::spawn_blocking(move || rd.read(pos, n))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let (data, checksums) = blocking(move || rd.read(pos, n)).await??;
         // Verify before sending: never spread a corrupt replica.
-        granary_common::checksum::verify(&data, &checksums, bpc, pos).map_err(|e| e.to_string())?;
+        granary_common::checksum::verify(&data, &checksums, bpc, pos)
+            .map_err(|source| DatanodeError::Checksum { block_id: id, source })?;
         let last = pos + n as u64 == reader.len;
         let p = pb::Packet {
             seqno,
@@ -61,7 +56,12 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
             last_packet_in_block: last,
             sync: false,
         };
-        tx.send(p).await.map_err(|e| e.to_string())?;
+        if tx.send(p).await.is_err() {
+            return Err(DatanodeError::Unavailable(format!(
+                "transfer of block {id}: the pipeline to {} closed",
+                first.rpc_addr
+            )));
+        }
         pos += n as u64;
         seqno += 1;
         if last {
@@ -71,11 +71,13 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
     for expect in 0..seqno {
         let ack = acks
             .message()
-            .await
-            .map_err(|e| e.message().to_string())?
-            .ok_or("ack stream ended early")?;
+            .await?
+            .ok_or_else(|| DatanodeError::Unavailable("ack stream ended early".into()))?;
         if ack.seqno != expect || ack.replies.iter().any(|r| *r != pb::AckStatus::Success as i32) {
-            return Err(format!("transfer of block {id} failed: {}", ack.message));
+            return Err(DatanodeError::Unavailable(format!(
+                "transfer of block {id} failed: {}",
+                ack.message
+            )));
         }
     }
     tracing::info!(block_id = id, targets = cmd.targets.len(), "replica transferred");

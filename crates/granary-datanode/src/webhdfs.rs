@@ -21,6 +21,8 @@ use granary_client::{ClientError, CreateOptions, DfsClient, FileWriter, Identity
 use granary_common::webhdfs::{self as web, Params, WebError, WebResult};
 use granary_common::{ErrorCode, HasErrorCode};
 
+use crate::error::DatanodeError;
+
 /// Bytes per chunk of an OPEN response body.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -114,9 +116,7 @@ async fn dispatch(
                 }
                 Ok(())
             });
-            upload
-                .await
-                .map_err(|e| WebError::new(ErrorCode::Internal, e.to_string()))??;
+            upload.await.map_err(DatanodeError::from)??;
             let location = format!("hdfs://{}{}", gw.namenode, web::encode_path(&path));
             Ok((
                 StatusCode::CREATED,

@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use granary_testkit::binaries::{Daemon, bin_path, free_port, wait_for_port};
 
 struct Cluster {
     _tmp: tempfile::TempDir,
-    _nn: Daemon,
+    nn: Daemon,
     rpc: String,
 }
 
@@ -41,11 +41,7 @@ fn cluster() -> Cluster {
     )
     .unwrap();
     assert!(wait_for_port(&rpc, Duration::from_secs(20)));
-    Cluster {
-        _tmp: tmp,
-        _nn: nn,
-        rpc,
-    }
+    Cluster { _tmp: tmp, nn, rpc }
 }
 
 struct Out {
@@ -54,19 +50,27 @@ struct Out {
     stderr: String,
 }
 
-impl Cluster {
-    fn run_as(&self, user: &str, args: &[&str]) -> Out {
-        let o = Command::new(env!("CARGO_BIN_EXE_granary"))
-            .args(["--namenode", &self.rpc])
-            .args(args)
-            .env("GRANARY_USER", user)
-            .output()
-            .unwrap();
+impl Out {
+    fn of(o: std::process::Output) -> Self {
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
+    }
+}
+
+impl Cluster {
+    fn cmd(&self, user: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary"));
+        cmd.args(["--namenode", &self.rpc])
+            .args(args)
+            .env("GRANARY_USER", user);
+        cmd
+    }
+
+    fn run_as(&self, user: &str, args: &[&str]) -> Out {
+        Out::of(self.cmd(user, args).output().unwrap())
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -188,7 +192,7 @@ fn errors_name_the_path_and_exit_non_zero() {
     c.ok(&["fs", "mkdir", "-p", "/secure"]);
     c.ok(&["fs", "chmod", "700", "/secure"]);
     let o = c.run_as("mallory", &["fs", "ls", "/secure"]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 4, "permission denied");
     assert_eq!(o.stdout, "", "no count before the refusal");
     assert!(
         o.stderr.contains("Permission denied: user=mallory"),
@@ -225,7 +229,7 @@ fn errors_name_the_path_and_exit_non_zero() {
     // The datanode report is the superuser's, as in HDFS; fsck of what a
     // user may read works without it.
     let o = c.run_as("mallory", &["admin", "report"]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 4, "permission denied");
     assert!(
         o.stderr
             .contains("Access denied for user mallory. Superuser privilege is required"),
@@ -251,6 +255,156 @@ fn errors_name_the_path_and_exit_non_zero() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(7), "unavailable");
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect to namenode"));
+}
+
+/// The exit status says what went wrong, and stderr names the path and the
+/// reason, whichever command failed (the table in `granary --help`).
+#[test]
+fn exit_status_says_what_went_wrong() {
+    let mut c = cluster();
+    c.ok(&["fs", "mkdir", "-p", "/secure", "/open"]);
+    c.ok(&["fs", "chmod", "700", "/secure"]);
+
+    // A missing path: 3.
+    let o = c.run_as("hdfs", &["fs", "ls", "/nope"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert_eq!(o.stderr, "granary: /nope: No such file or directory\n");
+    let o = c.run_as("hdfs", &["fs", "cat", "/nope"]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (3, "granary: /nope: No such file or directory\n")
+    );
+    let o = c.run_as("hdfs", &["fs", "rm", "/nope"]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (3, "granary: /nope: No such file or directory\n")
+    );
+    // One path failing among others: the others are done, the status is the failure's.
+    let o = c.run_as("hdfs", &["fs", "ls", "/nope", "/open"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert!(o.stdout.contains("Found 0 items"), "{}", o.stdout);
+
+    // A permission denial: 4.
+    let o = c.run_as("mallory", &["fs", "ls", "/secure"]);
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with("granary: Permission denied: user=mallory, access=READ_EXECUTE"),
+        "{}",
+        o.stderr
+    );
+    let o = c.run_as("mallory", &["fs", "touchz", "/secure/x"]);
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Permission denied: user=mallory"),
+        "{}",
+        o.stderr
+    );
+
+    // Exists already: 5.
+    let o = c.run_as("hdfs", &["fs", "mkdir", "/open"]);
+    assert_eq!((o.code, o.stderr.as_str()), (5, "granary: /open: File exists\n"));
+
+    // Safe mode: 6.
+    c.ok(&["admin", "safemode", "enter"]);
+    let o = c.run_as("hdfs", &["fs", "mkdir", "/during"]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    assert!(o.stderr.contains("safe mode is ON"), "{}", o.stderr);
+    c.ok(&["admin", "safemode", "leave"]);
+
+    // Bad usage: 2, from clap or from an argument the CLI checks.
+    let o = c.run_as("hdfs", &["fs", "chmod", "u+q", "/open"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("granary: invalid mode \"u+q\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(c.run_as("hdfs", &["fs", "frobnicate", "/"]).code, 2);
+    assert_eq!(c.run_as("hdfs", &["fs", "setrep", "0", "/open"]).code, 2);
+    // Other failures: 1.
+    let o = c.run_as("hdfs", &["fs", "rm", "/open"]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (1, "granary: /open: Is a directory\n")
+    );
+    // `fs test` keeps 1 for "does not hold".
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", "/nope"]).code, 1);
+    assert_eq!(c.run_as("mallory", &["fs", "test", "-e", "/secure/x"]).code, 4);
+
+    // The table is in the help.
+    let help = c.ok(&["--help"]);
+    assert!(
+        help.contains("Exit status:") && help.contains("7  unavailable"),
+        "{help}"
+    );
+
+    // A stopped namenode: 7.
+    c.nn.terminate(Duration::from_secs(20));
+    let o = c.run_as("hdfs", &["fs", "ls", "/"]);
+    assert_eq!(o.code, 7, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with(&format!("granary: cannot connect to namenode at {}", c.rpc)),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stdout, "");
+}
+
+/// Runs `cmd` with stdout a pipe whose reader is already gone.
+fn into_closed_pipe(mut cmd: Command) -> Out {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Out::of(cmd.stdout(writer).stderr(Stdio::piped()).output().unwrap())
+}
+
+/// `granary admin report | head` and the like: when the reader of stdout
+/// goes away the command ends quietly, exit 0, as `hdfs dfs` does; no
+/// panic, no "Broken pipe".
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let c = cluster();
+    let dirs: Vec<String> = (0..1500).map(|i| format!("/many/d{i:04}")).collect();
+    let mut args = vec!["fs", "mkdir", "-p"];
+    args.extend(dirs.iter().map(String::as_str));
+    c.ok(&args);
+    for args in [
+        &["admin", "report"][..],
+        &["admin", "safemode", "get"],
+        &["fs", "ls", "/many"],
+        &["fs", "ls", "-R", "/"],
+        &["fs", "stat", "/many"],
+        &["fs", "count", "/many"],
+        &["fsck", "/", "-files"],
+    ] {
+        let o = into_closed_pipe(c.cmd("hdfs", args));
+        assert_eq!(o.code, 0, "{args:?}: {}", o.stderr);
+        assert_eq!(o.stderr, "", "{args:?}");
+    }
+    // A reader that takes the first lines and goes (`| head -3`).
+    let mut child = c
+        .cmd("hdfs", &["fs", "ls", "/many"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let o = Out::of(child.wait_with_output().unwrap());
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert!(first.starts_with(b"Found 1500 items"));
+    // Failures still say so when stdout is closed.
+    let o = into_closed_pipe(c.cmd("hdfs", &["fs", "ls", "/nope"]));
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (3, "granary: /nope: No such file or directory\n")
+    );
+    // rm goes on deleting when nobody reads what it did.
+    let o = into_closed_pipe(c.cmd("hdfs", &["fs", "rm", "-r", "/many/d0000", "/many/d0001"]));
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", "/many/d0001"]).code, 1);
 }

@@ -408,3 +408,50 @@ fn a_metadata_checkpoint_restores_the_namespace() {
     let fsck = ok(&c, &["fsck", "/"]);
     assert!(fsck.contains("is HEALTHY"), "{fsck}");
 }
+
+/// `granary fs cat big | head`: once the reader of stdout goes away the
+/// command stops quietly with exit 0, as `hdfs dfs -cat` does, instead of
+/// printing "Broken pipe" (or panicking).
+#[test]
+fn cat_into_a_closed_pipe_ends_quietly() {
+    let c = ProcessCluster::start(1, &[]);
+    let local = c.dir.path().join("big.bin");
+    let bytes = pseudo_random(4 * 1024 * 1024, 7);
+    std::fs::write(&local, &bytes).unwrap();
+    ok(&c, &["fs", "put", local.to_str().unwrap(), "/big.bin"]);
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary"));
+        cmd.args(["--namenode", &c.rpc])
+            .args(args)
+            .env("GRANARY_USER", "hdfs");
+        cmd
+    };
+    // The reader is gone before the first byte.
+    for args in [
+        &["fs", "cat", "/big.bin"][..],
+        &["fs", "cat", "/big.bin", "/big.bin"],
+        &["fs", "get", "/big.bin", "-"],
+        &["fs", "tail", "/big.bin"],
+        &["admin", "report"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = run(args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+    // The reader takes the first bytes and goes (`| head -c 1000`).
+    let mut child = run(&["fs", "cat", "/big.bin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = vec![0u8; 1000];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(head, bytes[..1000]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}
