@@ -91,9 +91,6 @@ pub struct AllocatedBlock {
     pub offset: u64,
 }
 
-#[cfg(test)]
-type WalkHook = Box<dyn FnOnce(&Namespace) + Send>;
-
 pub struct Namespace {
     /// Shared with the group commit's syncer thread.
     db: Arc<DB>,
@@ -110,9 +107,6 @@ pub struct Namespace {
     /// Lets creates and renames walk their paths before taking the lock and
     /// re-read only parents and last components under it.
     structure: AtomicU64,
-    /// Runs between a create's or rename's walk and its lock (tests of that window).
-    #[cfg(test)]
-    after_walk: parking_lot::Mutex<Option<WalkHook>>,
     commit: GroupCommit<rocksdb::Error>,
     next_inode: AtomicU64,
     next_block: AtomicU64,
@@ -194,8 +188,6 @@ impl Namespace {
             cfg,
             write_lock: Mutex::new(()),
             structure: AtomicU64::new(0),
-            #[cfg(test)]
-            after_walk: parking_lot::Mutex::new(None),
             commit,
             next_inode: AtomicU64::new(ROOT_ID + 1),
             // Block ids start high so they never look like inode ids in logs.
@@ -235,8 +227,6 @@ impl Namespace {
             cfg,
             write_lock: Mutex::new(()),
             structure: AtomicU64::new(0),
-            #[cfg(test)]
-            after_walk: parking_lot::Mutex::new(None),
             commit,
             next_inode: AtomicU64::new(next_inode),
             next_block: AtomicU64::new(next_block),
