@@ -13,14 +13,15 @@ pub struct LocalNamenode {
 }
 
 pub fn config(data_dir: &std::path::Path) -> NamenodeConfig {
-    NamenodeConfig {
+    let mut c = NamenodeConfig {
         data_dir: data_dir.to_path_buf(),
         rpc_addr: "127.0.0.1:0".parse().expect("loopback address"),
         http_addr: "127.0.0.1:0".parse().expect("loopback address"),
-        superuser: SUPERUSER.into(),
-        safemode_extension_ms: 0,
         ..Default::default()
-    }
+    };
+    c.namespace.superuser = SUPERUSER.into();
+    c.safemode.extension_ms = 0;
+    c
 }
 
 /// Formats `data_dir` (or a temp dir) when empty and starts a namenode on it.

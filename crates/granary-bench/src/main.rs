@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
                 let nn = local::start(None).await?;
                 let st = nn.nn.state.clone();
                 let caller = st
-                    .ns
+                    .ns()
                     .caller(granary_common::identity::Identity::new(local::SUPERUSER));
                 tokio::task::spawn_blocking(move || nnbench::in_process(st, caller, ops, threads, route))
                     .await??;
@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
                 t.elapsed().as_secs_f64()
             );
             let st = &nn.nn.state;
-            blockreport::run(&nn.nn.rpc_addr.to_string(), list, &st.secret, &st.cluster_id).await?;
+            blockreport::run(&nn.nn.rpc_addr.to_string(), list, st.secret(), st.cluster_id()).await?;
             nn.nn.shutdown().await?;
             Ok(())
         }

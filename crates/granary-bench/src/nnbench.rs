@@ -68,7 +68,7 @@ pub fn in_process(
     threads: usize,
     route: Route,
 ) -> anyhow::Result<()> {
-    let ns = &st.ns;
+    let ns = st.ns();
     let svc = Arc::new(ClientService::new(st.clone()));
     let rt = tokio::runtime::Handle::current();
     let label = match route {
@@ -98,7 +98,7 @@ pub fn in_process(
                         let t = Instant::now();
                         match route {
                             Route::Service => rt.block_on(one_via_service(&svc, phase, i))?,
-                            Route::Direct => one_in_process(&st.ns, &caller, phase, i)?,
+                            Route::Direct => one_in_process(st.ns(), &caller, phase, i)?,
                         }
                         lat.record(t.elapsed());
                     }

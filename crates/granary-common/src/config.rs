@@ -30,3 +30,63 @@ where
         message: e.to_string(),
     })
 }
+
+/// A setting that moved from the top level of a daemon's file into a
+/// section: `old = v` at the top level is read as `key = v` in `[section]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Moved {
+    pub old: &'static str,
+    pub section: &'static str,
+    pub key: &'static str,
+}
+
+/// [`load_toml`], also accepting settings at their former top-level keys
+/// (`moved`); the second element names each one found, for a warning.
+pub fn load_toml_moving<T>(path: Option<&Path>, moved: &[Moved]) -> Result<(T, Vec<String>), ConfigError>
+where
+    T: serde::de::DeserializeOwned + Default,
+{
+    let Some(path) = path else {
+        return Ok((T::default(), Vec::new()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+    if !moved.iter().any(|m| table.contains_key(m.old)) {
+        // The usual case: parsed from the text, so errors show the line.
+        let value = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+        return Ok((value, Vec::new()));
+    }
+    let mut notes = Vec::new();
+    for m in moved {
+        let Some(v) = table.remove(m.old) else {
+            continue;
+        };
+        let section = table
+            .entry(m.section)
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        let Some(section) = section.as_table_mut() else {
+            return Err(parse_error(format!("`{}` must be a table", m.section)));
+        };
+        if section.contains_key(m.key) {
+            return Err(parse_error(format!(
+                "`{}` is set twice: as `{}` and as `{}` in [{}]",
+                m.key, m.old, m.key, m.section
+            )));
+        }
+        section.insert(m.key.to_string(), v);
+        notes.push(format!("`{}` is now `{}` in [{}]", m.old, m.key, m.section));
+    }
+    let value = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+    Ok((value, notes))
+}

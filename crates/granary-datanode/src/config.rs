@@ -1,16 +1,25 @@
 //! Datanode configuration: TOML file (`--config`), then `GRANARY_*`
 //! environment variables, then flags; later layers win.
+//!
+//! The file has the node's identity and addresses at the top level and a
+//! section per subsystem: `[storage]`, `[transfer]`, `[block_scanner]`,
+//! `[limits]`. Settings from before the sections are still read at the top
+//! level ([`MOVED`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use granary_common::config::ConfigError;
+use granary_common::config::{ConfigError, Moved};
 use granary_common::defaults;
 use granary_common::logging::LogFormat;
 
+/// Every datanode setting. See docs/configuration.md.
+///
+/// Top-level values come before the sections: TOML needs them there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatanodeConfig {
@@ -26,29 +35,95 @@ pub struct DatanodeConfig {
     pub rack: String,
     pub log_format: LogFormat,
     pub heartbeat_interval_ms: u64,
+    /// A copy of the namenode's cluster secret (`<namenode data dir>/cluster-secret`):
+    /// the datanode proves it holds it when registering.
+    pub cluster_secret_file: PathBuf,
+    pub storage: StorageConfig,
+    pub transfer: TransferConfig,
+    pub block_scanner: BlockScannerConfig,
+    /// Connection limits of the RPC and HTTP ports.
+    pub limits: granary_common::conn_guard::Limits,
+}
+
+/// `[storage]`: how replicas are kept on the data dirs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
     /// Space left untouched on each disk for other uses.
     pub reserved_bytes: u64,
     /// Fsync every finalized replica (HDFS default: off; hsync forces it per packet).
     pub sync_on_close: bool,
-    /// The block scanner verifies every replica once per this period (HDFS: 3 weeks).
-    pub block_scan_period_ms: u64,
-    /// Read rate of the block scanner per datanode (HDFS: 1 MiB/s per volume).
-    pub block_scan_bytes_per_sec: u64,
+}
+
+/// `[transfer]`: write pipelines and block reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferConfig {
     /// How long this datanode waits for the next node of a write pipeline
     /// to answer (ready, or the next ack) before reporting it failed; 5 s
     /// more per node after that one (HDFS: dfs.client.socket-timeout, 60 s).
     /// Also how long a writer may leave a pipeline without its header or its
     /// next packet.
     pub socket_timeout_ms: u64,
-    /// A copy of the namenode's cluster secret (`<namenode data dir>/cluster-secret`):
-    /// the datanode proves it holds it when registering.
-    pub cluster_secret_file: PathBuf,
     /// Write pipelines and block reads served at once; more are refused
     /// with "busy" (HDFS: dfs.datanode.max.transfer.threads, 4096).
     pub max_transfers: u32,
-    /// Connection limits of the RPC and HTTP ports.
-    pub limits: granary_common::conn_guard::Limits,
 }
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            socket_timeout_ms: 60_000,
+            max_transfers: 4096,
+        }
+    }
+}
+
+impl TransferConfig {
+    pub fn socket_timeout(&self) -> Duration {
+        Duration::from_millis(self.socket_timeout_ms)
+    }
+}
+
+/// `[block_scanner]`: the background verification of every replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockScannerConfig {
+    /// Every replica is verified once per this period (HDFS: 3 weeks).
+    pub period_ms: u64,
+    /// Read rate of the scanner per datanode (HDFS: 1 MiB/s per volume).
+    pub bytes_per_sec: u64,
+}
+
+impl Default for BlockScannerConfig {
+    fn default() -> Self {
+        Self {
+            period_ms: 21 * 24 * 60 * 60 * 1000,
+            bytes_per_sec: 1 << 20,
+        }
+    }
+}
+
+impl BlockScannerConfig {
+    pub fn period(&self) -> Duration {
+        Duration::from_millis(self.period_ms.max(100))
+    }
+}
+
+const fn moved(old: &'static str, section: &'static str, key: &'static str) -> Moved {
+    Moved { old, section, key }
+}
+
+/// Settings that were top-level keys before the sections; a file naming
+/// them still works, with a warning at start.
+pub const MOVED: &[Moved] = &[
+    moved("reserved_bytes", "storage", "reserved_bytes"),
+    moved("sync_on_close", "storage", "sync_on_close"),
+    moved("socket_timeout_ms", "transfer", "socket_timeout_ms"),
+    moved("max_transfers", "transfer", "max_transfers"),
+    moved("block_scan_period_ms", "block_scanner", "period_ms"),
+    moved("block_scan_bytes_per_sec", "block_scanner", "bytes_per_sec"),
+];
 
 impl Default for DatanodeConfig {
     fn default() -> Self {
@@ -61,13 +136,10 @@ impl Default for DatanodeConfig {
             rack: "/default-rack".into(),
             log_format: LogFormat::Text,
             heartbeat_interval_ms: 3_000,
-            reserved_bytes: 0,
-            sync_on_close: false,
-            block_scan_period_ms: 21 * 24 * 60 * 60 * 1000,
-            block_scan_bytes_per_sec: 1 << 20,
-            socket_timeout_ms: 60_000,
             cluster_secret_file: PathBuf::new(),
-            max_transfers: 4096,
+            storage: Default::default(),
+            transfer: Default::default(),
+            block_scanner: Default::default(),
             limits: Default::default(),
         }
     }
@@ -89,7 +161,7 @@ impl DatanodeConfig {
                 "heartbeat_interval_ms must be positive".into(),
             ));
         }
-        if self.socket_timeout_ms == 0 {
+        if self.transfer.socket_timeout_ms == 0 {
             return Err(ConfigError::Invalid("socket_timeout_ms must be positive".into()));
         }
         if self.namenode.is_empty() {
@@ -102,7 +174,7 @@ impl DatanodeConfig {
                     .into(),
             ));
         }
-        if self.max_transfers == 0 {
+        if self.transfer.max_transfers == 0 {
             return Err(ConfigError::Invalid("max_transfers must be positive".into()));
         }
         self.limits.validate().map_err(ConfigError::Invalid)?;
@@ -194,35 +266,105 @@ pub struct Cli {
     pub check_config: bool,
 }
 
+/// `*setting = flag` when the flag was given.
+fn set<T: Clone>(setting: &mut T, flag: &Option<T>) {
+    if let Some(v) = flag {
+        *setting = v.clone();
+    }
+}
+
 impl Cli {
+    /// The file's settings with the flags applied on top, validated.
     pub fn resolve(&self) -> Result<DatanodeConfig, ConfigError> {
-        let mut c: DatanodeConfig = granary_common::config::load_toml(self.config.as_deref())?;
-        macro_rules! over {
-            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
-        }
-        over!(
-            namenode,
-            rpc_addr,
-            http_addr,
-            advertise_host,
-            rack,
-            log_format,
-            heartbeat_interval_ms,
-            reserved_bytes,
-            block_scan_period_ms,
-            block_scan_bytes_per_sec,
-            socket_timeout_ms,
-            cluster_secret_file,
-            max_transfers
-        );
-        macro_rules! over_limits {
-            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.limits.$f = v; } )* };
-        }
-        over_limits!(max_connections, handshake_timeout_ms, idle_timeout_ms);
+        Ok(self.resolve_noting_moved()?.0)
+    }
+
+    /// [`Cli::resolve`], and a note for each setting the file gives at its
+    /// former top-level key.
+    pub fn resolve_noting_moved(&self) -> Result<(DatanodeConfig, Vec<String>), ConfigError> {
+        let (mut c, moved): (DatanodeConfig, _) =
+            granary_common::config::load_toml_moving(self.config.as_deref(), MOVED)?;
+        set(&mut c.namenode, &self.namenode);
+        set(&mut c.rpc_addr, &self.rpc_addr);
+        set(&mut c.http_addr, &self.http_addr);
+        set(&mut c.advertise_host, &self.advertise_host);
+        set(&mut c.rack, &self.rack);
+        set(&mut c.log_format, &self.log_format);
+        set(&mut c.heartbeat_interval_ms, &self.heartbeat_interval_ms);
+        set(&mut c.cluster_secret_file, &self.cluster_secret_file);
+        set(&mut c.storage.reserved_bytes, &self.reserved_bytes);
+        set(&mut c.transfer.socket_timeout_ms, &self.socket_timeout_ms);
+        set(&mut c.transfer.max_transfers, &self.max_transfers);
+        set(&mut c.block_scanner.period_ms, &self.block_scan_period_ms);
+        set(&mut c.block_scanner.bytes_per_sec, &self.block_scan_bytes_per_sec);
+        set(&mut c.limits.max_connections, &self.max_connections);
+        set(&mut c.limits.handshake_timeout_ms, &self.handshake_timeout_ms);
+        set(&mut c.limits.idle_timeout_ms, &self.idle_timeout_ms);
         if !self.data_dirs.is_empty() {
             c.data_dirs = self.data_dirs.clone();
         }
         c.validate()?;
-        Ok(c)
+        Ok((c, moved))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_file(text: &str) -> Result<(DatanodeConfig, Vec<String>), ConfigError> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let f = tmp.path().join("dn.toml");
+        std::fs::write(&f, text).expect("write");
+        Cli {
+            config: Some(f),
+            cluster_secret_file: Some("/x/cluster-secret".into()),
+            ..Default::default()
+        }
+        .resolve_noting_moved()
+    }
+
+    #[test]
+    fn sections_flags_and_former_top_level_keys() {
+        let (c, moved) = resolve_file(
+            "[transfer]
+max_transfers = 7
+[block_scanner]
+period_ms = 500
+",
+        )
+        .expect("valid");
+        assert_eq!(c.transfer.max_transfers, 7);
+        assert_eq!(c.block_scanner.period_ms, 500);
+        assert!(moved.is_empty());
+        let (c, moved) = resolve_file(
+            "reserved_bytes = 9
+block_scan_bytes_per_sec = 3
+",
+        )
+        .expect("valid");
+        assert_eq!(c.storage.reserved_bytes, 9);
+        assert_eq!(c.block_scanner.bytes_per_sec, 3);
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        let e = resolve_file(
+            "[storage]
+reserved_byte = 1
+",
+        )
+        .expect_err("typo");
+        assert!(e.to_string().contains("reserved_byte"), "{e}");
+    }
+
+    /// What `--check-config` prints is a valid file giving the same settings.
+    #[test]
+    fn effective_config_round_trips() {
+        let c = DatanodeConfig {
+            cluster_secret_file: "/x/cluster-secret".into(),
+            ..Default::default()
+        };
+        let text = toml::to_string(&c).expect("serializes");
+        let (back, moved) = resolve_file(&text).expect("valid");
+        assert_eq!(back, c);
+        assert!(moved.is_empty());
     }
 }

@@ -12,13 +12,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = cli.resolve()?;
+    let (config, moved) = cli.resolve_noting_moved()?;
     if cli.check_config {
         print!("{}", toml::to_string(&config)?);
+        for m in &moved {
+            eprintln!("warning: {m}");
+        }
         eprintln!("configuration is valid");
         return Ok(());
     }
     granary_common::logging::init(config.log_format);
+    for m in &moved {
+        tracing::warn!("config file: {m}; the old key still works");
+    }
     let rpc = tokio::net::TcpListener::bind(config.rpc_addr)
         .await
         .with_context(|| format!("cannot listen on rpc_addr {}", config.rpc_addr))?;

@@ -83,7 +83,7 @@ pub async fn start(
             .cloned()
             .zip(versions.iter().map(|v| v.storage_id.clone()))
             .collect();
-        let storage = Storage::open(&vols, config.reserved_bytes, config.sync_on_close)?;
+        let storage = Storage::open(&vols, config.storage.reserved_bytes, config.storage.sync_on_close)?;
         Ok((versions, storage))
     })
     .await??;
@@ -108,8 +108,8 @@ pub async fn start(
         id.clone(),
         cluster_id,
         ev_tx,
-        Duration::from_millis(config.socket_timeout_ms),
-        config.max_transfers,
+        config.transfer.socket_timeout(),
+        config.transfer.max_transfers,
     );
 
     let actor = Actor {
@@ -122,8 +122,8 @@ pub async fn start(
     };
     tokio::spawn(crate::block_scanner::run(
         ctx.clone(),
-        Duration::from_millis(config.block_scan_period_ms.max(100)),
-        config.block_scan_bytes_per_sec,
+        config.block_scanner.period(),
+        config.block_scanner.bytes_per_sec,
         token.child_token(),
     ));
     {

@@ -10,10 +10,41 @@
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 
 use crate::inode::now_ms;
 use granary_common::block_token::{self, BlockAccess, BlockKeys};
 use granary_proto as pb;
+
+/// `[block_tokens]` of the namenode configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockTokenConfig {
+    /// How often a new block-token signing key is made (HDFS: 10 h).
+    pub key_update_interval_ms: u64,
+    /// How long a block access token is valid (HDFS: 10 h).
+    pub lifetime_ms: u64,
+}
+
+impl Default for BlockTokenConfig {
+    fn default() -> Self {
+        Self {
+            key_update_interval_ms: 10 * 60 * 60 * 1000,
+            lifetime_ms: 10 * 60 * 60 * 1000,
+        }
+    }
+}
+
+impl BlockTokenConfig {
+    pub fn validate(&self) -> Result<(), granary_common::config::ConfigError> {
+        if self.key_update_interval_ms == 0 || self.lifetime_ms == 0 {
+            return Err(granary_common::config::ConfigError::Invalid(
+                "block_tokens key_update_interval_ms and lifetime_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 struct Keys {
     /// Oldest first; the last is the next key, the one before it signs.
@@ -29,6 +60,13 @@ pub struct BlockKeyManager {
 }
 
 impl BlockKeyManager {
+    pub fn from_config(cfg: &BlockTokenConfig) -> Self {
+        Self::new(
+            Duration::from_millis(cfg.key_update_interval_ms),
+            Duration::from_millis(cfg.lifetime_ms),
+        )
+    }
+
     pub fn new(update_interval: Duration, token_lifetime: Duration) -> Self {
         let m = Self {
             inner: RwLock::new(Keys {

@@ -16,7 +16,7 @@ impl NamenodeState {
     /// the checkpoint directory. Everything in it is readable by the
     /// namenode's user only. Returns where it went and the bytes written.
     pub fn checkpoint(&self, requested: &str) -> Result<(PathBuf, u64)> {
-        let root = self.config.checkpoint_path();
+        let root = self.config().checkpoint_path();
         let internal = |what: &str, p: &Path, e: std::io::Error| {
             NnError::Internal(format!("checkpoint {what} {}: {e}", p.display()))
         };
@@ -38,7 +38,7 @@ impl NamenodeState {
         }
         let io = |e: std::io::Error| internal("directory", &dir, e);
         let ns_dir = crate::layout::namespace_dir(&dir);
-        rocksdb::checkpoint::Checkpoint::new(self.ns.db())
+        rocksdb::checkpoint::Checkpoint::new(self.ns().db())
             .and_then(|c| c.create_checkpoint(&ns_dir))
             .map_err(|e| NnError::Internal(format!("rocksdb checkpoint: {e}")))?;
         // RocksDB makes its files as the umask says. (Its hard links share
@@ -52,15 +52,15 @@ impl NamenodeState {
         }
         // The cluster secret, when kept with the metadata: a namenode started
         // on the checkpoint must still admit the cluster's datanodes.
-        let secret = self.config.data_dir.join("cluster-secret");
-        if self.config.cluster_secret_path() == secret && secret.exists() {
+        let secret = self.config().data_dir.join("cluster-secret");
+        if self.config().cluster_secret_path() == secret && secret.exists() {
             let to = dir.join("cluster-secret");
             std::fs::copy(&secret, &to).map_err(io)?;
             set_mode(&to, 0o600).map_err(io)?;
         }
         // VERSION last: a directory with it is a complete checkpoint.
         let version = dir.join("VERSION");
-        std::fs::copy(self.config.data_dir.join("VERSION"), &version).map_err(io)?;
+        std::fs::copy(self.config().data_dir.join("VERSION"), &version).map_err(io)?;
         set_mode(&version, 0o600).map_err(io)?;
         Ok((dir, bytes))
     }

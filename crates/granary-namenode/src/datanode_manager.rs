@@ -5,9 +5,55 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 
 use crate::inode::now_ms;
 use granary_proto as pb;
+
+/// `[datanodes]` of the namenode configuration: how often datanodes are
+/// heard from, and when silence makes one stale or dead.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatanodesConfig {
+    /// Heartbeat period told to datanodes.
+    pub heartbeat_interval_ms: u64,
+    /// A datanode silent this long gets no new replicas.
+    pub stale_after_ms: u64,
+    /// Silent this long: dead, its replicas forgotten and copied elsewhere.
+    pub dead_after_ms: u64,
+    /// How often datanodes send full block reports (HDFS: 6 h).
+    pub block_report_interval_ms: u64,
+}
+
+impl Default for DatanodesConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 3_000,
+            stale_after_ms: 15_000,
+            dead_after_ms: 60_000,
+            block_report_interval_ms: 6 * 60 * 60 * 1000,
+        }
+    }
+}
+
+impl DatanodesConfig {
+    pub fn stale_after(&self) -> Duration {
+        Duration::from_millis(self.stale_after_ms)
+    }
+
+    pub fn dead_after(&self) -> Duration {
+        Duration::from_millis(self.dead_after_ms)
+    }
+
+    pub fn validate(&self) -> Result<(), granary_common::config::ConfigError> {
+        if !(self.heartbeat_interval_ms < self.stale_after_ms && self.stale_after_ms < self.dead_after_ms) {
+            return Err(granary_common::config::ConfigError::Invalid(
+                "need heartbeat_interval_ms < stale_after_ms < dead_after_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// An operator's choice for a datanode, independent of its liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +107,10 @@ pub struct DatanodeManager {
 }
 
 impl DatanodeManager {
+    pub fn from_config(cfg: &DatanodesConfig) -> Self {
+        Self::new(cfg.stale_after(), cfg.dead_after())
+    }
+
     pub fn new(stale_after: Duration, dead_after: Duration) -> Self {
         Self {
             nodes: RwLock::new(HashMap::new()),

@@ -35,8 +35,8 @@ pub fn router(state: Arc<NamenodeState>, metrics: Arc<NamenodeMetrics>, rpc_addr
 async fn readyz(State(st): State<Arc<NamenodeState>>) -> String {
     format!(
         "ready\ncluster_id {}\nuptime_secs {}\ndatanodes {}\n",
-        st.cluster_id,
-        st.started.elapsed().as_secs(),
-        st.datanodes.report().len()
+        st.cluster_id(),
+        st.started().elapsed().as_secs(),
+        st.datanodes().report().len()
     )
 }

@@ -8,9 +8,29 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, Result};
 use crate::permission::Caller;
+
+/// `[leases]` of the namenode configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// Until a writer's lease is this old, no other client can take its file (HDFS: 60 s).
+    pub soft_limit_ms: u64,
+    /// After this long without renewal the namenode recovers the file itself (HDFS: 20 min).
+    pub hard_limit_ms: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            soft_limit_ms: 60_000,
+            hard_limit_ms: 20 * 60 * 1000,
+        }
+    }
+}
 
 struct Lease {
     /// The user whose client holds the lease.
@@ -26,6 +46,13 @@ pub struct LeaseManager {
 }
 
 impl LeaseManager {
+    pub fn from_config(cfg: &LeaseConfig) -> Self {
+        Self::new(
+            Duration::from_millis(cfg.soft_limit_ms),
+            Duration::from_millis(cfg.hard_limit_ms),
+        )
+    }
+
     pub fn new(soft: Duration, hard: Duration) -> Self {
         Self {
             soft,

@@ -12,13 +12,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = cli.opts.resolve()?;
+    let (config, moved) = cli.opts.resolve_noting_moved()?;
     if cli.check_config {
         print!("{}", toml::to_string(&config)?);
+        for m in &moved {
+            eprintln!("warning: {m}");
+        }
         eprintln!("configuration is valid");
         return Ok(());
     }
     granary_common::logging::init(config.log_format);
+    for m in &moved {
+        tracing::warn!("config file: {m}; the old key still works");
+    }
     match cli.command {
         Some(Command::Format { force, cluster_id }) => {
             let v = granary_namenode::format(&config, force, cluster_id)?;

@@ -146,7 +146,7 @@ impl NamenodeMetrics {
         for s in ["live", "stale", "dead", "decommissioning", "decommissioned"] {
             by_state.insert(s, 0);
         }
-        for d in st.datanodes.report() {
+        for d in st.datanodes().report() {
             let s = match pb::DatanodeState::try_from(d.state) {
                 Ok(pb::DatanodeState::Stale) => "stale",
                 Ok(pb::DatanodeState::Dead) => "dead",
@@ -168,11 +168,11 @@ impl NamenodeMetrics {
         self.corrupt_replicas.set(h.corrupt_replicas as i64);
         self.pending.set(h.pending_replications as i64);
         self.safe_mode.set(i64::from(h.safe_mode));
-        self.uptime.set(st.started.elapsed().as_secs_f64());
+        self.uptime.set(st.started().elapsed().as_secs_f64());
         self.mutation_queue
-            .set(i64::try_from(st.mutations.queued()).unwrap_or(i64::MAX));
-        self.mutation_busy.set(st.mutations.busy_seconds());
-        let db = st.ns.db();
+            .set(i64::try_from(st.mutations().queued()).unwrap_or(i64::MAX));
+        self.mutation_busy.set(st.mutations().busy_seconds());
+        let db = st.ns().db();
         let mut memtables = 0;
         for cf in crate::inode::ALL_CFS {
             let Some(h) = db.cf_handle(cf) else { continue };

@@ -9,23 +9,82 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
-use crate::datanode_manager::{AdminState, Liveness};
+use crate::block_keys::BlockKeyManager;
+use crate::block_manager::BlockManager;
+use crate::datanode_manager::{AdminState, DatanodeManager, Liveness};
 use crate::error::Result;
-use crate::state::NamenodeState;
+use crate::namespace::Namespace;
+use crate::placement::PlacementPolicy;
 use granary_common::block_token::BlockAccess;
 use granary_proto as pb;
 
 /// Blocks checked per monitor round, so one round never runs long.
 const BLOCKS_PER_ROUND: usize = 20_000;
 
+/// `[redundancy]` of the namenode configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedundancyConfig {
+    /// How often the monitor checks queued blocks (HDFS: 3 s).
+    pub interval_ms: u64,
+    /// Full scan of every block for wrong replica counts (the first one a
+    /// dead interval after start, once datanodes had time to report).
+    pub scan_interval_ms: u64,
+    /// Copies a datanode is asked to send at once (HDFS: 2).
+    pub max_replication_streams: u32,
+    /// A scheduled copy not reported by then is scheduled again (HDFS: 300 s).
+    pub pending_replication_timeout_ms: u64,
+}
+
+impl Default for RedundancyConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 3_000,
+            scan_interval_ms: 10 * 60 * 1000,
+            max_replication_streams: 2,
+            pending_replication_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl RedundancyConfig {
+    /// Copies one datanode is asked to send at once.
+    pub fn max_streams(&self) -> usize {
+        self.max_replication_streams as usize
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.max(50))
+    }
+
+    pub fn scan_interval(&self) -> Duration {
+        Duration::from_millis(self.scan_interval_ms.max(1000))
+    }
+
+    fn pending_timeout(&self) -> Duration {
+        Duration::from_millis(self.pending_replication_timeout_ms)
+    }
+}
+
+/// The parts of the namenode a monitor round reads and changes besides its
+/// own queues; lent by the namenode's state for each round.
+pub struct Cluster<'a> {
+    pub ns: &'a Namespace,
+    pub blocks: &'a BlockManager,
+    pub datanodes: &'a DatanodeManager,
+    pub placement: &'a dyn PlacementPolicy,
+    pub block_keys: &'a BlockKeyManager,
+}
+
 struct Pending {
     targets: Vec<String>,
     deadline: Instant,
 }
 
-#[derive(Default)]
 pub struct Redundancy {
+    cfg: RedundancyConfig,
     /// Blocks to look at, lowest id first.
     queue: Mutex<BTreeSet<u64>>,
     /// Copies scheduled and not yet reported, by block.
@@ -56,6 +115,21 @@ pub struct RoundStats {
 }
 
 impl Redundancy {
+    pub fn new(cfg: RedundancyConfig) -> Self {
+        Self {
+            cfg,
+            queue: Default::default(),
+            pending: Default::default(),
+            commands: Default::default(),
+            health: Default::default(),
+            corrupt_replicas: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> &RedundancyConfig {
+        &self.cfg
+    }
+
     /// Under-replicated and missing blocks, as of each block's last check.
     pub fn health(&self) -> HealthCounts {
         let h = self.health.lock();
@@ -128,12 +202,9 @@ impl Redundancy {
         self.commands.lock().get(uuid).map_or(0, VecDeque::len)
     }
 
-    /// One pass over the queue.
-    pub fn run_round(&self, st: &NamenodeState) -> Result<RoundStats> {
-        // Replica counts mean little until datanodes have reported.
-        if st.safe_mode.is_on() {
-            return Ok(RoundStats::default());
-        }
+    /// One pass over the queue (not in safe mode: replica counts mean
+    /// little until datanodes have reported; the caller sees to that).
+    pub fn run_round(&self, st: &Cluster<'_>) -> Result<RoundStats> {
         let now = Instant::now();
         // Copies that never arrived are tried again.
         let expired: Vec<u64> = {
@@ -179,7 +250,7 @@ impl Redundancy {
 
     /// Marks decommissioning nodes decommissioned once every block they
     /// hold has its replicas (as many as the cluster can give) elsewhere.
-    fn check_decommissioning(&self, st: &NamenodeState) -> Result<()> {
+    fn check_decommissioning(&self, st: &Cluster<'_>) -> Result<()> {
         for uuid in st.datanodes.decommissioning() {
             let normal_nodes = st
                 .datanodes
@@ -224,7 +295,7 @@ impl Redundancy {
 
     fn check_block(
         &self,
-        st: &NamenodeState,
+        st: &Cluster<'_>,
         id: u64,
         now: Instant,
         stats: &mut RoundStats,
@@ -293,7 +364,7 @@ impl Redundancy {
             return Ok(Outcome::Done);
         }
         if have < target {
-            let max_streams = st.config.max_replication_streams as usize;
+            let max_streams = self.cfg.max_streams();
             let Some(source) = all_holders
                 .iter()
                 .filter(|u| st.datanodes.liveness(u) == Some(Liveness::Live))
@@ -341,10 +412,10 @@ impl Redundancy {
             let cmd = pb::ReplicateCommand {
                 block: Some(block),
                 targets: ids,
-                access_token: st.token(&block, BlockAccess::Write),
+                access_token: st.block_keys.token(&block, BlockAccess::Write),
             };
             self.commands.lock().entry(source).or_default().push_back(cmd);
-            let timeout = Duration::from_millis(st.config.pending_replication_timeout_ms);
+            let timeout = self.cfg.pending_timeout();
             let mut p = self.pending.lock();
             let entry = p.entry(id).or_insert_with(|| Pending {
                 targets: Vec::new(),

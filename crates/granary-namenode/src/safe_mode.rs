@@ -1,7 +1,7 @@
 //! Safe mode: after a start the namenode serves reads but refuses changes
-//! until datanodes have reported enough blocks (`safemode_threshold` of all
+//! until datanodes have reported enough blocks (`[safemode] threshold` of all
 //! blocks with at least `min_replication` replicas), then waits
-//! `safemode_extension_ms` more and leaves by itself. Operators can also enter
+//! `extension_ms` more and leaves by itself. Operators can also enter
 //! and leave it by hand; a manual safe mode is only left by hand.
 //!
 //! The number of blocks to wait for comes from a scan of the namespace that
@@ -11,6 +11,39 @@
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// `[safemode]` of the namenode configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafeModeConfig {
+    /// Fraction of blocks that must have `min_replication` replicas
+    /// reported before safe mode ends by itself (HDFS: 0.999).
+    pub threshold: f64,
+    /// How long safe mode lasts after the threshold is reached (HDFS: 30 s).
+    pub extension_ms: u64,
+}
+
+impl Default for SafeModeConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.999,
+            extension_ms: 10_000,
+        }
+    }
+}
+
+impl SafeModeConfig {
+    pub fn validate(&self) -> Result<(), granary_common::config::ConfigError> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(granary_common::config::ConfigError::Invalid(format!(
+                "safemode threshold {} must be between 0 and 1",
+                self.threshold
+            )));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -34,6 +67,14 @@ pub struct SafeMode {
 impl SafeMode {
     /// Starts in safe mode unless there are no blocks to wait for (a total
     /// of `None` is not counted yet: see [`SafeMode::set_total`]).
+    pub fn from_config(total_blocks: Option<u64>, cfg: &SafeModeConfig) -> Self {
+        Self::new(
+            total_blocks,
+            cfg.threshold,
+            Duration::from_millis(cfg.extension_ms),
+        )
+    }
+
     pub fn new(total_blocks: Option<u64>, threshold: f64, extension: Duration) -> Self {
         Self {
             inner: Mutex::new(Inner {

@@ -45,9 +45,11 @@ pub fn format(
 ) -> Result<layout::VersionFile, ServeError> {
     let v = layout::format(&config.data_dir, force, cluster_id)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);
-    Namespace::create_new(&ns_dir, config.namespace_config()).map_err(|source| ServeError::Open {
-        path: ns_dir.display().to_string(),
-        source,
+    Namespace::create_new(&ns_dir, config.namespace.clone(), &config.groups).map_err(|source| {
+        ServeError::Open {
+            path: ns_dir.display().to_string(),
+            source,
+        }
     })?;
     let secret = config.cluster_secret_path();
     if !secret.exists() {
@@ -116,9 +118,9 @@ pub async fn start(
     let version = layout::check(&config.data_dir)?;
     let secret = load_secret(&config)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);
-    let ns_cfg = config.namespace_config();
+    let (ns_cfg, groups) = (config.namespace.clone(), config.groups.clone());
     let mut ns = tokio::task::spawn_blocking(move || {
-        Namespace::open(&ns_dir, ns_cfg).map_err(|source| ServeError::Open {
+        Namespace::open(&ns_dir, ns_cfg, &groups).map_err(|source| ServeError::Open {
             path: ns_dir.display().to_string(),
             source,
         })
@@ -154,11 +156,11 @@ pub async fn start(
         scanned.as_ref().map(|s| s.committed_blocks),
         secret,
     );
-    let out_of_service = state.ns.out_of_service().map_err(|source| ServeError::Open {
-        path: state.config.data_dir.display().to_string(),
+    let out_of_service = state.ns().out_of_service().map_err(|source| ServeError::Open {
+        path: state.config().data_dir.display().to_string(),
         source,
     })?;
-    state.datanodes.remember_out_of_service(out_of_service);
+    state.datanodes().remember_out_of_service(out_of_service);
     match scanned {
         Some(s) => adopt_startup_scan(&state, s),
         None => {
@@ -169,7 +171,7 @@ pub async fn start(
                 let t = std::time::Instant::now();
                 let (scan, counting) = (st.clone(), stop.clone());
                 let res =
-                    tokio::task::spawn_blocking(move || scan.ns.startup_scan(&|| counting.is_cancelled()))
+                    tokio::task::spawn_blocking(move || scan.ns().startup_scan(&|| counting.is_cancelled()))
                         .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r.map_err(|e| e.to_string()));
@@ -213,11 +215,11 @@ pub async fn start(
     // a keepalive, and the connection limits.
     let incoming = granary_common::conn_guard::incoming(
         rpc,
-        Gate::new("rpc", state.config.limits, metrics.connections.clone()),
+        Gate::new("rpc", state.config().limits, metrics.connections.clone()),
     );
     let rpc_server = tonic::transport::Server::builder()
         .layer(granary_common::metrics::RpcMetricsLayer(metrics.rpc.clone()))
-        .layer(crate::datanode_auth::DatanodeAuthLayer(state.sessions.clone()))
+        .layer(crate::datanode_auth::DatanodeAuthLayer(state.sessions().clone()))
         // Bounded HTTP/2 buffering per connection and stream.
         .initial_connection_window_size(4 << 20)
         .initial_stream_window_size(2 << 20)
@@ -230,7 +232,7 @@ pub async fn start(
     let http_token = token.child_token();
     let http = GatedListener {
         listener: http,
-        gate: Gate::new("http", state.config.limits, metrics.connections.clone()),
+        gate: Gate::new("http", state.config().limits, metrics.connections.clone()),
     };
     let http_server = axum::serve(
         http,
@@ -260,10 +262,10 @@ pub async fn start(
 fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
     // Writers of files open before the restart get a fresh lease period to renew.
     for (inode, client, user) in &scan.open_files {
-        state.leases.add(client, user, *inode);
+        state.leases().add(client, user, *inode);
     }
-    state.safe_mode.set_total(scan.committed_blocks);
-    if state.safe_mode.is_on() {
+    state.safe_mode().set_total(scan.committed_blocks);
+    if state.safe_mode().is_on() {
         tracing::info!(
             total_blocks = scan.committed_blocks,
             "in safe mode until datanodes report enough blocks"
@@ -273,7 +275,7 @@ fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
 
 /// Forgets the replicas of datanodes that stopped heartbeating.
 fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -> JoinHandle<()> {
-    let period = Duration::from_millis((state.config.heartbeat_interval_ms / 2).max(100));
+    let period = Duration::from_millis((state.config().datanodes.heartbeat_interval_ms / 2).max(100));
     tokio::spawn(async move {
         let mut removed = std::collections::HashSet::new();
         loop {
@@ -281,24 +283,20 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            for uuid in state.datanodes.dead_nodes() {
+            for uuid in state.datanodes().dead_nodes() {
                 if removed.insert(uuid.clone()) {
-                    state.datanodes.declare_dead(&uuid);
-                    // Its session ends: it must prove itself again.
-                    state.sessions.close(&uuid);
-                    let held = state.blocks.remove_node(&uuid);
-                    tracing::warn!(uuid = %uuid, replicas = held.len(), "datanode dead; its replicas are forgotten");
-                    state.redundancy.check(held);
+                    state.declare_dead(&uuid);
                 }
             }
-            removed.retain(|u| state.datanodes.liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
+            removed
+                .retain(|u| state.datanodes().liveness(u) == Some(crate::datanode_manager::Liveness::Dead));
             // Datanodes get the new set with their next heartbeat.
-            state.block_keys.roll();
+            state.block_keys().roll();
             // Finalize commands of recovered blocks not yet confirmed.
-            state.recovery.resend_due();
+            state.recovery().resend_due();
             state.update_safe_mode();
-            let expired = state.leases.expired();
-            if !expired.is_empty() && !state.safe_mode.is_on() {
+            let expired = state.leases().expired();
+            if !expired.is_empty() && !state.safe_mode().is_on() {
                 let st = state.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     for (client, files) in expired {
@@ -319,11 +317,11 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
 
 /// Runs the redundancy monitor's rounds, and its periodic full scans.
 fn spawn_redundancy_monitor(state: Arc<NamenodeState>, token: CancellationToken) -> JoinHandle<()> {
-    let period = Duration::from_millis(state.config.redundancy_interval_ms.max(50));
-    let scan_every = Duration::from_millis(state.config.redundancy_scan_interval_ms.max(1000));
+    let period = state.config().redundancy.interval();
+    let scan_every = state.config().redundancy.scan_interval();
     tokio::spawn(async move {
         // The first scan waits until datanodes have had time to report.
-        let mut next_scan = tokio::time::Instant::now() + state.config.dead_after();
+        let mut next_scan = tokio::time::Instant::now() + state.config().datanodes.dead_after();
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
@@ -334,15 +332,7 @@ fn spawn_redundancy_monitor(state: Arc<NamenodeState>, token: CancellationToken)
             if scan {
                 next_scan = tokio::time::Instant::now() + scan_every;
             }
-            let res = tokio::task::spawn_blocking(move || {
-                if scan {
-                    let mut all = Vec::new();
-                    st.ns.for_each_block(|id, _, _| all.push(id))?;
-                    st.redundancy.check(all);
-                }
-                st.redundancy.run_round(&st)
-            })
-            .await;
+            let res = tokio::task::spawn_blocking(move || st.redundancy_round(scan)).await;
             match res {
                 Ok(Ok(s)) if s.scheduled + s.excess_removed + s.missing > 0 => {
                     tracing::info!(

@@ -1,4 +1,11 @@
 //! Everything a running namenode holds, shared by its services.
+//!
+//! [`NamenodeState`] owns each subsystem; its fields are private. Services
+//! reach a subsystem through the accessor of the same name, and work that
+//! spans several subsystems (lease recovery, redundancy rounds, replica
+//! checks) is a method here, so the subsystems themselves never need the
+//! whole state: the redundancy monitor, for one, is handed a [`Cluster`]
+//! view of the parts it reads.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,35 +18,39 @@ use crate::datanode_auth::DatanodeSessions;
 use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::error::{NnError, Result};
 use crate::inode::BlockOwner;
+use crate::lease::LeaseManager;
 use crate::namespace::{LastBlockFate, Namespace};
 use crate::permission::Caller;
 use crate::placement::{PlacementContext, PlacementPolicy, RackAwarePlacement};
+use crate::redundancy::{Cluster, Redundancy, RoundStats};
+use crate::rpc::mutation_queue::MutationQueue;
+use crate::safe_mode::SafeMode;
 use granary_common::block_token::BlockAccess;
 use granary_common::daemon_auth::ClusterSecret;
 use granary_proto as pb;
 
 pub struct NamenodeState {
-    pub config: NamenodeConfig,
-    pub cluster_id: String,
-    pub ns: Namespace,
-    pub blocks: BlockManager,
-    pub datanodes: DatanodeManager,
-    pub placement: Box<dyn PlacementPolicy>,
-    pub started: Instant,
+    config: NamenodeConfig,
+    cluster_id: String,
+    ns: Namespace,
+    blocks: BlockManager,
+    datanodes: DatanodeManager,
+    placement: Box<dyn PlacementPolicy>,
+    started: Instant,
     /// Sign block access tokens; handed to authenticated datanodes. New at
     /// every start, so tokens die with the namenode that issued them.
-    pub block_keys: BlockKeyManager,
+    block_keys: BlockKeyManager,
     /// What datanodes prove they hold when registering.
-    pub secret: ClusterSecret,
+    secret: ClusterSecret,
     /// Registered datanodes' sessions.
-    pub sessions: Arc<DatanodeSessions>,
+    sessions: Arc<DatanodeSessions>,
     /// Lease recovery of last blocks nobody finalized.
-    pub recovery: BlockRecovery,
-    pub redundancy: crate::redundancy::Redundancy,
-    pub safe_mode: crate::safe_mode::SafeMode,
-    pub leases: crate::lease::LeaseManager,
+    recovery: BlockRecovery,
+    redundancy: Redundancy,
+    safe_mode: SafeMode,
+    leases: LeaseManager,
     /// Runs RPC handlers' namespace mutations (see its module).
-    pub mutations: crate::rpc::mutation_queue::MutationQueue,
+    mutations: MutationQueue,
 }
 
 /// Above this many blocks, forgetting deleted blocks is kept off the async
@@ -67,20 +78,11 @@ impl NamenodeState {
         total_blocks: Option<u64>,
         secret: ClusterSecret,
     ) -> Arc<Self> {
-        let datanodes = DatanodeManager::new(config.stale_after(), config.dead_after());
-        let leases = crate::lease::LeaseManager::new(
-            std::time::Duration::from_millis(config.lease_soft_limit_ms),
-            std::time::Duration::from_millis(config.lease_hard_limit_ms),
-        );
-        let safe_mode = crate::safe_mode::SafeMode::new(
-            total_blocks,
-            config.safemode_threshold,
-            std::time::Duration::from_millis(config.safemode_extension_ms),
-        );
-        let block_keys = BlockKeyManager::new(
-            std::time::Duration::from_millis(config.block_key_update_interval_ms),
-            std::time::Duration::from_millis(config.block_token_lifetime_ms),
-        );
+        let datanodes = DatanodeManager::from_config(&config.datanodes);
+        let leases = LeaseManager::from_config(&config.leases);
+        let safe_mode = SafeMode::from_config(total_blocks, &config.safemode);
+        let block_keys = BlockKeyManager::from_config(&config.block_tokens);
+        let redundancy = Redundancy::new(config.redundancy.clone());
         Arc::new(Self {
             config,
             cluster_id,
@@ -93,11 +95,111 @@ impl NamenodeState {
             secret,
             sessions: Default::default(),
             recovery: Default::default(),
-            redundancy: Default::default(),
+            redundancy,
             safe_mode,
             leases,
-            mutations: crate::rpc::mutation_queue::MutationQueue::start(),
+            mutations: MutationQueue::start(),
         })
+    }
+
+    /// The configuration the namenode was started with.
+    pub fn config(&self) -> &NamenodeConfig {
+        &self.config
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// When this namenode started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Directories, files and their blocks (RocksDB).
+    pub fn ns(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// Where each block's replicas are, as datanodes report them.
+    pub fn blocks(&self) -> &BlockManager {
+        &self.blocks
+    }
+
+    /// Registered datanodes and their liveness.
+    pub fn datanodes(&self) -> &DatanodeManager {
+        &self.datanodes
+    }
+
+    pub fn block_keys(&self) -> &BlockKeyManager {
+        &self.block_keys
+    }
+
+    /// What datanodes prove they hold when registering.
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.secret
+    }
+
+    /// Registered datanodes' sessions (shared with the RPC auth layer).
+    pub fn sessions(&self) -> &Arc<DatanodeSessions> {
+        &self.sessions
+    }
+
+    pub fn recovery(&self) -> &BlockRecovery {
+        &self.recovery
+    }
+
+    pub fn redundancy(&self) -> &Redundancy {
+        &self.redundancy
+    }
+
+    pub fn safe_mode(&self) -> &SafeMode {
+        &self.safe_mode
+    }
+
+    pub fn leases(&self) -> &LeaseManager {
+        &self.leases
+    }
+
+    pub fn mutations(&self) -> &MutationQueue {
+        &self.mutations
+    }
+
+    /// What the redundancy monitor reads and changes besides its own queues.
+    fn cluster(&self) -> Cluster<'_> {
+        Cluster {
+            ns: &self.ns,
+            blocks: &self.blocks,
+            datanodes: &self.datanodes,
+            placement: self.placement.as_ref(),
+            block_keys: &self.block_keys,
+        }
+    }
+
+    /// Datanode `uuid` stopped heartbeating: its session ends (it must
+    /// prove itself again), its replicas are forgotten and their blocks
+    /// checked for re-replication.
+    pub fn declare_dead(&self, uuid: &str) {
+        self.datanodes.declare_dead(uuid);
+        self.sessions.close(uuid);
+        let held = self.blocks.remove_node(uuid);
+        tracing::warn!(uuid = %uuid, replicas = held.len(), "datanode dead; its replicas are forgotten");
+        self.redundancy.check(held);
+    }
+
+    /// One redundancy monitor round; with `full_scan`, every block of the
+    /// namespace is queued first. Nothing is done in safe mode: replica
+    /// counts mean little until datanodes have reported.
+    pub fn redundancy_round(&self, full_scan: bool) -> Result<RoundStats> {
+        if full_scan {
+            let mut all = Vec::new();
+            self.ns.for_each_block(|id, _, _| all.push(id))?;
+            self.redundancy.check(all);
+        }
+        if self.safe_mode.is_on() {
+            return Ok(RoundStats::default());
+        }
+        self.redundancy.run_round(&self.cluster())
     }
 
     /// Replica holders of a block as clients see them; live nodes first.
@@ -198,7 +300,7 @@ impl NamenodeState {
                         targets: last.targets.clone(),
                         all_live,
                         alive: &alive,
-                        settled: self.started.elapsed() >= self.config.dead_after(),
+                        settled: self.started.elapsed() >= self.config.datanodes.dead_after(),
                     };
                     match self.recovery.decide(inode, &facts) {
                         Decision::Wait => {
@@ -371,7 +473,7 @@ impl NamenodeState {
         }
         let reported = self
             .blocks
-            .count_with_at_least(self.config.min_replication as usize);
+            .count_with_at_least(self.config.namespace.min_replication as usize);
         if self.safe_mode.update(reported) {
             tracing::info!(reported, "leaving safe mode: enough blocks reported");
         }
@@ -468,13 +570,13 @@ impl NamenodeState {
         let chosen = self
             .placement
             .choose(replication as usize, candidates, excluded, &ctx);
-        if (chosen.len() as u32) < self.config.min_replication {
+        if (chosen.len() as u32) < self.config.namespace.min_replication {
             // Counted only here: addBlock is a hot path, this is its error case.
             let total = self.datanodes.report().len();
             return Err(NnError::NotEnoughReplicas(format!(
                 "could only be written to {} of the {} minReplication nodes: {total} datanode(s) known, {} excluded",
                 chosen.len(),
-                self.config.min_replication,
+                self.config.namespace.min_replication,
                 excluded.len()
             )));
         }

@@ -83,7 +83,7 @@ fn uptime(secs: u64) -> String {
 
 async fn overview(State(ui): State<Arc<Ui>>) -> Html<String> {
     let st = &ui.st;
-    let nodes = st.datanodes.report();
+    let nodes = st.datanodes().report();
     let h = st.health();
     let count = |s: pb::DatanodeState| nodes.iter().filter(|n| n.state == s as i32).count();
     let (cap, used, rem) = nodes.iter().fold((0u64, 0u64, 0u64), |(a, b, c), n| {
@@ -94,11 +94,11 @@ async fn overview(State(ui): State<Arc<Ui>>) -> Html<String> {
         "Namenode overview",
         html! {
             table #summary {
-                tr { th { "Cluster ID" } td { (st.cluster_id) } }
+                tr { th { "Cluster ID" } td { (st.cluster_id()) } }
                 tr { th { "Version" } td { (granary_common::VERSION) } }
-                tr { th { "Uptime" } td { (uptime(st.started.elapsed().as_secs())) } }
+                tr { th { "Uptime" } td { (uptime(st.started().elapsed().as_secs())) } }
                 tr { th { "Safe mode" } td {
-                    @if h.safe_mode { span.bad { "ON" } " — " (st.safe_mode.status()) } @else { "OFF" }
+                    @if h.safe_mode { span.bad { "ON" } " — " (st.safe_mode().status()) } @else { "OFF" }
                 } }
                 tr { th { "Configured capacity" } td { (human(cap)) } }
                 tr { th { "DFS used" } td { (human(used)) } }
@@ -120,7 +120,7 @@ async fn overview(State(ui): State<Arc<Ui>>) -> Html<String> {
 }
 
 async fn datanodes(State(ui): State<Arc<Ui>>) -> Html<String> {
-    let nodes = ui.st.datanodes.report();
+    let nodes = ui.st.datanodes().report();
     let now = chrono::Utc::now().timestamp_millis();
     page(
         "Datanodes",
@@ -140,7 +140,7 @@ async fn datanodes(State(ui): State<Arc<Ui>>) -> Html<String> {
                         td { (human(n.capacity)) }
                         td { (human(n.dfs_used)) }
                         td { (human(n.remaining)) }
-                        td { (ui.st.blocks.node_block_count(&id.uuid)) }
+                        td { (ui.st.blocks().node_block_count(&id.uuid)) }
                         td { ((now - n.last_heartbeat_ms).max(0) / 1000) " s ago" }
                     }
                 }

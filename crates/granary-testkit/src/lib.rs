@@ -29,27 +29,27 @@ pub struct MiniClusterBuilder {
 
 impl Default for MiniClusterBuilder {
     fn default() -> Self {
-        let mut config = NamenodeConfig {
-            superuser: SUPERUSER.into(),
-            min_block_size: 512,
-            heartbeat_interval_ms: 200,
-            stale_after_ms: 1_000,
-            dead_after_ms: 3_000,
-            block_cache_mb: 16,
-            redundancy_interval_ms: 200,
-            safemode_extension_ms: 0,
-            lease_soft_limit_ms: 1_000,
-            lease_hard_limit_ms: 3_000,
-            pending_replication_timeout_ms: 5_000,
-            ..Default::default()
-        };
-        config.default_replication = 3;
+        let mut config = NamenodeConfig::default();
+        let ns = &mut config.namespace;
+        ns.superuser = SUPERUSER.into();
+        ns.min_block_size = 512;
+        ns.block_cache_mb = 16;
+        ns.default_replication = 3;
+        let dn = &mut config.datanodes;
+        dn.heartbeat_interval_ms = 200;
+        dn.stale_after_ms = 1_000;
+        dn.dead_after_ms = 3_000;
+        config.redundancy.interval_ms = 200;
+        config.redundancy.pending_replication_timeout_ms = 5_000;
+        config.safemode.extension_ms = 0;
+        config.leases.soft_limit_ms = 1_000;
+        config.leases.hard_limit_ms = 3_000;
         // The scanner stays out of the way unless a test asks for it.
         Self {
             config,
             datanodes: 0,
             block_scan_period_ms: 3_600_000,
-            socket_timeout_ms: DatanodeConfig::default().socket_timeout_ms,
+            socket_timeout_ms: granary_datanode::config::TransferConfig::default().socket_timeout_ms,
             racks: Vec::new(),
         }
     }
@@ -218,10 +218,15 @@ impl MiniCluster {
             data_dirs: vec![self.dir.path().join(format!("dn{i}"))],
             rpc_addr: rpc.local_addr()?,
             http_addr: http.local_addr()?,
-            heartbeat_interval_ms: self.config.heartbeat_interval_ms,
-            block_scan_period_ms: self.block_scan_period_ms,
-            block_scan_bytes_per_sec: 256 << 20,
-            socket_timeout_ms: self.socket_timeout_ms,
+            heartbeat_interval_ms: self.config.datanodes.heartbeat_interval_ms,
+            block_scanner: granary_datanode::config::BlockScannerConfig {
+                period_ms: self.block_scan_period_ms,
+                bytes_per_sec: 256 << 20,
+            },
+            transfer: granary_datanode::config::TransferConfig {
+                socket_timeout_ms: self.socket_timeout_ms,
+                ..Default::default()
+            },
             cluster_secret_file: self.config.cluster_secret_path(),
             rack: if self.racks.is_empty() {
                 "/default-rack".into()

@@ -58,7 +58,8 @@ impl Namespace {
         // changed meanwhile.
         let seen = self.structure.load(Ordering::SeqCst);
         let walked = self.resolve(path).ok();
-        self.run_after_walk_hook();
+        // Tests change the namespace here, between the walk and the lock.
+        fail::fail_point!("namespace::after_walk");
         self.mutate_marked(|batch| {
             let r = self.resolve_under_lock(walked, seen, path)?;
             if r.comps.is_empty() {

@@ -5,6 +5,7 @@
 //! is what keeps concurrent renames and deletes from making cycles or orphans.
 
 mod attrs;
+mod config;
 mod durability;
 mod files;
 mod resolve;
@@ -20,50 +21,15 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB
 
 use crate::error::{NnError, Result};
 use crate::group_commit::GroupCommit;
-use crate::groups::GroupMapping;
+use crate::groups::{GroupMapping, GroupsConfig};
 use crate::inode::*;
 use crate::permission::Caller;
 use granary_common::defaults;
 use granary_proto as pb;
 
+pub use config::NamespaceConfig;
 pub use durability::{AfterDurable, Deferred, PendingWrite, deferring_durability};
 pub use resolve::{Prefix, Resolved};
-
-/// Limits and defaults the namespace applies to requests.
-#[derive(Debug, Clone)]
-pub struct NamespaceConfig {
-    pub superuser: String,
-    pub supergroup: String,
-    pub default_replication: u32,
-    pub max_replication: u32,
-    pub default_block_size: u64,
-    pub min_block_size: u64,
-    pub bytes_per_checksum: u32,
-    pub listing_limit: u32,
-    pub max_directory_items: u64,
-    /// RocksDB block cache; the namespace's only large memory use.
-    pub block_cache_bytes: usize,
-    /// How callers' groups are found.
-    pub groups: crate::groups::GroupsConfig,
-}
-
-impl Default for NamespaceConfig {
-    fn default() -> Self {
-        Self {
-            superuser: granary_common::identity::Identity::current_os_user(),
-            supergroup: defaults::SUPERGROUP.to_string(),
-            default_replication: defaults::REPLICATION,
-            max_replication: defaults::MAX_REPLICATION,
-            default_block_size: defaults::BLOCK_SIZE,
-            min_block_size: defaults::MIN_BLOCK_SIZE,
-            bytes_per_checksum: defaults::BYTES_PER_CHECKSUM,
-            listing_limit: defaults::LISTING_LIMIT,
-            max_directory_items: 1_048_576,
-            block_cache_bytes: 128 << 20,
-            groups: Default::default(),
-        }
-    }
-}
 
 /// What a directory listing page holds.
 pub struct Listing {
@@ -125,9 +91,6 @@ pub struct AllocatedBlock {
     pub offset: u64,
 }
 
-#[cfg(test)]
-type WalkHook = Box<dyn FnOnce(&Namespace) + Send>;
-
 pub struct Namespace {
     /// Shared with the group commit's syncer thread.
     db: Arc<DB>,
@@ -144,9 +107,6 @@ pub struct Namespace {
     /// Lets creates and renames walk their paths before taking the lock and
     /// re-read only parents and last components under it.
     structure: AtomicU64,
-    /// Runs between a create's or rename's walk and its lock (tests of that window).
-    #[cfg(test)]
-    after_walk: parking_lot::Mutex<Option<WalkHook>>,
     commit: GroupCommit<rocksdb::Error>,
     next_inode: AtomicU64,
     next_block: AtomicU64,
@@ -168,7 +128,7 @@ fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamily
     // The WAL is written by the syncer thread, once per fsync group
     // (`flush_wal`), not by every mutation under the namespace lock.
     opts.set_manual_wal_flush(true);
-    let cache = Cache::new_lru_cache(cfg.block_cache_bytes);
+    let cache = Cache::new_lru_cache(cfg.block_cache_bytes());
     let cfs = ALL_CFS
         .iter()
         .map(|name| {
@@ -205,7 +165,7 @@ fn decode_inode(bytes: &[u8]) -> Result<Inode> {
 
 impl Namespace {
     /// Creates a new, empty namespace (the root directory owned by the superuser).
-    pub fn create_new(db_dir: &Path, cfg: NamespaceConfig) -> Result<Self> {
+    pub fn create_new(db_dir: &Path, cfg: NamespaceConfig, groups: &GroupsConfig) -> Result<Self> {
         let (opts, cfs) = db_options(&cfg, true);
         let db = Arc::new(DB::open_cf_descriptors(&opts, db_dir, cfs)?);
         let commit = start_group_commit(&db)?;
@@ -224,12 +184,10 @@ impl Namespace {
         };
         let ns = Self {
             db,
-            groups: GroupMapping::new(&cfg.groups),
+            groups: GroupMapping::new(groups),
             cfg,
             write_lock: Mutex::new(()),
             structure: AtomicU64::new(0),
-            #[cfg(test)]
-            after_walk: parking_lot::Mutex::new(None),
             commit,
             next_inode: AtomicU64::new(ROOT_ID + 1),
             // Block ids start high so they never look like inode ids in logs.
@@ -247,7 +205,7 @@ impl Namespace {
     }
 
     /// Opens an existing namespace.
-    pub fn open(db_dir: &Path, cfg: NamespaceConfig) -> Result<Self> {
+    pub fn open(db_dir: &Path, cfg: NamespaceConfig, groups: &GroupsConfig) -> Result<Self> {
         let (opts, cfs) = db_options(&cfg, false);
         let db = Arc::new(DB::open_cf_descriptors(&opts, db_dir, cfs)?);
         let read_counter = |key: &[u8]| -> Result<u64> {
@@ -265,12 +223,10 @@ impl Namespace {
         let commit = start_group_commit(&db)?;
         let ns = Self {
             db,
-            groups: GroupMapping::new(&cfg.groups),
+            groups: GroupMapping::new(groups),
             cfg,
             write_lock: Mutex::new(()),
             structure: AtomicU64::new(0),
-            #[cfg(test)]
-            after_walk: parking_lot::Mutex::new(None),
             commit,
             next_inode: AtomicU64::new(next_inode),
             next_block: AtomicU64::new(next_block),
@@ -357,7 +313,7 @@ mod tests {
             superuser: "hdfs".into(),
             ..Default::default()
         };
-        let ns = Namespace::create_new(tmp.path(), cfg).expect("new namespace");
+        let ns = Namespace::create_new(tmp.path(), cfg, &Default::default()).expect("new namespace");
         let su = ns.caller(Identity::new("hdfs"));
         (tmp, ns, su)
     }

@@ -180,18 +180,6 @@ impl Namespace {
         Ok(())
     }
 
-    /// Tests change the namespace here, between a walk and the lock.
-    pub(super) fn run_after_walk_hook(&self) {
-        #[cfg(test)]
-        {
-            // Taken first: the hook's own renames and creates come back here.
-            let hook = self.after_walk.lock().take();
-            if let Some(hook) = hook {
-                hook(self);
-            }
-        }
-    }
-
     /// `path` resolved under the namespace lock, from its walk before the
     /// lock (made when `structure` was `seen`) if no structural change came
     /// in between, else from the root.
@@ -253,6 +241,29 @@ mod tests {
     use super::*;
     use crate::namespace::tests::namespace;
     use granary_common::identity::Identity;
+    use std::sync::Arc;
+
+    /// Runs `f` once, in this thread's next create or rename, between its
+    /// walk and the namespace lock (the failpoint `namespace::after_walk`).
+    /// Other threads' calls pass through: tests may share the process.
+    fn in_walk_window(ns: &Arc<Namespace>, f: impl FnOnce(&Namespace) + Send + 'static) {
+        let ns = Arc::downgrade(ns);
+        let me = std::thread::current().id();
+        let f = parking_lot::Mutex::new(Some(f));
+        fail::cfg_callback("namespace::after_walk", move || {
+            if std::thread::current().id() != me {
+                return;
+            }
+            // Taken first: f's own renames and creates come back here.
+            let Some(f) = f.lock().take() else {
+                return;
+            };
+            if let Some(ns) = ns.upgrade() {
+                f(&ns);
+            }
+        })
+        .expect("failpoint");
+    }
 
     /// Paths in a subtree walk come out as joining every name on the way would make them.
     #[test]
@@ -280,12 +291,13 @@ mod tests {
     #[test]
     fn a_create_lands_at_its_path_when_the_parent_moves_during_its_walk() {
         let (_tmp, ns, su) = namespace();
+        let ns = Arc::new(ns);
         ns.mkdirs(&su, "/a/b", 0, true).expect("mkdirs");
         let hook_su = su.clone();
-        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+        in_walk_window(&ns, move |ns| {
             ns.rename(&hook_su, "/a/b", "/a/moved", false).expect("rename");
             ns.mkdirs(&hook_su, "/a/b", 0, false).expect("mkdirs again");
-        }));
+        });
         let (file, _) = ns
             .create(&su, "/a/b/f", 0, "writer", false, false, 1, 0)
             .expect("create");
@@ -297,15 +309,16 @@ mod tests {
         ns.check_consistency().expect("consistent");
 
         // The parent deleted in the window: the create fails, nothing is orphaned.
-        *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+        in_walk_window(&ns, move |ns| {
             ns.delete(&su, "/a/b", true).expect("delete");
-        }));
+        });
         let su = ns.caller(Identity::new("hdfs"));
         assert!(matches!(
             ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0),
             Err(NnError::NotFound(_))
         ));
         ns.check_consistency().expect("consistent");
+        fail::remove("namespace::after_walk");
     }
 
     /// A rename walks both paths before taking the namespace lock; what
@@ -313,6 +326,7 @@ mod tests {
     #[test]
     fn a_rename_acts_on_the_namespace_as_it_is_under_the_lock() {
         let (_tmp, ns, su) = namespace();
+        let ns = Arc::new(ns);
         ns.mkdirs(&su, "/d/sub", 0, true).expect("mkdirs");
         let f = ns
             .create(&su, "/d/sub/f", 0, "w", false, false, 1, 0)
@@ -322,9 +336,9 @@ mod tests {
         // Another caller's rename, run between the walk and the lock.
         let rename_in_window = |from: &'static str, to: &'static str| {
             let h = su.clone();
-            *ns.after_walk.lock() = Some(Box::new(move |ns: &Namespace| {
+            in_walk_window(&ns, move |ns| {
                 ns.rename(&h, from, to, false).expect("rename in the window");
-            }));
+            });
         };
 
         // The source's directory moves in the window: the old path is gone.
@@ -364,5 +378,6 @@ mod tests {
         ));
         assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);
         ns.check_consistency().expect("consistent");
+        fail::remove("namespace::after_walk");
     }
 }

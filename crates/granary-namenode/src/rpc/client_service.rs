@@ -30,11 +30,11 @@ impl ClientService {
     ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
         let id = Identity::from_metadata(req.metadata());
         let st = self.state.clone();
-        let caller = match st.ns.known_caller(&id) {
+        let caller = match st.ns().known_caller(&id) {
             Some(c) => c,
             None => {
                 let s = st.clone();
-                blocking(move || Ok(s.ns.caller(id))).await?
+                blocking(move || Ok(s.ns().caller(id))).await?
             }
         };
         Ok((st, caller))
@@ -73,7 +73,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            st.ns.mkdirs(&caller, &r.path, r.permission, r.create_parent)
+            st.ns().mkdirs(&caller, &r.path, r.permission, r.create_parent)
         })
         .await?;
         Ok(Response::new(pb::MkdirsResponse {}))
@@ -85,7 +85,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
             st.take_over(&caller, &r.path, &r.client_name, false, r.overwrite)?;
-            let (file, removed) = st.ns.create(
+            let (file, removed) = st.ns().create(
                 &caller,
                 &r.path,
                 r.permission,
@@ -96,7 +96,7 @@ impl ClientProtocol for ClientService {
                 r.block_size,
             )?;
             st.remove_deleted(extended(removed));
-            st.leases.add(&r.client_name, caller.user(), file.id);
+            st.leases().add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
         .await?;
@@ -115,7 +115,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let located = mutating(&self.state, move || {
             let file = st
-                .ns
+                .ns()
                 .file_for_writer(&caller, &r.path, r.file_id, &r.client_name)?;
             st.check_not_recovering(&r.path, file.id)?;
             let targets =
@@ -124,7 +124,7 @@ impl ClientProtocol for ClientService {
                 .iter()
                 .filter_map(|t| t.id.as_ref().map(|i| i.uuid.clone()))
                 .collect();
-            let alloc = st.ns.add_block_to(
+            let alloc = st.ns().add_block_to(
                 &caller,
                 &r.path,
                 r.file_id,
@@ -161,9 +161,9 @@ impl ClientProtocol for ClientService {
         })?;
         mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
-            st.ns
+            st.ns()
                 .abandon_block(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
-            st.blocks.written(block.block_id);
+            st.blocks().written(block.block_id);
             Ok(())
         })
         .await?;
@@ -179,9 +179,9 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let completed = mutating(&self.state, move || {
             st.check_not_recovering(&r.path, r.file_id)?;
-            let min = st.config.min_replication as usize;
+            let min = st.config().namespace.min_replication as usize;
             let blocks = std::cell::RefCell::new(Vec::new());
-            let done = st.ns.complete(
+            let done = st.ns().complete(
                 &caller,
                 &r.path,
                 r.file_id,
@@ -189,17 +189,17 @@ impl ClientProtocol for ClientService {
                 r.last.as_ref(),
                 |b| {
                     blocks.borrow_mut().push(b.id);
-                    st.blocks.replica_count(b.id) >= min
+                    st.blocks().replica_count(b.id) >= min
                 },
             )?;
             // A file closed with fewer replicas than it wants gets them now.
             if done {
                 let blocks = blocks.into_inner();
                 for id in &blocks {
-                    st.blocks.written(*id);
+                    st.blocks().written(*id);
                 }
-                st.redundancy.check(blocks);
-                st.leases.remove(&r.client_name, r.file_id);
+                st.redundancy().check(blocks);
+                st.leases().remove(&r.client_name, r.file_id);
             }
             Ok(done)
         })
@@ -215,7 +215,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         // Inline, not on the blocking pool: a few point lookups served from
         // the block cache take microseconds, less than the hop would cost.
-        let inode = st.ns.get_file_info(&caller, &r.path)?;
+        let inode = st.ns().get_file_info(&caller, &r.path)?;
         Ok(Response::new(pb::GetFileInfoResponse {
             status: Some(inode.to_status()),
         }))
@@ -227,7 +227,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::GetListingResponse>, Status> {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let l = blocking(move || st.ns.list(&caller, &r.path, &r.start_after, r.limit)).await?;
+        let l = blocking(move || st.ns().list(&caller, &r.path, &r.start_after, r.limit)).await?;
         Ok(Response::new(pb::GetListingResponse {
             entries: l.entries,
             has_more: l.has_more,
@@ -239,7 +239,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            let removed = st.ns.rename(&caller, &r.src, &r.dst, r.overwrite)?;
+            let removed = st.ns().rename(&caller, &r.src, &r.dst, r.overwrite)?;
             st.remove_deleted(extended(removed));
             Ok(())
         })
@@ -252,7 +252,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            let removed = st.ns.delete(&caller, &r.path, r.recursive)?;
+            let removed = st.ns().delete(&caller, &r.path, r.recursive)?;
             st.remove_deleted(extended(removed));
             Ok(())
         })
@@ -268,7 +268,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            let file = st.ns.set_replication(&caller, &r.path, r.replication)?;
+            let file = st.ns().set_replication(&caller, &r.path, r.replication)?;
             st.check_redundancy_when_durable(&file);
             Ok(())
         })
@@ -284,7 +284,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            st.ns.set_permission(&caller, &r.path, r.permission)
+            st.ns().set_permission(&caller, &r.path, r.permission)
         })
         .await?;
         Ok(Response::new(pb::SetPermissionResponse {}))
@@ -298,7 +298,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            st.ns
+            st.ns()
                 .set_owner(&caller, &r.path, r.owner.as_deref(), r.group.as_deref())
         })
         .await?;
@@ -313,7 +313,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         mutating(&self.state, move || {
-            st.ns
+            st.ns()
                 .set_times(&caller, &r.path, r.modification_time, r.access_time)
         })
         .await?;
@@ -326,7 +326,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let s = blocking(move || st.ns.content_summary(&caller, &r.path)).await?;
+        let s = blocking(move || st.ns().content_summary(&caller, &r.path)).await?;
         Ok(Response::new(pb::GetContentSummaryResponse {
             length: s.length,
             file_count: s.file_count,
@@ -342,7 +342,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let blocks = blocking(move || {
-            let (file, range) = st.ns.block_range(&caller, &r.path, r.offset, r.length)?;
+            let (file, range) = st.ns().block_range(&caller, &r.path, r.offset, r.length)?;
             let uc = file.under_construction.is_some();
             let mut located: Vec<pb::LocatedBlock> = range
                 .into_iter()
@@ -385,7 +385,7 @@ impl ClientProtocol for ClientService {
                 "renewLease needs a client name",
             ));
         }
-        st.leases.renew(client, &caller)?;
+        st.leases().renew(client, &caller)?;
         Ok(Response::new(pb::RenewLeaseResponse {}))
     }
 
@@ -395,8 +395,8 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
             st.take_over(&caller, &r.path, &r.client_name, true, false)?;
-            let file = st.ns.append(&caller, &r.path, &r.client_name)?;
-            st.leases.add(&r.client_name, caller.user(), file.id);
+            let file = st.ns().append(&caller, &r.path, &r.client_name)?;
+            st.leases().add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
         .await?;
@@ -423,13 +423,13 @@ impl ClientProtocol for ClientService {
             st.check_not_recovering(&r.path, r.file_id)?;
             let old = block;
             let gs = st
-                .ns
+                .ns()
                 .bump_generation(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
             block.generation_stamp = gs;
             // Replicas finalized under the old stamp are stale now: forget them.
             // They are not deleted here, since a survivor may be about to continue
             // one; holders report again and stale stamps are invalidated then.
-            st.blocks.forget_locations(old.block_id);
+            st.blocks().forget_locations(old.block_id);
             let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
             tracing::info!(block_id = block.block_id, gs, path = %r.path, "new generation stamp for pipeline recovery");
             Ok(pb::UpdateBlockForPipelineResponse { block: Some(block), access_token })
@@ -446,7 +446,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
         let closed = mutating(&self.state, move || {
-            let file = st.ns.get_file_info(&caller, &r.path)?;
+            let file = st.ns().get_file_info(&caller, &r.path)?;
             if file.is_dir {
                 return Err(crate::error::NnError::IsDirectory(r.path.clone()));
             }
@@ -479,7 +479,7 @@ impl ClientProtocol for ClientService {
         }
         for r in replicas {
             let Some(b) = r.block else { continue };
-            match st.block_keys.verify(
+            match st.block_keys().verify(
                 &r.access_token,
                 b.block_id,
                 granary_common::block_token::BlockAccess::Read,
@@ -501,10 +501,10 @@ impl ClientProtocol for ClientService {
                     ));
                 }
             }
-            if !st.blocks.locations(b.block_id).contains(&r.datanode_uuid) {
+            if !st.blocks().locations(b.block_id).contains(&r.datanode_uuid) {
                 continue;
             }
-            if st.recovery.verify(&r.datanode_uuid, b) {
+            if st.recovery().verify(&r.datanode_uuid, b) {
                 tracing::warn!(block_id = b.block_id, dn = %r.datanode_uuid, reason = %r.reason, "client reported a corrupt replica; asking its datanode to verify it");
             }
         }
@@ -515,14 +515,14 @@ impl ClientProtocol for ClientService {
         &self,
         _req: Request<pb::GetServerDefaultsRequest>,
     ) -> Result<Response<pb::GetServerDefaultsResponse>, Status> {
-        let c = &self.state.config;
+        let c = self.state.config();
         Ok(Response::new(pb::GetServerDefaultsResponse {
-            block_size: c.default_block_size,
-            replication: c.default_replication,
-            bytes_per_checksum: c.bytes_per_checksum,
+            block_size: c.namespace.default_block_size,
+            replication: c.namespace.default_replication,
+            bytes_per_checksum: c.namespace.bytes_per_checksum,
             write_packet_size: granary_common::defaults::WRITE_PACKET_SIZE,
-            cluster_id: self.state.cluster_id.clone(),
-            lease_soft_limit_ms: c.lease_soft_limit_ms,
+            cluster_id: self.state.cluster_id().to_string(),
+            lease_soft_limit_ms: c.leases.soft_limit_ms,
         }))
     }
 
@@ -553,19 +553,19 @@ impl ClientProtocol for ClientService {
         }
         match action {
             pb::SafeModeAction::Enter => {
-                st.safe_mode.enter();
+                st.safe_mode().enter();
                 tracing::warn!(user = %caller.user(), "safe mode entered by hand");
             }
             pb::SafeModeAction::Leave => {
-                st.safe_mode.leave();
+                st.safe_mode().leave();
                 tracing::warn!(user = %caller.user(), "safe mode left by hand");
             }
             pb::SafeModeAction::Get => st.update_safe_mode(),
         }
-        let (reported, total) = st.safe_mode.counts();
+        let (reported, total) = st.safe_mode().counts();
         Ok(Response::new(pb::SetSafeModeResponse {
-            on: st.safe_mode.is_on(),
-            status: st.safe_mode.status(),
+            on: st.safe_mode().is_on(),
+            status: st.safe_mode().status(),
             reported_blocks: reported,
             total_blocks: total,
         }))
@@ -594,15 +594,15 @@ impl ClientProtocol for ClientService {
                 format!("no datanode {:?} is known to this namenode", r.datanode),
             )
         };
-        let uuid = st.datanodes.uuid_of(&r.datanode).ok_or_else(unknown)?;
+        let uuid = st.datanodes().uuid_of(&r.datanode).ok_or_else(unknown)?;
         // Recorded in the metadata store, so a restarted namenode keeps the
         // node out of service; on the mutation thread, so concurrent calls
         // leave memory and store agreeing on the last one.
         let (s, u) = (st.clone(), uuid.clone());
         let out = state != crate::datanode_manager::AdminState::Normal;
         let known = mutating(&self.state, move || {
-            s.ns.set_out_of_service(&u, out)?;
-            Ok(s.datanodes.set_admin_state(&u, state).is_some())
+            s.ns().set_out_of_service(&u, out)?;
+            Ok(s.datanodes().set_admin_state(&u, state).is_some())
         })
         .await?;
         if !known {
@@ -610,9 +610,9 @@ impl ClientProtocol for ClientService {
         }
         tracing::warn!(uuid = %uuid, user = %caller.user(), ?state, "datanode admin state changed");
         // Its blocks need copies elsewhere (decommission) or may now be in excess (recommission).
-        st.redundancy.check(st.blocks.node_blocks(&uuid));
+        st.redundancy().check(st.blocks().node_blocks(&uuid));
         Ok(Response::new(pb::SetDatanodeAdminStateResponse {
-            datanode: st.datanodes.info(&uuid),
+            datanode: st.datanodes().info(&uuid),
         }))
     }
 
@@ -623,11 +623,16 @@ impl ClientProtocol for ClientService {
         // The cluster's machines and addresses: the superuser's (as HDFS).
         let (_, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
-        let datanodes = self.state.datanodes.report();
+        let datanodes = self.state.datanodes().report();
         let block_counts = datanodes
             .iter()
             .filter_map(|d| d.id.as_ref())
-            .map(|i| (i.uuid.clone(), self.state.blocks.node_block_count(&i.uuid) as u64))
+            .map(|i| {
+                (
+                    i.uuid.clone(),
+                    self.state.blocks().node_block_count(&i.uuid) as u64,
+                )
+            })
             .collect();
         Ok(Response::new(pb::GetDatanodeReportResponse {
             datanodes,

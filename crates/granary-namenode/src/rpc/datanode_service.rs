@@ -95,7 +95,7 @@ impl DatanodeProtocol for DatanodeService {
         _req: Request<pb::VersionRequest>,
     ) -> Result<Response<pb::VersionResponse>, Status> {
         Ok(Response::new(pb::VersionResponse {
-            cluster_id: self.state.cluster_id.clone(),
+            cluster_id: self.state.cluster_id().to_string(),
         }))
     }
 
@@ -109,12 +109,14 @@ impl DatanodeProtocol for DatanodeService {
             r.id.ok_or_else(|| status(ErrorCode::InvalidArgument, "register needs a datanode id"))?;
         check_id(&id)?;
         let st = &self.state;
-        if r.cluster_id != st.cluster_id {
+        if r.cluster_id != st.cluster_id() {
             return Err(status(
                 ErrorCode::InvalidArgument,
                 format!(
                     "datanode {} belongs to cluster {:?}, this namenode serves {}",
-                    id.rpc_addr, r.cluster_id, st.cluster_id
+                    id.rpc_addr,
+                    r.cluster_id,
+                    st.cluster_id()
                 ),
             ));
         }
@@ -130,8 +132,8 @@ impl DatanodeProtocol for DatanodeService {
             status(ErrorCode::AccessControl, why)
         };
         daemon_auth::verify(
-            &st.secret,
-            &st.cluster_id,
+            st.secret(),
+            st.cluster_id(),
             &id,
             &r.node_key,
             r.proof.as_ref(),
@@ -139,28 +141,28 @@ impl DatanodeProtocol for DatanodeService {
         )
         .map_err(|e| refuse(e.to_string()))?;
         let nonce = r.proof.as_ref().map(|p| p.nonce.clone()).unwrap_or_default();
-        if !st.sessions.first_use(&nonce, now) {
+        if !st.sessions().first_use(&nonce, now) {
             return Err(refuse("registration proof was already used (a replay)".into()));
         }
         // The uuid belongs to the node key it first registered with.
         let fingerprint = daemon_auth::node_key_fingerprint(&r.node_key);
         let (s, uuid) = (st.clone(), id.uuid.clone());
-        let bound = mutating(st, move || s.ns.bind_datanode(&uuid, &fingerprint)).await?;
+        let bound = mutating(st, move || s.ns().bind_datanode(&uuid, &fingerprint)).await?;
         if !bound {
             return Err(refuse(format!(
                 "datanode uuid {} is bound to another node key: another daemon registered it first (its data dirs hold the key)",
                 id.uuid
             )));
         }
-        let fresh = st.datanodes.register(id.clone(), r.storages);
-        let session = st.sessions.open(&id.uuid);
+        let fresh = st.datanodes().register(id.clone(), r.storages);
+        let session = st.sessions().open(&id.uuid);
         tracing::info!(dn = %id.rpc_addr, uuid = %id.uuid, rack = %id.rack, fresh, "datanode registered");
         Ok(Response::new(pb::RegisterResponse {
-            cluster_id: st.cluster_id.clone(),
-            heartbeat_interval_secs: (st.config.heartbeat_interval_ms / 1000).max(1) as u32,
-            block_report_interval_ms: st.config.block_report_interval_ms,
+            cluster_id: st.cluster_id().to_string(),
+            heartbeat_interval_secs: (st.config().datanodes.heartbeat_interval_ms / 1000).max(1) as u32,
+            block_report_interval_ms: st.config().datanodes.block_report_interval_ms,
             session,
-            block_keys: st.block_keys.all(),
+            block_keys: st.block_keys().all(),
         }))
     }
 
@@ -171,21 +173,21 @@ impl DatanodeProtocol for DatanodeService {
         let uuid = caller(&req, &req.get_ref().datanode_uuid)?;
         let r = req.into_inner();
         let st = &self.state;
-        if !st.datanodes.heartbeat(&uuid, r.storages, r.xceiver_count) {
+        if !st.datanodes().heartbeat(&uuid, r.storages, r.xceiver_count) {
             return Ok(Response::new(pb::HeartbeatResponse {
                 commands: vec![reregister()],
                 block_keys: Vec::new(),
             }));
         }
         let mut commands = Vec::new();
-        let max = st.config.max_replication_streams as usize;
-        for r in st.redundancy.take_commands(&uuid, max) {
+        let max = st.redundancy().config().max_streams();
+        for r in st.redundancy().take_commands(&uuid, max) {
             commands.push(pb::DatanodeCommand {
                 command: Some(pb::datanode_command::Command::Replicate(r)),
             });
         }
-        commands.extend(st.recovery.take_commands(&uuid, COMMANDS_PER_HEARTBEAT));
-        let del = st.blocks.take_invalidations(&uuid, INVALIDATE_PER_HEARTBEAT);
+        commands.extend(st.recovery().take_commands(&uuid, COMMANDS_PER_HEARTBEAT));
+        let del = st.blocks().take_invalidations(&uuid, INVALIDATE_PER_HEARTBEAT);
         if !del.is_empty() {
             commands.push(pb::DatanodeCommand {
                 command: Some(pb::datanode_command::Command::Invalidate(pb::InvalidateCommand {
@@ -195,7 +197,7 @@ impl DatanodeProtocol for DatanodeService {
         }
         Ok(Response::new(pb::HeartbeatResponse {
             commands,
-            block_keys: st.block_keys.all(),
+            block_keys: st.block_keys().all(),
         }))
     }
 
@@ -204,7 +206,7 @@ impl DatanodeProtocol for DatanodeService {
         req: Request<pb::IncrementalBlockReportRequest>,
     ) -> Result<Response<pb::IncrementalBlockReportResponse>, Status> {
         let uuid = caller(&req, &req.get_ref().datanode_uuid)?;
-        if !self.state.datanodes.is_registered(&uuid) {
+        if !self.state.datanodes().is_registered(&uuid) {
             return Err(status(
                 ErrorCode::Unavailable,
                 format!("datanode {uuid} is not registered; register first"),
@@ -216,12 +218,12 @@ impl DatanodeProtocol for DatanodeService {
             for b in &r.received {
                 match st.check_replica(b)? {
                     ReplicaCheck::Valid => {
-                        st.blocks.add_replica(&uuid, b.block_id);
-                        st.blocks.note_length(b.block_id, b.num_bytes);
-                        st.redundancy.received(b.block_id, &uuid);
-                        st.recovery.committed(b.block_id);
+                        st.blocks().add_replica(&uuid, b.block_id);
+                        st.blocks().note_length(b.block_id, b.num_bytes);
+                        st.redundancy().received(b.block_id, &uuid);
+                        st.recovery().committed(b.block_id);
                     }
-                    ReplicaCheck::Invalid => st.blocks.invalidate(&uuid, *b),
+                    ReplicaCheck::Invalid => st.blocks().invalidate(&uuid, *b),
                     ReplicaCheck::WrongLength { committed } => {
                         tracing::warn!(block_id = b.block_id, dn = %uuid, bytes = b.num_bytes, committed, "replica length differs from the committed block; marked corrupt");
                         st.mark_corrupt(&uuid, *b);
@@ -233,29 +235,29 @@ impl DatanodeProtocol for DatanodeService {
                 }
             }
             for b in &r.deleted {
-                st.blocks.remove_replica(&uuid, b.block_id);
-                st.blocks.forget_being_written(&uuid, b.block_id);
-                st.recovery.verified(&uuid, b.block_id);
+                st.blocks().remove_replica(&uuid, b.block_id);
+                st.blocks().forget_being_written(&uuid, b.block_id);
+                st.recovery().verified(&uuid, b.block_id);
             }
             for b in &r.being_written {
                 st.note_being_written(&uuid, *b)?;
                 st.advance_recovery(b.block_id);
             }
             for id in &r.not_held {
-                st.blocks.forget_being_written(&uuid, *id);
-                st.recovery.not_held(&uuid, *id);
+                st.blocks().forget_being_written(&uuid, *id);
+                st.recovery().not_held(&uuid, *id);
                 st.advance_recovery(*id);
             }
             for c in &r.corrupt {
                 if let Some(b) = c.block {
                     tracing::warn!(block_id = b.block_id, dn = %uuid, reason = %c.reason, "datanode reports a corrupt replica");
                     st.mark_corrupt(&uuid, b);
-                    st.recovery.verified(&uuid, b.block_id);
+                    st.recovery().verified(&uuid, b.block_id);
                 }
             }
             for b in &r.verified {
                 tracing::info!(block_id = b.block_id, dn = %uuid, "reported replica verified intact by its datanode");
-                st.recovery.verified(&uuid, b.block_id);
+                st.recovery().verified(&uuid, b.block_id);
             }
             Ok(())
         })
@@ -283,7 +285,7 @@ impl BlockReportProtocol for BlockReportService {
     ) -> Result<Response<pb::BlockReportResponse>, Status> {
         let uuid = caller(&req, &req.get_ref().datanode_uuid)?;
         let r = req.into_inner();
-        if !self.state.datanodes.is_registered(&uuid) {
+        if !self.state.datanodes().is_registered(&uuid) {
             return Ok(Response::new(pb::BlockReportResponse {
                 commands: vec![reregister()],
             }));
@@ -291,19 +293,19 @@ impl BlockReportProtocol for BlockReportService {
         let st = self.state.clone();
         let (valid, invalid) = blocking(move || {
             // A node that comes back may make blocks over-replicated.
-            st.redundancy.check(r.blocks.iter().map(|b| b.block_id));
+            st.redundancy().check(r.blocks.iter().map(|b| b.block_id));
             let checks = st.check_replicas(&r.blocks).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "block report checked against a failing metadata store");
                 // Unknown because the store failed: keep, never delete on doubt.
                 vec![ReplicaCheck::Valid; r.blocks.len()]
             });
-            let counts = st.blocks.full_report(&uuid, &r.blocks, &checks);
-            st.blocks.report_being_written(&uuid, &[]);
+            let counts = st.blocks().full_report(&uuid, &r.blocks, &checks);
+            st.blocks().report_being_written(&uuid, &[]);
             for (b, c) in r.blocks.iter().zip(&checks) {
                 match c {
                     ReplicaCheck::WrongLength { committed } => {
                         tracing::warn!(block_id = b.block_id, dn = %uuid, bytes = b.num_bytes, committed, "replica length differs from the committed block; marked corrupt");
-                        st.redundancy.check([b.block_id]);
+                        st.redundancy().check([b.block_id]);
                     }
                     ReplicaCheck::OlderWhileWriting => st.note_being_written(&uuid, *b)?,
                     _ => {}

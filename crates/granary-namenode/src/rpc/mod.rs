@@ -38,7 +38,7 @@ where
     F: FnOnce() -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
-    finish(st.mutations.run(f).await?).await
+    finish(st.mutations().run(f).await?).await
 }
 
 /// Runs the work that waited for a call's durable writes, then answers.

@@ -197,7 +197,7 @@ mod tests {
             superuser: "hdfs".into(),
             ..Default::default()
         };
-        let ns = Arc::new(Namespace::create_new(tmp.path(), cfg).expect("namespace"));
+        let ns = Arc::new(Namespace::create_new(tmp.path(), cfg, &Default::default()).expect("namespace"));
         let su = ns.caller(Identity::new("hdfs"));
         let mutation =
             |path: &'static str, ran: Arc<AtomicBool>, gate: Option<std::sync::mpsc::Receiver<()>>| {

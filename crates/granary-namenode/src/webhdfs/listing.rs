@@ -62,7 +62,7 @@ impl WebHdfs {
             ));
         }
         // A slot before the first page, so waiting listings hold no page.
-        let slot = if st.children_num > u64::from(self.st.config.listing_limit) {
+        let slot = if st.children_num > u64::from(self.st.config().namespace.listing_limit) {
             Some(stream_slot(&self.listing_streams, STREAM_SLOT_WAIT, path).await?)
         } else {
             None

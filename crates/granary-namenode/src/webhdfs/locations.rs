@@ -57,7 +57,7 @@ impl WebHdfs {
 
     pub(super) async fn located_blocks(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
         let lb = self.blocks(id, path, p).await?;
-        let cluster = self.st.cluster_id.clone();
+        let cluster = self.st.cluster_id().to_string();
         let one = |b: &pb::LocatedBlock| {
             let blk = b.block.unwrap_or_default();
             json!({

@@ -27,6 +27,14 @@ use granary_proto::client_protocol_server::ClientProtocol;
 mod listing;
 mod locations;
 
+/// `[webhdfs]` of the namenode configuration.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebHdfsConfig {
+    /// Users who may act for others through `doas` (Hadoop's proxy users).
+    pub proxy_users: Vec<String>,
+}
+
 pub struct WebHdfs {
     svc: Arc<ClientService>,
     st: Arc<NamenodeState>,
@@ -272,7 +280,7 @@ impl WebHdfs {
             None => Ok(user),
             Some(d) if d == user => Ok(user),
             Some(d) => {
-                if !self.st.config.proxy_users.contains(&user) {
+                if !self.st.config().webhdfs.proxy_users.contains(&user) {
                     return Err(WebError::new(
                         ErrorCode::AccessControl,
                         format!("User: {user} is not allowed to impersonate {d}"),
@@ -346,7 +354,7 @@ impl WebHdfs {
 
     fn live_datanodes(&self) -> Vec<pb::DatanodeInfo> {
         self.st
-            .datanodes
+            .datanodes()
             .report()
             .into_iter()
             .filter(|d| d.state == pb::DatanodeState::Live as i32)
@@ -369,7 +377,9 @@ impl WebHdfs {
 
     /// The node that will head the write pipeline, chosen by the placement policy.
     fn writer_datanode(&self, p: &Params) -> WebResult<String> {
-        let block_size = p.u64("blocksize")?.unwrap_or(self.st.config.default_block_size);
+        let block_size = p
+            .u64("blocksize")?
+            .unwrap_or(self.st.config().namespace.default_block_size);
         p.replication()?;
         p.permission()?;
         p.bool("overwrite")?;
@@ -472,9 +482,9 @@ impl WebHdfs {
         let st = self.st.clone();
         let (user, path) = (user.to_string(), path.to_string());
         tokio::task::spawn_blocking(move || {
-            let caller = st.ns.caller(Identity::new(user));
+            let caller = st.ns().caller(Identity::new(user));
             // Resolving checks traversal (execute on every ancestor).
-            let inode = st.ns.get_file_info(&caller, &path)?;
+            let inode = st.ns().get_file_info(&caller, &path)?;
             if let Some(a) = access {
                 caller.check(&inode, a, &path)?;
             }

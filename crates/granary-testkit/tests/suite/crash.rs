@@ -164,7 +164,12 @@ async fn acknowledged_operations_survive_kill_9() {
             }
         }
         // The store itself is consistent: no orphans, no cycles, counts right.
-        let ns = Namespace::open(&layout::namespace_dir(&data), Default::default()).unwrap();
+        let ns = Namespace::open(
+            &layout::namespace_dir(&data),
+            Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         ns.check_consistency()
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
@@ -174,7 +179,12 @@ async fn acknowledged_operations_survive_kill_9() {
 /// After a kill, an in-flight operation may or may not have landed: take
 /// whichever of the two states the store holds, and fail on anything else.
 fn reconcile(data: &Path, client: usize, acked: Model, after: Model) -> Model {
-    let ns = Namespace::open(&layout::namespace_dir(data), Default::default()).unwrap();
+    let ns = Namespace::open(
+        &layout::namespace_dir(data),
+        Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let caller = ns.caller(Identity::new("hdfs"));
     let mut got = BTreeSet::new();
     let mut start = String::new();

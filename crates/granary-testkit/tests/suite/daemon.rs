@@ -97,7 +97,14 @@ fn check_config_layers_file_env_and_flags() {
     assert!(s.contains("http_addr = \"127.0.0.1:19870\""), "{s}");
     assert!(s.contains("default_replication = 1"), "{s}");
     assert!(s.contains("listing_limit = 500"), "{s}");
-    std::fs::write(&cfg, "listing_limt = 5\n").unwrap();
+    // Those two keys are in [namespace] now: still read at the top level, with a warning.
+    assert!(s.contains("[namespace]"), "{s}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`listing_limit` is now `listing_limit` in [namespace]"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "[namespace]\nlisting_limt = 5\n").unwrap();
     let out = Command::new(bin_path("granary-namenode"))
         .args(["--config", cfg.to_str().unwrap(), "--check-config"])
         .output()
@@ -123,6 +130,11 @@ fn sample_configs_are_valid_and_complete() {
             out.status.success(),
             "{daemon}: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !warnings.contains("warning"),
+            "{daemon}.toml uses former keys: {warnings}"
         );
         let text = std::fs::read_to_string(&sample).unwrap();
         let effective = String::from_utf8(out.stdout).unwrap();

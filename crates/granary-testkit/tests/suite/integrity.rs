@@ -210,8 +210,8 @@ async fn block_keys_roll_without_breaking_reads_or_writes() {
     let cl = MiniCluster::builder()
         .datanodes(3)
         .namenode_config(|c| {
-            c.block_key_update_interval_ms = 400;
-            c.block_token_lifetime_ms = 1_500;
+            c.block_tokens.key_update_interval_ms = 400;
+            c.block_tokens.lifetime_ms = 1_500;
         })
         .start()
         .await
@@ -356,7 +356,7 @@ async fn the_only_replica_is_kept_when_it_is_found_corrupt() {
 async fn hsynced_bytes_survive_a_restart_of_every_datanode() {
     let mut cl = MiniCluster::builder()
         .datanodes(3)
-        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .namenode_config(|c| c.leases.hard_limit_ms = 600_000)
         .start()
         .await
         .unwrap();
@@ -532,7 +532,7 @@ fn hsynced_bytes_survive_kill_9_of_every_datanode() {
 async fn recover_lease_of_a_stalled_writer_keeps_its_flushed_bytes() {
     let cl = MiniCluster::builder()
         .datanodes(3)
-        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .namenode_config(|c| c.leases.hard_limit_ms = 600_000)
         .start()
         .await
         .unwrap();
@@ -563,7 +563,7 @@ async fn recover_lease_of_a_stalled_writer_keeps_its_flushed_bytes() {
 async fn hsynced_bytes_survive_a_writer_dying_in_pipeline_recovery() {
     let cl = MiniCluster::builder()
         .datanodes(3)
-        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .namenode_config(|c| c.leases.hard_limit_ms = 600_000)
         .start()
         .await
         .unwrap();
@@ -602,7 +602,7 @@ async fn hsynced_bytes_survive_a_writer_dying_in_pipeline_recovery() {
 async fn recovery_after_a_namenode_restart_asks_the_blocks_targets() {
     let mut cl = MiniCluster::builder()
         .datanodes(3)
-        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .namenode_config(|c| c.leases.hard_limit_ms = 600_000)
         .start()
         .await
         .unwrap();

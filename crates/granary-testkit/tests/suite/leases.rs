@@ -101,7 +101,7 @@ async fn a_dead_writers_file_is_recovered_at_a_consistent_length() {
 async fn recover_lease_by_hand_then_takeover_and_append() {
     let cl = MiniCluster::builder()
         .datanodes(3)
-        .namenode_config(|c| c.lease_hard_limit_ms = 600_000)
+        .namenode_config(|c| c.leases.hard_limit_ms = 600_000)
         .start()
         .await
         .unwrap();

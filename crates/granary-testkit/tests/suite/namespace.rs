@@ -144,7 +144,7 @@ async fn rename_files_and_directories() {
     let (k, _) = code(c.rename("/", "/x", false).await);
     assert_eq!(k, ErrorCode::InvalidArgument);
     assert_eq!(c.stat("/dst").await.unwrap().children_num, 2);
-    cl.namenode().state.ns.check_consistency().unwrap();
+    cl.namenode().state.ns().check_consistency().unwrap();
 }
 
 #[tokio::test]
@@ -166,7 +166,7 @@ async fn delete_refuses_non_empty_directories_without_recursive() {
     let (k, _) = code(c.delete("/", true).await);
     assert_eq!(k, ErrorCode::InvalidArgument);
     assert_eq!(c.stat("/").await.unwrap().children_num, 0);
-    cl.namenode().state.ns.check_consistency().unwrap();
+    cl.namenode().state.ns().check_consistency().unwrap();
 }
 
 #[tokio::test]
@@ -554,7 +554,7 @@ async fn blocks_are_allocated_committed_and_located() {
     assert!(deleted.contains(&blk1.block_id) && deleted.contains(&blk2.block_id));
     // A replica of a block that no longer exists is invalidated when reported.
     dn.full_report(vec![blk1]).await.unwrap();
-    assert_eq!(cl.namenode().state.blocks.node_block_count("dn-1"), 0);
+    assert_eq!(cl.namenode().state.blocks().node_block_count("dn-1"), 0);
 }
 
 #[tokio::test]
@@ -577,7 +577,7 @@ async fn everything_survives_a_namenode_restart() {
     let a = c.stat("/keep/b/f").await.unwrap().file_id;
     let b = c.stat("/keep/new").await.unwrap().file_id;
     assert!(b > a);
-    cl.namenode().state.ns.check_consistency().unwrap();
+    cl.namenode().state.ns().check_consistency().unwrap();
 }
 
 #[tokio::test]
@@ -615,5 +615,5 @@ async fn concurrent_renames_and_deletes_keep_the_tree_consistent() {
     for t in tasks {
         t.await.unwrap();
     }
-    cl.namenode().state.ns.check_consistency().unwrap();
+    cl.namenode().state.ns().check_consistency().unwrap();
 }

@@ -118,7 +118,7 @@ async fn doas_is_allowed_for_proxy_users_only() {
     use granary_testkit::MiniCluster;
     use granary_testkit::binaries::http_get;
     let cl = MiniCluster::builder()
-        .namenode_config(|c| c.proxy_users = vec!["gateway".into()])
+        .namenode_config(|c| c.webhdfs.proxy_users = vec!["gateway".into()])
         .start()
         .await
         .unwrap();
