@@ -25,14 +25,16 @@ async fn main() -> anyhow::Result<()> {
     for m in &moved {
         tracing::warn!("config file: {m}; the old key still works");
     }
+    // Signals are handled before the ports answer: a SIGTERM right after
+    // bind is a graceful stop, never the default kill.
+    let token = CancellationToken::new();
+    granary_common::shutdown::cancel_on_signal(token.clone());
     let rpc = tokio::net::TcpListener::bind(config.rpc_addr)
         .await
         .with_context(|| format!("cannot listen on rpc_addr {}", config.rpc_addr))?;
     let http = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
-    let token = CancellationToken::new();
-    granary_common::shutdown::cancel_on_signal(token.clone());
     let dn = granary_datanode::start(config, rpc, http, token).await?;
     dn.wait().await?;
     Ok(())

@@ -40,14 +40,16 @@ async fn main() -> anyhow::Result<()> {
                 let v = granary_namenode::format(&config, false, None)?;
                 tracing::info!(dir = %config.data_dir.display(), cluster_id = %v.cluster_id, "formatted an empty metadata directory");
             }
+            // Signals are handled before the ports answer: a SIGTERM right after
+            // bind is a graceful stop, never the default kill.
+            let token = CancellationToken::new();
+            granary_common::shutdown::cancel_on_signal(token.clone());
             let rpc = tokio::net::TcpListener::bind(config.rpc_addr)
                 .await
                 .with_context(|| format!("cannot listen on rpc_addr {}", config.rpc_addr))?;
             let http = tokio::net::TcpListener::bind(config.http_addr)
                 .await
                 .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
-            let token = CancellationToken::new();
-            granary_common::shutdown::cancel_on_signal(token.clone());
             let nn = granary_namenode::start(config, rpc, http, token).await?;
             nn.wait().await?;
             Ok(())
