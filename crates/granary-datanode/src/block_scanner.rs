@@ -5,6 +5,7 @@
 //! this one deleted once enough good ones exist); replicas whose files
 //! vanished are dropped and reported as deleted.
 
+use crate::config::BlockScannerConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,7 +91,9 @@ pub fn scan_replica(ctx: &DatanodeContext, id: u64, bytes_per_sec: u64) -> Verdi
     }
 }
 
-pub async fn run(ctx: Arc<DatanodeContext>, period: Duration, bytes_per_sec: u64, token: CancellationToken) {
+/// Runs the scanner with its `[block_scanner]` section until `token` is cancelled.
+pub async fn run(ctx: Arc<DatanodeContext>, cfg: BlockScannerConfig, token: CancellationToken) {
+    let (period, bytes_per_sec) = (cfg.period(), cfg.bytes_per_sec);
     loop {
         let pass_start = tokio::time::Instant::now();
         let mut ids: Vec<u64> = ctx.storage.finalized().iter().map(|b| b.block_id).collect();

@@ -76,6 +76,7 @@ pub async fn start(
 ) -> Result<RunningDatanode, ServeError> {
     let secret = granary_common::daemon_auth::ClusterSecret::load(&config.cluster_secret_file)?;
     let dirs = config.data_dirs.clone();
+    let storage_cfg = config.storage.clone();
     let (versions, storage) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let versions = layout::load_all(&dirs)?;
         let vols: Vec<_> = dirs
@@ -83,7 +84,7 @@ pub async fn start(
             .cloned()
             .zip(versions.iter().map(|v| v.storage_id.clone()))
             .collect();
-        let storage = Storage::open(&vols, config.storage.reserved_bytes, config.storage.sync_on_close)?;
+        let storage = Storage::open(&vols, &storage_cfg)?;
         Ok((versions, storage))
     })
     .await??;
@@ -122,8 +123,7 @@ pub async fn start(
     };
     tokio::spawn(crate::block_scanner::run(
         ctx.clone(),
-        config.block_scanner.period(),
-        config.block_scanner.bytes_per_sec,
+        config.block_scanner.clone(),
         token.child_token(),
     ));
     {

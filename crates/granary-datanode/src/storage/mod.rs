@@ -168,11 +168,12 @@ fn meta_header(bpc: u32) -> [u8; META_HEADER_LEN as usize] {
 impl Storage {
     /// Opens the volumes and indexes finalized replicas and the replicas
     /// writers left in `rbw/` (kept for recovery, never dropped here).
+    /// `cfg` is the datanode's `[storage]` section.
     pub fn open(
         dirs: &[(PathBuf, String)],
-        reserved: u64,
-        sync_on_close: bool,
+        cfg: &crate::config::StorageConfig,
     ) -> Result<Self, StorageError> {
+        let (reserved, sync_on_close) = (cfg.reserved_bytes, cfg.sync_on_close);
         let mut volumes = Vec::new();
         let mut replicas = HashMap::new();
         let mut damaged = HashMap::new();
@@ -687,7 +688,7 @@ mod tests {
             .enumerate()
             .map(|(i, d)| (d.clone(), format!("DS-{i}")))
             .collect();
-        Storage::open(&vols, 0, false).unwrap()
+        Storage::open(&vols, &crate::config::StorageConfig::default()).unwrap()
     }
 
     fn write(s: &Storage, id: u64, gs: u64, data: &[u8]) -> Result<pb::ExtendedBlock, StorageError> {
