@@ -42,7 +42,24 @@ pub const FAST_LIVENESS: &[&str] = &[
 ];
 
 /// A free loopback port (bound then released; fine for spawned daemons).
+///
+/// Chosen below Linux's ephemeral range (32768-60999): a port from `bind(0)`
+/// is free only until a daemon binds it, and meanwhile any outgoing
+/// connection of a concurrently running test could take it as its local
+/// port ("datanode 2 did not start" seen once in a suite run). Ports under
+/// 32768 are never handed out that way; each test process walks its own
+/// sequence through them.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..4096 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
