@@ -12,25 +12,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Parses `path` into `T`, or gives `T::default()` when no file is named.
-/// Unknown keys are errors (`deny_unknown_fields` on `T`), so typos surface.
-pub fn load_toml<T>(path: Option<&Path>) -> Result<T, ConfigError>
-where
-    T: serde::de::DeserializeOwned + Default,
-{
-    let Some(path) = path else {
-        return Ok(T::default());
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
 /// A setting that moved from the top level of a daemon's file into a
 /// section: `old = v` at the top level is read as `key = v` in `[section]`.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +21,16 @@ pub struct Moved {
     pub key: &'static str,
 }
 
-/// [`load_toml`], also accepting settings at their former top-level keys
-/// (`moved`); the second element names each one found, for a warning.
+impl Moved {
+    pub const fn new(old: &'static str, section: &'static str, key: &'static str) -> Self {
+        Self { old, section, key }
+    }
+}
+
+/// Parses `path` into `T`, or gives `T::default()` when no file is named.
+/// Unknown keys are errors (`deny_unknown_fields` on `T`), so typos surface.
+/// Settings at their former top-level keys (`moved`) are read in their
+/// sections; the second element names each one found, for a warning.
 pub fn load_toml_moving<T>(path: Option<&Path>, moved: &[Moved]) -> Result<(T, Vec<String>), ConfigError>
 where
     T: serde::de::DeserializeOwned + Default,

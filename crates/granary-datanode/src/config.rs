@@ -110,19 +110,15 @@ impl BlockScannerConfig {
     }
 }
 
-const fn moved(old: &'static str, section: &'static str, key: &'static str) -> Moved {
-    Moved { old, section, key }
-}
-
 /// Settings that were top-level keys before the sections; a file naming
 /// them still works, with a warning at start.
 pub const MOVED: &[Moved] = &[
-    moved("reserved_bytes", "storage", "reserved_bytes"),
-    moved("sync_on_close", "storage", "sync_on_close"),
-    moved("socket_timeout_ms", "transfer", "socket_timeout_ms"),
-    moved("max_transfers", "transfer", "max_transfers"),
-    moved("block_scan_period_ms", "block_scanner", "period_ms"),
-    moved("block_scan_bytes_per_sec", "block_scanner", "bytes_per_sec"),
+    Moved::new("reserved_bytes", "storage", "reserved_bytes"),
+    Moved::new("sync_on_close", "storage", "sync_on_close"),
+    Moved::new("socket_timeout_ms", "transfer", "socket_timeout_ms"),
+    Moved::new("max_transfers", "transfer", "max_transfers"),
+    Moved::new("block_scan_period_ms", "block_scanner", "period_ms"),
+    Moved::new("block_scan_bytes_per_sec", "block_scanner", "bytes_per_sec"),
 ];
 
 impl Default for DatanodeConfig {

@@ -4,47 +4,43 @@
 
 use granary_common::config::Moved;
 
-const fn moved(old: &'static str, section: &'static str, key: &'static str) -> Moved {
-    Moved { old, section, key }
-}
-
 pub(super) const MOVED: &[Moved] = &[
-    moved("superuser", "namespace", "superuser"),
-    moved("supergroup", "namespace", "supergroup"),
-    moved("default_replication", "namespace", "default_replication"),
-    moved("max_replication", "namespace", "max_replication"),
-    moved("min_replication", "namespace", "min_replication"),
-    moved("default_block_size", "namespace", "default_block_size"),
-    moved("min_block_size", "namespace", "min_block_size"),
-    moved("bytes_per_checksum", "namespace", "bytes_per_checksum"),
-    moved("listing_limit", "namespace", "listing_limit"),
-    moved("max_directory_items", "namespace", "max_directory_items"),
-    moved("block_cache_mb", "namespace", "block_cache_mb"),
-    moved("heartbeat_interval_ms", "datanodes", "heartbeat_interval_ms"),
-    moved("stale_after_ms", "datanodes", "stale_after_ms"),
-    moved("dead_after_ms", "datanodes", "dead_after_ms"),
-    moved(
+    Moved::new("superuser", "namespace", "superuser"),
+    Moved::new("supergroup", "namespace", "supergroup"),
+    Moved::new("default_replication", "namespace", "default_replication"),
+    Moved::new("max_replication", "namespace", "max_replication"),
+    Moved::new("min_replication", "namespace", "min_replication"),
+    Moved::new("default_block_size", "namespace", "default_block_size"),
+    Moved::new("min_block_size", "namespace", "min_block_size"),
+    Moved::new("bytes_per_checksum", "namespace", "bytes_per_checksum"),
+    Moved::new("listing_limit", "namespace", "listing_limit"),
+    Moved::new("max_directory_items", "namespace", "max_directory_items"),
+    Moved::new("block_cache_mb", "namespace", "block_cache_mb"),
+    Moved::new("heartbeat_interval_ms", "datanodes", "heartbeat_interval_ms"),
+    Moved::new("stale_after_ms", "datanodes", "stale_after_ms"),
+    Moved::new("dead_after_ms", "datanodes", "dead_after_ms"),
+    Moved::new(
         "block_report_interval_ms",
         "datanodes",
         "block_report_interval_ms",
     ),
-    moved("redundancy_interval_ms", "redundancy", "interval_ms"),
-    moved("redundancy_scan_interval_ms", "redundancy", "scan_interval_ms"),
-    moved("max_replication_streams", "redundancy", "max_replication_streams"),
-    moved(
+    Moved::new("redundancy_interval_ms", "redundancy", "interval_ms"),
+    Moved::new("redundancy_scan_interval_ms", "redundancy", "scan_interval_ms"),
+    Moved::new("max_replication_streams", "redundancy", "max_replication_streams"),
+    Moved::new(
         "pending_replication_timeout_ms",
         "redundancy",
         "pending_replication_timeout_ms",
     ),
-    moved("safemode_threshold", "safemode", "threshold"),
-    moved("safemode_extension_ms", "safemode", "extension_ms"),
-    moved("lease_soft_limit_ms", "leases", "soft_limit_ms"),
-    moved("lease_hard_limit_ms", "leases", "hard_limit_ms"),
-    moved(
+    Moved::new("safemode_threshold", "safemode", "threshold"),
+    Moved::new("safemode_extension_ms", "safemode", "extension_ms"),
+    Moved::new("lease_soft_limit_ms", "leases", "soft_limit_ms"),
+    Moved::new("lease_hard_limit_ms", "leases", "hard_limit_ms"),
+    Moved::new(
         "block_key_update_interval_ms",
         "block_tokens",
         "key_update_interval_ms",
     ),
-    moved("block_token_lifetime_ms", "block_tokens", "lifetime_ms"),
-    moved("proxy_users", "webhdfs", "proxy_users"),
+    Moved::new("block_token_lifetime_ms", "block_tokens", "lifetime_ms"),
+    Moved::new("proxy_users", "webhdfs", "proxy_users"),
 ];
