@@ -146,7 +146,7 @@ pub fn exit_status(code: ErrorCode) -> u8 {
         ErrorCode::AccessControl | ErrorCode::Unauthenticated => exit::PERMISSION_DENIED,
         ErrorCode::FileAlreadyExists => exit::ALREADY_EXISTS,
         ErrorCode::SafeMode => exit::SAFE_MODE,
-        ErrorCode::Unavailable | ErrorCode::NotEnoughReplicas => exit::UNAVAILABLE,
+        ErrorCode::Unavailable | ErrorCode::NotEnoughReplicas | ErrorCode::Standby => exit::UNAVAILABLE,
         ErrorCode::InvalidPath | ErrorCode::InvalidArgument => exit::USAGE,
         ErrorCode::ParentNotDirectory
         | ErrorCode::PathIsDirectory

@@ -6,6 +6,11 @@ use std::fmt;
 /// Metadata key carrying [`ErrorCode::name`] on every error status.
 pub const ERROR_CODE_METADATA: &str = "x-granary-error";
 
+/// Metadata key a namenode that is not the leader of its group puts on a
+/// [`ErrorCode::Standby`] status: the client RPC address (`host:port`) of
+/// the leader it knows of, if any. Clients retry there.
+pub const LEADER_METADATA: &str = "x-granary-leader";
+
 /// A failure class. Each maps to one gRPC code, one HTTP status and the Java
 /// exception name HDFS clients (WebHDFS) expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,11 +31,14 @@ pub enum ErrorCode {
     Unavailable,
     /// The caller did not prove who it is (a datanode without a session).
     Unauthenticated,
+    /// A namenode that is not its group's leader was asked to serve a
+    /// client (HDFS's StandbyException): retry on the leader.
+    Standby,
     Internal,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 16] = [
+    const ALL: [ErrorCode; 17] = [
         Self::InvalidPath,
         Self::InvalidArgument,
         Self::FileNotFound,
@@ -46,6 +54,7 @@ impl ErrorCode {
         Self::Unsupported,
         Self::Unavailable,
         Self::Unauthenticated,
+        Self::Standby,
         Self::Internal,
     ];
 
@@ -60,7 +69,7 @@ impl ErrorCode {
             | Self::PathIsNotEmptyDirectory
             | Self::LeaseConflict => Code::FailedPrecondition,
             Self::AccessControl => Code::PermissionDenied,
-            Self::SafeMode | Self::NotEnoughReplicas | Self::Unavailable => Code::Unavailable,
+            Self::SafeMode | Self::NotEnoughReplicas | Self::Unavailable | Self::Standby => Code::Unavailable,
             Self::Checksum => Code::DataLoss,
             Self::Unsupported => Code::Unimplemented,
             Self::Unauthenticated => Code::Unauthenticated,
@@ -99,6 +108,7 @@ impl ErrorCode {
             Self::Unsupported => "UnsupportedOperationException",
             Self::Unavailable => "RetriableException",
             Self::Unauthenticated => "SecurityException",
+            Self::Standby => "StandbyException",
             Self::Internal => "IOException",
         }
     }
@@ -122,6 +132,7 @@ impl ErrorCode {
             Self::Unsupported => "java.lang.UnsupportedOperationException",
             Self::Unavailable => "org.apache.hadoop.ipc.RetriableException",
             Self::Unauthenticated => "java.lang.SecurityException",
+            Self::Standby => "org.apache.hadoop.ipc.StandbyException",
             Self::Internal => "java.io.IOException",
         }
     }
@@ -199,6 +210,22 @@ pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
     st
 }
 
+/// A [`ErrorCode::Standby`] status naming the leader's client address
+/// when the namenode knows it.
+pub fn standby_status(message: impl Into<String>, leader: Option<&str>) -> tonic::Status {
+    let mut st = status(ErrorCode::Standby, message);
+    if let Some(v) = leader.and_then(|l| tonic::metadata::MetadataValue::try_from(l).ok()) {
+        st.metadata_mut().insert(LEADER_METADATA, v);
+    }
+    st
+}
+
+/// The leader address a [`standby_status`] names.
+pub fn leader_hint(status: &tonic::Status) -> Option<String> {
+    let v = status.metadata().get(LEADER_METADATA)?.to_str().ok()?;
+    (!v.is_empty()).then(|| v.to_string())
+}
+
 /// Converts any library error into a status that keeps its code.
 pub fn to_status<E: HasErrorCode>(err: E) -> tonic::Status {
     status(err.code(), err.to_string())
@@ -215,6 +242,14 @@ mod tests {
             assert_eq!(ErrorCode::from_status(&st), code, "{code}");
             assert_eq!(st.code(), code.grpc());
         }
+    }
+
+    #[test]
+    fn a_standby_status_names_the_leader() {
+        let st = standby_status("nn2 is not the leader", Some("10.0.0.1:8020"));
+        assert_eq!(ErrorCode::from_status(&st), ErrorCode::Standby);
+        assert_eq!(leader_hint(&st).as_deref(), Some("10.0.0.1:8020"));
+        assert_eq!(leader_hint(&standby_status("no leader yet", None)), None);
     }
 
     #[test]

@@ -177,6 +177,8 @@ impl DatanodeProtocol for DatanodeService {
             return Ok(Response::new(pb::HeartbeatResponse {
                 commands: vec![reregister()],
                 block_keys: Vec::new(),
+                active: true,
+                term: 0,
             }));
         }
         let mut commands = Vec::new();
@@ -198,6 +200,8 @@ impl DatanodeProtocol for DatanodeService {
         Ok(Response::new(pb::HeartbeatResponse {
             commands,
             block_keys: st.block_keys().all(),
+            active: true,
+            term: 0,
         }))
     }
 
