@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "granary/v1/namenode.proto",
     "granary/v1/datanode.proto",
     "granary/v1/datatransfer.proto",
+    "granary/v1/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -14,6 +14,7 @@
 
 mod error;
 mod file_checksum;
+pub mod ha;
 mod reader;
 pub mod types;
 mod writer;

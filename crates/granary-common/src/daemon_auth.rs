@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use granary_proto as pb;
 
-type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha256 = Hmac<Sha256>;
 
 /// Metadata key carrying a datanode's session on DatanodeProtocol calls.
 pub const SESSION_METADATA: &str = "x-granary-datanode-session";
@@ -88,7 +88,7 @@ impl ClusterSecret {
         Self(bytes.into())
     }
 
-    fn mac(&self) -> HmacSha256 {
+    pub fn mac(&self) -> HmacSha256 {
         <HmacSha256 as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("hmac takes any key length"))
     }

@@ -65,6 +65,14 @@ pub enum NnError {
     Internal(String),
     #[error("the namenode is shutting down")]
     ShuttingDown,
+    /// This namenode does not lead its group; `leader` is the leader's
+    /// client RPC address when known.
+    #[error("namenode {node} is not the leader{}", leader.as_deref().map(|l| format!(" (the leader is at {l})")).unwrap_or_else(|| " (no leader is known yet; an election may be running)".into()))]
+    Standby { node: String, leader: Option<String> },
+    /// A change this leader made was not committed by its group (it lost
+    /// its leadership first); it is undone and may be retried.
+    #[error("the change was not committed: {0}; retry")]
+    NotCommitted(String),
 }
 
 impl HasErrorCode for NnError {
@@ -83,7 +91,8 @@ impl HasErrorCode for NnError {
             Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
             Self::SafeMode(_) => ErrorCode::SafeMode,
-            Self::ShuttingDown => ErrorCode::Unavailable,
+            Self::ShuttingDown | Self::NotCommitted(_) => ErrorCode::Unavailable,
+            Self::Standby { .. } => ErrorCode::Standby,
             Self::Store(_) | Self::Corrupt(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -91,6 +100,9 @@ impl HasErrorCode for NnError {
 
 impl From<NnError> for tonic::Status {
     fn from(e: NnError) -> Self {
+        if let NnError::Standby { leader, .. } = &e {
+            return granary_common::error::standby_status(e.to_string(), leader.as_deref());
+        }
         granary_common::error::to_status(e)
     }
 }

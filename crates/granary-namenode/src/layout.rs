@@ -40,6 +40,37 @@ pub fn namespace_dir(dir: &Path) -> PathBuf {
     dir.join("namespace")
 }
 
+/// The Raft log of a namenode that is one of a group.
+pub fn raft_dir(dir: &Path) -> PathBuf {
+    dir.join("raft")
+}
+
+const HA_FILE: &str = "ha.toml";
+
+/// Records the group `format` was given (node id and peers), so a start
+/// without those flags finds them.
+pub fn store_ha(dir: &Path, ha: &crate::ha::HaConfig) -> Result<(), LayoutError> {
+    let path = dir.join(HA_FILE);
+    let text = toml::to_string(ha).map_err(|e| LayoutError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, text).map_err(io(&path))
+}
+
+/// The group `format` recorded, if any.
+pub fn load_ha(dir: &Path) -> Result<Option<crate::ha::HaConfig>, LayoutError> {
+    let path = dir.join(HA_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| LayoutError::Foreign {
+            path: path.clone(),
+            reason: format!("unreadable {HA_FILE}: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
 /// Prepares `dir` for a new namespace and writes its VERSION file. The
 /// caller then creates the RocksDB under [`namespace_dir`].
 /// True when `dir` does not exist or holds nothing (safe to format).

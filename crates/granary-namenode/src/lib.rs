@@ -11,6 +11,7 @@ pub mod datanode_manager;
 pub mod error;
 pub mod group_commit;
 pub mod groups;
+pub mod ha;
 pub mod http;
 pub mod inode;
 pub mod layout;

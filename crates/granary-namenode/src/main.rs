@@ -37,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             if cli.format_if_empty && granary_namenode::layout::is_empty_or_missing(&config.data_dir)? {
-                let v = granary_namenode::format(&config, false, None)?;
+                // A group member needs the group's cluster id (GRANARY_CLUSTER_ID).
+                let cluster_id = std::env::var("GRANARY_CLUSTER_ID").ok().filter(|c| !c.is_empty());
+                let v = granary_namenode::format(&config, false, cluster_id)?;
                 tracing::info!(dir = %config.data_dir.display(), cluster_id = %v.cluster_id, "formatted an empty metadata directory");
             }
             // Signals are handled before the ports answer: a SIGTERM right after

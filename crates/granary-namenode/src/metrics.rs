@@ -20,6 +20,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CfLabel {
     cf: String,
 }
@@ -42,6 +47,12 @@ pub struct NamenodeMetrics {
     rocksdb_sst_bytes: Family<CfLabel, Gauge>,
     rocksdb_memtable_bytes: Gauge,
     rocksdb_block_cache_bytes: Gauge,
+    ha_leader: Gauge,
+    ha_term: Gauge,
+    ha_last_log_index: Gauge,
+    ha_applied_index: Gauge,
+    ha_elections: Gauge,
+    ha_follower_lag: Family<PeerLabel, Gauge>,
 }
 
 impl NamenodeMetrics {
@@ -136,6 +147,37 @@ impl NamenodeMetrics {
                 "RocksDB block cache in use",
                 Gauge::default(),
             ),
+            ha_leader: register(
+                &mut r,
+                "granary_ha_leader",
+                "1 while this namenode serves (leads its group, or runs alone)",
+                Gauge::default(),
+            ),
+            ha_term: register(&mut r, "granary_ha_term", "Raft term (0 when alone)", Gauge::default()),
+            ha_last_log_index: register(
+                &mut r,
+                "granary_ha_last_log_index",
+                "Index of the last Raft log entry here",
+                Gauge::default(),
+            ),
+            ha_applied_index: register(
+                &mut r,
+                "granary_ha_applied_index",
+                "Index of the last Raft log entry applied to the namespace here",
+                Gauge::default(),
+            ),
+            ha_elections: register(
+                &mut r,
+                "granary_ha_leader_changes",
+                "Leader changes this namenode has seen since start",
+                Gauge::default(),
+            ),
+            ha_follower_lag: register(
+                &mut r,
+                "granary_ha_follower_lag_entries",
+                "On the leader: log entries each follower has yet to acknowledge",
+                Family::default(),
+            ),
             registry: r,
         })
     }
@@ -189,6 +231,25 @@ impl NamenodeMetrics {
                 .set(prop("rocksdb.block-cache-usage"));
         }
         self.rocksdb_memtable_bytes.set(memtables);
+        self.ha_leader.set(i64::from(st.is_active()));
+        if let Some(ha) = st.ha() {
+            let s = ha.status();
+            let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.ha_term.set(to_i(s.term));
+            self.ha_elections.set(to_i(s.elections));
+            for m in &s.members {
+                if m.node_id == s.node_id {
+                    self.ha_last_log_index.set(to_i(m.last_log_index));
+                    self.ha_applied_index.set(to_i(m.last_applied_index));
+                } else if s.leader_id == s.node_id {
+                    self.ha_follower_lag
+                        .get_or_create(&PeerLabel {
+                            peer: m.node_id.clone(),
+                        })
+                        .set(to_i(m.lag));
+                }
+            }
+        }
         granary_common::metrics::encode(&self.registry)
     }
 }

@@ -35,6 +35,8 @@ pub enum ServeError {
     Join(String),
     #[error(transparent)]
     Secret(#[from] granary_common::daemon_auth::SecretError),
+    #[error("namenode group: {0}")]
+    Ha(String),
 }
 
 /// Formats `config.data_dir` for a new cluster.
@@ -43,14 +45,25 @@ pub fn format(
     force: bool,
     cluster_id: Option<String>,
 ) -> Result<layout::VersionFile, ServeError> {
+    if config.ha.enabled() && cluster_id.is_none() {
+        return Err(ServeError::Ha(
+            "the members of a namenode group share one cluster id: pass --cluster-id (the same on each)"
+                .into(),
+        ));
+    }
     let v = layout::format(&config.data_dir, force, cluster_id)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);
-    Namespace::create_new(&ns_dir, config.namespace.clone(), &config.groups).map_err(|source| {
-        ServeError::Open {
-            path: ns_dir.display().to_string(),
-            source,
-        }
-    })?;
+    let open_err = |source| ServeError::Open {
+        path: ns_dir.display().to_string(),
+        source,
+    };
+    if config.ha.enabled() {
+        // Every member starts from the same bytes; the log does the rest.
+        Namespace::create_at(&ns_dir, config.namespace.clone(), &config.groups, 0).map_err(open_err)?;
+        layout::store_ha(&config.data_dir, &config.ha)?;
+    } else {
+        Namespace::create_new(&ns_dir, config.namespace.clone(), &config.groups).map_err(open_err)?;
+    }
     let secret = config.cluster_secret_path();
     if !secret.exists() {
         ClusterSecret::generate(&secret)?;
@@ -110,12 +123,22 @@ impl RunningNamenode {
 /// Opens the metadata in `config.data_dir` and serves on the given listeners
 /// until `token` is cancelled.
 pub async fn start(
-    config: NamenodeConfig,
+    mut config: NamenodeConfig,
     rpc: TcpListener,
     http: TcpListener,
     token: CancellationToken,
 ) -> Result<RunningNamenode, ServeError> {
     let version = layout::check(&config.data_dir)?;
+    if !config.ha.enabled()
+        && let Some(stored) = layout::load_ha(&config.data_dir)?
+    {
+        // The group `format` was given, when not given again.
+        config.ha = crate::ha::HaConfig {
+            heartbeat_ms: config.ha.heartbeat_ms,
+            election_timeout_ms: config.ha.election_timeout_ms,
+            ..stored
+        };
+    }
     let secret = load_secret(&config)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);
     let (ns_cfg, groups) = (config.namespace.clone(), config.groups.clone());
@@ -149,13 +172,28 @@ pub async fn start(
     } else {
         None
     };
+    let ns = Arc::new(ns);
+    let ha = if config.ha.enabled() {
+        let dir = layout::raft_dir(&config.data_dir);
+        let ha = crate::ha::Ha::start(&config.ha, &dir, ns.clone(), secret.clone(), token.child_token())
+            .await
+            .map_err(|e| ServeError::Ha(e.to_string()))?;
+        ns.replicate_through(ha.replicator().clone());
+        Some(ha)
+    } else {
+        None
+    };
     let state = NamenodeState::new(
         config,
         version.cluster_id.clone(),
         ns,
+        ha.clone(),
         scanned.as_ref().map(|s| s.committed_blocks),
-        secret,
+        secret.clone(),
     );
+    if let Some(ha) = &ha {
+        spawn_leader_duties(state.clone(), ha.clone(), token.child_token());
+    }
     let out_of_service = state.ns().out_of_service().map_err(|source| ServeError::Open {
         path: state.config().data_dir.display().to_string(),
         source,
@@ -197,9 +235,23 @@ pub async fn start(
     // calls other than full block reports carry batches of at most 10,000
     // replicas; only a full block report (sent by an authenticated
     // datanode, checked before its body is read) may be large.
+    let active = state.clone();
     let client = ClientProtocolServer::new(crate::rpc::client_service::ClientService::new(state.clone()))
         .max_decoding_message_size(4 << 20)
         .max_encoding_message_size(64 << 20);
+    // A namenode that does not lead its group serves no client call (HDFS's
+    // standby): the client is told where the leader is.
+    let client =
+        tonic::service::interceptor::InterceptedService::new(client, move |req: tonic::Request<()>| {
+            active.check_active().map_err(tonic::Status::from)?;
+            Ok(req)
+        });
+    let raft = granary_proto::raft_protocol_server::RaftProtocolServer::new(crate::ha::RaftService::new(
+        ha.clone(),
+        secret,
+    ))
+    .max_decoding_message_size(crate::ha::MAX_RAFT_MESSAGE)
+    .max_encoding_message_size(crate::ha::MAX_RAFT_MESSAGE);
     let datanode =
         DatanodeProtocolServer::new(crate::rpc::datanode_service::DatanodeService::new(state.clone()))
             .max_decoding_message_size(4 << 20)
@@ -228,6 +280,7 @@ pub async fn start(
         .add_service(client)
         .add_service(datanode)
         .add_service(reports)
+        .add_service(raft)
         .serve_with_incoming_shutdown(incoming, rpc_token.cancelled_owned());
     let http_token = token.child_token();
     let http = GatedListener {
@@ -259,6 +312,47 @@ pub async fn start(
     })
 }
 
+/// What a namenode takes up when it becomes its group's leader: the
+/// leases of files open in the namespace it now serves (their writers get
+/// a fresh lease period, as after a restart).
+fn spawn_leader_duties(state: Arc<NamenodeState>, ha: Arc<crate::ha::Ha>, token: CancellationToken) {
+    let mut metrics = ha.raft().metrics();
+    tokio::spawn(async move {
+        let mut led_term = None;
+        loop {
+            let (term, ready) = {
+                let m = metrics.borrow_and_update();
+                (m.current_term, state.is_active())
+            };
+            if ready && led_term != Some(term) {
+                led_term = Some(term);
+                let st = state.clone();
+                let scanned = tokio::task::spawn_blocking(move || st.ns().startup_scan(&|| false)).await;
+                match scanned {
+                    Ok(Ok(scan)) => {
+                        for (inode, client, user) in &scan.open_files {
+                            state.leases().add(client, user, *inode);
+                        }
+                        tracing::info!(
+                            term,
+                            open_files = scan.open_files.len(),
+                            "leading the namenode group"
+                        );
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot scan the namespace for open files"),
+                    Err(e) => tracing::error!(error = %e, "namespace scan task failed"),
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                r = metrics.changed() => if r.is_err() { return },
+                // The role flips to ready after the metrics that made it so.
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    });
+}
+
 fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
     // Writers of files open before the restart get a fresh lease period to renew.
     for (inode, client, user) in &scan.open_files {
@@ -278,6 +372,7 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
     let period = Duration::from_millis((state.config().datanodes.heartbeat_interval_ms / 2).max(100));
     tokio::spawn(async move {
         let mut removed = std::collections::HashSet::new();
+        let mut next_expiry = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
@@ -295,8 +390,18 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             // Finalize commands of recovered blocks not yet confirmed.
             state.recovery().resend_due();
             state.update_safe_mode();
+            if tokio::time::Instant::now() >= next_expiry && state.is_active() && !state.safe_mode().is_on() {
+                next_expiry = tokio::time::Instant::now() + Duration::from_secs(30);
+                let st = state.clone();
+                match tokio::task::spawn_blocking(move || st.ns().expire_retry_cache(100_000)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!(calls = n, "retry cache entries expired"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot expire retry cache entries"),
+                    Err(e) => tracing::warn!(error = %e, "retry cache expiry task failed"),
+                }
+            }
             let expired = state.leases().expired();
-            if !expired.is_empty() && !state.safe_mode().is_on() {
+            if !expired.is_empty() && !state.safe_mode().is_on() && state.is_active() {
                 let st = state.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     for (client, files) in expired {
@@ -326,6 +431,11 @@ fn spawn_redundancy_monitor(state: Arc<NamenodeState>, token: CancellationToken)
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
+            }
+            if !state.is_active() {
+                // Only the leader moves replicas; a new one scans first.
+                next_scan = tokio::time::Instant::now();
+                continue;
             }
             let st = state.clone();
             let scan = tokio::time::Instant::now() >= next_scan;

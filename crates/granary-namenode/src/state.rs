@@ -32,7 +32,9 @@ use granary_proto as pb;
 pub struct NamenodeState {
     config: NamenodeConfig,
     cluster_id: String,
-    ns: Namespace,
+    ns: Arc<Namespace>,
+    /// This namenode's group, when it is one of several.
+    ha: Option<Arc<crate::ha::Ha>>,
     blocks: BlockManager,
     datanodes: DatanodeManager,
     placement: Box<dyn PlacementPolicy>,
@@ -74,7 +76,8 @@ impl NamenodeState {
     pub fn new(
         config: NamenodeConfig,
         cluster_id: String,
-        ns: Namespace,
+        ns: Arc<Namespace>,
+        ha: Option<Arc<crate::ha::Ha>>,
         total_blocks: Option<u64>,
         secret: ClusterSecret,
     ) -> Arc<Self> {
@@ -87,6 +90,7 @@ impl NamenodeState {
             config,
             cluster_id,
             ns,
+            ha,
             blocks: BlockManager::default(),
             datanodes,
             placement: Box::new(RackAwarePlacement),
@@ -122,6 +126,30 @@ impl NamenodeState {
     }
 
     /// Where each block's replicas are, as datanodes report them.
+    /// This namenode's group, when it is one of several.
+    pub fn ha(&self) -> Option<&Arc<crate::ha::Ha>> {
+        self.ha.as_ref()
+    }
+
+    /// Whether this namenode serves clients and commands datanodes: it
+    /// runs alone, or leads its group.
+    pub fn is_active(&self) -> bool {
+        self.ha.as_ref().is_none_or(|h| h.is_leader())
+    }
+
+    /// Fails with a Standby error naming the leader unless [`Self::is_active`].
+    pub fn check_active(&self) -> Result<()> {
+        match &self.ha {
+            Some(h) => h.check_leader(),
+            None => Ok(()),
+        }
+    }
+
+    /// The Raft term (0 for a namenode that runs alone).
+    pub fn term(&self) -> u64 {
+        self.ha.as_ref().map_or(0, |h| h.term())
+    }
+
     pub fn blocks(&self) -> &BlockManager {
         &self.blocks
     }

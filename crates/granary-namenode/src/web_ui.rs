@@ -90,9 +90,23 @@ async fn overview(State(ui): State<Arc<Ui>>) -> Html<String> {
         (a + n.capacity, b + n.dfs_used, c + n.remaining)
     });
     let healthy = h.missing == 0;
+    let ha = st.ha().map(|ha| ha.status());
     page(
         "Namenode overview",
         html! {
+            @if let Some(ha) = &ha {
+                h2 { "Namenode group" }
+                p { "This namenode: " (ha.node_id) ", term " (ha.term) ", leader: "
+                    @if ha.leader_id.is_empty() { span.bad { "none (election running)" } } @else { (ha.leader_id) }
+                    ", leader changes seen: " (ha.elections) }
+                table #ha {
+                    tr { th { "Namenode" } th { "RPC address" } th { "Role" } th { "Last log index" } th { "Applied index" } th { "Lag (entries)" } }
+                    @for m in &ha.members {
+                        tr { td { (m.node_id) } td { (m.rpc_addr) } td { (m.role) } td { (m.last_log_index) }
+                             td { (m.last_applied_index) } td { (m.lag) } }
+                    }
+                }
+            }
             table #summary {
                 tr { th { "Cluster ID" } td { (st.cluster_id()) } }
                 tr { th { "Version" } td { (granary_common::VERSION) } }

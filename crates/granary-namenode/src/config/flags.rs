@@ -103,6 +103,14 @@ pub struct Overrides {
     /// A connection with no traffic this long is closed.
     #[arg(long, global = true, env = "GRANARY_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
+    /// This namenode's name in its group (`nn1`); with --peers.
+    #[arg(long, global = true, env = "GRANARY_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Every namenode of the group, this one included:
+    /// `nn1=HOST:8020,nn2=HOST:8020,nn3=HOST:8020`. Without it the
+    /// namenode runs alone (unless `format` stored a group in data_dir).
+    #[arg(long, global = true, env = "GRANARY_PEERS")]
+    pub peers: Option<String>,
 }
 
 /// `*setting = flag` when the flag was given.
@@ -150,6 +158,8 @@ impl Overrides {
         set(&mut c.limits.max_connections, &self.max_connections);
         set(&mut c.limits.handshake_timeout_ms, &self.handshake_timeout_ms);
         set(&mut c.limits.idle_timeout_ms, &self.idle_timeout_ms);
+        set(&mut c.ha.node_id, &self.node_id);
+        set(&mut c.ha.peers, &self.peers);
         c.validate()?;
         Ok((c, moved))
     }

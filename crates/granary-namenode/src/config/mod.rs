@@ -62,6 +62,8 @@ pub struct NamenodeConfig {
     pub limits: granary_common::conn_guard::Limits,
     /// Users' groups: a static mapping, else the OS's (see the `groups` module).
     pub groups: GroupsConfig,
+    /// A group of namenodes replicating the namespace with Raft (`[ha]`).
+    pub ha: crate::ha::HaConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -83,6 +85,7 @@ impl Default for NamenodeConfig {
             webhdfs: Default::default(),
             limits: Default::default(),
             groups: Default::default(),
+            ha: Default::default(),
         }
     }
 }
@@ -94,6 +97,9 @@ impl NamenodeConfig {
         self.safemode.validate()?;
         self.block_tokens.validate()?;
         self.limits.validate().map_err(ConfigError::Invalid)?;
+        self.ha
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("[ha]: {e}")))?;
         if !self.data_dir.as_os_str().is_empty() && self.checkpoint_path().starts_with(&self.data_dir) {
             return Err(ConfigError::Invalid(format!(
                 "checkpoint_dir {} must be outside data_dir {}",

@@ -120,11 +120,10 @@ impl Namespace {
     pub fn set_out_of_service(&self, uuid: &str, out: bool) -> Result<()> {
         let key = [META_OUT_OF_SERVICE, uuid.as_bytes()].concat();
         self.mutate_marked(|batch| {
-            let cf = self.cf(CF_META)?;
             if out {
-                batch.put_cf(cf, key, b"");
+                batch.put_cf(CF_META, key, b"");
             } else {
-                batch.delete_cf(cf, key);
+                batch.delete_cf(CF_META, key);
             }
             Ok(((), false))
         })
@@ -135,12 +134,20 @@ impl Namespace {
     /// now is), false when another key holds the uuid.
     pub fn bind_datanode(&self, uuid: &str, fingerprint: &[u8]) -> Result<bool> {
         let key = [META_DATANODE_KEY, uuid.as_bytes()].concat();
+        if let Some(r) = self.replication.get()
+            && r.check_leader().is_err()
+        {
+            // A follower only checks: binding a new key is the leader's to
+            // write (the datanode registers with the leader too).
+            let bound = self.db.get_pinned_cf(self.cf(CF_META)?, &key)?;
+            return Ok(bound.is_none_or(|b| b.as_ref() == fingerprint));
+        }
         self.mutate_marked(|batch| {
             let cf = self.cf(CF_META)?;
             match self.db.get_pinned_cf(cf, &key)? {
                 Some(bound) => Ok((bound.as_ref() == fingerprint, false)),
                 None => {
-                    batch.put_cf(cf, &key, fingerprint);
+                    batch.put_cf(CF_META, &key, fingerprint);
                     Ok((true, false))
                 }
             }

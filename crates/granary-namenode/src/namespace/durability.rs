@@ -4,14 +4,95 @@
 
 use std::sync::atomic::Ordering;
 
-use rocksdb::{WriteBatch, WriteOptions};
+use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use super::Namespace;
-use crate::error::Result;
+use super::{Effects, Namespace};
+use crate::error::{NnError, Result};
 use crate::group_commit::Durable;
 
-/// A write whose durability the caller awaits (see [`deferring_durability`]).
-pub type PendingWrite = Durable<rocksdb::Error>;
+/// A write whose durability the caller awaits (see [`deferring_durability`]):
+/// fsynced by this namenode's group commit when it runs alone, committed by
+/// a majority of its group (and applied here) when it is a Raft leader.
+pub enum PendingWrite {
+    Local(Durable<rocksdb::Error>),
+    Replicated(Commit),
+}
+
+/// A change proposed to the namenode group, in proposal order `seq`.
+pub struct Commit {
+    pub seq: u64,
+    /// Told once the change is committed and applied here, or why not.
+    pub outcome: tokio::sync::oneshot::Receiver<Result<()>>,
+    /// Where [`PendingWrite::then`] waits.
+    pub rt: tokio::runtime::Handle,
+}
+
+fn lost() -> NnError {
+    NnError::NotCommitted("the namenode stopped replicating before the change was committed".into())
+}
+
+impl PendingWrite {
+    /// The later of two writes: once it is durable, so is the earlier (one
+    /// fsync covers every earlier write; one log covers every earlier entry).
+    pub fn latest(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Local(a), Self::Local(b)) => Self::Local(a.latest(b)),
+            (Self::Replicated(a), Self::Replicated(b)) => Self::Replicated(if b.seq > a.seq { b } else { a }),
+            (_, other) => other,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Local(d) => d.seq(),
+            Self::Replicated(c) => c.seq,
+        }
+    }
+
+    /// Waits, without blocking a thread, until the write is durable.
+    pub async fn wait(self) -> Result<()> {
+        match self {
+            Self::Local(d) => d.wait().await.map_err(NnError::from),
+            Self::Replicated(c) => c.outcome.await.unwrap_or_else(|_| Err(lost())),
+        }
+    }
+
+    /// Blocks this (non-async) thread until the write is durable.
+    fn wait_blocking(self) -> Result<()> {
+        match self {
+            Self::Local(d) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                d.then(move |r| drop(tx.send(r)));
+                rx.recv()
+                    .map_err(|_| NnError::Internal("the WAL sync thread stopped".into()))?
+                    .map_err(NnError::from)
+            }
+            Self::Replicated(c) => c.outcome.blocking_recv().unwrap_or_else(|_| Err(lost())),
+        }
+    }
+
+    /// Calls `f` with the outcome once known; it must be short.
+    pub fn then(self, f: impl FnOnce(Result<()>) + Send + 'static) {
+        match self {
+            Self::Local(d) => d.then(move |r| f(r.map_err(NnError::from))),
+            Self::Replicated(c) => {
+                let outcome = c.outcome;
+                c.rt.spawn(async move { f(outcome.await.unwrap_or_else(|_| Err(lost()))) });
+            }
+        }
+    }
+}
+
+/// How a Raft leader's namespace hands its changes to its group.
+pub trait Replication: Send + Sync + 'static {
+    /// Fails (naming the leader) when this namenode may not change the
+    /// namespace now.
+    fn check_leader(&self) -> Result<()>;
+    /// Writes `effects` into `db` ahead of their commit, with what undoes
+    /// them should the group not commit them, and proposes them, in the
+    /// order of calls. Called under the namespace lock.
+    fn propose(&self, db: &DB, effects: Effects) -> Result<Commit>;
+}
 
 /// Work that acts on a mutation beyond the namenode's memory (queueing a
 /// deleted file's replicas for deletion on datanodes, say), which must not
@@ -62,39 +143,53 @@ pub fn deferring_durability<R>(f: impl FnOnce() -> R) -> (R, Deferred) {
 
 impl Namespace {
     /// Runs one mutation under the namespace lock and returns once it is durable.
-    pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut WriteBatch) -> Result<T>) -> Result<T> {
+    pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<T> {
         self.mutate_marked(|batch| f(batch).map(|out| (out, true)))
     }
 
     /// Like [`Namespace::mutate`] for changes to one file's inode (and its
     /// blocks), which no other path's resolution depends on.
-    pub(super) fn mutate_file<T>(&self, f: impl FnOnce(&mut WriteBatch) -> Result<T>) -> Result<T> {
+    pub(super) fn mutate_file<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<T> {
         self.mutate_marked(|batch| f(batch).map(|out| (out, false)))
     }
 
     /// `f` says whether its change was structural (see `structure`).
-    pub(super) fn mutate_marked<T>(&self, f: impl FnOnce(&mut WriteBatch) -> Result<(T, bool)>) -> Result<T> {
+    pub(super) fn mutate_marked<T>(&self, f: impl FnOnce(&mut Effects) -> Result<(T, bool)>) -> Result<T> {
         // A panic under the lock leaves no half-made change behind (the batch
         // is written whole or not at all), so a poisoned lock is still usable.
         let guard = self
             .write_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut batch = WriteBatch::default();
-        let (out, structural) = f(&mut batch)?;
-        if batch.is_empty() {
+        let replication = self.replication.get();
+        if let Some(r) = replication {
+            r.check_leader()?;
+        }
+        let mut effects = Effects::default();
+        let (out, structural) = f(&mut effects)?;
+        if effects.is_empty() {
             return Ok(out);
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
-        self.db.write_opt(batch, &wo)?;
+        super::retry::record(&mut effects);
+        let pending = match replication {
+            Some(r) => PendingWrite::Replicated(r.propose(&self.db, effects)?),
+            None => {
+                let mut batch = WriteBatch::default();
+                effects.write_to(&self.db, &mut batch)?;
+                let mut wo = WriteOptions::default();
+                wo.set_sync(false);
+                self.db.write_opt(batch, &wo)?;
+                PendingWrite::Local(self.commit.durable(self.commit.note_write()))
+            }
+        };
         if structural {
             self.structure.fetch_add(1, Ordering::SeqCst);
         }
-        let seq = self.commit.note_write();
         drop(guard);
-        if !self.defer(seq) {
-            self.commit.wait_durable(seq)?;
+        match self.defer(pending) {
+            None => {}
+            Some(PendingWrite::Local(d)) => self.commit.wait_durable(d.seq())?,
+            Some(p) => p.wait_blocking()?,
         }
         Ok(out)
     }
@@ -116,18 +211,18 @@ impl Namespace {
         }
     }
 
-    /// Hands write `seq` to the caller's [`deferring_durability`], if it runs.
-    fn defer(&self, seq: u64) -> bool {
+    /// Hands `pending` to the caller's [`deferring_durability`], if it
+    /// runs; else gives it back to be waited for here.
+    fn defer(&self, pending: PendingWrite) -> Option<PendingWrite> {
         DEFERRED.with(|d| match &mut *d.borrow_mut() {
             Some(deferral) => {
-                let w = self.commit.durable(seq);
                 deferral.pending = Some(match deferral.pending.take() {
-                    Some(l) => l.latest(w),
-                    None => w,
+                    Some(l) => l.latest(pending),
+                    None => pending,
                 });
-                true
+                None
             }
-            None => false,
+            None => Some(pending),
         })
     }
 }

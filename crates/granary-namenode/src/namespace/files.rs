@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rocksdb::WriteBatch;
+use super::Effects;
 
 use super::{AllocatedBlock, LastBlockFate, Namespace, Recovered};
 use crate::error::{NnError, Result};
@@ -95,6 +95,7 @@ impl Namespace {
             }
             let name = &r.comps[r.comps.len() - 1];
             let mut file = self.new_inode(batch, caller, &parent, name)?;
+            super::retry::set_value(file.id);
             file.mode = mode;
             file.replication = replication;
             file.block_size = block_size;
@@ -198,7 +199,7 @@ impl Namespace {
     /// records it with the block (block reports are checked against it).
     fn commit_last(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Effects,
         path: &str,
         file: &mut Inode,
         last: Option<&pb::ExtendedBlock>,
@@ -207,7 +208,7 @@ impl Namespace {
         if let Some(b) = file.blocks.last_mut().filter(|b| b.committed) {
             b.targets.clear();
             batch.put_cf(
-                self.cf(CF_BLOCKS)?,
+                CF_BLOCKS,
                 id_key(b.id),
                 block_value(file.id, b.generation_stamp, Some(b.num_bytes)),
             );
@@ -296,7 +297,7 @@ impl Namespace {
                 targets: targets.to_vec(),
             };
             file.blocks.push(block.clone());
-            batch.put_cf(self.cf(CF_BLOCKS)?, id_key(id), block_value(file.id, gs, None));
+            batch.put_cf(CF_BLOCKS, id_key(id), block_value(file.id, gs, None));
             self.put_inode(batch, &file)?;
             Ok(AllocatedBlock { block, offset })
         })
@@ -321,7 +322,7 @@ impl Namespace {
                 }
             }
             file.blocks.pop();
-            batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(block_id));
+            batch.delete_cf(CF_BLOCKS, id_key(block_id));
             self.put_inode(batch, &file)
         })
     }
@@ -393,13 +394,9 @@ impl Namespace {
                 )));
             };
             let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
-            batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
+            batch.put_cf(CF_META, META_NEXT_GS, id_key(gs + 1));
             last.generation_stamp = gs;
-            batch.put_cf(
-                self.cf(CF_BLOCKS)?,
-                id_key(block_id),
-                block_value(file.id, gs, None),
-            );
+            batch.put_cf(CF_BLOCKS, id_key(block_id), block_value(file.id, gs, None));
             self.put_inode(batch, &file)?;
             Ok(gs)
         })
@@ -454,14 +451,13 @@ impl Namespace {
                     Some(LastBlockFate::Commit { length, new_gs }) if length <= block_size => {
                         if new_gs {
                             let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
-                            batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
+                            batch.put_cf(CF_META, META_NEXT_GS, id_key(gs + 1));
                             last.generation_stamp = gs;
                         }
                         last.num_bytes = length;
                         last.committed = true;
                         last.targets.clear();
-                        batch.put_cf(
-                            self.cf(CF_BLOCKS)?,
+                        batch.put_cf(CF_BLOCKS,
                             id_key(last.id),
                             block_value(file_id, last.generation_stamp, Some(length)),
                         );
@@ -479,7 +475,7 @@ impl Namespace {
                     }
                     Some(LastBlockFate::Drop) => {
                         if let Some(b) = file.blocks.pop() {
-                            batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(b.id));
+                            batch.delete_cf(CF_BLOCKS, id_key(b.id));
                             dropped.push(b);
                         }
                     }

@@ -7,14 +7,16 @@
 mod attrs;
 mod config;
 mod durability;
+mod effects;
 mod files;
 mod resolve;
+pub mod retry;
 mod scan;
 mod tree;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch};
@@ -28,7 +30,8 @@ use granary_common::defaults;
 use granary_proto as pb;
 
 pub use config::NamespaceConfig;
-pub use durability::{AfterDurable, Deferred, PendingWrite, deferring_durability};
+pub use durability::{AfterDurable, Commit, Deferred, PendingWrite, Replication, deferring_durability};
+pub use effects::Effects;
 pub use resolve::{Prefix, Resolved};
 
 /// What a directory listing page holds.
@@ -113,6 +116,9 @@ pub struct Namespace {
     next_gs: AtomicU64,
     /// Callers' groups: decided here, never taken from the caller.
     groups: GroupMapping,
+    /// Set when this namenode is one of a Raft group: changes go to the
+    /// group's log instead of this namenode's own group commit.
+    replication: OnceLock<Arc<dyn Replication>>,
 }
 
 fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
@@ -159,6 +165,24 @@ fn start_group_commit(db: &Arc<DB>) -> Result<GroupCommit<rocksdb::Error>> {
         .map_err(|e| NnError::Internal(format!("cannot start the WAL sync thread: {e}")))
 }
 
+/// The id counters (next inode, block, generation stamp) as stored.
+fn read_counters(db: &DB) -> Result<[u64; 3]> {
+    let cf = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| NnError::Corrupt("meta column family missing".into()))?;
+    let read = |key: &[u8]| -> Result<u64> {
+        db.get_cf(cf, key)?
+            .as_deref()
+            .and_then(decode_u64)
+            .ok_or_else(|| NnError::Corrupt(format!("counter {} missing", String::from_utf8_lossy(key))))
+    };
+    Ok([
+        read(META_NEXT_INODE)?,
+        read(META_NEXT_BLOCK)?,
+        read(META_NEXT_GS)?,
+    ])
+}
+
 fn decode_inode(bytes: &[u8]) -> Result<Inode> {
     Inode::decode(bytes).map_err(|e| NnError::Corrupt(format!("undecodable inode: {e}")))
 }
@@ -166,10 +190,15 @@ fn decode_inode(bytes: &[u8]) -> Result<Inode> {
 impl Namespace {
     /// Creates a new, empty namespace (the root directory owned by the superuser).
     pub fn create_new(db_dir: &Path, cfg: NamespaceConfig, groups: &GroupsConfig) -> Result<Self> {
+        Self::create_at(db_dir, cfg, groups, now_ms())
+    }
+
+    /// [`Namespace::create_new`] with the root's times given: every member
+    /// of a namenode group formats the same namespace (time 0), byte for byte.
+    pub fn create_at(db_dir: &Path, cfg: NamespaceConfig, groups: &GroupsConfig, now: i64) -> Result<Self> {
         let (opts, cfs) = db_options(&cfg, true);
         let db = Arc::new(DB::open_cf_descriptors(&opts, db_dir, cfs)?);
         let commit = start_group_commit(&db)?;
-        let now = now_ms();
         let root = Inode {
             id: ROOT_ID,
             parent: 0,
@@ -193,12 +222,15 @@ impl Namespace {
             // Block ids start high so they never look like inode ids in logs.
             next_block: AtomicU64::new(1 << 30),
             next_gs: AtomicU64::new(1000),
+            replication: OnceLock::new(),
         };
+        let mut first = Effects::default();
+        first.put_cf(CF_INODES, id_key(ROOT_ID), root.encode_to_vec());
+        first.put_cf(CF_META, META_NEXT_INODE, id_key(ROOT_ID + 1));
+        first.put_cf(CF_META, META_NEXT_BLOCK, id_key(1 << 30));
+        first.put_cf(CF_META, META_NEXT_GS, id_key(1000));
         let mut batch = WriteBatch::default();
-        batch.put_cf(ns.cf(CF_INODES)?, id_key(ROOT_ID), root.encode_to_vec());
-        batch.put_cf(ns.cf(CF_META)?, META_NEXT_INODE, id_key(ROOT_ID + 1));
-        batch.put_cf(ns.cf(CF_META)?, META_NEXT_BLOCK, id_key(1 << 30));
-        batch.put_cf(ns.cf(CF_META)?, META_NEXT_GS, id_key(1000));
+        first.write_to(&ns.db, &mut batch)?;
         ns.db.write(batch)?;
         ns.db.flush_wal(true)?;
         Ok(ns)
@@ -208,18 +240,7 @@ impl Namespace {
     pub fn open(db_dir: &Path, cfg: NamespaceConfig, groups: &GroupsConfig) -> Result<Self> {
         let (opts, cfs) = db_options(&cfg, false);
         let db = Arc::new(DB::open_cf_descriptors(&opts, db_dir, cfs)?);
-        let read_counter = |key: &[u8]| -> Result<u64> {
-            let cf = db
-                .cf_handle(CF_META)
-                .ok_or_else(|| NnError::Corrupt("meta column family missing".into()))?;
-            db.get_cf(cf, key)?
-                .as_deref()
-                .and_then(decode_u64)
-                .ok_or_else(|| NnError::Corrupt(format!("counter {} missing", String::from_utf8_lossy(key))))
-        };
-        let next_inode = read_counter(META_NEXT_INODE)?;
-        let next_block = read_counter(META_NEXT_BLOCK)?;
-        let next_gs = read_counter(META_NEXT_GS)?;
+        let [next_inode, next_block, next_gs] = read_counters(&db)?;
         let commit = start_group_commit(&db)?;
         let ns = Self {
             db,
@@ -231,6 +252,7 @@ impl Namespace {
             next_inode: AtomicU64::new(next_inode),
             next_block: AtomicU64::new(next_block),
             next_gs: AtomicU64::new(next_gs),
+            replication: OnceLock::new(),
         };
         if ns.get_inode(ROOT_ID)?.is_none() {
             return Err(NnError::Corrupt("root inode missing".into()));
@@ -267,6 +289,38 @@ impl Namespace {
         &self.db
     }
 
+    /// Makes this namespace one of a Raft group's (once, before serving).
+    pub fn replicate_through(&self, r: Arc<dyn Replication>) {
+        if self.replication.set(r).is_err() {
+            tracing::warn!("namespace replication set twice; keeping the first");
+        }
+    }
+
+    /// Whether changes go through a namenode group.
+    pub fn is_replicated(&self) -> bool {
+        self.replication.get().is_some()
+    }
+
+    /// Runs `f` (which writes the store directly: a replicated change, or
+    /// undoing one) under the namespace lock. When `f` says it changed the
+    /// namespace, what the namespace cached of the store is forgotten:
+    /// walks and id counters start afresh.
+    pub fn with_write_lock<R>(&self, f: impl FnOnce(&DB) -> Result<(R, bool)>) -> Result<R> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (r, changed) = f(&self.db)?;
+        if changed {
+            self.structure.fetch_add(1, Ordering::SeqCst);
+            let [inode, block, gs] = read_counters(&self.db)?;
+            self.next_inode.store(inode, Ordering::SeqCst);
+            self.next_block.store(block, Ordering::SeqCst);
+            self.next_gs.store(gs, Ordering::SeqCst);
+        }
+        Ok(r)
+    }
+
     fn cf(&self, name: &str) -> Result<&ColumnFamily> {
         self.db
             .cf_handle(name)
@@ -280,22 +334,22 @@ impl Namespace {
         }
     }
 
-    fn put_inode(&self, batch: &mut WriteBatch, inode: &Inode) -> Result<()> {
-        batch.put_cf(self.cf(CF_INODES)?, id_key(inode.id), inode.encode_to_vec());
+    fn put_inode(&self, batch: &mut Effects, inode: &Inode) -> Result<()> {
+        batch.put_cf(CF_INODES, id_key(inode.id), inode.encode_to_vec());
         Ok(())
     }
 
-    fn alloc_inode_id(&self, batch: &mut WriteBatch) -> Result<u64> {
+    fn alloc_inode_id(&self, batch: &mut Effects) -> Result<u64> {
         let id = self.next_inode.fetch_add(1, Ordering::SeqCst);
-        batch.put_cf(self.cf(CF_META)?, META_NEXT_INODE, id_key(id + 1));
+        batch.put_cf(CF_META, META_NEXT_INODE, id_key(id + 1));
         Ok(id)
     }
 
-    fn alloc_block(&self, batch: &mut WriteBatch) -> Result<(u64, u64)> {
+    fn alloc_block(&self, batch: &mut Effects) -> Result<(u64, u64)> {
         let id = self.next_block.fetch_add(1, Ordering::SeqCst);
         let gs = self.next_gs.fetch_add(1, Ordering::SeqCst);
-        batch.put_cf(self.cf(CF_META)?, META_NEXT_BLOCK, id_key(id + 1));
-        batch.put_cf(self.cf(CF_META)?, META_NEXT_GS, id_key(gs + 1));
+        batch.put_cf(CF_META, META_NEXT_BLOCK, id_key(id + 1));
+        batch.put_cf(CF_META, META_NEXT_GS, id_key(gs + 1));
         Ok((id, gs))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rocksdb::WriteBatch;
+use super::Effects;
 
 use super::resolve::{SubtreePaths, Within};
 use super::{Namespace, Resolved};
@@ -15,18 +15,14 @@ use granary_common::path as gpath;
 
 impl Namespace {
     /// Adds `child` under `parent` (whose count and mtime change) in `batch`.
-    pub(super) fn link(&self, batch: &mut WriteBatch, parent: &mut Inode, child: &Inode) -> Result<()> {
+    pub(super) fn link(&self, batch: &mut Effects, parent: &mut Inode, child: &Inode) -> Result<()> {
         if parent.children >= self.cfg.max_directory_items {
             return Err(NnError::InvalidArgument(format!(
                 "directory {:?} already holds the maximum of {} items",
                 parent.name, self.cfg.max_directory_items
             )));
         }
-        batch.put_cf(
-            self.cf(CF_DIRENTS)?,
-            dirent_key(parent.id, &child.name),
-            id_key(child.id),
-        );
+        batch.put_cf(CF_DIRENTS, dirent_key(parent.id, &child.name), id_key(child.id));
         parent.children += 1;
         parent.mtime = now_ms();
         Ok(())
@@ -34,7 +30,7 @@ impl Namespace {
 
     pub(super) fn new_inode(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Effects,
         caller: &Caller,
         parent: &Inode,
         name: &str,
@@ -56,7 +52,7 @@ impl Namespace {
     /// Creates missing directories along `r` from index `from` on (mkdir -p).
     pub(super) fn create_dirs(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Effects,
         caller: &Caller,
         r: &Resolved,
         upto: usize,
@@ -116,14 +112,14 @@ impl Namespace {
     /// in `batch`; returns the blocks that no longer belong to any file.
     pub(super) fn unlink_subtree(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Effects,
         caller: &Caller,
         parent: &mut Inode,
         node: &Inode,
         path: &str,
         check_sub_access: bool,
     ) -> Result<Vec<BlockRecord>> {
-        batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(parent.id, &node.name));
+        batch.delete_cf(CF_DIRENTS, dirent_key(parent.id, &node.name));
         parent.children = parent.children.saturating_sub(1);
         parent.mtime = now_ms();
         let mut blocks = Vec::new();
@@ -142,15 +138,15 @@ impl Namespace {
                             paths.path(within, &n.name)
                         ))
                     })?;
-                    batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(n.id, &child.name));
+                    batch.delete_cf(CF_DIRENTS, dirent_key(n.id, &child.name));
                     stack.push((child, Some(here)));
                 }
             }
             for b in &n.blocks {
-                batch.delete_cf(self.cf(CF_BLOCKS)?, id_key(b.id));
+                batch.delete_cf(CF_BLOCKS, id_key(b.id));
             }
             blocks.extend(n.blocks);
-            batch.delete_cf(self.cf(CF_INODES)?, id_key(n.id));
+            batch.delete_cf(CF_INODES, id_key(n.id));
         }
         Ok(blocks)
     }
@@ -267,7 +263,7 @@ impl Namespace {
                 removed = self.unlink_subtree(batch, caller, target, &existing, &dst_path, false)?;
             }
             let new_name = rd.comps[rd.comps.len() - 1].clone();
-            batch.delete_cf(self.cf(CF_DIRENTS)?, dirent_key(src_parent.id, &node.name));
+            batch.delete_cf(CF_DIRENTS, dirent_key(src_parent.id, &node.name));
             src_parent.children = src_parent.children.saturating_sub(1);
             src_parent.mtime = now_ms();
             let mut moved = node;

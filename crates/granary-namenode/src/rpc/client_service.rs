@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{blocking, mutating};
+use crate::error::NnError;
 use crate::inode::BlockRecord;
+use crate::namespace::retry::{self, CallId};
 use crate::state::NamenodeState;
 use granary_common::identity::Identity;
 use granary_proto as pb;
@@ -71,9 +73,15 @@ impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
+        let call = CallId::from_metadata(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move || {
-            st.ns().mkdirs(&caller, &r.path, r.permission, r.create_parent)
+            if st.ns().recorded(call.as_ref())?.is_some() {
+                return Ok(());
+            }
+            retry::recording(call.as_ref(), 0, || {
+                st.ns().mkdirs(&caller, &r.path, r.permission, r.create_parent)
+            })
         })
         .await?;
         Ok(Response::new(pb::MkdirsResponse {}))
@@ -82,19 +90,29 @@ impl ClientProtocol for ClientService {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
+        let call = CallId::from_metadata(req.metadata());
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
+            // A retry of a create that happened: the file it made.
+            if let Some(rec) = st.ns().recorded(call.as_ref())? {
+                return st
+                    .ns()
+                    .get_inode(rec.value)?
+                    .ok_or_else(|| NnError::NotFound(r.path.clone()));
+            }
             st.take_over(&caller, &r.path, &r.client_name, false, r.overwrite)?;
-            let (file, removed) = st.ns().create(
-                &caller,
-                &r.path,
-                r.permission,
-                &r.client_name,
-                r.overwrite,
-                r.create_parent,
-                r.replication,
-                r.block_size,
-            )?;
+            let (file, removed) = retry::recording(call.as_ref(), 0, || {
+                st.ns().create(
+                    &caller,
+                    &r.path,
+                    r.permission,
+                    &r.client_name,
+                    r.overwrite,
+                    r.create_parent,
+                    r.replication,
+                    r.block_size,
+                )
+            })?;
             st.remove_deleted(extended(removed));
             st.leases().add(&r.client_name, caller.user(), file.id);
             Ok(file)
@@ -237,9 +255,14 @@ impl ClientProtocol for ClientService {
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
+        let call = CallId::from_metadata(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move || {
-            let removed = st.ns().rename(&caller, &r.src, &r.dst, r.overwrite)?;
+            if st.ns().recorded(call.as_ref())?.is_some() {
+                return Ok(());
+            }
+            let removed =
+                retry::recording(call.as_ref(), 0, || st.ns().rename(&caller, &r.src, &r.dst, r.overwrite))?;
             st.remove_deleted(extended(removed));
             Ok(())
         })
@@ -250,9 +273,13 @@ impl ClientProtocol for ClientService {
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
+        let call = CallId::from_metadata(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move || {
-            let removed = st.ns().delete(&caller, &r.path, r.recursive)?;
+            if st.ns().recorded(call.as_ref())?.is_some() {
+                return Ok(());
+            }
+            let removed = retry::recording(call.as_ref(), 0, || st.ns().delete(&caller, &r.path, r.recursive))?;
             st.remove_deleted(extended(removed));
             Ok(())
         })

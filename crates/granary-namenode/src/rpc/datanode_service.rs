@@ -177,8 +177,17 @@ impl DatanodeProtocol for DatanodeService {
             return Ok(Response::new(pb::HeartbeatResponse {
                 commands: vec![reregister()],
                 block_keys: Vec::new(),
-                active: true,
-                term: 0,
+                active: st.is_active(),
+                term: st.term(),
+            }));
+        }
+        if !st.is_active() {
+            // Commands come from the leader alone.
+            return Ok(Response::new(pb::HeartbeatResponse {
+                commands: Vec::new(),
+                block_keys: st.block_keys().all(),
+                active: false,
+                term: st.term(),
             }));
         }
         let mut commands = Vec::new();
@@ -200,8 +209,8 @@ impl DatanodeProtocol for DatanodeService {
         Ok(Response::new(pb::HeartbeatResponse {
             commands,
             block_keys: st.block_keys().all(),
-            active: true,
-            term: 0,
+            active: st.is_active(),
+            term: st.term(),
         }))
     }
 

@@ -26,7 +26,7 @@ where
         .map_err(task_failed)?;
     if let Some(p) = deferred.pending {
         // A failed fsync outranks the answer: the change may be lost.
-        p.wait().await.map_err(NnError::from)?;
+        p.wait().await?;
     }
     finish((r, deferred.after)).await
 }

@@ -27,7 +27,7 @@ type Job = Box<dyn FnOnce() + Send>;
 pub(crate) type Done<T> = (Result<T, NnError>, Vec<AfterDurable>);
 
 /// The answer to one job: its outcome, or why its writes may be lost.
-type Answer<T> = oneshot::Receiver<Result<Done<T>, rocksdb::Error>>;
+type Answer<T> = oneshot::Receiver<Result<Done<T>, NnError>>;
 
 pub struct MutationQueue {
     /// `None` when the thread could not be started: jobs use the blocking pool.
@@ -101,7 +101,7 @@ impl MutationQueue {
             None => drop(tokio::task::spawn_blocking(job)),
         }
         // A failed fsync outranks the answer: the change may be lost.
-        Ok(answer.await.map_err(|_| dropped())?.map_err(NnError::from)?)
+        Ok(answer.await.map_err(|_| dropped())??)
     }
 }
 
@@ -116,7 +116,7 @@ where
     let job: Job = Box::new(move || {
         let (r, deferred) = deferring_durability(f);
         let after = deferred.after;
-        let tell = move |synced: Result<(), rocksdb::Error>| {
+        let tell = move |synced: Result<(), NnError>| {
             if let Err(Ok((_, after))) = reply.send(synced.map(|()| (r, after))) {
                 // The caller is gone (its client cancelled the call), but
                 // the change happened: what had to follow it still must.

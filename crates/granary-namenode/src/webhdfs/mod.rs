@@ -54,7 +54,21 @@ pub fn routes(st: Arc<NamenodeState>, rpc_addr: String) -> Router {
         .route(web::PREFIX, any(handle))
         .route(&format!("{}/", web::PREFIX), any(handle))
         .route(&format!("{}/{{*path}}", web::PREFIX), any(handle))
+        .layer(axum::middleware::from_fn_with_state(w.clone(), standby))
         .with_state(w)
+}
+
+/// A namenode that does not lead its group answers WebHDFS as HDFS's
+/// standby does: 403 StandbyException, naming the leader's RPC address.
+async fn standby(
+    State(w): State<Arc<WebHdfs>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match w.st.check_active() {
+        Ok(()) => next.run(req).await,
+        Err(e) => WebError::new(ErrorCode::Standby, e.to_string()).into_response(),
+    }
 }
 
 async fn handle(

@@ -21,16 +21,16 @@ use granary_testkit::fixtures::{get, holders, pseudo_random, put, wait_for};
 
 const BLOCK: u64 = 64 * 1024;
 
-struct Compose {
-    project: String,
-    file: PathBuf,
-    env: Vec<(String, String)>,
+pub(super) struct Compose {
+    pub(super) project: String,
+    pub(super) file: PathBuf,
+    pub(super) env: Vec<(String, String)>,
     /// `docker compose` (v2 plugin) or `docker-compose` (v1).
-    program: Vec<String>,
+    pub(super) program: Vec<String>,
 }
 
 impl Compose {
-    fn run(&self, args: &[&str]) -> Output {
+    pub(super) fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.program[0]);
         cmd.args(&self.program[1..])
             .args(["-p", &self.project, "-f"])
@@ -40,7 +40,7 @@ impl Compose {
         cmd.output().expect("run docker compose")
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(super) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -50,7 +50,7 @@ impl Compose {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn containers(&self, service: &str) -> Vec<String> {
+    pub(super) fn containers(&self, service: &str) -> Vec<String> {
         self.ok(&["ps", "-q", service])
             .lines()
             .map(str::trim)
@@ -59,7 +59,7 @@ impl Compose {
             .collect()
     }
 
-    fn network(&self) -> String {
+    pub(super) fn network(&self) -> String {
         format!("{}_default", self.project)
     }
 }
@@ -70,7 +70,7 @@ impl Drop for Compose {
     }
 }
 
-fn docker(args: &[&str]) -> String {
+pub(super) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("run docker");
     assert!(
         out.status.success(),
@@ -80,7 +80,7 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn compose_program() -> Vec<String> {
+pub(super) fn compose_program() -> Vec<String> {
     let v2 = Command::new("docker")
         .args(["compose", "version"])
         .output()
@@ -93,7 +93,7 @@ fn compose_program() -> Vec<String> {
 }
 
 /// Container IP on the project's network.
-fn ip_of(c: &Compose, id: &str) -> String {
+pub(super) fn ip_of(c: &Compose, id: &str) -> String {
     docker(&[
         "inspect",
         "-f",

@@ -8,8 +8,10 @@
 
 mod bad_input;
 mod compose;
+mod compose_ha;
 mod crash;
 mod daemon;
+mod ha;
 mod data_path;
 mod integrity;
 mod leases;

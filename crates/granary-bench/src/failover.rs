@@ -1,0 +1,148 @@
+//! `granary-bench failover`: how long a namenode group is without a leader
+//! that acknowledges writes, from the moment its leader is killed (SIGKILL)
+//! to the first write acknowledged after, over several kills. Runs three
+//! namenode processes (the binaries beside this one) on loopback.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use granary_client::{DfsClient, Identity};
+use granary_common::daemon_auth::ClusterSecret;
+
+
+struct Member {
+    data: String,
+    rpc: String,
+    http: String,
+    child: Option<Child>,
+}
+
+fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("where is granary-bench")?;
+    let p = exe.with_file_name(name);
+    if !p.exists() {
+        bail!("{} not found beside granary-bench (build the workspace's binaries)", p.display());
+    }
+    Ok(p)
+}
+
+fn port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub async fn run(kills: usize) -> anyhow::Result<()> {
+    let nn = sibling("granary-namenode")?;
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("secret");
+    ClusterSecret::generate(&secret)?;
+    let secret = secret.to_string_lossy().to_string();
+    let mut members = Vec::new();
+    for i in 1..=3 {
+        members.push(Member {
+            data: dir.path().join(format!("nn{i}")).to_string_lossy().to_string(),
+            rpc: format!("127.0.0.1:{}", port()?),
+            http: format!("127.0.0.1:{}", port()?),
+            child: None,
+        });
+    }
+    let peers = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("nn{}={}", i + 1, m.rpc))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (i, m) in members.iter().enumerate() {
+        let node = format!("nn{}", i + 1);
+        let out = Command::new(&nn)
+            .args(["format", "--data-dir", &m.data, "--cluster-id", "CID-bench", "--node-id", &node])
+            .args(["--peers", &peers, "--cluster-secret-file", &secret, "--superuser", "hdfs"])
+            .output()?;
+        if !out.status.success() {
+            bail!("format failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let start = |m: &mut Member| -> anyhow::Result<()> {
+        m.child = Some(
+            Command::new(&nn)
+                .args(["--data-dir", &m.data, "--rpc-addr", &m.rpc, "--http-addr", &m.http])
+                .args(["--cluster-secret-file", &secret, "--superuser", "hdfs"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        Ok(())
+    };
+    for m in members.iter_mut() {
+        start(m)?;
+    }
+    let addrs = members.iter().map(|m| m.rpc.clone()).collect::<Vec<_>>().join(",");
+    let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs"))?;
+    let mut gaps = Vec::new();
+    let mut n = 0u64;
+    for k in 0..kills {
+        // Serving before the kill, and which one leads.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let leader = loop {
+            n += 1;
+            if c.mkdirs(&format!("/failover/before{n}"), None, true).await.is_ok()
+                && let Some(l) = leader_of(&members).await
+            {
+                break l;
+            }
+            if Instant::now() > deadline {
+                bail!("no leader serving within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if let Some(ch) = members[leader].child.as_mut() {
+            ch.kill()?;
+            ch.wait()?;
+        }
+        let killed = Instant::now();
+        loop {
+            n += 1;
+            if c.mkdirs(&format!("/failover/after{n}"), None, true).await.is_ok() {
+                break;
+            }
+            if killed.elapsed() > Duration::from_secs(60) {
+                bail!("no write acknowledged within 60 s of the kill");
+            }
+        }
+        let gap = killed.elapsed();
+        println!("kill {}: nn{} killed, next write acknowledged after {:.3} s", k + 1, leader + 1, gap.as_secs_f64());
+        gaps.push(gap.as_secs_f64());
+        start(&mut members[leader])?;
+    }
+    for m in members.iter_mut() {
+        if let Some(ch) = m.child.as_mut() {
+            let _ = ch.kill();
+            let _ = ch.wait();
+        }
+    }
+    gaps.sort_by(f64::total_cmp);
+    let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "failover (leader SIGKILL -> first acknowledged write), {kills} kills: median {median:.3} s, min {:.3} s, max {:.3} s",
+        gaps.first().copied().unwrap_or(0.0),
+        gaps.last().copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// The member that says it leads.
+async fn leader_of(members: &[Member]) -> Option<usize> {
+    for (i, m) in members.iter().enumerate() {
+        if m.child.is_none() {
+            continue;
+        }
+        if let Ok(s) = granary_client::ha::group_status(&m.rpc).await
+            && !s.node_id.is_empty()
+            && s.leader_id == s.node_id
+        {
+            return Some(i);
+        }
+    }
+    None
+}

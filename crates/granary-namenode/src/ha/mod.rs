@@ -1,0 +1,441 @@
+//! A namenode group: several namenodes replicate one namespace with Raft
+//! (openraft), so no one machine's disk or process holds the cluster.
+//!
+//! Every namespace change is computed once, by the leader, as [`Effects`]
+//! (keys to put and delete, with ids, generation stamps and times already
+//! chosen) and shipped in a log entry; every namenode applies the same
+//! bytes in log order. The leader writes a change into its store as soon as
+//! it computes it (so the next change sees it, as HDFS's edit log and
+//! FSNamesystem do), together with what undoes it, and answers its caller
+//! only once a majority has the entry durable and it is applied. A change
+//! the group does not commit (the leader was deposed first) is undone
+//! ([`state_machine`]). A namenode with no peers runs alone, as before.
+
+mod log_store;
+mod network;
+mod snapshot;
+mod state_machine;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{NnError, Result};
+use crate::namespace::{Effects, Namespace};
+use granary_common::daemon_auth::ClusterSecret;
+use granary_proto as pb;
+
+pub use network::{MAX_MESSAGE as MAX_RAFT_MESSAGE, RaftService};
+pub use state_machine::Replicator;
+
+openraft::declare_raft_types!(
+    /// The namenode group's Raft types.
+    pub TypeConfig:
+        D = NsCommand,
+        R = NsResponse,
+        Node = NnNode,
+        SnapshotData = tokio::fs::File,
+);
+
+pub type NodeId = u64;
+pub type NnRaft = openraft::Raft<TypeConfig>;
+
+/// A member of the group: its name (`nn1`) and client RPC address, which
+/// is also where the other namenodes send it Raft messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NnNode {
+    pub name: String,
+    pub rpc_addr: String,
+}
+
+impl fmt::Display for NnNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.rpc_addr)
+    }
+}
+
+/// The Raft id of the member named `name`: stable, and the same on every
+/// namenode (the first 8 bytes of its SHA-256, never 0).
+pub fn node_id(name: &str) -> NodeId {
+    let h = sha2::Sha256::digest(name.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_be_bytes(b).max(1)
+}
+
+/// One namespace change, as the leader computed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsCommand {
+    /// The leader process that computed it (random at each start).
+    pub origin: u64,
+    /// Its order among that process's changes.
+    pub seq: u64,
+    /// The change of the same process it was computed on top of, when
+    /// that one was not yet applied.
+    pub after: Option<u64>,
+    /// Else the log index of the last change applied when it was computed.
+    pub base: u64,
+    pub effects: Effects,
+}
+
+impl fmt::Display for NsCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "change {:x}/{} ({} keys)",
+            self.origin,
+            self.seq,
+            self.effects.ops().len()
+        )
+    }
+}
+
+/// Whether an entry's change was applied: a change computed on a state
+/// the log did not reach (its leader was deposed meanwhile) is skipped,
+/// the same way on every namenode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsResponse {
+    pub applied: bool,
+}
+
+/// `[ha]`: this namenode's place in its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaConfig {
+    /// This namenode's name in the group (`nn1`); empty runs alone.
+    pub node_id: String,
+    /// Every member, this one included: `nn1=host:8020,nn2=host:8020,...`.
+    /// Empty runs alone.
+    pub peers: String,
+    /// How often the leader tells followers it is alive.
+    pub heartbeat_ms: u64,
+    /// A follower that hears no leader for a random time in
+    /// `[election_timeout_ms, 2 * election_timeout_ms)` stands for election.
+    pub election_timeout_ms: u64,
+    /// A snapshot of the namespace is taken every this many log entries;
+    /// the log is then truncated behind it.
+    pub snapshot_every: u64,
+    /// Log entries kept behind the latest snapshot, so a follower a little
+    /// behind catches up from the log rather than a whole snapshot.
+    pub keep_log_entries: u64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            peers: String::new(),
+            heartbeat_ms: 250,
+            election_timeout_ms: 1000,
+            snapshot_every: 100_000,
+            keep_log_entries: 10_000,
+        }
+    }
+}
+
+impl HaConfig {
+    /// The members, by name, in the order given; empty when running alone.
+    pub fn members(&self) -> std::result::Result<Vec<NnNode>, String> {
+        let mut out: Vec<NnNode> = Vec::new();
+        for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, addr) = part
+                .split_once('=')
+                .ok_or_else(|| format!("peer {part:?} is not NAME=HOST:PORT"))?;
+            let (name, addr) = (name.trim(), addr.trim());
+            if name.is_empty() || addr.is_empty() || !addr.contains(':') {
+                return Err(format!("peer {part:?} is not NAME=HOST:PORT"));
+            }
+            if out.iter().any(|n| n.name == name) {
+                return Err(format!("peer {name} is named twice"));
+            }
+            if out.iter().any(|n| n.rpc_addr == addr) {
+                return Err(format!("address {addr} is given to two peers"));
+            }
+            out.push(NnNode {
+                name: name.to_string(),
+                rpc_addr: addr.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether this namenode is one of a group.
+    pub fn enabled(&self) -> bool {
+        !self.peers.trim().is_empty()
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let members = self.members()?;
+        if self.node_id.is_empty() {
+            return Err("peers is set but node_id is not: name this namenode (node_id = \"nn1\")".into());
+        }
+        if !members.iter().any(|m| m.name == self.node_id) {
+            return Err(format!("node_id {} is not among the peers", self.node_id));
+        }
+        let mut ids = std::collections::HashSet::new();
+        if !members.iter().all(|m| ids.insert(node_id(&m.name))) {
+            return Err("two peer names hash to one id; rename one".into());
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms < 3 * self.heartbeat_ms {
+            return Err(format!(
+                "election_timeout_ms ({}) must be at least 3 x heartbeat_ms ({})",
+                self.election_timeout_ms, self.heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// This namenode's membership in its group, while it serves.
+pub struct Ha {
+    raft: NnRaft,
+    me: NnNode,
+    replicator: Arc<Replicator>,
+    elections: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Ha {
+    /// Opens the Raft log in `dir`, joins the group and, on a fresh group,
+    /// proposes its first membership (every namenode does; one wins).
+    pub async fn start(
+        cfg: &HaConfig,
+        dir: &std::path::Path,
+        ns: Arc<Namespace>,
+        secret: ClusterSecret,
+        token: tokio_util::sync::CancellationToken,
+    ) -> Result<Arc<Self>> {
+        let members = cfg.members().map_err(NnError::InvalidArgument)?;
+        let me = members
+            .iter()
+            .find(|m| m.name == cfg.node_id)
+            .cloned()
+            .ok_or_else(|| {
+                NnError::InvalidArgument(format!("node_id {} is not among the peers", cfg.node_id))
+            })?;
+        let raft_cfg = openraft::Config {
+            cluster_name: "granary-namenodes".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_timeout_ms,
+            election_timeout_max: cfg.election_timeout_ms * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: cfg.keep_log_entries,
+            max_payload_entries: 512,
+            install_snapshot_timeout: 60_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NnError::InvalidArgument(format!("raft settings: {e}")))?;
+        let log = log_store::LogStore::open(&dir.join("log"))?;
+        let (replicator, proposals) = Replicator::new(me.name.clone());
+        let snaps = snapshot::Snapshots::open(dir.join("snapshots"))?;
+        let sm = state_machine::StateMachine::open(ns.clone(), replicator.clone(), snaps)?;
+        let net = network::Network::new(secret);
+        let raft = NnRaft::new(node_id(&me.name), Arc::new(raft_cfg), net, log, sm)
+            .await
+            .map_err(|e| NnError::Internal(format!("cannot start raft: {e}")))?;
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| NnError::Internal(format!("raft: {e}")))?
+            && !network::group_running(&members, &me.name).await
+        {
+            let all: BTreeMap<NodeId, NnNode> =
+                members.iter().map(|m| (node_id(&m.name), m.clone())).collect();
+            match raft.initialize(all).await {
+                Ok(()) => tracing::info!(node = %me.name, "namenode group initialized"),
+                // Another member's proposal got there first: fine.
+                Err(e) => tracing::info!(node = %me.name, error = %e, "group not initialized from here"),
+            }
+        }
+        let elections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        state_machine::spawn_role_watch(
+            raft.clone(),
+            replicator.clone(),
+            ns,
+            elections.clone(),
+            token.clone(),
+        );
+        state_machine::spawn_proposer(raft.clone(), replicator.clone(), proposals, token.clone());
+        let ha = Arc::new(Self {
+            raft: raft.clone(),
+            me,
+            replicator,
+            elections,
+        });
+        tokio::spawn(async move {
+            token.cancelled().await;
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(error = %e, "raft shutdown");
+            }
+        });
+        Ok(ha)
+    }
+
+    pub fn raft(&self) -> &NnRaft {
+        &self.raft
+    }
+
+    pub fn replicator(&self) -> &Arc<Replicator> {
+        &self.replicator
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.me.name
+    }
+
+    /// Whether this namenode leads its group and may serve clients.
+    pub fn is_leader(&self) -> bool {
+        self.replicator.check_leader_now().is_ok()
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// Fails with [`NnError::Standby`] (naming the leader) unless this
+    /// namenode leads its group.
+    pub fn check_leader(&self) -> Result<()> {
+        self.replicator.check_leader_now()
+    }
+
+    /// What `granary admin ha status` shows.
+    pub fn status(&self) -> pb::HaStatusResponse {
+        let m = self.raft.metrics().borrow().clone();
+        let leader_id = m.current_leader;
+        let names: BTreeMap<NodeId, &NnNode> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n))
+            .collect();
+        let last_index = m.last_log_index.unwrap_or(0);
+        let voters: std::collections::BTreeSet<NodeId> =
+            m.membership_config.membership().voter_ids().collect();
+        let members = names
+            .iter()
+            .map(|(id, node)| {
+                let me = *id == m.id;
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .flatten()
+                    .map(|l| l.index);
+                let role = if me {
+                    role_name(m.state)
+                } else if Some(*id) == leader_id {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                pb::HaNamenode {
+                    node_id: node.name.clone(),
+                    rpc_addr: node.rpc_addr.clone(),
+                    role: role.into(),
+                    term: if me { m.current_term } else { 0 },
+                    last_log_index: if me { last_index } else { matched.unwrap_or(0) },
+                    last_applied_index: if me {
+                        m.last_applied.map(|l| l.index).unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    lag: match matched {
+                        Some(i) => last_index.saturating_sub(i),
+                        None => 0,
+                    },
+                    voter: voters.contains(id),
+                }
+            })
+            .collect();
+        pb::HaStatusResponse {
+            node_id: self.me.name.clone(),
+            leader_id: leader_id
+                .and_then(|l| names.get(&l).map(|n| n.name.clone()))
+                .unwrap_or_default(),
+            term: m.current_term,
+            members,
+            elections: self.elections.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+fn role_name(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "stopped",
+    }
+}
+
+/// How long a namenode waits for a peer's answer to one Raft message.
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// postcard, with the failure named.
+pub(crate) fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(|e| NnError::Internal(format!("cannot encode {what}: {e}")))
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T> {
+    postcard::from_bytes(b).map_err(|e| NnError::Corrupt(format!("undecodable {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_lists_are_named() {
+        let cfg = HaConfig {
+            node_id: "nn2".into(),
+            peers: "nn1=a:8020, nn2=b:8020,nn3=c:8020".into(),
+            ..Default::default()
+        };
+        cfg.validate().expect("valid");
+        let m = cfg.members().expect("members");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1].rpc_addr, "b:8020");
+        assert_ne!(node_id("nn1"), node_id("nn2"));
+        for (peers, want) in [
+            ("nn1=a:8020,nn1=b:8020", "named twice"),
+            ("nn1=a:8020,nn2=a:8020", "two peers"),
+            ("nn1", "NAME=HOST:PORT"),
+            ("nn1=a:8020", "not among the peers"),
+        ] {
+            let bad = HaConfig {
+                node_id: "nn2".into(),
+                peers: peers.into(),
+                ..Default::default()
+            };
+            let e = bad.validate().expect_err(peers);
+            assert!(e.contains(want), "{peers}: {e}");
+        }
+        assert!(HaConfig::default().validate().is_ok(), "alone is valid");
+    }
+
+    #[test]
+    fn commands_survive_encoding() {
+        let mut effects = Effects::default();
+        effects.put_cf(crate::inode::CF_META, b"k", b"v");
+        effects.delete_cf(crate::inode::CF_INODES, b"gone");
+        let cmd = NsCommand {
+            origin: 7,
+            seq: 3,
+            after: Some(2),
+            base: 0,
+            effects,
+        };
+        let bytes = encode("command", &cmd).expect("encode");
+        assert_eq!(decode::<NsCommand>("command", &bytes).expect("decode"), cmd);
+        assert!(decode::<NsCommand>("command", &bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,642 @@
+//! The namespace as the group's state machine, and the leader's side of it:
+//! changes written ahead of their commit, and undone when not committed.
+//!
+//! Which entries apply is decided from the log alone, so every namenode
+//! decides alike: a change names what it was computed on (the change of
+//! the same leader before it, or the last applied change); if the log
+//! applied something else in between, the change is skipped. A leader's own
+//! change that is applied in order is already in its store: only its undo
+//! record is dropped. Anything else first undoes the leader's changes still
+//! pending (it was deposed), newest first.
+
+// openraft's StorageError, which its traits return, is large.
+#![allow(clippy::result_large_err)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, ServerState, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::snapshot::{self, Snapshots};
+use super::{NnNode, NnRaft, NodeId, NsCommand, NsResponse, TypeConfig, decode, encode};
+use crate::error::{NnError, Result};
+use crate::inode::CF_META;
+use crate::namespace::{Commit, Effects, Namespace, Replication};
+
+const KEY_APPLIED: &[u8] = b"raft/applied";
+const KEY_MEMBERSHIP: &[u8] = b"raft/membership";
+const KEY_LAST_CHANGE: &[u8] = b"raft/last_change";
+const UNDO_PREFIX: &[u8] = b"raft/undo/";
+
+/// How long a caller waits for its change to commit before being told it
+/// did not (the change is then undone or applied by the log, never both).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The last applied log id and membership.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, NnNode>);
+
+fn undo_key(seq: u64) -> Vec<u8> {
+    [UNDO_PREFIX, &seq.to_be_bytes()].concat()
+}
+
+type StErr = StorageError<NodeId>;
+
+fn sm_err(e: impl std::error::Error + 'static) -> StErr {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+/// What this namenode knows of its role, for serving or refusing clients.
+#[derive(Debug, Clone, Default)]
+struct Role {
+    leader: bool,
+    /// A leader serves once it applied its log up to its own term.
+    ready: bool,
+    leader_addr: Option<String>,
+}
+
+/// The changes written ahead of their commit, and what the log applied last.
+#[derive(Debug, Default)]
+struct Spec {
+    pending: VecDeque<u64>,
+    next_seq: u64,
+    /// The last applied change, by (origin, seq), and its log index.
+    last_change: Option<(u64, u64)>,
+    last_change_index: u64,
+}
+
+/// A change on its way to the log.
+pub struct Proposal {
+    cmd: NsCommand,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The leader's end: implements the namespace's [`Replication`].
+pub struct Replicator {
+    origin: u64,
+    name: String,
+    role: RwLock<Role>,
+    spec: Mutex<Spec>,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Replicator {
+    pub fn new(name: String) -> (Arc<Self>, mpsc::UnboundedReceiver<Proposal>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let r = Arc::new(Self {
+            origin: rand::random::<u64>(),
+            name,
+            role: RwLock::new(Role::default()),
+            spec: Mutex::new(Spec::default()),
+            proposals: tx,
+            rt: tokio::runtime::Handle::current(),
+        });
+        (r, rx)
+    }
+
+    fn standby(&self, leader: Option<String>) -> NnError {
+        NnError::Standby {
+            node: self.name.clone(),
+            leader,
+        }
+    }
+
+    pub(super) fn check_leader_now(&self) -> Result<()> {
+        let role = self.role.read();
+        if role.leader && role.ready {
+            Ok(())
+        } else {
+            Err(self.standby(role.leader_addr.clone()))
+        }
+    }
+
+    /// The leader's client address as this namenode knows it.
+    pub fn leader_addr(&self) -> Option<String> {
+        self.role.read().leader_addr.clone()
+    }
+
+    /// Undoes every change written ahead and not yet applied, newest first
+    /// (into `batch`); under the namespace lock.
+    fn undo_pending(&self, db: &DB, spec: &mut Spec, batch: &mut WriteBatch) -> Result<()> {
+        let cf = meta_cf(db)?;
+        for seq in spec.pending.iter().rev() {
+            let key = undo_key(*seq);
+            let undo: Effects = match db.get_cf(cf, &key)? {
+                Some(b) => decode("undo record", &b)?,
+                None => return Err(NnError::Corrupt(format!("undo record of change {seq} missing"))),
+            };
+            undo.write_to(db, batch)?;
+            batch.delete_cf(cf, &key);
+        }
+        if !spec.pending.is_empty() {
+            tracing::warn!(
+                changes = spec.pending.len(),
+                "undoing changes the group did not commit"
+            );
+        }
+        spec.pending.clear();
+        Ok(())
+    }
+}
+
+fn meta_cf(db: &DB) -> Result<&rocksdb::ColumnFamily> {
+    db.cf_handle(CF_META)
+        .ok_or_else(|| NnError::Corrupt("meta column family missing".into()))
+}
+
+fn unsynced() -> WriteOptions {
+    // The Raft log is the durable record; the namespace store is rebuilt
+    // from it past whatever a crash lost.
+    let mut wo = WriteOptions::default();
+    wo.set_sync(false);
+    wo
+}
+
+impl Replication for Replicator {
+    fn check_leader(&self) -> Result<()> {
+        self.check_leader_now()
+    }
+
+    fn propose(&self, db: &DB, effects: Effects) -> Result<Commit> {
+        if self.proposals.is_closed() {
+            return Err(NnError::ShuttingDown);
+        }
+        let mut spec = self.spec.lock();
+        let seq = spec.next_seq;
+        let after = spec.pending.back().copied();
+        let undo = effects.undo(db)?;
+        let mut batch = WriteBatch::default();
+        effects.write_to(db, &mut batch)?;
+        batch.put_cf(meta_cf(db)?, undo_key(seq), encode("undo record", &undo)?);
+        db.write_opt(batch, &unsynced())?;
+        spec.next_seq += 1;
+        spec.pending.push_back(seq);
+        let cmd = NsCommand {
+            origin: self.origin,
+            seq,
+            after,
+            base: if after.is_none() {
+                spec.last_change_index
+            } else {
+                0
+            },
+            effects,
+        };
+        let (done, outcome) = oneshot::channel();
+        if self.proposals.send(Proposal { cmd, done }).is_err() {
+            // Undone by the next start (its undo record is stored).
+            return Err(NnError::ShuttingDown);
+        }
+        Ok(Commit {
+            seq,
+            outcome,
+            rt: self.rt.clone(),
+        })
+    }
+}
+
+/// The namespace store, applying the group's log.
+#[derive(Clone)]
+pub struct StateMachine {
+    ns: Arc<Namespace>,
+    rep: Arc<Replicator>,
+    snaps: Snapshots,
+}
+
+/// Undoes changes written ahead of a commit that a previous run (or the
+/// leader a snapshot came from) never saw applied; they are replayed from
+/// the log if they were committed. Whether there were any.
+fn undo_leftovers(db: &DB) -> Result<bool> {
+    let cf = meta_cf(db)?;
+    let mut undos = Vec::new();
+    for kv in db.iterator_cf(cf, IteratorMode::From(UNDO_PREFIX, Direction::Forward)) {
+        let (k, v) = kv?;
+        if !k.starts_with(UNDO_PREFIX) {
+            break;
+        }
+        undos.push((k.to_vec(), decode::<Effects>("undo record", &v)?));
+    }
+    let mut batch = WriteBatch::default();
+    for (k, undo) in undos.iter().rev() {
+        undo.write_to(db, &mut batch)?;
+        batch.delete_cf(cf, k);
+    }
+    if !undos.is_empty() {
+        tracing::info!(changes = undos.len(), "undid changes written ahead of a commit that never came");
+        db.write_opt(batch, &unsynced())?;
+    }
+    Ok(!undos.is_empty())
+}
+
+/// What the store says the log applied last, into `spec` (nothing pending).
+fn load_last_change(db: &DB, spec: &mut Spec) -> Result<()> {
+    let (last_change, last_change_index): (Option<(u64, u64)>, u64) = match db.get_cf(meta_cf(db)?, KEY_LAST_CHANGE)? {
+        Some(b) => decode("last change", &b)?,
+        None => (None, 0),
+    };
+    spec.pending.clear();
+    spec.last_change = last_change;
+    spec.last_change_index = last_change_index;
+    Ok(())
+}
+
+impl StateMachine {
+    /// Finishes a snapshot install a crash cut short, and undoes changes
+    /// a previous run wrote ahead and never saw applied.
+    pub fn open(ns: Arc<Namespace>, rep: Arc<Replicator>, snaps: Snapshots) -> Result<Self> {
+        ns.with_write_lock(|db| {
+            let mut changed = false;
+            if snaps.install_interrupted() {
+                tracing::warn!("a snapshot install was cut short; installing it again");
+                snaps.install_current(db)?;
+                changed = true;
+            }
+            changed |= undo_leftovers(db)?;
+            load_last_change(db, &mut rep.spec.lock())?;
+            Ok(((), changed))
+        })?;
+        Ok(Self { ns, rep, snaps })
+    }
+
+    /// Applies one entry; whether its change (if any) took effect.
+    fn apply_one(&self, entry: &openraft::Entry<TypeConfig>) -> Result<bool> {
+        let log_id = entry.log_id;
+        self.ns.with_write_lock(|db| {
+            let cf = meta_cf(db)?;
+            let mut batch = WriteBatch::default();
+            let mut changed = false;
+            let applied = match &entry.payload {
+                EntryPayload::Blank => true,
+                EntryPayload::Membership(m) => {
+                    let stored = StoredMembership::new(Some(log_id), m.clone());
+                    batch.put_cf(cf, KEY_MEMBERSHIP, encode("membership", &stored)?);
+                    true
+                }
+                EntryPayload::Normal(cmd) => {
+                    let mut spec = self.rep.spec.lock();
+                    let valid = match cmd.after {
+                        Some(prev) => spec.last_change == Some((cmd.origin, prev)),
+                        None => spec.last_change_index == cmd.base,
+                    };
+                    let own_next = cmd.origin == self.rep.origin && spec.pending.front() == Some(&cmd.seq);
+                    if own_next && valid {
+                        // Already in the store since it was proposed.
+                        batch.delete_cf(cf, undo_key(cmd.seq));
+                        spec.pending.pop_front();
+                    } else {
+                        if !spec.pending.is_empty() {
+                            self.rep.undo_pending(db, &mut spec, &mut batch)?;
+                            changed = true;
+                        }
+                        if valid {
+                            cmd.effects.write_to(db, &mut batch)?;
+                            changed = true;
+                        } else {
+                            tracing::info!(index = log_id.index, change = %cmd, "skipping a change computed on a state the log did not reach");
+                        }
+                    }
+                    if valid {
+                        spec.last_change = Some((cmd.origin, cmd.seq));
+                        spec.last_change_index = log_id.index;
+                        batch.put_cf(
+                            cf,
+                            KEY_LAST_CHANGE,
+                            encode("last change", &(spec.last_change, spec.last_change_index))?,
+                        );
+                    }
+                    valid
+                }
+            };
+            batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
+            db.write_opt(batch, &unsynced())?;
+            Ok((applied, changed))
+        })
+    }
+
+    fn read_applied(&self) -> Result<AppliedState> {
+        let db = self.ns.db();
+        let cf = meta_cf(db)?;
+        let applied = match db.get_cf(cf, KEY_APPLIED)? {
+            Some(b) => decode("applied log id", &b)?,
+            None => None,
+        };
+        let membership = match db.get_cf(cf, KEY_MEMBERSHIP)? {
+            Some(b) => decode("membership", &b)?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StErr {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StErr> {
+        let sm = self.clone();
+        let meta = tokio::task::spawn_blocking(move || -> Result<snapshot::Meta> {
+            let (meta, dir) = sm.ns.with_write_lock(|db| {
+                let (applied, membership) = sm.read_applied()?;
+                let meta = snapshot::meta(applied, membership);
+                let dir = sm.snaps.checkpoint(db, &meta.snapshot_id)?;
+                Ok(((meta, dir), false))
+            })?;
+            sm.snaps.pack(&dir, &meta)?;
+            Ok(meta)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
+        let file = tokio::fs::File::open(self.snaps.current_path())
+            .await
+            .map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "namespace snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> std::result::Result<AppliedState, StErr> {
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || sm.read_applied())
+            .await
+            .map_err(sm_err)?
+            .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<NsResponse>, StErr>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(entries.len());
+            for e in &entries {
+                let applied = sm
+                    .apply_one(e)
+                    .map_err(|err| StErr::from(StorageIOError::apply(e.log_id, &err)))?;
+                out.push(NsResponse { applied });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(sm_err)?
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> std::result::Result<Box<tokio::fs::File>, StErr> {
+        let f = tokio::fs::File::create(self.snaps.incoming_path())
+            .await
+            .map_err(snap_err)?;
+        Ok(Box::new(f))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NnNode>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> std::result::Result<(), StErr> {
+        snapshot.sync_all().await.map_err(snap_err)?;
+        drop(snapshot);
+        let (sm, meta) = (self.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            sm.snaps.make_current(&sm.snaps.incoming_path(), &meta)?;
+            sm.ns.with_write_lock(|db| {
+                sm.snaps.install_current(db)?;
+                undo_leftovers(db)?;
+                load_last_change(db, &mut sm.rep.spec.lock())?;
+                Ok(((), true))
+            })?;
+            tracing::info!(snapshot = %meta.snapshot_id, "namespace snapshot installed");
+            Ok(())
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)
+    }
+
+    async fn get_current_snapshot(&mut self) -> std::result::Result<Option<Snapshot<TypeConfig>>, StErr> {
+        let Some(meta) = self.snaps.current_meta().map_err(snap_err)? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snaps.current_path())
+            .await
+            .map_err(snap_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+/// Keeps the replicator's view of the role current; when this namenode
+/// stops leading, undoes what it wrote ahead and the group did not commit.
+pub fn spawn_role_watch(
+    raft: NnRaft,
+    rep: Arc<Replicator>,
+    ns: Arc<Namespace>,
+    elections: Arc<AtomicU64>,
+    token: CancellationToken,
+) {
+    let mut rx = raft.metrics();
+    tokio::spawn(async move {
+        let (mut last_term, mut was_leader) = (0u64, false);
+        loop {
+            let m = rx.borrow_and_update().clone();
+            let leader = m.state == ServerState::Leader;
+            let ready = leader && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term);
+            let leader_addr = m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.rpc_addr.clone())
+            });
+            if m.current_term != last_term && m.current_leader.is_some() {
+                elections.fetch_add(1, Ordering::Relaxed);
+            }
+            if (was_leader && !leader) || (leader && m.current_term != last_term) {
+                let (ns, rep2) = (ns.clone(), rep.clone());
+                let undone = tokio::task::spawn_blocking(move || {
+                    ns.with_write_lock(|db| {
+                        let mut spec = rep2.spec.lock();
+                        let had = !spec.pending.is_empty();
+                        let mut batch = WriteBatch::default();
+                        rep2.undo_pending(db, &mut spec, &mut batch)?;
+                        db.write_opt(batch, &unsynced())?;
+                        Ok(((), had))
+                    })
+                })
+                .await;
+                if let Ok(Err(e)) | Err(e) = undone.map_err(|e| NnError::Internal(e.to_string())) {
+                    tracing::error!(error = %e, "cannot undo uncommitted changes");
+                }
+            }
+            if leader != was_leader || m.current_term != last_term {
+                tracing::info!(term = m.current_term, leader, leader_addr = ?leader_addr, "namenode group role");
+            }
+            *rep.role.write() = Role {
+                leader,
+                ready,
+                leader_addr,
+            };
+            (last_term, was_leader) = (m.current_term, leader);
+            tokio::select! {
+                _ = token.cancelled() => return,
+                r = rx.changed() => if r.is_err() { return },
+            }
+        }
+    });
+}
+
+/// Hands proposals to Raft in the order they were written, and each
+/// caller its outcome.
+pub fn spawn_proposer(
+    raft: NnRaft,
+    rep: Arc<Replicator>,
+    mut proposals: mpsc::UnboundedReceiver<Proposal>,
+    token: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let p = tokio::select! {
+                _ = token.cancelled() => return,
+                p = proposals.recv() => match p { Some(p) => p, None => return },
+            };
+            let Proposal { cmd, done } = p;
+            match raft.client_write_ff(cmd).await {
+                Ok(answer) => {
+                    let rep = rep.clone();
+                    tokio::spawn(async move {
+                        let out = match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
+                            Ok(Ok(Ok(resp))) if resp.data.applied => Ok(()),
+                            Ok(Ok(Ok(_))) => Err(NnError::NotCommitted("a leader change overtook it".into())),
+                            Ok(Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f)))) => {
+                                Err(rep.standby(f.leader_node.map(|n| n.rpc_addr)))
+                            }
+                            Ok(Ok(Err(e))) => Err(NnError::NotCommitted(e.to_string())),
+                            Ok(Err(_)) => Err(NnError::NotCommitted("raft stopped".into())),
+                            Err(_) => Err(NnError::NotCommitted(format!(
+                                "no majority committed it within {} s",
+                                COMMIT_TIMEOUT.as_secs()
+                            ))),
+                        };
+                        let _ = done.send(out);
+                    });
+                }
+                Err(e) => {
+                    let _ = done.send(Err(NnError::NotCommitted(format!("raft stopped: {e}"))));
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::{NamespaceConfig, deferring_durability};
+    use granary_common::identity::Identity;
+    use openraft::{CommittedLeaderId, Entry};
+
+    fn entry(index: u64, cmd: NsCommand) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    /// The leader's changes are in its store as soon as made; applied in
+    /// order they stay; a change from elsewhere first undoes the pending
+    /// ones (newest first); a change computed on an undone one is skipped;
+    /// a restart undoes what was pending.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uncommitted_changes_are_undone_and_the_log_decides_alike() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = NamespaceConfig {
+            superuser: "hdfs".into(),
+            ..Default::default()
+        };
+        let ns = Arc::new(Namespace::create_at(&tmp.path().join("ns"), cfg, &Default::default(), 0).expect("ns"));
+        let su = ns.caller(Identity::new("hdfs"));
+        let snaps = Snapshots::open(tmp.path().join("snapshots")).expect("snapshots");
+        let (rep, mut proposals) = Replicator::new("nn1".into());
+        let sm = StateMachine::open(ns.clone(), rep.clone(), snaps.clone()).expect("sm");
+        ns.replicate_through(rep.clone());
+        let exists = |p: &str| ns.get_file_info(&su, p).is_ok();
+
+        // Not leading: no change is made.
+        let (r, _) = deferring_durability(|| ns.mkdirs(&su, "/refused", 0, false));
+        assert!(matches!(r, Err(NnError::Standby { .. })), "{r:?}");
+        *rep.role.write() = Role {
+            leader: true,
+            ready: true,
+            leader_addr: None,
+        };
+
+        let (r, d1) = deferring_durability(|| ns.mkdirs(&su, "/a", 0, false));
+        r.expect("mkdirs /a");
+        let (r, d2) = deferring_durability(|| ns.mkdirs(&su, "/a/b", 0, false));
+        r.expect("mkdirs /a/b");
+        let c1 = proposals.recv().await.expect("proposal").cmd;
+        let c2 = proposals.recv().await.expect("proposal").cmd;
+        assert_eq!((c1.after, c2.after), (None, Some(c1.seq)));
+        assert!(exists("/a/b"), "a leader's change is visible at once");
+        assert!(d1.pending.is_some() && d2.pending.is_some());
+
+        // Its own first change, in order: already there.
+        assert!(sm.apply_one(&entry(1, c1.clone())).expect("apply"));
+        assert!(exists("/a") && exists("/a/b"));
+
+        // Another leader's change: /a/b (not committed) is undone first.
+        let mut other = Effects::default();
+        other.put_cf(CF_META, b"other-leader", b"1");
+        let foreign = NsCommand {
+            origin: rep.origin.wrapping_add(1),
+            seq: 0,
+            after: None,
+            base: 1,
+            effects: other,
+        };
+        assert!(sm.apply_one(&entry(2, foreign)).expect("apply"));
+        assert!(exists("/a"), "the committed change stays");
+        assert!(!exists("/a/b"), "the uncommitted change is undone");
+        let meta = ns.db().cf_handle(CF_META).expect("cf");
+        assert!(ns.db().get_cf(meta, b"other-leader").expect("get").is_some());
+
+        // Should the log still carry /a/b after that, it was computed on a
+        // state the log did not reach: skipped, here as on every namenode.
+        assert!(!sm.apply_one(&entry(3, c2)).expect("apply"));
+        assert!(!exists("/a/b"));
+
+        // A change made and never applied is undone by the next start.
+        let (r, _d3) = deferring_durability(|| ns.mkdirs(&su, "/c", 0, false));
+        r.expect("mkdirs /c");
+        assert!(exists("/c"));
+        drop(sm);
+        let (rep2, _rx) = Replicator::new("nn1".into());
+        let _sm = StateMachine::open(ns.clone(), rep2, snaps).expect("reopen");
+        assert!(!exists("/c"), "undone at start");
+        assert!(exists("/a"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The retry cache (HDFS's RetryCache): a non-idempotent call (create,
+//! mkdirs, rename, delete, complete) that changed the namespace records its
+//! client id and call id in the same change, so it travels to every
+//! namenode of a group with it. A client that lost the answer (the leader
+//! died, the connection broke) retries with the same ids, and is answered
+//! from the record instead of the call running twice ("file exists" for a
+//! create that did happen). Records expire after [`RETRY_EXPIRY_MS`].
+
+use std::cell::RefCell;
+
+use rocksdb::{Direction, IteratorMode};
+use serde::{Deserialize, Serialize};
+
+use super::{Effects, Namespace};
+use crate::error::Result;
+use crate::inode::{CF_META, now_ms};
+
+const PREFIX: &[u8] = b"retry/";
+
+/// How long a call is remembered: longer than a client's failover takes.
+pub const RETRY_EXPIRY_MS: i64 = 120_000;
+
+/// Longest client id remembered (longer ones are not cached).
+const MAX_CLIENT_ID: usize = 128;
+
+/// A client's call, as it names it on every retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallId {
+    pub client: String,
+    pub call: u64,
+}
+
+impl CallId {
+    /// From a request's metadata; `None` when the client sends no ids.
+    pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Option<Self> {
+        let client = md.get(CLIENT_ID_METADATA)?.to_str().ok()?;
+        let call = md.get(CALL_ID_METADATA)?.to_str().ok()?.parse().ok()?;
+        if client.is_empty() || client.len() > MAX_CLIENT_ID {
+            return None;
+        }
+        Some(Self {
+            client: client.to_string(),
+            call,
+        })
+    }
+
+    fn key(&self) -> Vec<u8> {
+        [PREFIX, self.client.as_bytes(), b"/", &self.call.to_be_bytes()].concat()
+    }
+}
+
+/// Metadata keys a client puts on every call (the same on its retries).
+pub const CLIENT_ID_METADATA: &str = "x-granary-client-id";
+pub const CALL_ID_METADATA: &str = "x-granary-call-id";
+
+/// What a call left: when, and a value it answered with (a created file's id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub at_ms: i64,
+    pub value: u64,
+}
+
+thread_local! {
+    static CALL: RefCell<Option<(CallId, u64)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, whose namespace change (if it makes one) records `call` with
+/// `value` (see [`Namespace::recorded`]).
+pub fn recording<R>(call: Option<&CallId>, value: u64, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CALL.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    let Some(call) = call else { return f() };
+    CALL.with(|c| *c.borrow_mut() = Some((call.clone(), value)));
+    let _reset = Reset;
+    f()
+}
+
+/// Sets the value recorded by the change being made (a create's new file id).
+pub(super) fn set_value(value: u64) {
+    CALL.with(|c| {
+        if let Some((_, v)) = c.borrow_mut().as_mut() {
+            *v = value;
+        }
+    });
+}
+
+/// Adds the record of the running call, if any, to a change.
+pub(super) fn record(effects: &mut Effects) {
+    CALL.with(|c| {
+        if let Some((call, value)) = c.borrow().as_ref() {
+            let rec = Recorded {
+                at_ms: now_ms(),
+                value: *value,
+            };
+            if let Ok(v) = postcard::to_stdvec(&rec) {
+                effects.put_cf(CF_META, call.key(), v);
+            }
+        }
+    });
+}
+
+impl Namespace {
+    /// What an earlier attempt of `call` recorded, if it changed the namespace.
+    pub fn recorded(&self, call: Option<&CallId>) -> Result<Option<Recorded>> {
+        let Some(call) = call else { return Ok(None) };
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_META)?, call.key())?
+            .and_then(|v| postcard::from_bytes(&v).ok())
+            .filter(|r: &Recorded| now_ms() - r.at_ms <= RETRY_EXPIRY_MS))
+    }
+
+    /// Forgets calls older than [`RETRY_EXPIRY_MS`] (at most `max` per run);
+    /// how many it forgot.
+    pub fn expire_retry_cache(&self, max: usize) -> Result<usize> {
+        let cf = self.cf(CF_META)?;
+        let now = now_ms();
+        let mut old = Vec::new();
+        for kv in self.db.iterator_cf(cf, IteratorMode::From(PREFIX, Direction::Forward)) {
+            let (k, v) = kv?;
+            if !k.starts_with(PREFIX) || old.len() >= max {
+                break;
+            }
+            let expired = postcard::from_bytes::<Recorded>(&v).map_or(true, |r| now - r.at_ms > RETRY_EXPIRY_MS);
+            if expired {
+                old.push(k.to_vec());
+            }
+        }
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let n = old.len();
+        self.mutate_file(|batch| {
+            for k in &old {
+                batch.delete_cf(CF_META, k);
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::tests::namespace;
+
+    /// A call that changed the namespace is found again by its ids; one
+    /// that failed left nothing; another client's call is its own.
+    #[test]
+    fn a_call_that_changed_the_namespace_is_remembered() {
+        let (_tmp, ns, su) = namespace();
+        let call = CallId {
+            client: "c1".into(),
+            call: 7,
+        };
+        assert_eq!(ns.recorded(Some(&call)).expect("lookup"), None);
+        recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false)).expect("mkdirs");
+        assert!(ns.recorded(Some(&call)).expect("lookup").is_some());
+        let other = CallId {
+            client: "c2".into(),
+            call: 7,
+        };
+        assert_eq!(ns.recorded(Some(&other)).expect("lookup"), None);
+        let failed = CallId {
+            client: "c1".into(),
+            call: 8,
+        };
+        recording(Some(&failed), 0, || ns.mkdirs(&su, "/missing/b", 0, false)).expect_err("no parent");
+        assert_eq!(ns.recorded(Some(&failed)).expect("lookup"), None);
+        // Outside `recording`, nothing is recorded.
+        ns.mkdirs(&su, "/c", 0, false).expect("mkdirs");
+        assert_eq!(ns.expire_retry_cache(100).expect("expire"), 0, "nothing is old yet");
+    }
+}

@@ -1,0 +1,493 @@
+//! A group of three namenodes (Raft) with three datanodes, as real
+//! processes on loopback: whoever leads is killed with SIGKILL, again and
+//! again, while eight writers keep writing; every file whose close was
+//! acknowledged must read back byte for byte, and a new leader must be
+//! serving within twice the election timeout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use granary_client::{CreateOptions, DfsClient, Identity};
+use granary_common::daemon_auth::ClusterSecret;
+use granary_proto as pb;
+use granary_testkit::binaries::{Daemon, bin_path, free_port, wait_for_port};
+use tokio::io::AsyncWriteExt;
+
+/// The namenodes' election timeout (the default); a new leader must serve
+/// within twice its upper bound (openraft draws it from [t, 2t)).
+const ELECTION_TIMEOUT_MS: u64 = 1000;
+const WRITERS: usize = 8;
+
+struct Group {
+    dir: tempfile::TempDir,
+    namenodes: Vec<Option<Daemon>>,
+    format_args: Vec<Vec<String>>,
+    nn_args: Vec<Vec<String>>,
+    rpcs: Vec<String>,
+    _datanodes: Vec<Daemon>,
+}
+
+impl Group {
+    fn start(datanodes: usize) -> Self {
+        Self::start_with(datanodes, &[])
+    }
+
+    /// Formats namenode `i`'s metadata dir (again, after it was wiped).
+    fn format(&self, i: usize) {
+        let out = std::process::Command::new(bin_path("granary-namenode"))
+            .args(&self.format_args[i])
+            .output()
+            .expect("run format");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("name{}", i + 1))
+    }
+
+    fn start_with(datanodes: usize, extra_nn_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("cluster-secret");
+        ClusterSecret::generate(&secret).expect("secret");
+        let secret = secret.to_str().expect("utf-8").to_string();
+        let rpcs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let peers = rpcs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("nn{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nn_args = Vec::new();
+        let mut format_args = Vec::new();
+        for (i, rpc) in rpcs.iter().enumerate() {
+            let data = dir.path().join(format!("name{}", i + 1));
+            let data = data.to_str().expect("utf-8").to_string();
+            let node = format!("nn{}", i + 1);
+            format_args.push(
+                [
+                    "format",
+                    "--data-dir",
+                    &data,
+                    "--cluster-id",
+                    "CID-ha-test",
+                    "--node-id",
+                    &node,
+                    "--peers",
+                    &peers,
+                    "--cluster-secret-file",
+                    &secret,
+                    "--superuser",
+                    "hdfs",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            );
+            let http = format!("127.0.0.1:{}", free_port());
+            // node id and peers come from what format stored.
+            nn_args.push(
+                [
+                    "--data-dir",
+                    &data,
+                    "--rpc-addr",
+                    rpc,
+                    "--http-addr",
+                    &http,
+                    "--superuser",
+                    "hdfs",
+                    "--cluster-secret-file",
+                    &secret,
+                    "--heartbeat-interval-ms",
+                    "300",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(extra_nn_args.iter().map(|s| s.to_string()))
+                .collect::<Vec<_>>(),
+            );
+        }
+        let mut g = Self {
+            dir,
+            namenodes: Vec::new(),
+            format_args,
+            nn_args,
+            rpcs,
+            _datanodes: Vec::new(),
+        };
+        for i in 0..3 {
+            g.format(i);
+        }
+        for i in 0..3 {
+            let d = g.spawn_namenode(i);
+            g.namenodes.push(Some(d));
+        }
+        let all = g.rpcs.join(",");
+        for i in 0..datanodes {
+            let d = g.dir.path().join(format!("dn{i}"));
+            let (rpc, http) = (
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            );
+            let args = [
+                "--namenode",
+                &all,
+                "--cluster-secret-file",
+                &secret,
+                "--data-dir",
+                d.to_str().expect("utf-8"),
+                "--rpc-addr",
+                &rpc,
+                "--http-addr",
+                &http,
+                "--heartbeat-interval-ms",
+                "300",
+            ];
+            let dn = Daemon::spawn(
+                "granary-datanode",
+                &args,
+                &g.dir.path().join(format!("datanode{i}.log")),
+            )
+            .expect("spawn datanode");
+            assert!(wait_for_port(&rpc, Duration::from_secs(30)), "datanode {i} did not start");
+            g._datanodes.push(dn);
+        }
+        g
+    }
+
+    fn spawn_namenode(&self, i: usize) -> Daemon {
+        let args: Vec<&str> = self.nn_args[i].iter().map(String::as_str).collect();
+        let d = Daemon::spawn(
+            "granary-namenode",
+            &args,
+            &self.dir.path().join(format!("namenode{}.log", i + 1)),
+        )
+        .expect("spawn namenode");
+        assert!(
+            wait_for_port(&self.rpcs[i], Duration::from_secs(30)),
+            "namenode {} did not start:\n{}",
+            i + 1,
+            self.log(i)
+        );
+        d
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("namenode{}.log", i + 1))).unwrap_or_default()
+    }
+
+    /// What namenode `i` says of the group, if it answers.
+    async fn status(&self, i: usize) -> Option<pb::HaStatusResponse> {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.rpcs[i]))
+            .ok()?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .ok()?;
+        let mut c = pb::raft_protocol_client::RaftProtocolClient::new(ch);
+        c.status(pb::HaStatusRequest {}).await.ok().map(|r| r.into_inner())
+    }
+
+    /// The live namenode that says it leads (and serves clients), if any.
+    async fn leader(&self) -> Option<usize> {
+        for i in 0..3 {
+            if self.namenodes[i].is_none() {
+                continue;
+            }
+            if let Some(s) = self.status(i).await
+                && !s.node_id.is_empty()
+                && s.leader_id == s.node_id
+            {
+                // Serving: a client call answers.
+                let c = DfsClient::connect(&self.rpcs[i], Identity::new("hdfs")).await.ok()?;
+                if c.get_file_info("/").await.is_ok() {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    async fn wait_leader(&self, within: Duration) -> (usize, Duration) {
+        let t = Instant::now();
+        loop {
+            if let Some(l) = self.leader().await {
+                return (l, t.elapsed());
+            }
+            assert!(
+                t.elapsed() < within,
+                "no leader serving within {within:?}:\n{}\n{}\n{}",
+                self.log(0),
+                self.log(1),
+                self.log(2)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The bytes writer `w`'s `n`th file holds.
+fn content(w: usize, n: u64) -> Vec<u8> {
+    let len = 1000 + ((w as u64 * 7919 + n * 104_729) % 200_000) as usize;
+    let mut x = (w as u64) << 32 | n;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+async fn write_file(c: &DfsClient, path: &str, data: &[u8]) -> granary_client::Result<()> {
+    let opts = CreateOptions {
+        create_parent: true,
+        ..Default::default()
+    };
+    let mut w = c.create(path, opts).await?;
+    w.write_all(data).await.map_err(granary_client::ClientError::from)?;
+    w.close().await?;
+    Ok(())
+}
+
+/// Writes files until told to stop; returns the ones whose close was acknowledged.
+async fn writer(addrs: String, w: usize, stop: Arc<AtomicBool>) -> Vec<(String, u64)> {
+    let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
+    let mut acked = Vec::new();
+    // Bounded: the test stops the writers long before.
+    for n in 0..10_000u64 {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let path = format!("/ha/w{w}/f{n}");
+        match write_file(&c, &path, &content(w, n)).await {
+            Ok(()) => acked.push((path, n)),
+            Err(e) => {
+                tracing::info!(writer = w, path, error = %e, "write failed; going on with the next file");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_whoever_leads_loses_no_acknowledged_file() {
+    let mut g = Group::start(3);
+    let (first, _) = g.wait_leader(Duration::from_secs(30)).await;
+
+    // A follower serves no client: it names the leader.
+    let follower = (first + 1) % 3;
+    let c = DfsClient::connect(&g.rpcs[follower], Identity::new("hdfs"))
+        .await
+        .expect("connect");
+    let st = c.rpc().get_file_info(c.request(pb::GetFileInfoRequest { path: "/".into() })).await;
+    let st = st.expect_err("a follower answered a client");
+    assert_eq!(
+        granary_common::ErrorCode::from_status(&st),
+        granary_common::ErrorCode::Standby,
+        "{st:?}"
+    );
+    assert_eq!(granary_common::error::leader_hint(&st).as_deref(), Some(g.rpcs[first].as_str()));
+
+    let addrs = g.rpcs.join(",");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| tokio::spawn(writer(addrs.clone(), w, stop.clone())))
+        .collect();
+    let mut failovers = Vec::new();
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (leader, _) = g.wait_leader(Duration::from_secs(30)).await;
+        g.namenodes[leader].as_mut().expect("running").kill9();
+        g.namenodes[leader] = None;
+        let (next, took) = g.wait_leader(Duration::from_secs(30)).await;
+        assert_ne!(next, leader);
+        failovers.push(took);
+        eprintln!("round {round}: killed nn{}, nn{} leads after {took:?}", leader + 1, next + 1);
+        assert!(
+            took <= Duration::from_millis(2 * 2 * ELECTION_TIMEOUT_MS),
+            "round {round}: a new leader took {took:?}"
+        );
+        g.namenodes[leader] = Some(g.spawn_namenode(leader));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut acked = Vec::new();
+    for (w, h) in writers.into_iter().enumerate() {
+        for (path, n) in h.await.expect("writer task") {
+            acked.push((w, path, n));
+        }
+    }
+    assert!(acked.len() >= WRITERS * 5, "only {} files written", acked.len());
+    let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
+    for (w, path, n) in &acked {
+        let r = c.open(path).await.unwrap_or_else(|e| panic!("{path} (acknowledged) is lost: {e}"));
+        let got = r.read_at(0, r.len() as usize).await.expect("read");
+        assert!(got.as_ref() == content(*w, *n).as_slice(), "{path} reads back different bytes");
+    }
+    eprintln!("{} acknowledged files read back; failovers {failovers:?}", acked.len());
+}
+
+/// A call sent again with the same client and call ids (as a client does
+/// when the answer was lost in a failover) is answered, not applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_call_is_applied_once_across_a_failover() {
+    let mut g = Group::start(0);
+    let (leader, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let c = DfsClient::connect(&g.rpcs[leader], Identity::new("hdfs"))
+        .await
+        .expect("connect");
+    let with_ids = |call: u64, msg| {
+        let mut req = c.request(msg);
+        req.metadata_mut()
+            .insert("x-granary-client-id", "retry-test-client".parse().expect("ascii"));
+        req.metadata_mut()
+            .insert("x-granary-call-id", call.to_string().parse().expect("ascii"));
+        req
+    };
+    let create = |path: &str| pb::CreateRequest {
+        path: path.into(),
+        client_name: "retry-test".into(),
+        create_parent: true,
+        ..Default::default()
+    };
+    let first = c.rpc().create(with_ids(1, create("/r/f"))).await.expect("create").into_inner();
+    c.rpc()
+        .mkdirs(with_ids(2, pb::MkdirsRequest {
+            path: "/r/d".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("mkdirs");
+    c.rpc()
+        .rename(with_ids(3, pb::RenameRequest {
+            src: "/r/d".into(),
+            dst: "/r/moved".into(),
+            overwrite: false,
+        }))
+        .await
+        .expect("rename");
+    c.rpc()
+        .create(with_ids(4, create("/r/gone")))
+        .await
+        .expect("create");
+    c.rpc()
+        .delete(with_ids(5, pb::DeleteRequest {
+            path: "/r/gone".into(),
+            recursive: false,
+        }))
+        .await
+        .expect("delete");
+
+    g.namenodes[leader].as_mut().expect("running").kill9();
+    g.namenodes[leader] = None;
+    let (next, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let c = DfsClient::connect(&g.rpcs[next], Identity::new("hdfs")).await.expect("connect");
+    let with_ids = |call: u64, msg| {
+        let mut req = c.request(msg);
+        req.metadata_mut()
+            .insert("x-granary-client-id", "retry-test-client".parse().expect("ascii"));
+        req.metadata_mut()
+            .insert("x-granary-call-id", call.to_string().parse().expect("ascii"));
+        req
+    };
+    // The same calls again on the new leader: each answers as the first did.
+    let again = c.rpc().create(with_ids(1, create("/r/f"))).await.expect("retried create").into_inner();
+    assert_eq!(
+        again.status.as_ref().map(|s| s.file_id),
+        first.status.as_ref().map(|s| s.file_id),
+        "the retried create answers with the file the first made"
+    );
+    c.rpc()
+        .rename(with_ids(3, pb::RenameRequest {
+            src: "/r/d".into(),
+            dst: "/r/moved".into(),
+            overwrite: false,
+        }))
+        .await
+        .expect("retried rename");
+    c.rpc()
+        .delete(with_ids(5, pb::DeleteRequest {
+            path: "/r/gone".into(),
+            recursive: false,
+        }))
+        .await
+        .expect("retried delete");
+    // A new call id is a new call: the file exists now.
+    let e = c.rpc().create(with_ids(6, create("/r/f"))).await.expect_err("a second create");
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    let names: Vec<String> = c.list("/r").await.expect("list").into_iter().map(|s| s.name).collect();
+    assert_eq!(names, vec!["f".to_string(), "moved".to_string()]);
+}
+
+/// A follower whose metadata dir is wiped is formatted and started again:
+/// it catches up by installing a snapshot (the log behind it is gone);
+/// then the other two are killed in turn, and every file is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_catches_up_by_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("nn.toml");
+    std::fs::write(&cfg, "[ha]\nsnapshot_every = 20\nkeep_log_entries = 5\n").expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let mut g = Group::start_with(3, &["--config", &cfg]);
+    let (leader, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let addrs = g.rpcs.join(",");
+    let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
+    for n in 0..30 {
+        write_file(&c, &format!("/snap/f{n}"), &content(0, n)).await.expect("write");
+    }
+    let f = (leader + 1) % 3;
+    g.namenodes[f].as_mut().expect("running").kill9();
+    g.namenodes[f] = None;
+    std::fs::remove_dir_all(g.data_dir(f)).expect("wipe");
+    g.format(f);
+    g.namenodes[f] = Some(g.spawn_namenode(f));
+    // Caught up: it applied what the leader has.
+    let t = Instant::now();
+    loop {
+        let want = g.status(leader).await.map(|s| {
+            s.members
+                .iter()
+                .find(|m| m.node_id == s.node_id)
+                .map(|m| m.last_applied_index)
+                .unwrap_or(0)
+        });
+        let got = g.status(f).await.map(|s| {
+            s.members
+                .iter()
+                .find(|m| m.node_id == s.node_id)
+                .map(|m| m.last_applied_index)
+                .unwrap_or(0)
+        });
+        if let (Some(w), Some(h)) = (want, got)
+            && h >= w
+            && w > 0
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "nn{} never caught up:\n{}", f + 1, g.log(f));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        g.log(f).contains("namespace snapshot installed"),
+        "nn{} caught up without a snapshot:\n{}",
+        f + 1,
+        g.log(f)
+    );
+    // The other two die in turn: what f holds must be everything.
+    for victim in [leader, 3 - leader - f] {
+        g.namenodes[victim].as_mut().expect("running").kill9();
+        g.namenodes[victim] = None;
+        g.wait_leader(Duration::from_secs(30)).await;
+        for n in 0..30 {
+            let path = format!("/snap/f{n}");
+            let r = c.open(&path).await.unwrap_or_else(|e| panic!("{path} lost: {e}"));
+            let got = r.read_at(0, r.len() as usize).await.expect("read");
+            assert!(got.as_ref() == content(0, n).as_slice(), "{path} differs");
+        }
+        g.namenodes[victim] = Some(g.spawn_namenode(victim));
+    }
+}
