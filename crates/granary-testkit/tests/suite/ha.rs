@@ -331,6 +331,16 @@ async fn killing_whoever_leads_loses_no_acknowledged_file() {
     eprintln!("{} acknowledged files read back; failovers {failovers:?}", acked.len());
 }
 
+/// `msg` as a call of one client, with its call id (as a client sends it).
+fn with_ids<T>(c: &DfsClient, call: u64, msg: T) -> tonic::Request<T> {
+    let mut req = c.request(msg);
+    req.metadata_mut()
+        .insert("x-granary-client-id", "retry-test-client".parse().expect("ascii"));
+    req.metadata_mut()
+        .insert("x-granary-call-id", call.to_string().parse().expect("ascii"));
+    req
+}
+
 /// A call sent again with the same client and call ids (as a client does
 /// when the answer was lost in a failover) is answered, not applied twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,30 +350,22 @@ async fn a_retried_call_is_applied_once_across_a_failover() {
     let c = DfsClient::connect(&g.rpcs[leader], Identity::new("hdfs"))
         .await
         .expect("connect");
-    let with_ids = |call: u64, msg| {
-        let mut req = c.request(msg);
-        req.metadata_mut()
-            .insert("x-granary-client-id", "retry-test-client".parse().expect("ascii"));
-        req.metadata_mut()
-            .insert("x-granary-call-id", call.to_string().parse().expect("ascii"));
-        req
-    };
     let create = |path: &str| pb::CreateRequest {
         path: path.into(),
         client_name: "retry-test".into(),
         create_parent: true,
         ..Default::default()
     };
-    let first = c.rpc().create(with_ids(1, create("/r/f"))).await.expect("create").into_inner();
+    let first = c.rpc().create(with_ids(&c, 1, create("/r/f"))).await.expect("create").into_inner();
     c.rpc()
-        .mkdirs(with_ids(2, pb::MkdirsRequest {
+        .mkdirs(with_ids(&c, 2, pb::MkdirsRequest {
             path: "/r/d".into(),
             ..Default::default()
         }))
         .await
         .expect("mkdirs");
     c.rpc()
-        .rename(with_ids(3, pb::RenameRequest {
+        .rename(with_ids(&c, 3, pb::RenameRequest {
             src: "/r/d".into(),
             dst: "/r/moved".into(),
             overwrite: false,
@@ -371,11 +373,11 @@ async fn a_retried_call_is_applied_once_across_a_failover() {
         .await
         .expect("rename");
     c.rpc()
-        .create(with_ids(4, create("/r/gone")))
+        .create(with_ids(&c, 4, create("/r/gone")))
         .await
         .expect("create");
     c.rpc()
-        .delete(with_ids(5, pb::DeleteRequest {
+        .delete(with_ids(&c, 5, pb::DeleteRequest {
             path: "/r/gone".into(),
             recursive: false,
         }))
@@ -386,23 +388,15 @@ async fn a_retried_call_is_applied_once_across_a_failover() {
     g.namenodes[leader] = None;
     let (next, _) = g.wait_leader(Duration::from_secs(30)).await;
     let c = DfsClient::connect(&g.rpcs[next], Identity::new("hdfs")).await.expect("connect");
-    let with_ids = |call: u64, msg| {
-        let mut req = c.request(msg);
-        req.metadata_mut()
-            .insert("x-granary-client-id", "retry-test-client".parse().expect("ascii"));
-        req.metadata_mut()
-            .insert("x-granary-call-id", call.to_string().parse().expect("ascii"));
-        req
-    };
     // The same calls again on the new leader: each answers as the first did.
-    let again = c.rpc().create(with_ids(1, create("/r/f"))).await.expect("retried create").into_inner();
+    let again = c.rpc().create(with_ids(&c, 1, create("/r/f"))).await.expect("retried create").into_inner();
     assert_eq!(
         again.status.as_ref().map(|s| s.file_id),
         first.status.as_ref().map(|s| s.file_id),
         "the retried create answers with the file the first made"
     );
     c.rpc()
-        .rename(with_ids(3, pb::RenameRequest {
+        .rename(with_ids(&c, 3, pb::RenameRequest {
             src: "/r/d".into(),
             dst: "/r/moved".into(),
             overwrite: false,
@@ -410,15 +404,16 @@ async fn a_retried_call_is_applied_once_across_a_failover() {
         .await
         .expect("retried rename");
     c.rpc()
-        .delete(with_ids(5, pb::DeleteRequest {
+        .delete(with_ids(&c, 5, pb::DeleteRequest {
             path: "/r/gone".into(),
             recursive: false,
         }))
         .await
         .expect("retried delete");
-    // A new call id is a new call: the file exists now.
-    let e = c.rpc().create(with_ids(6, create("/r/f"))).await.expect_err("a second create");
-    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    // A new call id is a new call: the file exists now (and is still open).
+    let e = c.rpc().create(with_ids(&c, 6, create("/r/f"))).await.expect_err("a second create");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("being written"), "{e:?}");
     let names: Vec<String> = c.list("/r").await.expect("list").into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec!["f".to_string(), "moved".to_string()]);
 }
