@@ -113,9 +113,21 @@ impl Inner {
     }
 }
 
-#[derive(Default)]
 pub struct BlockManager {
     inner: RwLock<Inner>,
+    /// Whether queued deletions go out (this namenode commands datanodes).
+    /// A follower of a namenode group decides on a namespace that lags the
+    /// leader's: what it queued is dropped, never sent, when it leads.
+    deleting: std::sync::atomic::AtomicBool,
+}
+
+impl Default for BlockManager {
+    fn default() -> Self {
+        Self {
+            inner: Default::default(),
+            deleting: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 }
 
 /// How the namespace knows a reported replica.
@@ -379,8 +391,20 @@ impl BlockManager {
             .push(block);
     }
 
+    /// Turns sending deletions on (this namenode now commands datanodes) or
+    /// off; a change drops every queued deletion, decided in the other role.
+    pub fn set_deleting(&self, on: bool) {
+        use std::sync::atomic::Ordering;
+        if self.deleting.swap(on, Ordering::SeqCst) != on {
+            self.inner.write().invalidate.clear();
+        }
+    }
+
     /// Up to `max` pending deletions for a node (HDFS sends ≤ 1000 per heartbeat).
     pub fn take_invalidations(&self, uuid: &str, max: usize) -> Vec<pb::ExtendedBlock> {
+        if !self.deleting.load(std::sync::atomic::Ordering::SeqCst) {
+            return Vec::new();
+        }
         let mut g = self.inner.write();
         let Some(q) = g.invalidate.get_mut(uuid) else {
             return Vec::new();
@@ -452,6 +476,19 @@ mod tests {
         assert_eq!(bm.replica_count(3), 1);
         assert_eq!(bm.take_invalidations("a", 10), vec![blk(9)]);
         assert!(bm.take_invalidations("a", 10).is_empty());
+    }
+
+    #[test]
+    fn deletions_decided_in_another_role_are_never_sent() {
+        let bm = BlockManager::default();
+        bm.invalidate("a", blk(1));
+        bm.set_deleting(false);
+        bm.invalidate("a", blk(2));
+        assert!(bm.take_invalidations("a", 10).is_empty(), "a follower sends none");
+        bm.set_deleting(true);
+        assert!(bm.take_invalidations("a", 10).is_empty(), "queued as follower: dropped");
+        bm.invalidate("a", blk(3));
+        assert_eq!(bm.take_invalidations("a", 10), vec![blk(3)]);
     }
 
     #[test]

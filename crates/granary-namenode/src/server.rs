@@ -324,6 +324,7 @@ fn spawn_leader_duties(state: Arc<NamenodeState>, ha: Arc<crate::ha::Ha>, token:
                 let m = metrics.borrow_and_update();
                 (m.current_term, state.is_active())
             };
+            state.blocks().set_deleting(ready);
             if ready && led_term != Some(term) {
                 led_term = Some(term);
                 let st = state.clone();

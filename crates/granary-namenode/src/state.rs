@@ -86,12 +86,15 @@ impl NamenodeState {
         let safe_mode = SafeMode::from_config(total_blocks, &config.safemode);
         let block_keys = BlockKeyManager::from_config(&config.block_tokens);
         let redundancy = Redundancy::new(config.redundancy.clone());
+        let blocks = BlockManager::default();
+        // A group member sends deletions only once it leads.
+        blocks.set_deleting(ha.is_none());
         Arc::new(Self {
             config,
             cluster_id,
             ns,
             ha,
-            blocks: BlockManager::default(),
+            blocks,
             datanodes,
             placement: Box::new(RackAwarePlacement),
             started: Instant::now(),
