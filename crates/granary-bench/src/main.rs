@@ -46,7 +46,8 @@ enum Cmd {
         /// wire), grpc, both, or direct (the namespace itself from each thread).
         #[arg(long, default_value = "both")]
         mode: String,
-        /// A running namenode to measure over gRPC instead of a local one.
+        /// A running namenode to measure over gRPC instead of a local one
+        /// (or an HA group's, comma-separated).
         #[arg(long)]
         namenode: Option<String>,
         /// The user for --namenode (a superuser, or one allowed to write /nnbench).
@@ -55,6 +56,7 @@ enum Cmd {
     },
     /// Write then read K files of S MiB through the client against a running cluster.
     Dfsio {
+        /// Namenode RPC address, or an HA group's, comma-separated.
         #[arg(long, env = "GRANARY_NAMENODE", default_value = "127.0.0.1:8020")]
         namenode: String,
         #[arg(long, default_value = "hdfs")]

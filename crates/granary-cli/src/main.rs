@@ -25,7 +25,9 @@ use granary_common::ErrorCode;
     after_help = error::EXIT_STATUS_HELP
 )]
 struct Cli {
-    /// Namenode RPC address.
+    /// Namenode RPC address (host:port), or the comma-separated addresses
+    /// of an HA group's namenodes (nn1:8020,nn2:8020,nn3:8020): calls go to
+    /// the leader and fail over when it changes or goes down.
     #[arg(
         long,
         global = true,

@@ -4,7 +4,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), granary_client::ClientError> {
 //! use granary_client::{DfsClient, Identity};
-//! let fs = DfsClient::connect("127.0.0.1:8020", Identity::new("alice")).await?;
+//! // One namenode, or the namenodes of an HA group: calls fail over.
+//! let fs = DfsClient::connect("nn1:8020,nn2:8020,nn3:8020", Identity::new("alice")).await?;
 //! fs.mkdirs("/user/alice/data", None, true).await?;
 //! for st in fs.list("/user/alice").await? {
 //!     println!("{} {}", st.name, st.length);
@@ -12,7 +13,18 @@
 //! # Ok(()) }
 //! ```
 
+/// Calls the namenode method `$method` with the message `$msg` through
+/// [`DfsClient::call`] (failover, retries); the response message.
+macro_rules! nn_call {
+    ($client:expr, $method:ident, $msg:expr) => {
+        $client.call(stringify!($method), $msg, |mut nn, req| async move {
+            nn.$method(req).await
+        })
+    };
+}
+
 mod error;
+mod failover;
 mod file_checksum;
 pub mod ha;
 mod reader;
@@ -20,6 +32,7 @@ pub mod types;
 mod writer;
 
 pub use error::ClientError;
+pub use failover::ClientOptions;
 pub use file_checksum::FileChecksum;
 pub use granary_common::identity::Identity;
 pub use reader::FileReader;
@@ -30,68 +43,60 @@ pub use types::{
 };
 pub use writer::{CreateOptions, FileWriter};
 
+use std::sync::Arc;
+
 use granary_common::{ErrorCode, HasErrorCode};
 use granary_proto as pb;
 use granary_proto::client_protocol_client::ClientProtocolClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use failover::Namenodes;
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
-/// The namenode endpoint for `addr` (`host:port` or a URL).
-fn endpoint(addr: &str) -> Result<Endpoint> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::InvalidArgument(format!("invalid namenode address {addr:?}: {e}")))?;
-    Ok(endpoint
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_nodelay(true))
-}
-
-/// A connection to one namenode, acting as one user.
+/// A connection to a namenode (or to the namenodes of an HA group, failing
+/// over between them), acting as one user.
 #[derive(Clone)]
 pub struct DfsClient {
-    nn: ClientProtocolClient<Channel>,
+    namenodes: Arc<Namenodes>,
     identity: Identity,
     client_name: String,
-    namenode: String,
-    datanodes: std::sync::Arc<granary_common::net::ChannelPool>,
+    datanodes: Arc<granary_common::net::ChannelPool>,
     /// Fetched once per client, as HDFS clients cache server defaults.
-    defaults: std::sync::Arc<tokio::sync::OnceCell<ServerDefaults>>,
+    defaults: Arc<tokio::sync::OnceCell<ServerDefaults>>,
 }
 
 impl DfsClient {
-    /// Connects to the namenode at `addr` (`host:port`).
+    /// Connects to the namenode at `addr` (`host:port`), or to one of the
+    /// namenodes of a comma-separated list (`nn1:8020,nn2:8020,nn3:8020`),
+    /// between which calls then fail over.
     pub async fn connect(addr: &str, identity: Identity) -> Result<Self> {
-        let channel = endpoint(addr)?
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        Ok(Self::over(channel, addr, identity))
+        Self::connect_with(addr, identity, ClientOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with options other than the defaults.
+    pub async fn connect_with(addr: &str, identity: Identity, options: ClientOptions) -> Result<Self> {
+        let namenodes = Namenodes::new(addr, options)?;
+        namenodes.connect().await?;
+        Ok(Self::over(namenodes, identity))
     }
 
     /// Like [`connect`](Self::connect), connecting on first use instead of now
     /// (for daemons that must start before the namenode is up).
     pub fn connect_lazy(addr: &str, identity: Identity) -> Result<Self> {
-        let channel = endpoint(addr)?.connect_lazy();
-        Ok(Self::over(channel, addr, identity))
+        Self::connect_lazy_with(addr, identity, ClientOptions::default())
     }
 
-    fn over(channel: Channel, addr: &str, identity: Identity) -> Self {
-        let nn = ClientProtocolClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+    /// [`connect_lazy`](Self::connect_lazy) with options other than the defaults.
+    pub fn connect_lazy_with(addr: &str, identity: Identity, options: ClientOptions) -> Result<Self> {
+        Ok(Self::over(Namenodes::new(addr, options)?, identity))
+    }
+
+    fn over(namenodes: Namenodes, identity: Identity) -> Self {
         Self {
-            nn,
+            namenodes: Arc::new(namenodes),
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
-            namenode: addr.to_string(),
             datanodes: Default::default(),
             defaults: Default::default(),
         }
@@ -101,10 +106,9 @@ impl DfsClient {
     /// such as WebHDFS serving many users). It holds its own leases.
     pub fn as_user(&self, identity: Identity) -> Self {
         Self {
-            nn: self.nn.clone(),
+            namenodes: self.namenodes.clone(),
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
-            namenode: self.namenode.clone(),
             datanodes: self.datanodes.clone(),
             defaults: self.defaults.clone(),
         }
@@ -119,32 +123,66 @@ impl DfsClient {
         &self.client_name
     }
 
+    /// The namenode address(es) as given to [`connect`](Self::connect).
     pub fn namenode_addr(&self) -> &str {
-        &self.namenode
+        self.namenodes.spec()
+    }
+
+    /// The namenodes of [`namenode_addr`](Self::namenode_addr), in order.
+    pub fn namenode_addrs(&self) -> &[String] {
+        self.namenodes.addrs()
+    }
+
+    /// The namenode calls go to first: the one that answered last (the
+    /// leader as far as this client knows), at first the first of the list.
+    pub fn active_namenode(&self) -> String {
+        self.namenodes.leader()
+    }
+
+    /// The id this client's calls carry (with a call id) so that a namenode
+    /// recognises a retried call (shared with [`as_user`](Self::as_user)'s clients).
+    pub fn client_id(&self) -> &str {
+        self.namenodes.client_id()
     }
 
     /// The raw gRPC stub, for calls this type does not wrap (tests, tools
-    /// speaking the protocol itself). Its messages are the `granary-proto`
-    /// crate's; everything else in this crate speaks the client's own types.
+    /// speaking the protocol itself), connected to
+    /// [`active_namenode`](Self::active_namenode); its calls do not fail
+    /// over. Its messages are the `granary-proto` crate's; everything else
+    /// in this crate speaks the client's own types.
     pub fn rpc(&self) -> ClientProtocolClient<Channel> {
-        self.nn.clone()
+        self.namenodes.leader_stub()
     }
 
-    /// A request carrying this client's identity, for [`rpc`](Self::rpc).
+    /// A request carrying this client's identity and a new call id, for
+    /// [`rpc`](Self::rpc).
     pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         self.identity.apply(r.metadata_mut());
+        self.namenodes.next_call().apply(r.metadata_mut());
         r
+    }
+
+    /// Sends `msg` with the stub method `rpc` to the leader, failing over
+    /// between the namenodes (the `failover` module); `name` names the call
+    /// in logs. Use through `nn_call!`.
+    pub(crate) async fn call<M, R, F, Fut>(&self, name: &'static str, msg: M, rpc: F) -> Result<R>
+    where
+        M: Clone,
+        F: FnMut(failover::Stub, tonic::Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        self.namenodes.call(&self.identity, name, msg, rpc).await
     }
 
     /// Creates a directory; with `parents`, its missing ancestors too.
     pub async fn mkdirs(&self, path: &str, permission: Option<u32>, parents: bool) -> Result<()> {
-        let req = self.request(pb::MkdirsRequest {
+        let req = pb::MkdirsRequest {
             path: path.into(),
             permission: permission.unwrap_or(0),
             create_parent: parents,
-        });
-        self.nn.clone().mkdirs(req).await?;
+        };
+        nn_call!(self, mkdirs, req).await?;
         Ok(())
     }
 
@@ -159,8 +197,8 @@ impl DfsClient {
 
     /// The status of `path`; an error if nothing is there.
     pub async fn stat(&self, path: &str) -> Result<FileStatus> {
-        let req = self.request(pb::GetFileInfoRequest { path: path.into() });
-        let resp = self.nn.clone().get_file_info(req).await?.into_inner();
+        let req = pb::GetFileInfoRequest { path: path.into() };
+        let resp = nn_call!(self, get_file_info, req).await?;
         resp.status
             .map(FileStatus::from)
             .ok_or_else(|| ClientError::Protocol("getFileInfo answered without a status".into()))
@@ -168,12 +206,12 @@ impl DfsClient {
 
     /// One page of a listing after `start_after`.
     pub async fn list_page(&self, path: &str, start_after: &str, limit: u32) -> Result<ListingPage> {
-        let req = self.request(pb::GetListingRequest {
+        let req = pb::GetListingRequest {
             path: path.into(),
             start_after: start_after.into(),
             limit,
-        });
-        Ok(self.nn.clone().get_listing(req).await?.into_inner().into())
+        };
+        Ok(nn_call!(self, get_listing, req).await?.into())
     }
 
     /// A directory's entries a page (`listing_limit`, 1000) at a time, in
@@ -219,72 +257,66 @@ impl DfsClient {
 
     /// Moves `src` to `dst` (into `dst` when it is a directory).
     pub async fn rename(&self, src: &str, dst: &str, overwrite: bool) -> Result<()> {
-        let req = self.request(pb::RenameRequest {
+        let req = pb::RenameRequest {
             src: src.into(),
             dst: dst.into(),
             overwrite,
-        });
-        self.nn.clone().rename(req).await?;
+        };
+        nn_call!(self, rename, req).await?;
         Ok(())
     }
 
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<()> {
-        let req = self.request(pb::DeleteRequest {
+        let req = pb::DeleteRequest {
             path: path.into(),
             recursive,
-        });
-        self.nn.clone().delete(req).await?;
+        };
+        nn_call!(self, delete, req).await?;
         Ok(())
     }
 
     pub async fn set_replication(&self, path: &str, replication: u32) -> Result<()> {
-        let req = self.request(pb::SetReplicationRequest {
+        let req = pb::SetReplicationRequest {
             path: path.into(),
             replication,
-        });
-        self.nn.clone().set_replication(req).await?;
+        };
+        nn_call!(self, set_replication, req).await?;
         Ok(())
     }
 
     pub async fn set_permission(&self, path: &str, permission: u32) -> Result<()> {
-        let req = self.request(pb::SetPermissionRequest {
+        let req = pb::SetPermissionRequest {
             path: path.into(),
             permission,
-        });
-        self.nn.clone().set_permission(req).await?;
+        };
+        nn_call!(self, set_permission, req).await?;
         Ok(())
     }
 
     pub async fn set_owner(&self, path: &str, owner: Option<&str>, group: Option<&str>) -> Result<()> {
-        let req = self.request(pb::SetOwnerRequest {
+        let req = pb::SetOwnerRequest {
             path: path.into(),
             owner: owner.map(String::from),
             group: group.map(String::from),
-        });
-        self.nn.clone().set_owner(req).await?;
+        };
+        nn_call!(self, set_owner, req).await?;
         Ok(())
     }
 
     /// Sets times in milliseconds since the epoch; `None` leaves one unchanged.
     pub async fn set_times(&self, path: &str, mtime: Option<i64>, atime: Option<i64>) -> Result<()> {
-        let req = self.request(pb::SetTimesRequest {
+        let req = pb::SetTimesRequest {
             path: path.into(),
             modification_time: mtime,
             access_time: atime,
-        });
-        self.nn.clone().set_times(req).await?;
+        };
+        nn_call!(self, set_times, req).await?;
         Ok(())
     }
 
     pub async fn content_summary(&self, path: &str) -> Result<ContentSummary> {
-        let req = self.request(pb::GetContentSummaryRequest { path: path.into() });
-        Ok(self
-            .nn
-            .clone()
-            .get_content_summary(req)
-            .await?
-            .into_inner()
-            .into())
+        let req = pb::GetContentSummaryRequest { path: path.into() };
+        Ok(nn_call!(self, get_content_summary, req).await?.into())
     }
 
     /// Blocks of `path` overlapping `[offset, offset + length)` with their replica holders.
@@ -300,23 +332,20 @@ impl DfsClient {
         offset: u64,
         length: u64,
     ) -> Result<pb::LocatedBlocks> {
-        let req = self.request(pb::GetBlockLocationsRequest {
+        let req = pb::GetBlockLocationsRequest {
             path: path.into(),
             offset,
             length,
-        });
-        self.nn
-            .clone()
-            .get_block_locations(req)
+        };
+        nn_call!(self, get_block_locations, req)
             .await?
-            .into_inner()
             .blocks
             .ok_or_else(|| ClientError::Protocol("getBlockLocations answered without blocks".into()))
     }
 
     /// Creates an empty file (`touchz`); an existing empty file is left as is.
     pub async fn create_empty(&self, path: &str, permission: Option<u32>) -> Result<()> {
-        let req = self.request(pb::CreateRequest {
+        let req = pb::CreateRequest {
             path: path.into(),
             permission: permission.unwrap_or(0),
             client_name: self.client_name.clone(),
@@ -324,13 +353,12 @@ impl DfsClient {
             create_parent: false,
             replication: 0,
             block_size: 0,
-        });
-        let file = match self.nn.clone().create(req).await {
+        };
+        let file = match nn_call!(self, create, req).await {
             Ok(r) => r
-                .into_inner()
                 .status
                 .ok_or_else(|| ClientError::Protocol("create answered without a status".into()))?,
-            Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileAlreadyExists => {
+            Err(e) if e.code() == ErrorCode::FileAlreadyExists => {
                 let existing = self.stat(path).await?;
                 if existing.length == 0 && existing.is_file() {
                     return Ok(());
@@ -340,15 +368,15 @@ impl DfsClient {
                     message: format!("{path}: Not a zero-length file"),
                 });
             }
-            Err(st) => return Err(st.into()),
+            Err(e) => return Err(e),
         };
-        let req = self.request(pb::CompleteRequest {
+        let req = pb::CompleteRequest {
             path: path.into(),
             file_id: file.file_id,
             client_name: self.client_name.clone(),
             last: None,
-        });
-        let done = self.nn.clone().complete(req).await?.into_inner().completed;
+        };
+        let done = nn_call!(self, complete, req).await?.completed;
         if done {
             Ok(())
         } else {
@@ -360,10 +388,10 @@ impl DfsClient {
 
     /// Reads, enters or leaves safe mode.
     pub async fn safe_mode(&self, action: SafeModeAction) -> Result<SafeModeStatus> {
-        let req = self.request(pb::SetSafeModeRequest {
+        let req = pb::SetSafeModeRequest {
             action: pb::SafeModeAction::from(action) as i32,
-        });
-        Ok(self.nn.clone().set_safe_mode(req).await?.into_inner().into())
+        };
+        Ok(nn_call!(self, set_safe_mode, req).await?.into())
     }
 
     /// Starts or cancels decommissioning of a datanode (`host:port` or uuid).
@@ -372,15 +400,12 @@ impl DfsClient {
         datanode: &str,
         action: DatanodeAdminAction,
     ) -> Result<DatanodeInfo> {
-        let req = self.request(pb::SetDatanodeAdminStateRequest {
+        let req = pb::SetDatanodeAdminStateRequest {
             datanode: datanode.into(),
             action: pb::DatanodeAdminAction::from(action) as i32,
-        });
-        self.nn
-            .clone()
-            .set_datanode_admin_state(req)
+        };
+        nn_call!(self, set_datanode_admin_state, req)
             .await?
-            .into_inner()
             .datanode
             .map(DatanodeInfo::from)
             .ok_or_else(|| ClientError::Protocol("setDatanodeAdminState answered without a datanode".into()))
@@ -395,26 +420,20 @@ impl DfsClient {
     /// the name of a new directory in its `checkpoint_dir`, or that
     /// directory's absolute path; superuser only.
     pub async fn checkpoint(&self, dir: &str) -> Result<Checkpoint> {
-        let req = self.request(pb::CheckpointRequest { dir: dir.into() });
-        Ok(self.nn.clone().checkpoint(req).await?.into_inner().into())
+        let req = pb::CheckpointRequest { dir: dir.into() };
+        Ok(nn_call!(self, checkpoint, req).await?.into())
     }
 
     /// Datanodes, their replica counts, and block health; superuser only.
     pub async fn cluster_report(&self) -> Result<ClusterReport> {
-        let req = self.request(pb::GetDatanodeReportRequest {});
-        Ok(self
-            .nn
-            .clone()
-            .get_datanode_report(req)
-            .await?
-            .into_inner()
-            .into())
+        let req = pb::GetDatanodeReportRequest {};
+        Ok(nn_call!(self, get_datanode_report, req).await?.into())
     }
 
     /// Creates a file and returns a writer for it.
     pub async fn create(&self, path: &str, opts: CreateOptions) -> Result<FileWriter> {
         let defaults = self.server_defaults().await?;
-        let req = self.request(pb::CreateRequest {
+        let req = pb::CreateRequest {
             path: path.into(),
             permission: opts.permission.unwrap_or(0),
             client_name: self.client_name.clone(),
@@ -422,13 +441,9 @@ impl DfsClient {
             create_parent: opts.create_parent,
             replication: opts.replication,
             block_size: opts.block_size,
-        });
-        let status = self
-            .nn
-            .clone()
-            .create(req)
+        };
+        let status = nn_call!(self, create, req)
             .await?
-            .into_inner()
             .status
             .ok_or_else(|| ClientError::Protocol("create answered without a status".into()))?;
         Ok(FileWriter::spawn(
@@ -443,11 +458,11 @@ impl DfsClient {
     /// Reopens a closed file to write at its end; new data goes into new blocks.
     pub async fn append(&self, path: &str) -> Result<FileWriter> {
         let defaults = self.server_defaults().await?;
-        let req = self.request(pb::AppendRequest {
+        let req = pb::AppendRequest {
             path: path.into(),
             client_name: self.client_name.clone(),
-        });
-        let resp = self.nn.clone().append(req).await?.into_inner();
+        };
+        let resp = nn_call!(self, append, req).await?;
         let status = resp
             .status
             .ok_or_else(|| ClientError::Protocol("append answered without a status".into()))?;
@@ -462,8 +477,8 @@ impl DfsClient {
 
     /// Closes a file whose writer is gone (lease recovery); true when closed.
     pub async fn recover_lease(&self, path: &str) -> Result<bool> {
-        let req = self.request(pb::RecoverLeaseRequest { path: path.into() });
-        Ok(self.nn.clone().recover_lease(req).await?.into_inner().closed)
+        let req = pb::RecoverLeaseRequest { path: path.into() };
+        Ok(nn_call!(self, recover_lease, req).await?.closed)
     }
 
     /// Opens a file for reading.
@@ -478,9 +493,9 @@ impl DfsClient {
         let d = self
             .defaults
             .get_or_try_init(|| async {
-                let req = self.request(pb::GetServerDefaultsRequest {});
+                let req = pb::GetServerDefaultsRequest {};
                 Ok::<_, ClientError>(ServerDefaults::from(
-                    self.nn.clone().get_server_defaults(req).await?.into_inner(),
+                    nn_call!(self, get_server_defaults, req).await?,
                 ))
             })
             .await?;
@@ -497,13 +512,13 @@ impl DfsClient {
     ) -> Result<()> {
         let mut wait = std::time::Duration::from_millis(20);
         for _ in 0..40 {
-            let req = self.request(pb::CompleteRequest {
+            let req = pb::CompleteRequest {
                 path: path.into(),
                 file_id,
                 client_name: self.client_name.clone(),
                 last,
-            });
-            if self.nn.clone().complete(req).await?.into_inner().completed {
+            };
+            if nn_call!(self, complete, req).await?.completed {
                 return Ok(());
             }
             tokio::time::sleep(wait).await;
@@ -533,19 +548,20 @@ impl DfsClient {
         datanode_uuid: String,
         reason: String,
     ) -> futures::future::BoxFuture<'static, ()> {
-        let req = self.request(pb::ReportBadBlocksRequest {
+        let req = pb::ReportBadBlocksRequest {
             replicas: vec![pb::BadReplica {
                 block: located.block,
                 datanode_uuid,
                 reason,
                 access_token: located.access_token.clone(),
             }],
-        });
-        let mut nn = self.nn.clone();
+        };
+        let client = self.clone();
         Box::pin(async move {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), nn.report_bad_blocks(req)).await {
+            let report = nn_call!(client, report_bad_blocks, req);
+            match tokio::time::timeout(std::time::Duration::from_secs(10), report).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e.message(), "could not report a corrupt replica"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not report a corrupt replica"),
                 Err(_) => {
                     tracing::warn!("could not report a corrupt replica: the namenode did not answer in 10 s")
                 }

@@ -111,11 +111,11 @@ impl FileWriter {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(every) => {}
                     }
-                    let req = client.request(pb::RenewLeaseRequest {
+                    let req = pb::RenewLeaseRequest {
                         client_name: client.client_name().to_string(),
-                    });
-                    if let Err(e) = client.rpc().renew_lease(req).await {
-                        tracing::warn!(error = %e.message(), "lease renewal failed");
+                    };
+                    if let Err(e) = nn_call!(client, renew_lease, req).await {
+                        tracing::warn!(error = %e, "lease renewal failed");
                     }
                 }
             });
@@ -523,18 +523,13 @@ impl Streamer {
                     message: format!("{}: write pipeline failed and cannot recover: {why}", self.path),
                 });
             }
-            let req = self.client.request(pb::UpdateBlockForPipelineRequest {
+            let req = pb::UpdateBlockForPipelineRequest {
                 path: self.path.clone(),
                 file_id: self.file_id,
                 client_name: self.client.client_name().to_string(),
                 block: b.located.block,
-            });
-            let resp = self
-                .client
-                .rpc()
-                .update_block_for_pipeline(req)
-                .await?
-                .into_inner();
+            };
+            let resp = nn_call!(self.client, update_block_for_pipeline, req).await?;
             let mut block = resp
                 .block
                 .ok_or_else(|| ClientError::Protocol("no block in recovery answer".into()))?;
@@ -672,19 +667,15 @@ impl Streamer {
         let mut excluded: Vec<String> = Vec::new();
         let mut last_err = None;
         for _ in 0..PIPELINE_ATTEMPTS {
-            let req = self.client.request(pb::AddBlockRequest {
+            let req = pb::AddBlockRequest {
                 path: self.path.clone(),
                 file_id: self.file_id,
                 client_name: self.client.client_name().to_string(),
                 previous: self.previous,
                 excluded_nodes: excluded.clone(),
-            });
-            let located = self
-                .client
-                .rpc()
-                .add_block(req)
+            };
+            let located = nn_call!(self.client, add_block, req)
                 .await?
-                .into_inner()
                 .block
                 .ok_or_else(|| ClientError::Protocol("addBlock answered without a block".into()))?;
             match self.connect(&located).await {
@@ -692,13 +683,13 @@ impl Streamer {
                 Err((bad, e)) => {
                     tracing::warn!(path = %self.path, node = %bad, error = %e, "pipeline setup failed; abandoning block");
                     let block = located.block;
-                    let req = self.client.request(pb::AbandonBlockRequest {
+                    let req = pb::AbandonBlockRequest {
                         path: self.path.clone(),
                         file_id: self.file_id,
                         client_name: self.client.client_name().to_string(),
                         block,
-                    });
-                    self.client.rpc().abandon_block(req).await?;
+                    };
+                    nn_call!(self.client, abandon_block, req).await?;
                     excluded.push(bad);
                     last_err = Some(e);
                 }

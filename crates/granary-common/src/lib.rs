@@ -1,8 +1,9 @@
 //! What every Granary crate shares. Without features: error codes, path
-//! rules, caller identity, checksums, the write pipeline's framed connection
-//! and channels to datanodes, all a client needs. With `daemon`: configuration
-//! loading, logging, metrics, connection limits, shutdown plumbing, block
-//! tokens, daemon authentication and the WebHDFS helpers.
+//! rules, caller identity, the retry-cache keys of namenode calls,
+//! checksums, the write pipeline's framed connection and channels to
+//! datanodes, all a client needs. With `daemon`: configuration loading,
+//! logging, metrics, connection limits, shutdown plumbing, block tokens,
+//! daemon authentication and the WebHDFS helpers.
 
 #[cfg(feature = "daemon")]
 pub mod block_token;
@@ -23,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod path;
+pub mod retry;
 #[cfg(feature = "daemon")]
 pub mod shutdown;
 #[cfg(feature = "daemon")]

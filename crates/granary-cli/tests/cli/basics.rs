@@ -341,6 +341,19 @@ fn exit_status_says_what_went_wrong() {
         "{help}"
     );
 
+    // An HA group's namenodes, comma-separated: a dead first one is skipped.
+    assert!(help.contains("comma-separated addresses"), "{help}");
+    let list = format!("127.0.0.1:{},{}", free_port(), c.rpc);
+    let o = Out::of(
+        Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["fs", "test", "-d", "/"])
+            .env("GRANARY_NAMENODE", &list)
+            .env("GRANARY_USER", "hdfs")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
     // A stopped namenode: 7.
     c.nn.terminate(Duration::from_secs(20));
     let o = c.run_as("hdfs", &["fs", "ls", "/"]);
