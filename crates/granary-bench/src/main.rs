@@ -9,6 +9,7 @@
 
 mod blockreport;
 mod dfsio;
+mod ha;
 mod local;
 mod nnbench;
 mod relay;
@@ -94,6 +95,19 @@ enum Cmd {
         /// Metadata dir to use (kept); a temp dir by default.
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
+    },
+    /// A group of three namenode processes against one alone, in one run:
+    /// gRPC create (+ the other phases) on each, then failover time (leader
+    /// SIGKILL -> first acknowledged write) over --kills kills.
+    Ha {
+        #[arg(long, default_value_t = 20_000)]
+        ops: u64,
+        #[arg(long, default_value_t = 64)]
+        threads: usize,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
     },
 }
 
@@ -190,5 +204,11 @@ async fn main() -> anyhow::Result<()> {
             let nn = local::start(data_dir.as_deref()).await?;
             scale::run(nn, files, threads).await
         }
+        Cmd::Ha {
+            ops,
+            threads,
+            connections,
+            kills,
+        } => ha::run(ops, threads, connections, kills).await,
     }
 }

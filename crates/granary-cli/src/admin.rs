@@ -34,6 +34,12 @@ pub enum AdminCommand {
         #[arg(value_name = "NAME")]
         dir: String,
     },
+    /// A group of namenodes: `ha status` shows each one's role, term, last
+    /// log and applied index, and lag (asking every namenode given).
+    Ha {
+        #[command(subcommand)]
+        cmd: crate::ha::HaCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -48,6 +54,7 @@ impl AdminCommand {
     pub async fn execute(&self, c: &DfsClient) -> CliResult {
         match self {
             Self::Safemode { action } => safemode(c, *action).await,
+            Self::Ha { cmd } => cmd.execute(&c.namenode_addrs().join(",")).await,
             Self::Decommission { datanode } => {
                 set_admin_state(c, datanode, DatanodeAdminAction::Decommission).await
             }

@@ -7,6 +7,7 @@ mod error;
 mod format;
 mod fs;
 mod fsck;
+mod ha;
 mod out;
 
 use std::process::ExitCode;

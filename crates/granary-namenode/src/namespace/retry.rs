@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Effects, Namespace};
 use crate::error::Result;
 use crate::inode::{CF_META, now_ms};
+use granary_common::retry::{CALL_ID_METADATA, CLIENT_ID_METADATA};
 
 const PREFIX: &[u8] = b"retry/";
 
@@ -48,10 +49,6 @@ impl CallId {
         [PREFIX, self.client.as_bytes(), b"/", &self.call.to_be_bytes()].concat()
     }
 }
-
-/// Metadata keys a client puts on every call (the same on its retries).
-pub const CLIENT_ID_METADATA: &str = "x-granary-client-id";
-pub const CALL_ID_METADATA: &str = "x-granary-call-id";
 
 /// What a call left: when, and a value it answered with (a created file's id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

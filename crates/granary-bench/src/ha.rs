@@ -1,7 +1,9 @@
-//! `granary-bench failover`: how long a namenode group is without a leader
-//! that acknowledges writes, from the moment its leader is killed (SIGKILL)
-//! to the first write acknowledged after, over several kills. Runs three
-//! namenode processes (the binaries beside this one) on loopback.
+//! `granary-bench ha`: a group of three namenode processes (the binaries
+//! beside this one) on loopback against one namenode process, in the same
+//! run: gRPC create throughput on each (the group's leader answers only once
+//! a majority has the change on disk), then how long the group is without a
+//! leader that acknowledges writes, from the moment its leader is killed
+//! (SIGKILL) to the first write acknowledged after, over several kills.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,9 +33,46 @@ fn port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub async fn run(kills: usize) -> anyhow::Result<()> {
+/// One namenode alone, for comparison: its RPC address and process.
+fn single(nn: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<(String, Child)> {
+    let data = dir.join("alone").to_string_lossy().to_string();
+    let out = Command::new(nn)
+        .args(["format", "--data-dir", &data, "--superuser", "hdfs"])
+        .output()?;
+    if !out.status.success() {
+        bail!("format failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rpc = format!("127.0.0.1:{}", port()?);
+    let http = format!("127.0.0.1:{}", port()?);
+    let child = Command::new(nn)
+        .args(["--data-dir", &data, "--rpc-addr", &rpc, "--http-addr", &http, "--superuser", "hdfs"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((rpc, child))
+}
+
+/// Waits until a client call on `addr` is answered.
+async fn serving(addr: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = DfsClient::connect(addr, Identity::new("hdfs")).await
+            && c.get_file_info("/").await.is_ok()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{addr} not serving within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> anyhow::Result<()> {
     let nn = sibling("granary-namenode")?;
     let dir = tempfile::tempdir()?;
+    let (alone, mut alone_child) = single(&nn, dir.path())?;
     let secret = dir.path().join("secret");
     ClusterSecret::generate(&secret)?;
     let secret = secret.to_string_lossy().to_string();
@@ -78,6 +117,27 @@ pub async fn run(kills: usize) -> anyhow::Result<()> {
         start(m)?;
     }
     let addrs = members.iter().map(|m| m.rpc.clone()).collect::<Vec<_>>().join(",");
+    serving(&alone).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let leader = loop {
+        if let Some(l) = leader_of(&members).await {
+            break l;
+        }
+        if Instant::now() > deadline {
+            bail!("no leader within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    serving(&members[leader].rpc).await?;
+    // Alternating, so drift of a noisy machine hits both alike.
+    for round in 1..=2 {
+        println!("round {round}: one namenode alone");
+        crate::nnbench::over_grpc(&alone, "hdfs", ops, threads, connections).await?;
+        println!("round {round}: leader of a group of three (nn{})", leader + 1);
+        crate::nnbench::over_grpc(&members[leader].rpc, "hdfs", ops, threads, connections).await?;
+    }
+    let _ = alone_child.kill();
+    let _ = alone_child.wait();
     let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs"))?;
     let mut gaps = Vec::new();
     let mut n = 0u64;
