@@ -52,7 +52,7 @@ impl Default for ClientOptions {
         Self {
             failover_timeout: Duration::from_secs(30),
             failover_backoff: Duration::from_millis(100),
-            failover_max_backoff: Duration::from_secs(1),
+            failover_max_backoff: Duration::from_millis(300),
         }
     }
 }
