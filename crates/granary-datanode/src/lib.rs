@@ -3,6 +3,7 @@
 //! the namenode (registration, heartbeats, block reports, commands).
 
 pub mod block_scanner;
+pub mod command_fence;
 pub mod commands;
 pub mod config;
 pub mod context;
