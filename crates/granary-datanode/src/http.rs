@@ -20,7 +20,7 @@ pub fn router(ctx: Arc<DatanodeContext>, gateway: Arc<crate::webhdfs::DataGatewa
 }
 
 async fn readyz(State(ctx): State<Arc<DatanodeContext>>) -> (axum::http::StatusCode, String) {
-    let registered = !ctx.block_keys.read().is_empty();
+    let registered = ctx.has_block_keys();
     let code = if registered {
         axum::http::StatusCode::OK
     } else {
@@ -51,7 +51,7 @@ async fn metrics(State(ctx): State<Arc<DatanodeContext>>) -> impl axum::response
 async fn status_page(State(ctx): State<Arc<DatanodeContext>>) -> axum::response::Html<String> {
     use granary_common::format::human;
     use maud::{DOCTYPE, html};
-    let registered = !ctx.block_keys.read().is_empty();
+    let registered = ctx.has_block_keys();
     let storages = ctx.storage.storage_reports();
     axum::response::Html(
         html! {
