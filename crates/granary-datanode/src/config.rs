@@ -23,7 +23,8 @@ use granary_common::logging::LogFormat;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatanodeConfig {
-    /// Namenode RPC address, host:port.
+    /// Namenode RPC address, host:port; with HA namenodes, every one of
+    /// them, comma separated ([`DatanodeConfig::namenodes`]).
     pub namenode: String,
     /// One directory per disk.
     pub data_dirs: Vec<PathBuf>,
@@ -160,9 +161,7 @@ impl DatanodeConfig {
         if self.transfer.socket_timeout_ms == 0 {
             return Err(ConfigError::Invalid("socket_timeout_ms must be positive".into()));
         }
-        if self.namenode.is_empty() {
-            return Err(ConfigError::Invalid("namenode address is empty".into()));
-        }
+        self.namenodes()?;
         if self.cluster_secret_file.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(
                 "cluster_secret_file is not set: give the datanode a copy of the namenode's \
@@ -175,6 +174,13 @@ impl DatanodeConfig {
         }
         self.limits.validate().map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// The namenode RPC addresses `namenode` lists: one, or every
+    /// namenode of an HA group (comma separated). The datanode registers
+    /// with, heartbeats to and reports its blocks to each.
+    pub fn namenodes(&self) -> Result<Vec<String>, ConfigError> {
+        parse_namenodes(&self.namenode)
     }
 
     /// The host others use to reach this datanode.
@@ -202,6 +208,31 @@ impl DatanodeConfig {
     }
 }
 
+/// Splits a comma-separated namenode list; an empty entry or an address
+/// given twice (host names compared case-insensitively) is an error.
+pub fn parse_namenodes(list: &str) -> Result<Vec<String>, ConfigError> {
+    if list.trim().is_empty() {
+        return Err(ConfigError::Invalid("namenode address is empty".into()));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, entry) in list.split(',').enumerate() {
+        let addr = entry.trim();
+        if addr.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "namenode list {list:?} has an empty entry (number {})",
+                i + 1
+            )));
+        }
+        if out.iter().any(|a| a.eq_ignore_ascii_case(addr)) {
+            return Err(ConfigError::Invalid(format!(
+                "namenode {addr} is listed twice in {list:?}"
+            )));
+        }
+        out.push(addr.to_string());
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "granary-datanode",
@@ -212,7 +243,8 @@ pub struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "GRANARY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Namenode RPC address (host:port).
+    /// Namenode RPC address (host:port); for HA namenodes all of them,
+    /// comma separated: the datanode talks to each.
     #[arg(long, env = "GRANARY_NAMENODE")]
     pub namenode: Option<String>,
     /// Data directory; repeat once per disk (env: comma separated).
@@ -300,6 +332,8 @@ impl Cli {
             c.data_dirs = self.data_dirs.clone();
         }
         c.validate()?;
+        // As the datanode reads it: "a:8020, b:8020" prints as "a:8020,b:8020".
+        c.namenode = c.namenodes()?.join(",");
         Ok((c, moved))
     }
 }
@@ -349,6 +383,26 @@ reserved_byte = 1
         )
         .expect_err("typo");
         assert!(e.to_string().contains("reserved_byte"), "{e}");
+    }
+
+    #[test]
+    fn namenode_lists() {
+        let one = parse_namenodes("nn1:8020").expect("valid");
+        assert_eq!(one, ["nn1:8020"]);
+        let three = parse_namenodes("nn1:8020, nn2:8020 ,nn3:8020").expect("valid");
+        assert_eq!(three, ["nn1:8020", "nn2:8020", "nn3:8020"]);
+        let e = parse_namenodes("nn1:8020,,nn2:8020").expect_err("empty entry");
+        assert!(e.to_string().contains("empty entry (number 2)"), "{e}");
+        let e = parse_namenodes("nn1:8020,").expect_err("trailing comma");
+        assert!(e.to_string().contains("empty entry"), "{e}");
+        let e = parse_namenodes("nn1:8020,NN1:8020").expect_err("duplicate");
+        assert!(e.to_string().contains("NN1:8020 is listed twice"), "{e}");
+        let e = parse_namenodes(" ").expect_err("empty");
+        assert!(e.to_string().contains("namenode address is empty"), "{e}");
+        let (c, _) = resolve_file("namenode = \"a:1, b:2\"\n").expect("valid");
+        assert_eq!(c.namenode, "a:1,b:2");
+        let e = resolve_file("namenode = \"a:1,a:1\"\n").expect_err("duplicate");
+        assert!(e.to_string().contains("a:1 is listed twice"), "{e}");
     }
 
     /// What `--check-config` prints is a valid file giving the same settings.

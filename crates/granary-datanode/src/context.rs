@@ -1,15 +1,16 @@
-//! What the datanode's services and its namenode actor share.
+//! What the datanode's services and its namenode actors share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
 
+use crate::command_fence::CommandFence;
+use crate::namenode_link::NamenodeLink;
 use crate::storage::Storage;
 use granary_proto as pb;
 
-/// A change to report to the namenode promptly (incremental block report).
+/// A change to report to the namenodes promptly (incremental block report).
 #[derive(Debug, Clone)]
 pub enum ReplicaEvent {
     Received(pb::ExtendedBlock),
@@ -27,10 +28,11 @@ pub enum ReplicaEvent {
 pub struct DatanodeContext {
     pub storage: Arc<Storage>,
     pub id: pb::DatanodeId,
-    /// Block token keys from the namenode; empty until registered.
-    pub block_keys: RwLock<granary_common::block_token::BlockKeys>,
-    /// The session the namenode gave at registration, sent on every call.
-    pub session: RwLock<String>,
+    /// One per configured namenode, in the configured order: its session,
+    /// block keys, state and event queue.
+    pub namenodes: Vec<Arc<NamenodeLink>>,
+    /// Whose commands are carried out (the active namenode of the newest term).
+    pub fence: parking_lot::Mutex<CommandFence>,
     /// Write pipelines in progress, by block: lease recovery stops them.
     pub active_writes:
         parking_lot::Mutex<std::collections::HashMap<u64, (u64, tokio_util::sync::CancellationToken)>>,
@@ -39,7 +41,6 @@ pub struct DatanodeContext {
     /// Replica verifications (a reader reported corruption) run one at a time.
     pub verify_turn: parking_lot::Mutex<()>,
     pub cluster_id: RwLock<String>,
-    pub events: mpsc::UnboundedSender<ReplicaEvent>,
     xceivers: AtomicU32,
     pub metrics: Arc<crate::metrics::DatanodeMetrics>,
     /// Replicas whose writer vanished mid-block, kept for pipeline recovery.
@@ -55,20 +56,19 @@ impl DatanodeContext {
         storage: Arc<Storage>,
         id: pb::DatanodeId,
         cluster_id: String,
-        events: mpsc::UnboundedSender<ReplicaEvent>,
+        namenodes: Vec<Arc<NamenodeLink>>,
         socket_timeout: std::time::Duration,
         max_transfers: u32,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
             id,
-            block_keys: RwLock::new(Default::default()),
-            session: RwLock::new(String::new()),
+            namenodes,
+            fence: Default::default(),
             active_writes: Default::default(),
             max_transfers,
             verify_turn: Default::default(),
             cluster_id: RwLock::new(cluster_id),
-            events,
             xceivers: AtomicU32::new(0),
             metrics: crate::metrics::DatanodeMetrics::new(),
             recoverable: Default::default(),
@@ -76,9 +76,14 @@ impl DatanodeContext {
         })
     }
 
+    /// Queues `e` for every namenode's incremental report.
     pub fn report(&self, e: ReplicaEvent) {
-        // The actor outlives every sender during a run; a send can only fail at shutdown.
-        let _ = self.events.send(e);
+        if let Some((last, others)) = self.namenodes.split_last() {
+            for nn in others {
+                nn.offer(e.clone());
+            }
+            last.offer(e);
+        }
     }
 
     /// Sets a half-written replica aside for a later pipeline recovery, and
@@ -116,18 +121,56 @@ impl DatanodeContext {
         }
     }
 
-    /// The namenode's keys, for checking block access tokens.
+    /// Whether some namenode has given this datanode block keys (it
+    /// registered at least once), so it can check block access tokens.
+    pub fn has_block_keys(&self) -> bool {
+        self.namenodes.iter().any(|nn| nn.has_block_keys())
+    }
+
+    /// Every namenode's current block keys.
+    pub fn block_keys(&self) -> Vec<pb::BlockKey> {
+        self.namenodes.iter().flat_map(|nn| nn.block_keys()).collect()
+    }
+
+    /// Checks a block access token against every namenode's keys: any of
+    /// them may have signed it. Each namenode's set is checked on its own
+    /// (two namenodes may use the same key id for different keys).
     pub fn verify_token(
         &self,
         token: &[u8],
         block_id: u64,
         access: granary_common::block_token::BlockAccess,
     ) -> Result<u64, granary_common::block_token::TokenError> {
+        use granary_common::block_token::TokenError;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        self.block_keys.read().verify(token, block_id, access, now)
+        let mut refusal = None;
+        for nn in &self.namenodes {
+            match nn.verify_token(token, block_id, access, now) {
+                Ok(gs) => return Ok(gs),
+                // The most telling refusal: a namenode that holds the key
+                // says more than one that does not.
+                Err(e @ TokenError::UnknownKey(_)) => {
+                    refusal.get_or_insert(e);
+                }
+                Err(e) => refusal = Some(e),
+            }
+        }
+        Err(refusal.unwrap_or(TokenError::UnknownKey(0)))
+    }
+
+    /// The namenode this datanode last saw active in the newest term, if any.
+    pub fn active_namenode(&self) -> Option<Arc<NamenodeLink>> {
+        let highest = self.fence.lock().highest();
+        self.namenodes
+            .iter()
+            .find(|nn| {
+                let s = nn.status();
+                s.registered && s.active && s.term == highest
+            })
+            .cloned()
     }
 
     pub fn xceivers(&self) -> u32 {

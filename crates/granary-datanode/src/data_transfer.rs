@@ -65,7 +65,7 @@ fn check_token(
     block_id: u64,
     access: BlockAccess,
 ) -> Result<u64, DatanodeError> {
-    if ctx.block_keys.read().is_empty() {
+    if !ctx.has_block_keys() {
         return Err(DatanodeError::NotRegistered);
     }
     ctx.verify_token(token, block_id, access)

@@ -20,7 +20,7 @@ pub fn router(ctx: Arc<DatanodeContext>, gateway: Arc<crate::webhdfs::DataGatewa
 }
 
 async fn readyz(State(ctx): State<Arc<DatanodeContext>>) -> (axum::http::StatusCode, String) {
-    let registered = !ctx.block_keys.read().is_empty();
+    let registered = ctx.has_block_keys();
     let code = if registered {
         axum::http::StatusCode::OK
     } else {
@@ -43,16 +43,17 @@ async fn metrics(State(ctx): State<Arc<DatanodeContext>>) -> impl axum::response
             axum::http::header::CONTENT_TYPE,
             granary_common::metrics::CONTENT_TYPE,
         )],
-        ctx.metrics.render(&ctx.storage, ctx.xceivers()),
+        ctx.metrics.render(&ctx.storage, ctx.xceivers(), &ctx.namenodes),
     )
 }
 
-/// The datanode's page: identity, namenode, storages and replica counts.
+/// The datanode's page: identity, namenodes, storages and replica counts.
 async fn status_page(State(ctx): State<Arc<DatanodeContext>>) -> axum::response::Html<String> {
     use granary_common::format::human;
     use maud::{DOCTYPE, html};
-    let registered = !ctx.block_keys.read().is_empty();
+    let registered = ctx.has_block_keys();
     let storages = ctx.storage.storage_reports();
+    let highest_term = ctx.fence.lock().highest();
     axum::response::Html(
         html! {
             (DOCTYPE)
@@ -71,6 +72,20 @@ async fn status_page(State(ctx): State<Arc<DatanodeContext>>) -> axum::response:
                         tr { th { "Registered with the namenode" } td { (if registered { "yes" } else { "no" }) } }
                         tr { th { "Replicas" } td { (ctx.storage.replica_count()) } }
                         tr { th { "Transfers in progress" } td { (ctx.xceivers()) } }
+                    }
+                    h2 { "Namenodes" }
+                    table #namenodes {
+                        tr { th { "Address" } th { "Registered" } th { "State" } th { "Term" } th { "Last heartbeat" } }
+                        @for nn in &ctx.namenodes {
+                            @let st = nn.status();
+                            tr {
+                                td { (nn.addr) }
+                                td { (if st.registered { "yes" } else { "no" }) }
+                                td { (namenode_state(st, highest_term)) }
+                                td { (st.term) }
+                                td { (st.last_heartbeat.map_or("never".to_string(), |t| format!("{} ms ago", t.elapsed().as_millis()))) }
+                            }
+                        }
                     }
                     h2 { "Storages" }
                     table #storages {
@@ -91,4 +106,14 @@ async fn status_page(State(ctx): State<Arc<DatanodeContext>>) -> axum::response:
         }
         .into_string(),
     )
+}
+
+/// A namenode as the status page shows it.
+fn namenode_state(st: crate::namenode_link::LinkStatus, highest_term: u64) -> &'static str {
+    match (st.registered, st.active) {
+        (false, _) => "unknown",
+        (true, false) => "standby",
+        (true, true) if st.term < highest_term => "deposed (older term)",
+        (true, true) => "active",
+    }
 }

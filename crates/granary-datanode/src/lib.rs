@@ -1,8 +1,9 @@
 //! The Granary datanode: block replicas on local disks with CRC32C
 //! checksums, the streaming write pipeline, reads, and its conversation with
-//! the namenode (registration, heartbeats, block reports, commands).
+//! each namenode (registration, heartbeats, block reports, commands).
 
 pub mod block_scanner;
+pub mod command_fence;
 pub mod commands;
 pub mod config;
 pub mod context;
@@ -13,6 +14,7 @@ pub mod layout;
 pub mod listener;
 pub mod metrics;
 pub mod namenode_actor;
+pub mod namenode_link;
 pub mod server;
 pub mod storage;
 pub mod transfer;

@@ -15,6 +15,14 @@ async fn main() -> anyhow::Result<()> {
     let (config, moved) = cli.resolve_noting_moved()?;
     if cli.check_config {
         print!("{}", toml::to_string(&config)?);
+        let namenodes = config.namenodes()?;
+        if namenodes.len() > 1 {
+            eprintln!(
+                "namenodes: {} ({}; the datanode registers with each and obeys the active one)",
+                namenodes.join(", "),
+                namenodes.len()
+            );
+        }
         for m in &moved {
             eprintln!("warning: {m}");
         }

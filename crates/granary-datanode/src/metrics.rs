@@ -1,9 +1,10 @@
 //! The datanode's Prometheus metrics (`/metrics` on its HTTP port): RPC
 //! counts and latency, bytes moved, replicas, transfers in progress, disk
-//! space per volume and how long ago the namenode last answered a heartbeat.
+//! space per volume, how long ago a namenode last answered a heartbeat, and
+//! each namenode's state (registered, active, term).
 //!
 //! The context owns the metrics; the metrics know only what they are shown
-//! (the storage and the transfer count), not the context.
+//! (the storage, the transfer count, the namenode links), not the context.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,12 +17,18 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::namenode_link::NamenodeLink;
 use crate::storage::Storage;
 use granary_common::metrics::{RpcMetrics, register};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VolumeLabel {
     path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamenodeLabel {
+    namenode: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +49,9 @@ pub struct DatanodeMetrics {
     remaining: Family<VolumeLabel, Gauge>,
     failed_volumes: Gauge,
     heartbeat_lag: Gauge<f64, AtomicU64>,
+    nn_registered: Family<NamenodeLabel, Gauge>,
+    nn_active: Family<NamenodeLabel, Gauge>,
+    nn_term: Family<NamenodeLabel, Gauge>,
     last_heartbeat: Mutex<Option<Instant>>,
     started: Instant,
 }
@@ -106,8 +116,26 @@ impl DatanodeMetrics {
             heartbeat_lag: register(
                 &mut r,
                 "granary_datanode_heartbeat_lag_seconds",
-                "Seconds since the namenode last answered a heartbeat (since start when never)",
+                "Seconds since a namenode last answered a heartbeat (since start when never)",
                 Gauge::default(),
+            ),
+            nn_registered: register(
+                &mut r,
+                "granary_datanode_namenode_registered",
+                "1 while this datanode holds a session from the namenode",
+                Family::default(),
+            ),
+            nn_active: register(
+                &mut r,
+                "granary_datanode_namenode_active",
+                "1 when the namenode's last heartbeat reply said it is active",
+                Family::default(),
+            ),
+            nn_term: register(
+                &mut r,
+                "granary_datanode_namenode_term",
+                "The term the namenode's last heartbeat reply gave",
+                Family::default(),
             ),
             last_heartbeat: Mutex::new(None),
             started: Instant::now(),
@@ -124,9 +152,9 @@ impl DatanodeMetrics {
         *self.last_heartbeat.lock() = Some(Instant::now());
     }
 
-    /// The Prometheus text, with the gauges read from `storage` and the
-    /// `xceivers` (transfers) now in progress.
-    pub fn render(&self, storage: &Storage, xceivers: u32) -> String {
+    /// The Prometheus text, with the gauges read from `storage`, the
+    /// `xceivers` (transfers) now in progress and the `namenodes`.
+    pub fn render(&self, storage: &Storage, xceivers: u32, namenodes: &[Arc<NamenodeLink>]) -> String {
         self.replicas.set(storage.replica_count() as i64);
         self.xceivers.set(i64::from(xceivers));
         let mut failed = 0;
@@ -139,6 +167,17 @@ impl DatanodeMetrics {
         self.failed_volumes.set(failed);
         let since = (*self.last_heartbeat.lock()).unwrap_or(self.started);
         self.heartbeat_lag.set(since.elapsed().as_secs_f64());
+        for nn in namenodes {
+            let l = NamenodeLabel {
+                namenode: nn.addr.clone(),
+            };
+            let st = nn.status();
+            self.nn_registered.get_or_create(&l).set(i64::from(st.registered));
+            self.nn_active.get_or_create(&l).set(i64::from(st.active));
+            self.nn_term
+                .get_or_create(&l)
+                .set(i64::try_from(st.term).unwrap_or(i64::MAX));
+        }
         granary_common::metrics::encode(&self.registry)
     }
 }

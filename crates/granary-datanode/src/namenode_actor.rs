@@ -1,6 +1,12 @@
-//! The datanode's side of `DatanodeProtocol`: register (proving it holds
-//! the cluster secret), heartbeat, send full and incremental block reports,
-//! and carry out the namenode's commands.
+//! The datanode's side of `DatanodeProtocol` with one namenode: register
+//! (proving it holds the cluster secret), heartbeat, send full and
+//! incremental block reports, and carry out the namenode's commands when it
+//! is the active namenode of the newest term ([`crate::command_fence`]).
+//!
+//! A datanode runs one actor per configured namenode. Every call of this
+//! protocol goes to each namenode: each keeps its own map of replicas (a
+//! standby must know them all to take over at once), issues its own
+//! session, and learns that this datanode is alive from its heartbeats.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::command_fence::Verdict;
 use crate::context::{DatanodeContext, ReplicaEvent};
+use crate::namenode_link::{EVENT_QUEUE, NamenodeLink};
 use granary_common::daemon_auth::{self, ClusterSecret};
 use granary_proto as pb;
 use granary_proto::block_report_protocol_client::BlockReportProtocolClient;
@@ -23,15 +31,16 @@ const INCREMENTAL_BATCH: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActorError {
-    #[error("namenode refused this datanode: {0}")]
-    Refused(String),
+    #[error("namenode {namenode} refused this datanode: {reason}")]
+    Refused { namenode: String, reason: String },
     #[error("invalid namenode address: {0}")]
     Address(String),
 }
 
 pub struct Actor {
     pub ctx: Arc<DatanodeContext>,
-    pub namenode: String,
+    /// The namenode this actor talks to.
+    pub link: Arc<NamenodeLink>,
     pub heartbeat: Duration,
     pub data_dirs: Vec<std::path::PathBuf>,
     pub secret: ClusterSecret,
@@ -39,13 +48,13 @@ pub struct Actor {
     pub node_key: Vec<u8>,
 }
 
-/// Puts the datanode's session on every call to the namenode.
+/// Puts the session this actor's namenode issued on every call to it.
 #[derive(Clone)]
-pub struct SessionInterceptor(Arc<DatanodeContext>);
+pub struct SessionInterceptor(Arc<NamenodeLink>);
 
 impl tonic::service::Interceptor for SessionInterceptor {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let session = self.0.session.read().clone();
+        let session = self.0.session();
         if !session.is_empty()
             && let Ok(v) = session.parse()
         {
@@ -64,14 +73,18 @@ fn lost_session(st: &tonic::Status) -> bool {
     st.code() == tonic::Code::Unauthenticated
 }
 
+fn is_reregister(c: &pb::DatanodeCommand) -> bool {
+    matches!(c.command, Some(Command::Reregister(_)))
+}
+
 impl Actor {
     pub async fn run(
         self,
-        mut events: mpsc::UnboundedReceiver<ReplicaEvent>,
+        mut events: mpsc::Receiver<ReplicaEvent>,
         token: CancellationToken,
     ) -> Result<(), ActorError> {
-        let ch = granary_common::net::lazy_channel(&self.namenode).map_err(ActorError::Address)?;
-        let auth = SessionInterceptor(self.ctx.clone());
+        let ch = granary_common::net::lazy_channel(&self.link.addr).map_err(ActorError::Address)?;
+        let auth = SessionInterceptor(self.link.clone());
         let mut nn = DatanodeProtocolClient::with_interceptor(ch.clone(), auth.clone())
             .max_encoding_message_size(16 << 20)
             .max_decoding_message_size(64 << 20);
@@ -84,11 +97,8 @@ impl Actor {
                 return Ok(());
             };
             let report_every = Duration::from_millis(reg.block_report_interval_ms.max(1000));
-            // Everything known so far is in the full report.
-            pending.clear();
-            while events.try_recv().is_ok() {}
-            if let Err(e) = self.full_report(&mut reports).await {
-                tracing::warn!(error = %e.message(), "full block report failed; registering again");
+            if let Err(e) = self.catch_up(&mut reports, &mut events, &mut pending).await {
+                tracing::warn!(namenode = %self.link.addr, error = %e.message(), "full block report failed; registering again");
                 if sleep_or_cancel(&token, self.heartbeat).await {
                     return Ok(());
                 }
@@ -102,9 +112,9 @@ impl Actor {
                     _ = token.cancelled() => return Ok(()),
                     ev = events.recv() => {
                         let Some(ev) = ev else { return Ok(()) };
-                        pending.push(ev);
+                        self.queue(&mut pending, ev);
                         while let Ok(ev) = events.try_recv() {
-                            pending.push(ev);
+                            self.queue(&mut pending, ev);
                         }
                         if let Err(e) = self.send_incremental(&mut nn, &mut pending).await
                             && lost_session(&e)
@@ -113,36 +123,38 @@ impl Actor {
                         }
                     }
                     _ = tick.tick() => {
-                        if !pending.is_empty()
-                            && let Err(e) = self.send_incremental(&mut nn, &mut pending).await
+                        if let Err(e) = self.send_incremental(&mut nn, &mut pending).await
                             && lost_session(&e)
                         {
                             continue 'register;
                         }
                         match self.heartbeat(&mut nn).await {
                             Ok(resp) => {
-                                self.ctx.metrics.heartbeat_answered();
-                                if !resp.block_keys.is_empty() {
-                                    *self.ctx.block_keys.write() =
-                                        granary_common::block_token::BlockKeys::new(resp.block_keys);
+                                if self.answered(resp) {
+                                    tracing::info!(namenode = %self.link.addr, "namenode asked to re-register");
+                                    continue 'register;
                                 }
-                                for c in resp.commands {
-                                    if matches!(c.command, Some(Command::Reregister(_))) {
-                                        tracing::info!("namenode asked to re-register");
-                                        continue 'register;
+                                // Events were dropped while it did not answer; it does now.
+                                if self.link.overflowed() {
+                                    match self.catch_up(&mut reports, &mut events, &mut pending).await {
+                                        Ok(()) => next_report = Instant::now() + report_every,
+                                        Err(e) if lost_session(&e) => continue 'register,
+                                        Err(e) => {
+                                            tracing::warn!(namenode = %self.link.addr, error = %e.message(), "full block report after dropped events failed");
+                                            self.link.mark_overflow();
+                                        }
                                     }
-                                    self.execute(c);
                                 }
                             }
                             Err(e) if lost_session(&e) => {
-                                tracing::info!(error = %e.message(), "namenode does not know this session; registering again");
+                                tracing::info!(namenode = %self.link.addr, error = %e.message(), "namenode does not know this session; registering again");
                                 continue 'register;
                             }
-                            Err(e) => tracing::warn!(error = %e.message(), "heartbeat failed"),
+                            Err(e) => tracing::warn!(namenode = %self.link.addr, error = %e.message(), "heartbeat failed"),
                         }
                         if Instant::now() >= next_report {
                             if let Err(e) = self.full_report(&mut reports).await {
-                                tracing::warn!(error = %e.message(), "periodic block report failed");
+                                tracing::warn!(namenode = %self.link.addr, error = %e.message(), "periodic block report failed");
                             }
                             next_report = Instant::now() + report_every;
                         }
@@ -150,6 +162,74 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Takes in a heartbeat reply: notes the namenode's state and keys, and
+    /// carries out its commands if it is the active namenode of the newest
+    /// term. True when it asks this datanode to register again (always
+    /// obeyed: it is about this actor's own session).
+    fn answered(&self, resp: pb::HeartbeatResponse) -> bool {
+        self.ctx.metrics.heartbeat_answered();
+        self.link.heartbeat_answered(resp.active, resp.term);
+        if !resp.block_keys.is_empty() {
+            self.link.set_block_keys(resp.block_keys);
+        }
+        let reregister = resp.commands.iter().any(is_reregister);
+        let orders: Vec<_> = resp.commands.into_iter().filter(|c| !is_reregister(c)).collect();
+        let verdict = self.ctx.fence.lock().admit(resp.active, resp.term);
+        match verdict {
+            Verdict::Obey => orders.into_iter().for_each(|c| self.execute(c)),
+            _ if orders.is_empty() => {}
+            Verdict::NotActive => tracing::warn!(
+                namenode = %self.link.addr,
+                term = resp.term,
+                commands = orders.len(),
+                "commands from a standby namenode dropped"
+            ),
+            Verdict::StaleTerm { highest } => tracing::warn!(
+                namenode = %self.link.addr,
+                term = resp.term,
+                highest_term = highest,
+                commands = orders.len(),
+                "commands from a namenode deposed by a newer term dropped"
+            ),
+        }
+        reregister
+    }
+
+    /// Adds an event to the incremental report. Past [`EVENT_QUEUE`]
+    /// waiting events (the namenode is not answering) they are dropped and
+    /// a full report is due instead; until it is sent, events are moot.
+    fn queue(&self, pending: &mut Vec<ReplicaEvent>, ev: ReplicaEvent) {
+        if self.link.overflowed() {
+            return;
+        }
+        if pending.len() >= EVENT_QUEUE {
+            tracing::warn!(
+                namenode = %self.link.addr,
+                pending = pending.len(),
+                "unsent replica events dropped; a full block report follows"
+            );
+            pending.clear();
+            self.link.mark_overflow();
+            return;
+        }
+        pending.push(ev);
+    }
+
+    /// A full report in place of every event so far: the events are
+    /// dropped first, so whatever they said is in the replicas it lists
+    /// (an event is queued after its change is on disk).
+    async fn catch_up(
+        &self,
+        reports: &mut Reports,
+        events: &mut mpsc::Receiver<ReplicaEvent>,
+        pending: &mut Vec<ReplicaEvent>,
+    ) -> Result<(), tonic::Status> {
+        self.link.take_overflow();
+        pending.clear();
+        while events.try_recv().is_ok() {}
+        self.full_report(reports).await
     }
 
     /// Registers, retrying until the namenode answers; `None` when cancelled.
@@ -160,14 +240,12 @@ impl Actor {
     ) -> Result<Option<pb::RegisterResponse>, ActorError> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            self.ctx.session.write().clear();
+            self.link.unregistered();
             match self.try_register(nn).await {
                 Ok(r) => {
                     self.adopt_cluster(&r.cluster_id)?;
-                    *self.ctx.block_keys.write() =
-                        granary_common::block_token::BlockKeys::new(r.block_keys.clone());
-                    *self.ctx.session.write() = r.session.clone();
-                    tracing::info!(namenode = %self.namenode, cluster_id = %r.cluster_id, "registered with namenode");
+                    self.link.registered(r.session.clone(), r.block_keys.clone());
+                    tracing::info!(namenode = %self.link.addr, cluster_id = %r.cluster_id, "registered with namenode");
                     return Ok(Some(r));
                 }
                 Err(st)
@@ -178,10 +256,10 @@ impl Actor {
                             | tonic::Code::Unauthenticated
                     ) =>
                 {
-                    return Err(ActorError::Refused(st.message().to_string()));
+                    return Err(self.refused(st.message().to_string()));
                 }
                 Err(st) => {
-                    tracing::warn!(namenode = %self.namenode, error = %st.message(), "namenode not reachable; retrying");
+                    tracing::warn!(namenode = %self.link.addr, error = %st.message(), "namenode not reachable; retrying");
                 }
             }
             if sleep_or_cancel(token, backoff).await {
@@ -210,24 +288,33 @@ impl Actor {
         Ok(nn.register(req).await?.into_inner())
     }
 
-    /// Records the cluster id in every data dir on first registration.
+    fn refused(&self, reason: String) -> ActorError {
+        ActorError::Refused {
+            namenode: self.link.addr.clone(),
+            reason,
+        }
+    }
+
+    /// Records the cluster id in every data dir on first registration. The
+    /// lock is held throughout: the first namenode to answer sets the
+    /// cluster, and every other must serve the same one.
     fn adopt_cluster(&self, cluster_id: &str) -> Result<(), ActorError> {
-        let current = self.ctx.cluster_id.read().clone();
-        if current == cluster_id {
+        let mut current = self.ctx.cluster_id.write();
+        if *current == cluster_id {
             return Ok(());
         }
         if !current.is_empty() {
-            return Err(ActorError::Refused(format!(
+            return Err(self.refused(format!(
                 "data dirs belong to cluster {current}, but the namenode serves {cluster_id}"
             )));
         }
         for dir in &self.data_dirs {
             if let Ok(Some(mut v)) = crate::layout::read(dir) {
                 v.cluster_id = cluster_id.to_string();
-                crate::layout::write(dir, &v).map_err(|e| ActorError::Refused(e.to_string()))?;
+                crate::layout::write(dir, &v).map_err(|e| self.refused(e.to_string()))?;
             }
         }
-        *self.ctx.cluster_id.write() = cluster_id.to_string();
+        *current = cluster_id.to_string();
         Ok(())
     }
 
@@ -256,6 +343,7 @@ impl Actor {
             })
             .await?;
         tracing::info!(
+            namenode = %self.link.addr,
             blocks = n,
             being_written = w,
             corrupt = c,
@@ -269,6 +357,11 @@ impl Actor {
         nn: &mut Nn,
         pending: &mut Vec<ReplicaEvent>,
     ) -> Result<(), tonic::Status> {
+        if self.link.overflowed() {
+            // A full report is due: it says all these events say.
+            pending.clear();
+            return Ok(());
+        }
         while !pending.is_empty() {
             let n = pending.len().min(INCREMENTAL_BATCH);
             let mut req = pb::IncrementalBlockReportRequest {
@@ -294,7 +387,7 @@ impl Actor {
                 }
                 // Kept and sent again with the next heartbeat.
                 Err(e) => {
-                    tracing::warn!(error = %e.message(), pending = pending.len(), "incremental block report failed");
+                    tracing::warn!(namenode = %self.link.addr, error = %e.message(), pending = pending.len(), "incremental block report failed");
                     return Err(e);
                 }
             }

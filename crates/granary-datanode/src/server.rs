@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatanodeConfig;
 use crate::context::DatanodeContext;
 use crate::layout;
 use crate::namenode_actor::{Actor, ActorError};
+use crate::namenode_link::NamenodeLink;
 use crate::storage::{Storage, StorageError};
 use granary_common::conn_guard::{Gate, GatedListener};
 use granary_proto as pb;
@@ -36,6 +36,8 @@ pub enum ServeError {
     Gateway(#[from] granary_client::ClientError),
     #[error(transparent)]
     Secret(#[from] granary_common::daemon_auth::SecretError),
+    #[error(transparent)]
+    Config(#[from] granary_common::config::ConfigError),
 }
 
 pub struct RunningDatanode {
@@ -74,6 +76,7 @@ pub async fn start(
     http: TcpListener,
     token: CancellationToken,
 ) -> Result<RunningDatanode, ServeError> {
+    let namenodes = config.namenodes()?;
     let secret = granary_common::daemon_auth::ClusterSecret::load(&config.cluster_secret_file)?;
     let dirs = config.data_dirs.clone();
     let storage_cfg = config.storage.clone();
@@ -103,24 +106,31 @@ pub async fn start(
         .map(|v| v.cluster_id.clone())
         .find(|c| !c.is_empty())
         .unwrap_or_default();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (links, queues): (Vec<_>, Vec<_>) = namenodes.into_iter().map(NamenodeLink::new).unzip();
     let ctx = DatanodeContext::new(
         Arc::new(storage),
         id.clone(),
         cluster_id,
-        ev_tx,
+        links.clone(),
         config.transfer.socket_timeout(),
         config.transfer.max_transfers,
     );
-
-    let actor = Actor {
-        ctx: ctx.clone(),
-        namenode: config.namenode.clone(),
-        heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
-        data_dirs: config.data_dirs.clone(),
-        secret,
-        node_key: versions[0].node_key.as_bytes().to_vec(),
-    };
+    // One actor per namenode, each with its own event queue and session.
+    let actors: Vec<_> = links
+        .into_iter()
+        .zip(queues)
+        .map(|(link, events)| {
+            let actor = Actor {
+                ctx: ctx.clone(),
+                link,
+                heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+                data_dirs: config.data_dirs.clone(),
+                secret: secret.clone(),
+                node_key: versions[0].node_key.as_bytes().to_vec(),
+            };
+            (actor, events)
+        })
+        .collect();
     tokio::spawn(crate::block_scanner::run(
         ctx.clone(),
         config.block_scanner.clone(),
@@ -168,7 +178,7 @@ pub async fn start(
             ),
             token.child_token().cancelled_owned(),
         );
-    let gateway = crate::webhdfs::DataGateway::new(&config.namenode)?;
+    let gateway = crate::webhdfs::DataGateway::new(ctx.clone())?;
     let http = GatedListener {
         listener: http,
         gate: Gate::new("http", config.limits, ctx.metrics.connections.clone()),
@@ -177,19 +187,32 @@ pub async fn start(
         .with_graceful_shutdown(token.child_token().cancelled_owned());
     tracing::info!(uuid = %id.uuid, rpc = %id.rpc_addr, rack = %id.rack, namenode = %config.namenode, "datanode serving");
     let task = tokio::spawn(async move {
-        let actor_task = tokio::spawn(actor.run(ev_rx, actor_token));
+        let mut actor_tasks = JoinSet::new();
+        for (actor, events) in actors {
+            actor_tasks.spawn(actor.run(events, actor_token.clone()));
+        }
         let (rpc_res, http_res, actor_res) = tokio::join!(rpc_server, http_server, async {
-            let r = actor_task.await;
-            // A datanode the namenode refuses has no reason to keep serving.
-            if matches!(r, Ok(Err(_))) {
-                server_token.cancel();
+            let mut first_err = None;
+            while let Some(r) = actor_tasks.join_next().await {
+                let failed = match r {
+                    Ok(Ok(())) => None,
+                    // A datanode a namenode refuses (another cluster, a
+                    // wrong secret) is misconfigured: it stops rather than
+                    // serve some namenodes of its group and not others.
+                    Ok(Err(e)) => {
+                        server_token.cancel();
+                        Some(ServeError::Actor(e))
+                    }
+                    Err(e) => Some(ServeError::Join(e)),
+                };
+                if let Some(e) = failed {
+                    first_err.get_or_insert(e);
+                }
             }
-            r
+            first_err
         });
-        match actor_res {
-            Ok(Err(e)) => return Err(ServeError::Actor(e)),
-            Err(e) => return Err(ServeError::Join(e)),
-            Ok(Ok(())) => {}
+        if let Some(e) = actor_res {
+            return Err(e);
         }
         rpc_res?;
         http_res?;

@@ -21,23 +21,44 @@ use granary_client::{ClientError, CreateOptions, DfsClient, FileWriter, Identity
 use granary_common::webhdfs::{self as web, Params, WebError, WebResult};
 use granary_common::{ErrorCode, HasErrorCode};
 
+use crate::context::DatanodeContext;
 use crate::error::DatanodeError;
 
 /// Bytes per chunk of an OPEN response body.
 const READ_CHUNK: usize = 1 << 20;
 
 pub struct DataGateway {
-    /// Connected lazily: the datanode may start before the namenode.
-    client: DfsClient,
-    namenode: String,
+    ctx: Arc<DatanodeContext>,
+    /// A client of each namenode (in the order of `ctx.namenodes`) and its
+    /// address; connected lazily: the datanode may start before the namenodes.
+    clients: Vec<(DfsClient, String)>,
 }
 
 impl DataGateway {
-    pub fn new(namenode: &str) -> Result<Arc<Self>, ClientError> {
-        Ok(Arc::new(Self {
-            client: DfsClient::connect_lazy(namenode, Identity::new("granary-datanode"))?,
-            namenode: namenode.to_string(),
-        }))
+    pub fn new(ctx: Arc<DatanodeContext>) -> Result<Arc<Self>, ClientError> {
+        let clients = ctx
+            .namenodes
+            .iter()
+            .map(|nn| {
+                let c = DfsClient::connect_lazy(&nn.addr, Identity::new("granary-datanode"))?;
+                Ok((c, nn.addr.clone()))
+            })
+            .collect::<Result<_, ClientError>>()?;
+        Ok(Arc::new(Self { ctx, clients }))
+    }
+
+    /// The client of the namenode to ask, and its address. File operations
+    /// only make sense on the active namenode (a standby refuses them), so
+    /// they go to the one this datanode last saw active in the newest term;
+    /// before any heartbeat said so, to the first one listed.
+    fn namenode(&self) -> WebResult<&(DfsClient, String)> {
+        let active = self.ctx.active_namenode();
+        let i = active
+            .and_then(|a| self.ctx.namenodes.iter().position(|nn| Arc::ptr_eq(nn, &a)))
+            .unwrap_or(0);
+        self.clients
+            .get(i)
+            .ok_or_else(|| WebError::new(ErrorCode::Unavailable, "this datanode knows no namenode"))
     }
 }
 
@@ -79,8 +100,9 @@ async fn dispatch(
 ) -> WebResult<Response> {
     let path = web::path_of_uri(uri.path())?;
     let op = p.op()?;
+    let (client, namenode) = gw.namenode()?;
     // The namenode put the (already authorized) effective user in user.name.
-    let c = gw.client.as_user(Identity::new(p.user()?));
+    let c = client.as_user(Identity::new(p.user()?));
     match (method, op.as_str()) {
         (&Method::GET, "OPEN") => open(&c, &path, p).await,
         (&Method::GET, "GETFILECHECKSUM") => {
@@ -117,7 +139,7 @@ async fn dispatch(
                 Ok(())
             });
             upload.await.map_err(DatanodeError::from)??;
-            let location = format!("hdfs://{}{}", gw.namenode, web::encode_path(&path));
+            let location = format!("hdfs://{}{}", namenode, web::encode_path(&path));
             Ok((
                 StatusCode::CREATED,
                 [

@@ -218,7 +218,7 @@ async fn block_keys_roll_without_breaking_reads_or_writes() {
         .unwrap();
     let c = cl.client().await.unwrap();
     let started = tokio::time::Instant::now();
-    let first_keys = cl.datanode(0).ctx.block_keys.read().keys().to_vec();
+    let first_keys = cl.datanode(0).ctx.block_keys();
     for round in 0..8 {
         let bytes = pseudo_random(3 * BLOCK as usize + 7, round);
         let path = format!("/roll{round}");
@@ -228,7 +228,7 @@ async fn block_keys_roll_without_breaking_reads_or_writes() {
     }
     // The first key signed for 400 ms and its tokens lived 1.5 s more.
     tokio::time::sleep_until(started + Duration::from_millis(2_500)).await;
-    let now_keys = cl.datanode(0).ctx.block_keys.read().keys().to_vec();
+    let now_keys = cl.datanode(0).ctx.block_keys();
     let ids = |k: &[pb::BlockKey]| k.iter().map(|k| k.id).collect::<Vec<_>>();
     assert!(
         now_keys.iter().all(|k| k.id != first_keys[0].id)

@@ -16,6 +16,7 @@ mod data_path;
 mod integrity;
 mod leases;
 mod metrics;
+mod multi_namenode;
 mod namespace;
 mod process_failures;
 mod replication;
