@@ -132,12 +132,16 @@ pub async fn start(
     if !config.ha.enabled()
         && let Some(stored) = layout::load_ha(&config.data_dir)?
     {
-        // The group `format` was given, when not given again.
-        config.ha = crate::ha::HaConfig {
-            heartbeat_ms: config.ha.heartbeat_ms,
-            election_timeout_ms: config.ha.election_timeout_ms,
-            ..stored
-        };
+        // The group `format` was given, when not given again (the other
+        // [ha] settings stay as configured).
+        config.ha.peers = stored.peers;
+        if config.ha.node_id.is_empty() {
+            config.ha.node_id = stored.node_id;
+        }
+        config
+            .ha
+            .validate()
+            .map_err(|e| ServeError::Ha(format!("the group recorded in the data dir: {e}")))?;
     }
     let secret = load_secret(&config)?;
     let ns_dir = layout::namespace_dir(&config.data_dir);

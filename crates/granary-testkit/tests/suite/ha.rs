@@ -178,6 +178,21 @@ impl Group {
         std::fs::read_to_string(self.dir.path().join(format!("namenode{}.log", i + 1))).unwrap_or_default()
     }
 
+    /// The last lines of every namenode's log (openraft's chatter left out).
+    fn logs(&self) -> String {
+        (0..3)
+            .map(|i| {
+                let log = self.log(i);
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.contains(" openraft::") && !l.starts_with("  "))
+                    .collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                format!("--- nn{} ---\n{tail}\n", i + 1)
+            })
+            .collect()
+    }
+
     /// What namenode `i` says of the group, if it answers.
     async fn status(&self, i: usize) -> Option<pb::HaStatusResponse> {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.rpcs[i]))
@@ -217,13 +232,7 @@ impl Group {
             if let Some(l) = self.leader().await {
                 return (l, t.elapsed());
             }
-            assert!(
-                t.elapsed() < within,
-                "no leader serving within {within:?}:\n{}\n{}\n{}",
-                self.log(0),
-                self.log(1),
-                self.log(2)
-            );
+            assert!(t.elapsed() < within, "no leader serving within {within:?}:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -463,14 +472,14 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
         {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "nn{} never caught up:\n{}", f + 1, g.log(f));
+        assert!(t.elapsed() < Duration::from_secs(60), "nn{} never caught up:\n{}", f + 1, g.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
         g.log(f).contains("namespace snapshot installed"),
         "nn{} caught up without a snapshot:\n{}",
         f + 1,
-        g.log(f)
+        g.logs()
     );
     // The other two die in turn: what f holds must be everything.
     for victim in [leader, 3 - leader - f] {
