@@ -571,7 +571,7 @@ impl NamenodeState {
 
     /// How a reported replica compares with what the namespace expects.
     pub fn check_replica(&self, b: &pb::ExtendedBlock) -> Result<ReplicaCheck> {
-        Ok(replica_check(b, self.ns.block_owner(b.block_id)?))
+        Ok(self.as_follower(replica_check(b, self.ns.block_owner(b.block_id)?)))
     }
 
     /// [`NamenodeState::check_replica`] for every block of a full report.
@@ -581,8 +581,20 @@ impl NamenodeState {
         Ok(blocks
             .iter()
             .zip(owners)
-            .map(|(b, owner)| replica_check(b, owner))
+            .map(|(b, owner)| self.as_follower(replica_check(b, owner)))
             .collect())
+    }
+
+    /// A follower of a namenode group judges replicas against a namespace
+    /// that may lag the leader's (a block the leader just allocated, a
+    /// generation stamp it just bumped, a snapshot not yet installed): it
+    /// records where every reported replica is, so that as the next leader
+    /// it can serve reads at once, and decides nothing against one.
+    fn as_follower(&self, check: ReplicaCheck) -> ReplicaCheck {
+        match check {
+            ReplicaCheck::Invalid | ReplicaCheck::WrongLength { .. } if !self.is_active() => ReplicaCheck::Valid,
+            c => c,
+        }
     }
 
     /// Targets for a new block of a file with `replication` copies.

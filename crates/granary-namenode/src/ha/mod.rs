@@ -130,8 +130,8 @@ impl Default for HaConfig {
         Self {
             node_id: String::new(),
             peers: String::new(),
-            heartbeat_ms: 250,
-            election_timeout_ms: 1000,
+            heartbeat_ms: 150,
+            election_timeout_ms: 500,
             snapshot_every: 100_000,
             keep_log_entries: 10_000,
         }
