@@ -12,7 +12,6 @@ use anyhow::{Context, bail};
 use granary_client::{DfsClient, Identity};
 use granary_common::daemon_auth::ClusterSecret;
 
-
 struct Member {
     data: String,
     rpc: String,
@@ -24,7 +23,10 @@ fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("where is granary-bench")?;
     let p = exe.with_file_name(name);
     if !p.exists() {
-        bail!("{} not found beside granary-bench (build the workspace's binaries)", p.display());
+        bail!(
+            "{} not found beside granary-bench (build the workspace's binaries)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -45,7 +47,16 @@ fn single(nn: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<(String
     let rpc = format!("127.0.0.1:{}", port()?);
     let http = format!("127.0.0.1:{}", port()?);
     let child = Command::new(nn)
-        .args(["--data-dir", &data, "--rpc-addr", &rpc, "--http-addr", &http, "--superuser", "hdfs"])
+        .args([
+            "--data-dir",
+            &data,
+            "--rpc-addr",
+            &rpc,
+            "--http-addr",
+            &http,
+            "--superuser",
+            "hdfs",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -94,8 +105,23 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
     for (i, m) in members.iter().enumerate() {
         let node = format!("nn{}", i + 1);
         let out = Command::new(&nn)
-            .args(["format", "--data-dir", &m.data, "--cluster-id", "CID-bench", "--node-id", &node])
-            .args(["--peers", &peers, "--cluster-secret-file", &secret, "--superuser", "hdfs"])
+            .args([
+                "format",
+                "--data-dir",
+                &m.data,
+                "--cluster-id",
+                "CID-bench",
+                "--node-id",
+                &node,
+            ])
+            .args([
+                "--peers",
+                &peers,
+                "--cluster-secret-file",
+                &secret,
+                "--superuser",
+                "hdfs",
+            ])
             .output()?;
         if !out.status.success() {
             bail!("format failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -104,7 +130,14 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
     let start = |m: &mut Member| -> anyhow::Result<()> {
         m.child = Some(
             Command::new(&nn)
-                .args(["--data-dir", &m.data, "--rpc-addr", &m.rpc, "--http-addr", &m.http])
+                .args([
+                    "--data-dir",
+                    &m.data,
+                    "--rpc-addr",
+                    &m.rpc,
+                    "--http-addr",
+                    &m.http,
+                ])
                 .args(["--cluster-secret-file", &secret, "--superuser", "hdfs"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -116,7 +149,11 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
     for m in members.iter_mut() {
         start(m)?;
     }
-    let addrs = members.iter().map(|m| m.rpc.clone()).collect::<Vec<_>>().join(",");
+    let addrs = members
+        .iter()
+        .map(|m| m.rpc.clone())
+        .collect::<Vec<_>>()
+        .join(",");
     serving(&alone).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let leader = loop {
@@ -146,7 +183,9 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
         let deadline = Instant::now() + Duration::from_secs(60);
         let leader = loop {
             n += 1;
-            if c.mkdirs(&format!("/failover/before{n}"), None, true).await.is_ok()
+            if c.mkdirs(&format!("/failover/before{n}"), None, true)
+                .await
+                .is_ok()
                 && let Some(l) = leader_of(&members).await
             {
                 break l;
@@ -171,7 +210,12 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
             }
         }
         let gap = killed.elapsed();
-        println!("kill {}: nn{} killed, next write acknowledged after {:.3} s", k + 1, leader + 1, gap.as_secs_f64());
+        println!(
+            "kill {}: nn{} killed, next write acknowledged after {:.3} s",
+            k + 1,
+            leader + 1,
+            gap.as_secs_f64()
+        );
         gaps.push(gap.as_secs_f64());
         start(&mut members[leader])?;
     }

@@ -22,7 +22,11 @@ impl HaCommand {
 }
 
 async fn status(namenodes: &str) -> CliResult {
-    let addrs: Vec<&str> = namenodes.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    let addrs: Vec<&str> = namenodes
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
     let mut views: Vec<GroupStatus> = Vec::new();
     let mut last_err = None;
     for a in &addrs {
@@ -51,14 +55,24 @@ async fn status(namenodes: &str) -> CliResult {
     }
     outln!(
         "leader: {}  term: {}  leader changes seen: {}  (as {} sees it)",
-        if v.leader_id.is_empty() { "none (election running)" } else { &v.leader_id },
+        if v.leader_id.is_empty() {
+            "none (election running)"
+        } else {
+            &v.leader_id
+        },
         v.term,
         v.leader_changes,
         v.node_id
     )?;
     outln!(
         "{:<8} {:<22} {:<10} {:>6} {:>10} {:>10} {:>8}",
-        "NAME", "ADDRESS", "ROLE", "TERM", "LAST-LOG", "APPLIED", "LAG"
+        "NAME",
+        "ADDRESS",
+        "ROLE",
+        "TERM",
+        "LAST-LOG",
+        "APPLIED",
+        "LAG"
     )?;
     for m in &v.members {
         // Each member's own numbers where it answered.
@@ -75,7 +89,13 @@ async fn status(namenodes: &str) -> CliResult {
         };
         outln!(
             "{:<8} {:<22} {:<10} {:>6} {:>10} {:>10} {:>8}",
-            m.node_id, m.rpc_addr, role, term, last, applied, m.lag
+            m.node_id,
+            m.rpc_addr,
+            role,
+            term,
+            last,
+            applied,
+            m.lag
         )?;
     }
     Ok(())

@@ -486,7 +486,10 @@ mod tests {
         bm.invalidate("a", blk(2));
         assert!(bm.take_invalidations("a", 10).is_empty(), "a follower sends none");
         bm.set_deleting(true);
-        assert!(bm.take_invalidations("a", 10).is_empty(), "queued as follower: dropped");
+        assert!(
+            bm.take_invalidations("a", 10).is_empty(),
+            "queued as follower: dropped"
+        );
         bm.invalidate("a", blk(3));
         assert_eq!(bm.take_invalidations("a", 10), vec![blk(3)]);
     }

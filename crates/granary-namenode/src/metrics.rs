@@ -153,7 +153,12 @@ impl NamenodeMetrics {
                 "1 while this namenode serves (leads its group, or runs alone)",
                 Gauge::default(),
             ),
-            ha_term: register(&mut r, "granary_ha_term", "Raft term (0 when alone)", Gauge::default()),
+            ha_term: register(
+                &mut r,
+                "granary_ha_term",
+                "Raft term (0 when alone)",
+                Gauge::default(),
+            ),
             ha_last_log_index: register(
                 &mut r,
                 "granary_ha_last_log_index",

@@ -592,7 +592,9 @@ impl NamenodeState {
     /// it can serve reads at once, and decides nothing against one.
     fn as_follower(&self, check: ReplicaCheck) -> ReplicaCheck {
         match check {
-            ReplicaCheck::Invalid | ReplicaCheck::WrongLength { .. } if !self.is_active() => ReplicaCheck::Valid,
+            ReplicaCheck::Invalid | ReplicaCheck::WrongLength { .. } if !self.is_active() => {
+                ReplicaCheck::Valid
+            }
             c => c,
         }
     }

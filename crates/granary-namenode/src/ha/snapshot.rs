@@ -82,9 +82,12 @@ impl Snapshots {
         {
             let f = std::fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
             let mut t = tar::Builder::new(std::io::BufWriter::new(f));
-            t.append_dir_all("db", checkpoint).map_err(io("cannot pack", checkpoint))?;
+            t.append_dir_all("db", checkpoint)
+                .map_err(io("cannot pack", checkpoint))?;
             let w = t.into_inner().map_err(io("cannot write", &tmp))?;
-            let f = w.into_inner().map_err(|e| io("cannot write", &tmp)(e.into_error()))?;
+            let f = w
+                .into_inner()
+                .map_err(|e| io("cannot write", &tmp)(e.into_error()))?;
             f.sync_all().map_err(io("cannot sync", &tmp))?;
         }
         std::fs::remove_dir_all(checkpoint).map_err(io("cannot remove", checkpoint))?;
@@ -122,7 +125,9 @@ impl Snapshots {
         let src = DB::open_cf_for_read_only(&Options::default(), &src_dir, ALL_CFS, false)?;
         for name in ALL_CFS {
             let (Some(to), Some(from)) = (db.cf_handle(name), src.cf_handle(name)) else {
-                return Err(NnError::Corrupt(format!("snapshot or store lacks column family {name}")));
+                return Err(NnError::Corrupt(format!(
+                    "snapshot or store lacks column family {name}"
+                )));
             };
             // Clear the live column family.
             let mut clear = WriteBatch::default();
@@ -205,7 +210,10 @@ mod tests {
         let m = meta(None, StoredMembership::default());
         let dir = from.checkpoint(a.db(), &m.snapshot_id).expect("checkpoint");
         from.pack(&dir, &m).expect("pack");
-        assert_eq!(from.current_meta().expect("meta").map(|x| x.snapshot_id), Some(m.snapshot_id.clone()));
+        assert_eq!(
+            from.current_meta().expect("meta").map(|x| x.snapshot_id),
+            Some(m.snapshot_id.clone())
+        );
 
         let to = Snapshots::open(tmp.path().join("snaps-b")).expect("snaps");
         std::fs::copy(from.current_path(), to.incoming_path()).expect("copy");
@@ -216,7 +224,10 @@ mod tests {
         for d in ["/x", "/x/y", "/z"] {
             assert!(b.get_file_info(&su, d).is_ok(), "{d} missing after install");
         }
-        assert!(b.get_file_info(&su, "/only-in-b").is_err(), "old content survived");
+        assert!(
+            b.get_file_info(&su, "/only-in-b").is_err(),
+            "old content survived"
+        );
         // Ids go on from the snapshot's counters.
         b.mkdirs(&su, "/after", 0, false).expect("mkdirs after install");
         assert_eq!(b.list(&su, "/", "", 100).expect("list").entries.len(), 3);

@@ -232,7 +232,10 @@ fn undo_leftovers(db: &DB) -> Result<bool> {
         batch.delete_cf(cf, k);
     }
     if !undos.is_empty() {
-        tracing::info!(changes = undos.len(), "undid changes written ahead of a commit that never came");
+        tracing::info!(
+            changes = undos.len(),
+            "undid changes written ahead of a commit that never came"
+        );
         db.write_opt(batch, &unsynced())?;
     }
     Ok(!undos.is_empty())
@@ -240,10 +243,11 @@ fn undo_leftovers(db: &DB) -> Result<bool> {
 
 /// What the store says the log applied last, into `spec` (nothing pending).
 fn load_last_change(db: &DB, spec: &mut Spec) -> Result<()> {
-    let (last_change, last_change_index): (Option<(u64, u64)>, u64) = match db.get_cf(meta_cf(db)?, KEY_LAST_CHANGE)? {
-        Some(b) => decode("last change", &b)?,
-        None => (None, 0),
-    };
+    let (last_change, last_change_index): (Option<(u64, u64)>, u64) =
+        match db.get_cf(meta_cf(db)?, KEY_LAST_CHANGE)? {
+            Some(b) => decode("last change", &b)?,
+            None => (None, 0),
+        };
     spec.pending.clear();
     spec.last_change = last_change;
     spec.last_change_index = last_change_index;
@@ -577,7 +581,8 @@ mod tests {
             superuser: "hdfs".into(),
             ..Default::default()
         };
-        let ns = Arc::new(Namespace::create_at(&tmp.path().join("ns"), cfg, &Default::default(), 0).expect("ns"));
+        let ns =
+            Arc::new(Namespace::create_at(&tmp.path().join("ns"), cfg, &Default::default(), 0).expect("ns"));
         let su = ns.caller(Identity::new("hdfs"));
         let snaps = Snapshots::open(tmp.path().join("snapshots")).expect("snapshots");
         let (rep, mut proposals) = Replicator::new("nn1".into());

@@ -117,12 +117,16 @@ impl Namespace {
         let cf = self.cf(CF_META)?;
         let now = now_ms();
         let mut old = Vec::new();
-        for kv in self.db.iterator_cf(cf, IteratorMode::From(PREFIX, Direction::Forward)) {
+        for kv in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(PREFIX, Direction::Forward))
+        {
             let (k, v) = kv?;
             if !k.starts_with(PREFIX) || old.len() >= max {
                 break;
             }
-            let expired = postcard::from_bytes::<Recorded>(&v).map_or(true, |r| now - r.at_ms > RETRY_EXPIRY_MS);
+            let expired =
+                postcard::from_bytes::<Recorded>(&v).map_or(true, |r| now - r.at_ms > RETRY_EXPIRY_MS);
             if expired {
                 old.push(k.to_vec());
             }
@@ -171,6 +175,10 @@ mod tests {
         assert_eq!(ns.recorded(Some(&failed)).expect("lookup"), None);
         // Outside `recording`, nothing is recorded.
         ns.mkdirs(&su, "/c", 0, false).expect("mkdirs");
-        assert_eq!(ns.expire_retry_cache(100).expect("expire"), 0, "nothing is old yet");
+        assert_eq!(
+            ns.expire_retry_cache(100).expect("expire"),
+            0,
+            "nothing is old yet"
+        );
     }
 }

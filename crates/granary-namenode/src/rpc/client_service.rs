@@ -261,8 +261,9 @@ impl ClientProtocol for ClientService {
             if st.ns().recorded(call.as_ref())?.is_some() {
                 return Ok(());
             }
-            let removed =
-                retry::recording(call.as_ref(), 0, || st.ns().rename(&caller, &r.src, &r.dst, r.overwrite))?;
+            let removed = retry::recording(call.as_ref(), 0, || {
+                st.ns().rename(&caller, &r.src, &r.dst, r.overwrite)
+            })?;
             st.remove_deleted(extended(removed));
             Ok(())
         })
@@ -279,7 +280,8 @@ impl ClientProtocol for ClientService {
             if st.ns().recorded(call.as_ref())?.is_some() {
                 return Ok(());
             }
-            let removed = retry::recording(call.as_ref(), 0, || st.ns().delete(&caller, &r.path, r.recursive))?;
+            let removed =
+                retry::recording(call.as_ref(), 0, || st.ns().delete(&caller, &r.path, r.recursive))?;
             st.remove_deleted(extended(removed));
             Ok(())
         })

@@ -27,7 +27,11 @@ fn up_ha(image: &str) -> (Compose, Vec<String>) {
     let pid = std::process::id();
     let mut last = String::new();
     for attempt in 0..5u32 {
-        let net = format!("172.{}.{}", 20 + (pid + attempt + 5) % 11, (pid / 7 + attempt * 41) % 250);
+        let net = format!(
+            "172.{}.{}",
+            20 + (pid + attempt + 5) % 11,
+            (pid / 7 + attempt * 41) % 250
+        );
         let ips: Vec<String> = (11..14).map(|h| format!("{net}.{h}")).collect();
         let env: Vec<(String, String)> = [
             ("GRANARY_IMAGE", image.to_string()),
@@ -111,7 +115,11 @@ fn a_partitioned_leader_cannot_write_and_follows_after_healing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let first = wait_leader(&ips, None, &c).await;
-        let all = ips.iter().map(|ip| format!("{ip}:8020")).collect::<Vec<_>>().join(",");
+        let all = ips
+            .iter()
+            .map(|ip| format!("{ip}:8020"))
+            .collect::<Vec<_>>()
+            .join(",");
         let client = DfsClient::connect_lazy(&all, Identity::new("hdfs")).unwrap();
         // Datanodes register with every namenode; wait until writes go through.
         let a = pseudo_random((3 * BLOCK) as usize, 1);
@@ -152,7 +160,16 @@ fn a_partitioned_leader_cannot_write_and_follows_after_healing() {
             let id = leader_id.clone();
             std::thread::spawn(move || {
                 Command::new("docker")
-                    .args(["exec", &id, "granary", "--namenode", "127.0.0.1:8020", "fs", "mkdir", "/partitioned"])
+                    .args([
+                        "exec",
+                        &id,
+                        "granary",
+                        "--namenode",
+                        "127.0.0.1:8020",
+                        "fs",
+                        "mkdir",
+                        "/partitioned",
+                    ])
                     .output()
             })
         };

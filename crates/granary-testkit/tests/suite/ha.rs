@@ -154,7 +154,10 @@ impl Group {
                 &g.dir.path().join(format!("datanode{i}.log")),
             )
             .expect("spawn datanode");
-            assert!(wait_for_port(&rpc, Duration::from_secs(30)), "datanode {i} did not start");
+            assert!(
+                wait_for_port(&rpc, Duration::from_secs(30)),
+                "datanode {i} did not start"
+            );
             g._datanodes.push(dn);
         }
         g
@@ -206,7 +209,10 @@ impl Group {
             .await
             .ok()?;
         let mut c = pb::raft_protocol_client::RaftProtocolClient::new(ch);
-        c.status(pb::HaStatusRequest {}).await.ok().map(|r| r.into_inner())
+        c.status(pb::HaStatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
     }
 
     /// The live namenode that says it leads (and serves clients), if any.
@@ -220,7 +226,9 @@ impl Group {
                 && s.leader_id == s.node_id
             {
                 // Serving: a client call answers.
-                let c = DfsClient::connect(&self.rpcs[i], Identity::new("hdfs")).await.ok()?;
+                let c = DfsClient::connect(&self.rpcs[i], Identity::new("hdfs"))
+                    .await
+                    .ok()?;
                 if c.get_file_info("/").await.is_ok() {
                     return Some(i);
                 }
@@ -235,7 +243,11 @@ impl Group {
             if let Some(l) = self.leader().await {
                 return (l, t.elapsed());
             }
-            assert!(t.elapsed() < within, "no leader serving within {within:?}:\n{}", self.logs());
+            assert!(
+                t.elapsed() < within,
+                "no leader serving within {within:?}:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -247,7 +259,9 @@ fn content(w: usize, n: u64) -> Vec<u8> {
     let mut x = (w as u64) << 32 | n;
     (0..len)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 56) as u8
         })
         .collect()
@@ -259,7 +273,9 @@ async fn write_file(c: &DfsClient, path: &str, data: &[u8]) -> granary_client::R
         ..Default::default()
     };
     let mut w = c.create(path, opts).await?;
-    w.write_all(data).await.map_err(granary_client::ClientError::from)?;
+    w.write_all(data)
+        .await
+        .map_err(granary_client::ClientError::from)?;
     w.close().await?;
     Ok(())
 }
@@ -295,14 +311,20 @@ async fn killing_whoever_leads_loses_no_acknowledged_file() {
     let c = DfsClient::connect(&g.rpcs[follower], Identity::new("hdfs"))
         .await
         .expect("connect");
-    let st = c.rpc().get_file_info(c.request(pb::GetFileInfoRequest { path: "/".into() })).await;
+    let st = c
+        .rpc()
+        .get_file_info(c.request(pb::GetFileInfoRequest { path: "/".into() }))
+        .await;
     let st = st.expect_err("a follower answered a client");
     assert_eq!(
         granary_common::ErrorCode::from_status(&st),
         granary_common::ErrorCode::Standby,
         "{st:?}"
     );
-    assert_eq!(granary_common::error::leader_hint(&st).as_deref(), Some(g.rpcs[first].as_str()));
+    assert_eq!(
+        granary_common::error::leader_hint(&st).as_deref(),
+        Some(g.rpcs[first].as_str())
+    );
 
     let addrs = g.rpcs.join(",");
     let stop = Arc::new(AtomicBool::new(false));
@@ -318,7 +340,11 @@ async fn killing_whoever_leads_loses_no_acknowledged_file() {
         let (next, took) = g.wait_leader(Duration::from_secs(30)).await;
         assert_ne!(next, leader);
         failovers.push(took);
-        eprintln!("round {round}: killed nn{}, nn{} leads after {took:?}", leader + 1, next + 1);
+        eprintln!(
+            "round {round}: killed nn{}, nn{} leads after {took:?}",
+            leader + 1,
+            next + 1
+        );
         assert!(
             took <= Duration::from_millis(2 * 4 * ELECTION_TIMEOUT_MS),
             "round {round}: a new leader took {took:?}"
@@ -336,11 +362,20 @@ async fn killing_whoever_leads_loses_no_acknowledged_file() {
     assert!(acked.len() >= WRITERS * 5, "only {} files written", acked.len());
     let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
     for (w, path, n) in &acked {
-        let r = c.open(path).await.unwrap_or_else(|e| panic!("{path} (acknowledged) is lost: {e}"));
+        let r = c
+            .open(path)
+            .await
+            .unwrap_or_else(|e| panic!("{path} (acknowledged) is lost: {e}"));
         let got = r.read_at(0, r.len() as usize).await.expect("read");
-        assert!(got.as_ref() == content(*w, *n).as_slice(), "{path} reads back different bytes");
+        assert!(
+            got.as_ref() == content(*w, *n).as_slice(),
+            "{path} reads back different bytes"
+        );
     }
-    eprintln!("{} acknowledged files read back; failovers {failovers:?}", acked.len());
+    eprintln!(
+        "{} acknowledged files read back; failovers {failovers:?}",
+        acked.len()
+    );
 }
 
 /// `msg` as a call of one client, with its call id (as a client sends it).
@@ -368,20 +403,33 @@ async fn a_retried_call_is_applied_once_across_a_failover() {
         create_parent: true,
         ..Default::default()
     };
-    let first = c.rpc().create(with_ids(&c, 1, create("/r/f"))).await.expect("create").into_inner();
+    let first = c
+        .rpc()
+        .create(with_ids(&c, 1, create("/r/f")))
+        .await
+        .expect("create")
+        .into_inner();
     c.rpc()
-        .mkdirs(with_ids(&c, 2, pb::MkdirsRequest {
-            path: "/r/d".into(),
-            ..Default::default()
-        }))
+        .mkdirs(with_ids(
+            &c,
+            2,
+            pb::MkdirsRequest {
+                path: "/r/d".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("mkdirs");
     c.rpc()
-        .rename(with_ids(&c, 3, pb::RenameRequest {
-            src: "/r/d".into(),
-            dst: "/r/moved".into(),
-            overwrite: false,
-        }))
+        .rename(with_ids(
+            &c,
+            3,
+            pb::RenameRequest {
+                src: "/r/d".into(),
+                dst: "/r/moved".into(),
+                overwrite: false,
+            },
+        ))
         .await
         .expect("rename");
     c.rpc()
@@ -389,44 +437,73 @@ async fn a_retried_call_is_applied_once_across_a_failover() {
         .await
         .expect("create");
     c.rpc()
-        .delete(with_ids(&c, 5, pb::DeleteRequest {
-            path: "/r/gone".into(),
-            recursive: false,
-        }))
+        .delete(with_ids(
+            &c,
+            5,
+            pb::DeleteRequest {
+                path: "/r/gone".into(),
+                recursive: false,
+            },
+        ))
         .await
         .expect("delete");
 
     g.namenodes[leader].as_mut().expect("running").kill9();
     g.namenodes[leader] = None;
     let (next, _) = g.wait_leader(Duration::from_secs(30)).await;
-    let c = DfsClient::connect(&g.rpcs[next], Identity::new("hdfs")).await.expect("connect");
+    let c = DfsClient::connect(&g.rpcs[next], Identity::new("hdfs"))
+        .await
+        .expect("connect");
     // The same calls again on the new leader: each answers as the first did.
-    let again = c.rpc().create(with_ids(&c, 1, create("/r/f"))).await.expect("retried create").into_inner();
+    let again = c
+        .rpc()
+        .create(with_ids(&c, 1, create("/r/f")))
+        .await
+        .expect("retried create")
+        .into_inner();
     assert_eq!(
         again.status.as_ref().map(|s| s.file_id),
         first.status.as_ref().map(|s| s.file_id),
         "the retried create answers with the file the first made"
     );
     c.rpc()
-        .rename(with_ids(&c, 3, pb::RenameRequest {
-            src: "/r/d".into(),
-            dst: "/r/moved".into(),
-            overwrite: false,
-        }))
+        .rename(with_ids(
+            &c,
+            3,
+            pb::RenameRequest {
+                src: "/r/d".into(),
+                dst: "/r/moved".into(),
+                overwrite: false,
+            },
+        ))
         .await
         .expect("retried rename");
     c.rpc()
-        .delete(with_ids(&c, 5, pb::DeleteRequest {
-            path: "/r/gone".into(),
-            recursive: false,
-        }))
+        .delete(with_ids(
+            &c,
+            5,
+            pb::DeleteRequest {
+                path: "/r/gone".into(),
+                recursive: false,
+            },
+        ))
         .await
         .expect("retried delete");
     // A new call id is a new call: the file exists now (and is still open).
-    let e = c.rpc().create(with_ids(&c, 6, create("/r/f"))).await.expect_err("a second create");
+    let e = c
+        .rpc()
+        .create(with_ids(&c, 6, create("/r/f")))
+        .await
+        .expect_err("a second create");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("being written"), "{e:?}");
-    let names: Vec<String> = c.list("/r").await.expect("list").into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = c
+        .list("/r")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, vec!["f".to_string(), "moved".to_string()]);
 }
 
@@ -444,7 +521,9 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
     let addrs = g.rpcs.join(",");
     let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
     for n in 0..30 {
-        write_file(&c, &format!("/snap/f{n}"), &content(0, n)).await.expect("write");
+        write_file(&c, &format!("/snap/f{n}"), &content(0, n))
+            .await
+            .expect("write");
     }
     let f = (leader + 1) % 3;
     g.namenodes[f].as_mut().expect("running").kill9();
@@ -475,7 +554,12 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
         {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "nn{} never caught up:\n{}", f + 1, g.logs());
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "nn{} never caught up:\n{}",
+            f + 1,
+            g.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
