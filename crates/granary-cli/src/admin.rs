@@ -34,8 +34,8 @@ pub enum AdminCommand {
         #[arg(value_name = "NAME")]
         dir: String,
     },
-    /// A group of namenodes: `ha status` shows each one's role, term, last
-    /// log and applied index, and lag (asking every namenode given).
+    /// A group of namenodes: `ha status` (each one's role, term, log and
+    /// applied index, lag), `ha add NAME HOST:PORT`, `ha remove NAME`.
     Ha {
         #[command(subcommand)]
         cmd: crate::ha::HaCommand,
@@ -54,7 +54,7 @@ impl AdminCommand {
     pub async fn execute(&self, c: &DfsClient) -> CliResult {
         match self {
             Self::Safemode { action } => safemode(c, *action).await,
-            Self::Ha { cmd } => cmd.execute(&c.namenode_addrs().join(",")).await,
+            Self::Ha { cmd } => cmd.execute(c).await,
             Self::Decommission { datanode } => {
                 set_admin_state(c, datanode, DatanodeAdminAction::Decommission).await
             }

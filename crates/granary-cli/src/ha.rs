@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use crate::error::CliResult;
 use crate::out::outln;
+use granary_client::DfsClient;
 use granary_client::ha::{GroupStatus, group_status};
 
 #[derive(Debug, Subcommand)]
@@ -11,14 +12,41 @@ pub enum HaCommand {
     /// Each namenode's role, term, last log and applied index, and lag
     /// (asked of every namenode given; the leader knows the lags).
     Status,
+    /// Add a namenode to the group (format it with the group's cluster id
+    /// and start it first): it catches up, then votes. Superuser only.
+    Add {
+        /// Its name (its --node-id).
+        node_id: String,
+        /// Its RPC address, HOST:PORT.
+        rpc_addr: String,
+    },
+    /// Remove a namenode from the group for good. Superuser only.
+    Remove { node_id: String },
 }
 
 impl HaCommand {
-    pub async fn execute(&self, namenodes: &str) -> CliResult {
+    pub async fn execute(&self, c: &DfsClient) -> CliResult {
         match self {
-            Self::Status => status(namenodes).await,
+            Self::Status => status(&c.namenode_addrs().join(",")).await,
+            Self::Add { node_id, rpc_addr } => add(c, node_id, rpc_addr).await,
+            Self::Remove { node_id } => remove(c, node_id).await,
         }
     }
+}
+
+async fn add(c: &DfsClient, node_id: &str, rpc_addr: &str) -> CliResult {
+    let voters = c.add_namenode(node_id, rpc_addr).await?;
+    outln!(
+        "added {node_id} ({rpc_addr}); voting namenodes: {}",
+        voters.join(", ")
+    )?;
+    Ok(())
+}
+
+async fn remove(c: &DfsClient, node_id: &str) -> CliResult {
+    let voters = c.remove_namenode(node_id).await?;
+    outln!("removed {node_id}; voting namenodes: {}", voters.join(", "))?;
+    Ok(())
 }
 
 async fn status(namenodes: &str) -> CliResult {

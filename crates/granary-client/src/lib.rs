@@ -424,6 +424,27 @@ impl DfsClient {
         Ok(nn_call!(self, checkpoint, req).await?.into())
     }
 
+    /// Adds the namenode `node_id` at `rpc_addr` to the group (superuser;
+    /// it must be formatted and running); the voters after the change.
+    pub async fn add_namenode(&self, node_id: &str, rpc_addr: &str) -> Result<Vec<String>> {
+        let req = pb::ChangeNamenodesRequest {
+            node_id: node_id.into(),
+            rpc_addr: rpc_addr.into(),
+            remove: false,
+        };
+        Ok(nn_call!(self, change_namenodes, req).await?.voters)
+    }
+
+    /// Removes the namenode `node_id` from the group (superuser).
+    pub async fn remove_namenode(&self, node_id: &str) -> Result<Vec<String>> {
+        let req = pb::ChangeNamenodesRequest {
+            node_id: node_id.into(),
+            rpc_addr: String::new(),
+            remove: true,
+        };
+        Ok(nn_call!(self, change_namenodes, req).await?.voters)
+    }
+
     /// Datanodes, their replica counts, and block health; superuser only.
     pub async fn cluster_report(&self) -> Result<ClusterReport> {
         let req = pb::GetDatanodeReportRequest {};

@@ -306,6 +306,71 @@ impl Ha {
         self.replicator.check_leader_now()
     }
 
+    /// Adds the namenode `name` at `rpc_addr` to the group: it is sent the
+    /// log (or a snapshot) as a learner, and votes once caught up. Returns
+    /// the voters after the change.
+    pub async fn add_member(&self, name: &str, rpc_addr: &str) -> Result<Vec<String>> {
+        if name.is_empty() || name.contains([',', '=', ' ']) || !rpc_addr.contains(':') {
+            return Err(NnError::InvalidArgument(format!(
+                "a namenode is added as NAME HOST:PORT (got {name:?} {rpc_addr:?})"
+            )));
+        }
+        let id = node_id(name);
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().get_node(&id).is_some() {
+            return Err(NnError::AlreadyExists(format!(
+                "namenode {name} is already a member"
+            )));
+        }
+        let node = NnNode {
+            name: name.to_string(),
+            rpc_addr: rpc_addr.to_string(),
+        };
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| NnError::NotCommitted(format!("adding {name} as a learner: {e}")))?;
+        let mut voters: std::collections::BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        voters.insert(id);
+        self.change_voters(voters).await
+    }
+
+    /// Removes the namenode `name` from the group.
+    pub async fn remove_member(&self, name: &str) -> Result<Vec<String>> {
+        let id = node_id(name);
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let mut voters: std::collections::BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        if !voters.remove(&id) {
+            return Err(NnError::NotFound(format!(
+                "namenode {name} is not a voting member"
+            )));
+        }
+        if voters.is_empty() {
+            return Err(NnError::InvalidArgument(
+                "cannot remove the last namenode of the group".into(),
+            ));
+        }
+        self.change_voters(voters).await
+    }
+
+    async fn change_voters(&self, voters: std::collections::BTreeSet<NodeId>) -> Result<Vec<String>> {
+        let r = self
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| NnError::NotCommitted(format!("membership change: {e}")))?;
+        let names = r
+            .membership
+            .map(|m| {
+                m.voter_ids()
+                    .filter_map(|id| m.get_node(&id).map(|n| n.name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tracing::info!(voters = ?names, "namenode group membership changed");
+        Ok(names)
+    }
+
     /// What `granary admin ha status` shows.
     pub fn status(&self) -> pb::HaStatusResponse {
         let m = self.raft.metrics().borrow().clone();

@@ -465,7 +465,7 @@ pub fn spawn_role_watch(
 ) {
     let mut rx = raft.metrics();
     tokio::spawn(async move {
-        let (mut last_term, mut was_leader) = (0u64, false);
+        let (mut last_term, mut was_leader, mut known_leader) = (0u64, false, None);
         loop {
             let m = rx.borrow_and_update().clone();
             let leader = m.state == ServerState::Leader;
@@ -476,8 +476,14 @@ pub fn spawn_role_watch(
                     .get_node(&id)
                     .map(|n| n.rpc_addr.clone())
             });
-            if m.current_term != last_term && m.current_leader.is_some() {
-                elections.fetch_add(1, Ordering::Relaxed);
+            // A leader change: a leader known, in a term not seen led before.
+            if let Some(l) = m.current_leader
+                && known_leader != Some((m.current_term, l))
+            {
+                if known_leader.is_some() {
+                    elections.fetch_add(1, Ordering::Relaxed);
+                }
+                known_leader = Some((m.current_term, l));
             }
             if (was_leader && !leader) || (leader && m.current_term != last_term) {
                 let (ns, rep2) = (ns.clone(), rep.clone());

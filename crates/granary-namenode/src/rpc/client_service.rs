@@ -571,6 +571,25 @@ impl ClientProtocol for ClientService {
         }))
     }
 
+    async fn change_namenodes(
+        &self,
+        req: Request<pb::ChangeNamenodesRequest>,
+    ) -> Result<Response<pb::ChangeNamenodesResponse>, Status> {
+        let (st, caller) = self.ctx(&req).await?;
+        require_super(&caller)?;
+        let r = req.into_inner();
+        let ha = st.ha().ok_or_else(|| {
+            NnError::InvalidArgument("this namenode runs alone (no peers): it has no group to change".into())
+        })?;
+        let voters = if r.remove {
+            ha.remove_member(&r.node_id).await?
+        } else {
+            ha.add_member(&r.node_id, &r.rpc_addr).await?
+        };
+        tracing::info!(node = %r.node_id, remove = r.remove, user = %caller.user(), "namenode group changed");
+        Ok(Response::new(pb::ChangeNamenodesResponse { voters }))
+    }
+
     async fn set_safe_mode(
         &self,
         req: Request<pb::SetSafeModeRequest>,

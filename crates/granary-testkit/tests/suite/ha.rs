@@ -582,3 +582,90 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
         g.namenodes[victim] = Some(g.spawn_namenode(victim));
     }
 }
+
+/// A fourth namenode is added online (it catches up, then votes), one of
+/// the first three is removed; the group serves throughout and the new
+/// member holds the namespace: with it, one more may die.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namenodes_are_added_and_removed_online() {
+    let mut g = Group::start(0);
+    let (leader, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let addrs = g.rpcs.join(",");
+    let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
+    c.mkdirs("/before", None, true).await.expect("mkdirs");
+
+    // nn4: formatted with the group's id and peers (itself included), started.
+    let rpc4 = format!("127.0.0.1:{}", free_port());
+    let http4 = format!("127.0.0.1:{}", free_port());
+    let data4 = g.dir.path().join("name4");
+    let data4 = data4.to_str().expect("utf-8").to_string();
+    let mut fmt = g.format_args[0].clone();
+    let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).expect(flag) + 1;
+    let (d, n, p) = (at(&fmt, "--data-dir"), at(&fmt, "--node-id"), at(&fmt, "--peers"));
+    fmt[d] = data4.clone();
+    fmt[n] = "nn4".into();
+    fmt[p] = format!("{},nn4={rpc4}", fmt[p]);
+    let out = std::process::Command::new(bin_path("granary-namenode"))
+        .args(&fmt)
+        .output()
+        .expect("format nn4");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut args = g.nn_args[0].clone();
+    let (d, r, h) = (
+        at(&args, "--data-dir"),
+        at(&args, "--rpc-addr"),
+        at(&args, "--http-addr"),
+    );
+    args[d] = data4;
+    args[r] = rpc4.clone();
+    args[h] = http4;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _nn4 =
+        Daemon::spawn("granary-namenode", &args, &g.dir.path().join("namenode4.log")).expect("spawn nn4");
+    assert!(wait_for_port(&rpc4, Duration::from_secs(30)), "nn4 did not start");
+
+    let voters = c.add_namenode("nn4", &rpc4).await.expect("add nn4");
+    assert_eq!(voters.len(), 4, "{voters:?}");
+    assert!(voters.contains(&"nn4".to_string()));
+    let again = c.add_namenode("nn4", &rpc4).await.expect_err("added twice");
+    assert!(again.to_string().contains("already"), "{again}");
+    // Not the superuser: refused.
+    let alice = DfsClient::connect_lazy(&addrs, Identity::new("alice")).expect("client");
+    alice
+        .remove_namenode("nn4")
+        .await
+        .expect_err("alice may not change the group");
+
+    // Remove one of the first three that does not lead.
+    let gone = (leader + 1) % 3;
+    let voters = c
+        .remove_namenode(&format!("nn{}", gone + 1))
+        .await
+        .expect("remove");
+    assert_eq!(voters.len(), 3, "{voters:?}");
+    g.namenodes[gone].as_mut().expect("running").kill9();
+    g.namenodes[gone] = None;
+    c.mkdirs("/after-remove", None, true)
+        .await
+        .expect("serving with three");
+
+    // nn4 holds everything: with the leader gone too, nn4 and the third
+    // member are a majority of the three voters.
+    g.namenodes[leader].as_mut().expect("running").kill9();
+    g.namenodes[leader] = None;
+    let c4 = DfsClient::connect_lazy(&format!("{addrs},{rpc4}"), Identity::new("hdfs")).expect("client");
+    let t = Instant::now();
+    loop {
+        if c4.get_file_info("/after-remove").await.ok().flatten().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no leader among nn4 and the third:\n{}",
+            g.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(c4.get_file_info("/before").await.expect("stat").is_some());
+    c4.mkdirs("/with-nn4", None, true).await.expect("writes go on");
+}
