@@ -158,7 +158,20 @@ async fn recover_lease_by_hand_then_takeover_and_append() {
     assert_eq!(get(&other, "/t").await, b"new owner");
 
     // Append to a closed file: new data after the old, readable as one file.
-    let mut w = c.append("/r").await.unwrap();
+    // Until a holder confirmed the recovered last block, the namenode says
+    // "recovery in progress; try again later" (as HDFS's
+    // RecoveryInProgressException): a client tries again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut w = loop {
+        match c.append("/r").await {
+            Ok(w) => break w,
+            Err(e) if e.to_string().contains("recovery is in progress") => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("append: {e}"),
+        }
+    };
     let more = data(3 * BLOCK as usize / 2, 7);
     w.write_all(&more).await.unwrap();
     w.close().await.unwrap();
