@@ -162,6 +162,7 @@ fake_namenode! {
     set_safe_mode: SetSafeModeRequest => SetSafeModeResponse,
     set_datanode_admin_state: SetDatanodeAdminStateRequest => SetDatanodeAdminStateResponse,
     checkpoint: CheckpointRequest => CheckpointResponse,
+    change_namenodes: ChangeNamenodesRequest => ChangeNamenodesResponse,
 }
 
 /// An address nothing listens on.
