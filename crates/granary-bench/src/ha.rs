@@ -241,9 +241,13 @@ async fn leader_of(members: &[Member]) -> Option<usize> {
         if m.child.is_none() {
             continue;
         }
+        // Says it leads, and serves: a namenode just restarted may still
+        // name itself from its stored vote.
         if let Ok(s) = granary_client::ha::group_status(&m.rpc).await
             && !s.node_id.is_empty()
             && s.leader_id == s.node_id
+            && let Ok(c) = DfsClient::connect(&m.rpc, Identity::new("hdfs")).await
+            && c.get_file_info("/").await.is_ok()
         {
             return Some(i);
         }
