@@ -469,7 +469,14 @@ pub fn spawn_role_watch(
         loop {
             let m = rx.borrow_and_update().clone();
             let leader = m.state == ServerState::Leader;
-            let ready = leader && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term);
+            // A leader serves once it applied its log up to its own term and
+            // a majority acknowledged it: a member restarted from a vote
+            // that made it leader names itself leader until it hears of a
+            // newer term, and must not serve meanwhile.
+            let alone = m.membership_config.membership().voter_ids().count() <= 1;
+            let ready = leader
+                && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term)
+                && (alone || m.millis_since_quorum_ack.is_some());
             let leader_addr = m.current_leader.and_then(|id| {
                 m.membership_config
                     .membership()
