@@ -335,9 +335,7 @@ fn spawn_leader_duties(state: Arc<NamenodeState>, ha: Arc<crate::ha::Ha>, token:
                 let scanned = tokio::task::spawn_blocking(move || st.ns().startup_scan(&|| false)).await;
                 match scanned {
                     Ok(Ok(scan)) => {
-                        for (inode, client, user) in &scan.open_files {
-                            state.leases().add(client, user, *inode);
-                        }
+                        restore_leases(&state, &scan);
                         tracing::info!(
                             term,
                             open_files = scan.open_files.len(),
@@ -358,11 +356,16 @@ fn spawn_leader_duties(state: Arc<NamenodeState>, ha: Arc<crate::ha::Ha>, token:
     });
 }
 
-fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
-    // Writers of files open before the restart get a fresh lease period to renew.
+/// Writers of files open in the namespace (before a restart, or under the
+/// previous leader) get a fresh lease period to renew.
+fn restore_leases(state: &NamenodeState, scan: &StartupScan) {
     for (inode, client, user) in &scan.open_files {
         state.leases().add(client, user, *inode);
     }
+}
+
+fn adopt_startup_scan(state: &NamenodeState, scan: StartupScan) {
+    restore_leases(state, &scan);
     state.safe_mode().set_total(scan.committed_blocks);
     if state.safe_mode().is_on() {
         tracing::info!(

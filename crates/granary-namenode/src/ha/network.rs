@@ -26,27 +26,29 @@ use granary_proto::raft_protocol_client::RaftProtocolClient;
 /// Largest Raft message a namenode sends or takes (a batch of entries).
 pub const MAX_MESSAGE: usize = 64 << 20;
 
-fn proof(secret: &ClusterSecret, method: &str, body: &[u8]) -> Vec<u8> {
+/// The MAC of one Raft message: over the method and the body.
+fn message_mac(secret: &ClusterSecret, method: &str, body: &[u8]) -> granary_common::daemon_auth::HmacSha256 {
     let mut m = secret.mac();
     m.update(b"granary-raft-v1\0");
     m.update(method.as_bytes());
     m.update(&[0]);
     m.update(body);
-    m.finalize().into_bytes().to_vec()
+    m
+}
+
+fn proof(secret: &ClusterSecret, method: &str, body: &[u8]) -> Vec<u8> {
+    message_mac(secret, method, body).finalize().into_bytes().to_vec()
 }
 
 fn verify(secret: &ClusterSecret, method: &str, msg: &pb::RaftMessage) -> Result<(), Status> {
-    let mut m = secret.mac();
-    m.update(b"granary-raft-v1\0");
-    m.update(method.as_bytes());
-    m.update(&[0]);
-    m.update(&msg.body);
-    m.verify_slice(&msg.proof).map_err(|_| {
-        status(
-            ErrorCode::Unauthenticated,
-            "raft message without a valid proof of the cluster secret: only namenodes of this cluster may send them",
-        )
-    })
+    message_mac(secret, method, &msg.body)
+        .verify_slice(&msg.proof)
+        .map_err(|_| {
+            status(
+                ErrorCode::Unauthenticated,
+                "raft message without a valid proof of the cluster secret: only namenodes of this cluster may send them",
+            )
+        })
 }
 
 pub struct Network {

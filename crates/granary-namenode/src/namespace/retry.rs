@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Effects, Namespace};
 use crate::error::Result;
 use crate::inode::{CF_META, now_ms};
-use granary_common::retry::{CALL_ID_METADATA, CLIENT_ID_METADATA};
+use granary_common::retry::CallKey;
 
 const PREFIX: &[u8] = b"retry/";
 
@@ -24,30 +24,20 @@ pub const RETRY_EXPIRY_MS: i64 = 120_000;
 /// Longest client id remembered (longer ones are not cached).
 const MAX_CLIENT_ID: usize = 128;
 
-/// A client's call, as it names it on every retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallId {
-    pub client: String,
-    pub call: u64,
+/// A client's call, as it names it on every retry: the ids the client
+/// library sends ([`CallKey`]), when the client id is short enough to keep.
+pub fn call_of(md: &tonic::metadata::MetadataMap) -> Option<CallKey> {
+    CallKey::from_metadata(md).filter(|k| k.client_id.len() <= MAX_CLIENT_ID)
 }
 
-impl CallId {
-    /// From a request's metadata; `None` when the client sends no ids.
-    pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Option<Self> {
-        let client = md.get(CLIENT_ID_METADATA)?.to_str().ok()?;
-        let call = md.get(CALL_ID_METADATA)?.to_str().ok()?.parse().ok()?;
-        if client.is_empty() || client.len() > MAX_CLIENT_ID {
-            return None;
-        }
-        Some(Self {
-            client: client.to_string(),
-            call,
-        })
-    }
-
-    fn key(&self) -> Vec<u8> {
-        [PREFIX, self.client.as_bytes(), b"/", &self.call.to_be_bytes()].concat()
-    }
+fn record_key(call: &CallKey) -> Vec<u8> {
+    [
+        PREFIX,
+        call.client_id.as_bytes(),
+        b"/",
+        &call.call_id.to_be_bytes(),
+    ]
+    .concat()
 }
 
 /// What a call left: when, and a value it answered with (a created file's id).
@@ -58,12 +48,12 @@ pub struct Recorded {
 }
 
 thread_local! {
-    static CALL: RefCell<Option<(CallId, u64)>> = const { RefCell::new(None) };
+    static CALL: RefCell<Option<(CallKey, u64)>> = const { RefCell::new(None) };
 }
 
 /// Runs `f`, whose namespace change (if it makes one) records `call` with
 /// `value` (see [`Namespace::recorded`]).
-pub fn recording<R>(call: Option<&CallId>, value: u64, f: impl FnOnce() -> R) -> R {
+pub fn recording<R>(call: Option<&CallKey>, value: u64, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -94,7 +84,7 @@ pub(super) fn record(effects: &mut Effects) {
                 value: *value,
             };
             if let Ok(v) = postcard::to_stdvec(&rec) {
-                effects.put_cf(CF_META, call.key(), v);
+                effects.put_cf(CF_META, record_key(call), v);
             }
         }
     });
@@ -102,11 +92,11 @@ pub(super) fn record(effects: &mut Effects) {
 
 impl Namespace {
     /// What an earlier attempt of `call` recorded, if it changed the namespace.
-    pub fn recorded(&self, call: Option<&CallId>) -> Result<Option<Recorded>> {
+    pub fn recorded(&self, call: Option<&CallKey>) -> Result<Option<Recorded>> {
         let Some(call) = call else { return Ok(None) };
         Ok(self
             .db
-            .get_pinned_cf(self.cf(CF_META)?, call.key())?
+            .get_pinned_cf(self.cf(CF_META)?, record_key(call))?
             .and_then(|v| postcard::from_bytes(&v).ok())
             .filter(|r: &Recorded| now_ms() - r.at_ms <= RETRY_EXPIRY_MS))
     }
@@ -155,21 +145,21 @@ mod tests {
     #[test]
     fn a_call_that_changed_the_namespace_is_remembered() {
         let (_tmp, ns, su) = namespace();
-        let call = CallId {
-            client: "c1".into(),
-            call: 7,
+        let call = CallKey {
+            client_id: "c1".into(),
+            call_id: 7,
         };
         assert_eq!(ns.recorded(Some(&call)).expect("lookup"), None);
         recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false)).expect("mkdirs");
         assert!(ns.recorded(Some(&call)).expect("lookup").is_some());
-        let other = CallId {
-            client: "c2".into(),
-            call: 7,
+        let other = CallKey {
+            client_id: "c2".into(),
+            call_id: 7,
         };
         assert_eq!(ns.recorded(Some(&other)).expect("lookup"), None);
-        let failed = CallId {
-            client: "c1".into(),
-            call: 8,
+        let failed = CallKey {
+            client_id: "c1".into(),
+            call_id: 8,
         };
         recording(Some(&failed), 0, || ns.mkdirs(&su, "/missing/b", 0, false)).expect_err("no parent");
         assert_eq!(ns.recorded(Some(&failed)).expect("lookup"), None);

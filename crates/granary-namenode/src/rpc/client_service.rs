@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{blocking, mutating};
 use crate::error::NnError;
 use crate::inode::BlockRecord;
-use crate::namespace::retry::{self, CallId};
+use crate::namespace::retry;
 use crate::state::NamenodeState;
 use granary_common::identity::Identity;
 use granary_proto as pb;
@@ -73,7 +73,7 @@ impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
-        let call = CallId::from_metadata(req.metadata());
+        let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move || {
             if st.ns().recorded(call.as_ref())?.is_some() {
@@ -90,7 +90,7 @@ impl ClientProtocol for ClientService {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
-        let call = CallId::from_metadata(req.metadata());
+        let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         let file = mutating(&self.state, move || {
             // A retry of a create that happened: the file it made.
@@ -255,7 +255,7 @@ impl ClientProtocol for ClientService {
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
-        let call = CallId::from_metadata(req.metadata());
+        let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move || {
             if st.ns().recorded(call.as_ref())?.is_some() {
@@ -274,7 +274,7 @@ impl ClientProtocol for ClientService {
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
-        let call = CallId::from_metadata(req.metadata());
+        let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move || {
             if st.ns().recorded(call.as_ref())?.is_some() {

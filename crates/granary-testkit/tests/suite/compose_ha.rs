@@ -93,6 +93,15 @@ async fn wait_leader(ips: &[String], skip: Option<&str>, c: &Compose) -> String 
     }
 }
 
+/// The container of the namenode at `ip`.
+fn namenode_at(c: &Compose, ip: &str) -> String {
+    ["nn1", "nn2", "nn3"]
+        .into_iter()
+        .flat_map(|s| c.containers(s))
+        .find(|id| super::compose::ip_of(c, id) == ip)
+        .unwrap_or_else(|| panic!("no namenode container at {ip}"))
+}
+
 /// (last log index, applied index) namenode `addr` reports of itself.
 async fn indexes(addr: &str) -> Option<(u64, u64)> {
     let s = group_status(addr).await.ok()?;
@@ -147,13 +156,7 @@ fn a_partitioned_leader_cannot_write_and_follows_after_healing() {
 
         // Cut the leader off.
         let leader_ip = first.trim_end_matches(":8020").to_string();
-        let leader_id = c
-            .containers("nn1")
-            .into_iter()
-            .chain(c.containers("nn2"))
-            .chain(c.containers("nn3"))
-            .find(|id| super::compose::ip_of(&c, id) == leader_ip)
-            .expect("the leader's container");
+        let leader_id = namenode_at(&c, &leader_ip);
         docker(&["network", "disconnect", "-f", &c.network(), &leader_id]);
         // On its side: a write from inside its container does not complete.
         let exec = {
@@ -229,13 +232,7 @@ fn a_partitioned_leader_cannot_write_and_follows_after_healing() {
         // first two left with the third, and serves the same files.
         for ip in &ips {
             let addr = format!("{ip}:8020");
-            let id = c
-                .containers("nn1")
-                .into_iter()
-                .chain(c.containers("nn2"))
-                .chain(c.containers("nn3"))
-                .find(|id| super::compose::ip_of(&c, id) == *ip)
-                .expect("container");
+            let id = namenode_at(&c, ip);
             docker(&["stop", "-t", "5", &id]);
             wait_leader(&ips, Some(ip), &c).await;
             assert!(get(&client, "/ha/a").await == a, "/ha/a differs without {addr}");

@@ -215,6 +215,18 @@ impl Group {
             .map(|r| r.into_inner())
     }
 
+    /// The last log index namenode `i` says it applied (0 before it knows
+    /// the group), if it answers.
+    async fn applied(&self, i: usize) -> Option<u64> {
+        let s = self.status(i).await?;
+        Some(
+            s.members
+                .iter()
+                .find(|m| m.node_id == s.node_id)
+                .map_or(0, |m| m.last_applied_index),
+        )
+    }
+
     /// The live namenode that says it leads (and serves clients), if any.
     async fn leader(&self) -> Option<usize> {
         for i in 0..3 {
@@ -534,20 +546,7 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
     // Caught up: it applied what the leader has.
     let t = Instant::now();
     loop {
-        let want = g.status(leader).await.map(|s| {
-            s.members
-                .iter()
-                .find(|m| m.node_id == s.node_id)
-                .map(|m| m.last_applied_index)
-                .unwrap_or(0)
-        });
-        let got = g.status(f).await.map(|s| {
-            s.members
-                .iter()
-                .find(|m| m.node_id == s.node_id)
-                .map(|m| m.last_applied_index)
-                .unwrap_or(0)
-        });
+        let (want, got) = (g.applied(leader).await, g.applied(f).await);
         if let (Some(w), Some(h)) = (want, got)
             && h >= w
             && w > 0
