@@ -668,3 +668,54 @@ async fn namenodes_are_added_and_removed_online() {
     assert!(c4.get_file_info("/before").await.expect("stat").is_some());
     c4.mkdirs("/with-nn4", None, true).await.expect("writes go on");
 }
+
+/// Raft messages without a proof of the cluster secret (forged, garbage,
+/// or signed with another secret) are refused before Raft sees them: the
+/// group keeps its leader and term, and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_messages_without_the_cluster_secret_are_refused() {
+    let g = Group::start(0);
+    let (leader, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let before = g.status(leader).await.expect("status");
+    let other_secret = granary_common::daemon_auth::ClusterSecret::from_bytes(vec![7u8; 32]);
+    for i in 0..3 {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", g.rpcs[i]))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let mut c = pb::raft_protocol_client::RaftProtocolClient::new(ch);
+        let garbage = pb::RaftMessage {
+            body: vec![0xff; 1 << 20],
+            proof: vec![1, 2, 3],
+        };
+        for r in [
+            c.append_entries(garbage.clone()).await,
+            c.vote(garbage.clone()).await,
+            c.install_snapshot(garbage.clone()).await,
+        ] {
+            let e = r.expect_err("a forged raft message was taken");
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        }
+        // Signed with another cluster's secret: refused alike.
+        use hmac::Mac;
+        let mut m = other_secret.mac();
+        m.update(b"granary-raft-v1\0vote\0");
+        m.update(b"x");
+        let signed = pb::RaftMessage {
+            body: b"x".to_vec(),
+            proof: m.finalize().into_bytes().to_vec(),
+        };
+        let e = c
+            .vote(signed)
+            .await
+            .expect_err("another cluster's vote was taken");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    }
+    let after = g.status(leader).await.expect("status");
+    assert_eq!((after.term, &after.leader_id), (before.term, &before.leader_id));
+    let c = DfsClient::connect(&g.rpcs[leader], Identity::new("hdfs"))
+        .await
+        .expect("connect");
+    c.mkdirs("/still-serving", None, true).await.expect("serving");
+}
