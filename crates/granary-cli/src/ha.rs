@@ -22,6 +22,13 @@ pub enum HaCommand {
     },
     /// Remove a namenode from the group for good. Superuser only.
     Remove { node_id: String },
+    /// Hand leadership to another voting namenode (for maintenance of the
+    /// leader's machine): writes pause for about twice the election
+    /// timeout. Superuser only.
+    TransferLeader {
+        /// The namenode to lead next (its --node-id).
+        node_id: String,
+    },
 }
 
 impl HaCommand {
@@ -30,6 +37,7 @@ impl HaCommand {
             Self::Status => status(&c.namenode_addrs().join(",")).await,
             Self::Add { node_id, rpc_addr } => add(c, node_id, rpc_addr).await,
             Self::Remove { node_id } => remove(c, node_id).await,
+            Self::TransferLeader { node_id } => transfer_leader(c, node_id).await,
         }
     }
 }
@@ -46,6 +54,12 @@ async fn add(c: &DfsClient, node_id: &str, rpc_addr: &str) -> CliResult {
 async fn remove(c: &DfsClient, node_id: &str) -> CliResult {
     let voters = c.remove_namenode(node_id).await?;
     outln!("removed {node_id}; voting namenodes: {}", voters.join(", "))?;
+    Ok(())
+}
+
+async fn transfer_leader(c: &DfsClient, node_id: &str) -> CliResult {
+    let (leader, took) = c.transfer_leadership(node_id).await?;
+    outln!("{leader} leads (hand-over took {} ms)", took.as_millis())?;
     Ok(())
 }
 

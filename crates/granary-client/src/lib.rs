@@ -445,6 +445,16 @@ impl DfsClient {
         Ok(nn_call!(self, change_namenodes, req).await?.voters)
     }
 
+    /// Hands the group's leadership to the voting namenode `node_id`
+    /// (superuser); the new leader's name and how long the hand-over took.
+    pub async fn transfer_leadership(&self, node_id: &str) -> Result<(String, std::time::Duration)> {
+        let req = pb::TransferLeadershipRequest {
+            node_id: node_id.into(),
+        };
+        let r = nn_call!(self, transfer_leadership, req).await?;
+        Ok((r.leader, std::time::Duration::from_millis(r.took_ms)))
+    }
+
     /// Datanodes, their replica counts, and block health; superuser only.
     pub async fn cluster_report(&self) -> Result<ClusterReport> {
         let req = pb::GetDatanodeReportRequest {};

@@ -163,6 +163,7 @@ fake_namenode! {
     set_datanode_admin_state: SetDatanodeAdminStateRequest => SetDatanodeAdminStateResponse,
     checkpoint: CheckpointRequest => CheckpointResponse,
     change_namenodes: ChangeNamenodesRequest => ChangeNamenodesResponse,
+    transfer_leadership: TransferLeadershipRequest => TransferLeadershipResponse,
 }
 
 /// An address nothing listens on.

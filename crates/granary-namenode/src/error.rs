@@ -73,6 +73,9 @@ pub enum NnError {
     /// its leadership first); it is undone and may be retried.
     #[error("the change was not committed: {0}; retry")]
     NotCommitted(String),
+    /// A leadership transfer did not happen; the leader leads on.
+    #[error("leadership not handed over: {0}")]
+    HandOver(String),
 }
 
 impl HasErrorCode for NnError {
@@ -91,7 +94,7 @@ impl HasErrorCode for NnError {
             Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
             Self::SafeMode(_) => ErrorCode::SafeMode,
-            Self::ShuttingDown | Self::NotCommitted(_) => ErrorCode::Unavailable,
+            Self::ShuttingDown | Self::NotCommitted(_) | Self::HandOver(_) => ErrorCode::Unavailable,
             Self::Standby { .. } => ErrorCode::Standby,
             Self::Store(_) | Self::Corrupt(_) | Self::Internal(_) => ErrorCode::Internal,
         }

@@ -94,6 +94,19 @@ impl LogStore {
         self.write_synced(b).await
     }
 
+    /// The id of the last entry (or of the last purged one), read without
+    /// decoding the entry's payload (an entry is encoded id first).
+    pub fn last_log_id(&self) -> std::result::Result<Option<LogId<NodeId>>, StErr> {
+        let mut it = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::End);
+        if let Some(kv) = it.next() {
+            let (_, v) = kv.map_err(read_err)?;
+            let (id, _) = postcard::take_from_bytes::<LogId<NodeId>>(&v)
+                .map_err(|e| read_err(NnError::Corrupt(format!("undecodable raft log entry: {e}"))))?;
+            return Ok(Some(id));
+        }
+        self.get_state(KEY_PURGED)
+    }
+
     fn last_entry(&self) -> std::result::Result<Option<Entry<TypeConfig>>, StErr> {
         let mut it = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::End);
         match it.next() {
@@ -224,5 +237,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         );
         batch.delete_range_cf(self.cf(CF_LOG)?, index_key(0), index_key(log_id.index + 1));
         self.write_synced(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    #[tokio::test]
+    async fn the_last_log_id_is_read_without_its_payload() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut log = LogStore::open(dir.path()).expect("open");
+        assert_eq!(log.last_log_id().expect("read"), None);
+        let mut batch = WriteBatch::default();
+        for (term, index) in [(1, 1), (1, 2), (3, 3)] {
+            let e: Entry<TypeConfig> = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(term, 7), index),
+                payload: EntryPayload::Blank,
+            };
+            batch.put_cf(
+                log.cf(CF_LOG).expect("cf"),
+                index_key(index),
+                encode("raft log entry", &e).expect("encode"),
+            );
+        }
+        log.write_synced(batch).await.expect("write");
+        let last = log.last_log_id().expect("read").expect("an entry");
+        assert_eq!((last.leader_id.term, last.index), (3, 3));
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id, Some(last));
     }
 }

@@ -11,10 +11,12 @@
 //! the group does not commit (the leader was deposed first) is undone
 //! ([`state_machine`]). A namenode with no peers runs alone, as before.
 
+mod election_gate;
 mod log_store;
 mod network;
 mod snapshot;
 mod state_machine;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -200,6 +202,18 @@ pub struct Ha {
     me: NnNode,
     replicator: Arc<Replicator>,
     elections: Arc<std::sync::atomic::AtomicU64>,
+    secret: ClusterSecret,
+    /// How long members refuse to vote after hearing from a leader
+    /// (openraft's leader lease: the longest election timeout).
+    lease: Duration,
+    /// Held while leadership is being handed over.
+    transfer: tokio::sync::Mutex<()>,
+    /// A handle on the Raft log (for its last entry's id).
+    log: log_store::LogStore,
+    /// When a leader's AppendEntries or InstallSnapshot last reached this
+    /// namenode (ms since [`Ha::epoch`]; 0: never).
+    heard: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Ha {
@@ -237,7 +251,8 @@ impl Ha {
         let (replicator, proposals) = Replicator::new(me.name.clone());
         let snaps = snapshot::Snapshots::open(dir.join("snapshots"))?;
         let sm = state_machine::StateMachine::open(ns.clone(), replicator.clone(), snaps)?;
-        let net = network::Network::new(secret);
+        let net = network::Network::new(secret.clone());
+        let log_handle = log.clone();
         let raft = NnRaft::new(node_id(&me.name), Arc::new(raft_cfg), net, log, sm)
             .await
             .map_err(|e| NnError::Internal(format!("cannot start raft: {e}")))?;
@@ -261,6 +276,7 @@ impl Ha {
             replicator.clone(),
             ns,
             elections.clone(),
+            Duration::from_millis(cfg.election_timeout_ms * 2),
             token.clone(),
         );
         state_machine::spawn_proposer(raft.clone(), replicator.clone(), proposals, token.clone());
@@ -269,7 +285,14 @@ impl Ha {
             me,
             replicator,
             elections,
+            secret,
+            lease: Duration::from_millis(cfg.election_timeout_ms * 2),
+            transfer: tokio::sync::Mutex::new(()),
+            log: log_handle,
+            heard: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         });
+        election_gate::spawn(ha.clone(), token.clone());
         tokio::spawn(async move {
             token.cancelled().await;
             if let Err(e) = raft.shutdown().await {
@@ -277,6 +300,19 @@ impl Ha {
             }
         });
         Ok(ha)
+    }
+
+    /// Notes that the leader was heard (its AppendEntries or
+    /// InstallSnapshot was taken).
+    pub(super) fn heard_leader(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.heard.store(ms.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a leader was heard within `d`.
+    fn heard_within(&self, d: Duration) -> bool {
+        let at = self.heard.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0 && self.epoch.elapsed().as_millis() as u64 <= at + d.as_millis() as u64
     }
 
     pub fn raft(&self) -> &NnRaft {
@@ -382,6 +418,13 @@ impl Ha {
             .map(|(id, n)| (*id, n))
             .collect();
         let last_index = m.last_log_index.unwrap_or(0);
+        let own_last_term = match self.log.last_log_id() {
+            Ok(id) => id.map_or(0, |l| l.leader_id.term),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the raft log's last entry");
+                0
+            }
+        };
         let voters: std::collections::BTreeSet<NodeId> =
             m.membership_config.membership().voter_ids().collect();
         let members = names
@@ -417,6 +460,7 @@ impl Ha {
                         None => 0,
                     },
                     voter: voters.contains(id),
+                    last_log_term: if me { own_last_term } else { 0 },
                 }
             })
             .collect();

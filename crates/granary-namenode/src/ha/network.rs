@@ -173,20 +173,61 @@ impl RaftNetwork<TypeConfig> for Peer {
 /// leader): it waits, and the leader brings it up to date.
 pub async fn group_running(members: &[NnNode], me: &str) -> bool {
     for m in members.iter().filter(|m| m.name != me) {
-        let Ok(ep) = Endpoint::from_shared(format!("http://{}", m.rpc_addr)) else {
-            continue;
-        };
-        let ep = ep
-            .connect_timeout(std::time::Duration::from_millis(500))
-            .timeout(std::time::Duration::from_secs(1));
-        let Ok(ch) = ep.connect().await else { continue };
-        if let Ok(r) = RaftProtocolClient::new(ch).status(pb::HaStatusRequest {}).await
-            && r.into_inner().term > 0
+        if peer_status(&m.rpc_addr, std::time::Duration::from_millis(500))
+            .await
+            .is_some_and(|s| s.term > 0)
         {
             return true;
         }
     }
     false
+}
+
+/// What the member at `addr` says of the group, if it answers within
+/// `within` (twice that for the answer).
+pub(super) async fn peer_status(addr: &str, within: std::time::Duration) -> Option<pb::HaStatusResponse> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(within)
+        .timeout(2 * within);
+    let ch = ep.connect().await.ok()?;
+    let r = RaftProtocolClient::new(ch)
+        .status(pb::HaStatusRequest {})
+        .await
+        .ok()?;
+    Some(r.into_inner())
+}
+
+/// Sends the hand-over's last step to the member at `addr`.
+pub(super) async fn send_take_over(
+    secret: &ClusterSecret,
+    addr: &str,
+    req: &super::transfer::TakeOver,
+) -> crate::error::Result<()> {
+    const METHOD: &str = "take_leadership";
+    let body = encode(METHOD, req)?;
+    let msg = pb::RaftMessage {
+        proof: proof(secret, METHOD, &body),
+        body,
+    };
+    let unreachable = |e: &dyn std::fmt::Display| {
+        crate::error::NnError::HandOver(format!(
+            "namenode {} at {addr} was not asked to take over: {e}",
+            req.node
+        ))
+    };
+    let ch = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| unreachable(&e))?
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| unreachable(&e))?;
+    RaftProtocolClient::new(ch)
+        .take_leadership(msg)
+        .await
+        .map_err(|st| unreachable(&st.message()))?;
+    Ok(())
 }
 
 /// The namenode's RaftProtocol service: hands verified messages to Raft.
@@ -232,7 +273,11 @@ impl pb::raft_protocol_server::RaftProtocol for RaftService {
     ) -> Result<Response<pb::RaftMessage>, Status> {
         let ha = self.ha()?;
         let rpc: AppendEntriesRequest<TypeConfig> = self.open("append_entries", req)?;
-        reply("append_entries", &ha.raft().append_entries(rpc).await)
+        let r = ha.raft().append_entries(rpc).await;
+        if matches!(&r, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+            ha.heard_leader();
+        }
+        reply("append_entries", &r)
     }
 
     async fn vote(&self, req: Request<pb::RaftMessage>) -> Result<Response<pb::RaftMessage>, Status> {
@@ -247,7 +292,21 @@ impl pb::raft_protocol_server::RaftProtocol for RaftService {
     ) -> Result<Response<pb::RaftMessage>, Status> {
         let ha = self.ha()?;
         let rpc: InstallSnapshotRequest<TypeConfig> = self.open("install_snapshot", req)?;
-        reply("install_snapshot", &ha.raft().install_snapshot(rpc).await)
+        let r = ha.raft().install_snapshot(rpc).await;
+        if r.is_ok() {
+            ha.heard_leader();
+        }
+        reply("install_snapshot", &r)
+    }
+
+    async fn take_leadership(
+        &self,
+        req: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let ha = self.ha()?;
+        let rpc: super::transfer::TakeOver = self.open("take_leadership", req)?;
+        ha.take_over(rpc).await?;
+        Ok(Response::new(pb::RaftMessage::default()))
     }
 
     async fn status(

@@ -62,6 +62,10 @@ struct Role {
     /// A leader serves once it applied its log up to its own term.
     ready: bool,
     leader_addr: Option<String>,
+    /// Until when no other member can have been elected: the leader lease
+    /// from the last heartbeat a majority acknowledged (timed from when it
+    /// was sent). `None` for a group of one.
+    lease_until: Option<std::time::Instant>,
 }
 
 /// The changes written ahead of their commit, and what the log applied last.
@@ -72,6 +76,9 @@ struct Spec {
     /// The last applied change, by (origin, seq), and its log index.
     last_change: Option<(u64, u64)>,
     last_change_index: u64,
+    /// While leadership is handed to another member (its client address):
+    /// no change is proposed, callers are sent there.
+    handing_to: Option<String>,
 }
 
 /// A change on its way to the log.
@@ -112,12 +119,33 @@ impl Replicator {
     }
 
     pub(super) fn check_leader_now(&self) -> Result<()> {
+        if let Some(next) = self.spec.lock().handing_to.clone() {
+            return Err(self.standby(Some(next)));
+        }
         let role = self.role.read();
-        if role.leader && role.ready {
+        // Past its lease a leader may have been replaced without knowing:
+        // it serves nothing (not even reads) until a majority answers again.
+        let in_lease = role.lease_until.is_none_or(|u| std::time::Instant::now() < u);
+        if role.leader && role.ready && in_lease {
             Ok(())
         } else {
             Err(self.standby(role.leader_addr.clone()))
         }
+    }
+
+    /// Stops proposing (callers are sent to `next`, a client address) until
+    /// [`Self::resume`]; changes already proposed go on to their commit.
+    pub(super) fn hand_over(&self, next: String) {
+        self.spec.lock().handing_to = Some(next);
+    }
+
+    pub(super) fn resume(&self) {
+        self.spec.lock().handing_to = None;
+    }
+
+    /// How many of this leader's changes still wait for their commit.
+    pub(super) fn pending(&self) -> usize {
+        self.spec.lock().pending.len()
     }
 
     /// The leader's client address as this namenode knows it.
@@ -172,6 +200,9 @@ impl Replication for Replicator {
             return Err(NnError::ShuttingDown);
         }
         let mut spec = self.spec.lock();
+        if let Some(next) = spec.handing_to.clone() {
+            return Err(self.standby(Some(next)));
+        }
         let seq = spec.next_seq;
         let after = spec.pending.back().copied();
         let undo = effects.undo(db)?;
@@ -461,6 +492,7 @@ pub fn spawn_role_watch(
     rep: Arc<Replicator>,
     ns: Arc<Namespace>,
     elections: Arc<AtomicU64>,
+    lease: Duration,
     token: CancellationToken,
 ) {
     let mut rx = raft.metrics();
@@ -512,10 +544,20 @@ pub fn spawn_role_watch(
             if leader != was_leader || m.current_term != last_term {
                 tracing::info!(term = m.current_term, leader, leader_addr = ?leader_addr, "namenode group role");
             }
+            let lease_until = if alone {
+                None
+            } else {
+                // A lease the engine has not renewed yet is already over.
+                Some(match m.millis_since_quorum_ack {
+                    Some(ms) => std::time::Instant::now() - Duration::from_millis(ms) + lease,
+                    None => std::time::Instant::now(),
+                })
+            };
             *rep.role.write() = Role {
                 leader,
                 ready,
                 leader_addr,
+                lease_until,
             };
             (last_term, was_leader) = (m.current_term, leader);
             tokio::select! {
@@ -610,6 +652,7 @@ mod tests {
             leader: true,
             ready: true,
             leader_addr: None,
+            lease_until: None,
         };
 
         let (r, d1) = deferring_durability(|| ns.mkdirs(&su, "/a", 0, false));

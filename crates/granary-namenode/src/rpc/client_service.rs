@@ -590,6 +590,27 @@ impl ClientProtocol for ClientService {
         Ok(Response::new(pb::ChangeNamenodesResponse { voters }))
     }
 
+    async fn transfer_leadership(
+        &self,
+        req: Request<pb::TransferLeadershipRequest>,
+    ) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
+        let (st, caller) = self.ctx(&req).await?;
+        require_super(&caller)?;
+        let to = req.into_inner().node_id;
+        let ha = st.ha().ok_or_else(|| {
+            NnError::InvalidArgument(
+                "this namenode runs alone (no peers): there is no other namenode to lead".into(),
+            )
+        })?;
+        let started = std::time::Instant::now();
+        let leader = ha.transfer_leader(&to).await?;
+        tracing::info!(to = %to, user = %caller.user(), "leadership transferred by hand");
+        Ok(Response::new(pb::TransferLeadershipResponse {
+            leader,
+            took_ms: started.elapsed().as_millis() as u64,
+        }))
+    }
+
     async fn set_safe_mode(
         &self,
         req: Request<pb::SetSafeModeRequest>,

@@ -6,11 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fence;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use granary_client::{CreateOptions, DfsClient, Identity};
+use granary_common::HasErrorCode;
 use granary_common::daemon_auth::ClusterSecret;
 use granary_proto as pb;
 use granary_testkit::binaries::{Daemon, bin_path, free_port, wait_for_port};
@@ -199,6 +202,30 @@ impl Group {
             .collect()
     }
 
+    /// Every namenode's election chatter (openraft's own lines on standing,
+    /// voting and winning), to show why an election was slow.
+    fn elections(&self) -> String {
+        const MARKS: [&str; 6] = [
+            "do trigger election",
+            "reject vote-request",
+            "handle vote request result",
+            "a quorum granted",
+            "seen a greater log",
+            "namenode group role",
+        ];
+        (0..3)
+            .map(|i| {
+                let log = self.log(i);
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| MARKS.iter().any(|m| l.contains(m)))
+                    .collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                format!("--- nn{} ---\n{tail}\n", i + 1)
+            })
+            .collect()
+    }
+
     /// What namenode `i` says of the group, if it answers.
     async fn status(&self, i: usize) -> Option<pb::HaStatusResponse> {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.rpcs[i]))
@@ -359,7 +386,8 @@ async fn killing_whoever_leads_loses_no_acknowledged_file() {
         );
         assert!(
             took <= Duration::from_millis(2 * 4 * ELECTION_TIMEOUT_MS),
-            "round {round}: a new leader took {took:?}"
+            "round {round}: a new leader took {took:?}:\n{}",
+            g.elections()
         );
         g.namenodes[leader] = Some(g.spawn_namenode(leader));
     }
@@ -718,4 +746,80 @@ async fn raft_messages_without_the_cluster_secret_are_refused() {
         .await
         .expect("connect");
     c.mkdirs("/still-serving", None, true).await.expect("serving");
+}
+
+/// `granary admin ha transfer-leader`: leadership moves to the member
+/// named and back, while a writer keeps making directories; every one it
+/// was told exists survives. Strangers to the group and users other than
+/// the superuser are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_handed_to_the_member_named() {
+    let g = Group::start(0);
+    let (first, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let addrs = g.rpcs.join(",");
+    let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
+
+    let alice = DfsClient::connect_lazy(&addrs, Identity::new("alice")).expect("client");
+    let e = alice
+        .transfer_leadership("nn1")
+        .await
+        .expect_err("alice transferred leadership");
+    assert_eq!(e.code(), granary_common::ErrorCode::AccessControl, "{e}");
+    let e = c
+        .transfer_leadership("nn9")
+        .await
+        .expect_err("a stranger got the lead");
+    assert_eq!(e.code(), granary_common::ErrorCode::FileNotFound, "{e}");
+    assert!(e.to_string().contains("nn9"), "{e}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (c, stop) = (c.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut made = Vec::new();
+            for n in 0..2_000u32 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let p = format!("/handover/d{n}");
+                match c.mkdirs(&p, None, true).await {
+                    Ok(()) => made.push(p),
+                    Err(e) => tracing::info!(path = p, error = %e, "mkdirs failed"),
+                }
+            }
+            made
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut at = first;
+    for _ in 0..2 {
+        let next = (at + 1) % 3;
+        let name = format!("nn{}", next + 1);
+        let (leader, took) = c.transfer_leadership(&name).await.expect("transfer");
+        assert_eq!(leader, name);
+        eprintln!("nn{} handed over to {name} in {took:?}", at + 1);
+        let s = g.status(next).await.expect("new leader answers");
+        assert_eq!(s.leader_id, name, "{s:?}");
+        let (serving, _) = g.wait_leader(Duration::from_secs(10)).await;
+        assert_eq!(serving, next);
+        at = next;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Handing it to the leader itself changes nothing.
+    let (leader, _) = c
+        .transfer_leadership(&format!("nn{}", at + 1))
+        .await
+        .expect("transfer to itself");
+    assert_eq!(leader, format!("nn{}", at + 1));
+
+    stop.store(true, Ordering::SeqCst);
+    let made = writer.await.expect("writer");
+    assert!(made.len() >= 10, "only {} directories made", made.len());
+    for p in &made {
+        assert!(
+            c.get_file_info(p).await.expect("stat").is_some(),
+            "{p} (acknowledged) is lost"
+        );
+    }
+    eprintln!("{} directories made across two hand-overs", made.len());
 }
