@@ -94,9 +94,11 @@ impl HasErrorCode for NnError {
             Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
             Self::SafeMode(_) => ErrorCode::SafeMode,
-            Self::ShuttingDown | Self::NotCommitted(_) | Self::HandOver(_) => ErrorCode::Unavailable,
+            Self::ShuttingDown | Self::NotCommitted(_) => ErrorCode::Unavailable,
             Self::Standby { .. } => ErrorCode::Standby,
-            Self::Store(_) | Self::Corrupt(_) | Self::Internal(_) => ErrorCode::Internal,
+            // Not retried by clients (as HDFS's FailoverFailedException):
+            // the message says why, and the old leader leads on.
+            Self::Store(_) | Self::Corrupt(_) | Self::Internal(_) | Self::HandOver(_) => ErrorCode::Internal,
         }
     }
 }

@@ -230,6 +230,9 @@ pub async fn start(
     }
     let rpc_addr = rpc.local_addr()?;
     let http_addr = http.local_addr()?;
+    if let Some(ha) = &ha {
+        ha.set_http_addr(http_addr);
+    }
 
     let monitor = spawn_liveness_monitor(state.clone(), token.child_token());
     let redundancy = spawn_redundancy_monitor(state.clone(), token.child_token());

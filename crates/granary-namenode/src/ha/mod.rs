@@ -214,6 +214,11 @@ pub struct Ha {
     /// namenode (ms since [`Ha::epoch`]; 0: never).
     heard: std::sync::atomic::AtomicU64,
     epoch: std::time::Instant,
+    /// This namenode's HTTP address as the others reach it.
+    http_addr: std::sync::OnceLock<String>,
+    /// The leader's HTTP address, asked of it: (its RPC address, its HTTP
+    /// address, when asked).
+    leader_http: parking_lot::Mutex<Option<(String, String, std::time::Instant)>>,
 }
 
 impl Ha {
@@ -291,6 +296,8 @@ impl Ha {
             log: log_handle,
             heard: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+            http_addr: std::sync::OnceLock::new(),
+            leader_http: parking_lot::Mutex::new(None),
         });
         election_gate::spawn(ha.clone(), token.clone());
         tokio::spawn(async move {
@@ -313,6 +320,43 @@ impl Ha {
     fn heard_within(&self, d: Duration) -> bool {
         let at = self.heard.load(std::sync::atomic::Ordering::Relaxed);
         at != 0 && self.epoch.elapsed().as_millis() as u64 <= at + d.as_millis() as u64
+    }
+
+    /// Records the address the HTTP server listens on; an unspecified IP
+    /// (0.0.0.0) is given as the host of this member's RPC address.
+    pub fn set_http_addr(&self, bound: std::net::SocketAddr) {
+        let addr = if bound.ip().is_unspecified() {
+            let host = self
+                .me
+                .rpc_addr
+                .rsplit_once(':')
+                .map_or(self.me.rpc_addr.as_str(), |(h, _)| h);
+            format!("{host}:{}", bound.port())
+        } else {
+            bound.to_string()
+        };
+        let _ = self.http_addr.set(addr);
+    }
+
+    /// The leader's HTTP address, when another member leads and says it
+    /// (asked once per leader, again after a minute).
+    pub async fn leader_http_addr(&self) -> Option<String> {
+        let leader = self.replicator.leader_addr()?;
+        if leader == self.me.rpc_addr {
+            return None;
+        }
+        if let Some((rpc, http, at)) = self.leader_http.lock().clone()
+            && rpc == leader
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return Some(http);
+        }
+        let s = network::peer_status(&leader, Duration::from_millis(300)).await?;
+        if s.http_addr.is_empty() || s.leader_id != s.node_id {
+            return None;
+        }
+        *self.leader_http.lock() = Some((leader, s.http_addr.clone(), std::time::Instant::now()));
+        Some(s.http_addr)
     }
 
     pub fn raft(&self) -> &NnRaft {
@@ -472,6 +516,7 @@ impl Ha {
             term: m.current_term,
             members,
             elections: self.elections.load(std::sync::atomic::Ordering::Relaxed),
+            http_addr: self.http_addr.get().cloned().unwrap_or_default(),
         }
     }
 }

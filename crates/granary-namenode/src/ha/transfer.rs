@@ -16,9 +16,13 @@ use serde::{Deserialize, Serialize};
 use super::{Ha, node_id};
 use crate::error::{NnError, Result};
 
-/// How long the changes proposed before a hand-over, and the chosen
-/// member's catching up, may take before the transfer is given up.
+/// How long the chosen member may take to come near the end of the log
+/// (writes go on meanwhile).
 const SETTLE: Duration = Duration::from_secs(10);
+/// "Near": entries it may lag when writes pause.
+const NEAR: u64 = 1000;
+/// How long writes stay paused for the last entries to commit and reach it.
+const PAUSE_LIMIT: Duration = Duration::from_secs(3);
 
 /// The leader's request to a follower to stand now.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,32 +84,50 @@ impl Ha {
             .transfer
             .try_lock()
             .map_err(|_| NnError::InvalidArgument("a leadership transfer is already under way".into()))?;
-        self.replicator.hand_over(node.rpc_addr.clone());
-        let _resume = Resume(self);
-        tracing::info!(to = %name, "handing leadership over");
-        if !self
-            .wait_metrics(SETTLE, |_| self.replicator.pending() == 0)
-            .await
-        {
-            return Err(NnError::HandOver(format!(
-                "changes proposed before the transfer did not commit within {} s; {} still leads",
-                SETTLE.as_secs(),
-                self.me.name
-            )));
-        }
-        let caught_up = |m: &openraft::RaftMetrics<super::NodeId, super::NnNode>| {
+        let lag = |m: &openraft::RaftMetrics<super::NodeId, super::NnNode>| {
             let matched = m
                 .replication
                 .as_ref()
                 .and_then(|r| r.get(&id).cloned())
                 .flatten()
                 .map(|l| l.index);
-            m.state == ServerState::Leader && matched.is_some() && matched == m.last_log_index
+            match (m.state, matched, m.last_log_index) {
+                (ServerState::Leader, Some(mi), Some(li)) => Some(li.saturating_sub(mi)),
+                _ => None,
+            }
         };
-        if !self.wait_metrics(SETTLE, caught_up).await {
+        // Before writes pause: the member answers and is nearly caught up
+        // (a member that is down fails the transfer here, writes untouched).
+        let answers = super::network::peer_status(&node.rpc_addr, Duration::from_millis(500)).await;
+        if answers.is_none_or(|s| s.node_id != name) {
             return Err(NnError::HandOver(format!(
-                "namenode {name} did not catch up with the log within {} s; {} still leads",
+                "namenode {name} at {} does not answer as {name}; {} leads on",
+                node.rpc_addr, self.me.name
+            )));
+        }
+        if !self
+            .wait_metrics(SETTLE, |m| lag(m).is_some_and(|l| l <= NEAR))
+            .await
+        {
+            return Err(NnError::HandOver(format!(
+                "namenode {name} is not within {NEAR} entries of the log after {} s (down or far behind); {} leads on",
                 SETTLE.as_secs(),
+                self.me.name
+            )));
+        }
+        self.replicator.hand_over(node.rpc_addr.clone());
+        let _resume = Resume(self);
+        tracing::info!(to = %name, "handing leadership over");
+        // Writes paused: what was proposed commits, and reaches the member.
+        if !self
+            .wait_metrics(PAUSE_LIMIT, |m| {
+                self.replicator.pending() == 0 && lag(m) == Some(0)
+            })
+            .await
+        {
+            return Err(NnError::HandOver(format!(
+                "namenode {name} did not receive the whole log within {} ms of writes pausing; {} leads on",
+                PAUSE_LIMIT.as_millis(),
                 self.me.name
             )));
         }

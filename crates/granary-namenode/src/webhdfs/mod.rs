@@ -58,17 +58,32 @@ pub fn routes(st: Arc<NamenodeState>, rpc_addr: String) -> Router {
         .with_state(w)
 }
 
-/// A namenode that does not lead its group answers WebHDFS as HDFS's
-/// standby does: 403 StandbyException, naming the leader's RPC address.
+/// A namenode that does not lead its group sends WebHDFS requests to the
+/// leader's HTTP address (307, same path and query, so clients that know
+/// one namenode only keep working); when no leader is known, it answers as
+/// HDFS's standby does: 403 StandbyException, naming the leader if it can.
 async fn standby(
     State(w): State<Arc<WebHdfs>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match w.st.check_active() {
-        Ok(()) => next.run(req).await,
-        Err(e) => WebError::new(ErrorCode::Standby, e.to_string()).into_response(),
+    let Err(e) = w.st.check_active() else {
+        return next.run(req).await;
+    };
+    if let Some(ha) = w.st.ha()
+        && let Some(leader) = ha.leader_http_addr().await
+    {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let to = format!("http://{leader}{pq}");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&to) {
+            return (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, v)],
+            )
+                .into_response();
+        }
     }
+    WebError::new(ErrorCode::Standby, e.to_string()).into_response()
 }
 
 async fn handle(

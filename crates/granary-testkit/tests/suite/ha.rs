@@ -754,7 +754,7 @@ async fn raft_messages_without_the_cluster_secret_are_refused() {
 /// the superuser are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_is_handed_to_the_member_named() {
-    let g = Group::start(0);
+    let mut g = Group::start(0);
     let (first, _) = g.wait_leader(Duration::from_secs(30)).await;
     let addrs = g.rpcs.join(",");
     let c = DfsClient::connect_lazy(&addrs, Identity::new("hdfs")).expect("client");
@@ -822,4 +822,103 @@ async fn leadership_is_handed_to_the_member_named() {
         );
     }
     eprintln!("{} directories made across two hand-overs", made.len());
+
+    // A member that is down: refused before writes pause, and at once (not
+    // retried by the client); the leader leads on and takes writes.
+    let down = (at + 1) % 3;
+    g.namenodes[down].as_mut().expect("running").kill9();
+    g.namenodes[down] = None;
+    let t = Instant::now();
+    let e = c
+        .transfer_leadership(&format!("nn{}", down + 1))
+        .await
+        .expect_err("leadership handed to a dead member");
+    assert!(e.to_string().contains(&format!("nn{}", down + 1)), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "refused only after {:?}",
+        t.elapsed()
+    );
+    let (serving, _) = g.wait_leader(Duration::from_secs(10)).await;
+    assert_eq!(serving, at);
+    c.mkdirs("/handover/after", None, true)
+        .await
+        .expect("writes go on");
+}
+
+/// One HTTP/1.0 request: the status, the `Location` header if any, the body.
+fn http(addr: &str, method: &str, path_and_query: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("number");
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .map(str::to_string);
+    (status, location, body.to_string())
+}
+
+/// WebHDFS clients that know one namenode keep working when it does not
+/// lead: it sends them to the leader's HTTP address, path and query kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhdfs_on_a_follower_sends_clients_to_the_leader() {
+    let g = Group::start(0);
+    let (leader, _) = g.wait_leader(Duration::from_secs(30)).await;
+    let http_of = |i: usize| {
+        let a = &g.nn_args[i];
+        let at = a.iter().position(|x| x == "--http-addr").expect("--http-addr");
+        a[at + 1].clone()
+    };
+    let follower = (leader + 1) % 3;
+    let pq = "/webhdfs/v1/?op=GETFILESTATUS&user.name=hdfs";
+    let (st, location, body) = tokio::task::spawn_blocking({
+        let addr = http_of(follower);
+        move || http(&addr, "GET", pq)
+    })
+    .await
+    .expect("request");
+    assert_eq!(st, 307, "{body}");
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("http://{}{pq}", http_of(leader)).as_str())
+    );
+
+    // A write sent to the follower and followed to the leader.
+    let mk = "/webhdfs/v1/via-follower?op=MKDIRS&user.name=hdfs";
+    let (st, location, _) = tokio::task::spawn_blocking({
+        let addr = http_of(follower);
+        move || http(&addr, "PUT", mk)
+    })
+    .await
+    .expect("request");
+    assert_eq!(st, 307);
+    let to = location.expect("location");
+    let to = to.strip_prefix("http://").expect("http");
+    let (host, path) = to.split_at(to.find('/').expect("path"));
+    let (host, path) = (host.to_string(), path.to_string());
+    let (st, _, body) = tokio::task::spawn_blocking(move || http(&host, "PUT", &path))
+        .await
+        .expect("request");
+    assert_eq!((st, body.as_str()), (200, r#"{"boolean":true}"#));
+    let c = DfsClient::connect_lazy(&g.rpcs.join(","), Identity::new("hdfs")).expect("client");
+    assert!(c.get_file_info("/via-follower").await.expect("stat").is_some());
 }
