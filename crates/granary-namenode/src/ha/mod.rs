@@ -421,7 +421,7 @@ impl Ha {
         let m = self.raft.metrics().borrow().membership_config.clone();
         let mut voters: std::collections::BTreeSet<NodeId> = m.membership().voter_ids().collect();
         if !voters.remove(&id) {
-            return Err(NnError::NotFound(format!(
+            return Err(NnError::InvalidArgument(format!(
                 "namenode {name} is not a voting member"
             )));
         }

@@ -305,6 +305,9 @@ impl StateMachine {
 
     /// Applies one entry; whether its change (if any) took effect.
     fn apply_one(&self, entry: &openraft::Entry<TypeConfig>) -> Result<bool> {
+        if self.apply_own_next(entry)? {
+            return Ok(true);
+        }
         let log_id = entry.log_id;
         self.ns.with_write_lock(|db| {
             let cf = meta_cf(db)?;
@@ -358,6 +361,40 @@ impl StateMachine {
         })
     }
 
+    /// The common case on a leader: the entry is its own next change,
+    /// computed on what the log applied, so already in the store. Only the
+    /// bookkeeping is written, under the replicator's lock alone: the
+    /// namespace lock stays with the mutations (taking it for every entry
+    /// made applies queue behind them). False when the entry is anything
+    /// else; nothing is written then.
+    fn apply_own_next(&self, entry: &openraft::Entry<TypeConfig>) -> Result<bool> {
+        let EntryPayload::Normal(cmd) = &entry.payload else {
+            return Ok(false);
+        };
+        if cmd.origin != self.rep.origin {
+            return Ok(false);
+        }
+        let mut spec = self.rep.spec.lock();
+        let valid = match cmd.after {
+            Some(prev) => spec.last_change == Some((cmd.origin, prev)),
+            None => spec.last_change_index == cmd.base,
+        };
+        if !valid || spec.pending.front() != Some(&cmd.seq) {
+            return Ok(false);
+        }
+        let db = self.ns.db();
+        let cf = meta_cf(db)?;
+        let last_change = (Some((cmd.origin, cmd.seq)), entry.log_id.index);
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(cf, undo_key(cmd.seq));
+        batch.put_cf(cf, KEY_LAST_CHANGE, encode("last change", &last_change)?);
+        batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(entry.log_id))?);
+        db.write_opt(batch, &unsynced())?;
+        spec.pending.pop_front();
+        (spec.last_change, spec.last_change_index) = last_change;
+        Ok(true)
+    }
+
     fn read_applied(&self) -> Result<AppliedState> {
         let db = self.ns.db();
         let cf = meta_cf(db)?;
@@ -382,6 +419,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let sm = self.clone();
         let meta = tokio::task::spawn_blocking(move || -> Result<snapshot::Meta> {
             let (meta, dir) = sm.ns.with_write_lock(|db| {
+                // No entry is applied meanwhile (the leader's own entries
+                // are applied under this lock alone): the checkpoint holds
+                // exactly what the applied id says.
+                let _applying = sm.rep.spec.lock();
                 let (applied, membership) = sm.read_applied()?;
                 let meta = snapshot::meta(applied, membership);
                 let dir = sm.snaps.checkpoint(db, &meta.snapshot_id)?;

@@ -68,10 +68,9 @@ impl Ha {
         let id = node_id(name);
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let node = membership
-            .get_node(&id)
-            .cloned()
-            .ok_or_else(|| NnError::NotFound(format!("namenode {name} is not a member of the group")))?;
+        let node = membership.get_node(&id).cloned().ok_or_else(|| {
+            NnError::InvalidArgument(format!("namenode {name} is not a member of the group"))
+        })?;
         if !membership.voter_ids().any(|v| v == id) {
             return Err(NnError::InvalidArgument(format!(
                 "namenode {name} is a learner: only a voting member can lead"

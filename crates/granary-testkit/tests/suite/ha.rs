@@ -769,7 +769,7 @@ async fn leadership_is_handed_to_the_member_named() {
         .transfer_leadership("nn9")
         .await
         .expect_err("a stranger got the lead");
-    assert_eq!(e.code(), granary_common::ErrorCode::FileNotFound, "{e}");
+    assert_eq!(e.code(), granary_common::ErrorCode::InvalidArgument, "{e}");
     assert!(e.to_string().contains("nn9"), "{e}");
 
     let stop = Arc::new(AtomicBool::new(false));
