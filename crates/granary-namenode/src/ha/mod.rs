@@ -38,7 +38,7 @@ pub use state_machine::Replicator;
 openraft::declare_raft_types!(
     /// The namenode group's Raft types.
     pub TypeConfig:
-        D = NsCommand,
+        D = NsBatch,
         R = NsResponse,
         Node = NnNode,
         SnapshotData = tokio::fs::File,
@@ -97,12 +97,30 @@ impl fmt::Display for NsCommand {
     }
 }
 
-/// Whether an entry's change was applied: a change computed on a state
-/// the log did not reach (its leader was deposed meanwhile) is skipped,
-/// the same way on every namenode.
+/// The changes one log entry carries, applied in order: every change the
+/// leader had waiting when the entry was proposed. openraft 0.9 waits for
+/// each entry's fsync before it takes the next, so one change per entry
+/// would mean one fsync per change on the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsBatch {
+    pub changes: Vec<NsCommand>,
+}
+
+impl fmt::Display for NsBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.changes.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => write!(f, "{} changes", many.len()),
+        }
+    }
+}
+
+/// Whether each of an entry's changes was applied: a change computed on a
+/// state the log did not reach (its leader was deposed meanwhile) is
+/// skipped, the same way on every namenode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NsResponse {
-    pub applied: bool,
+    pub applied: Vec<bool>,
 }
 
 /// `[ha]`: this namenode's place in its group.
@@ -246,7 +264,8 @@ impl Ha {
             election_timeout_max: cfg.election_timeout_ms * 2,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: cfg.keep_log_entries,
-            max_payload_entries: 512,
+            // An entry carries a batch of changes (up to 4096 keys).
+            max_payload_entries: 64,
             install_snapshot_timeout: 60_000,
             ..Default::default()
         }

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::{self, Snapshots};
-use super::{NnNode, NnRaft, NodeId, NsCommand, NsResponse, TypeConfig, decode, encode};
+use super::{NnNode, NnRaft, NodeId, NsBatch, NsCommand, NsResponse, TypeConfig, decode, encode};
 use crate::error::{NnError, Result};
 use crate::inode::CF_META;
 use crate::namespace::{Commit, Effects, Namespace, Replication};
@@ -303,74 +303,82 @@ impl StateMachine {
         Ok(Self { ns, rep, snaps })
     }
 
-    /// Applies one entry; whether its change (if any) took effect.
-    fn apply_one(&self, entry: &openraft::Entry<TypeConfig>) -> Result<bool> {
-        if self.apply_own_next(entry)? {
-            return Ok(true);
-        }
+    /// Applies one entry; whether each of its changes took effect.
+    fn apply_one(&self, entry: &openraft::Entry<TypeConfig>) -> Result<Vec<bool>> {
         let log_id = entry.log_id;
+        match &entry.payload {
+            EntryPayload::Normal(NsBatch { changes }) if !changes.is_empty() => changes
+                .iter()
+                .map(|cmd| match self.apply_own_next(log_id, cmd)? {
+                    true => Ok(true),
+                    false => self.apply_change(log_id, cmd),
+                })
+                .collect(),
+            payload => self.ns.with_write_lock(|db| {
+                let cf = meta_cf(db)?;
+                let mut batch = WriteBatch::default();
+                if let EntryPayload::Membership(m) = payload {
+                    let stored = StoredMembership::new(Some(log_id), m.clone());
+                    batch.put_cf(cf, KEY_MEMBERSHIP, encode("membership", &stored)?);
+                }
+                batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
+                db.write_opt(batch, &unsynced())?;
+                Ok((Vec::new(), false))
+            }),
+        }
+    }
+
+    /// Applies one change of the entry `log_id` (not this leader's next
+    /// own one); whether it took effect.
+    fn apply_change(&self, log_id: LogId<NodeId>, cmd: &NsCommand) -> Result<bool> {
         self.ns.with_write_lock(|db| {
             let cf = meta_cf(db)?;
             let mut batch = WriteBatch::default();
             let mut changed = false;
-            let applied = match &entry.payload {
-                EntryPayload::Blank => true,
-                EntryPayload::Membership(m) => {
-                    let stored = StoredMembership::new(Some(log_id), m.clone());
-                    batch.put_cf(cf, KEY_MEMBERSHIP, encode("membership", &stored)?);
-                    true
-                }
-                EntryPayload::Normal(cmd) => {
-                    let mut spec = self.rep.spec.lock();
-                    let valid = match cmd.after {
-                        Some(prev) => spec.last_change == Some((cmd.origin, prev)),
-                        None => spec.last_change_index == cmd.base,
-                    };
-                    let own_next = cmd.origin == self.rep.origin && spec.pending.front() == Some(&cmd.seq);
-                    if own_next && valid {
-                        // Already in the store since it was proposed.
-                        batch.delete_cf(cf, undo_key(cmd.seq));
-                        spec.pending.pop_front();
-                    } else {
-                        if !spec.pending.is_empty() {
-                            self.rep.undo_pending(db, &mut spec, &mut batch)?;
-                            changed = true;
-                        }
-                        if valid {
-                            cmd.effects.write_to(db, &mut batch)?;
-                            changed = true;
-                        } else {
-                            tracing::info!(index = log_id.index, change = %cmd, "skipping a change computed on a state the log did not reach");
-                        }
-                    }
-                    if valid {
-                        spec.last_change = Some((cmd.origin, cmd.seq));
-                        spec.last_change_index = log_id.index;
-                        batch.put_cf(
-                            cf,
-                            KEY_LAST_CHANGE,
-                            encode("last change", &(spec.last_change, spec.last_change_index))?,
-                        );
-                    }
-                    valid
-                }
+            let mut spec = self.rep.spec.lock();
+            let valid = match cmd.after {
+                Some(prev) => spec.last_change == Some((cmd.origin, prev)),
+                None => spec.last_change_index == cmd.base,
             };
+            let own_next = cmd.origin == self.rep.origin && spec.pending.front() == Some(&cmd.seq);
+            if own_next && valid {
+                // Already in the store since it was proposed.
+                batch.delete_cf(cf, undo_key(cmd.seq));
+                spec.pending.pop_front();
+            } else {
+                if !spec.pending.is_empty() {
+                    self.rep.undo_pending(db, &mut spec, &mut batch)?;
+                    changed = true;
+                }
+                if valid {
+                    cmd.effects.write_to(db, &mut batch)?;
+                    changed = true;
+                } else {
+                    tracing::info!(index = log_id.index, change = %cmd, "skipping a change computed on a state the log did not reach");
+                }
+            }
+            if valid {
+                spec.last_change = Some((cmd.origin, cmd.seq));
+                spec.last_change_index = log_id.index;
+                batch.put_cf(
+                    cf,
+                    KEY_LAST_CHANGE,
+                    encode("last change", &(spec.last_change, spec.last_change_index))?,
+                );
+            }
             batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
             db.write_opt(batch, &unsynced())?;
-            Ok((applied, changed))
+            Ok((valid, changed))
         })
     }
 
-    /// The common case on a leader: the entry is its own next change,
+    /// The common case on a leader: the change is its own next one,
     /// computed on what the log applied, so already in the store. Only the
     /// bookkeeping is written, under the replicator's lock alone: the
-    /// namespace lock stays with the mutations (taking it for every entry
-    /// made applies queue behind them). False when the entry is anything
+    /// namespace lock stays with the mutations (taking it for every change
+    /// made applies queue behind them). False when the change is anything
     /// else; nothing is written then.
-    fn apply_own_next(&self, entry: &openraft::Entry<TypeConfig>) -> Result<bool> {
-        let EntryPayload::Normal(cmd) = &entry.payload else {
-            return Ok(false);
-        };
+    fn apply_own_next(&self, log_id: LogId<NodeId>, cmd: &NsCommand) -> Result<bool> {
         if cmd.origin != self.rep.origin {
             return Ok(false);
         }
@@ -384,11 +392,11 @@ impl StateMachine {
         }
         let db = self.ns.db();
         let cf = meta_cf(db)?;
-        let last_change = (Some((cmd.origin, cmd.seq)), entry.log_id.index);
+        let last_change = (Some((cmd.origin, cmd.seq)), log_id.index);
         let mut batch = WriteBatch::default();
         batch.delete_cf(cf, undo_key(cmd.seq));
         batch.put_cf(cf, KEY_LAST_CHANGE, encode("last change", &last_change)?);
-        batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(entry.log_id))?);
+        batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
         db.write_opt(batch, &unsynced())?;
         spec.pending.pop_front();
         (spec.last_change, spec.last_change_index) = last_change;
@@ -609,45 +617,86 @@ pub fn spawn_role_watch(
     });
 }
 
-/// Hands proposals to Raft in the order they were written, and each
-/// caller its outcome.
+/// Log entries proposed and not yet answered. openraft 0.9 takes the next
+/// entry only after the last one's fsync; while these are on their way the
+/// changes that come in wait here and go together in the next entry.
+const IN_FLIGHT: usize = 2;
+/// At most this many keys changed per entry (many changes, or one large
+/// one), which keeps a batch of entries within a Raft message.
+const BATCH_KEYS: usize = 4096;
+
+/// Why a batch was not committed, for each of its callers.
+enum Failed {
+    Standby(Option<String>),
+    NotCommitted(String),
+}
+
+/// Hands proposals to Raft in the order they were written, as few entries
+/// as the log's pace allows, and each caller its outcome.
 pub fn spawn_proposer(
     raft: NnRaft,
     rep: Arc<Replicator>,
     mut proposals: mpsc::UnboundedReceiver<Proposal>,
     token: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     tokio::spawn(async move {
         loop {
-            let p = tokio::select! {
+            let permit = tokio::select! {
+                _ = token.cancelled() => return,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let first = tokio::select! {
                 _ = token.cancelled() => return,
                 p = proposals.recv() => match p { Some(p) => p, None => return },
             };
-            let Proposal { cmd, done } = p;
-            match raft.client_write_ff(cmd).await {
-                Ok(answer) => {
-                    let rep = rep.clone();
-                    tokio::spawn(async move {
-                        let out = match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
-                            Ok(Ok(Ok(resp))) if resp.data.applied => Ok(()),
-                            Ok(Ok(Ok(_))) => Err(NnError::NotCommitted("a leader change overtook it".into())),
-                            Ok(Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f)))) => {
-                                Err(rep.standby(f.leader_node.map(|n| n.rpc_addr)))
-                            }
-                            Ok(Ok(Err(e))) => Err(NnError::NotCommitted(e.to_string())),
-                            Ok(Err(_)) => Err(NnError::NotCommitted("raft stopped".into())),
-                            Err(_) => Err(NnError::NotCommitted(format!(
-                                "no majority committed it within {} s",
-                                COMMIT_TIMEOUT.as_secs()
-                            ))),
-                        };
-                        let _ = done.send(out);
-                    });
-                }
-                Err(e) => {
-                    let _ = done.send(Err(NnError::NotCommitted(format!("raft stopped: {e}"))));
+            let mut keys = first.cmd.effects.ops().len();
+            let mut batch = vec![first];
+            while keys < BATCH_KEYS {
+                match proposals.try_recv() {
+                    Ok(p) => {
+                        keys += p.cmd.effects.ops().len();
+                        batch.push(p);
+                    }
+                    Err(_) => break,
                 }
             }
+            let (changes, dones): (Vec<NsCommand>, Vec<_>) =
+                batch.into_iter().map(|p| (p.cmd, p.done)).unzip();
+            let answer = match raft.client_write_ff(NsBatch { changes }).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    for done in dones {
+                        let _ = done.send(Err(NnError::NotCommitted(format!("raft stopped: {e}"))));
+                    }
+                    continue;
+                }
+            };
+            let rep = rep.clone();
+            tokio::spawn(async move {
+                let _slot = permit;
+                let out = match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
+                    Ok(Ok(Ok(resp))) => Ok(resp.data.applied),
+                    Ok(Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f)))) => {
+                        Err(Failed::Standby(f.leader_node.map(|n| n.rpc_addr)))
+                    }
+                    Ok(Ok(Err(e))) => Err(Failed::NotCommitted(e.to_string())),
+                    Ok(Err(_)) => Err(Failed::NotCommitted("raft stopped".into())),
+                    Err(_) => Err(Failed::NotCommitted(format!(
+                        "no majority committed it within {} s",
+                        COMMIT_TIMEOUT.as_secs()
+                    ))),
+                };
+                for (i, done) in dones.into_iter().enumerate() {
+                    let r = match &out {
+                        Ok(applied) if applied.get(i).copied().unwrap_or(false) => Ok(()),
+                        Ok(_) => Err(NnError::NotCommitted("a leader change overtook it".into())),
+                        Err(Failed::Standby(leader)) => Err(rep.standby(leader.clone())),
+                        Err(Failed::NotCommitted(why)) => Err(NnError::NotCommitted(why.clone())),
+                    };
+                    let _ = done.send(r);
+                }
+            });
         }
     });
 }
@@ -662,7 +711,7 @@ mod tests {
     fn entry(index: u64, cmd: NsCommand) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(cmd),
+            payload: EntryPayload::Normal(NsBatch { changes: vec![cmd] }),
         }
     }
 
@@ -707,7 +756,7 @@ mod tests {
         assert!(d1.pending.is_some() && d2.pending.is_some());
 
         // Its own first change, in order: already there.
-        assert!(sm.apply_one(&entry(1, c1.clone())).expect("apply"));
+        assert_eq!(sm.apply_one(&entry(1, c1.clone())).expect("apply"), [true]);
         assert!(exists("/a") && exists("/a/b"));
 
         // Another leader's change: /a/b (not committed) is undone first.
@@ -720,7 +769,7 @@ mod tests {
             base: 1,
             effects: other,
         };
-        assert!(sm.apply_one(&entry(2, foreign)).expect("apply"));
+        assert_eq!(sm.apply_one(&entry(2, foreign)).expect("apply"), [true]);
         assert!(exists("/a"), "the committed change stays");
         assert!(!exists("/a/b"), "the uncommitted change is undone");
         let meta = ns.db().cf_handle(CF_META).expect("cf");
@@ -728,7 +777,7 @@ mod tests {
 
         // Should the log still carry /a/b after that, it was computed on a
         // state the log did not reach: skipped, here as on every namenode.
-        assert!(!sm.apply_one(&entry(3, c2)).expect("apply"));
+        assert_eq!(sm.apply_one(&entry(3, c2)).expect("apply"), [false]);
         assert!(!exists("/a/b"));
 
         // A change made and never applied is undone by the next start.
