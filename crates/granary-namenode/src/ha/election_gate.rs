@@ -29,7 +29,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a member waits for another's answer.
 const ASK_WITHIN: Duration = Duration::from_millis(200);
 /// The longest a member holds back, in leases.
-const HOLD_LIMIT_LEASES: u32 = 3;
+const HOLD_LIMIT_LEASES: u32 = 2;
 
 /// A log position as a vote compares it: (term, index).
 type LogPos = (u64, u64);

@@ -481,11 +481,13 @@ impl Ha {
             .map(|(id, n)| (*id, n))
             .collect();
         let last_index = m.last_log_index.unwrap_or(0);
-        let own_last_term = match self.log.last_log_id() {
-            Ok(id) => id.map_or(0, |l| l.leader_id.term),
+        // This member's own last entry, term and index from one read of
+        // its log (what the election gate compares on both sides).
+        let (own_last_term, own_last_index) = match self.log.last_log_id() {
+            Ok(id) => id.map_or((0, 0), |l| (l.leader_id.term, l.index)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the raft log's last entry");
-                0
+                (0, last_index)
             }
         };
         let voters: std::collections::BTreeSet<NodeId> =
@@ -512,7 +514,7 @@ impl Ha {
                     rpc_addr: node.rpc_addr.clone(),
                     role: role.into(),
                     term: if me { m.current_term } else { 0 },
-                    last_log_index: if me { last_index } else { matched.unwrap_or(0) },
+                    last_log_index: if me { own_last_index } else { matched.unwrap_or(0) },
                     last_applied_index: if me {
                         m.last_applied.map(|l| l.index).unwrap_or(0)
                     } else {

@@ -307,11 +307,19 @@ impl StateMachine {
     fn apply_one(&self, entry: &openraft::Entry<TypeConfig>) -> Result<Vec<bool>> {
         let log_id = entry.log_id;
         match &entry.payload {
+            // Only the last change records the entry applied: after a
+            // crash between two of them the entry is applied again, and
+            // the changes already in are skipped (the last applied change
+            // moved past what they were computed on).
             EntryPayload::Normal(NsBatch { changes }) if !changes.is_empty() => changes
                 .iter()
-                .map(|cmd| match self.apply_own_next(log_id, cmd)? {
-                    true => Ok(true),
-                    false => self.apply_change(log_id, cmd),
+                .enumerate()
+                .map(|(i, cmd)| {
+                    let last = i + 1 == changes.len();
+                    match self.apply_own_next(log_id, cmd, last)? {
+                        true => Ok(true),
+                        false => self.apply_change(log_id, cmd, last),
+                    }
                 })
                 .collect(),
             payload => self.ns.with_write_lock(|db| {
@@ -330,7 +338,7 @@ impl StateMachine {
 
     /// Applies one change of the entry `log_id` (not this leader's next
     /// own one); whether it took effect.
-    fn apply_change(&self, log_id: LogId<NodeId>, cmd: &NsCommand) -> Result<bool> {
+    fn apply_change(&self, log_id: LogId<NodeId>, cmd: &NsCommand, last: bool) -> Result<bool> {
         self.ns.with_write_lock(|db| {
             let cf = meta_cf(db)?;
             let mut batch = WriteBatch::default();
@@ -366,7 +374,9 @@ impl StateMachine {
                     encode("last change", &(spec.last_change, spec.last_change_index))?,
                 );
             }
-            batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
+            if last {
+                batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
+            }
             db.write_opt(batch, &unsynced())?;
             Ok((valid, changed))
         })
@@ -378,7 +388,7 @@ impl StateMachine {
     /// namespace lock stays with the mutations (taking it for every change
     /// made applies queue behind them). False when the change is anything
     /// else; nothing is written then.
-    fn apply_own_next(&self, log_id: LogId<NodeId>, cmd: &NsCommand) -> Result<bool> {
+    fn apply_own_next(&self, log_id: LogId<NodeId>, cmd: &NsCommand, last: bool) -> Result<bool> {
         if cmd.origin != self.rep.origin {
             return Ok(false);
         }
@@ -396,7 +406,9 @@ impl StateMachine {
         let mut batch = WriteBatch::default();
         batch.delete_cf(cf, undo_key(cmd.seq));
         batch.put_cf(cf, KEY_LAST_CHANGE, encode("last change", &last_change)?);
-        batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
+        if last {
+            batch.put_cf(cf, KEY_APPLIED, encode("applied log id", &Some(log_id))?);
+        }
         db.write_opt(batch, &unsynced())?;
         spec.pending.pop_front();
         (spec.last_change, spec.last_change_index) = last_change;
@@ -789,5 +801,61 @@ mod tests {
         let _sm = StateMachine::open(ns.clone(), rep2, snaps).expect("reopen");
         assert!(!exists("/c"), "undone at start");
         assert!(exists("/a"));
+    }
+
+    /// An entry of two changes whose first was applied when the process
+    /// died: the entry is not recorded applied, so it is applied again
+    /// after the restart, and only its second change takes effect.
+    #[tokio::test]
+    async fn a_batch_cut_short_by_a_crash_is_finished_not_doubled() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ns = Arc::new(
+            Namespace::create_at(
+                &tmp.path().join("ns"),
+                NamespaceConfig::default(),
+                &Default::default(),
+                0,
+            )
+            .expect("ns"),
+        );
+        let snaps = Snapshots::open(tmp.path().join("snapshots")).expect("snapshots");
+        let (rep, _rx) = Replicator::new("nn2".into());
+        let sm = StateMachine::open(ns.clone(), rep.clone(), snaps.clone()).expect("sm");
+        let meta = ns.db().cf_handle(CF_META).expect("cf");
+        let change = |seq: u64, after: Option<u64>, key: &[u8], value: &[u8]| {
+            let mut e = Effects::default();
+            e.put_cf(CF_META, key, value);
+            NsCommand {
+                origin: 7,
+                seq,
+                after,
+                base: 0,
+                effects: e,
+            }
+        };
+        // The first change puts k=1; the second, computed on it, k=2.
+        let first = change(0, None, b"k", b"1");
+        let second = change(1, Some(0), b"k", b"2");
+        let e = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 1),
+            payload: EntryPayload::Normal(NsBatch {
+                changes: vec![first.clone(), second.clone()],
+            }),
+        };
+        assert!(sm.apply_change(e.log_id, &first, false).expect("apply"));
+        assert_eq!(
+            sm.read_applied().expect("applied").0,
+            None,
+            "not recorded applied"
+        );
+        drop(sm);
+
+        let (rep2, _rx2) = Replicator::new("nn2".into());
+        let sm = StateMachine::open(ns.clone(), rep2, snaps).expect("reopen");
+        assert_eq!(sm.apply_one(&e).expect("apply again"), [false, true]);
+        assert_eq!(sm.read_applied().expect("applied").0, Some(e.log_id));
+        let k = ns.db().get_cf(meta, b"k").expect("get");
+        assert_eq!(k.as_deref(), Some(&b"2"[..]));
+        drop(rep);
     }
 }

@@ -205,7 +205,9 @@ impl Group {
     /// Every namenode's election chatter (openraft's own lines on standing,
     /// voting and winning), to show why an election was slow.
     fn elections(&self) -> String {
-        const MARKS: [&str; 6] = [
+        const MARKS: [&str; 8] = [
+            "holding back from elections",
+            "may stand for election again",
             "do trigger election",
             "reject vote-request",
             "handle vote request result",
