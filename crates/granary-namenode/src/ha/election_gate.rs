@@ -76,8 +76,11 @@ impl Ha {
     /// when no leader has been heard for a lease (else `None`); with both
     /// logs' positions.
     async fn peer_with_longer_log(&self) -> Option<(String, LogPos, LogPos)> {
+        if self.heard_within(self.lease) {
+            return None;
+        }
         let m = self.raft.metrics().borrow().clone();
-        if m.state == ServerState::Leader || self.heard_within(self.lease) {
+        if m.state == ServerState::Leader {
             return None;
         }
         let membership = m.membership_config.membership();

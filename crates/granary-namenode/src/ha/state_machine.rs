@@ -81,6 +81,17 @@ struct Spec {
     handing_to: Option<String>,
 }
 
+impl Spec {
+    /// Whether `cmd` was computed on what the log applied last: on its
+    /// leader's previous change, or on the last applied change's index.
+    fn computed_on_applied(&self, cmd: &NsCommand) -> bool {
+        match cmd.after {
+            Some(prev) => self.last_change == Some((cmd.origin, prev)),
+            None => self.last_change_index == cmd.base,
+        }
+    }
+}
+
 /// A change on its way to the log.
 pub struct Proposal {
     cmd: NsCommand,
@@ -344,10 +355,7 @@ impl StateMachine {
             let mut batch = WriteBatch::default();
             let mut changed = false;
             let mut spec = self.rep.spec.lock();
-            let valid = match cmd.after {
-                Some(prev) => spec.last_change == Some((cmd.origin, prev)),
-                None => spec.last_change_index == cmd.base,
-            };
+            let valid = spec.computed_on_applied(cmd);
             let own_next = cmd.origin == self.rep.origin && spec.pending.front() == Some(&cmd.seq);
             if own_next && valid {
                 // Already in the store since it was proposed.
@@ -393,10 +401,7 @@ impl StateMachine {
             return Ok(false);
         }
         let mut spec = self.rep.spec.lock();
-        let valid = match cmd.after {
-            Some(prev) => spec.last_change == Some((cmd.origin, prev)),
-            None => spec.last_change_index == cmd.base,
-        };
+        let valid = spec.computed_on_applied(cmd);
         if !valid || spec.pending.front() != Some(&cmd.seq) {
             return Ok(false);
         }

@@ -132,38 +132,47 @@ impl Group {
         }
         let all = g.rpcs.join(",");
         for i in 0..datanodes {
-            let d = g.dir.path().join(format!("dn{i}"));
-            let (rpc, http) = (
-                format!("127.0.0.1:{}", free_port()),
-                format!("127.0.0.1:{}", free_port()),
-            );
-            let args = [
-                "--namenode",
-                &all,
-                "--cluster-secret-file",
-                &secret,
-                "--data-dir",
-                d.to_str().expect("utf-8"),
-                "--rpc-addr",
-                &rpc,
-                "--http-addr",
-                &http,
-                "--heartbeat-interval-ms",
-                "300",
-            ];
-            let dn = Daemon::spawn(
-                "granary-datanode",
-                &args,
-                &g.dir.path().join(format!("datanode{i}.log")),
-            )
-            .expect("spawn datanode");
-            assert!(
-                wait_for_port(&rpc, Duration::from_secs(30)),
-                "datanode {i} did not start"
-            );
+            let (dn, _) = g.spawn_datanode(&format!("dn{i}"), &all);
             g._datanodes.push(dn);
         }
         g
+    }
+
+    /// Starts a datanode with data dir `name` in the group's dir, reporting
+    /// to `namenodes` (comma-separated); it and its RPC address, once it
+    /// listens.
+    fn spawn_datanode(&self, name: &str, namenodes: &str) -> (Daemon, String) {
+        let d = self.dir.path().join(name);
+        let secret = self.dir.path().join("cluster-secret");
+        let (rpc, http) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let args = [
+            "--namenode",
+            namenodes,
+            "--cluster-secret-file",
+            secret.to_str().expect("utf-8"),
+            "--data-dir",
+            d.to_str().expect("utf-8"),
+            "--rpc-addr",
+            &rpc,
+            "--http-addr",
+            &http,
+            "--heartbeat-interval-ms",
+            "300",
+        ];
+        let dn = Daemon::spawn(
+            "granary-datanode",
+            &args,
+            &self.dir.path().join(format!("{name}.log")),
+        )
+        .expect("spawn datanode");
+        assert!(
+            wait_for_port(&rpc, Duration::from_secs(30)),
+            "datanode {name} did not start"
+        );
+        (dn, rpc)
     }
 
     fn spawn_namenode(&self, i: usize) -> Daemon {

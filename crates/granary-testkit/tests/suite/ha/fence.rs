@@ -135,36 +135,7 @@ async fn datanodes_drop_a_deposed_leaders_deletions() {
     let fake = impostor.serve().await;
 
     // A fourth datanode, reporting to the group and to the impostor.
-    let dir = g.dir.path().join("dn-fenced");
-    let (rpc, http) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let secret = g.dir.path().join("cluster-secret");
-    let namenodes = format!("{addrs},{fake}");
-    let _dn = Daemon::spawn(
-        "granary-datanode",
-        &[
-            "--namenode",
-            &namenodes,
-            "--cluster-secret-file",
-            secret.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.to_str().expect("utf-8"),
-            "--rpc-addr",
-            &rpc,
-            "--http-addr",
-            &http,
-            "--heartbeat-interval-ms",
-            "300",
-        ],
-        &g.dir.path().join("datanode-fenced.log"),
-    )
-    .expect("spawn datanode");
-    assert!(
-        wait_for_port(&rpc, Duration::from_secs(30)),
-        "datanode did not start"
-    );
+    let (_dn, rpc) = g.spawn_datanode("dn-fenced", &format!("{addrs},{fake}"));
     let t = Instant::now();
     while !c
         .datanode_report()
