@@ -166,10 +166,21 @@ fake_namenode! {
     transfer_leadership: TransferLeadershipRequest => TransferLeadershipResponse,
 }
 
-/// An address nothing listens on.
-async fn dead_addr() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().to_string()
+/// An address nothing listens on, with the socket holding its port: a port
+/// merely freed could be handed to a listener of a test running beside this
+/// one, and a bound socket that never listens refuses every connection.
+struct DeadAddr {
+    addr: String,
+    _held: tokio::net::TcpSocket,
+}
+
+fn dead_addr() -> DeadAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    DeadAddr {
+        addr: socket.local_addr().unwrap().to_string(),
+        _held: socket,
+    }
 }
 
 fn quick(timeout_ms: u64) -> ClientOptions {
@@ -257,7 +268,8 @@ async fn a_call_whose_outcome_is_unknown_is_retried_elsewhere_with_the_same_ids(
 #[tokio::test]
 async fn a_dead_namenode_in_the_list_is_skipped() {
     let leader = Fake::start(Mode::Serve).await;
-    let dead = dead_addr().await;
+    let dead_port = dead_addr();
+    let dead = dead_port.addr.clone();
     let list = format!("{dead}, {}", leader.addr);
     // Connecting now skips it...
     let c = DfsClient::connect(&list, alice()).await.unwrap();
@@ -285,7 +297,8 @@ async fn a_standby_that_names_no_leader_moves_the_call_to_the_next_address() {
 async fn without_a_leader_a_call_gives_up_in_time_naming_every_namenode() {
     let a = Fake::start(Mode::Standby(None)).await;
     let b = Fake::start(Mode::Standby(None)).await;
-    let dead = dead_addr().await;
+    let dead_port = dead_addr();
+    let dead = dead_port.addr.clone();
     let list = format!("{},{},{dead}", a.addr, b.addr);
     let c = DfsClient::connect_with(&list, alice(), quick(600)).await.unwrap();
     let t = Instant::now();
@@ -327,7 +340,8 @@ async fn without_a_leader_a_call_gives_up_in_time_naming_every_namenode() {
 
 #[tokio::test]
 async fn connecting_gives_up_in_time_naming_every_namenode() {
-    let (x, y) = (dead_addr().await, dead_addr().await);
+    let (xp, yp) = (dead_addr(), dead_addr());
+    let (x, y) = (&xp.addr, &yp.addr);
     let t = Instant::now();
     let e = DfsClient::connect_with(&format!("{x},{y}"), alice(), quick(300))
         .await
@@ -344,7 +358,8 @@ async fn connecting_gives_up_in_time_naming_every_namenode() {
 
 #[tokio::test]
 async fn a_lone_namenode_that_cannot_be_reached_fails_at_once_as_before() {
-    let dead = dead_addr().await;
+    let dead_port = dead_addr();
+    let dead = dead_port.addr.clone();
     let t = Instant::now();
     let e = DfsClient::connect(&dead, alice()).await.err().unwrap();
     assert!(

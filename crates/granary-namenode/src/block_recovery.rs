@@ -99,9 +99,67 @@ pub struct BlockRecovery {
     /// Verify commands sent and not answered yet, by (datanode, block):
     /// a replica is asked about once, however often readers report it.
     verifying: Mutex<HashMap<(String, u64), Instant>>,
+    /// Files a caller is recovering right now, and whether another caller
+    /// asked meanwhile (the holder then goes again).
+    turns: Mutex<HashMap<u64, bool>>,
+}
+
+/// One caller's exclusive turn at recovering a file. Callers (`recoverLease`,
+/// a create or append taking the file over, the lease monitor, a datanode's
+/// report) each decide from the file as they read it; two at once could act
+/// on a file the other just closed, leaving a record that says it is still
+/// being recovered (and its next writer refused). Released when dropped.
+pub struct Turn<'a> {
+    recovery: &'a BlockRecovery,
+    inode: u64,
+    ended: bool,
+}
+
+impl Turn<'_> {
+    /// Ends the turn, unless another caller asked for one meanwhile: then the
+    /// holder keeps it and should recover the file again (true), so what
+    /// that caller came to do (a datanode's answer) is not lost.
+    pub fn go_again(&mut self) -> bool {
+        let mut turns = self.recovery.turns.lock();
+        match turns.get_mut(&self.inode) {
+            Some(asked) if *asked => {
+                *asked = false;
+                true
+            }
+            _ => {
+                turns.remove(&self.inode);
+                self.ended = true;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.recovery.turns.lock().remove(&self.inode);
+        }
+    }
 }
 
 impl BlockRecovery {
+    /// The turn at recovering file `inode`, or None while another caller
+    /// has it (that caller then goes again before it ends).
+    pub fn take_turn(&self, inode: u64) -> Option<Turn<'_>> {
+        let mut turns = self.turns.lock();
+        if let Some(asked) = turns.get_mut(&inode) {
+            *asked = true;
+            return None;
+        }
+        turns.insert(inode, false);
+        Some(Turn {
+            recovery: self,
+            inode,
+            ended: false,
+        })
+    }
+
     /// Queues a command for a datanode's next heartbeat reply.
     pub fn send(&self, uuid: &str, command: pb::datanode_command::Command) {
         self.commands
@@ -377,6 +435,30 @@ mod tests {
         let br = BlockRecovery::default();
         let f = facts(&alive, &["a"], vec![("a", blk(9, 3000))]);
         assert_eq!(br.decide(1, &f), Decision::Wait);
+    }
+
+    #[test]
+    fn one_caller_at_a_time_recovers_a_file_and_goes_again_when_asked() {
+        let r = BlockRecovery::default();
+        let mut first = r.take_turn(7).unwrap();
+        // Another file is independent.
+        assert!(r.take_turn(8).is_some());
+        // A second caller is turned away, and the holder is told to go again.
+        assert!(r.take_turn(7).is_none());
+        assert!(r.take_turn(7).is_none());
+        assert!(first.go_again());
+        // Asked once more since: nothing; the turn ends.
+        assert!(!first.go_again());
+        let mut second = r.take_turn(7).unwrap();
+        drop(first);
+        // Dropping an ended turn leaves the next holder's alone.
+        assert!(r.take_turn(7).is_none());
+        assert!(second.go_again());
+        assert!(!second.go_again());
+        // A turn dropped without ending (an error, a panic) is released.
+        let third = r.take_turn(7).unwrap();
+        drop(third);
+        assert!(r.take_turn(7).is_some());
     }
 
     #[test]

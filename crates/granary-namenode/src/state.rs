@@ -287,7 +287,22 @@ impl NamenodeState {
     /// ([`BlockRecovery`]): committed at the length every surviving replica
     /// holds, under a new generation stamp. Only a block no datanode holds
     /// any byte of is dropped.
+    ///
+    /// One caller at a time per file ([`Turn`](crate::block_recovery::Turn)):
+    /// another caller meanwhile hears "in progress" and the holder goes again.
     pub fn recover_file(self: &Arc<Self>, inode: u64) -> Result<Recovery> {
+        let Some(mut turn) = self.recovery.take_turn(inode) else {
+            return Ok(Recovery::InProgress);
+        };
+        loop {
+            let outcome = self.recover_file_in_turn(inode)?;
+            if !turn.go_again() {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    fn recover_file_in_turn(self: &Arc<Self>, inode: u64) -> Result<Recovery> {
         let Some(file) = self.ns.get_inode(inode)? else {
             return Ok(Recovery::Closed);
         };
