@@ -25,7 +25,7 @@ pub fn populate(
     let caller = st
         .ns()
         .caller(granary_common::identity::Identity::new(crate::local::SUPERUSER));
-    st.ns().mkdirs(&caller, "/blockreport", 0, true)?;
+    st.ns().mkdirs(&caller, "/blockreport", 0, true)?.wait()?;
     let next = Arc::new(AtomicU64::new(0));
     let files = blocks.div_ceil(PER_FILE);
     let handles: Vec<_> = (0..threads.max(1))
@@ -40,19 +40,24 @@ pub fn populate(
                     }
                     let n = PER_FILE.min(blocks - f * PER_FILE);
                     let path = format!("/blockreport/f{f}");
-                    let (file, _) = st.ns().create(&caller, &path, 0, "bench", false, false, 1, 0)?;
+                    let (file, _) = st
+                        .ns()
+                        .create(&caller, &path, 0, "bench", false, false, 1, 0)?
+                        .wait()?;
                     let mut prev: Option<pb::ExtendedBlock> = None;
                     for _ in 0..n {
                         let a = st
                             .ns()
-                            .add_block(&caller, &path, file.id, "bench", prev.as_ref())?;
+                            .add_block(&caller, &path, file.id, "bench", prev.as_ref())?
+                            .wait()?;
                         let mut b = a.block.to_extended();
                         b.num_bytes = 1;
                         out.push(b);
                         prev = Some(b);
                     }
                     st.ns()
-                        .complete(&caller, &path, file.id, "bench", prev.as_ref(), |_| true)?;
+                        .complete(&caller, &path, file.id, "bench", prev.as_ref(), |_| true)?
+                        .wait()?;
                 }
             })
         })

@@ -77,7 +77,8 @@ pub fn in_process(
     };
     for d in 0..ops.div_ceil(PER_DIR) {
         for kind in ["files", "renamed"] {
-            ns.mkdirs(&caller, &format!("/nnbench/{kind}/d{d}"), 0, true)?;
+            ns.mkdirs(&caller, &format!("/nnbench/{kind}/d{d}"), 0, true)?
+                .wait()?;
         }
     }
     for phase in PHASES {
@@ -124,11 +125,12 @@ pub fn in_process(
 
 fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyhow::Result<()> {
     match phase {
-        "mkdirs" => ns.mkdirs(caller, &mkdirs_path(i), 0, true)?,
+        "mkdirs" => ns.mkdirs(caller, &mkdirs_path(i), 0, true)?.wait()?,
         "create" => {
             let p = path("files", i);
-            let (file, _) = ns.create(caller, &p, 0, "nnbench", false, false, 1, 0)?;
-            ns.complete(caller, &p, file.id, "nnbench", None, |_| true)?;
+            let (file, _) = ns.create(caller, &p, 0, "nnbench", false, false, 1, 0)?.wait()?;
+            ns.complete(caller, &p, file.id, "nnbench", None, |_| true)?
+                .wait()?;
         }
         "getfileinfo" => {
             ns.get_file_info(caller, &path("files", i))?;
@@ -137,10 +139,11 @@ fn one_in_process(ns: &Namespace, caller: &Caller, phase: &str, i: u64) -> anyho
             ns.list(caller, &listing_path(i), "", 0)?;
         }
         "rename" => {
-            ns.rename(caller, &path("files", i), &path("renamed", i), false)?;
+            ns.rename(caller, &path("files", i), &path("renamed", i), false)?
+                .wait()?;
         }
         "delete" => {
-            ns.delete(caller, &path("renamed", i), false)?;
+            ns.delete(caller, &path("renamed", i), false)?.wait()?;
         }
         other => anyhow::bail!("unknown phase {other}"),
     }

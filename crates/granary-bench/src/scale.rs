@@ -21,7 +21,9 @@ pub async fn run(nn: LocalNamenode, files: u64, threads: usize) -> anyhow::Resul
     let st = nn.nn.state.clone();
     let caller = st.ns().caller(Identity::new(local::SUPERUSER));
     for d in 0..files.div_ceil(PER_DIR) {
-        st.ns().mkdirs(&caller, &format!("/scale/d{d}"), 0, true)?;
+        st.ns()
+            .mkdirs(&caller, &format!("/scale/d{d}"), 0, true)?
+            .wait()?;
     }
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -35,8 +37,13 @@ pub async fn run(nn: LocalNamenode, files: u64, threads: usize) -> anyhow::Resul
                         return Ok(());
                     }
                     let p = path(i);
-                    let (file, _) = st.ns().create(&caller, &p, 0, "scale", false, false, 1, 0)?;
-                    st.ns().complete(&caller, &p, file.id, "scale", None, |_| true)?;
+                    let (file, _) = st
+                        .ns()
+                        .create(&caller, &p, 0, "scale", false, false, 1, 0)?
+                        .wait()?;
+                    st.ns()
+                        .complete(&caller, &p, file.id, "scale", None, |_| true)?
+                        .wait()?;
                     if i > 0 && i % 1_000_000 == 0 {
                         let rss = rss_kib(std::process::id()).map_or(0, |(r, _)| r / 1024);
                         eprintln!(

@@ -28,7 +28,7 @@ type Callback<E> = Box<dyn FnOnce(Result<(), E>) + Send>;
 
 struct State<E> {
     written: u64,
-    /// Threads blocked in `wait_durable`, with the write each waits for.
+    /// Threads blocked in `Durable::wait_blocking`, with the write each waits for.
     waiters: Vec<(u64, Thread)>,
     /// Left by [`Durable::then`], with the write each waits for.
     callbacks: Vec<(u64, Callback<E>)>,
@@ -110,6 +110,31 @@ impl<E: Clone> Durable<E> {
         }
     }
 
+    /// Blocks this (non-async) thread until the write is durable, or
+    /// returns why the sync meant to cover it failed.
+    pub fn wait_blocking(&self) -> Result<(), E> {
+        let mut listed = false;
+        loop {
+            {
+                let mut s = self.shared.state.lock();
+                if let Some(r) = self.shared.outcome(&mut s, self.seq) {
+                    return r;
+                }
+                // The syncer unlists a waiter only with the sync that decides
+                // it (outcome then answers), so a stale or spurious unpark
+                // brings it back here still listed.
+                if !listed {
+                    s.waiters.push((self.seq, std::thread::current()));
+                    listed = true;
+                }
+            }
+            std::thread::park();
+            if self.shared.durable.load(Ordering::Acquire) >= self.seq {
+                return Ok(());
+            }
+        }
+    }
+
     /// Calls `f` with the outcome once the write is durable (or its sync
     /// failed): at once if that is known, else on the syncer thread.
     pub fn then(self, f: impl FnOnce(Result<(), E>) + Send + 'static) {
@@ -166,30 +191,11 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
     /// Blocks until write `seq` is durable, or returns why the sync meant to
     /// cover it failed.
     pub fn wait_durable(&self, seq: u64) -> Result<(), E> {
-        let mut listed = false;
-        loop {
-            {
-                let mut s = self.shared.state.lock();
-                if let Some(r) = self.shared.outcome(&mut s, seq) {
-                    return r;
-                }
-                // The syncer unlists a waiter only with the sync that decides
-                // it (outcome then answers), so a stale or spurious unpark
-                // brings it back here still listed.
-                if !listed {
-                    s.waiters.push((seq, std::thread::current()));
-                    listed = true;
-                }
-            }
-            std::thread::park();
-            if self.shared.durable.load(Ordering::Acquire) >= seq {
-                return Ok(());
-            }
-        }
+        self.durable(seq).wait_blocking()
     }
 
     /// Write `seq`, for a caller that awaits its durability instead of
-    /// blocking in [`GroupCommit::wait_durable`].
+    /// blocking in [`Durable::wait_blocking`].
     pub fn durable(&self, seq: u64) -> Durable<E> {
         Durable {
             shared: self.shared.clone(),

@@ -415,14 +415,19 @@ fn spawn_liveness_monitor(state: Arc<NamenodeState>, token: CancellationToken) -
             if !expired.is_empty() && !state.safe_mode().is_on() && state.is_active() {
                 let st = state.clone();
                 let _ = tokio::task::spawn_blocking(move || {
+                    // One wait for every recovery's writes, then what followed them.
+                    let mut writes = crate::namespace::Deferred::default();
                     for (client, files) in expired {
                         for inode in files {
                             tracing::warn!(client = %client, inode, "lease expired (hard limit); recovering the file");
-                            match st.recover_file(inode) {
+                            match st.recover_file(&mut writes, inode) {
                                 Ok(_) => {}
                                 Err(e) => tracing::error!(inode, error = %e, "lease recovery failed"),
                             }
                         }
+                    }
+                    if let Err(e) = writes.wait() {
+                        tracing::error!(error = %e, "lease recoveries were not made durable");
                     }
                 })
                 .await;

@@ -19,7 +19,7 @@ use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::error::{NnError, Result};
 use crate::inode::BlockOwner;
 use crate::lease::LeaseManager;
-use crate::namespace::{LastBlockFate, Namespace};
+use crate::namespace::{Deferred, LastBlockFate, Namespace};
 use crate::permission::Caller;
 use crate::placement::{PlacementContext, PlacementPolicy, RackAwarePlacement};
 use crate::redundancy::{Cluster, Redundancy, RoundStats};
@@ -290,19 +290,21 @@ impl NamenodeState {
     ///
     /// One caller at a time per file ([`Turn`](crate::block_recovery::Turn)):
     /// another caller meanwhile hears "in progress" and the holder goes again.
-    pub fn recover_file(self: &Arc<Self>, inode: u64) -> Result<Recovery> {
+    ///
+    /// Its writes go into `call`, to be durable before anyone is told.
+    pub fn recover_file(self: &Arc<Self>, call: &mut Deferred, inode: u64) -> Result<Recovery> {
         let Some(mut turn) = self.recovery.take_turn(inode) else {
             return Ok(Recovery::InProgress);
         };
         loop {
-            let outcome = self.recover_file_in_turn(inode)?;
+            let outcome = self.recover_file_in_turn(call, inode)?;
             if !turn.go_again() {
                 return Ok(outcome);
             }
         }
     }
 
-    fn recover_file_in_turn(self: &Arc<Self>, inode: u64) -> Result<Recovery> {
+    fn recover_file_in_turn(self: &Arc<Self>, call: &mut Deferred, inode: u64) -> Result<Recovery> {
         let Some(file) = self.ns.get_inode(inode)? else {
             return Ok(Recovery::Closed);
         };
@@ -360,24 +362,25 @@ impl NamenodeState {
                         Decision::Drop => Some(LastBlockFate::Drop),
                         Decision::Commit { length, holders } => {
                             let fate = LastBlockFate::Commit { length, new_gs: true };
-                            return self.close_recovered(inode, Some(fate), holders);
+                            return self.close_recovered(call, inode, Some(fate), holders);
                         }
                     }
                 }
             },
         };
-        self.close_recovered(inode, fate, Vec::new())
+        self.close_recovered(call, inode, fate, Vec::new())
     }
 
     /// Closes a recovered file in the namespace and tells the holders of a
     /// restamped last block to finalize their replicas at its length.
     fn close_recovered(
         self: &Arc<Self>,
+        call: &mut Deferred,
         inode: u64,
         fate: Option<LastBlockFate>,
         holders: Vec<(String, pb::ExtendedBlock)>,
     ) -> Result<Recovery> {
-        let Some(rec) = self.ns.recover_file(inode, fate)? else {
+        let Some(rec) = call.take(self.ns.recover_file(inode, fate)?) else {
             return Ok(Recovery::Closed);
         };
         self.leases.remove(&rec.holder, inode);
@@ -392,8 +395,7 @@ impl NamenodeState {
                     // crash before must not leave replicas the namespace disowns.
                     let c = Committing::new(b.id, b.generation_stamp, b.num_bytes, holders);
                     let st = self.clone();
-                    self.ns
-                        .after_durable(false, move || st.recovery.committing(inode, c));
+                    call.after(false, move || st.recovery.committing(inode, c));
                     self.blocks.replica_count(b.id) == 0
                 }
             }
@@ -408,9 +410,9 @@ impl NamenodeState {
             self.recovery.finish(b.block_id);
         }
         let n_dropped = dropped.len();
-        self.remove_deleted(dropped);
+        self.remove_deleted(call, dropped);
         if let Some(file) = self.ns.get_inode(inode)? {
-            self.check_redundancy_when_durable(&file);
+            self.check_redundancy_when_durable(call, &file);
             tracing::info!(inode, holder = %rec.holder, length = file.length(), dropped = n_dropped, "lease recovered; file closed");
         }
         // Not done for the caller until a holder has finalized the block.
@@ -422,9 +424,8 @@ impl NamenodeState {
     }
 
     /// Forgets the blocks of deleted files and queues their replicas for
-    /// deletion, once the deletion is durable
-    /// ([`Namespace::after_durable`](crate::namespace::Namespace::after_durable)).
-    pub fn remove_deleted(self: &Arc<Self>, blocks: Vec<pb::ExtendedBlock>) {
+    /// deletion once the deletion is durable (with the rest of `call`).
+    pub fn remove_deleted(self: &Arc<Self>, call: &mut Deferred, blocks: Vec<pb::ExtendedBlock>) {
         if blocks.is_empty() {
             return;
         }
@@ -433,18 +434,18 @@ impl NamenodeState {
             self.recovery.committed(b.block_id);
         }
         let st = self.clone();
-        self.ns.after_durable(blocks.len() > HEAVY_BLOCKS, move || {
+        call.after(blocks.len() > HEAVY_BLOCKS, move || {
             st.blocks.remove_blocks(&blocks)
         });
     }
 
-    /// Queues `file`'s blocks for the redundancy monitor once this thread's
+    /// Queues `file`'s blocks for the redundancy monitor once `call`'s
     /// change to the file is durable: after lowering its replication, the
     /// monitor deletes replicas, which a crash must not be able to undo.
-    pub fn check_redundancy_when_durable(self: &Arc<Self>, file: &crate::inode::Inode) {
+    pub fn check_redundancy_when_durable(self: &Arc<Self>, call: &mut Deferred, file: &crate::inode::Inode) {
         let st = self.clone();
         let blocks: Vec<u64> = file.blocks.iter().map(|b| b.id).collect();
-        self.ns.after_durable(false, move || st.redundancy.check(blocks));
+        call.after(false, move || st.redundancy.check(blocks));
     }
 
     /// Before `caller`'s client `client` opens `path` for writing, by create
@@ -454,6 +455,7 @@ impl NamenodeState {
     /// for a client name that is not another user's.
     pub fn take_over(
         self: &Arc<Self>,
+        call: &mut Deferred,
         caller: &Caller,
         path: &str,
         client: &str,
@@ -470,7 +472,7 @@ impl NamenodeState {
         if uc.client_name == client || self.leases.is_fresh(&uc.client_name) {
             return Err(caller.lease_conflict(&file, path));
         }
-        match self.recover_file(file.id)? {
+        match self.recover_file(call, file.id)? {
             // Closed in the namespace: the file can be taken over.
             Recovery::Closed | Recovery::Finalizing => Ok(()),
             Recovery::InProgress => Err(NnError::RecoveryInProgress(path.to_string())),
@@ -479,9 +481,9 @@ impl NamenodeState {
 
     /// A datanode reported on a block whose file is being recovered: go on
     /// with the recovery now rather than at the next recoverLease call.
-    pub fn advance_recovery(self: &Arc<Self>, block_id: u64) {
+    pub fn advance_recovery(self: &Arc<Self>, call: &mut Deferred, block_id: u64) {
         if let Some(inode) = self.recovery.file_of(block_id)
-            && let Err(e) = self.recover_file(inode)
+            && let Err(e) = self.recover_file(call, inode)
         {
             tracing::warn!(inode, block_id, error = %e, "lease recovery failed");
         }

@@ -186,7 +186,7 @@ pub fn meta(applied: Option<LogId<NodeId>>, membership: StoredMembership<NodeId,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::{Namespace, NamespaceConfig};
+    use crate::namespace::{Namespace, NamespaceConfig, WaitDurable};
     use granary_common::identity::Identity;
 
     /// A snapshot of one namespace, installed into another, replaces it
@@ -202,9 +202,9 @@ mod tests {
         let b = Namespace::create_at(&tmp.path().join("b"), cfg, &Default::default(), 0).expect("b");
         let su = a.caller(Identity::new("hdfs"));
         for d in ["/x", "/x/y", "/z"] {
-            a.mkdirs(&su, d, 0, false).expect("mkdirs");
+            a.mkdirs(&su, d, 0, false).durably().expect("mkdirs");
         }
-        b.mkdirs(&su, "/only-in-b", 0, false).expect("mkdirs");
+        b.mkdirs(&su, "/only-in-b", 0, false).durably().expect("mkdirs");
 
         let from = Snapshots::open(tmp.path().join("snaps-a")).expect("snaps");
         let m = meta(None, StoredMembership::default());
@@ -229,7 +229,9 @@ mod tests {
             "old content survived"
         );
         // Ids go on from the snapshot's counters.
-        b.mkdirs(&su, "/after", 0, false).expect("mkdirs after install");
+        b.mkdirs(&su, "/after", 0, false)
+            .durably()
+            .expect("mkdirs after install");
         assert_eq!(b.list(&su, "/", "", 100).expect("list").entries.len(), 3);
     }
 }

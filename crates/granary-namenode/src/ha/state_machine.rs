@@ -721,7 +721,7 @@ pub fn spawn_proposer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::{NamespaceConfig, deferring_durability};
+    use crate::namespace::NamespaceConfig;
     use granary_common::identity::Identity;
     use openraft::{CommittedLeaderId, Entry};
 
@@ -753,7 +753,7 @@ mod tests {
         let exists = |p: &str| ns.get_file_info(&su, p).is_ok();
 
         // Not leading: no change is made.
-        let (r, _) = deferring_durability(|| ns.mkdirs(&su, "/refused", 0, false));
+        let r = ns.mkdirs(&su, "/refused", 0, false);
         assert!(matches!(r, Err(NnError::Standby { .. })), "{r:?}");
         *rep.role.write() = Role {
             leader: true,
@@ -762,15 +762,13 @@ mod tests {
             lease_until: None,
         };
 
-        let (r, d1) = deferring_durability(|| ns.mkdirs(&su, "/a", 0, false));
-        r.expect("mkdirs /a");
-        let (r, d2) = deferring_durability(|| ns.mkdirs(&su, "/a/b", 0, false));
-        r.expect("mkdirs /a/b");
+        let d1 = ns.mkdirs(&su, "/a", 0, false).expect("mkdirs /a");
+        let d2 = ns.mkdirs(&su, "/a/b", 0, false).expect("mkdirs /a/b");
         let c1 = proposals.recv().await.expect("proposal").cmd;
         let c2 = proposals.recv().await.expect("proposal").cmd;
         assert_eq!((c1.after, c2.after), (None, Some(c1.seq)));
         assert!(exists("/a/b"), "a leader's change is visible at once");
-        assert!(d1.pending.is_some() && d2.pending.is_some());
+        assert!(d1.changed() && d2.changed(), "both wait for their commit");
 
         // Its own first change, in order: already there.
         assert_eq!(sm.apply_one(&entry(1, c1.clone())).expect("apply"), [true]);
@@ -798,8 +796,7 @@ mod tests {
         assert!(!exists("/a/b"));
 
         // A change made and never applied is undone by the next start.
-        let (r, _d3) = deferring_durability(|| ns.mkdirs(&su, "/c", 0, false));
-        r.expect("mkdirs /c");
+        let _d3 = ns.mkdirs(&su, "/c", 0, false).expect("mkdirs /c");
         assert!(exists("/c"));
         drop(sm);
         let (rep2, _rx) = Replicator::new("nn1".into());

@@ -3,7 +3,7 @@
 
 use rocksdb::{Direction, IteratorMode};
 
-use super::Namespace;
+use super::{Namespace, Written};
 use crate::error::{NnError, Result};
 use crate::inode::*;
 use crate::permission::{Access, Caller};
@@ -15,7 +15,7 @@ impl Namespace {
         caller: &Caller,
         path: &str,
         f: impl FnOnce(&Caller, &mut Inode) -> Result<()>,
-    ) -> Result<Inode> {
+    ) -> Result<Written<Inode>> {
         self.mutate(|batch| {
             let r = self.resolve(path)?;
             self.check_traverse(caller, &r)?;
@@ -27,7 +27,7 @@ impl Namespace {
     }
 
     /// Returns the file with its new replication.
-    pub fn set_replication(&self, caller: &Caller, path: &str, replication: u32) -> Result<Inode> {
+    pub fn set_replication(&self, caller: &Caller, path: &str, replication: u32) -> Result<Written<Inode>> {
         if replication == 0 {
             return Err(NnError::InvalidArgument(format!(
                 "{path}: replication must be at least 1"
@@ -44,7 +44,7 @@ impl Namespace {
         })
     }
 
-    pub fn set_permission(&self, caller: &Caller, path: &str, mode: u32) -> Result<()> {
+    pub fn set_permission(&self, caller: &Caller, path: &str, mode: u32) -> Result<Written<()>> {
         if mode > 0o7777 {
             return Err(NnError::InvalidArgument(format!(
                 "{path}: invalid permission {mode:o}"
@@ -55,7 +55,7 @@ impl Namespace {
             inode.mode = mode;
             Ok(())
         })
-        .map(|_| ())
+        .map(|w| w.map(|_| ()))
     }
 
     pub fn set_owner(
@@ -64,7 +64,7 @@ impl Namespace {
         path: &str,
         owner: Option<&str>,
         group: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Written<()>> {
         for n in [owner, group].into_iter().flatten() {
             if n.is_empty() || n.contains([':', '\0', '\n']) {
                 return Err(NnError::InvalidArgument(format!(
@@ -96,7 +96,7 @@ impl Namespace {
             }
             Ok(())
         })
-        .map(|_| ())
+        .map(|w| w.map(|_| ()))
     }
 
     /// Datanodes (by uuid) an operator decommissioned and did not return to
@@ -117,7 +117,7 @@ impl Namespace {
 
     /// Records that datanode `uuid` is out of service (decommissioned or
     /// being decommissioned), or back in service.
-    pub fn set_out_of_service(&self, uuid: &str, out: bool) -> Result<()> {
+    pub fn set_out_of_service(&self, uuid: &str, out: bool) -> Result<Written<()>> {
         let key = [META_OUT_OF_SERVICE, uuid.as_bytes()].concat();
         self.mutate_marked(|batch| {
             if out {
@@ -132,7 +132,7 @@ impl Namespace {
     /// Binds datanode `uuid` to its node key (by fingerprint) at its first
     /// registration; true when `fingerprint` is the key it is bound to (or
     /// now is), false when another key holds the uuid.
-    pub fn bind_datanode(&self, uuid: &str, fingerprint: &[u8]) -> Result<bool> {
+    pub fn bind_datanode(&self, uuid: &str, fingerprint: &[u8]) -> Result<Written<bool>> {
         let key = [META_DATANODE_KEY, uuid.as_bytes()].concat();
         if let Some(r) = self.replication.get()
             && r.check_leader().is_err()
@@ -140,7 +140,9 @@ impl Namespace {
             // A follower only checks: binding a new key is the leader's to
             // write (the datanode registers with the leader too).
             let bound = self.db.get_pinned_cf(self.cf(CF_META)?, &key)?;
-            return Ok(bound.is_none_or(|b| b.as_ref() == fingerprint));
+            return Ok(Written::unchanged(
+                bound.is_none_or(|b| b.as_ref() == fingerprint),
+            ));
         }
         self.mutate_marked(|batch| {
             let cf = self.cf(CF_META)?;
@@ -160,7 +162,7 @@ impl Namespace {
         path: &str,
         mtime: Option<i64>,
         atime: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<Written<()>> {
         self.update(caller, path, |c, inode| {
             c.check(inode, Access::Write, path)?;
             if let Some(m) = mtime {
@@ -171,12 +173,13 @@ impl Namespace {
             }
             Ok(())
         })
-        .map(|_| ())
+        .map(|w| w.map(|_| ()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::namespace::WaitDurable;
     use crate::namespace::tests::namespace;
 
     /// Decommissioned datanodes are kept in the metadata store until they
@@ -185,12 +188,19 @@ mod tests {
     fn out_of_service_datanodes_are_kept_until_recommissioned() {
         let (_tmp, ns, _su) = namespace();
         assert!(ns.out_of_service().expect("read").is_empty());
-        ns.set_out_of_service("dn-b", true).expect("decommission");
-        ns.set_out_of_service("dn-a", true).expect("decommission");
-        ns.set_out_of_service("dn-a", true).expect("again");
+        ns.set_out_of_service("dn-b", true)
+            .durably()
+            .expect("decommission");
+        ns.set_out_of_service("dn-a", true)
+            .durably()
+            .expect("decommission");
+        ns.set_out_of_service("dn-a", true).durably().expect("again");
         assert_eq!(ns.out_of_service().expect("read"), ["dn-a", "dn-b"]);
-        ns.set_out_of_service("dn-a", false).expect("recommission");
+        ns.set_out_of_service("dn-a", false)
+            .durably()
+            .expect("recommission");
         ns.set_out_of_service("dn-never", false)
+            .durably()
             .expect("unknown: nothing to forget");
         assert_eq!(ns.out_of_service().expect("read"), ["dn-b"]);
     }

@@ -1,6 +1,9 @@
 //! When a mutation counts as done: every change is one WriteBatch written
-//! under the namespace lock and made durable by the group commit, either
-//! waited for at once or handed to an async caller ([`deferring_durability`]).
+//! under the namespace lock (or one entry proposed to the namenode group),
+//! and the mutation returns [`Written`]: its value and the write that must
+//! be durable before anyone hears of it. A caller waits for that itself or
+//! collects it in its call's [`Deferred`], which the gRPC layer awaits
+//! without holding a thread; nothing decides this behind the caller's back.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +13,7 @@ use super::{Effects, Namespace};
 use crate::error::{NnError, Result};
 use crate::group_commit::Durable;
 
-/// A write whose durability the caller awaits (see [`deferring_durability`]):
+/// A write whose durability the caller awaits (see [`Written`]):
 /// fsynced by this namenode's group commit when it runs alone, committed by
 /// a majority of its group (and applied here) when it is a Raft leader.
 pub enum PendingWrite {
@@ -60,13 +63,7 @@ impl PendingWrite {
     /// Blocks this (non-async) thread until the write is durable.
     fn wait_blocking(self) -> Result<()> {
         match self {
-            Self::Local(d) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                d.then(move |r| drop(tx.send(r)));
-                rx.recv()
-                    .map_err(|_| NnError::Internal("the WAL sync thread stopped".into()))?
-                    .map_err(NnError::from)
-            }
+            Self::Local(d) => d.wait_blocking().map_err(NnError::from),
             Self::Replicated(c) => c.outcome.blocking_recv().unwrap_or_else(|_| Err(lost())),
         }
     }
@@ -103,16 +100,57 @@ pub struct AfterDurable {
     pub run: Box<dyn FnOnce() + Send>,
 }
 
-thread_local! {
-    /// Set while [`deferring_durability`] runs on this thread: the latest
-    /// write its mutations made, which its caller waits for instead, and
-    /// what runs once that write is durable.
-    static DEFERRED: std::cell::RefCell<Option<Deferred>> = const { std::cell::RefCell::new(None) };
+/// What a namespace mutation returns: its value, and the write that must be
+/// durable before anyone is told of the change (none when it changed
+/// nothing). The caller waits for it ([`Written::wait`], on a thread that
+/// may block) or collects it into its call's [`Deferred`] and awaits that
+/// without holding a thread.
+#[must_use = "a change must be durable before anyone is told of it: wait for it or hand it to a Deferred"]
+pub struct Written<T> {
+    value: T,
+    pending: Option<PendingWrite>,
 }
 
-/// What a [`deferring_durability`] run leaves its caller, who must await
-/// `pending` before telling anyone the mutations happened, and then run
-/// `after` (never when the sync failed: the change may be lost).
+impl<T: std::fmt::Debug> std::fmt::Debug for Written<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Written")
+            .field("value", &self.value)
+            .field("pending", &self.pending.as_ref().map(PendingWrite::seq))
+            .finish()
+    }
+}
+
+impl<T> Written<T> {
+    /// A value no write stands behind (nothing changed).
+    pub(crate) fn unchanged(value: T) -> Self {
+        Self { value, pending: None }
+    }
+
+    /// Whether the mutation wrote anything.
+    pub fn changed(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Blocks this (non-async) thread until the write is durable.
+    pub fn wait(self) -> Result<T> {
+        if let Some(p) = self.pending {
+            p.wait_blocking()?;
+        }
+        Ok(self.value)
+    }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Written<U> {
+        Written {
+            value: f(self.value),
+            pending: self.pending,
+        }
+    }
+}
+
+/// A call's writes not yet known durable, and the work that waits for
+/// them: whoever tells a client of the call's changes first awaits
+/// `pending`, then runs `after` (never when the sync failed: the change may
+/// be lost). The gRPC layer awaits it without holding a thread.
 #[must_use]
 #[derive(Default)]
 pub struct Deferred {
@@ -120,41 +158,67 @@ pub struct Deferred {
     pub after: Vec<AfterDurable>,
 }
 
-/// Runs `f`, whose namespace mutations return as soon as they are written
-/// instead of blocking until durable, and whose
-/// [`Namespace::after_durable`] work is handed back instead of waiting.
-/// This is how async callers avoid parking a thread per fsync.
-pub fn deferring_durability<R>(f: impl FnOnce() -> R) -> (R, Deferred) {
-    /// Restores the enclosing deferral's state, also when `f` panics: a
-    /// pooled thread must not go on skipping the wait.
-    struct Reset(Option<Deferred>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let outer = self.0.take();
-            DEFERRED.with(|d| *d.borrow_mut() = outer);
+impl Deferred {
+    /// Takes `written`'s write into this call's, and gives its value.
+    pub fn take<T>(&mut self, written: Written<T>) -> T {
+        if let Some(p) = written.pending {
+            self.pending = Some(match self.pending.take() {
+                Some(earlier) => earlier.latest(p),
+                None => p,
+            });
         }
+        written.value
     }
-    let reset = Reset(DEFERRED.with(|d| d.borrow_mut().replace(Deferred::default())));
-    let r = f();
-    let deferred = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
-    drop(reset);
-    (r, deferred)
+
+    /// Runs `run` once this call's writes are durable.
+    pub fn after(&mut self, heavy: bool, run: impl FnOnce() + Send + 'static) {
+        self.after.push(AfterDurable {
+            heavy,
+            run: Box::new(run),
+        });
+    }
+
+    /// Blocks this (non-async) thread until the writes are durable, then
+    /// runs the work that waited for them.
+    pub fn wait(self) -> Result<()> {
+        if let Some(p) = self.pending {
+            p.wait_blocking()?;
+        }
+        self.after.into_iter().for_each(|a| (a.run)());
+        Ok(())
+    }
+}
+
+/// A [`Written`] result waited for on this thread: for callers that may
+/// block (background tasks, tests).
+pub trait WaitDurable<T> {
+    fn durably(self) -> Result<T>;
+}
+
+impl<T> WaitDurable<T> for Result<Written<T>> {
+    fn durably(self) -> Result<T> {
+        self.and_then(Written::wait)
+    }
 }
 
 impl Namespace {
-    /// Runs one mutation under the namespace lock and returns once it is durable.
-    pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<T> {
+    /// Runs one mutation under the namespace lock; what it returns says
+    /// when it is durable.
+    pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<Written<T>> {
         self.mutate_marked(|batch| f(batch).map(|out| (out, true)))
     }
 
     /// Like [`Namespace::mutate`] for changes to one file's inode (and its
     /// blocks), which no other path's resolution depends on.
-    pub(super) fn mutate_file<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<T> {
+    pub(super) fn mutate_file<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<Written<T>> {
         self.mutate_marked(|batch| f(batch).map(|out| (out, false)))
     }
 
     /// `f` says whether its change was structural (see `structure`).
-    pub(super) fn mutate_marked<T>(&self, f: impl FnOnce(&mut Effects) -> Result<(T, bool)>) -> Result<T> {
+    pub(super) fn mutate_marked<T>(
+        &self,
+        f: impl FnOnce(&mut Effects) -> Result<(T, bool)>,
+    ) -> Result<Written<T>> {
         // A panic under the lock leaves no half-made change behind (the batch
         // is written whole or not at all), so a poisoned lock is still usable.
         let guard = self
@@ -168,7 +232,7 @@ impl Namespace {
         let mut effects = Effects::default();
         let (out, structural) = f(&mut effects)?;
         if effects.is_empty() {
-            return Ok(out);
+            return Ok(Written::unchanged(out));
         }
         super::retry::record(&mut effects);
         let pending = match replication {
@@ -186,43 +250,9 @@ impl Namespace {
             self.structure.fetch_add(1, Ordering::SeqCst);
         }
         drop(guard);
-        match self.defer(pending) {
-            None => {}
-            Some(PendingWrite::Local(d)) => self.commit.wait_durable(d.seq())?,
-            Some(p) => p.wait_blocking()?,
-        }
-        Ok(out)
-    }
-
-    /// Runs `run` once this thread's mutations so far are durable: at once
-    /// outside [`deferring_durability`] (each mutation waited for its own
-    /// fsync), else handed to its caller, who runs it after awaiting them.
-    pub fn after_durable(&self, heavy: bool, run: impl FnOnce() + Send + 'static) {
-        let run: Box<dyn FnOnce() + Send> = Box::new(run);
-        let left = DEFERRED.with(|d| match &mut *d.borrow_mut() {
-            Some(deferral) => {
-                deferral.after.push(AfterDurable { heavy, run });
-                None
-            }
-            None => Some(run),
-        });
-        if let Some(run) = left {
-            run();
-        }
-    }
-
-    /// Hands `pending` to the caller's [`deferring_durability`], if it
-    /// runs; else gives it back to be waited for here.
-    fn defer(&self, pending: PendingWrite) -> Option<PendingWrite> {
-        DEFERRED.with(|d| match &mut *d.borrow_mut() {
-            Some(deferral) => {
-                deferral.pending = Some(match deferral.pending.take() {
-                    Some(l) => l.latest(pending),
-                    None => pending,
-                });
-                None
-            }
-            None => Some(pending),
+        Ok(Written {
+            value: out,
+            pending: Some(pending),
         })
     }
 }
@@ -234,55 +264,41 @@ mod tests {
     use crate::namespace::tests::namespace;
     use std::sync::Arc;
 
-    /// Inside `deferring_durability` a mutation hands its write to the caller
-    /// (the gRPC layer awaits it), and so does work that must wait for it;
-    /// outside, or after the deferring code panicked, mutations wait for
-    /// their fsync themselves again and such work runs at once.
+    /// A mutation hands back its write: collected into a call's `Deferred`
+    /// (as the gRPC layer does), the latest write stands for all, and work
+    /// queued after it runs only once they are durable; a read writes
+    /// nothing; waited for on the spot, it is durable when it returns.
     #[test]
-    fn deferred_mutations_hand_their_write_to_the_caller() {
+    fn mutations_say_when_they_are_durable() {
         let (_tmp, ns, su) = namespace();
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (r, deferred) = deferring_durability(|| {
-            ns.mkdirs(&su, "/a", 0, false)?;
-            ns.mkdirs(&su, "/b", 0, false)?;
+        let mut call = Deferred::default();
+        let r = (|| {
+            call.take(ns.mkdirs(&su, "/a", 0, false)?);
+            call.take(ns.mkdirs(&su, "/b", 0, false)?);
             let ran = ran.clone();
-            ns.after_durable(false, move || ran.store(true, Ordering::SeqCst));
+            call.after(false, move || ran.store(true, Ordering::SeqCst));
             Ok::<_, NnError>(())
-        });
+        })();
         r.expect("mkdirs");
         assert!(!ran.load(Ordering::SeqCst), "ran before its write was durable");
-        let pending = deferred.pending.expect("the writes were handed over");
+        let pending = call.pending.take().expect("the writes were handed over");
         assert_eq!(pending.seq(), 2, "the later of the two writes");
-        assert_eq!(deferred.after.len(), 1, "the waiting work was handed over");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
         rt.block_on(pending.wait()).expect("durable");
+        call.wait().expect("nothing left to wait for");
+        assert!(ran.load(Ordering::SeqCst), "the waiting work ran");
 
-        let (r, deferred) = deferring_durability(|| ns.get_file_info(&su, "/a").map(|_| ()));
-        r.expect("stat");
-        assert!(deferred.pending.is_none(), "a read writes nothing");
+        let existing = ns.mkdirs(&su, "/a", 0, true).expect("mkdirs -p");
+        assert!(!existing.changed(), "an existing directory writes nothing");
+        existing.wait().expect("nothing to wait for");
 
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = ran.clone();
-        ns.after_durable(false, move || flag.store(true, Ordering::SeqCst));
-        assert!(
-            ran.load(Ordering::SeqCst),
-            "outside a deferral the work runs at once"
-        );
-
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            deferring_durability(|| {
-                ns.mkdirs(&su, "/c", 0, false).expect("mkdirs");
-                panic!("handler bug");
-            })
-        }));
-        assert!(panicked.is_err());
-        assert!(
-            DEFERRED.with(|d| d.borrow().is_none()),
-            "the thread still defers after a panic"
-        );
-        ns.mkdirs(&su, "/d", 0, false).expect("mkdirs waits for itself");
-        assert!(DEFERRED.with(|d| d.borrow().is_none()));
+        let w = ns.mkdirs(&su, "/c", 0, false).expect("mkdirs");
+        assert!(w.changed());
+        let seq = w.pending.as_ref().map(PendingWrite::seq).expect("a write");
+        w.wait().expect("durable");
+        ns.commit.wait_durable(seq).expect("already durable");
     }
 }

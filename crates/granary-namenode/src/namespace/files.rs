@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::Effects;
 
-use super::{AllocatedBlock, LastBlockFate, Namespace, Recovered};
+use super::{AllocatedBlock, LastBlockFate, Namespace, Recovered, Written};
 use crate::error::{NnError, Result};
 use crate::inode::*;
 use crate::permission::{Access, Caller};
@@ -24,7 +24,7 @@ impl Namespace {
         create_parent: bool,
         replication: u32,
         block_size: u64,
-    ) -> Result<(Inode, Vec<BlockRecord>)> {
+    ) -> Result<Written<(Inode, Vec<BlockRecord>)>> {
         let mode = if mode == 0 {
             defaults::FILE_PERMISSION
         } else {
@@ -255,7 +255,7 @@ impl Namespace {
         file_id: u64,
         client: &str,
         previous: Option<&pb::ExtendedBlock>,
-    ) -> Result<AllocatedBlock> {
+    ) -> Result<Written<AllocatedBlock>> {
         self.add_block_to(caller, path, file_id, client, previous, &[])
     }
 
@@ -269,7 +269,7 @@ impl Namespace {
         client: &str,
         previous: Option<&pb::ExtendedBlock>,
         targets: &[String],
-    ) -> Result<AllocatedBlock> {
+    ) -> Result<Written<AllocatedBlock>> {
         self.mutate_file(|batch| {
             let mut file = self.leased_file(caller, path, file_id, client)?;
             // A retried call whose first attempt succeeded gets the same block back.
@@ -310,7 +310,7 @@ impl Namespace {
         file_id: u64,
         client: &str,
         block_id: u64,
-    ) -> Result<()> {
+    ) -> Result<Written<()>> {
         self.mutate(|batch| {
             let mut file = self.leased_file(caller, path, file_id, client)?;
             match file.blocks.last() {
@@ -337,7 +337,7 @@ impl Namespace {
         client: &str,
         last: Option<&pb::ExtendedBlock>,
         replicated: impl Fn(&BlockRecord) -> bool,
-    ) -> Result<bool> {
+    ) -> Result<Written<bool>> {
         self.mutate_file(|batch| {
             let mut file = match self.leased_file(caller, path, file_id, client) {
                 Ok(f) => f,
@@ -381,7 +381,7 @@ impl Namespace {
         file_id: u64,
         client: &str,
         block_id: u64,
-    ) -> Result<u64> {
+    ) -> Result<Written<u64>> {
         self.mutate(|batch| {
             let mut file = self.leased_file(caller, path, file_id, client)?;
             let Some(last) = file
@@ -404,7 +404,7 @@ impl Namespace {
 
     /// Reopens a closed file for `client` to write at its end (new data goes
     /// into new blocks). Returns the file.
-    pub fn append(&self, caller: &Caller, path: &str, client: &str) -> Result<Inode> {
+    pub fn append(&self, caller: &Caller, path: &str, client: &str) -> Result<Written<Inode>> {
         if client.is_empty() {
             return Err(NnError::InvalidArgument(format!(
                 "{path}: append needs a client name"
@@ -434,7 +434,11 @@ impl Namespace {
     /// an uncommitted last block (lease recovery decides from what datanodes
     /// hold). Committing under a new generation stamp makes replicas of the
     /// old one stale. Returns None if the file was not open.
-    pub fn recover_file(&self, inode_id: u64, fate: Option<LastBlockFate>) -> Result<Option<Recovered>> {
+    pub fn recover_file(
+        &self,
+        inode_id: u64,
+        fate: Option<LastBlockFate>,
+    ) -> Result<Written<Option<Recovered>>> {
         self.mutate(|batch| {
             let Some(mut file) = self.get_inode(inode_id)? else {
                 return Ok(None);
@@ -495,6 +499,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use crate::error::NnError;
+    use crate::namespace::WaitDurable;
     use crate::namespace::tests::{closed_file, namespace};
     use granary_common::identity::Identity;
 
@@ -505,9 +510,9 @@ mod tests {
         let (_tmp, ns, su) = namespace();
         let alice = ns.caller(Identity::new("alice"));
         let bob = ns.caller(Identity::new("bob"));
-        ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
+        ns.mkdirs(&su, "/tmp", 0o1777, false).durably().expect("mkdirs");
         let a = closed_file(&ns, &alice, "/tmp/a");
-        match ns.create(&bob, "/tmp/a", 0, "bob", true, false, 1, 0) {
+        match ns.create(&bob, "/tmp/a", 0, "bob", true, false, 1, 0).durably() {
             Err(e @ NnError::StickyBit { .. }) => {
                 let m = e.to_string();
                 assert!(
@@ -520,17 +525,20 @@ mod tests {
         assert_eq!(ns.get_file_info(&su, "/tmp/a").expect("stat").id, a.id);
         // Without overwrite it is just there already.
         assert!(matches!(
-            ns.create(&bob, "/tmp/a", 0, "bob", false, false, 1, 0),
+            ns.create(&bob, "/tmp/a", 0, "bob", false, false, 1, 0).durably(),
             Err(NnError::AlreadyExists(_))
         ));
         // His own file bob overwrites; alice hers; the superuser anybody's.
         closed_file(&ns, &bob, "/tmp/b");
         ns.create(&bob, "/tmp/b", 0, "bob", true, false, 1, 0)
+            .durably()
             .expect("bob's own");
         ns.create(&alice, "/tmp/a", 0, "alice", true, false, 1, 0)
+            .durably()
             .expect("alice's own");
         closed_file(&ns, &alice, "/tmp/a2");
         ns.create(&su, "/tmp/a2", 0, "hdfs", true, false, 1, 0)
+            .durably()
             .expect("the superuser");
         ns.check_consistency().expect("consistent");
     }
@@ -543,9 +551,10 @@ mod tests {
         let (_tmp, ns, su) = namespace();
         let alice = ns.caller(Identity::new("alice"));
         let bob = ns.caller(Identity::new("bob"));
-        ns.mkdirs(&su, "/shared", 0o777, false).expect("mkdirs");
+        ns.mkdirs(&su, "/shared", 0o777, false).durably().expect("mkdirs");
         let (f, _) = ns
             .create(&alice, "/shared/f", 0o666, "alice-client", false, false, 1, 0)
+            .durably()
             .expect("create");
         let theirs = "/shared/f: file is being written by another client";
         let refused = |r: Result<(), NnError>| match r {
@@ -554,6 +563,7 @@ mod tests {
         };
         refused(
             ns.add_block(&bob, "/shared/f", f.id, "alice-client", None)
+                .durably()
                 .map(|_| ()),
         );
         refused(
@@ -562,32 +572,42 @@ mod tests {
         );
         let b = ns
             .add_block(&alice, "/shared/f", f.id, "alice-client", None)
+            .durably()
             .expect("her block")
             .block;
         refused(
             ns.bump_generation(&bob, "/shared/f", f.id, "alice-client", b.id)
+                .durably()
                 .map(|_| ()),
         );
-        refused(ns.abandon_block(&bob, "/shared/f", f.id, "alice-client", b.id));
+        refused(
+            ns.abandon_block(&bob, "/shared/f", f.id, "alice-client", b.id)
+                .durably(),
+        );
         let last = b.to_extended();
         refused(
             ns.complete(&bob, "/shared/f", f.id, "alice-client", Some(&last), |_| true)
+                .durably()
                 .map(|_| ()),
         );
         refused(
             ns.create(&bob, "/shared/f", 0, "bob-client", true, false, 1, 0)
+                .durably()
                 .map(|_| ()),
         );
         // Her own other client, and the superuser, hear who holds it.
         let e = ns
             .create(&alice, "/shared/f", 0, "alice-2", true, false, 1, 0)
+            .durably()
             .expect_err("open");
         assert!(e.to_string().ends_with("being written by alice-client"), "{e}");
         let e = ns
             .create(&su, "/shared/f", 0, "su", true, false, 1, 0)
+            .durably()
             .expect_err("open");
         assert!(e.to_string().ends_with("being written by alice-client"), "{e}");
         ns.bump_generation(&su, "/shared/f", f.id, "alice-client", b.id)
+            .durably()
             .expect("the superuser may");
 
         // A record from before writers' users were kept is its owner's.
@@ -598,6 +618,7 @@ mod tests {
             }
             ns.put_inode(batch, &g)
         })
+        .durably()
         .expect("old record");
         assert_eq!(
             ns.get_inode(f.id).expect("read").expect("file").writer_user(),
@@ -605,6 +626,7 @@ mod tests {
         );
         refused(
             ns.add_block(&bob, "/shared/f", f.id, "alice-client", None)
+                .durably()
                 .map(|_| ()),
         );
         ns.file_for_writer(&alice, "/shared/f", f.id, "alice-client")

@@ -30,7 +30,7 @@ use granary_common::defaults;
 use granary_proto as pb;
 
 pub use config::NamespaceConfig;
-pub use durability::{AfterDurable, Commit, Deferred, PendingWrite, Replication, deferring_durability};
+pub use durability::{AfterDurable, Commit, Deferred, PendingWrite, Replication, WaitDurable, Written};
 pub use effects::Effects;
 pub use resolve::{Prefix, Resolved};
 
@@ -357,6 +357,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespace::WaitDurable;
     use granary_common::identity::Identity;
 
     /// A new namespace in a temporary directory (kept alive by the first
@@ -376,9 +377,11 @@ mod tests {
     pub(super) fn closed_file(ns: &Namespace, caller: &Caller, path: &str) -> Inode {
         let (file, _) = ns
             .create(caller, path, 0, "w", false, false, 1, 0)
+            .durably()
             .expect("create");
         assert!(
             ns.complete(caller, path, file.id, "w", None, |_| true)
+                .durably()
                 .expect("complete")
         );
         file

@@ -239,6 +239,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespace::WaitDurable;
     use crate::namespace::tests::namespace;
     use granary_common::identity::Identity;
     use std::sync::Arc;
@@ -292,14 +293,19 @@ mod tests {
     fn a_create_lands_at_its_path_when_the_parent_moves_during_its_walk() {
         let (_tmp, ns, su) = namespace();
         let ns = Arc::new(ns);
-        ns.mkdirs(&su, "/a/b", 0, true).expect("mkdirs");
+        ns.mkdirs(&su, "/a/b", 0, true).durably().expect("mkdirs");
         let hook_su = su.clone();
         in_walk_window(&ns, move |ns| {
-            ns.rename(&hook_su, "/a/b", "/a/moved", false).expect("rename");
-            ns.mkdirs(&hook_su, "/a/b", 0, false).expect("mkdirs again");
+            ns.rename(&hook_su, "/a/b", "/a/moved", false)
+                .durably()
+                .expect("rename");
+            ns.mkdirs(&hook_su, "/a/b", 0, false)
+                .durably()
+                .expect("mkdirs again");
         });
         let (file, _) = ns
             .create(&su, "/a/b/f", 0, "writer", false, false, 1, 0)
+            .durably()
             .expect("create");
         assert_eq!(ns.get_file_info(&su, "/a/b/f").expect("stat").id, file.id);
         assert!(
@@ -310,11 +316,12 @@ mod tests {
 
         // The parent deleted in the window: the create fails, nothing is orphaned.
         in_walk_window(&ns, move |ns| {
-            ns.delete(&su, "/a/b", true).expect("delete");
+            ns.delete(&su, "/a/b", true).durably().expect("delete");
         });
         let su = ns.caller(Identity::new("hdfs"));
         assert!(matches!(
-            ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0),
+            ns.create(&su, "/a/b/g", 0, "writer", false, false, 1, 0)
+                .durably(),
             Err(NnError::NotFound(_))
         ));
         ns.check_consistency().expect("consistent");
@@ -327,9 +334,10 @@ mod tests {
     fn a_rename_acts_on_the_namespace_as_it_is_under_the_lock() {
         let (_tmp, ns, su) = namespace();
         let ns = Arc::new(ns);
-        ns.mkdirs(&su, "/d/sub", 0, true).expect("mkdirs");
+        ns.mkdirs(&su, "/d/sub", 0, true).durably().expect("mkdirs");
         let f = ns
             .create(&su, "/d/sub/f", 0, "w", false, false, 1, 0)
+            .durably()
             .expect("create")
             .0;
 
@@ -337,14 +345,16 @@ mod tests {
         let rename_in_window = |from: &'static str, to: &'static str| {
             let h = su.clone();
             in_walk_window(&ns, move |ns| {
-                ns.rename(&h, from, to, false).expect("rename in the window");
+                ns.rename(&h, from, to, false)
+                    .durably()
+                    .expect("rename in the window");
             });
         };
 
         // The source's directory moves in the window: the old path is gone.
         rename_in_window("/d/sub", "/d/moved");
         assert!(matches!(
-            ns.rename(&su, "/d/sub/f", "/d/g", false),
+            ns.rename(&su, "/d/sub/f", "/d/g", false).durably(),
             Err(NnError::NotFound(_))
         ));
         assert_eq!(ns.get_file_info(&su, "/d/moved/f").expect("stat").id, f.id);
@@ -352,28 +362,29 @@ mod tests {
         // Another file rename takes the source away in the window.
         rename_in_window("/d/moved/f", "/d/moved/f2");
         assert!(matches!(
-            ns.rename(&su, "/d/moved/f", "/d/moved/g", false),
+            ns.rename(&su, "/d/moved/f", "/d/moved/g", false).durably(),
             Err(NnError::NotFound(_))
         ));
 
         // A file appears at the destination in the window: no overwrite.
         let other = ns
             .create(&su, "/d/other", 0, "w", false, false, 1, 0)
+            .durably()
             .expect("create")
             .0;
         rename_in_window("/d/other", "/d/moved/g");
         assert!(matches!(
-            ns.rename(&su, "/d/moved/f2", "/d/moved/g", false),
+            ns.rename(&su, "/d/moved/f2", "/d/moved/g", false).durably(),
             Err(NnError::AlreadyExists(_))
         ));
         assert_eq!(ns.get_file_info(&su, "/d/moved/g").expect("stat").id, other.id);
         assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);
 
         // The destination's directory moves away in the window.
-        ns.mkdirs(&su, "/x/y", 0, true).expect("mkdirs");
+        ns.mkdirs(&su, "/x/y", 0, true).durably().expect("mkdirs");
         rename_in_window("/x", "/d/x");
         assert!(matches!(
-            ns.rename(&su, "/d/moved/f2", "/x/y/f", false),
+            ns.rename(&su, "/d/moved/f2", "/x/y/f", false).durably(),
             Err(NnError::NotFound(_))
         ));
         assert_eq!(ns.get_file_info(&su, "/d/moved/f2").expect("stat").id, f.id);

@@ -130,7 +130,8 @@ impl Namespace {
                 batch.delete_cf(CF_META, k);
             }
             Ok(())
-        })?;
+        })?
+        .wait()?;
         Ok(n)
     }
 }
@@ -138,6 +139,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespace::WaitDurable;
     use crate::namespace::tests::namespace;
 
     /// A call that changed the namespace is found again by its ids; one
@@ -150,7 +152,7 @@ mod tests {
             call_id: 7,
         };
         assert_eq!(ns.recorded(Some(&call)).expect("lookup"), None);
-        recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false)).expect("mkdirs");
+        recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false).durably()).expect("mkdirs");
         assert!(ns.recorded(Some(&call)).expect("lookup").is_some());
         let other = CallKey {
             client_id: "c2".into(),
@@ -161,10 +163,13 @@ mod tests {
             client_id: "c1".into(),
             call_id: 8,
         };
-        recording(Some(&failed), 0, || ns.mkdirs(&su, "/missing/b", 0, false)).expect_err("no parent");
+        recording(Some(&failed), 0, || {
+            ns.mkdirs(&su, "/missing/b", 0, false).durably()
+        })
+        .expect_err("no parent");
         assert_eq!(ns.recorded(Some(&failed)).expect("lookup"), None);
         // Outside `recording`, nothing is recorded.
-        ns.mkdirs(&su, "/c", 0, false).expect("mkdirs");
+        ns.mkdirs(&su, "/c", 0, false).durably().expect("mkdirs");
         assert_eq!(
             ns.expire_retry_cache(100).expect("expire"),
             0,

@@ -311,6 +311,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespace::WaitDurable;
     use crate::namespace::tests::{closed_file, namespace};
     use granary_common::identity::Identity;
     use granary_proto as pb;
@@ -322,17 +323,26 @@ mod tests {
     fn a_content_summary_needs_read_execute_on_every_directory_below() {
         let (_tmp, ns, su) = namespace();
         let alice = ns.caller(Identity::new("alice"));
-        ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
-        ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
-        ns.mkdirs(&alice, "/a/pub/x", 0o777, true).expect("mkdirs");
+        ns.mkdirs(&su, "/a", 0, false).durably().expect("mkdirs");
+        ns.set_owner(&su, "/a", Some("alice"), None)
+            .durably()
+            .expect("chown");
+        ns.mkdirs(&alice, "/a/pub/x", 0o777, true)
+            .durably()
+            .expect("mkdirs");
         closed_file(&ns, &alice, "/a/pub/f");
         let open = ns.content_summary(&alice, "/a").expect("all readable");
         assert_eq!((open.directory_count, open.file_count), (3, 1));
 
-        ns.mkdirs(&su, "/a/pub/secret/deeper", 0, true).expect("mkdirs");
+        ns.mkdirs(&su, "/a/pub/secret/deeper", 0, true)
+            .durably()
+            .expect("mkdirs");
         ns.set_owner(&su, "/a/pub/secret", Some("bob"), None)
+            .durably()
             .expect("chown");
-        ns.set_permission(&su, "/a/pub/secret", 0o700).expect("chmod");
+        ns.set_permission(&su, "/a/pub/secret", 0o700)
+            .durably()
+            .expect("chmod");
         for top in ["/a", "/a/pub"] {
             match ns.content_summary(&alice, top) {
                 Err(NnError::PermissionDenied { user, access, inode }) => {
@@ -359,11 +369,15 @@ mod tests {
         let mut known = Vec::new();
         for f in 0..3 {
             let path = format!("/f{f}");
-            let (file, _) = ns.create(&su, &path, 0, "w", false, false, 1, 0).expect("create");
+            let (file, _) = ns
+                .create(&su, &path, 0, "w", false, false, 1, 0)
+                .durably()
+                .expect("create");
             let mut prev: Option<pb::ExtendedBlock> = None;
             for _ in 0..30 {
                 let b = ns
                     .add_block(&su, &path, file.id, "w", prev.as_ref())
+                    .durably()
                     .expect("add block")
                     .block;
                 let mut e = b.to_extended();
@@ -372,10 +386,11 @@ mod tests {
                 prev = Some(e);
             }
             ns.complete(&su, &path, file.id, "w", prev.as_ref(), |_| true)
+                .durably()
                 .expect("complete");
         }
         // Deleted blocks leave gaps longer than the iterator's step budget.
-        ns.delete(&su, "/f1", false).expect("delete");
+        ns.delete(&su, "/f1", false).durably().expect("delete");
         let max = known.iter().copied().max().expect("blocks");
         let mut ids: Vec<u64> = known.iter().rev().step_by(2).copied().collect();
         ids.extend([0, 1, max + 1, max + 1000, u64::MAX]);

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use super::Effects;
 
 use super::resolve::{SubtreePaths, Within};
-use super::{Namespace, Resolved};
+use super::{Namespace, Resolved, Written};
 use crate::error::{NnError, Result};
 use crate::inode::*;
 use crate::permission::{Access, Caller};
@@ -82,7 +82,7 @@ impl Namespace {
         Ok(parent)
     }
 
-    pub fn mkdirs(&self, caller: &Caller, path: &str, mode: u32, create_parent: bool) -> Result<()> {
+    pub fn mkdirs(&self, caller: &Caller, path: &str, mode: u32, create_parent: bool) -> Result<Written<()>> {
         let mode = if mode == 0 {
             defaults::DIR_PERMISSION
         } else {
@@ -152,7 +152,7 @@ impl Namespace {
     }
 
     /// Deletes `path`; returns the blocks to remove from datanodes.
-    pub fn delete(&self, caller: &Caller, path: &str, recursive: bool) -> Result<Vec<BlockRecord>> {
+    pub fn delete(&self, caller: &Caller, path: &str, recursive: bool) -> Result<Written<Vec<BlockRecord>>> {
         self.mutate(|batch| {
             let r = self.resolve(path)?;
             self.check_traverse(caller, &r)?;
@@ -177,7 +177,13 @@ impl Namespace {
 
     /// Moves `src` to `dst`, or into `dst` when that is a directory.
     /// Returns blocks of a file replaced with `overwrite`.
-    pub fn rename(&self, caller: &Caller, src: &str, dst: &str, overwrite: bool) -> Result<Vec<BlockRecord>> {
+    pub fn rename(
+        &self,
+        caller: &Caller,
+        src: &str,
+        dst: &str,
+        overwrite: bool,
+    ) -> Result<Written<Vec<BlockRecord>>> {
         // As in create: both paths are walked before the lock, and under it
         // only their parents and last components are read again, unless a
         // structural change (which a file's rename is not) came in between.
@@ -288,6 +294,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespace::WaitDurable;
     use crate::namespace::tests::{closed_file, namespace};
     use granary_common::defaults::MAX_PATH_DEPTH;
     use granary_common::identity::Identity;
@@ -298,22 +305,28 @@ mod tests {
     fn paths_as_deep_as_the_limit_work_and_deeper_ones_are_refused() {
         let (_tmp, ns, su) = namespace();
         let dir = "/d".repeat(MAX_PATH_DEPTH - 1);
-        ns.mkdirs(&su, &dir, 0, true).expect("999 levels");
+        ns.mkdirs(&su, &dir, 0, true).durably().expect("999 levels");
         let at = format!("{dir}/f");
         let file = closed_file(&ns, &su, &at);
         assert_eq!(ns.get_file_info(&su, &at).expect("stat").id, file.id);
         assert_eq!(ns.list(&su, &dir, "", 0).expect("list").entries.len(), 1);
         let moved = format!("{dir}/g");
-        ns.rename(&su, &at, &moved, false).expect("rename at the limit");
+        ns.rename(&su, &at, &moved, false)
+            .durably()
+            .expect("rename at the limit");
         let last_dir = format!("{dir}/e");
-        ns.mkdirs(&su, &last_dir, 0, false).expect("1000 levels");
+        ns.mkdirs(&su, &last_dir, 0, false)
+            .durably()
+            .expect("1000 levels");
 
         let over = format!("{last_dir}/h");
         for r in [
-            ns.mkdirs(&su, &over, 0, true),
-            ns.create(&su, &over, 0, "w", false, true, 1, 0).map(|_| ()),
-            ns.rename(&su, &moved, &over, false).map(|_| ()),
-            ns.rename(&su, &moved, &last_dir, false).map(|_| ()),
+            ns.mkdirs(&su, &over, 0, true).durably(),
+            ns.create(&su, &over, 0, "w", false, true, 1, 0)
+                .durably()
+                .map(|_| ()),
+            ns.rename(&su, &moved, &over, false).durably().map(|_| ()),
+            ns.rename(&su, &moved, &last_dir, false).durably().map(|_| ()),
             ns.get_file_info(&su, &over).map(|_| ()),
         ] {
             match r {
@@ -332,11 +345,17 @@ mod tests {
     fn a_refused_recursive_delete_names_the_directory_in_the_way() {
         let (_tmp, ns, su) = namespace();
         let alice = ns.caller(Identity::new("alice"));
-        ns.mkdirs(&su, "/a", 0, false).expect("mkdirs");
-        ns.set_owner(&su, "/a", Some("alice"), None).expect("chown");
-        ns.mkdirs(&alice, "/a/b/c/locked/inner", 0, true).expect("mkdirs");
-        ns.set_permission(&alice, "/a/b/c/locked", 0o500).expect("chmod");
-        match ns.delete(&alice, "/a/b", true) {
+        ns.mkdirs(&su, "/a", 0, false).durably().expect("mkdirs");
+        ns.set_owner(&su, "/a", Some("alice"), None)
+            .durably()
+            .expect("chown");
+        ns.mkdirs(&alice, "/a/b/c/locked/inner", 0, true)
+            .durably()
+            .expect("mkdirs");
+        ns.set_permission(&alice, "/a/b/c/locked", 0o500)
+            .durably()
+            .expect("chmod");
+        match ns.delete(&alice, "/a/b", true).durably() {
             Err(NnError::PermissionDenied { access, inode, .. }) => {
                 assert_eq!(access, "ALL");
                 assert!(inode.starts_with("\"/a/b/c/locked\":alice:"), "{inode}");
@@ -345,7 +364,7 @@ mod tests {
         }
         ns.get_file_info(&alice, "/a/b/c/locked/inner")
             .expect("nothing was deleted");
-        ns.delete(&su, "/a", true).expect("the superuser may");
+        ns.delete(&su, "/a", true).durably().expect("the superuser may");
         ns.check_consistency().expect("consistent");
     }
 
@@ -358,36 +377,44 @@ mod tests {
         let alice = ns.caller(Identity::new("alice"));
         let bob = ns.caller(Identity::new("bob"));
         let carol = ns.caller(Identity::new("carol"));
-        ns.mkdirs(&su, "/tmp", 0o1777, false).expect("mkdirs");
+        ns.mkdirs(&su, "/tmp", 0o1777, false).durably().expect("mkdirs");
         closed_file(&ns, &alice, "/tmp/a");
         closed_file(&ns, &bob, "/tmp/b");
-        ns.mkdirs(&alice, "/tmp/dir", 0, false).expect("mkdirs");
+        ns.mkdirs(&alice, "/tmp/dir", 0, false).durably().expect("mkdirs");
 
         let sticky = |r: Result<Vec<BlockRecord>>, what: &str| match r {
             Err(e @ NnError::StickyBit { .. }) => e.to_string(),
             other => panic!("{what} was not refused by the sticky bit: {other:?}"),
         };
-        let m = sticky(ns.delete(&bob, "/tmp/a", false), "bob's delete");
+        let m = sticky(ns.delete(&bob, "/tmp/a", false).durably(), "bob's delete");
         assert_eq!(
             m,
             "Permission denied by sticky bit: user=bob, \
              path=\"/tmp/a\":alice:supergroup:-rw-r--r--, \
              parent=\"/tmp\":hdfs:supergroup:drwxrwxrwt"
         );
-        sticky(ns.delete(&bob, "/tmp/dir", true), "bob's delete of a directory");
-        sticky(ns.rename(&bob, "/tmp/a", "/tmp/mine", false), "bob's rename");
         sticky(
-            ns.rename(&bob, "/tmp/dir", "/tmp/b2", false),
+            ns.delete(&bob, "/tmp/dir", true).durably(),
+            "bob's delete of a directory",
+        );
+        sticky(
+            ns.rename(&bob, "/tmp/a", "/tmp/mine", false).durably(),
+            "bob's rename",
+        );
+        sticky(
+            ns.rename(&bob, "/tmp/dir", "/tmp/b2", false).durably(),
             "bob's rename of a directory",
         );
         let m = sticky(
-            ns.rename(&bob, "/tmp/b", "/tmp/a", true),
+            ns.rename(&bob, "/tmp/b", "/tmp/a", true).durably(),
             "bob's rename over alice's file",
         );
         assert!(m.contains("path=\"/tmp/a\":alice"), "{m}");
-        ns.mkdirs(&su, "/home/bob", 0o777, true).expect("mkdirs");
+        ns.mkdirs(&su, "/home/bob", 0o777, true)
+            .durably()
+            .expect("mkdirs");
         sticky(
-            ns.rename(&bob, "/tmp/a", "/home/bob", false),
+            ns.rename(&bob, "/tmp/a", "/home/bob", false).durably(),
             "bob's move of alice's file",
         );
         assert_eq!(
@@ -397,33 +424,46 @@ mod tests {
 
         // Bob still makes, moves and deletes his own entries there.
         closed_file(&ns, &bob, "/tmp/b3");
-        ns.rename(&bob, "/tmp/b3", "/tmp/b4", false).expect("bob's own");
-        ns.delete(&bob, "/tmp/b4", false).expect("bob's own");
-        ns.mkdirs(&bob, "/tmp/bobdir", 0, false).expect("bob's own");
+        ns.rename(&bob, "/tmp/b3", "/tmp/b4", false)
+            .durably()
+            .expect("bob's own");
+        ns.delete(&bob, "/tmp/b4", false).durably().expect("bob's own");
+        ns.mkdirs(&bob, "/tmp/bobdir", 0, false)
+            .durably()
+            .expect("bob's own");
         ns.rename(&bob, "/tmp/bobdir", "/home/bob", false)
+            .durably()
             .expect("bob's own directory");
         // Alice, the entry's owner, may; so may the superuser.
         ns.rename(&alice, "/tmp/a", "/tmp/a2", false)
+            .durably()
             .expect("alice's own");
-        ns.rename(&su, "/tmp/a2", "/tmp/a", false).expect("the superuser");
+        ns.rename(&su, "/tmp/a2", "/tmp/a", false)
+            .durably()
+            .expect("the superuser");
         closed_file(&ns, &alice, "/tmp/a3");
         ns.rename(&alice, "/tmp/a3", "/tmp/a", true)
+            .durably()
             .expect("alice replaces her own file");
         sticky(
-            ns.rename(&alice, "/tmp/a", "/tmp/b", true),
+            ns.rename(&alice, "/tmp/a", "/tmp/b", true).durably(),
             "alice's rename over bob's file",
         );
-        ns.delete(&su, "/tmp/dir", true).expect("the superuser");
+        ns.delete(&su, "/tmp/dir", true).durably().expect("the superuser");
         // So may the directory's owner.
-        ns.set_owner(&su, "/tmp", Some("carol"), None).expect("chown");
+        ns.set_owner(&su, "/tmp", Some("carol"), None)
+            .durably()
+            .expect("chown");
         closed_file(&ns, &bob, "/tmp/c");
         ns.rename(&carol, "/tmp/c", "/tmp/c2", false)
+            .durably()
             .expect("carol owns the directory");
         ns.delete(&carol, "/tmp/b", false)
+            .durably()
             .expect("carol owns the directory");
         // Without the bit, write permission on the directory is enough.
-        ns.set_permission(&su, "/tmp", 0o777).expect("chmod");
-        ns.delete(&bob, "/tmp/c2", false).expect("not sticky");
+        ns.set_permission(&su, "/tmp", 0o777).durably().expect("chmod");
+        ns.delete(&bob, "/tmp/c2", false).durably().expect("not sticky");
         ns.check_consistency().expect("consistent");
     }
 }

@@ -36,7 +36,7 @@ impl ClientService {
             Some(c) => c,
             None => {
                 let s = st.clone();
-                blocking(move || Ok(s.ns().caller(id))).await?
+                blocking(move |_| Ok(s.ns().caller(id))).await?
             }
         };
         Ok((st, caller))
@@ -75,13 +75,14 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
-        mutating(&self.state, move || {
+        mutating(&self.state, move |writes| {
             if st.ns().recorded(call.as_ref())?.is_some() {
                 return Ok(());
             }
             retry::recording(call.as_ref(), 0, || {
                 st.ns().mkdirs(&caller, &r.path, r.permission, r.create_parent)
             })
+            .map(|done| writes.take(done))
         })
         .await?;
         Ok(Response::new(pb::MkdirsResponse {}))
@@ -92,7 +93,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
-        let file = mutating(&self.state, move || {
+        let file = mutating(&self.state, move |writes| {
             // A retry of a create that happened: the file it made.
             if let Some(rec) = st.ns().recorded(call.as_ref())? {
                 return st
@@ -100,8 +101,8 @@ impl ClientProtocol for ClientService {
                     .get_inode(rec.value)?
                     .ok_or_else(|| NnError::NotFound(r.path.clone()));
             }
-            st.take_over(&caller, &r.path, &r.client_name, false, r.overwrite)?;
-            let (file, removed) = retry::recording(call.as_ref(), 0, || {
+            st.take_over(writes, &caller, &r.path, &r.client_name, false, r.overwrite)?;
+            let created = retry::recording(call.as_ref(), 0, || {
                 st.ns().create(
                     &caller,
                     &r.path,
@@ -113,7 +114,8 @@ impl ClientProtocol for ClientService {
                     r.block_size,
                 )
             })?;
-            st.remove_deleted(extended(removed));
+            let (file, removed) = writes.take(created);
+            st.remove_deleted(writes, extended(removed));
             st.leases().add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
@@ -131,7 +133,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let writer_host = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
-        let located = mutating(&self.state, move || {
+        let located = mutating(&self.state, move |writes| {
             let file = st
                 .ns()
                 .file_for_writer(&caller, &r.path, r.file_id, &r.client_name)?;
@@ -142,14 +144,14 @@ impl ClientProtocol for ClientService {
                 .iter()
                 .filter_map(|t| t.id.as_ref().map(|i| i.uuid.clone()))
                 .collect();
-            let alloc = st.ns().add_block_to(
+            let alloc = writes.take(st.ns().add_block_to(
                 &caller,
                 &r.path,
                 r.file_id,
                 &r.client_name,
                 r.previous.as_ref(),
                 &uuids,
-            )?;
+            )?);
             let block = alloc.block.to_extended();
             let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
             Ok(pb::LocatedBlock {
@@ -177,10 +179,15 @@ impl ClientProtocol for ClientService {
                 "abandonBlock needs a block",
             )
         })?;
-        mutating(&self.state, move || {
+        mutating(&self.state, move |writes| {
             st.check_not_recovering(&r.path, r.file_id)?;
-            st.ns()
-                .abandon_block(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
+            writes.take(st.ns().abandon_block(
+                &caller,
+                &r.path,
+                r.file_id,
+                &r.client_name,
+                block.block_id,
+            )?);
             st.blocks().written(block.block_id);
             Ok(())
         })
@@ -195,11 +202,11 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let completed = mutating(&self.state, move || {
+        let completed = mutating(&self.state, move |writes| {
             st.check_not_recovering(&r.path, r.file_id)?;
             let min = st.config().namespace.min_replication as usize;
             let blocks = std::cell::RefCell::new(Vec::new());
-            let done = st.ns().complete(
+            let done = writes.take(st.ns().complete(
                 &caller,
                 &r.path,
                 r.file_id,
@@ -209,7 +216,7 @@ impl ClientProtocol for ClientService {
                     blocks.borrow_mut().push(b.id);
                     st.blocks().replica_count(b.id) >= min
                 },
-            )?;
+            )?);
             // A file closed with fewer replicas than it wants gets them now.
             if done {
                 let blocks = blocks.into_inner();
@@ -245,7 +252,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::GetListingResponse>, Status> {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let l = blocking(move || st.ns().list(&caller, &r.path, &r.start_after, r.limit)).await?;
+        let l = blocking(move |_| st.ns().list(&caller, &r.path, &r.start_after, r.limit)).await?;
         Ok(Response::new(pb::GetListingResponse {
             entries: l.entries,
             has_more: l.has_more,
@@ -257,14 +264,15 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
-        mutating(&self.state, move || {
+        mutating(&self.state, move |writes| {
             if st.ns().recorded(call.as_ref())?.is_some() {
                 return Ok(());
             }
             let removed = retry::recording(call.as_ref(), 0, || {
                 st.ns().rename(&caller, &r.src, &r.dst, r.overwrite)
             })?;
-            st.remove_deleted(extended(removed));
+            let removed = writes.take(removed);
+            st.remove_deleted(writes, extended(removed));
             Ok(())
         })
         .await?;
@@ -276,13 +284,14 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
-        mutating(&self.state, move || {
+        mutating(&self.state, move |writes| {
             if st.ns().recorded(call.as_ref())?.is_some() {
                 return Ok(());
             }
             let removed =
                 retry::recording(call.as_ref(), 0, || st.ns().delete(&caller, &r.path, r.recursive))?;
-            st.remove_deleted(extended(removed));
+            let removed = writes.take(removed);
+            st.remove_deleted(writes, extended(removed));
             Ok(())
         })
         .await?;
@@ -296,9 +305,9 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        mutating(&self.state, move || {
-            let file = st.ns().set_replication(&caller, &r.path, r.replication)?;
-            st.check_redundancy_when_durable(&file);
+        mutating(&self.state, move |writes| {
+            let file = writes.take(st.ns().set_replication(&caller, &r.path, r.replication)?);
+            st.check_redundancy_when_durable(writes, &file);
             Ok(())
         })
         .await?;
@@ -312,8 +321,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        mutating(&self.state, move || {
-            st.ns().set_permission(&caller, &r.path, r.permission)
+        mutating(&self.state, move |writes| {
+            st.ns()
+                .set_permission(&caller, &r.path, r.permission)
+                .map(|done| writes.take(done))
         })
         .await?;
         Ok(Response::new(pb::SetPermissionResponse {}))
@@ -326,9 +337,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        mutating(&self.state, move || {
+        mutating(&self.state, move |writes| {
             st.ns()
                 .set_owner(&caller, &r.path, r.owner.as_deref(), r.group.as_deref())
+                .map(|done| writes.take(done))
         })
         .await?;
         Ok(Response::new(pb::SetOwnerResponse {}))
@@ -341,9 +353,10 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        mutating(&self.state, move || {
+        mutating(&self.state, move |writes| {
             st.ns()
                 .set_times(&caller, &r.path, r.modification_time, r.access_time)
+                .map(|done| writes.take(done))
         })
         .await?;
         Ok(Response::new(pb::SetTimesResponse {}))
@@ -355,7 +368,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let s = blocking(move || st.ns().content_summary(&caller, &r.path)).await?;
+        let s = blocking(move |_| st.ns().content_summary(&caller, &r.path)).await?;
         Ok(Response::new(pb::GetContentSummaryResponse {
             length: s.length,
             file_count: s.file_count,
@@ -370,7 +383,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let blocks = blocking(move || {
+        let blocks = blocking(move |_| {
             let (file, range) = st.ns().block_range(&caller, &r.path, r.offset, r.length)?;
             let uc = file.under_construction.is_some();
             let mut located: Vec<pb::LocatedBlock> = range
@@ -422,9 +435,9 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let file = mutating(&self.state, move || {
-            st.take_over(&caller, &r.path, &r.client_name, true, false)?;
-            let file = st.ns().append(&caller, &r.path, &r.client_name)?;
+        let file = mutating(&self.state, move |writes| {
+            st.take_over(writes, &caller, &r.path, &r.client_name, true, false)?;
+            let file = writes.take(st.ns().append(&caller, &r.path, &r.client_name)?);
             st.leases().add(&r.client_name, caller.user(), file.id);
             Ok(file)
         })
@@ -448,12 +461,16 @@ impl ClientProtocol for ClientService {
                 "updateBlockForPipeline needs a block",
             )
         })?;
-        let resp = mutating(&self.state, move || {
+        let resp = mutating(&self.state, move |writes| {
             st.check_not_recovering(&r.path, r.file_id)?;
             let old = block;
-            let gs = st
-                .ns()
-                .bump_generation(&caller, &r.path, r.file_id, &r.client_name, block.block_id)?;
+            let gs = writes.take(st.ns().bump_generation(
+                &caller,
+                &r.path,
+                r.file_id,
+                &r.client_name,
+                block.block_id,
+            )?);
             block.generation_stamp = gs;
             // Replicas finalized under the old stamp are stale now: forget them.
             // They are not deleted here, since a survivor may be about to continue
@@ -474,13 +491,13 @@ impl ClientProtocol for ClientService {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
         let r = req.into_inner();
-        let closed = mutating(&self.state, move || {
+        let closed = mutating(&self.state, move |writes| {
             let file = st.ns().get_file_info(&caller, &r.path)?;
             if file.is_dir {
                 return Err(crate::error::NnError::IsDirectory(r.path.clone()));
             }
             caller.check(&file, crate::permission::Access::Write, &r.path)?;
-            Ok(st.recover_file(file.id)? == crate::state::Recovery::Closed)
+            Ok(st.recover_file(writes, file.id)? == crate::state::Recovery::Closed)
         })
         .await?;
         Ok(Response::new(pb::RecoverLeaseResponse { closed }))
@@ -562,7 +579,7 @@ impl ClientProtocol for ClientService {
         let (st, caller) = self.ctx(&req).await?;
         require_super(&caller)?;
         let requested = req.into_inner().dir;
-        let (dir, bytes) = blocking(move || st.checkpoint(&requested)).await?;
+        let (dir, bytes) = blocking(move |_| st.checkpoint(&requested)).await?;
         tracing::info!(dir = %dir.display(), bytes, user = %caller.user(), "metadata checkpoint written");
         Ok(Response::new(pb::CheckpointResponse {
             dir: dir.display().to_string(),
@@ -669,8 +686,8 @@ impl ClientProtocol for ClientService {
         // leave memory and store agreeing on the last one.
         let (s, u) = (st.clone(), uuid.clone());
         let out = state != crate::datanode_manager::AdminState::Normal;
-        let known = mutating(&self.state, move || {
-            s.ns().set_out_of_service(&u, out)?;
+        let known = mutating(&self.state, move |writes| {
+            writes.take(s.ns().set_out_of_service(&u, out)?);
             Ok(s.datanodes().set_admin_state(&u, state).is_some())
         })
         .await?;

@@ -147,7 +147,12 @@ impl DatanodeProtocol for DatanodeService {
         // The uuid belongs to the node key it first registered with.
         let fingerprint = daemon_auth::node_key_fingerprint(&r.node_key);
         let (s, uuid) = (st.clone(), id.uuid.clone());
-        let bound = mutating(st, move || s.ns().bind_datanode(&uuid, &fingerprint)).await?;
+        let bound = mutating(st, move |writes| {
+            s.ns()
+                .bind_datanode(&uuid, &fingerprint)
+                .map(|done| writes.take(done))
+        })
+        .await?;
         if !bound {
             return Err(refuse(format!(
                 "datanode uuid {} is bound to another node key: another daemon registered it first (its data dirs hold the key)",
@@ -227,7 +232,7 @@ impl DatanodeProtocol for DatanodeService {
         }
         let r = req.into_inner();
         let st = self.state.clone();
-        blocking(move || {
+        blocking(move |writes| {
             for b in &r.received {
                 match st.check_replica(b)? {
                     ReplicaCheck::Valid => {
@@ -243,7 +248,7 @@ impl DatanodeProtocol for DatanodeService {
                     }
                     ReplicaCheck::OlderWhileWriting => {
                         st.note_being_written(&uuid, *b)?;
-                        st.advance_recovery(b.block_id);
+                        st.advance_recovery(writes, b.block_id);
                     }
                 }
             }
@@ -254,12 +259,12 @@ impl DatanodeProtocol for DatanodeService {
             }
             for b in &r.being_written {
                 st.note_being_written(&uuid, *b)?;
-                st.advance_recovery(b.block_id);
+                st.advance_recovery(writes, b.block_id);
             }
             for id in &r.not_held {
                 st.blocks().forget_being_written(&uuid, *id);
                 st.recovery().not_held(&uuid, *id);
-                st.advance_recovery(*id);
+                st.advance_recovery(writes, *id);
             }
             for c in &r.corrupt {
                 if let Some(b) = c.block {
@@ -304,7 +309,7 @@ impl BlockReportProtocol for BlockReportService {
             }));
         }
         let st = self.state.clone();
-        let (valid, invalid) = blocking(move || {
+        let (valid, invalid) = blocking(move |_| {
             // A node that comes back may make blocks over-replicated.
             st.redundancy().check(r.blocks.iter().map(|b| b.block_id));
             let checks = st.check_replicas(&r.blocks).unwrap_or_else(|e| {

@@ -8,22 +8,27 @@ use granary_common::ErrorCode;
 use granary_common::error::status;
 
 use crate::error::NnError;
-use crate::namespace::{AfterDurable, deferring_durability};
+use crate::namespace::{AfterDurable, Deferred};
 use crate::state::NamenodeState;
 use mutation_queue::Done;
 
-/// Runs blocking namespace work off the async executor. Its mutations'
-/// fsync is awaited here, after the pooled thread is released, so a call
-/// waiting for the disk holds no thread (docs/performance.md); then the
-/// work that had to wait for it runs.
+/// Runs blocking namespace work off the async executor. The work collects
+/// its mutations' writes in the call's [`Deferred`], awaited here after the
+/// pooled thread is released, so a call waiting for the disk (or the
+/// namenode group) holds no thread (docs/performance.md); then the work
+/// that had to wait for them runs.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, tonic::Status>
 where
-    F: FnOnce() -> Result<T, NnError> + Send + 'static,
+    F: FnOnce(&mut Deferred) -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
-    let (r, deferred) = tokio::task::spawn_blocking(move || deferring_durability(f))
-        .await
-        .map_err(task_failed)?;
+    let (r, deferred) = tokio::task::spawn_blocking(move || {
+        let mut deferred = Deferred::default();
+        let r = f(&mut deferred);
+        (r, deferred)
+    })
+    .await
+    .map_err(task_failed)?;
     if let Some(p) = deferred.pending {
         // A failed fsync outranks the answer: the change may be lost.
         p.wait().await?;
@@ -35,7 +40,7 @@ where
 /// namenode's mutation thread instead of the blocking pool.
 pub(crate) async fn mutating<T, F>(st: &NamenodeState, f: F) -> Result<T, tonic::Status>
 where
-    F: FnOnce() -> Result<T, NnError> + Send + 'static,
+    F: FnOnce(&mut Deferred) -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
     finish(st.mutations().run(f).await?).await

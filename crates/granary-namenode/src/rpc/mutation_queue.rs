@@ -5,8 +5,8 @@
 //! woken again when it came free: two thread switches per mutation, the top
 //! of the profile with 64 clients on 2 cores. This thread takes the next job
 //! without being woken while it is busy and never contends for the lock
-//! with another handler. Nothing here waits for an fsync: the jobs run
-//! inside [`deferring_durability`], and the answer goes to the caller only
+//! with another handler. Nothing here waits for an fsync: a job collects
+//! its writes in its call's [`Deferred`], and the answer goes to the caller only
 //! once the job's writes are durable, sent by the syncer thread
 //! ([`Durable::then`](crate::group_commit::Durable::then)), so the caller
 //! is woken once per mutation, not once for the answer and again for the
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::NnError;
-use crate::namespace::{AfterDurable, deferring_durability};
+use crate::namespace::{AfterDurable, Deferred};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -85,7 +85,7 @@ impl MutationQueue {
     /// Runs `f` on the mutation thread; returns once its writes are durable.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<Done<T>, tonic::Status>
     where
-        F: FnOnce() -> Result<T, NnError> + Send + 'static,
+        F: FnOnce(&mut Deferred) -> Result<T, NnError> + Send + 'static,
         T: Send + 'static,
     {
         let (job, answer) = job(f);
@@ -108,13 +108,14 @@ impl MutationQueue {
 /// `f` as a job, and where its answer arrives once its writes are durable.
 fn job<T, F>(f: F) -> (Job, Answer<T>)
 where
-    F: FnOnce() -> Result<T, NnError> + Send + 'static,
+    F: FnOnce(&mut Deferred) -> Result<T, NnError> + Send + 'static,
     T: Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     let rt = tokio::runtime::Handle::try_current().ok();
     let job: Job = Box::new(move || {
-        let (r, deferred) = deferring_durability(f);
+        let mut deferred = Deferred::default();
+        let r = f(&mut deferred);
         let after = deferred.after;
         let tell = move |synced: Result<(), NnError>| {
             if let Err(Ok((_, after))) = reply.send(synced.map(|()| (r, after))) {
@@ -161,13 +162,13 @@ mod tests {
         let q = MutationQueue::start();
         let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let o = order.clone();
-        let first = q.run(move || {
+        let first = q.run(move |_| {
             o.lock().push(1);
             Ok(1)
         });
-        let panicking = q.run(|| -> Result<u32, NnError> { panic!("handler bug") });
+        let panicking = q.run(|_| -> Result<u32, NnError> { panic!("handler bug") });
         let o = order.clone();
-        let last = q.run(move || {
+        let last = q.run(move |_| {
             o.lock().push(3);
             Ok(3)
         });
@@ -202,12 +203,12 @@ mod tests {
         let mutation =
             |path: &'static str, ran: Arc<AtomicBool>, gate: Option<std::sync::mpsc::Receiver<()>>| {
                 let (ns, su) = (ns.clone(), su.clone());
-                move || {
+                move |call: &mut Deferred| {
                     if let Some(g) = gate {
                         g.recv().expect("gate");
                     }
-                    ns.mkdirs(&su, path, 0, false)?;
-                    ns.after_durable(false, move || ran.store(true, Ordering::SeqCst));
+                    call.take(ns.mkdirs(&su, path, 0, false)?);
+                    call.after(false, move || ran.store(true, Ordering::SeqCst));
                     Ok(path)
                 }
             };
