@@ -188,6 +188,11 @@ impl<E: Clone + Send + 'static> GroupCommit<E> {
         s.written
     }
 
+    /// The last write noted so far (0 before the first).
+    pub fn last_write(&self) -> u64 {
+        self.shared.state.lock().written
+    }
+
     /// Blocks until write `seq` is durable, or returns why the sync meant to
     /// cover it failed.
     pub fn wait_durable(&self, seq: u64) -> Result<(), E> {

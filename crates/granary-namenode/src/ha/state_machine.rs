@@ -241,6 +241,16 @@ impl Replication for Replicator {
             rt: self.rt.clone(),
         })
     }
+
+    /// A change of nothing after the last pending one: it applies only if
+    /// every change before it did (each names the one before it), so its
+    /// commit says they all did.
+    fn barrier(&self, db: &DB) -> Result<Option<Commit>> {
+        if self.spec.lock().pending.is_empty() {
+            return Ok(None);
+        }
+        self.propose(db, Effects::default()).map(Some)
+    }
 }
 
 /// The namespace store, applying the group's log.
@@ -715,6 +725,52 @@ mod tests {
         let _sm = StateMachine::open(ns.clone(), rep2, snaps).expect("reopen");
         assert!(!exists("/c"), "undone at start");
         assert!(exists("/a"));
+    }
+
+    /// A retried call found in the retry cache while the change that
+    /// recorded it is still pending is answered only after a change of
+    /// nothing, proposed behind it, commits: which it does only if that
+    /// change applied. With nothing pending there is nothing to wait for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_answered_from_a_pending_record_waits_for_its_commit() {
+        use crate::namespace::retry::recording;
+        use granary_common::retry::CallKey;
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = NamespaceConfig {
+            superuser: "hdfs".into(),
+            ..Default::default()
+        };
+        let ns =
+            Arc::new(Namespace::create_at(&tmp.path().join("ns"), cfg, &Default::default(), 0).expect("ns"));
+        let su = ns.caller(Identity::new("hdfs"));
+        let snaps = Snapshots::open(tmp.path().join("snapshots")).expect("snapshots");
+        let (rep, mut proposals) = Replicator::new("nn1".into());
+        let sm = StateMachine::open(ns.clone(), rep.clone(), snaps).expect("sm");
+        ns.replicate_through(rep.clone());
+        *rep.role.write() = Role {
+            leader: true,
+            ready: true,
+            leader_addr: None,
+            lease_until: None,
+        };
+        let call = CallKey {
+            client_id: "c1".into(),
+            call_id: 1,
+        };
+        let _made = recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false)).expect("mkdirs");
+        let made = proposals.recv().await.expect("proposal");
+        let found = ns.recorded(Some(&call)).expect("lookup");
+        assert!(found.changed(), "the record's change is pending: wait");
+        let barrier = proposals.recv().await.expect("a barrier is proposed");
+        assert!(barrier.cmd.effects.is_empty());
+        assert_eq!(barrier.cmd.after, Some(made.cmd.seq), "behind the pending change");
+        // Both commit: the barrier applies, and nothing is pending after it.
+        assert_eq!(sm.apply_one(&entry(1, made.cmd)).expect("apply"), [true]);
+        assert_eq!(sm.apply_one(&entry(2, barrier.cmd)).expect("apply"), [true]);
+        let again = ns.recorded(Some(&call)).expect("lookup");
+        assert!(!again.changed(), "nothing pending: answered at once");
+        assert!(again.wait().expect("found").is_some());
     }
 
     /// An entry of two changes whose first was applied when the process

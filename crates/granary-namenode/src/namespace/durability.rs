@@ -89,6 +89,10 @@ pub trait Replication: Send + Sync + 'static {
     /// them should the group not commit them, and proposes them, in the
     /// order of calls. Called under the namespace lock.
     fn propose(&self, db: &DB, effects: Effects) -> Result<Commit>;
+    /// What commits once every change proposed so far has, and fails if
+    /// one of them did not; None when none is waiting. Called under the
+    /// namespace lock.
+    fn barrier(&self, db: &DB) -> Result<Option<Commit>>;
 }
 
 /// Work that acts on a mutation beyond the namenode's memory (queueing a
@@ -124,6 +128,11 @@ impl<T> Written<T> {
     /// A value no write stands behind (nothing changed).
     pub(crate) fn unchanged(value: T) -> Self {
         Self { value, pending: None }
+    }
+
+    /// A value that stands only once `pending` is durable.
+    pub(super) fn after(value: T, pending: Option<PendingWrite>) -> Self {
+        Self { value, pending }
     }
 
     /// Whether the mutation wrote anything.
@@ -212,6 +221,23 @@ impl Namespace {
     /// blocks), which no other path's resolution depends on.
     pub(super) fn mutate_file<T>(&self, f: impl FnOnce(&mut Effects) -> Result<T>) -> Result<Written<T>> {
         self.mutate_marked(|batch| f(batch).map(|out| (out, false)))
+    }
+
+    /// Every write made so far, as one to wait for: what a caller answering
+    /// from a change it did not make (a retried call's record) waits for
+    /// before it says the change happened. None when nothing is waiting.
+    pub(super) fn barrier(&self) -> Result<Option<PendingWrite>> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(match self.replication.get() {
+            Some(r) => r.barrier(&self.db)?.map(PendingWrite::Replicated),
+            None => match self.commit.last_write() {
+                0 => None,
+                seq => Some(PendingWrite::Local(self.commit.durable(seq))),
+            },
+        })
     }
 
     /// `f` says whether its change was structural (see `structure`).

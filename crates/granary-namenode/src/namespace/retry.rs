@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
 
-use super::{Effects, Namespace};
+use super::{Effects, Namespace, Written};
 use crate::error::Result;
 use crate::inode::{CF_META, now_ms};
 use granary_common::retry::CallKey;
@@ -91,14 +91,24 @@ pub(super) fn record(effects: &mut Effects) {
 }
 
 impl Namespace {
-    /// What an earlier attempt of `call` recorded, if it changed the namespace.
-    pub fn recorded(&self, call: Option<&CallKey>) -> Result<Option<Recorded>> {
-        let Some(call) = call else { return Ok(None) };
-        Ok(self
+    /// What an earlier attempt of `call` recorded, if it changed the
+    /// namespace. A record is answered from only once every write so far is
+    /// durable (the [`Written`] says so): the earlier attempt may still be
+    /// waiting for its fsync or its commit, and a retry must not be told of
+    /// a change a crash or a lost election could still undo.
+    pub fn recorded(&self, call: Option<&CallKey>) -> Result<Written<Option<Recorded>>> {
+        let Some(call) = call else {
+            return Ok(Written::unchanged(None));
+        };
+        let found = self
             .db
             .get_pinned_cf(self.cf(CF_META)?, record_key(call))?
             .and_then(|v| postcard::from_bytes(&v).ok())
-            .filter(|r: &Recorded| now_ms() - r.at_ms <= RETRY_EXPIRY_MS))
+            .filter(|r: &Recorded| now_ms() - r.at_ms <= RETRY_EXPIRY_MS);
+        Ok(match found {
+            Some(rec) => Written::after(Some(rec), self.barrier()?),
+            None => Written::unchanged(None),
+        })
     }
 
     /// Forgets calls older than [`RETRY_EXPIRY_MS`] (at most `max` per run);
@@ -151,14 +161,21 @@ mod tests {
             client_id: "c1".into(),
             call_id: 7,
         };
-        assert_eq!(ns.recorded(Some(&call)).expect("lookup"), None);
-        recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false).durably()).expect("mkdirs");
-        assert!(ns.recorded(Some(&call)).expect("lookup").is_some());
+        assert_eq!(ns.recorded(Some(&call)).durably().expect("lookup"), None);
+        let made = recording(Some(&call), 0, || ns.mkdirs(&su, "/a", 0, false)).expect("mkdirs");
+        // Found while its own write may not be durable yet: the answer from
+        // it waits for that write.
+        let found = ns.recorded(Some(&call)).expect("lookup");
+        assert!(found.changed(), "a found record waits for the writes so far");
+        made.wait().expect("durable");
+        assert!(found.wait().expect("durable").is_some());
         let other = CallKey {
             client_id: "c2".into(),
             call_id: 7,
         };
-        assert_eq!(ns.recorded(Some(&other)).expect("lookup"), None);
+        let none = ns.recorded(Some(&other)).expect("lookup");
+        assert!(!none.changed(), "nothing found, nothing to wait for");
+        assert_eq!(none.wait().expect("lookup"), None);
         let failed = CallKey {
             client_id: "c1".into(),
             call_id: 8,
@@ -167,7 +184,7 @@ mod tests {
             ns.mkdirs(&su, "/missing/b", 0, false).durably()
         })
         .expect_err("no parent");
-        assert_eq!(ns.recorded(Some(&failed)).expect("lookup"), None);
+        assert_eq!(ns.recorded(Some(&failed)).durably().expect("lookup"), None);
         // Outside `recording`, nothing is recorded.
         ns.mkdirs(&su, "/c", 0, false).durably().expect("mkdirs");
         assert_eq!(

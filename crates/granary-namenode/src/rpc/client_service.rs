@@ -76,7 +76,7 @@ impl ClientProtocol for ClientService {
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move |writes| {
-            if st.ns().recorded(call.as_ref())?.is_some() {
+            if writes.take(st.ns().recorded(call.as_ref())?).is_some() {
                 return Ok(());
             }
             retry::recording(call.as_ref(), 0, || {
@@ -95,7 +95,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let file = mutating(&self.state, move |writes| {
             // A retry of a create that happened: the file it made.
-            if let Some(rec) = st.ns().recorded(call.as_ref())? {
+            if let Some(rec) = writes.take(st.ns().recorded(call.as_ref())?) {
                 return st
                     .ns()
                     .get_inode(rec.value)?
@@ -265,7 +265,7 @@ impl ClientProtocol for ClientService {
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move |writes| {
-            if st.ns().recorded(call.as_ref())?.is_some() {
+            if writes.take(st.ns().recorded(call.as_ref())?).is_some() {
                 return Ok(());
             }
             let removed = retry::recording(call.as_ref(), 0, || {
@@ -285,7 +285,7 @@ impl ClientProtocol for ClientService {
         let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         mutating(&self.state, move |writes| {
-            if st.ns().recorded(call.as_ref())?.is_some() {
+            if writes.take(st.ns().recorded(call.as_ref())?).is_some() {
                 return Ok(());
             }
             let removed =
