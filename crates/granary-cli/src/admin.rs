@@ -40,6 +40,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         cmd: crate::ha::HaCommand,
     },
+    /// Secure mode's cluster CA and certificates, written locally:
+    /// `certs init --dir DIR` (a CA, a namenode, a datanode and a user),
+    /// `certs issue --dir DIR ROLE NAME --host HOST` (one more).
+    Certs {
+        #[command(subcommand)]
+        cmd: crate::certs::CertsCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -55,6 +62,7 @@ impl AdminCommand {
         match self {
             Self::Safemode { action } => safemode(c, *action).await,
             Self::Ha { cmd } => cmd.execute(c).await,
+            Self::Certs { cmd } => cmd.execute(),
             Self::Decommission { datanode } => {
                 set_admin_state(c, datanode, DatanodeAdminAction::Decommission).await
             }

@@ -53,6 +53,9 @@ pub enum CliError {
     /// command stops without a word, as `hdfs dfs` does.
     #[error("standard output closed")]
     BrokenPipe,
+    /// Certificates or keys (`admin certs`).
+    #[error(transparent)]
+    Tls(#[from] granary_common::tls::TlsError),
     /// `source`, said of `context` (`fsck /data: ...`).
     #[error("{context}: {source}")]
     Context { context: String, source: Box<CliError> },
@@ -117,6 +120,7 @@ impl HasErrorCode for CliError {
             Self::Refused { code, .. } => *code,
             Self::Io { source, .. } => io_code(source),
             Self::BrokenPipe => ErrorCode::Internal,
+            Self::Tls(e) => e.code(),
             Self::Context { source, .. } => source.code(),
         }
     }

@@ -2,6 +2,7 @@
 //! Its exit status says what went wrong ([`error::exit`]).
 
 mod admin;
+mod certs;
 mod data;
 mod error;
 mod format;
@@ -114,6 +115,13 @@ async fn run(cli: &Cli) -> CliResult<u8> {
                 Ok(exit::FAILED)
             }
         };
+    }
+    if let Top::Admin {
+        cmd: admin::AdminCommand::Certs { cmd },
+    } = &cli.command
+    {
+        // Local files only: no namenode to reach.
+        return cmd.execute().map(|()| exit::OK);
     }
     let client = DfsClient::connect(&cli.namenode, identity(cli)).await?;
     match &cli.command {

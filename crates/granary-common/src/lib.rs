@@ -1,7 +1,7 @@
 //! What every Granary crate shares. Without features: error codes, path
 //! rules, caller identity, the retry-cache keys of namenode calls,
 //! checksums, the write pipeline's framed connection and channels to
-//! datanodes, all a client needs. With `daemon`: configuration loading,
+//! datanodes, TLS material, all a client needs. With `daemon`: configuration loading,
 //! logging, metrics, connection limits, shutdown plumbing, block tokens,
 //! daemon authentication and the WebHDFS helpers.
 
@@ -27,6 +27,7 @@ pub mod path;
 pub mod retry;
 #[cfg(feature = "daemon")]
 pub mod shutdown;
+pub mod tls;
 #[cfg(feature = "daemon")]
 pub mod webhdfs;
 

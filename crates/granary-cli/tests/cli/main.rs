@@ -2,4 +2,5 @@
 //! (`basics`), and files through a real cluster (`data`). One test binary.
 
 mod basics;
+mod certs;
 mod data;
