@@ -39,8 +39,6 @@ fn read_err(e: impl std::error::Error + 'static) -> StErr {
 pub struct LogStore {
     db: Arc<DB>,
     commit: Arc<GroupCommit<rocksdb::Error>>,
-    /// How many appends have been flushed since start (see [`LogStore::flushes`]).
-    flushed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl LogStore {
@@ -60,14 +58,7 @@ impl LogStore {
         Ok(Self {
             db,
             commit: Arc::new(commit),
-            flushed: Arc::new(tokio::sync::watch::channel(0).0),
         })
-    }
-
-    /// Counts the appends made durable: the leader's proposer makes room for
-    /// its next entry with each ([`super::proposer`]).
-    pub fn flushes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.flushed.subscribe()
     }
 
     fn cf(&self, name: &str) -> std::result::Result<&rocksdb::ColumnFamily, StErr> {
@@ -223,13 +214,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.db.write(batch).map_err(write_err)?;
         // Told once an fsync covers these entries, on the syncer thread.
-        let flushed = self.flushed.clone();
-        self.commit.durable(self.commit.note_write()).then(move |r| {
-            if r.is_ok() {
-                flushed.send_modify(|n| *n += 1);
-            }
-            callback.log_io_completed(r.map_err(std::io::Error::other));
-        });
+        self.commit
+            .durable(self.commit.note_write())
+            .then(move |r| callback.log_io_completed(r.map_err(std::io::Error::other)));
         Ok(())
     }
 

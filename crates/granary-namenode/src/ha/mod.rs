@@ -14,7 +14,6 @@
 mod election_gate;
 mod log_store;
 mod network;
-mod proposer;
 mod snapshot;
 mod state_machine;
 mod transfer;
@@ -278,7 +277,6 @@ impl Ha {
         let sm = state_machine::StateMachine::open(ns.clone(), replicator.clone(), snaps)?;
         let net = network::Network::new(secret.clone());
         let log_handle = log.clone();
-        let flushes = log.flushes();
         let raft = NnRaft::new(node_id(&me.name), Arc::new(raft_cfg), net, log, sm)
             .await
             .map_err(|e| NnError::Internal(format!("cannot start raft: {e}")))?;
@@ -305,13 +303,7 @@ impl Ha {
             Duration::from_millis(cfg.election_timeout_ms * 2),
             token.clone(),
         );
-        proposer::spawn_proposer(
-            raft.clone(),
-            replicator.clone(),
-            proposals,
-            flushes,
-            token.clone(),
-        );
+        state_machine::spawn_proposer(raft.clone(), replicator.clone(), proposals, token.clone());
         let ha = Arc::new(Self {
             raft: raft.clone(),
             me,

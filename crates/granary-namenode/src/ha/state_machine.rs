@@ -38,6 +38,10 @@ const KEY_MEMBERSHIP: &[u8] = b"raft/membership";
 const KEY_LAST_CHANGE: &[u8] = b"raft/last_change";
 const UNDO_PREFIX: &[u8] = b"raft/undo/";
 
+/// How long a caller waits for its change to commit before being told it
+/// did not (the change is then undone or applied by the log, never both).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The last applied log id and membership.
 type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, NnNode>);
 
@@ -90,8 +94,8 @@ impl Spec {
 
 /// A change on its way to the log.
 pub struct Proposal {
-    pub(super) cmd: NsCommand,
-    pub(super) done: oneshot::Sender<Result<()>>,
+    cmd: NsCommand,
+    done: oneshot::Sender<Result<()>>,
 }
 
 /// The leader's end: implements the namespace's [`Replication`].
@@ -118,7 +122,7 @@ impl Replicator {
         (r, rx)
     }
 
-    pub(super) fn standby(&self, leader: Option<String>) -> NnError {
+    fn standby(&self, leader: Option<String>) -> NnError {
         NnError::Standby {
             node: self.name.clone(),
             leader,
@@ -636,6 +640,90 @@ pub fn spawn_role_watch(
                 _ = token.cancelled() => return,
                 r = rx.changed() => if r.is_err() { return },
             }
+        }
+    });
+}
+
+/// Log entries proposed and not yet answered. openraft 0.9 takes the next
+/// entry only after the last one's fsync; while these are on their way the
+/// changes that come in wait here and go together in the next entry.
+const IN_FLIGHT: usize = 2;
+/// At most this many keys changed per entry (many changes, or one large
+/// one), which keeps a batch of entries within a Raft message.
+const BATCH_KEYS: usize = 4096;
+
+/// Why a batch was not committed, for each of its callers.
+enum Failed {
+    Standby(Option<String>),
+    NotCommitted(String),
+}
+
+/// Hands proposals to Raft in the order they were written, as few entries
+/// as the log's pace allows, and each caller its outcome.
+pub fn spawn_proposer(
+    raft: NnRaft,
+    rep: Arc<Replicator>,
+    mut proposals: mpsc::UnboundedReceiver<Proposal>,
+    token: CancellationToken,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    tokio::spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                _ = token.cancelled() => return,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let first = tokio::select! {
+                _ = token.cancelled() => return,
+                p = proposals.recv() => match p { Some(p) => p, None => return },
+            };
+            let mut keys = first.cmd.effects.ops().len();
+            let mut batch = vec![first];
+            while keys < BATCH_KEYS {
+                match proposals.try_recv() {
+                    Ok(p) => {
+                        keys += p.cmd.effects.ops().len();
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let (changes, dones): (Vec<NsCommand>, Vec<_>) =
+                batch.into_iter().map(|p| (p.cmd, p.done)).unzip();
+            let answer = match raft.client_write_ff(NsBatch { changes }).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    for done in dones {
+                        let _ = done.send(Err(NnError::NotCommitted(format!("raft stopped: {e}"))));
+                    }
+                    continue;
+                }
+            };
+            let rep = rep.clone();
+            tokio::spawn(async move {
+                let _slot = permit;
+                let out = match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
+                    Ok(Ok(Ok(resp))) => Ok(resp.data.applied),
+                    Ok(Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f)))) => {
+                        Err(Failed::Standby(f.leader_node.map(|n| n.rpc_addr)))
+                    }
+                    Ok(Ok(Err(e))) => Err(Failed::NotCommitted(e.to_string())),
+                    Ok(Err(_)) => Err(Failed::NotCommitted("raft stopped".into())),
+                    Err(_) => Err(Failed::NotCommitted(format!(
+                        "no majority committed it within {} s",
+                        COMMIT_TIMEOUT.as_secs()
+                    ))),
+                };
+                for (i, done) in dones.into_iter().enumerate() {
+                    let r = match &out {
+                        Ok(applied) if applied.get(i).copied().unwrap_or(false) => Ok(()),
+                        Ok(_) => Err(NnError::NotCommitted("a leader change overtook it".into())),
+                        Err(Failed::Standby(leader)) => Err(rep.standby(leader.clone())),
+                        Err(Failed::NotCommitted(why)) => Err(NnError::NotCommitted(why.clone())),
+                    };
+                    let _ = done.send(r);
+                }
+            });
         }
     });
 }
