@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fence;
+mod restart;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
