@@ -272,17 +272,16 @@ impl Group {
             if self.namenodes[i].is_none() {
                 continue;
             }
+            // Serving: a client call to it alone answers. (A member started
+            // a moment ago may name itself leader from its stored vote while
+            // it refuses calls, and a client that follows its standby hint
+            // would be answered by the real leader.)
             if let Some(s) = self.status(i).await
                 && !s.node_id.is_empty()
                 && s.leader_id == s.node_id
+                && stat_at(&self.rpcs[i], "/").await.is_ok()
             {
-                // Serving: a client call answers.
-                let c = DfsClient::connect(&self.rpcs[i], Identity::new("hdfs"))
-                    .await
-                    .ok()?;
-                if c.get_file_info("/").await.is_ok() {
-                    return Some(i);
-                }
+                return Some(i);
             }
         }
         None
@@ -302,6 +301,22 @@ impl Group {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `path`'s status as namenode `addr` alone answers it (no failover, no
+/// following of a standby's hint).
+async fn stat_at(addr: &str, path: &str) -> Result<pb::GetFileInfoResponse, tonic::Status> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut c = pb::client_protocol_client::ClientProtocolClient::new(ch);
+    let mut req = tonic::Request::new(pb::GetFileInfoRequest { path: path.into() });
+    Identity::new("hdfs").apply(req.metadata_mut());
+    c.get_file_info(req).await.map(tonic::Response::into_inner)
 }
 
 /// The bytes writer `w`'s `n`th file holds.

@@ -6,22 +6,6 @@
 
 use super::*;
 
-/// `path`'s status as namenode `addr` alone answers it (no failover, no
-/// following of a standby's hint).
-async fn stat_at(addr: &str, path: &str) -> Result<pb::GetFileInfoResponse, tonic::Status> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut c = pb::client_protocol_client::ClientProtocolClient::new(ch);
-    let mut req = tonic::Request::new(pb::GetFileInfoRequest { path: path.into() });
-    Identity::new("hdfs").apply(req.metadata_mut());
-    c.get_file_info(req).await.map(tonic::Response::into_inner)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_former_leader_serves_no_stale_read() {
     let mut g = Group::start(0);
