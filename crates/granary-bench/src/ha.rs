@@ -218,6 +218,10 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
         );
         gaps.push(gap.as_secs_f64());
         start(&mut members[leader])?;
+        // One failure at a time: the restarted member follows and has caught
+        // up before the next kill (two members down, or one still replaying
+        // its log, is a different measurement).
+        caught_up(&members, leader).await?;
     }
     for m in members.iter_mut() {
         if let Some(ch) = m.child.as_mut() {
@@ -236,6 +240,34 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
 }
 
 /// The member that says it leads.
+/// The last log index member `i` says it applied, as it reports itself.
+async fn applied(members: &[Member], i: usize) -> Option<(u64, String, String)> {
+    let s = granary_client::ha::group_status(&members[i].rpc).await.ok()?;
+    let own = s.members.iter().find(|m| m.node_id == s.node_id)?;
+    Some((own.last_applied_index, s.node_id.clone(), s.leader_id.clone()))
+}
+
+/// Waits until restarted member `i` follows a leader and applied its log to
+/// within 1,000 entries of it (at most 60 s).
+async fn caught_up(members: &[Member], i: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((mine, me, leader)) = applied(members, i).await
+            && !leader.is_empty()
+            && leader != me
+            && let Some(l) = leader_of(members).await
+            && let Some((theirs, _, _)) = applied(members, l).await
+            && mine + 1000 >= theirs
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nn{} did not catch up within 60 s of its restart", i + 1);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether the namenode at `addr` itself answers a client call.
 async fn serves(addr: &str) -> bool {
     let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
