@@ -742,12 +742,19 @@ mod tests {
         }
     }
 
-    /// The leader's changes are in its store as soon as made; applied in
-    /// order they stay; a change from elsewhere first undoes the pending
-    /// ones (newest first); a change computed on an undone one is skipped;
-    /// a restart undoes what was pending.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn uncommitted_changes_are_undone_and_the_log_decides_alike() {
+    /// A group member's namespace, replicator (its proposals come out of
+    /// `proposals`) and state machine, not leading yet.
+    struct Member {
+        _tmp: tempfile::TempDir,
+        ns: Arc<Namespace>,
+        su: crate::permission::Caller,
+        snaps: Snapshots,
+        rep: Arc<Replicator>,
+        proposals: mpsc::UnboundedReceiver<Proposal>,
+        sm: StateMachine,
+    }
+
+    fn member() -> Member {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = NamespaceConfig {
             superuser: "hdfs".into(),
@@ -757,20 +764,51 @@ mod tests {
             Arc::new(Namespace::create_at(&tmp.path().join("ns"), cfg, &Default::default(), 0).expect("ns"));
         let su = ns.caller(Identity::new("hdfs"));
         let snaps = Snapshots::open(tmp.path().join("snapshots")).expect("snapshots");
-        let (rep, mut proposals) = Replicator::new("nn1".into());
+        let (rep, proposals) = Replicator::new("nn1".into());
         let sm = StateMachine::open(ns.clone(), rep.clone(), snaps.clone()).expect("sm");
         ns.replicate_through(rep.clone());
-        let exists = |p: &str| ns.get_file_info(&su, p).is_ok();
+        Member {
+            _tmp: tmp,
+            ns,
+            su,
+            snaps,
+            rep,
+            proposals,
+            sm,
+        }
+    }
 
-        // Not leading: no change is made.
-        let r = ns.mkdirs(&su, "/refused", 0, false);
-        assert!(matches!(r, Err(NnError::Standby { .. })), "{r:?}");
+    /// Makes `rep` a ready leader within its lease.
+    fn lead(rep: &Replicator) {
         *rep.role.write() = Role {
             leader: true,
             ready: true,
             leader_addr: None,
             lease_until: None,
         };
+    }
+
+    /// The leader's changes are in its store as soon as made; applied in
+    /// order they stay; a change from elsewhere first undoes the pending
+    /// ones (newest first); a change computed on an undone one is skipped;
+    /// a restart undoes what was pending.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uncommitted_changes_are_undone_and_the_log_decides_alike() {
+        let Member {
+            _tmp,
+            ns,
+            su,
+            snaps,
+            rep,
+            mut proposals,
+            sm,
+        } = member();
+        let exists = |p: &str| ns.get_file_info(&su, p).is_ok();
+
+        // Not leading: no change is made.
+        let r = ns.mkdirs(&su, "/refused", 0, false);
+        assert!(matches!(r, Err(NnError::Standby { .. })), "{r:?}");
+        lead(&rep);
 
         let d1 = ns.mkdirs(&su, "/a", 0, false).expect("mkdirs /a");
         let d2 = ns.mkdirs(&su, "/a/b", 0, false).expect("mkdirs /a/b");
@@ -824,24 +862,16 @@ mod tests {
         use crate::namespace::retry::recording;
         use granary_common::retry::CallKey;
 
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let cfg = NamespaceConfig {
-            superuser: "hdfs".into(),
-            ..Default::default()
-        };
-        let ns =
-            Arc::new(Namespace::create_at(&tmp.path().join("ns"), cfg, &Default::default(), 0).expect("ns"));
-        let su = ns.caller(Identity::new("hdfs"));
-        let snaps = Snapshots::open(tmp.path().join("snapshots")).expect("snapshots");
-        let (rep, mut proposals) = Replicator::new("nn1".into());
-        let sm = StateMachine::open(ns.clone(), rep.clone(), snaps).expect("sm");
-        ns.replicate_through(rep.clone());
-        *rep.role.write() = Role {
-            leader: true,
-            ready: true,
-            leader_addr: None,
-            lease_until: None,
-        };
+        let Member {
+            _tmp,
+            ns,
+            su,
+            rep,
+            mut proposals,
+            sm,
+            ..
+        } = member();
+        lead(&rep);
         let call = CallKey {
             client_id: "c1".into(),
             call_id: 1,
