@@ -242,7 +242,9 @@ pub async fn run(ops: u64, threads: usize, connections: usize, kills: usize) -> 
 /// The member that says it leads.
 /// The last log index member `i` says it applied, as it reports itself.
 async fn applied(members: &[Member], i: usize) -> Option<(u64, String, String)> {
-    let s = granary_client::ha::group_status(&members[i].rpc).await.ok()?;
+    let s = granary_client::ha::group_status(&Default::default(), &members[i].rpc)
+        .await
+        .ok()?;
     let own = s.members.iter().find(|m| m.node_id == s.node_id)?;
     Some((own.last_applied_index, s.node_id.clone(), s.leader_id.clone()))
 }
@@ -296,7 +298,7 @@ async fn leader_of(members: &[Member]) -> Option<usize> {
         // restarted may name itself leader from its stored vote while it
         // refuses calls, and a client following its standby hint would be
         // answered by the real leader (the "0.002 s" kills of earlier runs).
-        if let Ok(s) = granary_client::ha::group_status(&m.rpc).await
+        if let Ok(s) = granary_client::ha::group_status(&Default::default(), &m.rpc).await
             && !s.node_id.is_empty()
             && s.leader_id == s.node_id
             && serves(&m.rpc).await

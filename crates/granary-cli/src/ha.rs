@@ -34,7 +34,7 @@ pub enum HaCommand {
 impl HaCommand {
     pub async fn execute(&self, c: &DfsClient) -> CliResult {
         match self {
-            Self::Status => status(&c.namenode_addrs().join(",")).await,
+            Self::Status => status(c.net(), &c.namenode_addrs().join(",")).await,
             Self::Add { node_id, rpc_addr } => add(c, node_id, rpc_addr).await,
             Self::Remove { node_id } => remove(c, node_id).await,
             Self::TransferLeader { node_id } => transfer_leader(c, node_id).await,
@@ -63,7 +63,7 @@ async fn transfer_leader(c: &DfsClient, node_id: &str) -> CliResult {
     Ok(())
 }
 
-async fn status(namenodes: &str) -> CliResult {
+async fn status(net: &granary_common::net::Net, namenodes: &str) -> CliResult {
     let addrs: Vec<&str> = namenodes
         .split(',')
         .map(str::trim)
@@ -72,7 +72,7 @@ async fn status(namenodes: &str) -> CliResult {
     let mut views: Vec<GroupStatus> = Vec::new();
     let mut last_err = None;
     for a in &addrs {
-        match group_status(a).await {
+        match group_status(net, a).await {
             Ok(s) => views.push(s),
             Err(e) => {
                 outln!("{a}: not answering: {e}")?;

@@ -16,8 +16,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use error::{CliError, CliResult, exit};
-use granary_client::{DfsClient, Identity};
+use granary_client::{ClientOptions, DfsClient, Identity};
 use granary_common::ErrorCode;
+use granary_common::tls::{Tls, TlsFiles};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +42,17 @@ struct Cli {
     /// user's groups (its group mapping); a client cannot name them.
     #[arg(long, global = true, env = "GRANARY_USER")]
     user: Option<String>,
+    /// The cluster CA (PEM): with it, every connection uses TLS and the
+    /// namenodes and datanodes must prove themselves with certificates it
+    /// signed (docs/security.md).
+    #[arg(long, global = true, env = "GRANARY_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This user's certificate (PEM), for clusters that require one.
+    #[arg(long, global = true, env = "GRANARY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "GRANARY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Top,
 }
@@ -95,6 +107,25 @@ async fn probe(url: &str, timeout: u64) -> CliResult {
     }
 }
 
+/// How to reach the cluster: over TLS when a CA is given.
+fn options(cli: &Cli) -> CliResult<ClientOptions> {
+    let tls = match &cli.tls_ca {
+        None if cli.tls_cert.is_some() => {
+            return Err(CliError::usage("--tls-cert needs --tls-ca (the cluster CA)"));
+        }
+        None => None,
+        Some(ca) => Some(Tls::client(TlsFiles {
+            ca: ca.clone(),
+            cert: cli.tls_cert.clone().unwrap_or_default(),
+            key: cli.tls_key.clone().unwrap_or_default(),
+        })?),
+    };
+    Ok(ClientOptions {
+        tls,
+        ..Default::default()
+    })
+}
+
 fn identity(cli: &Cli) -> Identity {
     Identity::new(cli.user.clone().unwrap_or_else(Identity::current_os_user))
 }
@@ -123,7 +154,7 @@ async fn run(cli: &Cli) -> CliResult<u8> {
         // Local files only: no namenode to reach.
         return cmd.execute().map(|()| exit::OK);
     }
-    let client = DfsClient::connect(&cli.namenode, identity(cli)).await?;
+    let client = DfsClient::connect_with(&cli.namenode, identity(cli), options(cli)?).await?;
     match &cli.command {
         Top::Fs { cmd } => cmd.execute(&client).await,
         Top::Admin { cmd } => cmd.execute(&client).await.map(|()| exit::OK),

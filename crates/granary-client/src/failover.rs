@@ -23,6 +23,7 @@ use std::time::Duration;
 use granary_common::ErrorCode;
 use granary_common::error::{ERROR_CODE_METADATA, leader_hint};
 use granary_common::identity::Identity;
+use granary_common::net::Net;
 use granary_common::retry::CallKey;
 use granary_proto::client_protocol_client::ClientProtocolClient;
 use parking_lot::Mutex;
@@ -35,7 +36,7 @@ use crate::{ClientError, Result};
 pub(crate) type Stub = ClientProtocolClient<Channel>;
 
 /// How a client reaches its namenodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// How long one call (or [`DfsClient::connect`](crate::DfsClient::connect))
     /// keeps trying the namenodes before it gives up: long enough for the
@@ -45,6 +46,10 @@ pub struct ClientOptions {
     /// after each further round, up to `failover_max_backoff`.
     pub failover_backoff: Duration,
     pub failover_max_backoff: Duration,
+    /// TLS for every connection (namenodes and datanodes): the cluster CA,
+    /// and the user's certificate when it proves who it is with one. None:
+    /// in the clear.
+    pub tls: Option<std::sync::Arc<granary_common::tls::Tls>>,
 }
 
 impl Default for ClientOptions {
@@ -53,19 +58,15 @@ impl Default for ClientOptions {
             failover_timeout: Duration::from_secs(30),
             failover_backoff: Duration::from_millis(100),
             failover_max_backoff: Duration::from_millis(300),
+            tls: None,
         }
     }
 }
 
 /// The endpoint for `addr` (`host:port` or a URL).
 fn endpoint(addr: &str) -> Result<Endpoint> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::InvalidArgument(format!("invalid namenode address {addr:?}: {e}")))?;
+    let endpoint = granary_common::net::endpoint(addr)
+        .map_err(|e| ClientError::InvalidArgument(format!("namenode: {e}")))?;
     // HTTP/2 pings while a call is in flight: a call to a namenode whose
     // machine died or was cut off fails within seconds (and moves to the
     // next namenode) instead of waiting out TCP's retransmissions.
@@ -175,6 +176,7 @@ pub(crate) struct Namenodes {
     /// In the order given: the order they are tried in.
     addrs: Vec<String>,
     endpoints: Vec<Endpoint>,
+    net: Net,
     options: ClientOptions,
     client_id: String,
     next_call_id: AtomicU64,
@@ -200,6 +202,7 @@ impl Namenodes {
             spec: spec.to_string(),
             addrs,
             endpoints,
+            net: Net::new(options.tls.clone()),
             options,
             client_id: uuid::Uuid::new_v4().to_string(),
             next_call_id: AtomicU64::new(0),
@@ -208,6 +211,11 @@ impl Namenodes {
                 channels: HashMap::new(),
             }),
         })
+    }
+
+    /// How this client reaches namenodes and datanodes.
+    pub(crate) fn net(&self) -> &Net {
+        &self.net
     }
 
     pub(crate) fn spec(&self) -> &str {
@@ -255,8 +263,8 @@ impl Namenodes {
             return Ok(ch.clone());
         }
         let ch = match self.addrs.iter().position(|a| a == addr) {
-            Some(i) => self.endpoints[i].clone().connect_lazy(),
-            None => endpoint(addr)?.connect_lazy(),
+            Some(i) => self.net.lazy(&self.endpoints[i]),
+            None => self.net.lazy(&endpoint(addr)?),
         };
         let mut st = self.state.lock();
         if !self.addrs.iter().any(|a| a == addr) {
@@ -271,7 +279,7 @@ impl Namenodes {
         let leader = self.leader();
         let channel = self
             .channel(&leader)
-            .unwrap_or_else(|_| self.endpoints[0].clone().connect_lazy());
+            .unwrap_or_else(|_| self.net.lazy(&self.endpoints[0]));
         stub(channel)
     }
 
@@ -282,7 +290,7 @@ impl Namenodes {
         let mut tries = Tries::new(&self.options);
         loop {
             for (addr, endpoint) in self.addrs.iter().zip(&self.endpoints) {
-                match endpoint.connect().await {
+                match self.net.connect(endpoint).await {
                     Ok(ch) => {
                         let mut st = self.state.lock();
                         st.channels.insert(addr.clone(), ch);

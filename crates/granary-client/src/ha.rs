@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
-
 use crate::{ClientError, Result};
+use granary_common::net::Net;
 use granary_proto as pb;
 use granary_proto::raft_protocol_client::RaftProtocolClient;
 
@@ -46,18 +45,15 @@ impl GroupStatus {
     }
 }
 
-/// Asks the namenode at `addr` (`host:port`) about its group.
-pub async fn group_status(addr: &str) -> Result<GroupStatus> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let channel = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::InvalidArgument(format!("invalid namenode address {addr:?}: {e}")))?
+/// Asks the namenode at `addr` (`host:port`) about its group, reaching it
+/// as `net` says.
+pub async fn group_status(net: &Net, addr: &str) -> Result<GroupStatus> {
+    let endpoint = granary_common::net::endpoint(addr)
+        .map_err(|e| ClientError::InvalidArgument(format!("namenode: {e}")))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .connect()
+        .timeout(Duration::from_secs(5));
+    let channel = net
+        .connect(&endpoint)
         .await
         .map_err(|source| ClientError::Connect {
             addr: addr.to_string(),

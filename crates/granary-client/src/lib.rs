@@ -93,11 +93,12 @@ impl DfsClient {
     }
 
     fn over(namenodes: Namenodes, identity: Identity) -> Self {
+        let datanodes = Arc::new(granary_common::net::ChannelPool::new(namenodes.net().clone()));
         Self {
             namenodes: Arc::new(namenodes),
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
-            datanodes: Default::default(),
+            datanodes,
             defaults: Default::default(),
         }
     }
@@ -112,6 +113,12 @@ impl DfsClient {
             datanodes: self.datanodes.clone(),
             defaults: self.defaults.clone(),
         }
+    }
+
+    /// How this client reaches namenodes and datanodes (in the clear or
+    /// over TLS).
+    pub fn net(&self) -> &granary_common::net::Net {
+        self.namenodes.net()
     }
 
     pub fn identity(&self) -> &Identity {

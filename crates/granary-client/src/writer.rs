@@ -751,8 +751,14 @@ impl Streamer {
             bytes_per_checksum: self.bpc as u32,
             access_token,
         };
-        match data_transfer::open_pipeline(&first, header, self.max_in_flight(), data_transfer::REPLY_TIMEOUT)
-            .await
+        match data_transfer::open_pipeline(
+            self.client.net(),
+            &first,
+            header,
+            self.max_in_flight(),
+            data_transfer::REPLY_TIMEOUT,
+        )
+        .await
         {
             Ok(pipeline) => Ok(pipeline),
             Err(st) => {

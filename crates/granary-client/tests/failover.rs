@@ -188,6 +188,7 @@ fn quick(timeout_ms: u64) -> ClientOptions {
         failover_timeout: Duration::from_millis(timeout_ms),
         failover_backoff: Duration::from_millis(20),
         failover_max_backoff: Duration::from_millis(100),
+        tls: None,
     }
 }
 

@@ -79,3 +79,88 @@ where
         .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
     Ok((value, notes))
 }
+
+/// How a daemon knows who its callers are (`auth`, `GRANARY_AUTH`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A caller is who it says it is (HDFS's simple mode).
+    #[default]
+    Simple,
+    /// A caller proves who it is with a certificate of the cluster CA, on
+    /// every connection (TLS must be set up).
+    Tls,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "simple" => Ok(Self::Simple),
+            "tls" => Ok(Self::Tls),
+            other => Err(format!("auth must be simple or tls, not {other:?}")),
+        }
+    }
+}
+
+/// `[tls]`: this daemon's certificate, its key and the cluster CA (PEM
+/// files). All empty: no TLS; all set: TLS on every port and connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        [&self.cert, &self.key, &self.ca]
+            .iter()
+            .any(|p| !p.as_os_str().is_empty())
+    }
+
+    pub fn files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+
+    /// Checks that the settings go together: all three files or none, and
+    /// `auth = "tls"` only with them.
+    pub fn validate(&self, auth: AuthMode) -> Result<(), ConfigError> {
+        if self.enabled() {
+            for (key, path) in [("cert", &self.cert), ("key", &self.key), ("ca", &self.ca)] {
+                if path.as_os_str().is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "[tls] {key} is not set: TLS needs cert, key and ca"
+                    )));
+                }
+            }
+        } else if auth == AuthMode::Tls {
+            return Err(ConfigError::Invalid(
+                "auth = \"tls\" needs [tls] cert, key and ca".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The daemon's TLS, loaded from the files; None when not set up. With
+    /// `auth = "tls"` its RPC port requires client certificates.
+    pub fn load(
+        &self,
+        auth: AuthMode,
+    ) -> Result<Option<std::sync::Arc<crate::tls::Tls>>, crate::tls::TlsError> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let clients = match auth {
+            AuthMode::Tls => crate::tls::ClientAuth::Required,
+            AuthMode::Simple => crate::tls::ClientAuth::Optional,
+        };
+        crate::tls::Tls::daemon(self.files(), clients).map(Some)
+    }
+}

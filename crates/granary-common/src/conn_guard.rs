@@ -131,6 +131,7 @@ pub struct Guarded<S> {
     timer: Pin<Box<Sleep>>,
     idle: Duration,
     started: bool,
+    timing: bool,
 }
 
 impl<S> Guarded<S> {
@@ -141,6 +142,7 @@ impl<S> Guarded<S> {
             timer: Box::pin(tokio::time::sleep(limits.handshake_timeout())),
             idle: limits.idle_timeout(),
             started: false,
+            timing: true,
         }
     }
 
@@ -154,6 +156,13 @@ impl<S> Guarded<S> {
         (self.inner, Slot(self._permit))
     }
 
+    /// Leaves timing to the protocol spoken on the connection (a write
+    /// pipeline keeps time itself), keeping its slot: for a connection
+    /// wrapped in TLS, which [`into_parts`](Self::into_parts) cannot unwrap.
+    pub fn stop_timing(&mut self) {
+        self.timing = false;
+    }
+
     fn activity(&mut self) {
         self.started = true;
         let next = Instant::now() + self.idle;
@@ -165,7 +174,7 @@ impl<S> Guarded<S> {
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        if self.timer.as_mut().poll(cx).is_ready() {
+        if self.timing && self.timer.as_mut().poll(cx).is_ready() {
             let what = if self.started {
                 format!("no bytes for {} s", self.idle.as_secs())
             } else {
@@ -346,36 +355,6 @@ impl Gate {
             }
         }
     }
-}
-
-/// A listener behind a [`Gate`], for `axum::serve`.
-pub struct GatedListener {
-    pub listener: TcpListener,
-    pub gate: Gate,
-}
-
-impl axum::serve::Listener for GatedListener {
-    type Io = Guarded<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.gate.accept(&self.listener).await
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
-/// Connections a listener behind `gate` admits, for tonic's `serve_with_incoming`.
-pub fn incoming(
-    listener: TcpListener,
-    gate: Gate,
-) -> impl futures::Stream<Item = io::Result<Guarded<TcpStream>>> + Send + 'static {
-    futures::stream::unfold((listener, gate), |(listener, gate)| async move {
-        let (conn, _) = gate.accept(&listener).await;
-        Some((Ok(conn), (listener, gate)))
-    })
 }
 
 #[cfg(test)]

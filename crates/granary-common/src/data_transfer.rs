@@ -18,15 +18,16 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use prost::Message;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::ErrorCode;
 use crate::error::status;
+use crate::net::{Net, ReadHalf, WriteHalf};
+use crate::tls::Dial;
 use granary_proto as pb;
 use granary_proto::write_block_reply::Msg as Reply;
 use granary_proto::write_block_request::Msg as Request;
@@ -55,7 +56,6 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// node just above a silent one gives up first and names it, rather than
 /// the writer blaming the first node (HDFS adds 5 s per node the same way).
 pub const REPLY_TIMEOUT_PER_NODE: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One frame: a protobuf message and the raw data after it.
 pub struct Frame {
@@ -120,7 +120,11 @@ impl Decoder for FrameCodec {
 
 /// Writes one frame; `data` goes to the socket from where it is (one
 /// vectored write with the message), not through a buffer.
-pub async fn write_frame(w: &mut OwnedWriteHalf, message: &impl Message, data: Bytes) -> io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    message: &impl Message,
+    data: Bytes,
+) -> io::Result<()> {
     let len = message.encoded_len();
     let mut head = BytesMut::with_capacity(FRAME_HEAD + len);
     head.put_u32(len as u32);
@@ -170,19 +174,25 @@ fn error_status(e: pb::TransferError) -> tonic::Status {
 
 /// The datanode's side of a connection whose preamble was read: requests in.
 pub struct RequestReader {
-    frames: FramedRead<OwnedReadHalf, FrameCodec>,
+    frames: FramedRead<ReadHalf, FrameCodec>,
     peer: String,
 }
 
 impl RequestReader {
     /// Splits an accepted connection (its preamble already read) into the
     /// request reader and the half that replies go out on.
-    pub fn accept(stream: TcpStream) -> (Self, OwnedWriteHalf) {
+    pub fn accept(stream: TcpStream) -> (Self, WriteHalf) {
         tune(&stream);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let (rd, wr) = stream.into_split();
+        (Self::new(Box::new(rd), peer), Box::new(wr))
+    }
+
+    /// The request reader of a connection already split (a TLS one), from
+    /// `peer`.
+    pub fn new(rd: ReadHalf, peer: String) -> Self {
         let frames = FramedRead::with_capacity(rd, FrameCodec::default(), FIRST_READ);
-        (Self { frames, peer }, wr)
+        Self { frames, peer }
     }
 
     /// The writer proved it may write (the pipeline is ready): its packets
@@ -225,7 +235,7 @@ impl RequestReader {
 }
 
 /// Sends one reply to the writer.
-pub async fn send_reply(w: &mut OwnedWriteHalf, reply: &pb::WriteBlockReply) -> io::Result<()> {
+pub async fn send_reply<W: AsyncWrite + Unpin>(w: &mut W, reply: &pb::WriteBlockReply) -> io::Result<()> {
     write_frame(w, reply, Bytes::new()).await
 }
 
@@ -233,7 +243,7 @@ pub async fn send_reply(w: &mut OwnedWriteHalf, reply: &pb::WriteBlockReply) -> 
 /// Dropping it gives the pipeline up: the task sending its packets stops
 /// too, even if it was stuck on a node that stopped reading.
 pub struct AckReader {
-    frames: FramedRead<OwnedReadHalf, FrameCodec>,
+    frames: FramedRead<ReadHalf, FrameCodec>,
     peer: String,
     timeout: Duration,
     _sender: AbortOnDropHandle<()>,
@@ -275,22 +285,13 @@ impl AckReader {
 /// each frame's message); dropping it ends the stream, which tells the
 /// datanodes to keep their half-written replicas for a recovery.
 pub async fn open_pipeline(
+    net: &Net,
     addr: &str,
     header: pb::WriteBlockHeader,
     window: usize,
     timeout: Duration,
 ) -> Result<(mpsc::Sender<pb::Packet>, AckReader), tonic::Status> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(lost(addr, e)),
-        Err(_) => {
-            return Err(lost(
-                addr,
-                format!("no connection in {} s", CONNECT_TIMEOUT.as_secs()),
-            ));
-        }
-    };
-    tune(&stream);
+    let stream = net.stream(addr, Dial::Data).await.map_err(|e| lost(addr, e))?;
     let (rd, mut wr) = stream.into_split();
     let timeout = timeout + REPLY_TIMEOUT_PER_NODE * header.downstream.len() as u32;
     let header = pb::WriteBlockRequest {

@@ -231,6 +231,23 @@ pub fn to_status<E: HasErrorCode>(err: E) -> tonic::Status {
     status(err.code(), err.to_string())
 }
 
+/// A status's message with the errors that caused it ("transport error:
+/// TLS with nn1:8020: received fatal alert: ..."): a status made from a
+/// connection failure says only "transport error" itself.
+pub fn with_causes(st: &tonic::Status) -> String {
+    let mut out = st.message().to_string();
+    let mut next = std::error::Error::source(st);
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,15 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::error::{ErrorCode, HasErrorCode};
 
+mod context;
 #[cfg(feature = "certs")]
 pub mod issue;
+#[cfg(feature = "daemon")]
+mod listen;
+
+pub use context::{ALPN_DATA, ALPN_H2, ALPN_HTTP1, Dial, Port, Tls};
+#[cfg(feature = "daemon")]
+pub use listen::{Conn, ConnInfo, ConnListener, incoming, listen, reload_on_sighup};
 
 /// How every certificate's holder name starts.
 pub const URI_PREFIX: &str = "granary://";
@@ -156,6 +163,11 @@ pub enum ClientAuth {
 /// built from.
 pub struct Material {
     roots: Arc<RootCertStore>,
+    own: Option<Own>,
+}
+
+/// This process's certificate chain, its key, and who the certificate names.
+struct Own {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     identity: Peer,
@@ -189,17 +201,25 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 impl Material {
+    /// A daemon's files: its certificate, its key and the cluster CA, all three.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
-        for (what, path) in [
-            ("tls.cert", &files.cert),
-            ("tls.key", &files.key),
-            ("tls.ca", &files.ca),
-        ] {
+        for (what, path) in [("tls.cert", &files.cert), ("tls.key", &files.key)] {
             if path.as_os_str().is_empty() {
                 return Err(TlsError::Config(format!(
                     "{what} is not set: TLS needs a certificate, its key and the cluster CA"
                 )));
             }
+        }
+        Self::load_client(files)
+    }
+
+    /// A client's files: the cluster CA, and a certificate with its key when
+    /// the client proves who it is with one (both or neither).
+    pub fn load_client(files: &TlsFiles) -> Result<Self, TlsError> {
+        if files.ca.as_os_str().is_empty() {
+            return Err(TlsError::Config(
+                "tls.ca is not set: TLS needs the cluster CA to know its peers".into(),
+            ));
         }
         let mut roots = RootCertStore::empty();
         for ca in certificates(&files.ca)? {
@@ -208,6 +228,89 @@ impl Material {
                 reason: format!("not a usable CA certificate: {e}"),
             })?;
         }
+        let own = match (
+            files.cert.as_os_str().is_empty(),
+            files.key.as_os_str().is_empty(),
+        ) {
+            (true, true) => None,
+            (false, true) => {
+                return Err(TlsError::Config(
+                    "tls.key is not set: a certificate needs its key".into(),
+                ));
+            }
+            (true, false) => {
+                return Err(TlsError::Config(
+                    "tls.cert is not set: a key needs its certificate".into(),
+                ));
+            }
+            (false, false) => Some(Own::load(files)?),
+        };
+        let m = Self {
+            roots: Arc::new(roots),
+            own,
+        };
+        // A key that is not the certificate's fails here, not at the first
+        // connection.
+        if m.own.is_some() {
+            m.server_config(ClientAuth::Optional, &[])
+                .and_then(|_| m.client_config(&[]))
+                .map_err(|e| TlsError::Invalid {
+                    path: files.key.clone(),
+                    reason: format!("does not go with {}: {e}", files.cert.display()),
+                })?;
+        }
+        Ok(m)
+    }
+
+    /// Who this process is, as its own certificate says (None: a client
+    /// without a certificate).
+    pub fn identity(&self) -> Option<&Peer> {
+        self.own.as_ref().map(|o| &o.identity)
+    }
+
+    /// A server config presenting this process's certificate; clients are
+    /// verified against the cluster CA. `alpn`: the protocols offered.
+    pub fn server_config(&self, clients: ClientAuth, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+        let own = self
+            .own
+            .as_ref()
+            .ok_or_else(|| TlsError::Config("a server needs a certificate (tls.cert, tls.key)".into()))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
+        let verifier = match clients {
+            ClientAuth::Required => verifier.build(),
+            ClientAuth::Optional => verifier.allow_unauthenticated().build(),
+        }
+        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(own.chain.clone(), own.key.clone_key())
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+
+    /// A client config that trusts only the cluster CA and presents this
+    /// process's certificate, if it has one, to servers that ask.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(self.roots.clone());
+        let mut cfg = match &self.own {
+            Some(own) => builder
+                .with_client_auth_cert(own.chain.clone(), own.key.clone_key())
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+            None => builder.with_no_client_auth(),
+        };
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+}
+
+impl Own {
+    fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let chain = certificates(&files.cert)?;
         let key_pem = read(&files.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
@@ -221,58 +324,7 @@ impl Material {
             path: files.cert.clone(),
             reason: format!("names no granary identity (a URI {URI_PREFIX}ROLE/NAME)"),
         })?;
-        let m = Self {
-            roots: Arc::new(roots),
-            chain,
-            key,
-            identity,
-        };
-        // A key that is not the certificate's fails here, not at the first
-        // connection.
-        m.server_config(ClientAuth::Optional, &[])
-            .and_then(|_| m.client_config(&[]))
-            .map_err(|e| TlsError::Invalid {
-                path: files.key.clone(),
-                reason: format!("does not go with {}: {e}", files.cert.display()),
-            })?;
-        Ok(m)
-    }
-
-    /// Who this process is, as its own certificate says.
-    pub fn identity(&self) -> &Peer {
-        &self.identity
-    }
-
-    /// A server config presenting this process's certificate; clients are
-    /// verified against the cluster CA. `alpn`: the protocols offered.
-    pub fn server_config(&self, clients: ClientAuth, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
-        let verifier = match clients {
-            ClientAuth::Required => verifier.build(),
-            ClientAuth::Optional => verifier.allow_unauthenticated().build(),
-        }
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
-        let mut cfg = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(cfg))
-    }
-
-    /// A client config that trusts only the cluster CA and presents this
-    /// process's certificate to servers that ask.
-    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
-        let mut cfg = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(self.roots.clone())
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(cfg))
+        Ok(Self { chain, key, identity })
     }
 }
 
@@ -332,7 +384,7 @@ mod tests {
             .expect("issue");
         let server = Material::load(&write(dir.path(), "namenode", &nn, &ca)).expect("load");
         let client = Material::load(&write(dir.path(), "alice", &alice, &ca)).expect("load");
-        assert_eq!(client.identity().uri(), "granary://user/alice");
+        assert_eq!(client.identity().expect("own").uri(), "granary://user/alice");
 
         let other_dir = tempfile::tempdir().expect("tempdir");
         let other = Authority::new("another cluster").expect("ca");

@@ -3,7 +3,7 @@
 //!
 //! The file has the node's identity and addresses at the top level and a
 //! section per subsystem: `[storage]`, `[transfer]`, `[block_scanner]`,
-//! `[limits]`. Settings from before the sections are still read at the top
+//! `[limits]`, `[tls]`. Settings from before the sections are still read at the top
 //! level ([`MOVED`]).
 
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use granary_common::config::{ConfigError, Moved};
+use granary_common::config::{AuthMode, ConfigError, Moved, TlsConfig};
 use granary_common::defaults;
 use granary_common::logging::LogFormat;
 
@@ -39,6 +39,10 @@ pub struct DatanodeConfig {
     /// A copy of the namenode's cluster secret (`<namenode data dir>/cluster-secret`):
     /// the datanode proves it holds it when registering.
     pub cluster_secret_file: PathBuf,
+    /// How callers prove who they are: `simple` or `tls` (docs/security.md).
+    pub auth: AuthMode,
+    /// TLS on every port and connection (`[tls]` cert, key, ca).
+    pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub transfer: TransferConfig,
     pub block_scanner: BlockScannerConfig,
@@ -134,6 +138,8 @@ impl Default for DatanodeConfig {
             log_format: LogFormat::Text,
             heartbeat_interval_ms: 3_000,
             cluster_secret_file: PathBuf::new(),
+            auth: AuthMode::Simple,
+            tls: Default::default(),
             storage: Default::default(),
             transfer: Default::default(),
             block_scanner: Default::default(),
@@ -153,6 +159,7 @@ impl DatanodeConfig {
                 self.rack
             )));
         }
+        self.tls.validate(self.auth)?;
         if self.heartbeat_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "heartbeat_interval_ms must be positive".into(),
@@ -289,6 +296,18 @@ pub struct Cli {
     /// A connection with no traffic this long is closed.
     #[arg(long, env = "GRANARY_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
+    /// How callers prove who they are: simple or tls.
+    #[arg(long, env = "GRANARY_AUTH")]
+    pub auth: Option<AuthMode>,
+    /// This datanode's TLS certificate (PEM).
+    #[arg(long, env = "GRANARY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "GRANARY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM) every peer's certificate must chain to.
+    #[arg(long, env = "GRANARY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -328,6 +347,10 @@ impl Cli {
         set(&mut c.limits.max_connections, &self.max_connections);
         set(&mut c.limits.handshake_timeout_ms, &self.handshake_timeout_ms);
         set(&mut c.limits.idle_timeout_ms, &self.idle_timeout_ms);
+        set(&mut c.auth, &self.auth);
+        set(&mut c.tls.cert, &self.tls_cert);
+        set(&mut c.tls.key, &self.tls_key);
+        set(&mut c.tls.ca, &self.tls_ca);
         if !self.data_dirs.is_empty() {
             c.data_dirs = self.data_dirs.clone();
         }

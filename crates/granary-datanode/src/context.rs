@@ -49,6 +49,8 @@ pub struct DatanodeContext {
     >,
     /// How long to wait for the next node of a write pipeline to answer.
     pub socket_timeout: std::time::Duration,
+    /// How this datanode reaches namenodes and other datanodes.
+    net: granary_common::net::Net,
 }
 
 impl DatanodeContext {
@@ -59,6 +61,7 @@ impl DatanodeContext {
         namenodes: Vec<Arc<NamenodeLink>>,
         socket_timeout: std::time::Duration,
         max_transfers: u32,
+        net: granary_common::net::Net,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
@@ -73,7 +76,13 @@ impl DatanodeContext {
             metrics: crate::metrics::DatanodeMetrics::new(),
             recoverable: Default::default(),
             socket_timeout,
+            net,
         })
+    }
+
+    /// How this datanode reaches namenodes and other datanodes (TLS or not).
+    pub fn net(&self) -> &granary_common::net::Net {
+        &self.net
     }
 
     /// Queues `e` for every namenode's incremental report.

@@ -12,8 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use granary_common::net::WriteHalf;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -217,8 +216,12 @@ impl DataTransfer for DataTransferService {
 /// the block's last packet is acked, the pipeline fails, or the datanode
 /// stops, which cuts the connection as a crash would: the writer recovers
 /// without this node.
-pub async fn serve_write(ctx: Arc<DatanodeContext>, stream: TcpStream, stop: CancellationToken) {
-    let (mut requests, mut replies) = RequestReader::accept(stream);
+pub async fn serve_write(
+    ctx: Arc<DatanodeContext>,
+    mut requests: RequestReader,
+    mut replies: WriteHalf,
+    stop: CancellationToken,
+) {
     let Some(_x) = ctx.try_xceiver() else {
         tracing::warn!(
             limit = ctx.max_transfers,
@@ -270,11 +273,7 @@ impl Drop for ActiveWrite {
     }
 }
 
-async fn write_pipeline(
-    ctx: Arc<DatanodeContext>,
-    requests: &mut RequestReader,
-    replies: &mut OwnedWriteHalf,
-) {
+async fn write_pipeline(ctx: Arc<DatanodeContext>, requests: &mut RequestReader, replies: &mut WriteHalf) {
     let completed = run_pipeline(&ctx, requests, replies).await;
     ctx.metrics.write_block_done(completed);
 }
@@ -283,7 +282,7 @@ async fn write_pipeline(
 async fn run_pipeline(
     ctx: &Arc<DatanodeContext>,
     requests: &mut RequestReader,
-    replies: &mut OwnedWriteHalf,
+    replies: &mut WriteHalf,
 ) -> bool {
     let (held, bpc, downstream) = match accept(ctx, requests).await {
         Ok(s) => s,
@@ -480,7 +479,7 @@ async fn set_up(
     };
     let mut h = header.clone();
     h.downstream.remove(0);
-    match data_transfer::open_pipeline(&next.rpc_addr, h, 64, ctx.socket_timeout).await {
+    match data_transfer::open_pipeline(ctx.net(), &next.rpc_addr, h, 64, ctx.socket_timeout).await {
         Ok((tx, acks)) => Ok((held, bpc, Some((tx, acks, next.rpc_addr.clone())))),
         Err(e) => Err(DatanodeError::Unavailable(format!(
             "cannot reach downstream datanode {}: {}",
@@ -676,7 +675,7 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
 async fn respond(
     mut local: mpsc::Receiver<Local>,
     mut downstream: Option<(AckReader, String)>,
-    upstream: &mut OwnedWriteHalf,
+    upstream: &mut WriteHalf,
     down_failed: CancellationToken,
 ) -> bool {
     // However this ends, the receiver must stop forwarding downstream.

@@ -1,8 +1,9 @@
 //! The RPC port's accept loop. Write pipelines and gRPC (block reads) share
 //! the port: a connection that starts with the data-transfer preamble is a
 //! write pipeline, any other (HTTP/2 starts with "PRI * HTTP/2.0") goes to
-//! the gRPC server. Every connection counts against the port's connection
-//! limit and must send its first bytes within the handshake timeout.
+//! the gRPC server. Over TLS the handshake's ALPN says which it is. Every
+//! connection counts against the port's connection limit and must send its
+//! first bytes (or finish its TLS handshake) within the handshake timeout.
 
 use std::io;
 use std::sync::Arc;
@@ -15,39 +16,35 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::DatanodeContext;
-use granary_common::conn_guard::{Gate, Guarded};
-use granary_common::data_transfer::PREAMBLE;
+use granary_common::conn_guard::Gate;
+use granary_common::data_transfer::{PREAMBLE, RequestReader};
+use granary_common::tls::{Conn, Port, Tls};
 
 /// Accepts connections until `stop`; serves write pipelines itself and
-/// returns the stream of gRPC connections for tonic.
+/// returns the stream of gRPC connections for tonic. With `tls`, every
+/// connection is TLS and says what it is in its handshake (ALPN: a write
+/// pipeline or h2); without, its first bytes say.
 pub fn split(
     listener: TcpListener,
     gate: Gate,
+    tls: Option<Arc<Tls>>,
     ctx: Arc<DatanodeContext>,
     stop: CancellationToken,
-) -> ReceiverStream<io::Result<Guarded<TcpStream>>> {
+) -> ReceiverStream<io::Result<Conn>> {
+    let handshake = gate.limits().handshake_timeout();
+    let mut conns = granary_common::tls::listen(listener, gate, tls, Port::Rpc, stop.clone());
     let (grpc, incoming) = mpsc::channel(64);
     tokio::spawn(async move {
-        loop {
-            let conn = tokio::select! {
-                _ = stop.cancelled() => return,
-                (conn, _) = gate.accept(&listener) => conn,
-            };
-            let handshake = gate.limits().handshake_timeout();
+        while let Some(conn) = conns.recv().await {
             let (grpc, ctx, stop) = (grpc.clone(), ctx.clone(), stop.clone());
             tokio::spawn(async move {
-                match first_bytes(conn.get_ref(), handshake).await {
-                    Kind::WritePipeline => {
-                        // The pipeline has timeouts of its own; the slot is
-                        // held until it ends.
-                        let (stream, slot) = conn.into_parts();
-                        let mut stream = stream;
-                        let mut preamble = [0u8; PREAMBLE.len()];
-                        if stream.read_exact(&mut preamble).await.is_ok() {
-                            crate::data_transfer::serve_write(ctx, stream, stop).await;
-                        }
-                        drop(slot);
-                    }
+                let kind = match conn.plain_tcp() {
+                    Some(tcp) => first_bytes(tcp, handshake).await,
+                    None if conn.is_data() => Kind::WritePipeline,
+                    None => Kind::Grpc,
+                };
+                match kind {
+                    Kind::WritePipeline => serve_pipeline(ctx, conn, handshake, stop).await,
                     Kind::Grpc => {
                         let _ = grpc.send(Ok(conn)).await;
                     }
@@ -57,6 +54,37 @@ pub fn split(
         }
     });
     ReceiverStream::new(incoming)
+}
+
+/// Reads a write pipeline's preamble and serves it. The pipeline keeps time
+/// itself (its socket timeout); the connection keeps its slot until it ends.
+async fn serve_pipeline(ctx: Arc<DatanodeContext>, conn: Conn, within: Duration, stop: CancellationToken) {
+    let peer = conn.info().remote.map(|a| a.to_string()).unwrap_or_default();
+    let mut preamble = [0u8; PREAMBLE.len()];
+    match conn.into_plain() {
+        Ok(guarded) => {
+            let (mut stream, slot) = guarded.into_parts();
+            // first_bytes saw the whole preamble arrive.
+            if stream.read_exact(&mut preamble).await.is_ok() {
+                let (requests, replies) = RequestReader::accept(stream);
+                crate::data_transfer::serve_write(ctx, requests, replies, stop).await;
+            }
+            drop(slot);
+        }
+        Err(mut conn) => {
+            conn.stop_timing();
+            match tokio::time::timeout(within, conn.read_exact(&mut preamble)).await {
+                Ok(Ok(_)) if preamble == *PREAMBLE => {}
+                _ => {
+                    tracing::debug!(%peer, "write pipeline over tls without its preamble; closed");
+                    return;
+                }
+            }
+            let (rd, wr) = tokio::io::split(*conn);
+            let requests = RequestReader::new(Box::new(rd), peer);
+            crate::data_transfer::serve_write(ctx, requests, Box::new(wr), stop).await;
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

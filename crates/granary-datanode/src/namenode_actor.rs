@@ -83,7 +83,11 @@ impl Actor {
         mut events: mpsc::Receiver<ReplicaEvent>,
         token: CancellationToken,
     ) -> Result<(), ActorError> {
-        let ch = granary_common::net::lazy_channel(&self.link.addr).map_err(ActorError::Address)?;
+        let ch = self
+            .ctx
+            .net()
+            .lazy_channel(&self.link.addr)
+            .map_err(ActorError::Address)?;
         let auth = SessionInterceptor(self.link.clone());
         let mut nn = DatanodeProtocolClient::with_interceptor(ch.clone(), auth.clone())
             .max_encoding_message_size(16 << 20)
@@ -259,7 +263,7 @@ impl Actor {
                     return Err(self.refused(st.message().to_string()));
                 }
                 Err(st) => {
-                    tracing::warn!(namenode = %self.link.addr, error = %st.message(), "namenode not reachable; retrying");
+                    tracing::warn!(namenode = %self.link.addr, error = %granary_common::error::with_causes(&st), "namenode not reachable; retrying");
                 }
             }
             if sleep_or_cancel(token, backoff).await {

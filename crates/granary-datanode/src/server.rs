@@ -14,7 +14,9 @@ use crate::layout;
 use crate::namenode_actor::{Actor, ActorError};
 use crate::namenode_link::NamenodeLink;
 use crate::storage::{Storage, StorageError};
-use granary_common::conn_guard::{Gate, GatedListener};
+use granary_common::conn_guard::Gate;
+use granary_common::net::Net;
+use granary_common::tls::ConnListener;
 use granary_proto as pb;
 use granary_proto::data_transfer_server::DataTransferServer;
 
@@ -38,6 +40,8 @@ pub enum ServeError {
     Secret(#[from] granary_common::daemon_auth::SecretError),
     #[error(transparent)]
     Config(#[from] granary_common::config::ConfigError),
+    #[error("tls: {0}")]
+    Tls(#[from] granary_common::tls::TlsError),
 }
 
 pub struct RunningDatanode {
@@ -78,6 +82,7 @@ pub async fn start(
 ) -> Result<RunningDatanode, ServeError> {
     let namenodes = config.namenodes()?;
     let secret = granary_common::daemon_auth::ClusterSecret::load(&config.cluster_secret_file)?;
+    let tls = config.tls.load(config.auth)?;
     let dirs = config.data_dirs.clone();
     let storage_cfg = config.storage.clone();
     let (versions, storage) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
@@ -114,6 +119,7 @@ pub async fn start(
         links.clone(),
         config.transfer.socket_timeout(),
         config.transfer.max_transfers,
+        Net::new(tls.clone()),
     );
     // One actor per namenode, each with its own event queue and session.
     let actors: Vec<_> = links
@@ -173,16 +179,22 @@ pub async fn start(
             crate::listener::split(
                 rpc,
                 Gate::new("rpc", config.limits, ctx.metrics.connections.clone()),
+                tls.clone(),
                 ctx.clone(),
                 token.child_token(),
             ),
             token.child_token().cancelled_owned(),
         );
     let gateway = crate::webhdfs::DataGateway::new(ctx.clone())?;
-    let http = GatedListener {
-        listener: http,
-        gate: Gate::new("http", config.limits, ctx.metrics.connections.clone()),
-    };
+    let http = ConnListener::new(
+        http,
+        Gate::new("http", config.limits, ctx.metrics.connections.clone()),
+        tls.clone(),
+        token.child_token(),
+    )?;
+    if let Some(tls) = &tls {
+        granary_common::tls::reload_on_sighup(tls.clone(), token.child_token());
+    }
     let http_server = axum::serve(http, crate::http::router(ctx.clone(), gateway))
         .with_graceful_shutdown(token.child_token().cancelled_owned());
     tracing::info!(uuid = %id.uuid, rpc = %id.rpc_addr, rack = %id.rack, namenode = %config.namenode, "datanode serving");

@@ -35,7 +35,7 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
         access_token: cmd.access_token,
     };
     let (tx, mut acks) =
-        data_transfer::open_pipeline(&first.rpc_addr, header, 16, ctx.socket_timeout).await?;
+        data_transfer::open_pipeline(ctx.net(), &first.rpc_addr, header, 16, ctx.socket_timeout).await?;
     let bpc = reader.bpc as usize;
     let packet = (PACKET / bpc).max(1) * bpc;
     let mut pos = 0u64;

@@ -40,7 +40,11 @@ impl DataGateway {
             .namenodes
             .iter()
             .map(|nn| {
-                let c = DfsClient::connect_lazy(&nn.addr, Identity::new("granary-datanode"))?;
+                let options = granary_client::ClientOptions {
+                    tls: ctx.net().tls().cloned(),
+                    ..Default::default()
+                };
+                let c = DfsClient::connect_lazy_with(&nn.addr, Identity::new("granary-datanode"), options)?;
                 Ok((c, nn.addr.clone()))
             })
             .collect::<Result<_, ClientError>>()?;

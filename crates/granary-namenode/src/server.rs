@@ -12,8 +12,10 @@ use crate::config::NamenodeConfig;
 use crate::layout;
 use crate::namespace::{Namespace, StartupScan};
 use crate::state::NamenodeState;
-use granary_common::conn_guard::{Gate, GatedListener};
+use granary_common::conn_guard::Gate;
 use granary_common::daemon_auth::ClusterSecret;
+use granary_common::net::Net;
+use granary_common::tls::{ConnListener, Port};
 use granary_proto::block_report_protocol_server::BlockReportProtocolServer;
 use granary_proto::client_protocol_server::ClientProtocolServer;
 use granary_proto::datanode_protocol_server::DatanodeProtocolServer;
@@ -37,6 +39,8 @@ pub enum ServeError {
     Secret(#[from] granary_common::daemon_auth::SecretError),
     #[error("namenode group: {0}")]
     Ha(String),
+    #[error("tls: {0}")]
+    Tls(#[from] granary_common::tls::TlsError),
 }
 
 /// Formats `config.data_dir` for a new cluster.
@@ -144,6 +148,10 @@ pub async fn start(
             .map_err(|e| ServeError::Ha(format!("the group recorded in the data dir: {e}")))?;
     }
     let secret = load_secret(&config)?;
+    // Certificates are checked before the namespace opens: a wrong path
+    // fails the start at once, naming the file.
+    let tls = config.tls.load(config.auth)?;
+    let net = Net::new(tls.clone());
     let ns_dir = layout::namespace_dir(&config.data_dir);
     let (ns_cfg, groups) = (config.namespace.clone(), config.groups.clone());
     let mut ns = tokio::task::spawn_blocking(move || {
@@ -179,9 +187,16 @@ pub async fn start(
     let ns = Arc::new(ns);
     let ha = if config.ha.enabled() {
         let dir = layout::raft_dir(&config.data_dir);
-        let ha = crate::ha::Ha::start(&config.ha, &dir, ns.clone(), secret.clone(), token.child_token())
-            .await
-            .map_err(|e| ServeError::Ha(e.to_string()))?;
+        let ha = crate::ha::Ha::start(
+            &config.ha,
+            &dir,
+            ns.clone(),
+            secret.clone(),
+            net,
+            token.child_token(),
+        )
+        .await
+        .map_err(|e| ServeError::Ha(e.to_string()))?;
         ns.replicate_through(ha.replicator().clone());
         Some(ha)
     } else {
@@ -272,10 +287,13 @@ pub async fn start(
     // Accepted sockets get TCP_NODELAY (without it Nagle holds back small
     // replies while earlier ones on the same connection are unacknowledged),
     // a keepalive, and the connection limits.
-    let incoming = granary_common::conn_guard::incoming(
+    let incoming = granary_common::tls::incoming(granary_common::tls::listen(
         rpc,
         Gate::new("rpc", state.config().limits, metrics.connections.clone()),
-    );
+        tls.clone(),
+        Port::Rpc,
+        rpc_token.clone(),
+    ));
     let rpc_server = tonic::transport::Server::builder()
         .layer(granary_common::metrics::RpcMetricsLayer(metrics.rpc.clone()))
         .layer(crate::datanode_auth::DatanodeAuthLayer(state.sessions().clone()))
@@ -290,10 +308,15 @@ pub async fn start(
         .add_service(raft)
         .serve_with_incoming_shutdown(incoming, rpc_token.cancelled_owned());
     let http_token = token.child_token();
-    let http = GatedListener {
-        listener: http,
-        gate: Gate::new("http", state.config().limits, metrics.connections.clone()),
-    };
+    let http = ConnListener::new(
+        http,
+        Gate::new("http", state.config().limits, metrics.connections.clone()),
+        tls.clone(),
+        http_token.clone(),
+    )?;
+    if let Some(tls) = &tls {
+        granary_common::tls::reload_on_sighup(tls.clone(), token.child_token());
+    }
     let http_server = axum::serve(
         http,
         crate::http::router(state.clone(), metrics, rpc_addr.to_string()),

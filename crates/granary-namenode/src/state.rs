@@ -119,6 +119,16 @@ impl NamenodeState {
     }
 
     /// When this namenode started.
+    /// `https` when the cluster's HTTP ports use TLS, else `http` (the
+    /// scheme of the URLs WebHDFS redirects to).
+    pub fn http_scheme(&self) -> &'static str {
+        if self.config().tls.enabled() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     pub fn started(&self) -> Instant {
         self.started
     }

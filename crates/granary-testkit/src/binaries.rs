@@ -147,6 +147,9 @@ pub struct ProcessCluster {
     dn_extra: Vec<String>,
     /// Each datanode's full argument list, so a restart reuses its ports and dirs.
     dn_args: Vec<Vec<String>>,
+    /// With TLS on every port: where `granary admin certs init` wrote the
+    /// CA and certificates, and the superuser's client settings.
+    tls: Option<(PathBuf, std::sync::Arc<granary_common::tls::Tls>)>,
 }
 
 impl ProcessCluster {
@@ -158,7 +161,60 @@ impl ProcessCluster {
 
     /// Like [`ProcessCluster::start`], with extra arguments for every datanode.
     pub fn start_with(n: usize, extra_nn_args: &[&str], extra_dn_args: &[&str]) -> Self {
+        Self::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            n,
+            extra_nn_args,
+            extra_dn_args,
+            None,
+        )
+    }
+
+    /// A secure cluster: `granary admin certs init` writes a CA and
+    /// certificates (`certs/` in the cluster's dir: namenode, a datanode
+    /// each, users `hdfs` and `alice`, valid for 127.0.0.1 and the
+    /// `dn_hosts`), and every daemon runs with `--auth tls` and TLS on every
+    /// port. [`client`](Self::client) is `hdfs` with its certificate.
+    pub fn start_tls(n: usize, extra_nn_args: &[&str], extra_dn_args: &[&str], dn_hosts: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let certs = dir.path().join("certs");
+        let certs_s = certs.to_str().expect("utf-8 path");
+        let datanodes = n.to_string();
+        let mut args = vec![
+            "admin",
+            "certs",
+            "init",
+            "--dir",
+            certs_s,
+            "--datanodes",
+            &datanodes,
+            "--client",
+            "hdfs",
+            "--client",
+            "alice",
+            "--datanode-host",
+            "127.0.0.1",
+        ];
+        for h in dn_hosts {
+            args.extend(["--datanode-host", h]);
+        }
+        let out = Command::new(bin_path("granary"))
+            .args(&args)
+            .output()
+            .expect("run granary admin certs init");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let client =
+            granary_common::tls::Tls::client(client_files(&certs, "hdfs")).expect("hdfs certificate");
+        Self::start_in(dir, n, extra_nn_args, extra_dn_args, Some((certs, client)))
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        n: usize,
+        extra_nn_args: &[&str],
+        extra_dn_args: &[&str],
+        tls: Option<(PathBuf, std::sync::Arc<granary_common::tls::Tls>)>,
+    ) -> Self {
         let name = dir.path().join("name");
         let name_s = name.to_str().expect("utf-8 path").to_string();
         let out = Command::new(bin_path("granary-namenode"))
@@ -181,6 +237,9 @@ impl ProcessCluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some((certs, _)) = &tls {
+            nn_args.extend(tls_args(certs, "namenode"));
+        }
         nn_args.extend(extra_nn_args.iter().map(|s| s.to_string()));
         let namenode = spawn_namenode(dir.path(), &nn_args, &rpc);
         let mut c = Self {
@@ -192,6 +251,7 @@ impl ProcessCluster {
             nn_args,
             dn_extra: extra_dn_args.iter().map(|s| s.to_string()).collect(),
             dn_args: Vec::new(),
+            tls,
         };
         for _ in 0..n {
             c.add_datanode();
@@ -252,6 +312,16 @@ impl ProcessCluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some((certs, _)) = &self.tls {
+            // `certs init --datanodes N` names them datanode1..N (datanode
+            // alone for one).
+            let stem = if certs.join("datanode.crt").exists() {
+                "datanode".to_string()
+            } else {
+                format!("datanode{}", i + 1)
+            };
+            args.extend(tls_args(certs, &stem));
+        }
         args.extend(self.dn_extra.iter().cloned());
         self.dn_args.push(args);
         let dn = self.spawn_datanode(i);
@@ -311,7 +381,7 @@ impl ProcessCluster {
     pub fn wait_registered(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(body) = http_get(&self.http, "/readyz")
+            if let Some(body) = self.get(&self.http, "/readyz")
                 && body.lines().any(|l| l == format!("datanodes {n}"))
             {
                 return;
@@ -321,11 +391,32 @@ impl ProcessCluster {
         panic!("namenode never saw {n} datanodes");
     }
 
-    /// A library client acting as the superuser.
+    /// A library client acting as the superuser (with its certificate in a
+    /// secure cluster).
     pub async fn client(&self) -> granary_client::DfsClient {
-        granary_client::DfsClient::connect(&self.rpc, granary_client::Identity::new("hdfs"))
+        let options = granary_client::ClientOptions {
+            tls: self.tls.as_ref().map(|(_, t)| t.clone()),
+            ..Default::default()
+        };
+        granary_client::DfsClient::connect_with(&self.rpc, granary_client::Identity::new("hdfs"), options)
             .await
             .expect("connect to the namenode")
+    }
+
+    /// Where the CA and certificates of a secure cluster are.
+    pub fn certs_dir(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|(d, _)| d.as_path())
+    }
+
+    /// GET `path` of an HTTP port of this cluster: the body of a 200 answer
+    /// (over TLS with the superuser's certificate in a secure cluster).
+    pub fn get(&self, addr: &str, path: &str) -> Option<String> {
+        match &self.tls {
+            None => http_get(addr, path),
+            Some((certs, _)) => https_get(addr, path, &client_files(certs, "hdfs"))
+                .filter(|(status, _)| *status == 200)
+                .map(|(_, body)| body),
+        }
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -415,4 +506,52 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let (head, body) = out.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?;
     (status == "200").then(|| body.to_string())
+}
+
+/// The flags giving a daemon the certificate `stem` of `certs`.
+fn tls_args(certs: &std::path::Path, stem: &str) -> Vec<String> {
+    let f = |name: String| certs.join(name).to_str().expect("utf-8 path").to_string();
+    vec![
+        "--auth".into(),
+        "tls".into(),
+        "--tls-cert".into(),
+        f(format!("{stem}.crt")),
+        "--tls-key".into(),
+        f(format!("{stem}.key")),
+        "--tls-ca".into(),
+        f("ca.crt".into()),
+    ]
+}
+
+/// The client files of user `user` (`USER.crt`, `USER.key`, `ca.crt`) in `certs`.
+pub fn client_files(certs: &std::path::Path, user: &str) -> granary_common::tls::TlsFiles {
+    granary_common::tls::TlsFiles {
+        cert: certs.join(format!("{user}.crt")),
+        key: certs.join(format!("{user}.key")),
+        ca: certs.join("ca.crt"),
+    }
+}
+
+/// A minimal HTTP/1.0 GET over TLS: the status and the body. `files` may
+/// leave the certificate and key empty (a client without one).
+pub fn https_get(addr: &str, path: &str, files: &granary_common::tls::TlsFiles) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let cfg = granary_common::tls::Material::load_client(files)
+        .ok()?
+        .client_config(&[granary_common::tls::ALPN_HTTP1])
+        .ok()?;
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+    let name = rustls::pki_types::ServerName::try_from(host).ok()?;
+    let conn = rustls::ClientConnection::new(cfg, name).ok()?;
+    let sock = std::net::TcpStream::connect(addr).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    write!(tls, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    // A server may close without TLS's close_notify: keep what came.
+    let _ = tls.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }

@@ -38,15 +38,21 @@ fn init_writes_a_ca_and_certificates_that_load_and_issue_adds_more() {
 
     let nn = Material::load(&files(&dir, "namenode")).expect("namenode certificate");
     assert_eq!(
-        (nn.identity().role, nn.identity().name.as_str()),
+        (
+            nn.identity().expect("own").role,
+            nn.identity().expect("own").name.as_str()
+        ),
         (Role::Namenode, "nn1")
     );
     let dn = Material::load(&files(&dir, "datanode")).expect("datanode certificate");
-    assert_eq!(dn.identity().role, Role::Datanode);
-    assert_eq!(dn.identity().name.len(), 36, "named by a uuid");
+    assert_eq!(dn.identity().expect("own").role, Role::Datanode);
+    assert_eq!(dn.identity().expect("own").name.len(), 36, "named by a uuid");
     let alice = Material::load(&files(&dir, "alice")).expect("user certificate");
     assert_eq!(
-        (alice.identity().role, alice.identity().name.as_str()),
+        (
+            alice.identity().expect("own").role,
+            alice.identity().expect("own").name.as_str()
+        ),
         (Role::User, "alice")
     );
     #[cfg(unix)]
@@ -85,7 +91,10 @@ fn init_writes_a_ca_and_certificates_that_load_and_issue_adds_more() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let dn4 = Material::load(&files(&dir, "0b6c3a52-dn-4")).expect("issued certificate");
-    assert_eq!(dn4.identity().uri(), "granary://datanode/0b6c3a52-dn-4");
+    assert_eq!(
+        dn4.identity().expect("own").uri(),
+        "granary://datanode/0b6c3a52-dn-4"
+    );
     let o = granary(&[
         "admin",
         "certs",

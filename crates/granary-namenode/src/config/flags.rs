@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use granary_common::config::ConfigError;
+use granary_common::config::{AuthMode, ConfigError};
 use granary_common::logging::LogFormat;
 
 use super::NamenodeConfig;
@@ -111,6 +111,18 @@ pub struct Overrides {
     /// namenode runs alone (unless `format` stored a group in data_dir).
     #[arg(long, global = true, env = "GRANARY_PEERS")]
     pub peers: Option<String>,
+    /// How callers prove who they are: simple or tls.
+    #[arg(long, global = true, env = "GRANARY_AUTH")]
+    pub auth: Option<AuthMode>,
+    /// This namenode's TLS certificate (PEM).
+    #[arg(long, global = true, env = "GRANARY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "GRANARY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM) every peer's certificate must chain to.
+    #[arg(long, global = true, env = "GRANARY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// `*setting = flag` when the flag was given.
@@ -160,6 +172,10 @@ impl Overrides {
         set(&mut c.limits.idle_timeout_ms, &self.idle_timeout_ms);
         set(&mut c.ha.node_id, &self.node_id);
         set(&mut c.ha.peers, &self.peers);
+        set(&mut c.auth, &self.auth);
+        set(&mut c.tls.cert, &self.tls_cert);
+        set(&mut c.tls.key, &self.tls_key);
+        set(&mut c.tls.ca, &self.tls_ca);
         c.validate()?;
         Ok((c, moved))
     }

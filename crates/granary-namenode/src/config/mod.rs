@@ -4,7 +4,7 @@
 //! The file has a few top-level settings and one section per subsystem,
 //! each declared (with its defaults) by the subsystem that takes it whole:
 //! `[namespace]`, `[datanodes]`, `[redundancy]`, `[safemode]`, `[leases]`,
-//! `[block_tokens]`, `[webhdfs]`, `[limits]`, `[groups]`. Settings from
+//! `[block_tokens]`, `[webhdfs]`, `[limits]`, `[groups]`, `[tls]`, `[ha]`. Settings from
 //! before the sections are still read at the top level ([`legacy`]).
 
 mod flags;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use granary_common::config::ConfigError;
+use granary_common::config::{AuthMode, ConfigError, TlsConfig};
 use granary_common::defaults;
 use granary_common::logging::LogFormat;
 
@@ -51,6 +51,10 @@ pub struct NamenodeConfig {
     /// Namespaces with fewer inodes + blocks are scanned at start before
     /// serving; larger ones while serving reads in safe mode.
     pub startup_scan_inline_objects: u64,
+    /// How callers prove who they are: `simple` or `tls` (docs/security.md).
+    pub auth: AuthMode,
+    /// TLS on every port and connection (`[tls]` cert, key, ca).
+    pub tls: TlsConfig,
     pub namespace: NamespaceConfig,
     pub datanodes: DatanodesConfig,
     pub redundancy: RedundancyConfig,
@@ -76,6 +80,8 @@ impl Default for NamenodeConfig {
             cluster_secret_file: PathBuf::new(),
             checkpoint_dir: PathBuf::new(),
             startup_scan_inline_objects: 500_000,
+            auth: AuthMode::Simple,
+            tls: Default::default(),
             namespace: Default::default(),
             datanodes: Default::default(),
             redundancy: Default::default(),
@@ -97,6 +103,7 @@ impl NamenodeConfig {
         self.safemode.validate()?;
         self.block_tokens.validate()?;
         self.limits.validate().map_err(ConfigError::Invalid)?;
+        self.tls.validate(self.auth)?;
         self.ha
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[ha]: {e}")))?;

@@ -101,7 +101,7 @@ impl Ha {
         };
         let asks = others
             .iter()
-            .map(|(_, n)| network::peer_status(&n.rpc_addr, ASK_WITHIN));
+            .map(|(_, n)| network::peer_status(&self.net, &n.rpc_addr, ASK_WITHIN));
         let answers = futures::future::join_all(asks).await;
         answers
             .into_iter()

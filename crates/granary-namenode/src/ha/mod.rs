@@ -221,6 +221,8 @@ pub struct Ha {
     replicator: Arc<Replicator>,
     elections: Arc<std::sync::atomic::AtomicU64>,
     secret: ClusterSecret,
+    /// How this namenode reaches the others (TLS or not).
+    net: granary_common::net::Net,
     /// How long members refuse to vote after hearing from a leader
     /// (openraft's leader lease: the longest election timeout).
     lease: Duration,
@@ -247,6 +249,7 @@ impl Ha {
         dir: &std::path::Path,
         ns: Arc<Namespace>,
         secret: ClusterSecret,
+        net: granary_common::net::Net,
         token: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<Self>> {
         let members = cfg.members().map_err(NnError::InvalidArgument)?;
@@ -275,16 +278,16 @@ impl Ha {
         let (replicator, proposals) = Replicator::new(me.name.clone());
         let snaps = snapshot::Snapshots::open(dir.join("snapshots"))?;
         let sm = state_machine::StateMachine::open(ns.clone(), replicator.clone(), snaps)?;
-        let net = network::Network::new(secret.clone());
+        let network = network::Network::new(secret.clone(), net.clone());
         let log_handle = log.clone();
-        let raft = NnRaft::new(node_id(&me.name), Arc::new(raft_cfg), net, log, sm)
+        let raft = NnRaft::new(node_id(&me.name), Arc::new(raft_cfg), network, log, sm)
             .await
             .map_err(|e| NnError::Internal(format!("cannot start raft: {e}")))?;
         if !raft
             .is_initialized()
             .await
             .map_err(|e| NnError::Internal(format!("raft: {e}")))?
-            && !network::group_running(&members, &me.name).await
+            && !network::group_running(&net, &members, &me.name).await
         {
             let all: BTreeMap<NodeId, NnNode> =
                 members.iter().map(|m| (node_id(&m.name), m.clone())).collect();
@@ -310,6 +313,7 @@ impl Ha {
             replicator,
             elections,
             secret,
+            net,
             lease: Duration::from_millis(cfg.election_timeout_ms * 2),
             transfer: tokio::sync::Mutex::new(()),
             log: log_handle,
@@ -370,7 +374,7 @@ impl Ha {
         {
             return Some(http);
         }
-        let s = network::peer_status(&leader, Duration::from_millis(300)).await?;
+        let s = network::peer_status(&self.net, &leader, Duration::from_millis(300)).await?;
         if s.http_addr.is_empty() || s.leader_id != s.node_id {
             return None;
         }

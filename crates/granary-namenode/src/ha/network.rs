@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use granary_common::net::Net;
 use hmac::Mac;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -53,11 +54,12 @@ fn verify(secret: &ClusterSecret, method: &str, msg: &pb::RaftMessage) -> Result
 
 pub struct Network {
     secret: ClusterSecret,
+    net: Net,
 }
 
 impl Network {
-    pub fn new(secret: ClusterSecret) -> Self {
-        Self { secret }
+    pub fn new(secret: ClusterSecret, net: Net) -> Self {
+        Self { secret, net }
     }
 }
 
@@ -69,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             secret: self.secret.clone(),
+            net: self.net.clone(),
             client: None,
         }
     }
@@ -78,6 +81,7 @@ pub struct Peer {
     target: NodeId,
     node: NnNode,
     secret: ClusterSecret,
+    net: Net,
     client: Option<RaftProtocolClient<Channel>>,
 }
 
@@ -92,7 +96,7 @@ impl Peer {
             .map_err(|e| Unreachable::new(&e))?
             .connect_timeout(std::time::Duration::from_secs(2))
             .tcp_nodelay(true);
-        let c = RaftProtocolClient::new(ep.connect_lazy())
+        let c = RaftProtocolClient::new(self.net.lazy(&ep))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         self.client = Some(c.clone());
@@ -171,9 +175,9 @@ impl RaftNetwork<TypeConfig> for Peer {
 /// above 0). A member whose log is empty (new, or wiped) then must not
 /// propose a first membership (its election would only disturb the
 /// leader): it waits, and the leader brings it up to date.
-pub async fn group_running(members: &[NnNode], me: &str) -> bool {
+pub async fn group_running(net: &Net, members: &[NnNode], me: &str) -> bool {
     for m in members.iter().filter(|m| m.name != me) {
-        if peer_status(&m.rpc_addr, std::time::Duration::from_millis(500))
+        if peer_status(net, &m.rpc_addr, std::time::Duration::from_millis(500))
             .await
             .is_some_and(|s| s.term > 0)
         {
@@ -185,12 +189,16 @@ pub async fn group_running(members: &[NnNode], me: &str) -> bool {
 
 /// What the member at `addr` says of the group, if it answers within
 /// `within` (twice that for the answer).
-pub(super) async fn peer_status(addr: &str, within: std::time::Duration) -> Option<pb::HaStatusResponse> {
+pub(super) async fn peer_status(
+    net: &Net,
+    addr: &str,
+    within: std::time::Duration,
+) -> Option<pb::HaStatusResponse> {
     let ep = Endpoint::from_shared(format!("http://{addr}"))
         .ok()?
         .connect_timeout(within)
         .timeout(2 * within);
-    let ch = ep.connect().await.ok()?;
+    let ch = net.connect(&ep).await.ok()?;
     let r = RaftProtocolClient::new(ch)
         .status(pb::HaStatusRequest {})
         .await
@@ -201,6 +209,7 @@ pub(super) async fn peer_status(addr: &str, within: std::time::Duration) -> Opti
 /// Sends the hand-over's last step to the member at `addr`.
 pub(super) async fn send_take_over(
     secret: &ClusterSecret,
+    net: &Net,
     addr: &str,
     req: &super::transfer::TakeOver,
 ) -> crate::error::Result<()> {
@@ -216,13 +225,11 @@ pub(super) async fn send_take_over(
             req.node
         ))
     };
-    let ch = Endpoint::from_shared(format!("http://{addr}"))
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| unreachable(&e))?
         .connect_timeout(std::time::Duration::from_secs(1))
-        .timeout(std::time::Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|e| unreachable(&e))?;
+        .timeout(std::time::Duration::from_secs(2));
+    let ch = net.connect(&ep).await.map_err(|e| unreachable(&e))?;
     RaftProtocolClient::new(ch)
         .take_leadership(msg)
         .await

@@ -97,7 +97,8 @@ impl Ha {
         };
         // Before writes pause: the member answers and is nearly caught up
         // (a member that is down fails the transfer here, writes untouched).
-        let answers = super::network::peer_status(&node.rpc_addr, Duration::from_millis(500)).await;
+        let answers =
+            super::network::peer_status(&self.net, &node.rpc_addr, Duration::from_millis(500)).await;
         if answers.is_none_or(|s| s.node_id != name) {
             return Err(NnError::HandOver(format!(
                 "namenode {name} at {} does not answer as {name}; {} leads on",
@@ -137,6 +138,7 @@ impl Ha {
         let term = self.raft.metrics().borrow().current_term;
         super::network::send_take_over(
             &self.secret,
+            &self.net,
             &node.rpc_addr,
             &TakeOver {
                 node: name.to_string(),

@@ -131,7 +131,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
-        let writer_host = req.remote_addr().map(|a| a.ip().to_string());
+        let writer_host = granary_common::tls::ConnInfo::remote_of(&req).map(|a| a.ip().to_string());
         let r = req.into_inner();
         let located = mutating(&self.state, move |writes| {
             let file = st

@@ -103,7 +103,7 @@ impl DatanodeProtocol for DatanodeService {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        let peer = req.remote_addr();
+        let peer = granary_common::tls::ConnInfo::remote_of(&req);
         let r = req.into_inner();
         let id =
             r.id.ok_or_else(|| status(ErrorCode::InvalidArgument, "register needs a datanode id"))?;

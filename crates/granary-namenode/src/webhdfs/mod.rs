@@ -74,7 +74,7 @@ async fn standby(
         && let Some(leader) = ha.leader_http_addr().await
     {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let to = format!("http://{leader}{pq}");
+        let to = format!("{}://{leader}{pq}", w.st.http_scheme());
         if let Ok(v) = axum::http::HeaderValue::from_str(&to) {
             return (
                 axum::http::StatusCode::TEMPORARY_REDIRECT,
@@ -447,7 +447,8 @@ impl WebHdfs {
         pairs.push(("namenoderpcaddress".into(), self.rpc_addr.clone()));
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let location = format!(
-            "http://{dn_http}{}{}?{}",
+            "{}://{dn_http}{}{}?{}",
+            self.st.http_scheme(),
             web::PREFIX,
             web::encode_path(path),
             web::query_string(&pairs)

@@ -68,7 +68,7 @@ fn up_ha(image: &str) -> (Compose, Vec<String>) {
 async fn leader(ips: &[String], skip: Option<&str>) -> Option<String> {
     for ip in ips.iter().filter(|ip| Some(ip.as_str()) != skip) {
         let addr = format!("{ip}:8020");
-        if let Ok(s) = group_status(&addr).await
+        if let Ok(s) = group_status(&Default::default(), &addr).await
             && !s.node_id.is_empty()
             && s.leader_id == s.node_id
         {
@@ -104,7 +104,7 @@ fn namenode_at(c: &Compose, ip: &str) -> String {
 
 /// (last log index, applied index) namenode `addr` reports of itself.
 async fn indexes(addr: &str) -> Option<(u64, u64)> {
-    let s = group_status(addr).await.ok()?;
+    let s = group_status(&Default::default(), addr).await.ok()?;
     let me = s.members.iter().find(|m| m.node_id == s.node_id)?;
     Some((me.last_log_index, me.last_applied_index))
 }

@@ -343,13 +343,18 @@ mod bad_input {
     async fn send(lb: &pb::LocatedBlock, token: Vec<u8>, packets: Vec<pb::Packet>) -> Option<tonic::Status> {
         let target = lb.locations[0].id.clone().unwrap();
         let header = header(lb.block, token, pb::PipelineStage::Create, &[]);
-        let (tx, mut acks) =
-            match data_transfer::open_pipeline(&target.rpc_addr, header, 16, data_transfer::REPLY_TIMEOUT)
-                .await
-            {
-                Ok(p) => p,
-                Err(st) => return Some(st),
-            };
+        let (tx, mut acks) = match data_transfer::open_pipeline(
+            &Default::default(),
+            &target.rpc_addr,
+            header,
+            16,
+            data_transfer::REPLY_TIMEOUT,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(st) => return Some(st),
+        };
         for p in packets {
             let _ = tx.send(p).await;
         }
@@ -653,6 +658,7 @@ mod bad_input {
         let silent_addr = silent.local_addr().unwrap().to_string();
         let t = std::time::Instant::now();
         let err = data_transfer::open_pipeline(
+            &Default::default(),
             &target,
             header(
                 lb.block,
@@ -693,6 +699,7 @@ mod bad_input {
             while frames.next().await.is_some() {}
         });
         let (tx, mut acks) = data_transfer::open_pipeline(
+            &Default::default(),
             &target,
             header(
                 lb.block,
@@ -775,7 +782,9 @@ mod bad_input {
         let silent_addr = silent.local_addr().unwrap().to_string();
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
+        let plain = granary_common::net::Net::default();
         let call = data_transfer::open_pipeline(
+            &plain,
             &target,
             header(Some(block), token, pb::PipelineStage::Recovery, &[&silent_addr]),
             4,
@@ -799,6 +808,7 @@ mod bad_input {
         let (mut block, token) = new_stamp(&c, "/recovered", &lb).await;
         block.num_bytes = d.len() as u64;
         let (tx, mut acks) = data_transfer::open_pipeline(
+            &Default::default(),
             &target,
             header(Some(block), token, pb::PipelineStage::Recovery, &[]),
             4,

@@ -21,5 +21,6 @@ mod namespace;
 mod process_failures;
 mod replication;
 mod safe_mode;
+mod secure;
 mod web_ui;
 mod webhdfs;
