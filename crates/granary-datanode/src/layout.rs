@@ -37,6 +37,15 @@ pub enum LayoutError {
         b: PathBuf,
         ub: String,
     },
+    #[error(
+        "data dir {path} belongs to datanode {found}, but this datanode's certificate names {certificate}: \
+         give it the certificate issued for {found} (or an empty data dir)"
+    )]
+    NotTheCertificates {
+        path: PathBuf,
+        found: String,
+        certificate: String,
+    },
     #[error("data dir {path} belongs to cluster {found}, but {expected} was expected")]
     WrongCluster {
         path: PathBuf,
@@ -112,13 +121,30 @@ pub fn write(dir: &Path, v: &DataDirVersion) -> Result<(), LayoutError> {
 }
 
 /// Loads or initialises every data dir; all must name the same datanode.
-pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<DataDirVersion>, LayoutError> {
+///
+/// `certified`: the uuid this datanode's certificate names (secure mode): a
+/// fresh datanode takes it, and data dirs of another datanode are refused.
+pub fn load_all(dirs: &[PathBuf], certified: Option<&str>) -> Result<Vec<DataDirVersion>, LayoutError> {
     let existing: Vec<Option<DataDirVersion>> = dirs.iter().map(|d| read(d)).collect::<Result<_, _>>()?;
+    if let Some(certificate) = certified
+        && let Some((dir, v)) = dirs.iter().zip(&existing).find_map(|(d, v)| {
+            v.as_ref()
+                .filter(|v| v.datanode_uuid != certificate)
+                .map(|v| (d, v))
+        })
+    {
+        return Err(LayoutError::NotTheCertificates {
+            path: dir.clone(),
+            found: v.datanode_uuid.clone(),
+            certificate: certificate.to_string(),
+        });
+    }
     let uuid = existing
         .iter()
         .flatten()
         .map(|v| v.datanode_uuid.clone())
         .next()
+        .or_else(|| certified.map(str::to_string))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let cluster = existing
         .iter()

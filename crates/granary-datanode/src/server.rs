@@ -83,10 +83,25 @@ pub async fn start(
     let namenodes = config.namenodes()?;
     let secret = granary_common::daemon_auth::ClusterSecret::load(&config.cluster_secret_file)?;
     let tls = config.tls.load(config.auth)?;
+    // A datanode's certificate names its uuid: it is who the certificate
+    // says, or it does not start.
+    let certified = match tls.as_ref().and_then(|t| t.identity()) {
+        None => None,
+        Some(p) if p.role == granary_common::tls::Role::Datanode => Some(p.name),
+        Some(p) => {
+            return Err(ServeError::Config(granary_common::config::ConfigError::Invalid(
+                format!(
+                    "[tls] cert {} names {}, not a datanode",
+                    config.tls.cert.display(),
+                    p.uri()
+                ),
+            )));
+        }
+    };
     let dirs = config.data_dirs.clone();
     let storage_cfg = config.storage.clone();
     let (versions, storage) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-        let versions = layout::load_all(&dirs)?;
+        let versions = layout::load_all(&dirs, certified.as_deref())?;
         let vols: Vec<_> = dirs
             .iter()
             .cloned()

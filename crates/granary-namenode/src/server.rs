@@ -151,6 +151,21 @@ pub async fn start(
     // Certificates are checked before the namespace opens: a wrong path
     // fails the start at once, naming the file.
     let tls = config.tls.load(config.auth)?;
+    if let Some(p) = tls.as_ref().and_then(|t| t.identity()) {
+        let named = |what: &str| {
+            granary_common::tls::TlsError::Config(format!(
+                "[tls] cert {} names {}, not {what}",
+                config.tls.cert.display(),
+                p.uri()
+            ))
+        };
+        if p.role != granary_common::tls::Role::Namenode {
+            return Err(named("a namenode").into());
+        }
+        if config.ha.enabled() && p.name != config.ha.node_id {
+            return Err(named(&format!("namenode {}", config.ha.node_id)).into());
+        }
+    }
     let net = Net::new(tls.clone());
     let ns_dir = layout::namespace_dir(&config.data_dir);
     let (ns_cfg, groups) = (config.namespace.clone(), config.groups.clone());

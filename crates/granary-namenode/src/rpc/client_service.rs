@@ -30,7 +30,7 @@ impl ClientService {
         &self,
         req: &Request<T>,
     ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
-        let id = Identity::from_metadata(req.metadata());
+        let id = super::authn::user(self.state.config().auth, req)?;
         let st = self.state.clone();
         let caller = match st.ns().known_caller(&id) {
             Some(c) => c,

@@ -104,6 +104,11 @@ impl DatanodeProtocol for DatanodeService {
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let peer = granary_common::tls::ConnInfo::remote_of(&req);
+        let proven = req
+            .get_ref()
+            .id
+            .as_ref()
+            .map(|id| super::authn::datanode(self.state.config().auth, &req, &id.uuid));
         let r = req.into_inner();
         let id =
             r.id.ok_or_else(|| status(ErrorCode::InvalidArgument, "register needs a datanode id"))?;
@@ -131,6 +136,9 @@ impl DatanodeProtocol for DatanodeService {
             tracing::warn!(uuid = %id.uuid, dn = %id.rpc_addr, ?peer, reason = %why, "datanode registration refused");
             status(ErrorCode::AccessControl, why)
         };
+        if let Some(Err(why)) = proven {
+            return Err(refuse(why));
+        }
         daemon_auth::verify(
             st.secret(),
             st.cluster_id(),

@@ -1,0 +1,102 @@
+//! Who a gRPC call comes from, as its connection proves it.
+//!
+//! Over TLS with a client certificate, the certificate says: a user's
+//! certificate is that user, whatever the call claims; a namenode's or a
+//! datanode's is a daemon of the cluster, which may act for the user it
+//! names (the datanode's WebHDFS gateway serves its HTTP users). Without a
+//! certificate the call's claim is taken (simple mode); `auth = "tls"`
+//! admits no connection without one. A call made in-process (WebHDFS on
+//! this namenode) has no connection and is taken as it claims.
+
+use granary_common::ErrorCode;
+use granary_common::config::AuthMode;
+use granary_common::error::status;
+use granary_common::identity::Identity;
+use granary_common::tls::{ConnInfo, Peer, Role};
+use tonic::{Request, Status};
+
+/// The user a client call acts as.
+pub fn user<T>(auth: AuthMode, req: &Request<T>) -> Result<Identity, Status> {
+    let claimed = Identity::from_metadata(req.metadata());
+    let Some(conn) = ConnInfo::of(req) else {
+        return Ok(claimed);
+    };
+    match (&conn.peer, auth) {
+        (
+            Some(Peer {
+                role: Role::User,
+                name,
+            }),
+            _,
+        ) => Ok(Identity::new(name.clone())),
+        (Some(_), _) => Ok(claimed),
+        (None, AuthMode::Simple) => Ok(claimed),
+        (None, AuthMode::Tls) => Err(status(
+            ErrorCode::Unauthenticated,
+            "this namenode requires a client certificate of the cluster CA (auth = tls)",
+        )),
+    }
+}
+
+/// Checks that a datanode registering as `uuid` may: over TLS with a
+/// certificate, the certificate must be that datanode's.
+pub fn datanode<T>(auth: AuthMode, req: &Request<T>, uuid: &str) -> Result<(), String> {
+    let peer = ConnInfo::of(req).and_then(|c| c.peer.as_ref());
+    match (peer, auth) {
+        (
+            Some(Peer {
+                role: Role::Datanode,
+                name,
+            }),
+            _,
+        ) if name == uuid => Ok(()),
+        (Some(p), _) => Err(format!(
+            "the connection's certificate names {}, not datanode {uuid}",
+            p.uri()
+        )),
+        (None, AuthMode::Simple) => Ok(()),
+        (None, AuthMode::Tls) => Err("a datanode needs its certificate (auth = tls)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(peer: Option<Peer>, claims: &str) -> Request<()> {
+        let mut r = Request::new(());
+        Identity::new(claims).apply(r.metadata_mut());
+        r.extensions_mut().insert(ConnInfo {
+            peer,
+            tls: true,
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn a_certificate_says_who_calls() {
+        let alice = Peer::new(Role::User, "alice").unwrap();
+        let dn = Peer::new(Role::Datanode, "u-1").unwrap();
+        for auth in [AuthMode::Simple, AuthMode::Tls] {
+            // A user's certificate wins over what the call claims.
+            assert_eq!(
+                user(auth, &req(Some(alice.clone()), "hdfs")).unwrap().user,
+                "alice"
+            );
+            // A daemon acts for the user it names.
+            assert_eq!(user(auth, &req(Some(dn.clone()), "bob")).unwrap().user, "bob");
+            assert!(datanode(auth, &req(Some(dn.clone()), "x"), "u-1").is_ok());
+            assert!(datanode(auth, &req(Some(dn.clone()), "x"), "u-2").is_err());
+            assert!(datanode(auth, &req(Some(alice.clone()), "x"), "alice").is_err());
+        }
+        assert_eq!(user(AuthMode::Simple, &req(None, "bob")).unwrap().user, "bob");
+        assert!(user(AuthMode::Tls, &req(None, "bob")).is_err());
+        assert!(datanode(AuthMode::Simple, &req(None, "x"), "u-1").is_ok());
+        assert!(datanode(AuthMode::Tls, &req(None, "x"), "u-1").is_err());
+        // In-process calls carry no connection.
+        let mut inproc = Request::new(());
+        Identity::new("carol").apply(inproc.metadata_mut());
+        assert_eq!(user(AuthMode::Tls, &inproc).unwrap().user, "carol");
+    }
+}
