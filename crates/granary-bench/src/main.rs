@@ -15,6 +15,7 @@ mod nnbench;
 mod relay;
 mod scale;
 mod stats;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -95,6 +96,16 @@ enum Cmd {
         /// Metadata dir to use (kept); a temp dir by default.
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
+    },
+    /// Put and get with TLS on against off, in one run: two in-process
+    /// clusters (a namenode and three datanodes each), one in secure mode.
+    Tls {
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long, default_value_t = 64)]
+        size_mib: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// A group of three namenode processes against one alone, in one run:
     /// gRPC create (+ the other phases) on each, then failover time (leader
@@ -204,6 +215,11 @@ async fn main() -> anyhow::Result<()> {
             let nn = local::start(data_dir.as_deref()).await?;
             scale::run(nn, files, threads).await
         }
+        Cmd::Tls {
+            files,
+            size_mib,
+            rounds,
+        } => tls::run(files, size_mib, rounds).await,
         Cmd::Ha {
             ops,
             threads,

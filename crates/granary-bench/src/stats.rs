@@ -71,6 +71,21 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// The middle value (the mean of the two middle ones for an even count);
+/// 0 for none.
+pub fn median(xs: &mut [f64]) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,3 +89,11 @@ fn dfsio_writes_reads_and_compares_with_dd_and_a_plain_relay() {
         .collect();
     assert!(left.is_empty(), "comparison files left behind: {left:?}");
 }
+
+#[test]
+fn tls_on_against_off_writes_and_reads_on_both() {
+    let out = bench(&["tls", "--files", "1", "--size-mib", "2", "--rounds", "1"]);
+    for key in ["put_plain", "put_tls", "get_plain", "get_tls"] {
+        assert!(field(&out, "tls summary:", key) > 0.0, "{key} in {out}");
+    }
+}

@@ -478,3 +478,45 @@ async fn a_datanode_is_the_uuid_its_certificate_names() {
         err.message()
     );
 }
+
+/// Clients that connect to a TLS port and stall in the handshake (nothing,
+/// or half a ClientHello) hold up no one: a real client is served
+/// meanwhile, and each stalled connection is closed after the handshake
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_tls_handshakes_hold_up_no_one() {
+    let c = ProcessCluster::start_tls(1, &["--handshake-timeout-ms", "1000"], &[], &[]);
+    let mut stalled = Vec::new();
+    for i in 0..40 {
+        let mut s = TcpStream::connect(&c.rpc).await.expect("connect");
+        if i % 2 == 1 {
+            // The first bytes of a TLS ClientHello record, then nothing.
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+        }
+        stalled.push(s);
+    }
+    let t = std::time::Instant::now();
+    let client = c.client().await;
+    client
+        .mkdirs("/served", None, true)
+        .await
+        .expect("served meanwhile");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "a client waited {:?} behind stalled handshakes",
+        t.elapsed()
+    );
+    for (i, mut s) in stalled.into_iter().enumerate() {
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "stalled connection {i} still open after 10 s");
+    }
+}
