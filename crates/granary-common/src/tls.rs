@@ -21,6 +21,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use crate::error::{ErrorCode, HasErrorCode};
 
 mod context;
+#[cfg(feature = "daemon")]
+pub mod http_auth;
 #[cfg(feature = "certs")]
 pub mod issue;
 #[cfg(feature = "daemon")]

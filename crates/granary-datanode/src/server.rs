@@ -210,8 +210,15 @@ pub async fn start(
     if let Some(tls) = &tls {
         granary_common::tls::reload_on_sighup(tls.clone(), token.child_token());
     }
-    let http_server = axum::serve(http, crate::http::router(ctx.clone(), gateway))
-        .with_graceful_shutdown(token.child_token().cancelled_owned());
+    let router = crate::http::router(ctx.clone(), gateway).layer(axum::middleware::from_fn_with_state(
+        config.auth,
+        granary_common::tls::http_auth::certified,
+    ));
+    let http_server = axum::serve(
+        http,
+        router.into_make_service_with_connect_info::<granary_common::tls::ConnInfo>(),
+    )
+    .with_graceful_shutdown(token.child_token().cancelled_owned());
     tracing::info!(uuid = %id.uuid, rpc = %id.rpc_addr, rack = %id.rack, namenode = %config.namenode, "datanode serving");
     let task = tokio::spawn(async move {
         let mut actor_tasks = JoinSet::new();

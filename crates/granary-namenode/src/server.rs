@@ -332,9 +332,12 @@ pub async fn start(
     if let Some(tls) = &tls {
         granary_common::tls::reload_on_sighup(tls.clone(), token.child_token());
     }
+    let router = crate::http::router(state.clone(), metrics, rpc_addr.to_string()).layer(
+        axum::middleware::from_fn_with_state(state.config().auth, granary_common::tls::http_auth::certified),
+    );
     let http_server = axum::serve(
         http,
-        crate::http::router(state.clone(), metrics, rpc_addr.to_string()),
+        router.into_make_service_with_connect_info::<granary_common::tls::ConnInfo>(),
     )
     .with_graceful_shutdown(http_token.cancelled_owned());
 

@@ -535,6 +535,16 @@ pub fn client_files(certs: &std::path::Path, user: &str) -> granary_common::tls:
 /// A minimal HTTP/1.0 GET over TLS: the status and the body. `files` may
 /// leave the certificate and key empty (a client without one).
 pub fn https_get(addr: &str, path: &str, files: &granary_common::tls::TlsFiles) -> Option<(u16, String)> {
+    https_request("GET", addr, path, files)
+}
+
+/// [`https_get`] with another method (an empty body).
+pub fn https_request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    files: &granary_common::tls::TlsFiles,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let cfg = granary_common::tls::Material::load_client(files)
         .ok()?
@@ -546,7 +556,11 @@ pub fn https_get(addr: &str, path: &str, files: &granary_common::tls::TlsFiles) 
     let sock = std::net::TcpStream::connect(addr).ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    write!(tls, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(
+        tls,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
     let mut out = Vec::new();
     // A server may close without TLS's close_notify: keep what came.
     let _ = tls.read_to_end(&mut out);

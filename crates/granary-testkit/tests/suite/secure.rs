@@ -16,7 +16,7 @@ use granary_client::{ClientOptions, CreateOptions, DfsClient, Identity};
 use granary_common::data_transfer::PREAMBLE;
 use granary_common::tls::{Tls, TlsFiles};
 use granary_testkit::binaries::{
-    Daemon, ProcessCluster, bin_path, client_files, free_port, http_get, https_get,
+    Daemon, ProcessCluster, bin_path, client_files, free_port, http_get, https_get, https_request,
 };
 use granary_testkit::fixtures::get;
 
@@ -268,12 +268,53 @@ async fn every_port_refuses_clients_without_tls_or_a_certificate() {
         );
     }
 
-    // The HTTP ports: nothing in the clear; over TLS /healthz answers.
+    // The HTTP ports: nothing in the clear; over TLS /healthz answers
+    // anyone, everything else only a caller with a certificate.
+    let no_cert = TlsFiles {
+        ca: files.ca.clone(),
+        ..Default::default()
+    };
     for addr in [c.http.clone(), c.datanode_http(0)] {
         assert_eq!(http_get(&addr, "/healthz"), None, "{addr} in the clear");
-        let (status, _) = https_get(&addr, "/healthz", &files).expect("https");
-        assert_eq!(status, 200, "{addr} over tls");
+        let status = |path: &str, f: &TlsFiles| https_get(&addr, path, f).expect("https").0;
+        assert_eq!(status("/healthz", &no_cert), 200, "{addr} /healthz");
+        assert_eq!(
+            status("/metrics", &no_cert),
+            401,
+            "{addr} /metrics without a certificate"
+        );
+        assert_eq!(status("/metrics", &files), 200, "{addr} /metrics with one");
     }
+    let (status, _) = https_get(&c.http, "/", &no_cert).unwrap();
+    assert_eq!(status, 401, "the web UI without a certificate");
+    let (status, body) = https_get(&c.http, "/webhdfs/v1/f?op=OPEN&user.name=hdfs", &no_cert).unwrap();
+    assert_eq!(status, 401, "WebHDFS without a certificate: {body}");
+    // WebHDFS: alice's certificate claiming hdfs is alice.
+    let (status, body) = https_request(
+        "PUT",
+        &c.http,
+        "/webhdfs/v1/by-alice?op=MKDIRS&user.name=hdfs",
+        &files,
+    )
+    .unwrap();
+    assert_eq!(status, 403, "alice made a directory in / over WebHDFS: {body}");
+    assert!(body.contains("user=alice"), "{body}");
+    let (status, body) = https_request(
+        "PUT",
+        &c.http,
+        "/webhdfs/v1/user/alice/w?op=MKDIRS&user.name=hdfs",
+        &files,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = https_request(
+        "PUT",
+        &c.http,
+        "/webhdfs/v1/user/alice/w2?op=MKDIRS&doas=hdfs",
+        &files,
+    )
+    .unwrap();
+    assert_eq!(status, 403, "doas without delegation tokens: {body}");
 
     // A datanode with a certificate of another CA never registers, even
     // trusting the cluster's CA (ca.crt is no secret): the namenode refuses
