@@ -7,6 +7,7 @@
 //! - `blockreport`: a synthetic datanode's full block report.
 //! - `scale`: many files; memory, RocksDB size, restart time.
 
+mod audit;
 mod blockreport;
 mod dfsio;
 mod ha;
@@ -97,6 +98,18 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
     },
+    /// gRPC namenode operations with the audit log on against off, in one
+    /// run: two local namenodes, rounds alternating between them.
+    Audit {
+        #[arg(long, default_value_t = 20_000)]
+        ops: u64,
+        #[arg(long, default_value_t = 64)]
+        threads: usize,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Put and get with TLS on against off, in one run: two in-process
     /// clusters (a namenode and three datanodes each), one in secure mode.
     Tls {
@@ -140,7 +153,9 @@ async fn main() -> anyhow::Result<()> {
             user,
         } => {
             if let Some(addr) = namenode {
-                return nnbench::over_grpc(&addr, &user, ops, threads, connections).await;
+                return nnbench::over_grpc(&addr, &user, ops, threads, connections)
+                    .await
+                    .map(|_| ());
             }
             anyhow::ensure!(
                 matches!(mode.as_str(), "in-process" | "grpc" | "both" | "direct"),
@@ -215,6 +230,12 @@ async fn main() -> anyhow::Result<()> {
             let nn = local::start(data_dir.as_deref()).await?;
             scale::run(nn, files, threads).await
         }
+        Cmd::Audit {
+            ops,
+            threads,
+            connections,
+            rounds,
+        } => audit::run(ops, threads, connections, rounds).await,
         Cmd::Tls {
             files,
             size_mib,

@@ -229,7 +229,8 @@ pub async fn over_grpc(
     ops: u64,
     clients: usize,
     connections: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let mut rates = Vec::new();
     let mut conns = Vec::new();
     for _ in 0..connections.max(1) {
         conns.push(DfsClient::connect(addr, Identity::new(user)).await?);
@@ -276,7 +277,9 @@ pub async fn over_grpc(
         for t in tasks {
             lat.merge(t.await??);
         }
-        report(&format!("namenode grpc {phase}"), clients, lat, start.elapsed());
+        let elapsed = start.elapsed();
+        rates.push((phase, total as f64 / elapsed.as_secs_f64().max(1e-9)));
+        report(&format!("namenode grpc {phase}"), clients, lat, elapsed);
     }
-    Ok(())
+    Ok(rates)
 }

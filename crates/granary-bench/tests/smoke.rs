@@ -97,3 +97,23 @@ fn tls_on_against_off_writes_and_reads_on_both() {
         assert!(field(&out, "tls summary:", key) > 0.0, "{key} in {out}");
     }
 }
+
+#[test]
+fn audit_on_against_off_runs_and_writes_lines() {
+    let out = bench(&[
+        "audit",
+        "--ops",
+        "200",
+        "--threads",
+        "4",
+        "--connections",
+        "2",
+        "--rounds",
+        "1",
+    ]);
+    assert!(
+        field(&out, "audit summary: phase=create", "ops_per_sec_on") > 0.0,
+        "{out}"
+    );
+    assert!(field(&out, "audit log:", "lines") > 0.0, "{out}");
+}

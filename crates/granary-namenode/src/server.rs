@@ -217,6 +217,10 @@ pub async fn start(
     } else {
         None
     };
+    let audit = match state_audit_path(&config) {
+        None => crate::audit::AuditLog::off(),
+        Some(path) => crate::audit::AuditLog::open(&path)?,
+    };
     let state = NamenodeState::new(
         config,
         version.cluster_id.clone(),
@@ -225,6 +229,7 @@ pub async fn start(
         scanned.as_ref().map(|s| s.committed_blocks),
         secret.clone(),
     );
+    state.set_audit(audit);
     if let Some(ha) = &ha {
         spawn_leader_duties(state.clone(), ha.clone(), token.child_token());
     }
@@ -273,7 +278,7 @@ pub async fn start(
     // replicas; only a full block report (sent by an authenticated
     // datanode, checked before its body is read) may be large.
     let active = state.clone();
-    let client = ClientProtocolServer::new(crate::rpc::client_service::ClientService::new(state.clone()))
+    let client = ClientProtocolServer::new(crate::rpc::audited::Audited::new(state.clone()))
         .max_decoding_message_size(4 << 20)
         .max_encoding_message_size(64 << 20);
     // A namenode that does not lead its group serves no client call (HDFS's
@@ -358,6 +363,12 @@ pub async fn start(
         token,
         task,
     })
+}
+
+/// Where the audit log goes, if anywhere.
+fn state_audit_path(config: &NamenodeConfig) -> Option<std::path::PathBuf> {
+    let f = &config.audit.file;
+    (!f.as_os_str().is_empty()).then(|| f.clone())
 }
 
 /// What a namenode takes up when it becomes its group's leader: the

@@ -46,6 +46,8 @@ pub struct NamenodeState {
     secret: ClusterSecret,
     /// Registered datanodes' sessions.
     sessions: Arc<DatanodeSessions>,
+    /// The audit log, set once at start when configured (crate::audit).
+    audit: std::sync::OnceLock<crate::audit::AuditLog>,
     /// Lease recovery of last blocks nobody finalized.
     recovery: BlockRecovery,
     redundancy: Redundancy,
@@ -101,6 +103,7 @@ impl NamenodeState {
             block_keys,
             secret,
             sessions: Default::default(),
+            audit: Default::default(),
             recovery: Default::default(),
             redundancy,
             safe_mode,
@@ -119,6 +122,19 @@ impl NamenodeState {
     }
 
     /// When this namenode started.
+    /// The audit log (off unless `[audit] file` is set).
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        static OFF: std::sync::OnceLock<crate::audit::AuditLog> = std::sync::OnceLock::new();
+        self.audit
+            .get()
+            .unwrap_or_else(|| OFF.get_or_init(crate::audit::AuditLog::off))
+    }
+
+    /// Installs the audit log (once, at start).
+    pub fn set_audit(&self, log: crate::audit::AuditLog) {
+        let _ = self.audit.set(log);
+    }
+
     /// `https` when the cluster's HTTP ports use TLS, else `http` (the
     /// scheme of the URLs WebHDFS redirects to).
     pub fn http_scheme(&self) -> &'static str {

@@ -111,6 +111,9 @@ pub struct Overrides {
     /// namenode runs alone (unless `format` stored a group in data_dir).
     #[arg(long, global = true, env = "GRANARY_PEERS")]
     pub peers: Option<String>,
+    /// Append an audit line per namespace operation to this file.
+    #[arg(long, global = true, env = "GRANARY_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
     /// How callers prove who they are: simple or tls.
     #[arg(long, global = true, env = "GRANARY_AUTH")]
     pub auth: Option<AuthMode>,
@@ -173,6 +176,7 @@ impl Overrides {
         set(&mut c.ha.node_id, &self.node_id);
         set(&mut c.ha.peers, &self.peers);
         set(&mut c.auth, &self.auth);
+        set(&mut c.audit.file, &self.audit_file);
         set(&mut c.tls.cert, &self.tls_cert);
         set(&mut c.tls.key, &self.tls_key);
         set(&mut c.tls.ca, &self.tls_ca);

@@ -68,6 +68,8 @@ pub struct NamenodeConfig {
     pub groups: GroupsConfig,
     /// A group of namenodes replicating the namespace with Raft (`[ha]`).
     pub ha: crate::ha::HaConfig,
+    /// The audit log (`[audit]`).
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -92,6 +94,7 @@ impl Default for NamenodeConfig {
             limits: Default::default(),
             groups: Default::default(),
             ha: Default::default(),
+            audit: Default::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The namenode's gRPC services.
 
+pub mod audited;
 pub mod authn;
 pub mod client_service;
 pub mod datanode_service;

@@ -25,7 +25,8 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{WebHdfs, json as answer};
-use crate::rpc::client_service::{ClientService, as_user as request};
+use crate::rpc::audited::Audited;
+use crate::rpc::client_service::as_user as request;
 use granary_common::ErrorCode;
 use granary_common::identity::Identity;
 use granary_common::webhdfs::{self as web, Params, WebError, WebResult};
@@ -145,7 +146,7 @@ async fn stream_slot(slots: &Arc<Semaphore>, wait: Duration, path: &str) -> WebR
 /// One page of `path`'s entries after `start_after`, as `id` may see them
 /// (gRPC's `GetListing`, with its checks).
 async fn page(
-    svc: &ClientService,
+    svc: &Audited,
     id: &Identity,
     path: &str,
     start_after: &str,

@@ -16,7 +16,8 @@ use axum::routing::any;
 use serde_json::{Value, json};
 
 use crate::permission::Access;
-use crate::rpc::client_service::{ClientService, as_user as request};
+use crate::rpc::audited::Audited;
+use crate::rpc::client_service::as_user as request;
 use crate::state::NamenodeState;
 use granary_common::ErrorCode;
 use granary_common::identity::Identity;
@@ -36,7 +37,7 @@ pub struct WebHdfsConfig {
 }
 
 pub struct WebHdfs {
-    svc: Arc<ClientService>,
+    svc: Arc<Audited>,
     st: Arc<NamenodeState>,
     rpc_addr: String,
     /// Slots of LISTSTATUS answers being streamed (`listing::MAX_LISTING_STREAMS`).
@@ -45,7 +46,7 @@ pub struct WebHdfs {
 
 pub fn routes(st: Arc<NamenodeState>, rpc_addr: String) -> Router {
     let w = Arc::new(WebHdfs {
-        svc: Arc::new(ClientService::new(st.clone())),
+        svc: Arc::new(Audited::new(st.clone())),
         st,
         rpc_addr,
         listing_streams: listing::stream_slots(),

@@ -1,0 +1,215 @@
+//! The audit log: one line per namespace operation, in HDFS's format
+//! (`FSNamesystem.audit`), to its own file (`[audit] file`):
+//!
+//! `<time> INFO FSNamesystem.audit: allowed=true ugi=alice (auth:TLS)
+//! ip=/127.0.0.1 cmd=create src=/a dst=null perm=null proto=rpc`, the
+//! fields separated by tabs.
+//!
+//! A call that succeeds is logged `allowed=true`, one refused for lack of
+//! permission `allowed=false`; other failures (no such file, ...) are not
+//! logged, as in HDFS. Calls hand their line to a bounded queue and go on;
+//! a thread of its own formats and writes (off the hot path). When the
+//! queue is full, lines are counted as dropped, never waited for.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where the lines go (appended); empty: no audit log.
+    pub file: PathBuf,
+}
+
+/// Lines waiting for the writer at most.
+const QUEUE: usize = 65_536;
+
+/// One audited operation.
+pub struct Event {
+    pub allowed: bool,
+    pub user: String,
+    /// `SIMPLE` (the user as claimed) or `TLS` (as its certificate names).
+    pub auth: &'static str,
+    pub ip: Option<IpAddr>,
+    pub cmd: &'static str,
+    pub src: String,
+    pub dst: Option<String>,
+    pub perm: Option<String>,
+    /// `rpc` (gRPC) or `webhdfs`.
+    pub proto: &'static str,
+}
+
+/// The namenode's audit log; [`AuditLog::off`] when none is configured.
+pub struct AuditLog {
+    tx: Option<SyncSender<(SystemTime, Event)>>,
+    dropped: AtomicU64,
+}
+
+impl AuditLog {
+    pub fn off() -> Self {
+        Self {
+            tx: None,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens (appends to) `path` and starts the writer thread, which ends
+    /// when the log is dropped.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("audit log {}: {e}", path.display())))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("audit-log".into())
+            .spawn(move || write_lines(rx, std::io::BufWriter::with_capacity(256 << 10, file), &shown))?;
+        Ok(Self {
+            tx: Some(tx),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues `e`; never waits.
+    pub fn log(&self, e: Event) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send((SystemTime::now(), e)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n + 1, "audit log queue full: lines dropped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Lines dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &str) {
+    let mut failing = false;
+    loop {
+        // Flush once the queue is drained, so a line is on disk within
+        // about a second of its call even when calls are rare.
+        let next = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(x) => Some(x),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = out.flush();
+                return;
+            }
+        };
+        let r = match next {
+            Some((at, e)) => out.write_all(format_line(at, &e).as_bytes()),
+            None => out.flush(),
+        };
+        match r {
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(file = %path, error = %e, "cannot write the audit log");
+            }
+            Ok(()) => failing = false,
+            Err(_) => {}
+        }
+    }
+}
+
+/// One line, as HDFS writes it.
+pub fn format_line(at: SystemTime, e: &Event) -> String {
+    let t = chrono::DateTime::<chrono::Local>::from(at).format("%Y-%m-%d %H:%M:%S,%3f");
+    let ip = e.ip.map_or_else(|| "null".to_string(), |ip| format!("/{ip}"));
+    format!(
+        "{t} INFO FSNamesystem.audit: allowed={}\tugi={} (auth:{})\tip={ip}\tcmd={}\tsrc={}\tdst={}\tperm={}\tproto={}\n",
+        e.allowed,
+        clean(&e.user),
+        e.auth,
+        e.cmd,
+        clean(&e.src),
+        e.dst.as_deref().map_or_else(|| "null".into(), clean),
+        e.perm.as_deref().map_or_else(|| "null".into(), clean),
+        e.proto
+    )
+}
+
+/// A path or name as one field: tabs and line breaks would split lines or
+/// fields, so they are escaped.
+fn clean(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(src: &str) -> Event {
+        Event {
+            allowed: true,
+            user: "alice".into(),
+            auth: "TLS",
+            ip: Some("127.0.0.1".parse().unwrap()),
+            cmd: "rename",
+            src: src.into(),
+            dst: Some("/b".into()),
+            perm: None,
+            proto: "rpc",
+        }
+    }
+
+    #[test]
+    fn lines_are_in_hdfs_format_and_stay_one_line() {
+        let l = format_line(SystemTime::now(), &event("/a"));
+        let (_, fields) = l.split_once("INFO FSNamesystem.audit: ").unwrap();
+        assert_eq!(
+            fields,
+            "allowed=true\tugi=alice (auth:TLS)\tip=/127.0.0.1\tcmd=rename\tsrc=/a\tdst=/b\tperm=null\tproto=rpc\n"
+        );
+        let l = format_line(SystemTime::now(), &event("/x\ny\tz"));
+        assert_eq!(l.matches('\n').count(), 1, "{l}");
+        assert!(l.contains("src=/x\\ny\\tz\t"), "{l}");
+    }
+
+    #[test]
+    fn the_writer_appends_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        {
+            let log = AuditLog::open(&path).unwrap();
+            for i in 0..100 {
+                log.log(event(&format!("/f{i}")));
+            }
+            assert_eq!(log.dropped(), 0);
+        }
+        // The writer flushes once the log is dropped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() == 100 {
+                assert!(text.lines().last().unwrap().contains("src=/f99\t"));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
