@@ -12,7 +12,8 @@ use granary_proto as pb;
 
 type HmacSha256 = Hmac<Sha256>;
 
-const BODY_LEN: usize = 4 + 8 + 8 + 1 + 8;
+/// key id, block id, generation stamp, access, expiry, user tag.
+const BODY_LEN: usize = 4 + 8 + 8 + 1 + 8 + 8;
 const TOKEN_LEN: usize = BODY_LEN + 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,21 @@ pub enum TokenError {
     UnknownKey(u32),
     #[error("block access token signature is invalid (forged or altered)")]
     BadSignature,
+    #[error("block access token was issued to another user than {0}")]
+    WrongUser(String),
+}
+
+/// Who a token was issued to, as it carries it: the first 8 bytes of the
+/// user name's SHA-256; zeros for a daemon's token (re-replication).
+fn user_tag(user: &str) -> [u8; 8] {
+    use sha2::Digest;
+    if user.is_empty() {
+        return [0; 8];
+    }
+    let d = Sha256::digest(user.as_bytes());
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&d[..8]);
+    tag
 }
 
 /// A fresh random signing key.
@@ -54,7 +70,8 @@ fn mac(key: &[u8]) -> HmacSha256 {
     <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("hmac takes any key length"))
 }
 
-/// A token for `block_id` at `generation_stamp`, signed with `key`.
+/// A token for `block_id` at `generation_stamp`, signed with `key`, for
+/// any holder (a daemon's).
 pub fn issue(
     key: &pb::BlockKey,
     block_id: u64,
@@ -62,12 +79,26 @@ pub fn issue(
     access: BlockAccess,
     expiry_ms: i64,
 ) -> Vec<u8> {
+    issue_for(key, block_id, generation_stamp, access, expiry_ms, "")
+}
+
+/// A token as [`issue`] makes, issued to `user`: a datanode that knows who
+/// presents it (a user's certificate) refuses it from anyone else.
+pub fn issue_for(
+    key: &pb::BlockKey,
+    block_id: u64,
+    generation_stamp: u64,
+    access: BlockAccess,
+    expiry_ms: i64,
+    user: &str,
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(TOKEN_LEN);
     body.extend_from_slice(&key.id.to_be_bytes());
     body.extend_from_slice(&block_id.to_be_bytes());
     body.extend_from_slice(&generation_stamp.to_be_bytes());
     body.push(access as u8);
     body.extend_from_slice(&expiry_ms.to_be_bytes());
+    body.extend_from_slice(&user_tag(user));
     let mut m = mac(&key.key);
     m.update(&body);
     body.extend_from_slice(&m.finalize().into_bytes());
@@ -102,6 +133,19 @@ impl BlockKeys {
         access: BlockAccess,
         now_ms: i64,
     ) -> Result<u64, TokenError> {
+        self.verify_for(token, block_id, access, now_ms, None)
+    }
+
+    /// [`verify`](Self::verify), and when the presenter is known to be
+    /// `user` (its certificate says so), that the token was issued to it.
+    pub fn verify_for(
+        &self,
+        token: &[u8],
+        block_id: u64,
+        access: BlockAccess,
+        now_ms: i64,
+        user: Option<&str>,
+    ) -> Result<u64, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
@@ -135,6 +179,11 @@ impl BlockKeys {
         if expiry < now_ms {
             return Err(TokenError::Expired);
         }
+        if let Some(user) = user
+            && body[29..37] != user_tag(user)
+        {
+            return Err(TokenError::WrongUser(user.to_string()));
+        }
         Ok(gs)
     }
 }
@@ -149,6 +198,37 @@ mod tests {
             key: new_key(),
             expiry_ms,
         }
+    }
+
+    /// A token issued to alice is refused from bob (when the datanode knows
+    /// who presents it), and so is a daemon's token; from an unknown
+    /// presenter it is checked as before.
+    #[test]
+    fn a_users_token_is_refused_from_anyone_else() {
+        let k = key(1, 10_000);
+        let keys = BlockKeys::new(vec![k.clone()]);
+        let t = issue_for(&k, 7, 100, BlockAccess::Read, 1_000, "alice");
+        assert_eq!(
+            keys.verify_for(&t, 7, BlockAccess::Read, 0, Some("alice")),
+            Ok(100)
+        );
+        assert_eq!(
+            keys.verify_for(&t, 7, BlockAccess::Read, 0, Some("bob")),
+            Err(TokenError::WrongUser("bob".into()))
+        );
+        assert_eq!(keys.verify_for(&t, 7, BlockAccess::Read, 0, None), Ok(100));
+        let daemons = issue(&k, 7, 100, BlockAccess::Read, 1_000);
+        assert!(
+            keys.verify_for(&daemons, 7, BlockAccess::Read, 0, Some("alice"))
+                .is_err()
+        );
+        // The user is under the signature: changing it forges the token.
+        let mut forged = t.clone();
+        forged[BODY_LEN - 1] ^= 1;
+        assert_eq!(
+            keys.verify_for(&forged, 7, BlockAccess::Read, 0, Some("alice")),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

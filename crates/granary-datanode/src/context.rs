@@ -149,6 +149,7 @@ impl DatanodeContext {
         token: &[u8],
         block_id: u64,
         access: granary_common::block_token::BlockAccess,
+        user: Option<&str>,
     ) -> Result<u64, granary_common::block_token::TokenError> {
         use granary_common::block_token::TokenError;
         let now = std::time::SystemTime::now()
@@ -157,7 +158,7 @@ impl DatanodeContext {
             .unwrap_or(0);
         let mut refusal = None;
         for nn in &self.namenodes {
-            match nn.verify_token(token, block_id, access, now) {
+            match nn.verify_token(token, block_id, access, now, user) {
                 Ok(gs) => return Ok(gs),
                 // The most telling refusal: a namenode that holds the key
                 // says more than one that does not.

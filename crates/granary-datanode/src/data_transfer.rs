@@ -57,17 +57,20 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Checks the token presented for `block`; returns the generation stamp it grants.
+/// Checks the token presented for `block`; returns the generation stamp it
+/// grants. `user`: who presents it, when a user's certificate says so (the
+/// token must then be issued to that user).
 fn check_token(
     ctx: &DatanodeContext,
     token: &[u8],
     block_id: u64,
     access: BlockAccess,
+    user: Option<&str>,
 ) -> Result<u64, DatanodeError> {
     if !ctx.has_block_keys() {
         return Err(DatanodeError::NotRegistered);
     }
-    ctx.verify_token(token, block_id, access)
+    ctx.verify_token(token, block_id, access, user)
         .map_err(|source| DatanodeError::Token { block_id, source })
 }
 
@@ -134,11 +137,20 @@ impl DataTransfer for DataTransferService {
         &self,
         req: Request<pb::ReadBlockRequest>,
     ) -> Result<Response<Self::ReadBlockStream>, Status> {
+        let user = granary_common::tls::ConnInfo::of(&req)
+            .and_then(|c| c.user())
+            .map(str::to_string);
         let r = req.into_inner();
         let block = r
             .block
             .ok_or_else(|| DatanodeError::BadRequest("readBlock names no block".into()))?;
-        check_token(&self.ctx, &r.access_token, block.block_id, BlockAccess::Read)?;
+        check_token(
+            &self.ctx,
+            &r.access_token,
+            block.block_id,
+            BlockAccess::Read,
+            user.as_deref(),
+        )?;
         let xceiver = self.ctx.try_xceiver().ok_or(DatanodeError::Busy {
             max: self.ctx.max_transfers,
         })?;
@@ -220,6 +232,7 @@ pub async fn serve_write(
     ctx: Arc<DatanodeContext>,
     mut requests: RequestReader,
     mut replies: WriteHalf,
+    user: Option<String>,
     stop: CancellationToken,
 ) {
     let Some(_x) = ctx.try_xceiver() else {
@@ -235,7 +248,7 @@ pub async fn serve_write(
     };
     tokio::select! {
         _ = stop.cancelled() => {}
-        _ = write_pipeline(ctx, &mut requests, &mut replies) => {}
+        _ = write_pipeline(ctx, &mut requests, &mut replies, user.as_deref()) => {}
     }
 }
 
@@ -273,8 +286,13 @@ impl Drop for ActiveWrite {
     }
 }
 
-async fn write_pipeline(ctx: Arc<DatanodeContext>, requests: &mut RequestReader, replies: &mut WriteHalf) {
-    let completed = run_pipeline(&ctx, requests, replies).await;
+async fn write_pipeline(
+    ctx: Arc<DatanodeContext>,
+    requests: &mut RequestReader,
+    replies: &mut WriteHalf,
+    user: Option<&str>,
+) {
+    let completed = run_pipeline(&ctx, requests, replies, user).await;
     ctx.metrics.write_block_done(completed);
 }
 
@@ -283,8 +301,9 @@ async fn run_pipeline(
     ctx: &Arc<DatanodeContext>,
     requests: &mut RequestReader,
     replies: &mut WriteHalf,
+    user: Option<&str>,
 ) -> bool {
-    let (held, bpc, downstream) = match accept(ctx, requests).await {
+    let (held, bpc, downstream) = match accept(ctx, requests, user).await {
         Ok(s) => s,
         Err(Some(e)) => {
             let st = Status::from(e);
@@ -335,6 +354,7 @@ async fn run_pipeline(
 async fn accept(
     ctx: &Arc<DatanodeContext>,
     requests: &mut RequestReader,
+    user: Option<&str>,
 ) -> Result<(HeldReplica, u32, Option<Downstream>), Option<DatanodeError>> {
     let first = tokio::time::timeout(ctx.socket_timeout, requests.message())
         .await
@@ -361,7 +381,7 @@ async fn accept(
     // broken: stop waiting on disks and downstream nodes for it. Dropping
     // the set-up keeps a recovering replica for the next attempt.
     tokio::select! {
-        r = set_up(ctx, header) => r.map_err(Some),
+        r = set_up(ctx, header, user) => r.map_err(Some),
         early = requests.message() => Err(match early {
             Ok(Some(_)) => Some(DatanodeError::BadRequest(
                 "a message came before the pipeline was ready".into(),
@@ -382,11 +402,18 @@ type Downstream = (mpsc::Sender<pb::Packet>, AckReader, String);
 async fn set_up(
     ctx: &Arc<DatanodeContext>,
     header: pb::WriteBlockHeader,
+    user: Option<&str>,
 ) -> Result<(HeldReplica, u32, Option<Downstream>), DatanodeError> {
     let block = header
         .block
         .ok_or_else(|| DatanodeError::BadRequest("write pipeline header names no block".into()))?;
-    let granted = check_token(ctx, &header.access_token, block.block_id, BlockAccess::Write)?;
+    let granted = check_token(
+        ctx,
+        &header.access_token,
+        block.block_id,
+        BlockAccess::Write,
+        user,
+    )?;
     if granted != block.generation_stamp {
         return Err(DatanodeError::TokenGeneration {
             block_id: block.block_id,

@@ -67,7 +67,7 @@ async fn serve_pipeline(ctx: Arc<DatanodeContext>, conn: Conn, within: Duration,
             // first_bytes saw the whole preamble arrive.
             if stream.read_exact(&mut preamble).await.is_ok() {
                 let (requests, replies) = RequestReader::accept(stream);
-                crate::data_transfer::serve_write(ctx, requests, replies, stop).await;
+                crate::data_transfer::serve_write(ctx, requests, replies, None, stop).await;
             }
             drop(slot);
         }
@@ -80,9 +80,10 @@ async fn serve_pipeline(ctx: Arc<DatanodeContext>, conn: Conn, within: Duration,
                     return;
                 }
             }
+            let user = conn.info().user().map(str::to_string);
             let (rd, wr) = tokio::io::split(*conn);
             let requests = RequestReader::new(Box::new(rd), peer);
-            crate::data_transfer::serve_write(ctx, requests, Box::new(wr), stop).await;
+            crate::data_transfer::serve_write(ctx, requests, Box::new(wr), user, stop).await;
         }
     }
 }

@@ -100,8 +100,11 @@ impl NamenodeLink {
         block_id: u64,
         access: granary_common::block_token::BlockAccess,
         now_ms: i64,
+        user: Option<&str>,
     ) -> Result<u64, granary_common::block_token::TokenError> {
-        self.block_keys.read().verify(token, block_id, access, now_ms)
+        self.block_keys
+            .read()
+            .verify_for(token, block_id, access, now_ms, user)
     }
 
     /// Notes what a heartbeat reply said.

@@ -126,13 +126,21 @@ impl BlockKeyManager {
         self.inner.read().keys.clone()
     }
 
-    /// Signs a token for `block` with the current key.
+    /// Signs a token for `block` with the current key, for any holder (a
+    /// datanode's).
     pub fn token(&self, block: &pb::ExtendedBlock, access: BlockAccess) -> Vec<u8> {
+        self.token_for(block, access, "")
+    }
+
+    /// Signs a token for `block` with the current key, issued to `user`.
+    pub fn token_for(&self, block: &pb::ExtendedBlock, access: BlockAccess, user: &str) -> Vec<u8> {
         let k = self.inner.read();
         let expiry = now_ms() + self.token_lifetime;
         // The current key is the one before the next (there are always both).
         match k.keys.len().checked_sub(2).and_then(|i| k.keys.get(i)) {
-            Some(key) => block_token::issue(key, block.block_id, block.generation_stamp, access, expiry),
+            Some(key) => {
+                block_token::issue_for(key, block.block_id, block.generation_stamp, access, expiry, user)
+            }
             None => Vec::new(),
         }
     }

@@ -262,7 +262,7 @@ impl NamenodeState {
     /// Replica holders of a block as clients see them; live nodes first.
     /// When every replica is corrupt they are all given, marked corrupt (as
     /// HDFS does: a reader may still want most of the bytes).
-    pub fn located(&self, offset: u64, block: pb::ExtendedBlock) -> pb::LocatedBlock {
+    pub fn located(&self, offset: u64, block: pb::ExtendedBlock, user: &str) -> pb::LocatedBlock {
         let live = |uuids: Vec<String>| -> Vec<pb::DatanodeInfo> {
             let mut l: Vec<_> = uuids
                 .iter()
@@ -284,7 +284,7 @@ impl NamenodeState {
             corrupt = !bad.is_empty();
             locations = live(bad);
         }
-        let access_token = self.token(&block, BlockAccess::Read);
+        let access_token = self.token(&block, BlockAccess::Read, user);
         pb::LocatedBlock {
             block: Some(block),
             offset,
@@ -553,8 +553,8 @@ impl NamenodeState {
         }
     }
 
-    pub fn token(&self, block: &pb::ExtendedBlock, access: BlockAccess) -> Vec<u8> {
-        self.block_keys.token(block, access)
+    pub fn token(&self, block: &pb::ExtendedBlock, access: BlockAccess, user: &str) -> Vec<u8> {
+        self.block_keys.token_for(block, access, user)
     }
 
     /// A replica found corrupt on `uuid`: no longer live, kept until enough

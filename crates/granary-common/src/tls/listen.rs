@@ -38,6 +38,15 @@ impl ConnInfo {
         req.extensions().get::<ConnInfo>()
     }
 
+    /// The user a client certificate names (None: no certificate, or a
+    /// daemon's).
+    pub fn user(&self) -> Option<&str> {
+        self.peer
+            .as_ref()
+            .filter(|p| p.role == super::Role::User)
+            .map(|p| p.name.as_str())
+    }
+
     /// The caller's address, if known.
     pub fn remote_of<T>(req: &tonic::Request<T>) -> Option<SocketAddr> {
         Self::of(req).and_then(|c| c.remote)

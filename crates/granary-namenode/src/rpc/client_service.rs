@@ -153,7 +153,11 @@ impl ClientProtocol for ClientService {
                 &uuids,
             )?);
             let block = alloc.block.to_extended();
-            let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
+            let access_token = st.token(
+                &block,
+                granary_common::block_token::BlockAccess::Write,
+                caller.user(),
+            );
             Ok(pb::LocatedBlock {
                 block: Some(block),
                 offset: alloc.offset,
@@ -388,7 +392,7 @@ impl ClientProtocol for ClientService {
             let uc = file.under_construction.is_some();
             let mut located: Vec<pb::LocatedBlock> = range
                 .into_iter()
-                .map(|(off, b)| st.located(off, b.to_extended()))
+                .map(|(off, b)| st.located(off, b.to_extended(), caller.user()))
                 .collect();
             let last_incomplete = file.blocks.last().is_some_and(|b| !b.committed);
             let last_block = if uc && last_incomplete {
@@ -476,7 +480,7 @@ impl ClientProtocol for ClientService {
             // They are not deleted here, since a survivor may be about to continue
             // one; holders report again and stale stamps are invalidated then.
             st.blocks().forget_locations(old.block_id);
-            let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write);
+            let access_token = st.token(&block, granary_common::block_token::BlockAccess::Write, caller.user());
             tracing::info!(block_id = block.block_id, gs, path = %r.path, "new generation stamp for pipeline recovery");
             Ok(pb::UpdateBlockForPipelineResponse { block: Some(block), access_token })
         })

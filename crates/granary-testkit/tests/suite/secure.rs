@@ -644,3 +644,45 @@ async fn the_audit_log_has_a_line_per_operation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A block token is issued to a user: presented over another user's
+/// certificate, the datanode refuses it (a leaked token reads nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_token_serves_only_the_user_it_was_issued_to() {
+    use granary_proto as pb;
+    use granary_proto::data_transfer_client::DataTransferClient;
+
+    let c = ProcessCluster::start_tls(1, &[], &[], &[]);
+    let certs = c.certs_dir().unwrap().to_path_buf();
+    let hdfs = c.client().await;
+    let data = plaintext(100_000);
+    granary_testkit::fixtures::put(&hdfs, "/secret", &data, 1 << 20).await;
+    let located = granary_testkit::fixtures::located_blocks(&hdfs, "/secret").await;
+    let lb = located.blocks.first().expect("a block").clone();
+    let dn = lb.locations[0].id.as_ref().unwrap().rpc_addr.clone();
+    let read_as = |user: &'static str| {
+        let (certs, dn, lb) = (certs.clone(), dn.clone(), lb.clone());
+        async move {
+            let net = granary_common::net::Net::new(Some(Tls::client(client_files(&certs, user)).unwrap()));
+            let mut dt = DataTransferClient::new(net.lazy_channel(&dn).unwrap());
+            let mut stream = dt
+                .read_block(pb::ReadBlockRequest {
+                    block: lb.block,
+                    offset: 0,
+                    length: 1000,
+                    access_token: lb.access_token.clone(),
+                })
+                .await?
+                .into_inner();
+            stream.message().await.map(|m| m.map(|p| p.data.len()))
+        }
+    };
+    let own = read_as("hdfs").await.expect("the token's user reads");
+    assert!(own.unwrap_or(0) > 0, "no data for the token's user");
+    let stolen = read_as("alice").await.expect_err("alice read with hdfs's token");
+    assert!(
+        stolen.message().contains("another user"),
+        "the refusal says why: {}",
+        stolen.message()
+    );
+}
