@@ -47,6 +47,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         cmd: crate::certs::CertsCommand,
     },
+    /// Delegation tokens: `token get [--renewer USER]`, `token renew
+    /// TOKEN`, `token cancel TOKEN` (HDFS's fetchdt). Use one with
+    /// --token / GRANARY_TOKEN.
+    Token {
+        #[command(subcommand)]
+        cmd: crate::tokens::TokenCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,6 +70,7 @@ impl AdminCommand {
             Self::Safemode { action } => safemode(c, *action).await,
             Self::Ha { cmd } => cmd.execute(c).await,
             Self::Certs { cmd } => cmd.execute(),
+            Self::Token { cmd } => cmd.execute(c).await,
             Self::Decommission { datanode } => {
                 set_admin_state(c, datanode, DatanodeAdminAction::Decommission).await
             }

@@ -10,6 +10,7 @@ mod fs;
 mod fsck;
 mod ha;
 mod out;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,10 @@ struct Cli {
     /// The key of --tls-cert (PEM).
     #[arg(long, global = true, env = "GRANARY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// A delegation token to act with (`granary admin token get`): calls
+    /// act as its owner.
+    #[arg(long, global = true, env = "GRANARY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Top,
 }
@@ -122,6 +127,7 @@ fn options(cli: &Cli) -> CliResult<ClientOptions> {
     };
     Ok(ClientOptions {
         tls,
+        token: cli.token.clone(),
         ..Default::default()
     })
 }

@@ -50,6 +50,9 @@ pub struct ClientOptions {
     /// and the user's certificate when it proves who it is with one. None:
     /// in the clear.
     pub tls: Option<std::sync::Arc<granary_common::tls::Tls>>,
+    /// A delegation token every namenode call carries: the client acts as
+    /// the token's owner (a cluster with `auth = "token"`).
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +62,7 @@ impl Default for ClientOptions {
             failover_backoff: Duration::from_millis(100),
             failover_max_backoff: Duration::from_millis(300),
             tls: None,
+            token: None,
         }
     }
 }
@@ -213,6 +217,18 @@ impl Namenodes {
         })
     }
 
+    /// Adds the client's delegation token, if it has one, to a call.
+    pub(crate) fn apply_token(&self, md: &mut tonic::metadata::MetadataMap) {
+        if let Some(v) = self
+            .options
+            .token
+            .as_ref()
+            .and_then(|t| format!("Bearer {t}").parse().ok())
+        {
+            md.insert(granary_common::identity::TOKEN_METADATA, v);
+        }
+    }
+
     /// How this client reaches namenodes and datanodes.
     pub(crate) fn net(&self) -> &Net {
         &self.net
@@ -351,6 +367,7 @@ impl Namenodes {
                 let mut req = tonic::Request::new(msg.clone());
                 identity.apply(req.metadata_mut());
                 key.apply(req.metadata_mut());
+                self.apply_token(req.metadata_mut());
                 let st = match rpc(stub(channel), req).await {
                     Ok(resp) => {
                         self.remember(&target);

@@ -28,6 +28,7 @@ mod failover;
 mod file_checksum;
 pub mod ha;
 mod reader;
+mod tokens;
 pub mod types;
 mod writer;
 
@@ -36,6 +37,7 @@ pub use failover::ClientOptions;
 pub use file_checksum::FileChecksum;
 pub use granary_common::identity::Identity;
 pub use reader::FileReader;
+pub use tokens::DelegationToken;
 pub use types::{
     Block, BlockId, BlockLocations, Checkpoint, ClusterHealth, ClusterReport, ContentSummary,
     DatanodeAdminAction, DatanodeId, DatanodeInfo, DatanodeState, FileId, FileStatus, ListingPage,
@@ -167,6 +169,7 @@ impl DfsClient {
         let mut r = tonic::Request::new(msg);
         self.identity.apply(r.metadata_mut());
         self.namenodes.next_call().apply(r.metadata_mut());
+        self.namenodes.apply_token(r.metadata_mut());
         r
     }
 

@@ -164,6 +164,9 @@ fake_namenode! {
     checkpoint: CheckpointRequest => CheckpointResponse,
     change_namenodes: ChangeNamenodesRequest => ChangeNamenodesResponse,
     transfer_leadership: TransferLeadershipRequest => TransferLeadershipResponse,
+    get_delegation_token: GetDelegationTokenRequest => GetDelegationTokenResponse,
+    renew_delegation_token: RenewDelegationTokenRequest => RenewDelegationTokenResponse,
+    cancel_delegation_token: CancelDelegationTokenRequest => CancelDelegationTokenResponse,
 }
 
 /// An address nothing listens on, with the socket holding its port: a port
@@ -189,6 +192,7 @@ fn quick(timeout_ms: u64) -> ClientOptions {
         failover_backoff: Duration::from_millis(20),
         failover_max_backoff: Duration::from_millis(100),
         tls: None,
+        token: None,
     }
 }
 

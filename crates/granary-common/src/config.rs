@@ -90,6 +90,9 @@ pub enum AuthMode {
     /// A caller proves who it is with a certificate of the cluster CA, on
     /// every connection (TLS must be set up).
     Tls,
+    /// A caller proves who it is with a certificate or with a delegation
+    /// token (`authorization: Bearer TOKEN`); TLS must be set up.
+    Token,
 }
 
 impl std::str::FromStr for AuthMode {
@@ -99,7 +102,8 @@ impl std::str::FromStr for AuthMode {
         match s {
             "simple" => Ok(Self::Simple),
             "tls" => Ok(Self::Tls),
-            other => Err(format!("auth must be simple or tls, not {other:?}")),
+            "token" => Ok(Self::Token),
+            other => Err(format!("auth must be simple, tls or token, not {other:?}")),
         }
     }
 }
@@ -140,10 +144,10 @@ impl TlsConfig {
                     )));
                 }
             }
-        } else if auth == AuthMode::Tls {
-            return Err(ConfigError::Invalid(
-                "auth = \"tls\" needs [tls] cert, key and ca".into(),
-            ));
+        } else if auth != AuthMode::Simple {
+            return Err(ConfigError::Invalid(format!(
+                "auth = {auth:?} needs [tls] cert, key and ca (credentials never cross the network in clear)"
+            )));
         }
         Ok(())
     }
@@ -159,7 +163,8 @@ impl TlsConfig {
         }
         let clients = match auth {
             AuthMode::Tls => crate::tls::ClientAuth::Required,
-            AuthMode::Simple => crate::tls::ClientAuth::Optional,
+            // A token holder comes without a certificate.
+            AuthMode::Simple | AuthMode::Token => crate::tls::ClientAuth::Optional,
         };
         crate::tls::Tls::daemon(self.files(), clients).map(Some)
     }

@@ -3,6 +3,13 @@
 //! groups that user is in (its group mapping), so a caller cannot claim one.
 
 pub const USER_METADATA: &str = "x-granary-user";
+/// Where a call carries a delegation token: `authorization: Bearer TOKEN`.
+pub const TOKEN_METADATA: &str = "authorization";
+
+/// The delegation token a call carries, if any.
+pub fn bearer(md: &tonic::metadata::MetadataMap) -> Option<&str> {
+    md.get(TOKEN_METADATA)?.to_str().ok()?.strip_prefix("Bearer ")
+}
 /// The user of calls that name none.
 pub const ANONYMOUS: &str = "nobody";
 

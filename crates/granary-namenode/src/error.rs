@@ -76,6 +76,12 @@ pub enum NnError {
     /// A leadership transfer did not happen; the leader leads on.
     #[error("leadership not handed over: {0}")]
     HandOver(String),
+    /// A credential (a delegation token) that proves no one.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Not allowed to do this (not the superuser, not a token's renewer, ...).
+    #[error("{0}")]
+    AccessDenied(String),
 }
 
 impl HasErrorCode for NnError {
@@ -87,9 +93,11 @@ impl HasErrorCode for NnError {
             Self::ParentNotDirectory(_) | Self::NotDirectory(_) => ErrorCode::ParentNotDirectory,
             Self::IsDirectory(_) => ErrorCode::PathIsDirectory,
             Self::NotEmpty(_) => ErrorCode::PathIsNotEmptyDirectory,
-            Self::PermissionDenied { .. } | Self::StickyBit { .. } | Self::NotLeaseOwner { .. } => {
-                ErrorCode::AccessControl
-            }
+            Self::PermissionDenied { .. }
+            | Self::StickyBit { .. }
+            | Self::NotLeaseOwner { .. }
+            | Self::AccessDenied(_) => ErrorCode::AccessControl,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::RenameIntoSubtree { .. } | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,

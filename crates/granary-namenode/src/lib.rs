@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod datanode_auth;
 pub mod datanode_manager;
+pub mod delegation;
 pub mod error;
 pub mod group_commit;
 pub mod groups;

@@ -173,8 +173,9 @@ impl ProcessCluster {
     /// A secure cluster: `granary admin certs init` writes a CA and
     /// certificates (`certs/` in the cluster's dir: namenode, a datanode
     /// each, users `hdfs` and `alice`, valid for 127.0.0.1 and the
-    /// `dn_hosts`), and every daemon runs with `--auth tls` and TLS on every
-    /// port. [`client`](Self::client) is `hdfs` with its certificate.
+    /// `dn_hosts`), and every daemon runs with TLS on every port and
+    /// `--auth tls` (unless the extra arguments give another `--auth`).
+    /// [`client`](Self::client) is `hdfs` with its certificate.
     pub fn start_tls(n: usize, extra_nn_args: &[&str], extra_dn_args: &[&str], dn_hosts: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let certs = dir.path().join("certs");
@@ -239,6 +240,9 @@ impl ProcessCluster {
         .collect();
         if let Some((certs, _)) = &tls {
             nn_args.extend(tls_args(certs, "namenode"));
+            if !extra_nn_args.contains(&"--auth") {
+                nn_args.extend(["--auth".to_string(), "tls".to_string()]);
+            }
         }
         nn_args.extend(extra_nn_args.iter().map(|s| s.to_string()));
         let namenode = spawn_namenode(dir.path(), &nn_args, &rpc);
@@ -321,6 +325,9 @@ impl ProcessCluster {
                 format!("datanode{}", i + 1)
             };
             args.extend(tls_args(certs, &stem));
+            if !self.dn_extra.iter().any(|a| a == "--auth") {
+                args.extend(["--auth".to_string(), "tls".to_string()]);
+            }
         }
         args.extend(self.dn_extra.iter().cloned());
         self.dn_args.push(args);
@@ -512,8 +519,6 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
 fn tls_args(certs: &std::path::Path, stem: &str) -> Vec<String> {
     let f = |name: String| certs.join(name).to_str().expect("utf-8 path").to_string();
     vec![
-        "--auth".into(),
-        "tls".into(),
         "--tls-cert".into(),
         f(format!("{stem}.crt")),
         "--tls-key".into(),

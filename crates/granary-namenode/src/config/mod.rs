@@ -70,6 +70,8 @@ pub struct NamenodeConfig {
     pub ha: crate::ha::HaConfig,
     /// The audit log (`[audit]`).
     pub audit: crate::audit::AuditConfig,
+    /// Delegation tokens' lifetimes (`[delegation_tokens]`).
+    pub delegation_tokens: crate::delegation::DelegationConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -95,6 +97,7 @@ impl Default for NamenodeConfig {
             groups: Default::default(),
             ha: Default::default(),
             audit: Default::default(),
+            delegation_tokens: Default::default(),
         }
     }
 }
@@ -107,6 +110,7 @@ impl NamenodeConfig {
         self.block_tokens.validate()?;
         self.limits.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate(self.auth)?;
+        self.delegation_tokens.validate()?;
         self.ha
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[ha]: {e}")))?;

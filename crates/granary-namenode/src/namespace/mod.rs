@@ -12,6 +12,7 @@ mod files;
 mod resolve;
 pub mod retry;
 mod scan;
+mod tokens;
 mod tree;
 
 use std::path::Path;

@@ -41,10 +41,17 @@ impl Audited {
         let certified = conn
             .and_then(|c| c.peer.as_ref())
             .is_some_and(|p| p.role == Role::User);
-        let user = super::authn::user(self.state.config().auth, req)
-            .map(|id| id.user)
-            .unwrap_or_default();
-        let auth = if certified || self.state.config().auth == AuthMode::Tls {
+        let token = granary_common::identity::bearer(req.metadata()).is_some();
+        let user = super::authn::user(self.state.config().auth, req, |t| {
+            super::tokens::verify(&self.state, t)
+                .map(|id| id.owner)
+                .map_err(Status::from)
+        })
+        .map(|id| id.user)
+        .unwrap_or_default();
+        let auth = if token {
+            "TOKEN"
+        } else if certified || self.state.config().auth != AuthMode::Simple {
             "TLS"
         } else {
             "SIMPLE"
@@ -144,6 +151,9 @@ client_protocol! {
         set_datanode_admin_state(SetDatanodeAdminStateRequest, SetDatanodeAdminStateResponse) "datanodeAdminState" |r| (r.datanode.clone(), None, Some(format!("{:?}", r.action())));
         change_namenodes(ChangeNamenodesRequest, ChangeNamenodesResponse) "changeNamenodes" |r| (r.node_id.clone(), Some(r.rpc_addr.clone()), Some(if r.remove { "remove".to_string() } else { "add".to_string() }));
         transfer_leadership(TransferLeadershipRequest, TransferLeadershipResponse) "transferLeadership" |r| (r.node_id.clone(), None, None);
+        get_delegation_token(GetDelegationTokenRequest, GetDelegationTokenResponse) "getDelegationToken" |r| (String::new(), None, Some(format!("renewer={}", r.renewer)));
+        renew_delegation_token(RenewDelegationTokenRequest, RenewDelegationTokenResponse) "renewDelegationToken" |_r| (String::new(), None, None);
+        cancel_delegation_token(CancelDelegationTokenRequest, CancelDelegationTokenResponse) "cancelDelegationToken" |_r| (String::new(), None, None);
     }
     passed {
         add_block(AddBlockRequest, AddBlockResponse);

@@ -15,8 +15,16 @@ use granary_common::identity::Identity;
 use granary_common::tls::{ConnInfo, Peer, Role};
 use tonic::{Request, Status};
 
-/// The user a client call acts as.
-pub fn user<T>(auth: AuthMode, req: &Request<T>) -> Result<Identity, Status> {
+/// The user a client call acts as. A delegation token, when the call
+/// carries one, names it (and must be genuine and live); `tokens` checks it.
+pub fn user<T>(
+    auth: AuthMode,
+    req: &Request<T>,
+    tokens: impl FnOnce(&str) -> Result<String, Status>,
+) -> Result<Identity, Status> {
+    if let Some(token) = granary_common::identity::bearer(req.metadata()) {
+        return tokens(token).map(Identity::new);
+    }
     let claimed = Identity::from_metadata(req.metadata());
     let Some(conn) = ConnInfo::of(req) else {
         return Ok(claimed);
@@ -34,6 +42,10 @@ pub fn user<T>(auth: AuthMode, req: &Request<T>) -> Result<Identity, Status> {
         (None, AuthMode::Tls) => Err(status(
             ErrorCode::Unauthenticated,
             "this namenode requires a client certificate of the cluster CA (auth = tls)",
+        )),
+        (None, AuthMode::Token) => Err(status(
+            ErrorCode::Unauthenticated,
+            "this namenode requires a client certificate of the cluster CA or a delegation token (auth = token)",
         )),
     }
 }
@@ -55,7 +67,7 @@ pub fn datanode<T>(auth: AuthMode, req: &Request<T>, uuid: &str) -> Result<(), S
             p.uri()
         )),
         (None, AuthMode::Simple) => Ok(()),
-        (None, AuthMode::Tls) => Err("a datanode needs its certificate (auth = tls)".into()),
+        (None, _) => Err("a datanode needs its certificate (auth = tls or token)".into()),
     }
 }
 
@@ -74,6 +86,10 @@ mod tests {
         r
     }
 
+    fn no(_: &str) -> Result<String, Status> {
+        panic!("no token was sent")
+    }
+
     #[test]
     fn a_certificate_says_who_calls() {
         let alice = Peer::new(Role::User, "alice").unwrap();
@@ -81,22 +97,35 @@ mod tests {
         for auth in [AuthMode::Simple, AuthMode::Tls] {
             // A user's certificate wins over what the call claims.
             assert_eq!(
-                user(auth, &req(Some(alice.clone()), "hdfs")).unwrap().user,
+                user(auth, &req(Some(alice.clone()), "hdfs"), no).unwrap().user,
                 "alice"
             );
             // A daemon acts for the user it names.
-            assert_eq!(user(auth, &req(Some(dn.clone()), "bob")).unwrap().user, "bob");
+            assert_eq!(user(auth, &req(Some(dn.clone()), "bob"), no).unwrap().user, "bob");
             assert!(datanode(auth, &req(Some(dn.clone()), "x"), "u-1").is_ok());
             assert!(datanode(auth, &req(Some(dn.clone()), "x"), "u-2").is_err());
             assert!(datanode(auth, &req(Some(alice.clone()), "x"), "alice").is_err());
         }
-        assert_eq!(user(AuthMode::Simple, &req(None, "bob")).unwrap().user, "bob");
-        assert!(user(AuthMode::Tls, &req(None, "bob")).is_err());
+        assert_eq!(user(AuthMode::Simple, &req(None, "bob"), no).unwrap().user, "bob");
+        assert!(user(AuthMode::Tls, &req(None, "bob"), no).is_err());
+        assert!(user(AuthMode::Token, &req(None, "bob"), no).is_err());
+        // A token names the user, over any claim or certificate.
+        let mut with_token = req(Some(alice.clone()), "hdfs");
+        with_token
+            .metadata_mut()
+            .insert("authorization", "Bearer t0k".parse().unwrap());
+        let carol = |t: &str| {
+            assert_eq!(t, "t0k");
+            Ok("carol".to_string())
+        };
+        assert_eq!(user(AuthMode::Token, &with_token, carol).unwrap().user, "carol");
+        let refused = |_: &str| Err(Status::unauthenticated("cancelled"));
+        assert!(user(AuthMode::Token, &with_token, refused).is_err());
         assert!(datanode(AuthMode::Simple, &req(None, "x"), "u-1").is_ok());
         assert!(datanode(AuthMode::Tls, &req(None, "x"), "u-1").is_err());
         // In-process calls carry no connection.
         let mut inproc = Request::new(());
         Identity::new("carol").apply(inproc.metadata_mut());
-        assert_eq!(user(AuthMode::Tls, &inproc).unwrap().user, "carol");
+        assert_eq!(user(AuthMode::Tls, &inproc, no).unwrap().user, "carol");
     }
 }

@@ -30,7 +30,11 @@ impl ClientService {
         &self,
         req: &Request<T>,
     ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
-        let id = super::authn::user(self.state.config().auth, req)?;
+        let id = super::authn::user(self.state.config().auth, req, |t| {
+            super::tokens::verify(&self.state, t)
+                .map(|id| id.owner)
+                .map_err(Status::from)
+        })?;
         let st = self.state.clone();
         let caller = match st.ns().known_caller(&id) {
             Some(c) => c,
@@ -729,5 +733,35 @@ impl ClientProtocol for ClientService {
             block_counts,
             health: Some(self.state.health()),
         }))
+    }
+    async fn get_delegation_token(
+        &self,
+        req: Request<pb::GetDelegationTokenRequest>,
+    ) -> Result<Response<pb::GetDelegationTokenResponse>, Status> {
+        let by_token = granary_common::identity::bearer(req.metadata()).is_some();
+        let (st, caller) = self.ctx(&req).await?;
+        super::tokens::get(&st, caller, by_token, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn renew_delegation_token(
+        &self,
+        req: Request<pb::RenewDelegationTokenRequest>,
+    ) -> Result<Response<pb::RenewDelegationTokenResponse>, Status> {
+        let (st, caller) = self.ctx(&req).await?;
+        super::tokens::renew(&st, caller, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn cancel_delegation_token(
+        &self,
+        req: Request<pb::CancelDelegationTokenRequest>,
+    ) -> Result<Response<pb::CancelDelegationTokenResponse>, Status> {
+        let (st, caller) = self.ctx(&req).await?;
+        super::tokens::cancel(&st, caller, req.into_inner())
+            .await
+            .map(Response::new)
     }
 }

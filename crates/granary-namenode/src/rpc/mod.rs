@@ -5,6 +5,7 @@ pub mod authn;
 pub mod client_service;
 pub mod datanode_service;
 pub mod mutation_queue;
+pub mod tokens;
 
 use granary_common::ErrorCode;
 use granary_common::error::status;
