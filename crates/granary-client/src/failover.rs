@@ -217,16 +217,9 @@ impl Namenodes {
         })
     }
 
-    /// Adds the client's delegation token, if it has one, to a call.
-    pub(crate) fn apply_token(&self, md: &mut tonic::metadata::MetadataMap) {
-        if let Some(v) = self
-            .options
-            .token
-            .as_ref()
-            .and_then(|t| format!("Bearer {t}").parse().ok())
-        {
-            md.insert(granary_common::identity::TOKEN_METADATA, v);
-        }
+    /// The delegation token the options gave.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.options.token.as_deref()
     }
 
     /// How this client reaches namenodes and datanodes.
@@ -340,6 +333,7 @@ impl Namenodes {
     pub(crate) async fn call<M, R, F, Fut>(
         &self,
         identity: &Identity,
+        token: Option<&str>,
         name: &'static str,
         msg: M,
         mut rpc: F,
@@ -367,7 +361,7 @@ impl Namenodes {
                 let mut req = tonic::Request::new(msg.clone());
                 identity.apply(req.metadata_mut());
                 key.apply(req.metadata_mut());
-                self.apply_token(req.metadata_mut());
+                crate::tokens::apply(token, req.metadata_mut());
                 let st = match rpc(stub(channel), req).await {
                     Ok(resp) => {
                         self.remember(&target);

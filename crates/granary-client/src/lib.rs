@@ -64,6 +64,8 @@ pub struct DfsClient {
     identity: Identity,
     client_name: String,
     datanodes: Arc<granary_common::net::ChannelPool>,
+    /// The delegation token every namenode call carries, if any.
+    token: Option<Arc<str>>,
     /// Fetched once per client, as HDFS clients cache server defaults.
     defaults: Arc<tokio::sync::OnceCell<ServerDefaults>>,
 }
@@ -97,6 +99,7 @@ impl DfsClient {
     fn over(namenodes: Namenodes, identity: Identity) -> Self {
         let datanodes = Arc::new(granary_common::net::ChannelPool::new(namenodes.net().clone()));
         Self {
+            token: namenodes.token().map(Arc::from),
             namenodes: Arc::new(namenodes),
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
@@ -113,7 +116,20 @@ impl DfsClient {
             client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
             identity,
             datanodes: self.datanodes.clone(),
+            token: self.token.clone(),
             defaults: self.defaults.clone(),
+        }
+    }
+
+    /// This client carrying `token` on its namenode calls instead of its
+    /// own (None: none), over the same connections: a gateway serving a
+    /// request that came with a delegation token lets the namenode check
+    /// it. It holds its own leases.
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Self {
+            token: token.map(Arc::from),
+            client_name: format!("granary-client-{}-{}", self.identity.user, uuid::Uuid::new_v4()),
+            ..self.clone()
         }
     }
 
@@ -169,7 +185,7 @@ impl DfsClient {
         let mut r = tonic::Request::new(msg);
         self.identity.apply(r.metadata_mut());
         self.namenodes.next_call().apply(r.metadata_mut());
-        self.namenodes.apply_token(r.metadata_mut());
+        tokens::apply(self.token.as_deref(), r.metadata_mut());
         r
     }
 
@@ -182,7 +198,9 @@ impl DfsClient {
         F: FnMut(failover::Stub, tonic::Request<M>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        self.namenodes.call(&self.identity, name, msg, rpc).await
+        self.namenodes
+            .call(&self.identity, self.token.as_deref(), name, msg, rpc)
+            .await
     }
 
     /// Creates a directory; with `parents`, its missing ancestors too.

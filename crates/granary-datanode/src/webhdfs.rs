@@ -106,7 +106,13 @@ async fn dispatch(
     let op = p.op()?;
     let (client, namenode) = gw.namenode()?;
     // The namenode put the (already authorized) effective user in user.name.
-    let c = client.as_user(Identity::new(p.user()?));
+    // A request with a delegation token carries it on: the namenode checks
+    // it and acts as its owner (this datanode cannot check it, and must not
+    // take user.name on its word).
+    let c = match p.get("delegation") {
+        Some(token) => client.with_token(Some(token)),
+        None => client.as_user(Identity::new(p.user()?)),
+    };
     match (method, op.as_str()) {
         (&Method::GET, "OPEN") => open(&c, &path, p).await,
         (&Method::GET, "GETFILECHECKSUM") => {

@@ -574,3 +574,18 @@ pub fn https_request(
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_string()))
 }
+
+/// The Python with the WebHDFS clients from PyPI (HdfsCLI, fsspec, ...):
+/// `GRANARY_PYTHON`, else the venv `scripts/test.sh` installs.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("GRANARY_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/granary-venv/bin/python")))
+        .expect("GRANARY_PYTHON or HOME is set");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which installs the Python WebHDFS clients",
+        p.display()
+    );
+    p
+}

@@ -4,7 +4,9 @@
 //! the cluster CA. A user's certificate is the caller: its name replaces
 //! any `user.name` the query gives, and `doas` is refused (acting for
 //! another user needs delegation tokens). A daemon's certificate (the
-//! namenode's or a datanode's) keeps the `user.name` it sends.
+//! namenode's or a datanode's) keeps the `user.name` it sends. A WebHDFS
+//! call with a delegation token (`delegation=`) needs no certificate: the
+//! namenode checks the token (a datanode passes it on to the namenode).
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
@@ -27,9 +29,10 @@ const OPEN: &[&str] = &["/healthz"];
 
 /// The middleware (`axum::middleware::from_fn_with_state(auth, certified)`).
 pub async fn certified(State(auth): State<AuthMode>, mut req: Request, next: Next) -> Response {
-    // Under `token` too (WebHDFS's delegation= is not served yet), the HTTP
-    // ports need a certificate.
     if auth == AuthMode::Simple || OPEN.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    if req.uri().path().starts_with(crate::webhdfs::PREFIX) && has_delegation(req.uri()) {
         return next.run(req).await;
     }
     let peer = req
@@ -54,6 +57,11 @@ pub async fn certified(State(auth): State<AuthMode>, mut req: Request, next: Nex
         },
         Some(_) => next.run(req).await,
     }
+}
+
+fn has_delegation(uri: &axum::http::Uri) -> bool {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "delegation" && !v.is_empty())
 }
 
 /// `uri` with `user.name=USER` in place of any the query gives; an error

@@ -27,6 +27,7 @@ use granary_proto::client_protocol_server::ClientProtocol;
 
 mod listing;
 mod locations;
+mod tokens;
 
 /// `[webhdfs]` of the namenode configuration.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -147,6 +148,9 @@ impl WebHdfs {
         let id = Identity::new(user.clone());
         match (method, op.as_str()) {
             (&Method::GET, "OPEN") => self.open(&id, &path, p).await,
+            (&Method::GET, "GETDELEGATIONTOKEN") => self.get_token(&id, p).await,
+            (&Method::PUT, "RENEWDELEGATIONTOKEN") => self.renew_token(&id, p).await,
+            (&Method::PUT, "CANCELDELEGATIONTOKEN") => self.cancel_token(&id, p).await,
             (&Method::GET, "GETFILESTATUS") => {
                 let st = self.stat(&id, &path).await?;
                 Ok(json(json!({ "FileStatus": web::file_status(&st, "") })))
@@ -303,8 +307,12 @@ impl WebHdfs {
         }
     }
 
-    /// `user.name`, or `doas` when the namenode lets that user act for others.
+    /// The owner of a `delegation=` token; else `user.name`, or `doas`
+    /// when the namenode lets that user act for others.
     fn effective_user(&self, p: &Params) -> WebResult<String> {
+        if let Some(owner) = self.token_user(p)? {
+            return Ok(owner);
+        }
         let user = p.user()?;
         match p.get("doas") {
             None => Ok(user),
@@ -554,7 +562,6 @@ fn parse_fsaction(s: &str) -> WebResult<Option<Access>> {
 /// (other names are simply unknown to HDFS too).
 fn unsupported(method: &Method, op: &str) -> bool {
     const GET: &[&str] = &[
-        "GETDELEGATIONTOKEN",
         "GETXATTRS",
         "LISTXATTRS",
         "GETSNAPSHOTDIFF",
@@ -567,8 +574,6 @@ fn unsupported(method: &Method, op: &str) -> bool {
     ];
     const PUT: &[&str] = &[
         "CREATESYMLINK",
-        "RENEWDELEGATIONTOKEN",
-        "CANCELDELEGATIONTOKEN",
         "SETXATTR",
         "REMOVEXATTR",
         "MODIFYACLENTRIES",

@@ -13,20 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use granary_testkit::binaries::{ProcessCluster, bin_path, rss_mib};
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("GRANARY_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/granary-venv/bin/python")))
-        .expect("GRANARY_PYTHON or HOME is set");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh, which installs the Python WebHDFS clients",
-        p.display()
-    );
-    p
-}
+use granary_testkit::binaries::{ProcessCluster, bin_path, python, rss_mib};
 
 #[test]
 fn python_webhdfs_clients_work_unchanged() {

@@ -105,3 +105,29 @@ async fn delegation_tokens_survive_restarts_and_end_at_cancel_and_expiry() {
     assert!(!out.status.success(), "an expired token was taken");
     assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
 }
+
+/// HdfsCLI's TokenClient (PyPI), unmodified, against WebHDFS with TLS and
+/// `auth = "token"`: tests/python_secure/test_tokens.py.
+#[test]
+fn hdfscli_works_with_a_delegation_token() {
+    let c = ProcessCluster::start_tls(3, &["--auth", "token"], &["--auth", "token"], &[]);
+    let files = client_files(c.certs_dir().unwrap(), "hdfs");
+    let tests = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python_secure");
+    let out = std::process::Command::new(granary_testkit::binaries::python())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
+        .arg(c.dir.path().join("pytest"))
+        .arg(&tests)
+        .env("GRANARY_NN_HTTP", &c.http)
+        .env("GRANARY_TLS_CA", &files.ca)
+        .env("GRANARY_TLS_CERT", &files.cert)
+        .env("GRANARY_TLS_KEY", &files.key)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the Python token tests failed:\n{report}");
+    assert!(report.contains("4 passed"), "{report}");
+}
