@@ -9,6 +9,7 @@
 mod bad_input;
 mod compose;
 mod compose_ha;
+mod compose_secure;
 mod crash;
 mod daemon;
 mod data_path;
