@@ -407,3 +407,81 @@ async fn stalled_tls_handshakes_hold_up_no_one() {
         assert!(closed.is_ok(), "stalled connection {i} still open after 10 s");
     }
 }
+
+/// The certificate a TLS server at `addr` presents, as DER.
+fn presented(addr: &str, ca: &std::path::Path, alpn: &[u8]) -> Vec<u8> {
+    let files = TlsFiles {
+        ca: ca.to_path_buf(),
+        ..Default::default()
+    };
+    let cfg = granary_common::tls::Material::load_client(&files)
+        .unwrap()
+        .client_config(&[alpn])
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].as_ref().to_vec()
+}
+
+/// SIGHUP rereads the certificate files: new connections get the rotated
+/// certificate, without a restart; a file that does not load leaves the
+/// one in use serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_reloads_a_rotated_certificate() {
+    let c = ProcessCluster::start_tls(1, &[], &[], &[]);
+    let certs = c.certs_dir().unwrap().to_path_buf();
+    let ca = certs.join("ca.crt");
+    let before = presented(&c.http, &ca, granary_common::tls::ALPN_HTTP1);
+    // A new certificate for the same namenode, written over the old files.
+    let out = std::process::Command::new(bin_path("granary"))
+        .args([
+            "admin",
+            "certs",
+            "issue",
+            "--dir",
+            certs.to_str().unwrap(),
+            "namenode",
+            "nn1",
+        ])
+        .args(["--host", "127.0.0.1", "--host", "localhost", "--out", "rotated"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::copy(certs.join("rotated.crt"), certs.join("namenode.crt")).unwrap();
+    std::fs::copy(certs.join("rotated.key"), certs.join("namenode.key")).unwrap();
+    assert_eq!(
+        presented(&c.http, &ca, granary_common::tls::ALPN_HTTP1),
+        before,
+        "changed before any SIGHUP"
+    );
+    let hup = |pid: i32| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP).unwrap()
+    };
+    hup(c.namenode.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while presented(&c.http, &ca, granary_common::tls::ALPN_HTTP1) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not rotate the certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rotated = presented(&c.rpc, &ca, granary_common::tls::ALPN_H2);
+    assert_ne!(rotated, before, "the RPC port rotated too");
+    // A broken key: the reload fails, the rotated certificate keeps serving.
+    std::fs::write(certs.join("namenode.key"), b"not a key").unwrap();
+    hup(c.namenode.pid());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(presented(&c.rpc, &ca, granary_common::tls::ALPN_H2), rotated);
+    let client = c.client().await;
+    client
+        .mkdirs("/still", None, true)
+        .await
+        .expect("served after a failed reload");
+    assert!(c.log("namenode.log").contains("tls reload failed"));
+}
