@@ -28,6 +28,7 @@ fn tls_config(certs: &std::path::Path, stem: &str) -> TlsConfig {
         cert: certs.join(format!("{stem}.crt")),
         key: certs.join(format!("{stem}.key")),
         ca: certs.join("ca.crt"),
+        user_rules: Vec::new(),
     }
 }
 

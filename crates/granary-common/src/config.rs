@@ -116,6 +116,9 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// Which user a user certificate's name is (HDFS's auth_to_local):
+    /// `{ pattern = "(.*)@EXAMPLE\\.COM", user = "$1" }`, first match wins.
+    pub user_rules: Vec<crate::tls::UserRule>,
 }
 
 impl TlsConfig {
@@ -136,6 +139,7 @@ impl TlsConfig {
     /// Checks that the settings go together: all three files or none, and
     /// `auth = "tls"` only with them.
     pub fn validate(&self, auth: AuthMode) -> Result<(), ConfigError> {
+        crate::tls::UserMap::new(&self.user_rules).map_err(ConfigError::Invalid)?;
         if self.enabled() {
             for (key, path) in [("cert", &self.cert), ("key", &self.key), ("ca", &self.ca)] {
                 if path.as_os_str().is_empty() {
@@ -166,6 +170,7 @@ impl TlsConfig {
             // A token holder comes without a certificate.
             AuthMode::Simple | AuthMode::Token => crate::tls::ClientAuth::Optional,
         };
-        crate::tls::Tls::daemon(self.files(), clients).map(Some)
+        let users = crate::tls::UserMap::new(&self.user_rules).map_err(crate::tls::TlsError::Config)?;
+        crate::tls::Tls::daemon(self.files(), clients, users).map(Some)
     }
 }

@@ -27,10 +27,14 @@ pub mod http_auth;
 pub mod issue;
 #[cfg(feature = "daemon")]
 mod listen;
+#[cfg(feature = "daemon")]
+mod users;
 
 pub use context::{ALPN_DATA, ALPN_H2, ALPN_HTTP1, Dial, Port, Tls};
 #[cfg(feature = "daemon")]
 pub use listen::{Conn, ConnInfo, ConnListener, incoming, listen, reload_on_sighup};
+#[cfg(feature = "daemon")]
+pub use users::{UserMap, UserRule};
 
 /// How every certificate's holder name starts.
 pub const URI_PREFIX: &str = "granary://";

@@ -52,6 +52,9 @@ pub struct Tls {
     /// None: a client, which serves nothing.
     rpc_clients: Option<ClientAuth>,
     current: RwLock<Arc<Configs>>,
+    /// Which user a user certificate's name is (`[tls] user_rules`).
+    #[cfg(feature = "daemon")]
+    users: super::UserMap,
 }
 
 impl std::fmt::Debug for Tls {
@@ -68,13 +71,25 @@ impl Tls {
     /// set. `rpc_clients`: whether callers of its RPC port must present a
     /// certificate of the cluster CA (its HTTP port asks and does not
     /// require: `/healthz` and bearer tokens come without one).
-    pub fn daemon(files: TlsFiles, rpc_clients: ClientAuth) -> Result<Arc<Self>, TlsError> {
+    #[cfg(feature = "daemon")]
+    pub fn daemon(
+        files: TlsFiles,
+        rpc_clients: ClientAuth,
+        users: super::UserMap,
+    ) -> Result<Arc<Self>, TlsError> {
         let configs = build(&files, Some(rpc_clients))?;
         Ok(Arc::new(Self {
             files,
             rpc_clients: Some(rpc_clients),
             current: RwLock::new(Arc::new(configs)),
+            users,
         }))
+    }
+
+    /// The user a user certificate names, after `[tls] user_rules`.
+    #[cfg(feature = "daemon")]
+    pub fn user_of(&self, name: &str) -> Option<String> {
+        self.users.user(name)
     }
 
     /// A client's settings: the cluster CA, and a certificate with its key
@@ -85,6 +100,8 @@ impl Tls {
             files,
             rpc_clients: None,
             current: RwLock::new(Arc::new(configs)),
+            #[cfg(feature = "daemon")]
+            users: Default::default(),
         }))
     }
 

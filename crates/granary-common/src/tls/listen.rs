@@ -133,7 +133,14 @@ impl Conn {
         let peer = session
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(|c| Peer::of_certificate(c).ok());
+            .and_then(|c| Peer::of_certificate(c).ok())
+            // A user is who `[tls] user_rules` make of the certificate's name.
+            .and_then(|p| match p.role {
+                super::Role::User => tls
+                    .and_then(|t| t.user_of(&p.name))
+                    .map(|name| Peer { name, ..p }),
+                _ => Some(p),
+            });
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
         Ok(Self {
             io: Io::Tls(Box::new(stream)),

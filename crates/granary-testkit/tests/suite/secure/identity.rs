@@ -184,3 +184,38 @@ async fn a_block_token_serves_only_the_user_it_was_issued_to() {
         stolen.message()
     );
 }
+
+/// `[tls] user_rules` (HDFS's auth_to_local): the namenode maps a user
+/// certificate's name to the user it acts as.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_rules_map_certificate_names_to_users() {
+    let conf = tempfile::tempdir().unwrap();
+    let toml = conf.path().join("nn.toml");
+    std::fs::write(
+        &toml,
+        "[tls]\nuser_rules = [{ pattern = \"al(.*)\", user = \"ext_al$1\" }]\n",
+    )
+    .unwrap();
+    let c = ProcessCluster::start_tls(1, &["--config", toml.to_str().unwrap()], &[], &[]);
+    let certs = c.certs_dir().unwrap().to_path_buf();
+    let hdfs = c.client().await;
+    hdfs.mkdirs("/user/ext_alice", None, true).await.unwrap();
+    hdfs.set_owner("/user/ext_alice", Some("ext_alice"), None)
+        .await
+        .unwrap();
+    let files = client_files(&certs, "alice");
+    let out = std::process::Command::new(bin_path("granary"))
+        .args(["fs", "mkdir", "/user/ext_alice/mine"])
+        .env("GRANARY_NAMENODE", &c.rpc)
+        .env("GRANARY_TLS_CA", &files.ca)
+        .env("GRANARY_TLS_CERT", &files.cert)
+        .env("GRANARY_TLS_KEY", &files.key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = hdfs.stat("/user/ext_alice/mine").await.unwrap();
+    assert_eq!(
+        st.owner, "ext_alice",
+        "the mapped user owns what alice's certificate made"
+    );
+}
