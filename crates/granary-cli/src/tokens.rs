@@ -17,17 +17,25 @@ pub enum TokenCommand {
         renewer: String,
     },
     /// Extends TOKEN's life (its renewer only); prints the new expiry.
-    Renew { token: String },
+    Renew {
+        // Not `token`: that is the global --token's id, which would take
+        // this value too and send it as the call's credential.
+        #[arg(value_name = "TOKEN")]
+        renewed: String,
+    },
     /// Ends TOKEN at once (its owner or renewer).
-    Cancel { token: String },
+    Cancel {
+        #[arg(value_name = "TOKEN")]
+        cancelled: String,
+    },
 }
 
 impl TokenCommand {
     pub async fn execute(&self, c: &DfsClient) -> CliResult {
         match self {
             Self::Get { renewer } => get(c, renewer).await,
-            Self::Renew { token } => renew(c, token).await,
-            Self::Cancel { token } => cancel(c, token).await,
+            Self::Renew { renewed } => renew(c, renewed).await,
+            Self::Cancel { cancelled } => cancel(c, cancelled).await,
         }
     }
 }

@@ -110,7 +110,20 @@ async fn dispatch(
     // it and acts as its owner (this datanode cannot check it, and must not
     // take user.name on its word).
     let c = match p.get("delegation") {
-        Some(token) => client.with_token(Some(token)),
+        Some(token) => {
+            // The namenode's tokens are hex; anything else would not reach
+            // it as a token at all, and the call must never go out as this
+            // datanode's own user instead.
+            if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(WebError::new(
+                    ErrorCode::Unauthenticated,
+                    "malformed delegation token",
+                ));
+            }
+            client
+                .as_user(Identity::new(granary_common::identity::ANONYMOUS))
+                .with_token(Some(token))
+        }
         None => client.as_user(Identity::new(p.user()?)),
     };
     match (method, op.as_str()) {

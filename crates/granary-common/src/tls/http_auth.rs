@@ -32,7 +32,10 @@ pub async fn certified(State(auth): State<AuthMode>, mut req: Request, next: Nex
     if auth == AuthMode::Simple || OPEN.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    if req.uri().path().starts_with(crate::webhdfs::PREFIX) && has_delegation(req.uri()) {
+    if auth == AuthMode::Token
+        && req.uri().path().starts_with(crate::webhdfs::PREFIX)
+        && has_delegation(req.uri())
+    {
         return next.run(req).await;
     }
     let peer = req
@@ -59,9 +62,15 @@ pub async fn certified(State(auth): State<AuthMode>, mut req: Request, next: Nex
     }
 }
 
+/// Whether `key` is the parameter `name` (in any case: WebHDFS reads
+/// parameter names case-insensitively).
+fn is(key: &str, name: &str) -> bool {
+    key.eq_ignore_ascii_case(name)
+}
+
 fn has_delegation(uri: &axum::http::Uri) -> bool {
     form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .any(|(k, v)| k == "delegation" && !v.is_empty())
+        .any(|(k, v)| is(&k, "delegation") && !v.is_empty())
 }
 
 /// `uri` with `user.name=USER` in place of any the query gives; an error
@@ -70,7 +79,7 @@ fn as_user(uri: &axum::http::Uri, user: &str) -> Result<axum::http::Uri, WebErro
     let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
-    if let Some((_, d)) = pairs.iter().find(|(k, v)| k == "doas" && v != user) {
+    if let Some((_, d)) = pairs.iter().find(|(k, v)| is(k, "doas") && v != user) {
         return Err(WebError::new(
             ErrorCode::AccessControl,
             format!(
@@ -79,7 +88,12 @@ fn as_user(uri: &axum::http::Uri, user: &str) -> Result<axum::http::Uri, WebErro
         ));
     }
     let mut q = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(k, _)| k != "user.name") {
+    // Every spelling of user.name goes (User.Name too): the handlers would
+    // read the first one; delegation= too (a certificate is the caller).
+    for (k, v) in pairs
+        .iter()
+        .filter(|(k, _)| !is(k, "user.name") && !is(k, "delegation"))
+    {
         q.append_pair(k, v);
     }
     q.append_pair("user.name", user);
@@ -115,6 +129,24 @@ mod tests {
         );
         let doas: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&doas=hdfs".parse().unwrap();
         assert!(as_user(&doas, "alice").is_err());
+        let doas: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&DoAs=hdfs".parse().unwrap();
+        assert!(as_user(&doas, "alice").is_err(), "any spelling");
+        // Another spelling of user.name (the handlers read keys in any
+        // case) is dropped, and so is a delegation token.
+        let sneaky: axum::http::Uri = "/webhdfs/v1/?User.Name=hdfs&op=DELETE&Delegation=x"
+            .parse()
+            .unwrap();
+        let q: Vec<(String, String)> =
+            form_urlencoded::parse(as_user(&sneaky, "alice").unwrap().query().unwrap().as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            q,
+            vec![
+                ("op".to_string(), "DELETE".to_string()),
+                ("user.name".to_string(), "alice".to_string())
+            ]
+        );
         let same: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&doas=alice".parse().unwrap();
         assert!(as_user(&same, "alice").is_ok());
     }

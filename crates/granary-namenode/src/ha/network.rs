@@ -259,6 +259,23 @@ impl RaftService {
     }
 
     fn open<T: DeserializeOwned>(&self, method: &str, req: Request<pb::RaftMessage>) -> Result<T, Status> {
+        // Over TLS only another namenode may speak Raft: the cluster secret
+        // alone (every datanode holds it) is not enough.
+        if let Some(conn) = granary_common::tls::ConnInfo::of(&req)
+            && conn.tls
+            && conn
+                .peer
+                .as_ref()
+                .is_none_or(|p| p.role != granary_common::tls::Role::Namenode)
+        {
+            return Err(status(
+                ErrorCode::AccessControl,
+                format!(
+                    "raft {method} needs a namenode's certificate, not {}",
+                    conn.peer.as_ref().map_or("none".to_string(), |p| p.uri())
+                ),
+            ));
+        }
         let msg = req.into_inner();
         verify(&self.secret, method, &msg)?;
         decode(method, &msg.body).map_err(Status::from)

@@ -62,13 +62,16 @@ impl Namespace {
         })
     }
 
-    /// Forgets up to `limit` tokens whose expiry passed before `now_ms`.
+    /// Forgets the tokens whose expiry passed before `now_ms` among `limit`
+    /// looked at, starting at a random place (each call costs the same,
+    /// however many tokens live).
     pub fn dt_sweep(&self, now_ms: i64, limit: usize) -> Result<Written<()>> {
         let mut gone = Vec::new();
-        let from = IteratorMode::From(TOKEN, Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(CF_META)?, from) {
+        let start = [TOKEN, &rand::random::<u64>().to_be_bytes()[..]].concat();
+        let from = IteratorMode::From(&start, Direction::Forward);
+        for (seen, item) in self.db.iterator_cf(self.cf(CF_META)?, from).enumerate() {
             let (k, v) = item?;
-            if !k.starts_with(TOKEN) || gone.len() >= limit {
+            if !k.starts_with(TOKEN) || seen >= limit {
                 break;
             }
             let expiry = <[u8; 8]>::try_from(v.as_ref())

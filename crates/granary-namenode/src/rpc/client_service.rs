@@ -738,7 +738,12 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::GetDelegationTokenRequest>,
     ) -> Result<Response<pb::GetDelegationTokenResponse>, Status> {
-        let by_token = granary_common::identity::bearer(req.metadata()).is_some();
+        // A token, or a daemon acting for a user, cannot get a token: only
+        // the user's own certificate (or simple mode's claim) can.
+        let by_token = granary_common::identity::bearer(req.metadata()).is_some()
+            || granary_common::tls::ConnInfo::of(&req)
+                .and_then(|c| c.peer.as_ref())
+                .is_some_and(|p| p.role != granary_common::tls::Role::User);
         let (st, caller) = self.ctx(&req).await?;
         super::tokens::get(&st, caller, by_token, req.into_inner())
             .await
@@ -749,6 +754,13 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<pb::RenewDelegationTokenRequest>,
     ) -> Result<Response<pb::RenewDelegationTokenResponse>, Status> {
+        if granary_common::identity::bearer(req.metadata()).is_some() {
+            // A stolen token must not keep itself alive.
+            return Err(NnError::AccessDenied(
+                "a delegation token cannot be renewed by a call made with a token: use a certificate".into(),
+            )
+            .into());
+        }
         let (st, caller) = self.ctx(&req).await?;
         super::tokens::renew(&st, caller, req.into_inner())
             .await

@@ -57,7 +57,7 @@ pub async fn get(
 ) -> Result<pb::GetDelegationTokenResponse, tonic::Status> {
     if by_token {
         return Err(NnError::AccessDenied(
-            "a delegation token cannot be used to get another: use a certificate".into(),
+            "a delegation token (or a daemon acting for a user) cannot get a token: use the user's certificate".into(),
         )
         .into());
     }

@@ -49,6 +49,12 @@ impl WebHdfs {
     }
 
     pub(super) async fn renew_token(&self, id: &Identity, p: &Params) -> WebResult<Response> {
+        if p.get("delegation").is_some() {
+            return Err(WebError::new(
+                ErrorCode::AccessControl,
+                "a delegation token cannot be renewed by a call made with a token: use a certificate",
+            ));
+        }
         let req = pb::RenewDelegationTokenRequest {
             token: token_param(p)?,
         };

@@ -80,6 +80,21 @@ async fn delegation_tokens_survive_restarts_and_end_at_cancel_and_expiry() {
     let out = run(&c.rpc, false, Some(&altered), &["fs", "ls", "/"]);
     assert!(!out.status.success(), "an altered token was taken");
 
+    // A token cannot renew itself (a thief would keep it alive).
+    let out = run(&c.rpc, false, Some(&t1), &["admin", "token", "renew", &t1]);
+    assert!(!out.status.success(), "a token renewed itself");
+    // A datanode's WebHDFS with a token that is no token: refused, never
+    // served as the datanode's own user.
+    let no_cert = granary_common::tls::TlsFiles {
+        ca: hdfs.ca.clone(),
+        ..Default::default()
+    };
+    for bad in ["%0A", "zz", "%C3%A9"] {
+        let path = format!("/webhdfs/v1/sneaky?op=CREATE&user.name=hdfs&delegation={bad}");
+        let (status, body) =
+            granary_testkit::binaries::https_request("PUT", &c.datanode_http(0), &path, &no_cert).unwrap();
+        assert_eq!(status, 401, "{bad}: {body}");
+    }
     // After a restart, the token still works (keys and tokens are in the
     // namespace), and renews.
     c.restart_namenode();

@@ -282,6 +282,21 @@ async fn every_port_refuses_clients_without_tls_or_a_certificate() {
     .unwrap();
     assert_eq!(status, 403, "alice made a directory in / over WebHDFS: {body}");
     assert!(body.contains("user=alice"), "{body}");
+    // Parameter names are read in any case: another spelling of user.name
+    // does not make alice hdfs either, on the namenode or a datanode.
+    for (addr, path) in [
+        (c.http.clone(), "/webhdfs/v1/by-alice?User.Name=hdfs&op=MKDIRS"),
+        (
+            c.datanode_http(0),
+            "/webhdfs/v1/by-alice2?USER.NAME=hdfs&op=CREATE&namenoderpcaddress=x",
+        ),
+    ] {
+        let (status, body) = https_request("PUT", &addr, path, &files).unwrap();
+        assert!(
+            status == 403 && body.contains("user=alice"),
+            "{addr}{path}: {status} {body}"
+        );
+    }
     let (status, body) = https_request(
         "PUT",
         &c.http,
