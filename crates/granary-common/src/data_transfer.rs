@@ -130,7 +130,12 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     head.put_u32(len as u32);
     head.put_u32(data.len() as u32);
     message.encode(&mut head).map_err(io::Error::other)?;
-    w.write_all_buf(&mut head.chain(data)).await
+    w.write_all_buf(&mut head.chain(data)).await?;
+    // Over TLS a write can leave whole records in the session's buffer when
+    // the socket is full; without a flush they would wait for the next
+    // frame, which may never come (the last packet, an ack), and the
+    // pipeline would stall until its timeout. On plain TCP this is free.
+    w.flush().await
 }
 
 /// Socket options for a data-transfer connection. Acks are small and on the
