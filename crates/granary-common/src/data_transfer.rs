@@ -433,4 +433,140 @@ mod tests {
         assert_eq!(ErrorCode::from_status(&back), ErrorCode::Checksum);
         assert_eq!(back.message(), "block 7: bad chunk");
     }
+
+    /// A transport that takes `BUDGET` bytes, then is full until a timer
+    /// frees it again (a socket whose reader is busy): it wakes the writer
+    /// that found it full, as a socket does.
+    #[cfg(feature = "certs")]
+    struct Budgeted {
+        inner: tokio::io::DuplexStream,
+        left: usize,
+        refill: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    #[cfg(feature = "certs")]
+    const BUDGET: usize = 40_000;
+
+    #[cfg(feature = "certs")]
+    impl tokio::io::AsyncRead for Budgeted {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    #[cfg(feature = "certs")]
+    impl tokio::io::AsyncWrite for Budgeted {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            data: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            use std::task::Poll;
+            if self.left == 0 {
+                let timer = self
+                    .refill
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(20))));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.refill = None;
+                self.left = BUDGET;
+            }
+            let n = data.len().min(self.left);
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &data[..n]) {
+                Poll::Ready(Ok(k)) => {
+                    self.left -= k;
+                    Poll::Ready(Ok(k))
+                }
+                other => other,
+            }
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A frame written over TLS into a transport that is full at the moment
+    /// the frame's last records go out reaches the reader whole, with
+    /// nothing written after it: they are in the TLS session's buffer, and
+    /// the frame's flush sends them (without it, a block's last packet
+    /// waited for the pipeline's 60 s reply timeout: granary-bench tls).
+    #[cfg(feature = "certs")]
+    #[tokio::test]
+    async fn a_frame_over_tls_arrives_whole_when_nothing_follows() {
+        use crate::tls::issue::Authority;
+        use crate::tls::{ClientAuth, Peer, Port, Role, Tls, TlsFiles};
+        use tokio::io::AsyncReadExt;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Authority::new("test").expect("ca");
+        ca.write(dir.path()).expect("ca");
+        ca.issue(
+            &Peer::new(Role::Datanode, "d1").expect("peer"),
+            &["127.0.0.1".into()],
+        )
+        .expect("issue")
+        .write(dir.path(), "dn")
+        .expect("write");
+        let files = TlsFiles {
+            cert: dir.path().join("dn.crt"),
+            key: dir.path().join("dn.key"),
+            ca: dir.path().join("ca.crt"),
+        };
+        let server = Tls::daemon(files.clone(), ClientAuth::Optional, Default::default()).expect("server");
+        let client = Tls::client(files).expect("client");
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let size = (1 << 20) + 12_345;
+        let reader = tokio::spawn(async move {
+            let acceptor = server.acceptor(Port::Rpc).expect("acceptor");
+            let mut tls = acceptor.accept(far).await.expect("handshake");
+            let mut got = vec![0u8; FRAME_HEAD + 2 + size];
+            tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut got))
+                .await
+                .map(|r| r.map(|_| ()))
+        });
+        let transport = Budgeted {
+            inner: near,
+            left: BUDGET,
+            refill: None,
+        };
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let cfg = crate::tls::Material::load_client(client.files())
+            .expect("material")
+            .client_config(&[crate::tls::ALPN_DATA])
+            .expect("config");
+        let mut tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, transport)
+            .await
+            .expect("connect");
+        let msg = pb::Packet {
+            seqno: 1,
+            ..Default::default()
+        };
+        write_frame(&mut tls, &msg, Bytes::from(vec![7u8; size]))
+            .await
+            .expect("write");
+        // Nothing more is written, and the connection stays open.
+        let got = reader.await.expect("reader");
+        assert!(
+            matches!(got, Ok(Ok(()))),
+            "the frame's end never arrived: {got:?}"
+        );
+        drop(tls);
+    }
 }

@@ -106,6 +106,10 @@ impl AuditLog {
 
 fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &str) {
     let mut failing = false;
+    // The local offset, read once (a time zone lookup per line cost the
+    // writer thread as much as the rest of the line; a daylight saving
+    // change shows from the next start).
+    let offset = *chrono::Local::now().offset();
     loop {
         // Flush once the queue is drained, so a line is on disk within
         // about a second of its call even when calls are rare.
@@ -118,7 +122,7 @@ fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &st
             }
         };
         let r = match next {
-            Some((at, e)) => out.write_all(format_line(at, &e).as_bytes()),
+            Some((at, e)) => write_line(&mut out, at, &offset, &e),
             None => out.flush(),
         };
         match r {
@@ -132,30 +136,58 @@ fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &st
     }
 }
 
-/// One line, as HDFS writes it.
-pub fn format_line(at: SystemTime, e: &Event) -> String {
-    let t = chrono::DateTime::<chrono::Local>::from(at).format("%Y-%m-%d %H:%M:%S,%3f");
-    let ip = e.ip.map_or_else(|| "null".to_string(), |ip| format!("/{ip}"));
-    format!(
-        "{t} INFO FSNamesystem.audit: allowed={}\tugi={} (auth:{})\tip={ip}\tcmd={}\tsrc={}\tdst={}\tperm={}\tproto={}\n",
+/// One line, as HDFS writes it, with the time in `offset`.
+fn write_line(
+    out: &mut impl Write,
+    at: SystemTime,
+    offset: &chrono::FixedOffset,
+    e: &Event,
+) -> std::io::Result<()> {
+    let t = chrono::DateTime::<chrono::Utc>::from(at)
+        .with_timezone(offset)
+        .format("%Y-%m-%d %H:%M:%S,%3f");
+    let null = std::borrow::Cow::Borrowed("null");
+    write!(
+        out,
+        "{t} INFO FSNamesystem.audit: allowed={}\tugi={} (auth:{})\tip=",
         e.allowed,
         clean(&e.user),
-        e.auth,
+        e.auth
+    )?;
+    match e.ip {
+        Some(ip) => write!(out, "/{ip}")?,
+        None => out.write_all(b"null")?,
+    }
+    writeln!(
+        out,
+        "\tcmd={}\tsrc={}\tdst={}\tperm={}\tproto={}",
         e.cmd,
         clean(&e.src),
-        e.dst.as_deref().map_or_else(|| "null".into(), clean),
-        e.perm.as_deref().map_or_else(|| "null".into(), clean),
+        e.dst.as_deref().map_or_else(|| null.clone(), clean),
+        e.perm.as_deref().map_or(null, clean),
         e.proto
     )
 }
 
+/// One line, as HDFS writes it (local time).
+pub fn format_line(at: SystemTime, e: &Event) -> String {
+    let mut out = Vec::new();
+    let _ = write_line(&mut out, at, chrono::Local::now().offset(), e);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A path or name as one field: tabs and line breaks would split lines or
 /// fields, so they are escaped.
-fn clean(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
+fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['\\', '\t', '\n', '\r']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r"),
+    )
 }
 
 #[cfg(test)]
