@@ -106,10 +106,7 @@ impl AuditLog {
 
 fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &str) {
     let mut failing = false;
-    // The local offset, read once (a time zone lookup per line cost the
-    // writer thread as much as the rest of the line; a daylight saving
-    // change shows from the next start).
-    let offset = *chrono::Local::now().offset();
+    let mut clock = Clock::new();
     loop {
         // Flush once the queue is drained, so a line is on disk within
         // about a second of its call even when calls are rare.
@@ -122,7 +119,7 @@ fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &st
             }
         };
         let r = match next {
-            Some((at, e)) => write_line(&mut out, at, &offset, &e),
+            Some((at, e)) => write_line(&mut out, clock.stamp(at), &e),
             None => out.flush(),
         };
         match r {
@@ -136,20 +133,47 @@ fn write_lines(rx: Receiver<(SystemTime, Event)>, mut out: impl Write, path: &st
     }
 }
 
-/// One line, as HDFS writes it, with the time in `offset`.
-fn write_line(
-    out: &mut impl Write,
-    at: SystemTime,
-    offset: &chrono::FixedOffset,
-    e: &Event,
-) -> std::io::Result<()> {
-    let t = chrono::DateTime::<chrono::Utc>::from(at)
-        .with_timezone(offset)
-        .format("%Y-%m-%d %H:%M:%S,%3f");
+/// Lines' times (`2026-12-02 11:20:00,123`, local time): the part up to
+/// the second is formatted once per second, not per line (formatting a
+/// date was as costly as the rest of the line). The local offset is read
+/// when the writer starts; a daylight saving change shows from the next start.
+struct Clock {
+    offset: chrono::FixedOffset,
+    second: i64,
+    prefix: String,
+    stamp: String,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            offset: *chrono::Local::now().offset(),
+            second: i64::MIN,
+            prefix: String::new(),
+            stamp: String::new(),
+        }
+    }
+
+    fn stamp(&mut self, at: SystemTime) -> &str {
+        let t = chrono::DateTime::<chrono::Utc>::from(at).with_timezone(&self.offset);
+        let second = t.timestamp();
+        if second != self.second {
+            self.second = second;
+            self.prefix = t.format("%Y-%m-%d %H:%M:%S").to_string();
+        }
+        use std::fmt::Write as _;
+        self.stamp.clear();
+        let _ = write!(self.stamp, "{},{:03}", self.prefix, t.timestamp_subsec_millis());
+        &self.stamp
+    }
+}
+
+/// One line, as HDFS writes it, stamped `time`.
+fn write_line(out: &mut impl Write, time: &str, e: &Event) -> std::io::Result<()> {
     let null = std::borrow::Cow::Borrowed("null");
     write!(
         out,
-        "{t} INFO FSNamesystem.audit: allowed={}\tugi={} (auth:{})\tip=",
+        "{time} INFO FSNamesystem.audit: allowed={}\tugi={} (auth:{})\tip=",
         e.allowed,
         clean(&e.user),
         e.auth
@@ -172,7 +196,7 @@ fn write_line(
 /// One line, as HDFS writes it (local time).
 pub fn format_line(at: SystemTime, e: &Event) -> String {
     let mut out = Vec::new();
-    let _ = write_line(&mut out, at, chrono::Local::now().offset(), e);
+    let _ = write_line(&mut out, Clock::new().stamp(at), e);
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -219,6 +243,17 @@ mod tests {
         let l = format_line(SystemTime::now(), &event("/x\ny\tz"));
         assert_eq!(l.matches('\n').count(), 1, "{l}");
         assert!(l.contains("src=/x\\ny\\tz\t"), "{l}");
+    }
+
+    #[test]
+    fn stamps_keep_their_milliseconds_across_seconds() {
+        let mut c = Clock::new();
+        let t0 = std::time::UNIX_EPOCH + Duration::from_millis(1_764_670_000_123);
+        let a = c.stamp(t0).to_string();
+        let b = c.stamp(t0 + Duration::from_millis(900)).to_string();
+        assert!(a.ends_with(",123") && b.ends_with(",023"), "{a} {b}");
+        assert_ne!(a[..19], b[..19], "the next second is formatted anew");
+        assert_eq!(a.len(), "2025-12-02 11:20:00,123".len());
     }
 
     #[test]
