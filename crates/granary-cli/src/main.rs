@@ -58,6 +58,10 @@ struct Cli {
     /// act as its owner.
     #[arg(long, global = true, env = "GRANARY_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Act for this user (HDFS's doas): allowed when the caller is one of
+    /// the namenode's proxy users.
+    #[arg(long, global = true, env = "GRANARY_DOAS")]
+    doas: Option<String>,
     #[command(subcommand)]
     command: Top,
 }
@@ -128,6 +132,7 @@ fn options(cli: &Cli) -> CliResult<ClientOptions> {
     Ok(ClientOptions {
         tls,
         token: cli.token.clone(),
+        doas: cli.doas.clone(),
         ..Default::default()
     })
 }

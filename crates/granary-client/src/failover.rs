@@ -53,6 +53,9 @@ pub struct ClientOptions {
     /// A delegation token every namenode call carries: the client acts as
     /// the token's owner (a cluster with `auth = "token"`).
     pub token: Option<String>,
+    /// The user to act for (HDFS's doas): the namenode allows it when this
+    /// client's own user is a proxy user there.
+    pub doas: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +66,7 @@ impl Default for ClientOptions {
             failover_max_backoff: Duration::from_millis(300),
             tls: None,
             token: None,
+            doas: None,
         }
     }
 }
@@ -217,6 +221,13 @@ impl Namenodes {
         })
     }
 
+    /// Adds the user this client acts for, if any.
+    pub(crate) fn apply_doas(&self, md: &mut tonic::metadata::MetadataMap) {
+        if let Some(v) = self.options.doas.as_ref().and_then(|d| d.parse().ok()) {
+            md.insert(granary_common::identity::DOAS_METADATA, v);
+        }
+    }
+
     /// The delegation token the options gave.
     pub(crate) fn token(&self) -> Option<&str> {
         self.options.token.as_deref()
@@ -362,6 +373,7 @@ impl Namenodes {
                 identity.apply(req.metadata_mut());
                 key.apply(req.metadata_mut());
                 crate::tokens::apply(token, req.metadata_mut());
+                self.apply_doas(req.metadata_mut());
                 let st = match rpc(stub(channel), req).await {
                     Ok(resp) => {
                         self.remember(&target);

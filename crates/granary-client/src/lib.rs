@@ -186,6 +186,7 @@ impl DfsClient {
         self.identity.apply(r.metadata_mut());
         self.namenodes.next_call().apply(r.metadata_mut());
         tokens::apply(self.token.as_deref(), r.metadata_mut());
+        self.namenodes.apply_doas(r.metadata_mut());
         r
     }
 

@@ -193,6 +193,7 @@ fn quick(timeout_ms: u64) -> ClientOptions {
         failover_max_backoff: Duration::from_millis(100),
         tls: None,
         token: None,
+        doas: None,
     }
 }
 

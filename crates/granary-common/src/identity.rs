@@ -5,6 +5,8 @@
 pub const USER_METADATA: &str = "x-granary-user";
 /// Where a call carries a delegation token: `authorization: Bearer TOKEN`.
 pub const TOKEN_METADATA: &str = "authorization";
+/// The user a proxy user's call acts for (HDFS's doas).
+pub const DOAS_METADATA: &str = "x-granary-doas";
 
 /// The delegation token a call carries, if any.
 pub fn bearer(md: &tonic::metadata::MetadataMap) -> Option<&str> {

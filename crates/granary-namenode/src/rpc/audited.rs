@@ -42,7 +42,8 @@ impl Audited {
             .and_then(|c| c.peer.as_ref())
             .is_some_and(|p| p.role == Role::User);
         let token = granary_common::identity::bearer(req.metadata()).is_some();
-        let user = super::authn::user(self.state.config().auth, req, |t| {
+        let cfg = self.state.config();
+        let user = super::authn::effective_user(cfg.auth, &cfg.webhdfs.proxy_users, req, |t| {
             super::tokens::verify(&self.state, t)
                 .map(|id| id.owner)
                 .map_err(Status::from)

@@ -50,6 +50,33 @@ pub fn user<T>(
     }
 }
 
+/// The user a call acts as ([`user`]), or the user it acts for when it
+/// names one (`x-granary-doas`) and its own user is a proxy user
+/// (`[webhdfs] proxy_users`, as HDFS's hadoop.proxyuser.*).
+pub fn effective_user<T>(
+    auth: AuthMode,
+    proxy_users: &[String],
+    req: &Request<T>,
+    tokens: impl FnOnce(&str) -> Result<String, Status>,
+) -> Result<Identity, Status> {
+    let real = user(auth, req, tokens)?;
+    let Some(doas) = req
+        .metadata()
+        .get(granary_common::identity::DOAS_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .filter(|d| !d.is_empty() && *d != real.user)
+    else {
+        return Ok(real);
+    };
+    if !proxy_users.contains(&real.user) {
+        return Err(status(
+            ErrorCode::AccessControl,
+            format!("User: {} is not allowed to impersonate {doas}", real.user),
+        ));
+    }
+    Ok(Identity::new(doas))
+}
+
 /// Checks that a datanode registering as `uuid` may: over TLS with a
 /// certificate, the certificate must be that datanode's.
 pub fn datanode<T>(auth: AuthMode, req: &Request<T>, uuid: &str) -> Result<(), String> {
@@ -127,5 +154,15 @@ mod tests {
         let mut inproc = Request::new(());
         Identity::new("carol").apply(inproc.metadata_mut());
         assert_eq!(user(AuthMode::Tls, &inproc, no).unwrap().user, "carol");
+        // A proxy user acts for another; anyone else is refused.
+        let mut doas = req(Some(alice.clone()), "x");
+        doas.metadata_mut()
+            .insert("x-granary-doas", "dave".parse().unwrap());
+        let proxies = ["alice".to_string()];
+        assert_eq!(
+            effective_user(AuthMode::Tls, &proxies, &doas, no).unwrap().user,
+            "dave"
+        );
+        assert!(effective_user(AuthMode::Tls, &[], &doas, no).is_err());
     }
 }

@@ -30,7 +30,8 @@ impl ClientService {
         &self,
         req: &Request<T>,
     ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
-        let id = super::authn::user(self.state.config().auth, req, |t| {
+        let cfg = self.state.config();
+        let id = super::authn::effective_user(cfg.auth, &cfg.webhdfs.proxy_users, req, |t| {
             super::tokens::verify(&self.state, t)
                 .map(|id| id.owner)
                 .map_err(Status::from)

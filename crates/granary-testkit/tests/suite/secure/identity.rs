@@ -219,3 +219,42 @@ async fn user_rules_map_certificate_names_to_users() {
         "the mapped user owns what alice's certificate made"
     );
 }
+
+/// Proxy users (HDFS's doas), over gRPC with certificates: a proxy user
+/// named in `[webhdfs] proxy_users` acts for another user; anyone else
+/// asking to is refused, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_proxy_users_act_for_others() {
+    let conf = tempfile::tempdir().unwrap();
+    let toml = conf.path().join("nn.toml");
+    std::fs::write(&toml, "[webhdfs]\nproxy_users = [\"alice\"]\n").unwrap();
+    let c = ProcessCluster::start_tls(1, &["--config", toml.to_str().unwrap()], &[], &[]);
+    let certs = c.certs_dir().unwrap().to_path_buf();
+    let run = |user: &str, doas: &str, args: &[&str]| {
+        let files = client_files(&certs, user);
+        std::process::Command::new(bin_path("granary"))
+            .args(args)
+            .env("GRANARY_NAMENODE", &c.rpc)
+            .env("GRANARY_DOAS", doas)
+            .env("GRANARY_TLS_CA", &files.ca)
+            .env("GRANARY_TLS_CERT", &files.cert)
+            .env("GRANARY_TLS_KEY", &files.key)
+            .output()
+            .unwrap()
+    };
+    // alice (a proxy user) for hdfs: a directory in / owned by hdfs.
+    let out = run("alice", "hdfs", &["fs", "mkdir", "/for-hdfs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = c.client().await.stat("/for-hdfs").await.unwrap();
+    assert_eq!(st.owner, "hdfs");
+    // hdfs is no proxy user: refused, naming both.
+    let out = run("hdfs", "alice", &["fs", "mkdir", "/for-alice"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hdfs is not allowed to impersonate alice"), "{err}");
+}
