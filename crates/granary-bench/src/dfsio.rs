@@ -32,18 +32,7 @@ pub async fn run(addr: &str, user: &str, a: &Args) -> anyhow::Result<()> {
     let client = DfsClient::connect(addr, Identity::new(user)).await?;
     let size = a.size_mib << 20;
     // One buffer of incompressible data, written by every file.
-    let data: bytes::Bytes = {
-        let mut x = 0x9e3779b97f4a7c15u64;
-        (0..size)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<u8>>()
-            .into()
-    };
+    let data = crate::stats::incompressible(size, 0x9e3779b97f4a7c15);
     let _ = client.delete("/dfsio", true).await;
     client.mkdirs("/dfsio", None, true).await?;
     let total_mib = (a.files * a.size_mib) as f64;

@@ -71,6 +71,21 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// `len` bytes no compressor shrinks (xorshift from `seed`): what the
+/// data benchmarks write.
+pub fn incompressible(len: usize, seed: u64) -> bytes::Bytes {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
 /// The middle value (the mean of the two middle ones for an even count);
 /// 0 for none.
 pub fn median(xs: &mut [f64]) -> f64 {

@@ -170,18 +170,7 @@ pub async fn run(files: usize, size_mib: usize, rounds: usize) -> anyhow::Result
     write_certs(&certs)?;
     let plain = Cluster::start(&tmp.path().join("plain"), None).await?;
     let secure = Cluster::start(&tmp.path().join("secure"), Some(&certs)).await?;
-    let data: bytes::Bytes = {
-        let mut x = 0x2545f4914f6cdd1du64;
-        (0..size_mib << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<u8>>()
-            .into()
-    };
+    let data = crate::stats::incompressible(size_mib << 20, 0x2545f4914f6cdd1d);
     let (mut puts, mut gets) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for round in 0..rounds {
         // Alternate which goes first: neither always gets the cooler machine.
