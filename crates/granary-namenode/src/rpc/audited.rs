@@ -30,26 +30,25 @@ impl Audited {
     }
 
     /// Who calls, from where, over what (before the call consumes it).
+    /// The user worked out is left in the request for the service.
     fn caller<T>(
         &self,
-        req: &Request<T>,
+        req: &mut Request<T>,
     ) -> Option<(String, &'static str, Option<std::net::IpAddr>, &'static str)> {
         if !self.state.audit().enabled() {
             return None;
         }
+        let found = super::authn::request_user(&self.state, req);
+        if let Ok(id) = &found {
+            req.extensions_mut()
+                .insert(super::authn::Authenticated(id.clone()));
+        }
+        let user = found.map(|id| id.user).unwrap_or_default();
         let conn = ConnInfo::of(req);
         let certified = conn
             .and_then(|c| c.peer.as_ref())
             .is_some_and(|p| p.role == Role::User);
         let token = granary_common::identity::bearer(req.metadata()).is_some();
-        let cfg = self.state.config();
-        let user = super::authn::effective_user(cfg.auth, &cfg.webhdfs.proxy_users, req, |t| {
-            super::tokens::verify(&self.state, t)
-                .map(|id| id.owner)
-                .map_err(Status::from)
-        })
-        .map(|id| id.user)
-        .unwrap_or_default();
         let auth = if token {
             "TOKEN"
         } else if certified || self.state.config().auth != AuthMode::Simple {
@@ -109,8 +108,8 @@ macro_rules! client_protocol {
         #[tonic::async_trait]
         impl ClientProtocol for Audited {
             $(
-                async fn $m(&self, req: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
-                    let caller = self.caller(&req);
+                async fn $m(&self, mut req: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
+                    let caller = self.caller(&mut req);
                     let fields = caller.as_ref().map(|_| {
                         let $r = req.get_ref();
                         ($src, $dst, $perm)

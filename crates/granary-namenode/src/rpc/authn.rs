@@ -77,6 +77,26 @@ pub fn effective_user<T>(
     Ok(Identity::new(doas))
 }
 
+/// A call's user, worked out once: the audit wrapper, which sees the call
+/// first, leaves it here for the service (a token is checked against the
+/// store once, not twice).
+#[derive(Clone)]
+pub struct Authenticated(pub Identity);
+
+/// The user `req` acts as on this namenode: [`effective_user`] with its
+/// settings and its delegation tokens, or what was worked out already.
+pub fn request_user<T>(st: &crate::state::NamenodeState, req: &Request<T>) -> Result<Identity, Status> {
+    if let Some(Authenticated(id)) = req.extensions().get::<Authenticated>() {
+        return Ok(id.clone());
+    }
+    let cfg = st.config();
+    effective_user(cfg.auth, &cfg.webhdfs.proxy_users, req, |t| {
+        super::tokens::verify(st, t)
+            .map(|id| id.owner)
+            .map_err(Status::from)
+    })
+}
+
 /// Checks that a datanode registering as `uuid` may: over TLS with a
 /// certificate, the certificate must be that datanode's.
 pub fn datanode<T>(auth: AuthMode, req: &Request<T>, uuid: &str) -> Result<(), String> {

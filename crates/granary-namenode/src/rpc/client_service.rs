@@ -30,12 +30,7 @@ impl ClientService {
         &self,
         req: &Request<T>,
     ) -> Result<(Arc<NamenodeState>, crate::permission::Caller), Status> {
-        let cfg = self.state.config();
-        let id = super::authn::effective_user(cfg.auth, &cfg.webhdfs.proxy_users, req, |t| {
-            super::tokens::verify(&self.state, t)
-                .map(|id| id.owner)
-                .map_err(Status::from)
-        })?;
+        let id = super::authn::request_user(&self.state, req)?;
         let st = self.state.clone();
         let caller = match st.ns().known_caller(&id) {
             Some(c) => c,

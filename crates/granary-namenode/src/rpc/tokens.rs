@@ -13,8 +13,8 @@ use crate::permission::Caller;
 use crate::state::NamenodeState;
 use granary_proto as pb;
 
-/// The token's identifier when it is genuine, live and not cancelled.
-pub fn verify(st: &NamenodeState, token: &str) -> Result<TokenId> {
+/// The token's identifier when this cluster signed it (live or not).
+fn genuine(st: &NamenodeState, token: &str) -> Result<TokenId> {
     let (id, body, sig) = delegation::parse(token)?;
     let key = st
         .ns()
@@ -31,6 +31,12 @@ pub fn verify(st: &NamenodeState, token: &str) -> Result<TokenId> {
             "delegation token signature is invalid (forged or altered)".into(),
         ));
     }
+    Ok(id)
+}
+
+/// The token's identifier when it is genuine, live and not cancelled.
+pub fn verify(st: &NamenodeState, token: &str) -> Result<TokenId> {
+    let id = genuine(st, token)?;
     let expiry = st.ns().dt_token_expiry(id.seq)?.ok_or_else(|| {
         NnError::Unauthenticated(format!(
             "delegation token {} of {} was cancelled (or expired)",
@@ -146,17 +152,7 @@ pub async fn cancel(
 ) -> Result<pb::CancelDelegationTokenResponse, tonic::Status> {
     let s = st.clone();
     mutating(st, move |writes| {
-        let (id, body, sig) = delegation::parse(&r.token)?;
-        let genuine = s
-            .ns()
-            .dt_keys()?
-            .iter()
-            .any(|k| k.id == id.key_id && delegation::signed(&k.key, &body, &sig));
-        if !genuine {
-            return Err(NnError::Unauthenticated(
-                "not a delegation token of this cluster".into(),
-            ));
-        }
+        let id = genuine(&s, &r.token)?;
         if caller.user() != id.owner && caller.user() != id.renewer && !caller.is_super {
             return Err(NnError::AccessDenied(format!(
                 "{} may not cancel a token of {} (renewer {})",
