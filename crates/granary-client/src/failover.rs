@@ -20,9 +20,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::caller::Caller;
 use granary_common::ErrorCode;
 use granary_common::error::{ERROR_CODE_METADATA, leader_hint};
-use granary_common::identity::Identity;
 use granary_common::net::Net;
 use granary_common::retry::CallKey;
 use granary_proto::client_protocol_client::ClientProtocolClient;
@@ -221,16 +221,9 @@ impl Namenodes {
         })
     }
 
-    /// Adds the user this client acts for, if any.
-    pub(crate) fn apply_doas(&self, md: &mut tonic::metadata::MetadataMap) {
-        if let Some(v) = self.options.doas.as_ref().and_then(|d| d.parse().ok()) {
-            md.insert(granary_common::identity::DOAS_METADATA, v);
-        }
-    }
-
-    /// The delegation token the options gave.
-    pub(crate) fn token(&self) -> Option<&str> {
-        self.options.token.as_deref()
+    /// The options these namenodes were reached with.
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// How this client reaches namenodes and datanodes.
@@ -343,8 +336,7 @@ impl Namenodes {
     /// failing over as the module doc says. `name` names the call in logs.
     pub(crate) async fn call<M, R, F, Fut>(
         &self,
-        identity: &Identity,
-        token: Option<&str>,
+        caller: &Caller,
         name: &'static str,
         msg: M,
         mut rpc: F,
@@ -370,10 +362,8 @@ impl Namenodes {
                     }
                 };
                 let mut req = tonic::Request::new(msg.clone());
-                identity.apply(req.metadata_mut());
+                caller.apply(req.metadata_mut());
                 key.apply(req.metadata_mut());
-                crate::tokens::apply(token, req.metadata_mut());
-                self.apply_doas(req.metadata_mut());
                 let st = match rpc(stub(channel), req).await {
                     Ok(resp) => {
                         self.remember(&target);

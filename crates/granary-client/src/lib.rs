@@ -23,6 +23,7 @@ macro_rules! nn_call {
     };
 }
 
+mod caller;
 mod error;
 mod failover;
 mod file_checksum;
@@ -61,11 +62,10 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct DfsClient {
     namenodes: Arc<Namenodes>,
-    identity: Identity,
+    /// Who its namenode calls come from.
+    caller: caller::Caller,
     client_name: String,
     datanodes: Arc<granary_common::net::ChannelPool>,
-    /// The delegation token every namenode call carries, if any.
-    token: Option<Arc<str>>,
     /// Fetched once per client, as HDFS clients cache server defaults.
     defaults: Arc<tokio::sync::OnceCell<ServerDefaults>>,
 }
@@ -98,11 +98,15 @@ impl DfsClient {
 
     fn over(namenodes: Namenodes, identity: Identity) -> Self {
         let datanodes = Arc::new(granary_common::net::ChannelPool::new(namenodes.net().clone()));
-        Self {
-            token: namenodes.token().map(Arc::from),
-            namenodes: Arc::new(namenodes),
-            client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
+        let caller = caller::Caller {
+            token: namenodes.options().token.as_deref().map(Arc::from),
+            doas: namenodes.options().doas.as_deref().map(Arc::from),
             identity,
+        };
+        Self {
+            namenodes: Arc::new(namenodes),
+            client_name: Self::lease_name(&caller.identity),
+            caller,
             datanodes,
             defaults: Default::default(),
         }
@@ -111,14 +115,10 @@ impl DfsClient {
     /// A client acting as another user over the same connections (a gateway
     /// such as WebHDFS serving many users). It holds its own leases.
     pub fn as_user(&self, identity: Identity) -> Self {
-        Self {
-            namenodes: self.namenodes.clone(),
-            client_name: format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4()),
-            identity,
-            datanodes: self.datanodes.clone(),
-            token: self.token.clone(),
-            defaults: self.defaults.clone(),
-        }
+        let mut c = self.clone();
+        c.client_name = Self::lease_name(&identity);
+        c.caller.identity = identity;
+        c
     }
 
     /// This client carrying `token` on its namenode calls instead of its
@@ -126,11 +126,25 @@ impl DfsClient {
     /// request that came with a delegation token lets the namenode check
     /// it. It holds its own leases.
     pub fn with_token(&self, token: Option<&str>) -> Self {
-        Self {
-            token: token.map(Arc::from),
-            client_name: format!("granary-client-{}-{}", self.identity.user, uuid::Uuid::new_v4()),
-            ..self.clone()
-        }
+        let mut c = self.clone();
+        c.client_name = Self::lease_name(&c.caller.identity);
+        c.caller.token = token.map(Arc::from);
+        c
+    }
+
+    /// This client acting for `user` (HDFS's doas; None: for itself) over
+    /// the same connections: the namenode allows it when this client's own
+    /// user is a proxy user there. It holds its own leases.
+    pub fn with_doas(&self, user: Option<&str>) -> Self {
+        let mut c = self.clone();
+        c.client_name = Self::lease_name(&c.caller.identity);
+        c.caller.doas = user.map(Arc::from);
+        c
+    }
+
+    /// A new lease holder name for a client of `identity`.
+    fn lease_name(identity: &Identity) -> String {
+        format!("granary-client-{}-{}", identity.user, uuid::Uuid::new_v4())
     }
 
     /// How this client reaches namenodes and datanodes (in the clear or
@@ -140,7 +154,7 @@ impl DfsClient {
     }
 
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        &self.caller.identity
     }
 
     /// The lease holder name of this client.
@@ -183,10 +197,8 @@ impl DfsClient {
     /// [`rpc`](Self::rpc).
     pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
-        self.identity.apply(r.metadata_mut());
+        self.caller.apply(r.metadata_mut());
         self.namenodes.next_call().apply(r.metadata_mut());
-        tokens::apply(self.token.as_deref(), r.metadata_mut());
-        self.namenodes.apply_doas(r.metadata_mut());
         r
     }
 
@@ -199,9 +211,7 @@ impl DfsClient {
         F: FnMut(failover::Stub, tonic::Request<M>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        self.namenodes
-            .call(&self.identity, self.token.as_deref(), name, msg, rpc)
-            .await
+        self.namenodes.call(&self.caller, name, msg, rpc).await
     }
 
     /// Creates a directory; with `parents`, its missing ancestors too.

@@ -6,13 +6,6 @@ use granary_proto as pb;
 
 use crate::{DfsClient, Result};
 
-/// Adds `token` (when there is one) to a call's metadata.
-pub(crate) fn apply(token: Option<&str>, md: &mut tonic::metadata::MetadataMap) {
-    if let Some(v) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
-        md.insert(granary_common::identity::TOKEN_METADATA, v);
-    }
-}
-
 /// A delegation token and how long it lasts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelegationToken {

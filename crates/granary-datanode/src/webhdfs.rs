@@ -105,11 +105,17 @@ async fn dispatch(
     let path = web::path_of_uri(uri.path())?;
     let op = p.op()?;
     let (client, namenode) = gw.namenode()?;
-    // The namenode put the (already authorized) effective user in user.name.
-    // A request with a delegation token carries it on: the namenode checks
+    // The namenode put the caller in user.name (and whom it acts for in
+    // doas), or a certificate did (crate::http's middleware). A request with a delegation token carries it on: the namenode checks
     // it and acts as its owner (this datanode cannot check it, and must not
     // take user.name on its word).
     let c = match p.get("delegation") {
+        Some(_) if p.get("doas").is_some() => {
+            return Err(WebError::new(
+                ErrorCode::AccessControl,
+                "doas cannot be used with a delegation token",
+            ));
+        }
         Some(token) => {
             // The namenode's tokens are hex; anything else would not reach
             // it as a token at all, and the call must never go out as this
@@ -124,7 +130,8 @@ async fn dispatch(
                 .as_user(Identity::new(granary_common::identity::ANONYMOUS))
                 .with_token(Some(token))
         }
-        None => client.as_user(Identity::new(p.user()?)),
+        // doas goes on for the namenode to allow (to proxy users) or refuse.
+        None => client.as_user(Identity::new(p.user()?)).with_doas(p.get("doas")),
     };
     match (method, op.as_str()) {
         (&Method::GET, "OPEN") => open(&c, &path, p).await,

@@ -36,6 +36,9 @@ const QUEUE: usize = 65_536;
 pub struct Event {
     pub allowed: bool,
     pub user: String,
+    /// The proxy user acting for `user` (doas), if any: HDFS writes
+    /// `ugi=bob (auth:PROXY) via alice (auth:TLS)`.
+    pub via: Option<String>,
     /// `SIMPLE` (the user as claimed) or `TLS` (as its certificate names).
     pub auth: &'static str,
     pub ip: Option<IpAddr>,
@@ -179,13 +182,18 @@ impl Clock {
 /// One line, as HDFS writes it, stamped `time`.
 fn write_line(out: &mut impl Write, time: &str, e: &Event) -> std::io::Result<()> {
     let null = std::borrow::Cow::Borrowed("null");
-    write!(
-        out,
-        "{time} INFO FSNamesystem.audit: allowed={}\tugi={} (auth:{})\tip=",
-        e.allowed,
-        clean(&e.user),
-        e.auth
-    )?;
+    write!(out, "{time} INFO FSNamesystem.audit: allowed={}\tugi=", e.allowed)?;
+    match &e.via {
+        Some(real) => write!(
+            out,
+            "{} (auth:PROXY) via {} (auth:{})",
+            clean(&e.user),
+            clean(real),
+            e.auth
+        )?,
+        None => write!(out, "{} (auth:{})", clean(&e.user), e.auth)?,
+    }
+    out.write_all(b"\tip=")?;
     match e.ip {
         Some(ip) => write!(out, "/{ip}")?,
         None => out.write_all(b"null")?,
@@ -230,6 +238,7 @@ mod tests {
         Event {
             allowed: true,
             user: "alice".into(),
+            via: None,
             auth: "TLS",
             ip: Some("127.0.0.1".parse().unwrap()),
             cmd: "rename",
@@ -247,6 +256,16 @@ mod tests {
         assert_eq!(
             fields,
             "allowed=true\tugi=alice (auth:TLS)\tip=/127.0.0.1\tcmd=rename\tsrc=/a\tdst=/b\tperm=null\tproto=rpc\n"
+        );
+        let proxied = Event {
+            user: "bob".into(),
+            via: Some("alice".into()),
+            ..event("/a")
+        };
+        let l = format_line(SystemTime::now(), &proxied);
+        assert!(
+            l.contains("\tugi=bob (auth:PROXY) via alice (auth:TLS)\tip="),
+            "{l}"
         );
         let l = format_line(SystemTime::now(), &event("/x\ny\tz"));
         assert_eq!(l.matches('\n').count(), 1, "{l}");

@@ -2,8 +2,9 @@
 //! mode. With `auth = "tls"`, `/healthz` answers anyone (load balancers,
 //! container health checks); everything else needs a client certificate of
 //! the cluster CA. A user's certificate is the caller: its name replaces
-//! any `user.name` the query gives, and `doas` is refused (acting for
-//! another user needs delegation tokens). A daemon's certificate (the
+//! any `user.name` the query gives; a `doas` stays, for WebHDFS to allow
+//! only to proxy users (the namenode decides, also for a datanode's
+//! gateway, which passes it on). A daemon's certificate (the
 //! namenode's or a datanode's) keeps the `user.name` it sends. A WebHDFS
 //! call with a delegation token (`delegation=`) needs no certificate: the
 //! namenode checks the token (a datanode passes it on to the namenode).
@@ -73,20 +74,11 @@ fn has_delegation(uri: &axum::http::Uri) -> bool {
         .any(|(k, v)| is(&k, "delegation") && !v.is_empty())
 }
 
-/// `uri` with `user.name=USER` in place of any the query gives; an error
-/// for a `doas` naming someone else.
+/// `uri` with `user.name=USER` in place of any the query gives.
 fn as_user(uri: &axum::http::Uri, user: &str) -> Result<axum::http::Uri, WebError> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
-    if let Some((_, d)) = pairs.iter().find(|(k, v)| is(k, "doas") && v != user) {
-        return Err(WebError::new(
-            ErrorCode::AccessControl,
-            format!(
-                "User: {user} is not allowed to impersonate {d} (doas needs delegation tokens under auth = tls)"
-            ),
-        ));
-    }
     let mut q = form_urlencoded::Serializer::new(String::new());
     // Every spelling of user.name goes (User.Name too): the handlers would
     // read the first one; delegation= too (a certificate is the caller).
@@ -127,10 +119,12 @@ mod tests {
                 ("user.name".to_string(), "alice".to_string())
             ]
         );
-        let doas: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&doas=hdfs".parse().unwrap();
-        assert!(as_user(&doas, "alice").is_err());
-        let doas: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&DoAs=hdfs".parse().unwrap();
-        assert!(as_user(&doas, "alice").is_err(), "any spelling");
+        // doas stays for the namenode to judge (alice's, as the caller).
+        let doas: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&DoAs=hdfs&user.name=hdfs".parse().unwrap();
+        assert_eq!(
+            as_user(&doas, "alice").unwrap().query(),
+            Some("op=MKDIRS&DoAs=hdfs&user.name=alice")
+        );
         // Another spelling of user.name (the handlers read keys in any
         // case) is dropped, and so is a delegation token.
         let sneaky: axum::http::Uri = "/webhdfs/v1/?User.Name=hdfs&op=DELETE&Delegation=x"
@@ -147,7 +141,5 @@ mod tests {
                 ("user.name".to_string(), "alice".to_string())
             ]
         );
-        let same: axum::http::Uri = "/webhdfs/v1/?op=MKDIRS&doas=alice".parse().unwrap();
-        assert!(as_user(&same, "alice").is_ok());
     }
 }

@@ -31,19 +31,15 @@ impl Audited {
 
     /// Who calls, from where, over what (before the call consumes it).
     /// The user worked out is left in the request for the service.
-    fn caller<T>(
-        &self,
-        req: &mut Request<T>,
-    ) -> Option<(String, &'static str, Option<std::net::IpAddr>, &'static str)> {
+    fn caller<T>(&self, req: &mut Request<T>) -> Option<Caller> {
         if !self.state.audit().enabled() {
             return None;
         }
-        let found = super::authn::request_user(&self.state, req);
-        if let Ok(id) = &found {
-            req.extensions_mut()
-                .insert(super::authn::Authenticated(id.clone()));
+        let found = super::authn::authenticate(&self.state, req);
+        if let Ok(a) = &found {
+            req.extensions_mut().insert(a.clone());
         }
-        let user = found.map(|id| id.user).unwrap_or_default();
+        let (user, via) = found.map_or_else(|_| (String::new(), None), |a| (a.user.user, a.via));
         let conn = ConnInfo::of(req);
         let certified = conn
             .and_then(|c| c.peer.as_ref())
@@ -61,20 +57,33 @@ impl Audited {
             Some(c) => (c.remote.map(|a| a.ip()), "rpc"),
             None => (None, "webhdfs"),
         };
-        Some((user, auth, ip, proto))
+        Some(Caller {
+            user,
+            via,
+            auth,
+            ip,
+            proto,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
     fn record<T>(
         &self,
-        caller: Option<(String, &'static str, Option<std::net::IpAddr>, &'static str)>,
+        caller: Option<Caller>,
         cmd: &'static str,
         src: String,
         dst: Option<String>,
         perm: Option<String>,
         out: &Result<T, Status>,
     ) {
-        let Some((user, auth, ip, proto)) = caller else {
+        let Some(Caller {
+            user,
+            via,
+            auth,
+            ip,
+            proto,
+        }) = caller
+        else {
             return;
         };
         let allowed = match out {
@@ -85,6 +94,7 @@ impl Audited {
         self.state.audit().log(Event {
             allowed,
             user,
+            via,
             auth,
             ip,
             cmd,
@@ -94,6 +104,17 @@ impl Audited {
             proto,
         });
     }
+}
+
+/// Who called, from where, over what: an audit line's fields besides the
+/// operation's own.
+struct Caller {
+    user: String,
+    /// The proxy user acting for `user`, if any.
+    via: Option<String>,
+    auth: &'static str,
+    ip: Option<std::net::IpAddr>,
+    proto: &'static str,
 }
 
 fn mode(p: u32) -> String {

@@ -50,6 +50,25 @@ pub fn user<T>(
     }
 }
 
+/// Who a call acts as, worked out once: the audit wrapper, which sees the
+/// call first, leaves it in the request for the service (a token is
+/// checked against the store once, not twice); WebHDFS on this namenode
+/// puts in what it worked out.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user the call acts as.
+    pub user: Identity,
+    /// The proxy user acting for it, when it acts for another (doas).
+    pub via: Option<String>,
+}
+
+impl Authenticated {
+    /// A call acting as `user` itself.
+    pub fn itself(user: Identity) -> Self {
+        Self { user, via: None }
+    }
+}
+
 /// The user a call acts as ([`user`]), or the user it acts for when it
 /// names one (`x-granary-doas`) and its own user is a proxy user
 /// (`[webhdfs] proxy_users`, as HDFS's hadoop.proxyuser.*).
@@ -58,36 +77,38 @@ pub fn effective_user<T>(
     proxy_users: &[String],
     req: &Request<T>,
     tokens: impl FnOnce(&str) -> Result<String, Status>,
-) -> Result<Identity, Status> {
+) -> Result<Authenticated, Status> {
     let real = user(auth, req, tokens)?;
-    let Some(doas) = req
+    let doas = req
         .metadata()
         .get(granary_common::identity::DOAS_METADATA)
         .and_then(|v| v.to_str().ok())
-        .filter(|d| !d.is_empty() && *d != real.user)
-    else {
-        return Ok(real);
-    };
-    if !proxy_users.contains(&real.user) {
-        return Err(status(
-            ErrorCode::AccessControl,
-            format!("User: {} is not allowed to impersonate {doas}", real.user),
-        ));
+        .filter(|d| !d.is_empty() && *d != real.user);
+    match doas {
+        None => Ok(Authenticated::itself(real)),
+        Some(doas) => Ok(Authenticated {
+            user: Identity::new(proxied(proxy_users, &real.user, doas)?),
+            via: Some(real.user),
+        }),
     }
-    Ok(Identity::new(doas))
 }
 
-/// A call's user, worked out once: the audit wrapper, which sees the call
-/// first, leaves it here for the service (a token is checked against the
-/// store once, not twice).
-#[derive(Clone)]
-pub struct Authenticated(pub Identity);
+/// `doas` when `real` may act for it (a proxy user), else the refusal.
+pub fn proxied(proxy_users: &[String], real: &str, doas: &str) -> Result<String, Status> {
+    if !proxy_users.iter().any(|p| p == real) {
+        return Err(status(
+            ErrorCode::AccessControl,
+            format!("User: {real} is not allowed to impersonate {doas}"),
+        ));
+    }
+    Ok(doas.to_string())
+}
 
-/// The user `req` acts as on this namenode: [`effective_user`] with its
+/// Who `req` acts as on this namenode: [`effective_user`] with its
 /// settings and its delegation tokens, or what was worked out already.
-pub fn request_user<T>(st: &crate::state::NamenodeState, req: &Request<T>) -> Result<Identity, Status> {
-    if let Some(Authenticated(id)) = req.extensions().get::<Authenticated>() {
-        return Ok(id.clone());
+pub fn authenticate<T>(st: &crate::state::NamenodeState, req: &Request<T>) -> Result<Authenticated, Status> {
+    if let Some(a) = req.extensions().get::<Authenticated>() {
+        return Ok(a.clone());
     }
     let cfg = st.config();
     effective_user(cfg.auth, &cfg.webhdfs.proxy_users, req, |t| {
@@ -95,6 +116,11 @@ pub fn request_user<T>(st: &crate::state::NamenodeState, req: &Request<T>) -> Re
             .map(|id| id.owner)
             .map_err(Status::from)
     })
+}
+
+/// The user `req` acts as on this namenode ([`authenticate`]).
+pub fn request_user<T>(st: &crate::state::NamenodeState, req: &Request<T>) -> Result<Identity, Status> {
+    authenticate(st, req).map(|a| a.user)
 }
 
 /// Checks that a datanode registering as `uuid` may: over TLS with a
@@ -179,10 +205,8 @@ mod tests {
         doas.metadata_mut()
             .insert("x-granary-doas", "dave".parse().unwrap());
         let proxies = ["alice".to_string()];
-        assert_eq!(
-            effective_user(AuthMode::Tls, &proxies, &doas, no).unwrap().user,
-            "dave"
-        );
+        let a = effective_user(AuthMode::Tls, &proxies, &doas, no).unwrap();
+        assert_eq!((a.user.user.as_str(), a.via.as_deref()), ("dave", Some("alice")));
         assert!(effective_user(AuthMode::Tls, &[], &doas, no).is_err());
     }
 }

@@ -24,11 +24,11 @@ use futures::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::request;
 use super::{WebHdfs, json as answer};
 use crate::rpc::audited::Audited;
-use crate::rpc::client_service::as_user as request;
+use crate::rpc::authn::Authenticated;
 use granary_common::ErrorCode;
-use granary_common::identity::Identity;
 use granary_common::webhdfs::{self as web, Params, WebError, WebResult};
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
@@ -55,7 +55,7 @@ pub(super) fn stream_slots() -> Arc<Semaphore> {
 
 impl WebHdfs {
     /// LISTSTATUS: every entry, streamed page by page; a file lists itself.
-    pub(super) async fn list_status(&self, id: &Identity, path: &str) -> WebResult<Response> {
+    pub(super) async fn list_status(&self, id: &Authenticated, path: &str) -> WebResult<Response> {
         let st = self.stat(id, path).await?;
         if !st.is_dir() {
             return Ok(answer(
@@ -83,7 +83,7 @@ impl WebHdfs {
             }
         };
         let body = rest_of_listing(first, after, pages, slot).map_err(move |e| {
-            tracing::warn!(path = %path, user = %id.user, error = %e, "liststatus cut short after it began streaming: the client gets truncated json");
+            tracing::warn!(path = %path, user = %id.user.user, error = %e, "liststatus cut short after it began streaming: the client gets truncated json");
             std::io::Error::other(e.to_string())
         });
         Ok((
@@ -94,7 +94,7 @@ impl WebHdfs {
     }
 
     /// LISTSTATUS_BATCH: one page after `startAfter`, and how many remain.
-    pub(super) async fn list_batch(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
+    pub(super) async fn list_batch(&self, id: &Authenticated, path: &str, p: &Params) -> WebResult<Response> {
         let st = self.stat(id, path).await?;
         if !st.is_dir() {
             return Ok(batch(&[web::file_status(&st, "")], 0));
@@ -147,7 +147,7 @@ async fn stream_slot(slots: &Arc<Semaphore>, wait: Duration, path: &str) -> WebR
 /// (gRPC's `GetListing`, with its checks).
 async fn page(
     svc: &Audited,
-    id: &Identity,
+    id: &Authenticated,
     path: &str,
     start_after: &str,
 ) -> WebResult<pb::GetListingResponse> {

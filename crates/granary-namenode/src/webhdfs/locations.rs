@@ -4,16 +4,16 @@
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::request;
 use super::{WebHdfs, json as answer};
-use crate::rpc::client_service::as_user as request;
+use crate::rpc::authn::Authenticated;
 use granary_common::ErrorCode;
-use granary_common::identity::Identity;
 use granary_common::webhdfs::{Params, WebError, WebResult};
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
 
 impl WebHdfs {
-    async fn blocks(&self, id: &Identity, path: &str, p: &Params) -> WebResult<pb::LocatedBlocks> {
+    async fn blocks(&self, id: &Authenticated, path: &str, p: &Params) -> WebResult<pb::LocatedBlocks> {
         let req = pb::GetBlockLocationsRequest {
             path: path.into(),
             offset: p.u64("offset")?.unwrap_or(0),
@@ -29,7 +29,7 @@ impl WebHdfs {
 
     pub(super) async fn file_block_locations(
         &self,
-        id: &Identity,
+        id: &Authenticated,
         path: &str,
         p: &Params,
     ) -> WebResult<Response> {
@@ -55,7 +55,12 @@ impl WebHdfs {
         Ok(answer(json!({ "BlockLocations": { "BlockLocation": locs } })))
     }
 
-    pub(super) async fn located_blocks(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
+    pub(super) async fn located_blocks(
+        &self,
+        id: &Authenticated,
+        path: &str,
+        p: &Params,
+    ) -> WebResult<Response> {
         let lb = self.blocks(id, path, p).await?;
         let cluster = self.st.cluster_id().to_string();
         let one = |b: &pb::LocatedBlock| {

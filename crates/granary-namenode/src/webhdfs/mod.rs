@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::permission::Access;
 use crate::rpc::audited::Audited;
-use crate::rpc::client_service::as_user as request;
+use crate::rpc::authn::Authenticated;
 use crate::state::NamenodeState;
 use granary_common::ErrorCode;
 use granary_common::identity::Identity;
@@ -105,6 +105,15 @@ async fn handle(
     }
 }
 
+/// A call of the client service by `id` (in-process: the service takes
+/// who it acts as, and the proxy user acting for it, from here).
+pub(super) fn request<T>(id: &Authenticated, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    id.user.apply(r.metadata_mut());
+    r.extensions_mut().insert(id.clone());
+    r
+}
+
 fn json(v: Value) -> Response {
     Json(v).into_response()
 }
@@ -137,7 +146,8 @@ impl WebHdfs {
     ) -> WebResult<Response> {
         let path = web::path_of_uri(uri.path())?;
         let op = p.op()?;
-        let user = self.effective_user(p)?;
+        let id = self.effective_user(p)?;
+        let user = id.user.user.clone();
         let data_op = matches!(op.as_str(), "CREATE" | "APPEND");
         if !data_op && has_body(headers) {
             return Err(WebError::new(
@@ -145,7 +155,6 @@ impl WebHdfs {
                 format!("op={op} takes no request body"),
             ));
         }
-        let id = Identity::new(user.clone());
         match (method, op.as_str()) {
             (&Method::GET, "OPEN") => self.open(&id, &path, p).await,
             (&Method::GET, "GETDELEGATIONTOKEN") => self.get_token(&id, p).await,
@@ -188,7 +197,7 @@ impl WebHdfs {
                     ));
                 }
                 let dn = self.any_datanode()?;
-                self.redirect(&dn, &path, &user, p, &[])
+                self.redirect(&dn, &path, &id, p, &[])
             }
             (&Method::GET, "GETHOMEDIRECTORY") => Ok(json(json!({ "Path": format!("/user/{user}") }))),
             (&Method::GET, "GETTRASHROOT") => Ok(json(json!({ "Path": format!("/user/{user}/.Trash") }))),
@@ -222,7 +231,7 @@ impl WebHdfs {
             }
             (&Method::PUT, "CREATE") => {
                 let dn = self.writer_datanode(p)?;
-                self.redirect(&dn, &path, &user, p, &[])
+                self.redirect(&dn, &path, &id, p, &[])
             }
             (&Method::POST, "APPEND") => {
                 // Fail early, as HDFS does, when the file is not there.
@@ -234,7 +243,7 @@ impl WebHdfs {
                     ));
                 }
                 let dn = self.any_datanode()?;
-                self.redirect(&dn, &path, &user, p, &[])
+                self.redirect(&dn, &path, &id, p, &[])
             }
             (&Method::PUT, "MKDIRS") => {
                 let req = pb::MkdirsRequest {
@@ -309,35 +318,34 @@ impl WebHdfs {
 
     /// The owner of a `delegation=` token; else `user.name`, or `doas`
     /// when the namenode lets that user act for others.
-    fn effective_user(&self, p: &Params) -> WebResult<String> {
+    fn effective_user(&self, p: &Params) -> WebResult<Authenticated> {
         if let Some(owner) = self.token_user(p)? {
-            return Ok(owner);
+            return Ok(Authenticated::itself(Identity::new(owner)));
         }
         let user = p.user()?;
         match p.get("doas") {
-            None => Ok(user),
-            Some(d) if d == user => Ok(user),
+            None => Ok(Authenticated::itself(Identity::new(user))),
+            Some(d) if d == user => Ok(Authenticated::itself(Identity::new(user))),
             Some(d) => {
-                if !self.st.config().webhdfs.proxy_users.contains(&user) {
-                    return Err(WebError::new(
-                        ErrorCode::AccessControl,
-                        format!("User: {user} is not allowed to impersonate {d}"),
-                    ));
-                }
+                let proxy_users = &self.st.config().webhdfs.proxy_users;
+                crate::rpc::authn::proxied(proxy_users, &user, d)?;
                 let doas = Params::new(vec![("user.name".into(), d.to_string())]).user()?;
-                Ok(doas)
+                Ok(Authenticated {
+                    user: Identity::new(doas),
+                    via: Some(user),
+                })
             }
         }
     }
 
-    async fn stat(&self, id: &Identity, path: &str) -> WebResult<pb::FileStatus> {
+    async fn stat(&self, id: &Authenticated, path: &str) -> WebResult<pb::FileStatus> {
         let req = pb::GetFileInfoRequest { path: path.into() };
         let r = self.svc.get_file_info(request(id, req)).await?.into_inner();
         r.status
             .ok_or_else(|| WebError::new(ErrorCode::FileNotFound, format!("File does not exist: {path}")))
     }
 
-    async fn summary(&self, id: &Identity, path: &str) -> WebResult<pb::GetContentSummaryResponse> {
+    async fn summary(&self, id: &Authenticated, path: &str) -> WebResult<pb::GetContentSummaryResponse> {
         let req = pb::GetContentSummaryRequest { path: path.into() };
         Ok(self.svc.get_content_summary(request(id, req)).await?.into_inner())
     }
@@ -347,7 +355,7 @@ impl WebHdfs {
         Ok(self.svc.get_server_defaults(req).await?.into_inner())
     }
 
-    async fn open(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
+    async fn open(&self, id: &Authenticated, path: &str, p: &Params) -> WebResult<Response> {
         let offset = p.u64("offset")?.unwrap_or(0);
         p.u64("length")?;
         let st = self.stat(id, path).await?;
@@ -387,7 +395,7 @@ impl WebHdfs {
             Some(a) => a,
             None => self.any_datanode()?,
         };
-        self.redirect(&dn, path, &id.user, p, &[])
+        self.redirect(&dn, path, id, p, &[])
     }
 
     fn live_datanodes(&self) -> Vec<pb::DatanodeInfo> {
@@ -436,7 +444,7 @@ impl WebHdfs {
         &self,
         dn_http: &str,
         path: &str,
-        user: &str,
+        id: &Authenticated,
         p: &Params,
         extra: &[(&str, &str)],
     ) -> WebResult<Response> {
@@ -452,7 +460,15 @@ impl WebHdfs {
             })
             .cloned()
             .collect();
-        pairs.push(("user.name".into(), user.into()));
+        // A proxy user's call goes on as theirs, acting for its user: the
+        // datanode's gateway passes doas on, and the namenode decides again.
+        match &id.via {
+            Some(real) => {
+                pairs.push(("user.name".into(), real.clone()));
+                pairs.push(("doas".into(), id.user.user.clone()));
+            }
+            None => pairs.push(("user.name".into(), id.user.user.clone())),
+        }
         pairs.push(("namenoderpcaddress".into(), self.rpc_addr.clone()));
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let location = format!(
@@ -475,7 +491,7 @@ impl WebHdfs {
             .into_response())
     }
 
-    async fn rename(&self, id: &Identity, path: &str, p: &Params) -> WebResult<Response> {
+    async fn rename(&self, id: &Authenticated, path: &str, p: &Params) -> WebResult<Response> {
         let dst = p.get("destination").filter(|d| !d.is_empty()).ok_or_else(|| {
             WebError::new(ErrorCode::InvalidArgument, "RENAME needs a destination parameter")
         })?;

@@ -2,11 +2,11 @@
 //! RENEWDELEGATIONTOKEN, CANCELDELEGATIONTOKEN) and `delegation=` on any
 //! call, as HDFS serves them (crate::delegation).
 
+use super::request;
 use super::{WebHdfs, empty_ok};
-use crate::rpc::client_service::as_user as request;
+use crate::rpc::authn::Authenticated;
 use axum::response::Response;
 use granary_common::ErrorCode;
-use granary_common::identity::Identity;
 use granary_common::webhdfs::{Params, WebError, WebResult};
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
@@ -28,7 +28,7 @@ impl WebHdfs {
         Ok(Some(id.owner))
     }
 
-    pub(super) async fn get_token(&self, id: &Identity, p: &Params) -> WebResult<Response> {
+    pub(super) async fn get_token(&self, id: &Authenticated, p: &Params) -> WebResult<Response> {
         if p.get("delegation").is_some() {
             return Err(WebError::new(
                 ErrorCode::AccessControl,
@@ -48,7 +48,7 @@ impl WebHdfs {
         ))
     }
 
-    pub(super) async fn renew_token(&self, id: &Identity, p: &Params) -> WebResult<Response> {
+    pub(super) async fn renew_token(&self, id: &Authenticated, p: &Params) -> WebResult<Response> {
         if p.get("delegation").is_some() {
             return Err(WebError::new(
                 ErrorCode::AccessControl,
@@ -66,7 +66,7 @@ impl WebHdfs {
         Ok(super::json(serde_json::json!({ "long": r.expiry_ms })))
     }
 
-    pub(super) async fn cancel_token(&self, id: &Identity, p: &Params) -> WebResult<Response> {
+    pub(super) async fn cancel_token(&self, id: &Authenticated, p: &Params) -> WebResult<Response> {
         let req = pb::CancelDelegationTokenRequest {
             token: token_param(p)?,
         };

@@ -2,20 +2,22 @@
 "token", TLS on every port), through HdfsCLI's TokenClient from PyPI.
 
 Run by crates/granary-testkit/tests/suite/secure/tokens.rs, which starts the
-cluster and sets GRANARY_NN_HTTP (host:port), GRANARY_TLS_CA and the
-superuser's certificate (GRANARY_TLS_CERT, GRANARY_TLS_KEY).
+cluster and sets GRANARY_NN_HTTP (host:port), GRANARY_TLS_CA, the
+superuser's certificate (GRANARY_TLS_CERT, GRANARY_TLS_KEY; hdfs is a proxy
+user there) and alice's (GRANARY_ALICE_CERT, GRANARY_ALICE_KEY).
 """
 
 import os
 
 import pytest
 import requests
-from hdfs import TokenClient
+from hdfs import Client, TokenClient
 from hdfs.util import HdfsError
 
 NN = os.environ["GRANARY_NN_HTTP"]
 CA = os.environ["GRANARY_TLS_CA"]
 CERT = (os.environ["GRANARY_TLS_CERT"], os.environ["GRANARY_TLS_KEY"])
+ALICE = (os.environ["GRANARY_ALICE_CERT"], os.environ["GRANARY_ALICE_KEY"])
 URL = f"https://{NN}"
 API = f"{URL}/webhdfs/v1"
 
@@ -26,7 +28,7 @@ def session(cert=False):
     s.trust_env = False
     s.verify = CA
     if cert:
-        s.cert = CERT
+        s.cert = CERT if cert is True else cert
     return s
 
 
@@ -79,3 +81,32 @@ def test_a_token_cannot_get_another_nor_be_forged():
     forged = token[:-4] + ("0000" if token[-4:] != "0000" else "1111")
     r = session().get(f"{API}/?op=LISTSTATUS&delegation={forged}")
     assert r.status_code == 401, r.text
+
+
+def test_hdfscli_proxy_user_acts_for_another():
+    # hdfs's certificate, a proxy user, acting for alice (doas=alice): the
+    # write goes through a datanode, which passes doas on to the namenode.
+    admin = Client(URL, session=session(cert=True))
+    admin.makedirs("/home-alice")
+    admin.set_owner("/home-alice", owner="alice")
+    c = Client(URL, proxy="alice", session=session(cert=True))
+    c.makedirs("/home-alice/proxied")
+    c.write("/home-alice/proxied/f.bin", b"for alice", overwrite=True)
+    with c.read("/home-alice/proxied/f.bin") as f:
+        assert f.read() == b"for alice"
+    assert c.status("/home-alice/proxied")["owner"] == "alice"
+    assert c.status("/home-alice/proxied/f.bin")["owner"] == "alice"
+    # As alice, hdfs's own rights are gone: / is not alice's to write.
+    with pytest.raises(HdfsError, match="user=alice"):
+        c.makedirs("/not-alices")
+
+
+def test_hdfscli_non_proxy_user_is_refused():
+    c = Client(URL, proxy="hdfs", session=session(cert=ALICE))
+    with pytest.raises(HdfsError, match="alice is not allowed to impersonate hdfs"):
+        c.makedirs("/not-for-alice")
+    with pytest.raises(HdfsError, match="alice is not allowed to impersonate hdfs"):
+        c.write("/not-for-alice.bin", b"x")
+    plain = Client(URL, session=session(cert=True))
+    assert plain.status("/not-for-alice", strict=False) is None
+    assert plain.status("/not-for-alice.bin", strict=False) is None

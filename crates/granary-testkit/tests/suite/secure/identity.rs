@@ -2,7 +2,7 @@
 //! token's user.
 
 use granary_common::tls::Tls;
-use granary_testkit::binaries::{ProcessCluster, bin_path, client_files, free_port};
+use granary_testkit::binaries::{ProcessCluster, bin_path, client_files, free_port, https_request};
 
 use super::plaintext;
 
@@ -220,15 +220,27 @@ async fn user_rules_map_certificate_names_to_users() {
     );
 }
 
-/// Proxy users (HDFS's doas), over gRPC with certificates: a proxy user
-/// named in `[webhdfs] proxy_users` acts for another user; anyone else
-/// asking to is refused, naming both.
+/// Proxy users (HDFS's doas), over gRPC and WebHDFS with certificates: a
+/// proxy user named in `[webhdfs] proxy_users` acts for another user (the
+/// audit log says so); anyone else asking to is refused, naming both, at
+/// the namenode and at a datanode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_proxy_users_act_for_others() {
     let conf = tempfile::tempdir().unwrap();
     let toml = conf.path().join("nn.toml");
     std::fs::write(&toml, "[webhdfs]\nproxy_users = [\"alice\"]\n").unwrap();
-    let c = ProcessCluster::start_tls(1, &["--config", toml.to_str().unwrap()], &[], &[]);
+    let log = conf.path().join("hdfs-audit.log");
+    let c = ProcessCluster::start_tls(
+        1,
+        &[
+            "--config",
+            toml.to_str().unwrap(),
+            "--audit-file",
+            log.to_str().unwrap(),
+        ],
+        &[],
+        &[],
+    );
     let certs = c.certs_dir().unwrap().to_path_buf();
     let run = |user: &str, doas: &str, args: &[&str]| {
         let files = client_files(&certs, user);
@@ -257,4 +269,73 @@ async fn only_proxy_users_act_for_others() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hdfs is not allowed to impersonate alice"), "{err}");
+
+    // WebHDFS: the namenode sends alice on to a datanode as herself,
+    // acting for hdfs; the datanode's gateway passes that on and the
+    // namenode allows it again.
+    let alice = client_files(&certs, "alice");
+    let (status, body) = https_request(
+        "PUT",
+        &c.http,
+        "/webhdfs/v1/web-for-hdfs?op=CREATE&doas=hdfs&user.name=hdfs&noredirect=true",
+        &alice,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let to: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let to = to["Location"].as_str().unwrap().strip_prefix("https://").unwrap();
+    let (dn, pq) = to.split_at(to.find('/').unwrap());
+    assert!(pq.contains("user.name=alice") && pq.contains("doas=hdfs"), "{pq}");
+    let (status, body) = https_request("PUT", dn, pq, &alice).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) =
+        https_request("PUT", &c.http, "/webhdfs/v1/web-dir?op=MKDIRS&doas=hdfs", &alice).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let hdfs = c.client().await;
+    for made in ["/web-for-hdfs", "/web-dir"] {
+        assert_eq!(hdfs.stat(made).await.unwrap().owner, "hdfs", "{made}");
+    }
+    // hdfs is no proxy user, at the namenode or at a datanode (whose
+    // gateway leaves the decision to the namenode).
+    let hdfs_files = client_files(&certs, "hdfs");
+    for (addr, path) in [
+        (c.http.clone(), "/webhdfs/v1/x?op=MKDIRS&doas=alice"),
+        (
+            c.datanode_http(0),
+            "/webhdfs/v1/y?op=CREATE&doas=alice&namenoderpcaddress=x",
+        ),
+    ] {
+        let (status, body) = https_request("PUT", &addr, path, &hdfs_files).unwrap();
+        assert!(
+            status == 403 && body.contains("hdfs is not allowed to impersonate alice"),
+            "{addr}{path}: {status} {body}"
+        );
+    }
+    assert!(hdfs.stat("/x").await.is_err() && hdfs.stat("/y").await.is_err());
+
+    // The audit log names both users of each proxied call, as HDFS's does.
+    let want = [
+        ("mkdirs", "/for-hdfs", "rpc"),
+        ("create", "/web-for-hdfs", "rpc"),
+        ("mkdirs", "/web-dir", "webhdfs"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = want.iter().all(|(cmd, src, proto)| {
+            text.lines().any(|l| {
+                l.contains("\tugi=hdfs (auth:PROXY) via alice (auth:TLS)\t")
+                    && l.contains(&format!("\tcmd={cmd}\tsrc={src}\t"))
+                    && l.ends_with(&format!("\tproto={proto}"))
+            })
+        });
+        if found {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "proxied calls not audited as such: {want:?} in\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

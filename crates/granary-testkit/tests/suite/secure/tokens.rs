@@ -121,12 +121,22 @@ async fn delegation_tokens_survive_restarts_and_end_at_cancel_and_expiry() {
     assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
 }
 
-/// HdfsCLI's TokenClient (PyPI), unmodified, against WebHDFS with TLS and
-/// `auth = "token"`: tests/python_secure/test_tokens.py.
+/// HdfsCLI (PyPI), unmodified, against WebHDFS with TLS and `auth =
+/// "token"`: its TokenClient with a delegation token, its Client with a
+/// certificate acting for another user (tests/python_secure/test_tokens.py).
 #[test]
 fn hdfscli_works_with_a_delegation_token() {
-    let c = ProcessCluster::start_tls(3, &["--auth", "token"], &["--auth", "token"], &[]);
+    let conf = tempfile::tempdir().unwrap();
+    let toml = conf.path().join("nn.toml");
+    std::fs::write(&toml, "[webhdfs]\nproxy_users = [\"hdfs\"]\n").unwrap();
+    let c = ProcessCluster::start_tls(
+        3,
+        &["--auth", "token", "--config", toml.to_str().unwrap()],
+        &["--auth", "token"],
+        &[],
+    );
     let files = client_files(c.certs_dir().unwrap(), "hdfs");
+    let alice = client_files(c.certs_dir().unwrap(), "alice");
     let tests = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python_secure");
     let out = std::process::Command::new(granary_testkit::binaries::python())
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
@@ -136,6 +146,8 @@ fn hdfscli_works_with_a_delegation_token() {
         .env("GRANARY_TLS_CA", &files.ca)
         .env("GRANARY_TLS_CERT", &files.cert)
         .env("GRANARY_TLS_KEY", &files.key)
+        .env("GRANARY_ALICE_CERT", &alice.cert)
+        .env("GRANARY_ALICE_KEY", &alice.key)
         .output()
         .unwrap();
     let report = format!(
@@ -144,5 +156,5 @@ fn hdfscli_works_with_a_delegation_token() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "the Python token tests failed:\n{report}");
-    assert!(report.contains("4 passed"), "{report}");
+    assert!(report.contains("6 passed"), "{report}");
 }
