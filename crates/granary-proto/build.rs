@@ -8,6 +8,14 @@ const PROTOS: &[&str] = &[
     "granary/v1/datanode.proto",
     "granary/v1/datatransfer.proto",
     "granary/v1/raft.proto",
+    // HDFS's own protocol (Hadoop IPC and ClientNamenodeProtocol), for
+    // unmodified HDFS clients: docs/hdfs-compat.md.
+    "hadoop/rpc.proto",
+    "hadoop/security.proto",
+    "hadoop/ha_service.proto",
+    "hadoop/hdfs.proto",
+    "hadoop/acl.proto",
+    "hadoop/client_namenode.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

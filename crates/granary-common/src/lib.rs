@@ -27,6 +27,8 @@ pub mod path;
 pub mod retry;
 #[cfg(feature = "daemon")]
 pub mod shutdown;
+#[cfg(feature = "daemon")]
+pub mod sniff;
 pub mod tls;
 #[cfg(feature = "daemon")]
 pub mod webhdfs;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod group_commit;
 pub mod groups;
 pub mod ha;
+pub mod hadoop_ipc;
 pub mod http;
 pub mod inode;
 pub mod layout;

@@ -307,11 +307,17 @@ pub async fn start(
     // Accepted sockets get TCP_NODELAY (without it Nagle holds back small
     // replies while earlier ones on the same connection are unacknowledged),
     // a keepalive, and the connection limits.
-    let incoming = granary_common::tls::incoming(granary_common::tls::listen(
-        rpc,
-        Gate::new("rpc", state.config().limits, metrics.connections.clone()),
-        tls.clone(),
-        Port::Rpc,
+    // HDFS clients' Hadoop IPC connections (`hrpc`) are served apart.
+    let incoming = granary_common::tls::incoming(crate::hadoop_ipc::split(
+        granary_common::tls::listen(
+            rpc,
+            Gate::new("rpc", state.config().limits, metrics.connections.clone()),
+            tls.clone(),
+            Port::Rpc,
+            rpc_token.clone(),
+        ),
+        state.config().limits.handshake_timeout(),
+        state.clone(),
         rpc_token.clone(),
     ));
     let rpc_server = tonic::transport::Server::builder()

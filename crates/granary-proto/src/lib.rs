@@ -1,4 +1,5 @@
-//! The Granary wire protocol (`granary.v1`), generated from `proto/` at build time.
+//! The Granary wire protocol (`granary.v1`), and HDFS's (`hadoop`), generated
+//! from `proto/` at build time.
 //! See `docs/protocol.md` for what each RPC does.
 
 #![allow(clippy::all, clippy::pedantic)]
@@ -8,6 +9,18 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// HDFS's own wire protocol (package `hadoop.common` and `hadoop.hdfs`),
+/// written from Hadoop's field numbers: Hadoop IPC's headers and the
+/// messages of `ClientNamenodeProtocol` Granary serves.
+pub mod hadoop {
+    pub mod common {
+        tonic::include_proto!("hadoop.common");
+    }
+    pub mod hdfs {
+        tonic::include_proto!("hadoop.hdfs");
+    }
+}
 
 impl FileStatus {
     /// True for a directory (`file_type` is an `i32` on the wire).

@@ -14,6 +14,7 @@ mod crash;
 mod daemon;
 mod data_path;
 mod ha;
+mod hdfs_compat;
 mod integrity;
 mod leases;
 mod metrics;

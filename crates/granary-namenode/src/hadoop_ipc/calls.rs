@@ -1,0 +1,540 @@
+//! The `ClientNamenodeProtocol` calls HDFS clients make, each mapped onto
+//! the same client service gRPC and WebHDFS use (the same checks, errors,
+//! audit lines and retry cache), with HDFS's messages translated to and
+//! from Granary's.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use prost::Message;
+use tonic::{Request, Status};
+
+use super::frame::{FrameError, next};
+use crate::rpc::audited::Audited;
+use crate::state::NamenodeState;
+use granary_common::ErrorCode;
+use granary_common::error::status;
+use granary_common::identity::{DOAS_METADATA, Identity};
+use granary_common::retry::CallKey;
+use granary_common::tls::ConnInfo;
+use granary_proto as pb;
+use granary_proto::client_protocol_server::ClientProtocol;
+use granary_proto::hadoop::common as rpc;
+use granary_proto::hadoop::hdfs;
+
+/// The protocol HDFS clients call the namenode by.
+pub const CLIENT_PROTOCOL: &str = "org.apache.hadoop.hdfs.protocol.ClientProtocol";
+
+/// Entries per getListing answer (HDFS's `dfs.ls.limit`).
+const LISTING_LIMIT: u32 = 1000;
+
+/// Who calls on one connection, as its connection context says (SIMPLE
+/// authentication: the user is whom the client names; a real user acting
+/// for another is a proxy user, allowed as `doas` is).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub real_user: Option<String>,
+    pub remote: Option<SocketAddr>,
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The service refused it (its code names the Java exception).
+    Status(Status),
+    /// No such method in `ClientProtocol` here.
+    NoSuchMethod(String),
+    /// Its request does not decode.
+    Malformed(FrameError),
+}
+
+impl From<Status> for CallError {
+    fn from(s: Status) -> Self {
+        Self::Status(s)
+    }
+}
+
+impl From<FrameError> for CallError {
+    fn from(e: FrameError) -> Self {
+        Self::Malformed(e)
+    }
+}
+
+type CallResult = Result<Vec<u8>, CallError>;
+
+/// One call's context: the service, who calls, and the retry key.
+pub struct Call<'a> {
+    pub svc: &'a Audited,
+    pub st: &'a NamenodeState,
+    pub caller: &'a Caller,
+    pub header: &'a rpc::RpcRequestHeaderProto,
+}
+
+fn reply(m: impl Message) -> CallResult {
+    Ok(m.encode_length_delimited_to_vec())
+}
+
+impl Call<'_> {
+    /// A request to the client service as this call's caller: its user
+    /// (or the real user acting for it), the connection it came on, and
+    /// HDFS's client and call ids as the retry cache's key.
+    fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        match &self.caller.real_user {
+            Some(real) if *real != self.caller.user => {
+                Identity::new(real.clone()).apply(r.metadata_mut());
+                if let Ok(v) = self.caller.user.parse() {
+                    r.metadata_mut().insert(DOAS_METADATA, v);
+                }
+            }
+            _ => Identity::new(self.caller.user.clone()).apply(r.metadata_mut()),
+        }
+        if !self.header.client_id.is_empty() && self.header.call_id >= 0 {
+            CallKey {
+                client_id: hex(&self.header.client_id),
+                call_id: self.header.call_id as u64,
+            }
+            .apply(r.metadata_mut());
+        }
+        r.extensions_mut().insert(ConnInfo {
+            remote: self.caller.remote,
+            ..Default::default()
+        });
+        r
+    }
+
+    /// Runs `method` with the request in `body`; the encoded response.
+    pub async fn run(&self, method: &str, mut body: Bytes) -> CallResult {
+        // A namenode that does not lead its group serves no client call
+        // (StandbyException: HDFS's failover proxies move on), but says
+        // what it is.
+        if method != "getHAServiceState" {
+            self.st.check_active().map_err(Status::from)?;
+        }
+        let b = &mut body;
+        match method {
+            "getServerDefaults" => self.server_defaults().await,
+            "getFileInfo" => {
+                self.file_info(next::<hdfs::GetFileInfoRequestProto>(b, method)?.src)
+                    .await
+            }
+            "getFileLinkInfo" => {
+                // No symbolic links: a link's own status is the file's.
+                let r = next::<hdfs::GetFileLinkInfoRequestProto>(b, method)?;
+                let st = self.stat(&r.src).await?;
+                reply(hdfs::GetFileLinkInfoResponseProto {
+                    fs: st.map(|s| file_status(&s, Vec::new(), None)),
+                })
+            }
+            "getListing" => self.listing(next(b, method)?).await,
+            "getBlockLocations" => {
+                let r: hdfs::GetBlockLocationsRequestProto = next(b, method)?;
+                let blocks = self.blocks(&r.src, r.offset, r.length).await?;
+                reply(hdfs::GetBlockLocationsResponseProto {
+                    locations: Some(located_blocks(self.st, &blocks)),
+                })
+            }
+            "mkdirs" => {
+                let r: hdfs::MkdirsRequestProto = next(b, method)?;
+                let req = pb::MkdirsRequest {
+                    path: r.src,
+                    permission: r.masked.perm & 0o7777,
+                    create_parent: r.create_parent,
+                };
+                self.svc.mkdirs(self.req(req)).await?;
+                reply(hdfs::MkdirsResponseProto { result: true })
+            }
+            "rename" => {
+                // The old rename answers false where rename2 throws.
+                let r: hdfs::RenameRequestProto = next(b, method)?;
+                let req = pb::RenameRequest {
+                    src: r.src,
+                    dst: r.dst,
+                    overwrite: false,
+                };
+                let result = quietly(self.svc.rename(self.req(req)).await)?;
+                reply(hdfs::RenameResponseProto { result })
+            }
+            "rename2" => {
+                // HDFS's rename2 never moves into an existing directory:
+                // an existing destination is refused, or with OVERWRITE
+                // replaced (files only here).
+                let r: hdfs::Rename2RequestProto = next(b, method)?;
+                if let Some(d) = self.stat(&r.dst).await? {
+                    if !r.overwrite_dest {
+                        return Err(status(
+                            ErrorCode::FileAlreadyExists,
+                            format!("rename destination {} already exists", r.dst),
+                        )
+                        .into());
+                    }
+                    if d.is_dir() {
+                        return Err(status(
+                            ErrorCode::Unsupported,
+                            format!(
+                                "rename with OVERWRITE onto the directory {} is not supported",
+                                r.dst
+                            ),
+                        )
+                        .into());
+                    }
+                }
+                let req = pb::RenameRequest {
+                    src: r.src,
+                    dst: r.dst,
+                    overwrite: r.overwrite_dest,
+                };
+                self.svc.rename(self.req(req)).await?;
+                reply(hdfs::Rename2ResponseProto {})
+            }
+            "delete" => {
+                let r: hdfs::DeleteRequestProto = next(b, method)?;
+                let req = pb::DeleteRequest {
+                    path: r.src,
+                    recursive: r.recursive,
+                };
+                let result = match self.svc.delete(self.req(req)).await {
+                    Ok(_) => true,
+                    Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileNotFound => false,
+                    Err(st) => return Err(st.into()),
+                };
+                reply(hdfs::DeleteResponseProto { result })
+            }
+            "setPermission" => {
+                let r: hdfs::SetPermissionRequestProto = next(b, method)?;
+                let req = pb::SetPermissionRequest {
+                    path: r.src,
+                    permission: r.permission.perm & 0o7777,
+                };
+                self.svc.set_permission(self.req(req)).await?;
+                reply(hdfs::SetPermissionResponseProto {})
+            }
+            "setOwner" => {
+                let r: hdfs::SetOwnerRequestProto = next(b, method)?;
+                let req = pb::SetOwnerRequest {
+                    path: r.src,
+                    owner: r.username.filter(|u| !u.is_empty()),
+                    group: r.groupname.filter(|g| !g.is_empty()),
+                };
+                self.svc.set_owner(self.req(req)).await?;
+                reply(hdfs::SetOwnerResponseProto {})
+            }
+            "setReplication" => {
+                let r: hdfs::SetReplicationRequestProto = next(b, method)?;
+                let req = pb::SetReplicationRequest {
+                    path: r.src,
+                    replication: r.replication,
+                };
+                let result = match self.svc.set_replication(self.req(req)).await {
+                    Ok(_) => true,
+                    // HDFS: false for a path that is no file.
+                    Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileNotFound => false,
+                    Err(st) => return Err(st.into()),
+                };
+                reply(hdfs::SetReplicationResponseProto { result })
+            }
+            "setTimes" => {
+                let r: hdfs::SetTimesRequestProto = next(b, method)?;
+                // -1 (all bits set, sent as uint64): leave that time alone.
+                let time = |t: u64| (t != u64::MAX).then_some(t as i64);
+                let req = pb::SetTimesRequest {
+                    path: r.src,
+                    modification_time: time(r.mtime),
+                    access_time: time(r.atime),
+                };
+                self.svc.set_times(self.req(req)).await?;
+                reply(hdfs::SetTimesResponseProto {})
+            }
+            "getContentSummary" => {
+                let r: hdfs::GetContentSummaryRequestProto = next(b, method)?;
+                let req = pb::GetContentSummaryRequest { path: r.path };
+                let s = self.svc.get_content_summary(self.req(req)).await?.into_inner();
+                reply(hdfs::GetContentSummaryResponseProto {
+                    summary: hdfs::ContentSummaryProto {
+                        length: s.length,
+                        file_count: s.file_count,
+                        directory_count: s.directory_count,
+                        // No quotas yet: -1, as HDFS says "none".
+                        quota: u64::MAX,
+                        space_consumed: s.space_consumed,
+                        space_quota: u64::MAX,
+                        ..Default::default()
+                    },
+                })
+            }
+            "renewLease" => {
+                let r: hdfs::RenewLeaseRequestProto = next(b, method)?;
+                let req = pb::RenewLeaseRequest {
+                    client_name: r.client_name,
+                };
+                self.svc.renew_lease(self.req(req)).await?;
+                reply(hdfs::RenewLeaseResponseProto {})
+            }
+            "recoverLease" => {
+                let r: hdfs::RecoverLeaseRequestProto = next(b, method)?;
+                let req = pb::RecoverLeaseRequest { path: r.src };
+                let out = self.svc.recover_lease(self.req(req)).await?.into_inner();
+                reply(hdfs::RecoverLeaseResponseProto { result: out.closed })
+            }
+            // Every namenode of a group answers from the one namespace its
+            // leader serves (followers send clients on): nothing to wait for.
+            "msync" => reply(hdfs::MsyncResponseProto {}),
+            "getHAServiceState" => {
+                let state = match self.st.check_active() {
+                    Ok(()) => rpc::HaServiceStateProto::Active,
+                    Err(_) => rpc::HaServiceStateProto::Standby,
+                };
+                reply(hdfs::HaServiceStateResponseProto { state: state as i32 })
+            }
+            other => Err(CallError::NoSuchMethod(other.to_string())),
+        }
+    }
+
+    async fn server_defaults(&self) -> CallResult {
+        let d = self
+            .svc
+            .get_server_defaults(self.req(pb::GetServerDefaultsRequest {}))
+            .await?
+            .into_inner();
+        reply(hdfs::GetServerDefaultsResponseProto {
+            server_defaults: hdfs::FsServerDefaultsProto {
+                block_size: d.block_size,
+                bytes_per_checksum: d.bytes_per_checksum,
+                write_packet_size: d.write_packet_size,
+                replication: d.replication,
+                file_buffer_size: 4096,
+                encrypt_data_transfer: Some(false),
+                trash_interval: Some(0),
+                checksum_type: Some(hdfs::ChecksumTypeProto::ChecksumCrc32c as i32),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// A path's status; None when it is not there (HDFS answers that
+    /// with an empty response, not an exception).
+    async fn stat(&self, path: &str) -> Result<Option<pb::FileStatus>, Status> {
+        let req = pb::GetFileInfoRequest { path: path.into() };
+        match self.svc.get_file_info(self.req(req)).await {
+            Ok(r) => Ok(r.into_inner().status),
+            Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileNotFound => Ok(None),
+            Err(st) => Err(st),
+        }
+    }
+
+    /// getFileInfo: no status (not an error) for a path that is not there.
+    async fn file_info(&self, src: String) -> CallResult {
+        let st = self.stat(&src).await?;
+        reply(hdfs::GetFileInfoResponseProto {
+            fs: st.map(|s| file_status(&s, Vec::new(), None)),
+        })
+    }
+
+    async fn blocks(&self, path: &str, offset: u64, length: u64) -> Result<pb::LocatedBlocks, Status> {
+        let req = pb::GetBlockLocationsRequest {
+            path: path.into(),
+            offset,
+            length,
+        };
+        Ok(self
+            .svc
+            .get_block_locations(self.req(req))
+            .await?
+            .into_inner()
+            .blocks
+            .unwrap_or_default())
+    }
+
+    /// getListing, a page after `startAfter`; entries carry their names.
+    /// With `needLocation` (listLocatedStatus: Spark, MapReduce) each file
+    /// carries its block locations.
+    async fn listing(&self, r: hdfs::GetListingRequestProto) -> CallResult {
+        let start_after = String::from_utf8(r.start_after)
+            .map_err(|_| Status::invalid_argument("startAfter is not UTF-8"))?;
+        let req = pb::GetListingRequest {
+            path: r.src.clone(),
+            start_after,
+            limit: LISTING_LIMIT,
+        };
+        let page = self.svc.get_listing(self.req(req)).await?.into_inner();
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            let locations = match r.need_location && !e.is_dir() {
+                true => {
+                    let path = child(&r.src, &e.name);
+                    Some(located_blocks(
+                        self.st,
+                        &self.blocks(&path, 0, u64::MAX >> 1).await?,
+                    ))
+                }
+                false => None,
+            };
+            entries.push(file_status(e, e.name.as_bytes().to_vec(), locations));
+        }
+        reply(hdfs::GetListingResponseProto {
+            dir_list: Some(hdfs::DirectoryListingProto {
+                partial_listing: entries,
+                // HDFS clients only ask whether it is above zero.
+                remaining_entries: u32::from(page.has_more),
+            }),
+        })
+    }
+}
+
+/// Old-style calls answer false for a missing or existing path, true when
+/// done; other refusals (permissions, safe mode) stay errors.
+fn quietly<T>(out: Result<T, Status>) -> Result<bool, Status> {
+    match out {
+        Ok(_) => Ok(true),
+        Err(st)
+            if matches!(
+                ErrorCode::from_status(&st),
+                ErrorCode::FileNotFound | ErrorCode::FileAlreadyExists | ErrorCode::ParentNotDirectory
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(st) => Err(st),
+    }
+}
+
+fn child(dir: &str, name: &str) -> String {
+    match dir.ends_with('/') {
+        true => format!("{dir}{name}"),
+        false => format!("{dir}/{name}"),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// HDFS's status of a file or directory; `path` is empty for a status of
+/// the path asked for, the entry's name in a listing.
+fn file_status(
+    s: &pb::FileStatus,
+    path: Vec<u8>,
+    locations: Option<hdfs::LocatedBlocksProto>,
+) -> hdfs::HdfsFileStatusProto {
+    let dir = s.is_dir();
+    let file_type = match dir {
+        true => hdfs::hdfs_file_status_proto::FileType::IsDir,
+        false => hdfs::hdfs_file_status_proto::FileType::IsFile,
+    };
+    hdfs::HdfsFileStatusProto {
+        file_type: file_type as i32,
+        path,
+        length: if dir { 0 } else { s.length },
+        permission: hdfs::FsPermissionProto { perm: s.permission },
+        owner: s.owner.clone(),
+        group: s.group.clone(),
+        modification_time: s.modification_time.max(0) as u64,
+        access_time: s.access_time.max(0) as u64,
+        block_replication: Some(if dir { 0 } else { s.replication }),
+        blocksize: Some(if dir { 0 } else { s.block_size }),
+        locations,
+        file_id: Some(s.file_id),
+        children_num: Some(if dir {
+            i32::try_from(s.children_num).unwrap_or(i32::MAX)
+        } else {
+            0
+        }),
+        storage_policy: Some(0),
+        flags: Some(0),
+        ..Default::default()
+    }
+}
+
+/// HDFS's block locations of a file: datanodes by the addresses HDFS
+/// clients reach them at, block tokens in HDFS's token message.
+fn located_blocks(st: &NamenodeState, b: &pb::LocatedBlocks) -> hdfs::LocatedBlocksProto {
+    let pool = st.cluster_id().to_string();
+    let block = |lb: &pb::LocatedBlock| located_block(&pool, lb);
+    hdfs::LocatedBlocksProto {
+        file_length: b.file_length,
+        blocks: b.blocks.iter().map(block).collect(),
+        under_construction: b.under_construction,
+        last_block: b.last_block.as_ref().map(block),
+        is_last_block_complete: b.is_last_block_complete,
+        ..Default::default()
+    }
+}
+
+fn located_block(pool: &str, lb: &pb::LocatedBlock) -> hdfs::LocatedBlockProto {
+    let blk = lb.block.unwrap_or_default();
+    let locs: Vec<_> = lb.locations.iter().map(datanode_info).collect();
+    hdfs::LocatedBlockProto {
+        b: hdfs::ExtendedBlockProto {
+            pool_id: pool.to_string(),
+            block_id: blk.block_id,
+            generation_stamp: blk.generation_stamp,
+            num_bytes: Some(blk.num_bytes),
+        },
+        offset: lb.offset,
+        storage_types: vec![hdfs::StorageTypeProto::Disk as i32; locs.len()],
+        storage_i_ds: lb
+            .locations
+            .iter()
+            .map(|d| format!("DS-{}", d.id.as_ref().map_or("", |i| i.uuid.as_str())))
+            .collect(),
+        is_cached: vec![false; locs.len()],
+        locs,
+        corrupt: lb.corrupt,
+        block_token: rpc::TokenProto {
+            identifier: lb.access_token.clone(),
+            password: Vec::new(),
+            kind: "HDFS_BLOCK_TOKEN".into(),
+            service: String::new(),
+        },
+        ..Default::default()
+    }
+}
+
+fn port_of(addr: &str) -> u32 {
+    addr.rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0)
+}
+
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+fn datanode_info(d: &pb::DatanodeInfo) -> hdfs::DatanodeInfoProto {
+    let id = d.id.clone().unwrap_or_default();
+    let admin = match pb::DatanodeState::try_from(d.state) {
+        Ok(pb::DatanodeState::Decommissioning) => {
+            hdfs::datanode_info_proto::AdminState::DecommissionInprogress
+        }
+        Ok(pb::DatanodeState::Decommissioned) => hdfs::datanode_info_proto::AdminState::Decommissioned,
+        _ => hdfs::datanode_info_proto::AdminState::Normal,
+    };
+    hdfs::DatanodeInfoProto {
+        id: hdfs::DatanodeIdProto {
+            ip_addr: host_of(&id.rpc_addr).to_string(),
+            host_name: if id.hostname.is_empty() {
+                host_of(&id.rpc_addr).to_string()
+            } else {
+                id.hostname.clone()
+            },
+            datanode_uuid: id.uuid.clone(),
+            xfer_port: port_of(&id.rpc_addr),
+            info_port: port_of(&id.http_addr),
+            ipc_port: port_of(&id.rpc_addr),
+            info_secure_port: Some(0),
+        },
+        capacity: Some(d.capacity),
+        dfs_used: Some(d.dfs_used),
+        remaining: Some(d.remaining),
+        last_update: Some(d.last_heartbeat_ms.max(0) as u64),
+        xceiver_count: Some(d.xceiver_count),
+        location: Some(if id.rack.is_empty() {
+            "/default-rack".into()
+        } else {
+            id.rack.clone()
+        }),
+        admin_state: Some(admin as i32),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,115 @@
+"""HDFS's own RPC protocol (Hadoop IPC, ClientNamenodeProtocol) against a
+Granary namenode, through the unmodified `hdfs-native` client from PyPI.
+
+Run by crates/granary-testkit/tests/suite/hdfs_compat.rs, which starts the
+cluster and sets GRANARY_NN_RPC (host:port), GRANARY_CLI (the granary
+binary) and HADOOP_USER_NAME (the superuser).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hdfs_native import Client
+
+NN = os.environ["GRANARY_NN_RPC"]
+CLI = os.environ["GRANARY_CLI"]
+URL = f"hdfs://{NN}"
+
+
+def granary(*args, user="hdfs"):
+    env = dict(os.environ, GRANARY_NAMENODE=NN, GRANARY_USER=user)
+    out = subprocess.run([CLI, *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def fs():
+    return Client(URL)
+
+
+def test_directories_list_rename_and_delete(fs):
+    fs.mkdirs("/native/a/b", create_parent=True)
+    st = fs.get_file_info("/native/a/b")
+    assert st.isdir and st.owner == "hdfs" and st.permission == 0o755
+    assert [s.path for s in fs.list_status("/native/a")] == ["/native/a/b"]
+    fs.rename("/native/a/b", "/native/a/c")
+    assert [s.path for s in fs.list_status("/native/a")] == ["/native/a/c"]
+    # What the granary CLI sees is the same namespace.
+    assert "/native/a/c" in granary("fs", "ls", "/native/a")
+    assert fs.delete("/native", recursive=True)
+    with pytest.raises(FileNotFoundError):
+        fs.get_file_info("/native")
+    assert not fs.delete("/native", recursive=True), "nothing left to delete"
+
+
+def test_listing_pages_through_a_large_directory(fs):
+    # More entries than one getListing answer (1000): the client pages.
+    fs.mkdirs("/pages", create_parent=True)
+    names = [f"d{i:04d}" for i in range(1203)]
+    for n in names:
+        fs.mkdirs(f"/pages/{n}")
+    assert sorted(s.path for s in fs.list_status("/pages")) == [f"/pages/{n}" for n in names]
+    s = fs.get_content_summary("/pages")
+    assert (s.directory_count, s.file_count, s.length) == (1204, 0, 0)
+    assert fs.delete("/pages", recursive=True)
+
+
+def test_files_made_by_granary_look_the_same(fs, tmp_path):
+    local = tmp_path / "f.bin"
+    local.write_bytes(os.urandom(300_000))
+    granary("fs", "mkdir", "-p", "/seen")
+    granary("fs", "put", str(local), "/seen/f.bin")
+    st = fs.get_file_info("/seen/f.bin")
+    assert (st.isdir, st.length, st.replication) == (False, 300_000, 3)
+    assert st.blocksize > 0 and st.owner == "hdfs"
+    [entry] = list(fs.list_status("/seen"))
+    assert (entry.path, entry.length) == ("/seen/f.bin", 300_000)
+
+
+def test_attributes(fs):
+    fs.mkdirs("/attrs/d", create_parent=True)
+    fs.set_permission("/attrs/d", 0o700)
+    fs.set_owner("/attrs/d", owner="alice", group="staff")
+    fs.set_times("/attrs/d", 1_600_000_000_000, 1_600_000_000_500)
+    st = fs.get_file_info("/attrs/d")
+    assert (st.permission, st.owner, st.group) == (0o700, "alice", "staff")
+    assert st.modification_time == 1_600_000_000_000
+    assert fs.delete("/attrs", recursive=True)
+
+
+def test_errors_name_the_java_exception(fs):
+    with pytest.raises(FileNotFoundError):
+        fs.rename("/no/such/thing", "/elsewhere")
+    fs.mkdirs("/exists/x", create_parent=True)
+    fs.mkdirs("/exists/y")
+    with pytest.raises(RuntimeError, match="PathIsNotEmptyDirectoryException"):
+        fs.delete("/exists", recursive=False)
+    # rename2 does not move into an existing directory, as in HDFS.
+    with pytest.raises(FileExistsError):
+        fs.rename("/exists/x", "/exists/y")
+    assert fs.get_file_info("/exists/x").isdir
+    assert fs.delete("/exists", recursive=True)
+
+
+def test_another_user_is_who_the_connection_says():
+    # HADOOP_USER_NAME names the user of a SIMPLE connection: alice may not
+    # write to /, and the refusal names her.
+    code = (
+        "import sys\n"
+        "from hdfs_native import Client\n"
+        f"c = Client({URL!r})\n"
+        "try:\n"
+        "    c.mkdirs('/by-alice')\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+        "    sys.exit(3)\n"
+    )
+    env = dict(os.environ, HADOOP_USER_NAME="alice")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "AccessControlException" in out.stdout and "user=alice" in out.stdout, out.stdout
+    with pytest.raises(FileNotFoundError):
+        Client(URL).get_file_info("/by-alice")

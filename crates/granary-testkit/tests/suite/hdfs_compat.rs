@@ -1,0 +1,97 @@
+//! HDFS's own wire protocol, driven by real, unmodified HDFS clients
+//! against real namenode and datanode processes: the Python side is
+//! tests/python_hdfs (`hdfs-native` from PyPI; `scripts/test.sh` installs it
+//! and sets GRANARY_PYTHON).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use granary_testkit::binaries::{ProcessCluster, bin_path, python};
+
+#[test]
+fn hdfs_native_client_works_unchanged() {
+    let c = ProcessCluster::start(3, &[]);
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python_hdfs");
+    let out = Command::new(python())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
+        .arg(c.dir.path().join("pytest"))
+        .arg(&tests)
+        .env("GRANARY_NN_RPC", &c.rpc)
+        .env("GRANARY_CLI", bin_path("granary"))
+        .env("HADOOP_USER_NAME", "hdfs")
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        eprintln!("namenode log:\n{}", c.log("namenode.log"));
+    }
+    assert!(out.status.success(), "the hdfs-native tests failed:\n{report}");
+    assert!(report.contains("6 passed"), "{report}");
+}
+
+/// Hadoop IPC from a client that lies, stalls or speaks out of turn: each
+/// connection is ended (or answered with an error), and the namenode keeps
+/// serving gRPC and Hadoop IPC on the same port.
+#[test]
+fn hadoop_ipc_refuses_garbage_and_keeps_serving() {
+    let c = ProcessCluster::start(1, &[]);
+    let send = |bytes: &[u8]| -> Vec<u8> {
+        let mut s = std::net::TcpStream::connect(&c.rpc).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(bytes).unwrap();
+        // A frame cut short ends with the client's end of the stream.
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    };
+    // Another IPC version, an unknown auth protocol, a frame length far
+    // over the limit, a frame cut short: closed without an answer.
+    for bad in [
+        &b"hrpc\x07\x00\x00"[..],
+        &b"hrpc\x09\x00\x05"[..],
+        &b"hrpc\x09\x00\x00\xff\xff\xff\xff"[..],
+        &b"hrpc\x09\x00\x00\x00\x00\x10\x00\x01\x02"[..],
+    ] {
+        assert!(send(bad).is_empty(), "{bad:02x?}");
+    }
+    // A call before the connection context: a FATAL answer naming it.
+    let call = frame(&[
+        &delimited(&[0x18, 0x00]), // RpcRequestHeaderProto { callId: 0 }
+        &delimited(b"\x0a\x0bgetFileInfo"),
+    ]);
+    let mut req = b"hrpc\x09\x00\x00".to_vec();
+    req.extend_from_slice(&call);
+    let answer = String::from_utf8_lossy(&send(&req)).into_owned();
+    assert!(answer.contains("connection context"), "{answer:?}");
+    // Still serving: a Granary client on the same port.
+    let out = Command::new(bin_path("granary"))
+        .args(["fs", "mkdir", "/after-garbage"])
+        .env("GRANARY_NAMENODE", &c.rpc)
+        .env("GRANARY_USER", "hdfs")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn delimited(msg: &[u8]) -> Vec<u8> {
+    assert!(msg.len() < 128);
+    let mut v = vec![msg.len() as u8];
+    v.extend_from_slice(msg);
+    v
+}
+
+fn frame(parts: &[&[u8]]) -> Vec<u8> {
+    let body: Vec<u8> = parts.concat();
+    let mut v = (body.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(&body);
+    v
+}
