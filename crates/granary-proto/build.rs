@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "hadoop/hdfs.proto",
     "hadoop/acl.proto",
     "hadoop/client_namenode.proto",
+    "hadoop/datatransfer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -60,7 +60,7 @@ pub fn now_ms() -> i64 {
 /// Checks the token presented for `block`; returns the generation stamp it
 /// grants. `user`: who presents it, when a user's certificate says so (the
 /// token must then be issued to that user).
-fn check_token(
+pub(crate) fn check_token(
     ctx: &DatanodeContext,
     token: &[u8],
     block_id: u64,

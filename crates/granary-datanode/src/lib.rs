@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod data_transfer;
 pub mod error;
+pub mod hdfs_transfer;
 pub mod http;
 pub mod layout;
 pub mod listener;

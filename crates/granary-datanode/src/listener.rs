@@ -1,7 +1,8 @@
 //! The RPC port's accept loop. Write pipelines and gRPC (block reads) share
 //! the port: a connection that starts with the data-transfer preamble is a
-//! write pipeline, any other (HTTP/2 starts with "PRI * HTTP/2.0") goes to
-//! the gRPC server. Over TLS the handshake's ALPN says which it is. Every
+//! write pipeline, one that starts with HDFS's DataTransferProtocol version
+//! is an HDFS client's (crate::hdfs_transfer), any other (HTTP/2 starts
+//! with "PRI * HTTP/2.0") goes to the gRPC server. Over TLS the handshake's ALPN says which it is. Every
 //! connection counts against the port's connection limit and must send its
 //! first bytes (or finish its TLS handshake) within the handshake timeout.
 
@@ -16,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::DatanodeContext;
+use crate::hdfs_transfer::VERSION as HDFS_VERSION;
 use granary_common::conn_guard::Gate;
 use granary_common::data_transfer::{PREAMBLE, RequestReader};
 use granary_common::sniff::{Sniffed, sniff};
@@ -40,12 +42,18 @@ pub fn split(
             let (grpc, ctx, stop) = (grpc.clone(), ctx.clone(), stop.clone());
             tokio::spawn(async move {
                 let kind = match conn.plain_tcp() {
-                    Some(tcp) => sniff(tcp, handshake, &[&PREAMBLE[..]]).await,
+                    Some(tcp) => sniff(tcp, handshake, &[&PREAMBLE[..], &HDFS_VERSION[..]]).await,
                     None if conn.is_data() => Sniffed::Preamble(0),
                     None => Sniffed::Other,
                 };
                 match kind {
-                    Sniffed::Preamble(_) => serve_pipeline(ctx, conn, handshake, stop).await,
+                    Sniffed::Preamble(0) => serve_pipeline(ctx, conn, handshake, stop).await,
+                    Sniffed::Preamble(_) => {
+                        let peer = conn.info().remote.map(|a| a.to_string()).unwrap_or_default();
+                        if let Ok(plain) = conn.into_plain() {
+                            crate::hdfs_transfer::serve(ctx, plain, peer).await;
+                        }
+                    }
                     Sniffed::Other => {
                         let _ = grpc.send(Ok(conn)).await;
                     }

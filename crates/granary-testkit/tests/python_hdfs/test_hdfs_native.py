@@ -67,6 +67,24 @@ def test_files_made_by_granary_look_the_same(fs, tmp_path):
     assert st.blocksize > 0 and st.owner == "hdfs"
     [entry] = list(fs.list_status("/seen"))
     assert (entry.path, entry.length) == ("/seen/f.bin", 300_000)
+    with fs.read("/seen/f.bin") as r:
+        assert r.read() == local.read_bytes()
+
+
+def test_reads_over_data_transfer_protocol(fs, tmp_path):
+    # Several 1 MiB blocks, 3 replicas each, written by Granary's CLI and
+    # read by hdfs-native over HDFS's DataTransferProtocol: whole, and in
+    # ranges that start and end inside checksum chunks and blocks.
+    data = os.urandom(5 * (1 << 20) + 12_345)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    granary("fs", "mkdir", "-p", "/dtp")
+    granary("fs", "put", str(local), "/dtp/big.bin")
+    with fs.read("/dtp/big.bin") as r:
+        assert r.size == len(data)
+        assert r.read() == data
+        for off, n in [(0, 1), (511, 2), (1_048_570, 20), (3_000_001, 1_500_000), (len(data) - 7, 7)]:
+            assert r.read_range(off, n) == data[off:off + n], (off, n)
 
 
 def test_attributes(fs):

@@ -14,7 +14,11 @@ use granary_testkit::binaries::{ProcessCluster, bin_path, python};
 
 #[test]
 fn hdfs_native_client_works_unchanged() {
-    let c = ProcessCluster::start(3, &[]);
+    // 1 MiB blocks: a few MiB make files of several blocks.
+    let c = ProcessCluster::start(
+        3,
+        &["--min-block-size", "65536", "--default-block-size", "1048576"],
+    );
     let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python_hdfs");
     let out = Command::new(python())
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
@@ -34,7 +38,7 @@ fn hdfs_native_client_works_unchanged() {
         eprintln!("namenode log:\n{}", c.log("namenode.log"));
     }
     assert!(out.status.success(), "the hdfs-native tests failed:\n{report}");
-    assert!(report.contains("6 passed"), "{report}");
+    assert!(report.contains("7 passed"), "{report}");
 }
 
 /// Hadoop IPC from a client that lies, stalls or speaks out of turn: each
@@ -80,6 +84,81 @@ fn hadoop_ipc_refuses_garbage_and_keeps_serving() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// HDFS's DataTransferProtocol from a client that lies: an oversized
+/// operation is cut off, an operation not served and a forged block token
+/// are refused with HDFS's status codes, and the datanode keeps serving.
+#[test]
+fn hdfs_data_transfer_refuses_bad_requests() {
+    use granary_proto::hadoop::{common as rpc, hdfs};
+    use prost::Message;
+
+    let c = ProcessCluster::start(1, &[]);
+    let dn = c.datanode_addr(0);
+    let send = |bytes: &[u8]| -> Vec<u8> {
+        let mut s = std::net::TcpStream::connect(&dn).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    };
+    let status = |answer: &[u8]| {
+        let mut b = answer;
+        hdfs::BlockOpResponseProto::decode_length_delimited(&mut b)
+            .map(|r| (r.status, r.message.unwrap_or_default()))
+            .unwrap_or_else(|e| panic!("no response in {answer:02x?}: {e}"))
+    };
+    // A length of 2^28 bytes for the operation: closed, nothing read.
+    assert!(send(&[0x00, 0x1c, 81, 0x80, 0x80, 0x80, 0x80, 0x01]).is_empty());
+    // WRITE_BLOCK is not served yet: ERROR_UNSUPPORTED, saying so.
+    let (st, msg) = status(&send(&[0x00, 0x1c, 80, 0x00]));
+    assert_eq!(st, hdfs::Status::ErrorUnsupported as i32, "{msg}");
+    // READ_BLOCK with a forged token: ERROR_ACCESS_TOKEN.
+    let op = hdfs::OpReadBlockProto {
+        header: hdfs::ClientOperationHeaderProto {
+            base_header: hdfs::BaseHeaderProto {
+                block: hdfs::ExtendedBlockProto {
+                    pool_id: "p".into(),
+                    block_id: 1 << 30,
+                    generation_stamp: 1001,
+                    num_bytes: Some(10),
+                },
+                token: Some(rpc::TokenProto {
+                    identifier: b"forged".to_vec(),
+                    kind: "HDFS_BLOCK_TOKEN".into(),
+                    ..Default::default()
+                }),
+                trace_info: None,
+            },
+            client_name: "attacker".into(),
+        },
+        offset: 0,
+        len: 10,
+        send_checksums: Some(true),
+        caching_strategy: None,
+    };
+    let mut req = vec![0x00, 0x1c, 81];
+    req.extend_from_slice(&op.encode_length_delimited_to_vec());
+    let (st, msg) = status(&send(&req));
+    assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
+    // Still serving: a write and a read through Granary's own client.
+    let local = c.dir.path().join("after.bin");
+    std::fs::write(&local, b"still serving").unwrap();
+    for args in [
+        vec!["fs", "put", local.to_str().unwrap(), "/after.bin"],
+        vec!["fs", "cat", "/after.bin"],
+    ] {
+        let out = Command::new(bin_path("granary"))
+            .args(&args)
+            .env("GRANARY_NAMENODE", &c.rpc)
+            .env("GRANARY_USER", "hdfs")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 fn delimited(msg: &[u8]) -> Vec<u8> {

@@ -1,0 +1,269 @@
+//! HDFS's DataTransferProtocol on the data port, for unmodified HDFS
+//! clients (docs/hdfs-compat.md). A connection without TLS that starts with
+//! the protocol's version (28, big-endian u16) is one (`listener`); it
+//! carries one operation after another, as HDFS clients reuse sockets.
+//! Served: READ_BLOCK, with the CRC32C checksums stored beside each
+//! replica (512-byte chunks, big-endian, as HDFS's). Other operations are
+//! answered ERROR_UNSUPPORTED.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+
+use crate::context::DatanodeContext;
+use crate::data_transfer::check_token;
+use crate::error::{DatanodeError, blocking};
+use granary_common::HasErrorCode;
+use granary_common::block_token::BlockAccess;
+use granary_proto::hadoop::hdfs;
+
+/// The DataTransferProtocol version HDFS 2 and 3 speak: a connection's
+/// first two bytes.
+pub const VERSION: [u8; 2] = 28u16.to_be_bytes();
+const READ_BLOCK: u8 = 81;
+/// Data per packet (HDFS's `dfs.client-write-packet-size`, whole chunks).
+const PACKET: u64 = 64 << 10;
+/// The largest operation message taken (they name a block and a token).
+const MAX_OP: usize = 64 << 10;
+/// How long a connection may wait between operations (HDFS's
+/// `dfs.datanode.socket.reuse.keepalive`).
+const KEEPALIVE: Duration = Duration::from_secs(4);
+
+/// Serves one connection's operations until it closes or breaks the protocol.
+pub async fn serve<S>(ctx: Arc<DatanodeContext>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let (mut rd, mut wr) = (BufReader::new(rd), BufWriter::new(wr));
+    let mut first = true;
+    loop {
+        let mut head = [0u8; 3];
+        let wait = if first { ctx.socket_timeout } else { KEEPALIVE };
+        match tokio::time::timeout(wait, rd.read_exact(&mut head)).await {
+            Ok(Ok(_)) => {}
+            // Closed, or idle between operations: done.
+            _ => return,
+        }
+        first = false;
+        if head[..2] != VERSION {
+            tracing::debug!(%peer, version = u16::from_be_bytes([head[0], head[1]]), "hdfs data transfer of another version; closed");
+            return;
+        }
+        let op = match read_delimited(&mut rd, ctx.socket_timeout).await {
+            Ok(op) => op,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "hdfs data transfer request broken; closed");
+                return;
+            }
+        };
+        let served = match head[2] {
+            READ_BLOCK => read_block(&ctx, &op, &mut rd, &mut wr).await,
+            other => {
+                let _ = respond(
+                    &mut wr,
+                    failure(
+                        hdfs::Status::ErrorUnsupported,
+                        format!("operation {other} is not served by Granary yet"),
+                    ),
+                )
+                .await;
+                return;
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "hdfs data transfer ended");
+            return;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TransferError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Datanode(#[from] DatanodeError),
+}
+
+/// A varint-delimited message's bytes.
+async fn read_delimited(
+    rd: &mut (impl AsyncRead + Unpin),
+    within: Duration,
+) -> Result<Vec<u8>, TransferError> {
+    let read = async {
+        let mut len: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = rd.read_u8().await?;
+            len |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                if len > MAX_OP {
+                    return Err(TransferError::Protocol(format!(
+                        "an operation of {len} bytes is over the limit of {MAX_OP}"
+                    )));
+                }
+                let mut buf = vec![0u8; len];
+                rd.read_exact(&mut buf).await?;
+                return Ok(buf);
+            }
+        }
+        Err(TransferError::Protocol(
+            "a length varint runs past 64 bits".into(),
+        ))
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| TransferError::Protocol("the request stalled".into()))?
+}
+
+fn failure(status: hdfs::Status, message: String) -> hdfs::BlockOpResponseProto {
+    hdfs::BlockOpResponseProto {
+        status: status as i32,
+        message: Some(message),
+        ..Default::default()
+    }
+}
+
+async fn respond(wr: &mut (impl AsyncWrite + Unpin), r: hdfs::BlockOpResponseProto) -> std::io::Result<()> {
+    wr.write_all(&r.encode_length_delimited_to_vec()).await?;
+    wr.flush().await
+}
+
+/// READ_BLOCK: the block's bytes from the chunk holding `offset`, in
+/// packets with their checksums, an empty last packet, then the reader's
+/// status.
+async fn read_block(
+    ctx: &Arc<DatanodeContext>,
+    op: &[u8],
+    rd: &mut (impl AsyncRead + Unpin),
+    wr: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), TransferError> {
+    let req = hdfs::OpReadBlockProto::decode(op)
+        .map_err(|e| TransferError::Protocol(format!("OpReadBlockProto: {e}")))?;
+    let base = req.header.base_header;
+    let block = base.block;
+    let token = base.token.map(|t| t.identifier).unwrap_or_default();
+    let opened = async {
+        check_token(ctx, &token, block.block_id, BlockAccess::Read, None)?;
+        let xceiver = ctx.try_xceiver().ok_or(DatanodeError::Busy {
+            max: ctx.max_transfers,
+        })?;
+        let storage = ctx.storage.clone();
+        let (id, gs) = (block.block_id, block.generation_stamp);
+        let reader = blocking(move || storage.open_read(id, gs)).await??;
+        let wanted = block.num_bytes.unwrap_or(0);
+        if wanted > reader.len {
+            return Err(DatanodeError::ShortReplica {
+                block_id: id,
+                held: reader.len,
+                wanted,
+            });
+        }
+        if req.offset > reader.len {
+            return Err(DatanodeError::BadRequest(format!(
+                "block {id}: offset {} is beyond the replica's {} bytes",
+                req.offset, reader.len
+            )));
+        }
+        Ok((reader, xceiver))
+    }
+    .await;
+    let (reader, _xceiver) = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            let status = match e.code() {
+                granary_common::ErrorCode::AccessControl => hdfs::Status::ErrorAccessToken,
+                _ => hdfs::Status::Error,
+            };
+            respond(wr, failure(status, e.to_string())).await?;
+            return Err(e.into());
+        }
+    };
+    let reader = Arc::new(reader);
+    let bpc = u64::from(reader.bpc);
+    let start = req.offset / bpc * bpc;
+    let end = req.offset.saturating_add(req.len).min(reader.len);
+    let limit = end.div_ceil(bpc).saturating_mul(bpc).min(reader.len);
+    respond(
+        wr,
+        hdfs::BlockOpResponseProto {
+            status: hdfs::Status::Success as i32,
+            read_op_checksum_info: Some(hdfs::ReadOpChecksumInfoProto {
+                checksum: hdfs::ChecksumProto {
+                    r#type: hdfs::ChecksumTypeProto::ChecksumCrc32c as i32,
+                    bytes_per_checksum: reader.bpc,
+                },
+                chunk_offset: start,
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let packet = (PACKET / bpc).max(1) * bpc;
+    let (mut pos, mut seqno) = (start, 0i64);
+    while pos < limit {
+        let n = (limit - pos).min(packet) as usize;
+        let r = reader.clone();
+        let (data, sums) = blocking(move || r.read(pos, n))
+            .await?
+            .map_err(DatanodeError::from)?;
+        write_packet(wr, pos, seqno, false, &sums, &data, ctx.socket_timeout).await?;
+        ctx.metrics.bytes_read.inc_by(data.len() as u64);
+        pos += data.len() as u64;
+        seqno += 1;
+        if data.is_empty() {
+            break;
+        }
+    }
+    write_packet(wr, pos, seqno, true, &[], &[], ctx.socket_timeout).await?;
+    // The reader's verdict (CHECKSUM_OK, or ERROR_CHECKSUM, which it also
+    // reports to the namenode): read so the connection can carry the next
+    // operation. A reader that hangs up here is done.
+    if let Ok(status) = read_delimited(rd, KEEPALIVE).await
+        && let Ok(s) = hdfs::ClientReadStatusProto::decode(status.as_slice())
+        && s.status == hdfs::Status::ErrorChecksum as i32
+    {
+        tracing::warn!(block_id = block.block_id, "an hdfs reader found a checksum error");
+    }
+    Ok(())
+}
+
+/// One packet: lengths, header, checksums, data.
+async fn write_packet(
+    wr: &mut (impl AsyncWrite + Unpin),
+    offset: u64,
+    seqno: i64,
+    last: bool,
+    sums: &[u8],
+    data: &[u8],
+    within: Duration,
+) -> Result<(), TransferError> {
+    let header = hdfs::PacketHeaderProto {
+        offset_in_block: offset as i64,
+        seqno,
+        last_packet_in_block: last,
+        data_len: data.len() as i32,
+        sync_block: Some(false),
+    }
+    .encode_to_vec();
+    let mut head = BytesMut::with_capacity(6 + header.len());
+    head.put_u32((4 + sums.len() + data.len()) as u32);
+    head.put_u16(header.len() as u16);
+    head.put_slice(&header);
+    let write = async {
+        wr.write_all(&head).await?;
+        wr.write_all(sums).await?;
+        wr.write_all(data).await?;
+        wr.flush().await
+    };
+    tokio::time::timeout(within, write)
+        .await
+        .map_err(|_| TransferError::Protocol("the reader took no packet for the socket timeout".into()))??;
+    Ok(())
+}
