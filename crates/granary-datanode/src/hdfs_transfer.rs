@@ -3,8 +3,9 @@
 //! the protocol's version (28, big-endian u16) is one (`listener`); it
 //! carries one operation after another, as HDFS clients reuse sockets.
 //! Served: READ_BLOCK, with the CRC32C checksums stored beside each
-//! replica (512-byte chunks, big-endian, as HDFS's). Other operations are
-//! answered ERROR_UNSUPPORTED.
+//! replica (512-byte chunks, big-endian, as HDFS's), and WRITE_BLOCK of a
+//! new block (crate::hdfs_write). Other operations are answered
+//! ERROR_UNSUPPORTED.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::context::DatanodeContext;
 use crate::data_transfer::check_token;
@@ -23,6 +26,7 @@ use granary_proto::hadoop::hdfs;
 /// The DataTransferProtocol version HDFS 2 and 3 speak: a connection's
 /// first two bytes.
 pub const VERSION: [u8; 2] = 28u16.to_be_bytes();
+const WRITE_BLOCK: u8 = 80;
 const READ_BLOCK: u8 = 81;
 /// Data per packet (HDFS's `dfs.client-write-packet-size`, whole chunks).
 const PACKET: u64 = 64 << 10;
@@ -33,7 +37,7 @@ const MAX_OP: usize = 64 << 10;
 const KEEPALIVE: Duration = Duration::from_secs(4);
 
 /// Serves one connection's operations until it closes or breaks the protocol.
-pub async fn serve<S>(ctx: Arc<DatanodeContext>, stream: S, peer: String)
+pub async fn serve<S>(ctx: Arc<DatanodeContext>, stream: S, peer: String, stop: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -62,6 +66,7 @@ where
         };
         let served = match head[2] {
             READ_BLOCK => read_block(&ctx, &op, &mut rd, &mut wr).await,
+            WRITE_BLOCK => crate::hdfs_write::write_block(&ctx, &op, &mut rd, &mut wr, &peer, &stop).await,
             other => {
                 let _ = respond(
                     &mut wr,
@@ -82,7 +87,7 @@ where
 }
 
 #[derive(Debug, thiserror::Error)]
-enum TransferError {
+pub enum TransferError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -122,7 +127,7 @@ async fn read_delimited(
         .map_err(|_| TransferError::Protocol("the request stalled".into()))?
 }
 
-fn failure(status: hdfs::Status, message: String) -> hdfs::BlockOpResponseProto {
+pub(crate) fn failure(status: hdfs::Status, message: String) -> hdfs::BlockOpResponseProto {
     hdfs::BlockOpResponseProto {
         status: status as i32,
         message: Some(message),
@@ -130,7 +135,10 @@ fn failure(status: hdfs::Status, message: String) -> hdfs::BlockOpResponseProto 
     }
 }
 
-async fn respond(wr: &mut (impl AsyncWrite + Unpin), r: hdfs::BlockOpResponseProto) -> std::io::Result<()> {
+pub(crate) async fn respond(
+    wr: &mut (impl AsyncWrite + Unpin),
+    r: hdfs::BlockOpResponseProto,
+) -> std::io::Result<()> {
     wr.write_all(&r.encode_length_delimited_to_vec()).await?;
     wr.flush().await
 }

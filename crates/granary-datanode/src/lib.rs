@@ -10,6 +10,7 @@ pub mod context;
 pub mod data_transfer;
 pub mod error;
 pub mod hdfs_transfer;
+pub mod hdfs_write;
 pub mod http;
 pub mod layout;
 pub mod listener;

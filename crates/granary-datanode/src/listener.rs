@@ -51,7 +51,7 @@ pub fn split(
                     Sniffed::Preamble(_) => {
                         let peer = conn.info().remote.map(|a| a.to_string()).unwrap_or_default();
                         if let Ok(plain) = conn.into_plain() {
-                            crate::hdfs_transfer::serve(ctx, plain, peer).await;
+                            crate::hdfs_transfer::serve(ctx, plain, peer, stop).await;
                         }
                     }
                     Sniffed::Other => {

@@ -263,6 +263,52 @@ impl Call<'_> {
                     },
                 })
             }
+            "create" => self.create(next(b, method)?).await,
+            "addBlock" => {
+                let r: hdfs::AddBlockRequestProto = next(b, method)?;
+                let req = pb::AddBlockRequest {
+                    path: r.src,
+                    file_id: r.file_id.unwrap_or(0),
+                    client_name: r.client_name,
+                    previous: r.previous.as_ref().map(block),
+                    excluded_nodes: r
+                        .exclude_nodes
+                        .iter()
+                        .map(|d| format!("{}:{}", d.id.ip_addr, d.id.xfer_port))
+                        .collect(),
+                };
+                let out = self.svc.add_block(self.req(req)).await?.into_inner();
+                let lb = out
+                    .block
+                    .ok_or_else(|| Status::internal("addBlock answered no block"))?;
+                reply(hdfs::AddBlockResponseProto {
+                    block: located_block(self.st.cluster_id(), &lb),
+                })
+            }
+            "complete" => {
+                let r: hdfs::CompleteRequestProto = next(b, method)?;
+                let req = pb::CompleteRequest {
+                    path: r.src,
+                    file_id: r.file_id.unwrap_or(0),
+                    client_name: r.client_name,
+                    last: r.last.as_ref().map(block),
+                };
+                let out = self.svc.complete(self.req(req)).await?.into_inner();
+                reply(hdfs::CompleteResponseProto {
+                    result: out.completed,
+                })
+            }
+            "abandonBlock" => {
+                let r: hdfs::AbandonBlockRequestProto = next(b, method)?;
+                let req = pb::AbandonBlockRequest {
+                    path: r.src,
+                    file_id: r.file_id.unwrap_or(0),
+                    client_name: r.holder,
+                    block: Some(block(&r.b)),
+                };
+                self.svc.abandon_block(self.req(req)).await?;
+                reply(hdfs::AbandonBlockResponseProto {})
+            }
             "renewLease" => {
                 let r: hdfs::RenewLeaseRequestProto = next(b, method)?;
                 let req = pb::RenewLeaseRequest {
@@ -289,6 +335,31 @@ impl Call<'_> {
             }
             other => Err(CallError::NoSuchMethod(other.to_string())),
         }
+    }
+
+    /// create: CREATE with or without OVERWRITE; appending through create
+    /// (its APPEND flag) is refused, as the append call is not served yet.
+    async fn create(&self, r: hdfs::CreateRequestProto) -> CallResult {
+        use hdfs::CreateFlagProto as Flag;
+        if r.create_flag & Flag::Append as u32 != 0 {
+            return Err(status(ErrorCode::Unsupported, "create with APPEND is not served yet").into());
+        }
+        if r.ec_policy_name.as_deref().is_some_and(|p| !p.is_empty()) {
+            return Err(status(ErrorCode::Unsupported, "erasure coding is not served").into());
+        }
+        let req = pb::CreateRequest {
+            path: r.src,
+            permission: r.masked.perm & 0o7777,
+            client_name: r.client_name,
+            overwrite: r.create_flag & Flag::Overwrite as u32 != 0,
+            create_parent: r.create_parent,
+            replication: r.replication,
+            block_size: r.block_size,
+        };
+        let out = self.svc.create(self.req(req)).await?.into_inner();
+        reply(hdfs::CreateResponseProto {
+            fs: out.status.map(|s| file_status(&s, Vec::new(), None)),
+        })
     }
 
     async fn server_defaults(&self) -> CallResult {
@@ -399,6 +470,15 @@ fn quietly<T>(out: Result<T, Status>) -> Result<bool, Status> {
     }
 }
 
+/// Granary's block for HDFS's (the pool is the cluster's; not checked).
+fn block(b: &hdfs::ExtendedBlockProto) -> pb::ExtendedBlock {
+    pb::ExtendedBlock {
+        block_id: b.block_id,
+        generation_stamp: b.generation_stamp,
+        num_bytes: b.num_bytes.unwrap_or(0),
+    }
+}
+
 fn child(dir: &str, name: &str) -> String {
     match dir.ends_with('/') {
         true => format!("{dir}{name}"),
@@ -449,8 +529,8 @@ fn file_status(
 /// HDFS's block locations of a file: datanodes by the addresses HDFS
 /// clients reach them at, block tokens in HDFS's token message.
 fn located_blocks(st: &NamenodeState, b: &pb::LocatedBlocks) -> hdfs::LocatedBlocksProto {
-    let pool = st.cluster_id().to_string();
-    let block = |lb: &pb::LocatedBlock| located_block(&pool, lb);
+    let pool = st.cluster_id();
+    let block = |lb: &pb::LocatedBlock| located_block(pool, lb);
     hdfs::LocatedBlocksProto {
         file_length: b.file_length,
         blocks: b.blocks.iter().map(block).collect(),

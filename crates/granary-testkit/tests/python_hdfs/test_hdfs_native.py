@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from hdfs_native import Client
+from hdfs_native import Client, WriteOptions
 
 NN = os.environ["GRANARY_NN_RPC"]
 CLI = os.environ["GRANARY_CLI"]
@@ -131,3 +131,46 @@ def test_another_user_is_who_the_connection_says():
     assert "AccessControlException" in out.stdout and "user=alice" in out.stdout, out.stdout
     with pytest.raises(FileNotFoundError):
         Client(URL).get_file_info("/by-alice")
+
+
+def test_writes_over_data_transfer_protocol(fs, tmp_path):
+    # hdfs-native writes several 1 MiB blocks with 3 replicas through
+    # create, addBlock, WRITE_BLOCK pipelines and complete; Granary's CLI
+    # and hdfs-native read back the same bytes.
+    data = os.urandom(6 * (1 << 20) + 4_321)
+    fs.mkdirs("/written", create_parent=True)
+    with fs.create("/written/w.bin") as w:
+        for i in range(0, len(data), 700_001):
+            w.write(data[i:i + 700_001])
+    st = fs.get_file_info("/written/w.bin")
+    assert (st.length, st.replication, st.blocksize) == (len(data), 3, 1 << 20)
+    with fs.read("/written/w.bin") as r:
+        assert r.read() == data
+    back = tmp_path / "back.bin"
+    granary("fs", "get", "/written/w.bin", str(back))
+    assert back.read_bytes() == data
+    # An empty file and a file overwritten.
+    with fs.create("/written/empty"):
+        pass
+    assert fs.get_file_info("/written/empty").length == 0
+    with pytest.raises(FileExistsError):
+        fs.create("/written/empty").close()
+    with fs.create("/written/empty", WriteOptions(overwrite=True)) as w:
+        w.write(b"now with bytes")
+    with fs.read("/written/empty") as r:
+        assert r.read() == b"now with bytes"
+
+
+def test_a_64_mib_file_of_several_blocks(fs):
+    # The case: 64 MiB in 16 MiB blocks, 3 replicas, written and
+    # read back byte for byte by hdfs-native.
+    data = os.urandom(64 << 20)
+    opts = WriteOptions(block_size=16 << 20, replication=3)
+    with fs.create("/big64.bin", opts) as w:
+        w.write(data)
+    st = fs.get_file_info("/big64.bin")
+    assert (st.length, st.blocksize, st.replication) == (64 << 20, 16 << 20, 3)
+    with fs.read("/big64.bin") as r:
+        assert r.read() == data
+    fs.rename("/big64.bin", "/big64-renamed.bin")
+    assert fs.delete("/big64-renamed.bin")

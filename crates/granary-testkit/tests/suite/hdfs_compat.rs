@@ -38,7 +38,7 @@ fn hdfs_native_client_works_unchanged() {
         eprintln!("namenode log:\n{}", c.log("namenode.log"));
     }
     assert!(out.status.success(), "the hdfs-native tests failed:\n{report}");
-    assert!(report.contains("7 passed"), "{report}");
+    assert!(report.contains("9 passed"), "{report}");
 }
 
 /// Hadoop IPC from a client that lies, stalls or speaks out of turn: each
@@ -87,8 +87,9 @@ fn hadoop_ipc_refuses_garbage_and_keeps_serving() {
 }
 
 /// HDFS's DataTransferProtocol from a client that lies: an oversized
-/// operation is cut off, an operation not served and a forged block token
-/// are refused with HDFS's status codes, and the datanode keeps serving.
+/// operation is cut off, an operation not served and forged block tokens
+/// (read and write) are refused with HDFS's status codes, and the datanode
+/// keeps serving.
 #[test]
 fn hdfs_data_transfer_refuses_bad_requests() {
     use granary_proto::hadoop::{common as rpc, hdfs};
@@ -113,8 +114,8 @@ fn hdfs_data_transfer_refuses_bad_requests() {
     };
     // A length of 2^28 bytes for the operation: closed, nothing read.
     assert!(send(&[0x00, 0x1c, 81, 0x80, 0x80, 0x80, 0x80, 0x01]).is_empty());
-    // WRITE_BLOCK is not served yet: ERROR_UNSUPPORTED, saying so.
-    let (st, msg) = status(&send(&[0x00, 0x1c, 80, 0x00]));
+    // COPY_BLOCK is not served: ERROR_UNSUPPORTED, saying so.
+    let (st, msg) = status(&send(&[0x00, 0x1c, 84, 0x00]));
     assert_eq!(st, hdfs::Status::ErrorUnsupported as i32, "{msg}");
     // READ_BLOCK with a forged token: ERROR_ACCESS_TOKEN.
     let op = hdfs::OpReadBlockProto {
@@ -142,6 +143,21 @@ fn hdfs_data_transfer_refuses_bad_requests() {
     };
     let mut req = vec![0x00, 0x1c, 81];
     req.extend_from_slice(&op.encode_length_delimited_to_vec());
+    let (st, msg) = status(&send(&req));
+    assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
+    // WRITE_BLOCK with the same forged token: refused before any replica.
+    let write = hdfs::OpWriteBlockProto {
+        header: op.header.clone(),
+        stage: hdfs::op_write_block_proto::BlockConstructionStage::PipelineSetupCreate as i32,
+        pipeline_size: 1,
+        requested_checksum: hdfs::ChecksumProto {
+            r#type: hdfs::ChecksumTypeProto::ChecksumCrc32c as i32,
+            bytes_per_checksum: 512,
+        },
+        ..Default::default()
+    };
+    let mut req = vec![0x00, 0x1c, 80];
+    req.extend_from_slice(&write.encode_length_delimited_to_vec());
     let (st, msg) = status(&send(&req));
     assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
     // Still serving: a write and a read through Granary's own client.

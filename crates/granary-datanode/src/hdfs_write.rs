@@ -1,0 +1,260 @@
+//! HDFS's WRITE_BLOCK (DataTransferProtocol op 80) for a new block: an HDFS
+//! client's packets go into Granary's own write pipeline (the same code
+//! Granary's writers use: tokens, checksums, replicas, acks, the copies to
+//! the datanodes after this one), and its acks come back as HDFS's
+//! `PipelineAckProto`. Between datanodes the pipeline speaks Granary's
+//! protocol; only the first hop is HDFS's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::DatanodeContext;
+use crate::hdfs_transfer::{TransferError, failure, respond};
+use granary_common::checksum;
+use granary_common::data_transfer::{FrameCodec, RequestReader, write_frame};
+use granary_proto as pb;
+use granary_proto::hadoop::hdfs;
+use granary_proto::write_block_reply::Msg as Reply;
+use granary_proto::write_block_request::Msg as Request;
+
+/// An HDFS client's keepalive packet while it has nothing to send: acked
+/// with the same seqno, not written.
+const HEARTBEAT_SEQNO: i64 = -1;
+/// The largest packet data taken (HDFS's own limit is 16 MiB per packet).
+const MAX_PACKET_DATA: usize = 16 << 20;
+/// The largest packet header (a handful of fixed-width fields).
+const MAX_PACKET_HEADER: usize = 256;
+
+/// Serves one WRITE_BLOCK whose operation message is `op`.
+pub async fn write_block<R, W>(
+    ctx: &Arc<DatanodeContext>,
+    op: &[u8],
+    rd: &mut R,
+    wr: &mut W,
+    peer: &str,
+    stop: &CancellationToken,
+) -> Result<(), TransferError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let req = hdfs::OpWriteBlockProto::decode(op)
+        .map_err(|e| TransferError::Protocol(format!("OpWriteBlockProto: {e}")))?;
+    use hdfs::op_write_block_proto::BlockConstructionStage as Stage;
+    if req.stage != Stage::PipelineSetupCreate as i32 {
+        let stage = Stage::try_from(req.stage).map_or("unknown", |s| s.as_str_name());
+        let msg =
+            format!("write stage {stage} is not served yet: Granary takes new blocks from HDFS clients");
+        respond(wr, failure(hdfs::Status::ErrorUnsupported, msg.clone())).await?;
+        return Err(TransferError::Protocol(msg));
+    }
+    let ck = &req.requested_checksum;
+    if ck.r#type != hdfs::ChecksumTypeProto::ChecksumCrc32c as i32 || ck.bytes_per_checksum == 0 {
+        let msg = format!(
+            "checksum type {} is not served: Granary keeps CRC32C (dfs.checksum.type = CRC32C)",
+            ck.r#type
+        );
+        respond(wr, failure(hdfs::Status::ErrorUnsupported, msg.clone())).await?;
+        return Err(TransferError::Protocol(msg));
+    }
+    let bpc = ck.bytes_per_checksum;
+    let base = req.header.base_header;
+    let header = pb::WriteBlockHeader {
+        block: Some(pb::ExtendedBlock {
+            block_id: base.block.block_id,
+            generation_stamp: base.block.generation_stamp,
+            num_bytes: 0,
+        }),
+        downstream: req.targets.iter().map(downstream).collect(),
+        client_name: req.header.client_name,
+        stage: pb::PipelineStage::Create as i32,
+        bytes_per_checksum: bpc,
+        access_token: base.token.map(|t| t.identifier).unwrap_or_default(),
+    };
+    let nodes = 1 + header.downstream.len();
+
+    // Granary's pipeline on this datanode, fed through in-memory pipes.
+    let (mut to_pipeline, requests) = tokio::io::duplex(1 << 20);
+    let (replies_w, replies_r) = tokio::io::duplex(64 << 10);
+    let requests = RequestReader::new(Box::new(requests), peer.to_string());
+    tokio::spawn(crate::data_transfer::serve_write(
+        ctx.clone(),
+        requests,
+        Box::new(replies_w),
+        None,
+        stop.clone(),
+    ));
+    let mut replies = FramedRead::new(replies_r, FrameCodec::default());
+    let header = pb::WriteBlockRequest {
+        msg: Some(Request::Header(header)),
+    };
+    write_frame(&mut to_pipeline, &header, Bytes::new()).await?;
+    match next_reply(&mut replies).await {
+        Some(Reply::Ready(_)) => {
+            let ready = hdfs::BlockOpResponseProto {
+                status: hdfs::Status::Success as i32,
+                first_bad_link: Some(String::new()),
+                ..Default::default()
+            };
+            respond(wr, ready).await?;
+        }
+        Some(Reply::Error(e)) => {
+            let status = match e.code.as_str() {
+                "AccessControlException" | "SecurityException" => hdfs::Status::ErrorAccessToken,
+                _ => hdfs::Status::Error,
+            };
+            respond(wr, failure(status, e.message.clone())).await?;
+            return Err(TransferError::Protocol(e.message));
+        }
+        _ => {
+            let msg = "the write pipeline ended before it was ready".to_string();
+            respond(wr, failure(hdfs::Status::Error, msg.clone())).await?;
+            return Err(TransferError::Protocol(msg));
+        }
+    }
+
+    let timeout = ctx.socket_timeout;
+    let (beats, mut beat_rx) = mpsc::channel::<()>(8);
+    // The client's packets into the pipeline; it owns the pipe, so the
+    // pipeline sees the end when the client's stream ends.
+    let inbound = async move {
+        loop {
+            let (h, sums, data) = read_packet(rd, bpc, timeout).await?;
+            if h.seqno == HEARTBEAT_SEQNO {
+                let _ = beats.send(()).await;
+                continue;
+            }
+            let seqno = u64::try_from(h.seqno)
+                .map_err(|_| TransferError::Protocol(format!("packet seqno {} is negative", h.seqno)))?;
+            let offset = u64::try_from(h.offset_in_block).map_err(|_| {
+                TransferError::Protocol(format!("packet offset {} is negative", h.offset_in_block))
+            })?;
+            let last = h.last_packet_in_block;
+            let p = pb::Packet {
+                seqno,
+                offset_in_block: offset,
+                data: Bytes::new(),
+                checksums: sums.to_vec(),
+                last_packet_in_block: last,
+                sync: h.sync_block.unwrap_or(false),
+            };
+            let frame = pb::WriteBlockRequest {
+                msg: Some(Request::Packet(p)),
+            };
+            write_frame(&mut to_pipeline, &frame, data).await?;
+            if last {
+                return Ok::<_, TransferError>(());
+            }
+        }
+    };
+    // The pipeline's acks (and heartbeats' answers) back to the client.
+    let outbound = async {
+        loop {
+            let ack = tokio::select! {
+                r = next_reply(&mut replies) => match r {
+                    Some(Reply::Ack(a)) => hdfs_ack(&a, nodes),
+                    Some(Reply::Error(e)) => return Err(TransferError::Protocol(e.message)),
+                    // The pipeline is done: the last packet was acked.
+                    Some(Reply::Ready(_)) | None => return Ok(()),
+                },
+                Some(()) = beat_rx.recv() => hdfs::PipelineAckProto {
+                    seqno: HEARTBEAT_SEQNO,
+                    reply: vec![hdfs::Status::Success as i32; nodes],
+                    flag: vec![hdfs::Status::Success as u32; nodes],
+                    ..Default::default()
+                },
+            };
+            let bytes = ack.encode_length_delimited_to_vec();
+            tokio::time::timeout(timeout, async {
+                wr.write_all(&bytes).await?;
+                wr.flush().await
+            })
+            .await
+            .map_err(|_| TransferError::Protocol("the writer took no ack for the socket timeout".into()))??;
+        }
+    };
+    let (sent, acked) = tokio::join!(inbound, outbound);
+    sent.and(acked)
+}
+
+/// A target of the HDFS pipeline as Granary's pipeline names the next node.
+fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
+    pb::DatanodeId {
+        uuid: t.id.datanode_uuid.clone(),
+        hostname: t.id.host_name.clone(),
+        rpc_addr: format!("{}:{}", t.id.ip_addr, t.id.xfer_port),
+        http_addr: format!("{}:{}", t.id.ip_addr, t.id.info_port),
+        rack: t.location.clone().unwrap_or_default(),
+    }
+}
+
+/// HDFS's ack for a Granary one: one status per node, in `reply` and in
+/// `flag` (newer clients read the flags; a status is its low bits).
+fn hdfs_ack(a: &pb::PipelineAck, nodes: usize) -> hdfs::PipelineAckProto {
+    let status = |s: &i32| match pb::AckStatus::try_from(*s) {
+        Ok(pb::AckStatus::Success) => hdfs::Status::Success,
+        Ok(pb::AckStatus::ErrorChecksum) => hdfs::Status::ErrorChecksum,
+        _ => hdfs::Status::Error,
+    };
+    let mut reply: Vec<hdfs::Status> = a.replies.iter().map(status).collect();
+    // Nodes that never answered (a pipeline cut short) are errors.
+    reply.resize(nodes.max(reply.len()), hdfs::Status::Error);
+    hdfs::PipelineAckProto {
+        seqno: a.seqno as i64,
+        reply: reply.iter().map(|s| *s as i32).collect(),
+        flag: reply.iter().map(|s| *s as u32).collect(),
+        ..Default::default()
+    }
+}
+
+async fn next_reply(replies: &mut FramedRead<tokio::io::DuplexStream, FrameCodec>) -> Option<Reply> {
+    let frame = replies.next().await?.ok()?;
+    pb::WriteBlockReply::decode(frame.message).ok()?.msg
+}
+
+/// One packet from an HDFS writer: its header, checksums and data, each
+/// checked against the lengths the others give.
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    bpc: u32,
+    within: Duration,
+) -> Result<(hdfs::PacketHeaderProto, Bytes, Bytes), TransferError> {
+    let read = async {
+        let plen = rd.read_u32().await? as usize;
+        let hlen = rd.read_u16().await? as usize;
+        if hlen > MAX_PACKET_HEADER {
+            return Err(TransferError::Protocol(format!(
+                "a packet header of {hlen} bytes"
+            )));
+        }
+        let mut hb = vec![0u8; hlen];
+        rd.read_exact(&mut hb).await?;
+        let h = hdfs::PacketHeaderProto::decode(hb.as_slice())
+            .map_err(|e| TransferError::Protocol(format!("PacketHeaderProto: {e}")))?;
+        let data_len = usize::try_from(h.data_len)
+            .ok()
+            .filter(|n| *n <= MAX_PACKET_DATA)
+            .ok_or_else(|| TransferError::Protocol(format!("packet data of {} bytes", h.data_len)))?;
+        let sums_len = checksum::chunks(data_len, bpc as usize) * checksum::CHECKSUM_SIZE;
+        if plen != 4 + sums_len + data_len {
+            return Err(TransferError::Protocol(format!(
+                "packet length {plen} does not match {data_len} data bytes and {sums_len} checksum bytes"
+            )));
+        }
+        let mut body = BytesMut::zeroed(sums_len + data_len);
+        rd.read_exact(&mut body).await?;
+        let body = body.freeze();
+        Ok((h, body.slice(..sums_len), body.slice(sums_len..)))
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| TransferError::Protocol("no packet from the writer for the socket timeout".into()))?
+}
