@@ -63,10 +63,13 @@ ensure_python_clients() {
 }
 
 # Programs the tests drive besides the project's own: Debian's chromium for
-# the web UI test, curl for downloads, docker for the compose tests.
+# the web UI test, Java for Hadoop's own client (the jars come with pyspark,
+# scripts/python-requirements.txt), curl for downloads, docker for the
+# compose tests.
 ensure_test_tools() {
     local missing=()
     command -v chromium >/dev/null || missing+=(chromium)
+    command -v java >/dev/null || missing+=(default-jre-headless)
     command -v curl >/dev/null || missing+=(curl)
     command -v strip >/dev/null || missing+=(binutils)
     if [ ${#missing[@]} -gt 0 ]; then

@@ -22,6 +22,20 @@ impl FileChecksum {
     }
 }
 
+/// The block MD5s as HDFS's client hashes them: it writes them into a
+/// Java `DataOutputBuffer` and hashes that buffer's whole backing array,
+/// which starts at 32 bytes and doubles as it fills, so the bytes past the
+/// last MD5 are zeros up to that capacity. Hashing the same bytes gives
+/// the same file checksum as `hadoop fs -checksum`.
+fn java_buffer(mut md5s: Vec<u8>) -> Vec<u8> {
+    let mut capacity = 32;
+    while capacity < md5s.len() {
+        capacity *= 2;
+    }
+    md5s.resize(capacity, 0);
+    md5s
+}
+
 /// Data read per step: whole chunks, so CRCs never straddle two reads.
 const READ_CHUNKS: usize = 2048;
 
@@ -32,7 +46,7 @@ impl DfsClient {
         let bpc = self.server_defaults().await?.bytes_per_checksum.max(1) as usize;
         let located = self.located_blocks(path, 0, 0).await?;
         let mut r = self.open(path).await?;
-        let mut file_md5 = Md5::new();
+        let mut block_md5s = Vec::with_capacity(16 * located.blocks.len());
         let mut crc_per_block = 0u64;
         let mut buf = vec![0u8; bpc * READ_CHUNKS];
         for b in &located.blocks {
@@ -47,7 +61,7 @@ impl DfsClient {
                 block_md5.update(&sums);
                 left -= n;
             }
-            file_md5.update(block_md5.finalize());
+            block_md5s.extend_from_slice(&block_md5.finalize());
             if located.blocks.len() > 1 {
                 crc_per_block = crc_per_block.max(crcs);
             }
@@ -55,10 +69,25 @@ impl DfsClient {
         let mut bytes = Vec::with_capacity(28);
         bytes.extend_from_slice(&(bpc as u32).to_be_bytes());
         bytes.extend_from_slice(&crc_per_block.to_be_bytes());
-        bytes.extend_from_slice(&file_md5.finalize());
+        bytes.extend_from_slice(&Md5::digest(java_buffer(block_md5s)));
         Ok(FileChecksum {
             algorithm: format!("MD5-of-{crc_per_block}MD5-of-{bpc}CRC32C"),
             bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::java_buffer;
+
+    #[test]
+    fn block_md5s_are_padded_as_a_java_buffer_grows() {
+        assert_eq!(java_buffer(vec![1; 16]).len(), 32);
+        assert_eq!(java_buffer(vec![1; 32]).len(), 32);
+        assert_eq!(java_buffer(vec![1; 48]).len(), 64);
+        assert_eq!(java_buffer(vec![1; 16 * 9]).len(), 256);
+        let b = java_buffer(vec![7; 16]);
+        assert!(b[..16].iter().all(|x| *x == 7) && b[16..].iter().all(|x| *x == 0));
     }
 }

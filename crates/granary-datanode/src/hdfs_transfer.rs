@@ -3,9 +3,9 @@
 //! the protocol's version (28, big-endian u16) is one (`listener`); it
 //! carries one operation after another, as HDFS clients reuse sockets.
 //! Served: READ_BLOCK, with the CRC32C checksums stored beside each
-//! replica (512-byte chunks, big-endian, as HDFS's), and WRITE_BLOCK of a
-//! new block (crate::hdfs_write). Other operations are answered
-//! ERROR_UNSUPPORTED.
+//! replica (512-byte chunks, big-endian, as HDFS's), WRITE_BLOCK of a new
+//! block (crate::hdfs_write) and BLOCK_CHECKSUM (MD5 of the chunk CRCs).
+//! Other operations are answered ERROR_UNSUPPORTED.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use granary_proto::hadoop::hdfs;
 pub const VERSION: [u8; 2] = 28u16.to_be_bytes();
 const WRITE_BLOCK: u8 = 80;
 const READ_BLOCK: u8 = 81;
+const BLOCK_CHECKSUM: u8 = 85;
 /// Data per packet (HDFS's `dfs.client-write-packet-size`, whole chunks).
 const PACKET: u64 = 64 << 10;
 /// The largest operation message taken (they name a block and a token).
@@ -67,6 +68,7 @@ where
         let served = match head[2] {
             READ_BLOCK => read_block(&ctx, &op, &mut rd, &mut wr).await,
             WRITE_BLOCK => crate::hdfs_write::write_block(&ctx, &op, &mut rd, &mut wr, &peer, &stop).await,
+            BLOCK_CHECKSUM => block_checksum(&ctx, &op, &mut wr).await,
             other => {
                 let _ = respond(
                     &mut wr,
@@ -155,41 +157,11 @@ async fn read_block(
     let req = hdfs::OpReadBlockProto::decode(op)
         .map_err(|e| TransferError::Protocol(format!("OpReadBlockProto: {e}")))?;
     let base = req.header.base_header;
-    let block = base.block;
-    let token = base.token.map(|t| t.identifier).unwrap_or_default();
-    let opened = async {
-        check_token(ctx, &token, block.block_id, BlockAccess::Read, None)?;
-        let xceiver = ctx.try_xceiver().ok_or(DatanodeError::Busy {
-            max: ctx.max_transfers,
-        })?;
-        let storage = ctx.storage.clone();
-        let (id, gs) = (block.block_id, block.generation_stamp);
-        let reader = blocking(move || storage.open_read(id, gs)).await??;
-        let wanted = block.num_bytes.unwrap_or(0);
-        if wanted > reader.len {
-            return Err(DatanodeError::ShortReplica {
-                block_id: id,
-                held: reader.len,
-                wanted,
-            });
-        }
-        if req.offset > reader.len {
-            return Err(DatanodeError::BadRequest(format!(
-                "block {id}: offset {} is beyond the replica's {} bytes",
-                req.offset, reader.len
-            )));
-        }
-        Ok((reader, xceiver))
-    }
-    .await;
-    let (reader, _xceiver) = match opened {
+    let block = base.block.clone();
+    let (reader, _xceiver) = match open(ctx, &base, Some(req.offset)).await {
         Ok(r) => r,
         Err(e) => {
-            let status = match e.code() {
-                granary_common::ErrorCode::AccessControl => hdfs::Status::ErrorAccessToken,
-                _ => hdfs::Status::Error,
-            };
-            respond(wr, failure(status, e.to_string())).await?;
+            respond(wr, refusal(&e)).await?;
             return Err(e.into());
         }
     };
@@ -239,6 +211,129 @@ async fn read_block(
     {
         tracing::warn!(block_id = block.block_id, "an hdfs reader found a checksum error");
     }
+    Ok(())
+}
+
+/// The replica an operation names, opened for reading, and a transfer
+/// slot: after its token (read access) is checked and its length is at
+/// least the block's as the client knows it (and `offset` inside it).
+async fn open(
+    ctx: &Arc<DatanodeContext>,
+    base: &hdfs::BaseHeaderProto,
+    offset: Option<u64>,
+) -> Result<(crate::storage::ReplicaReader, crate::context::XceiverGuard), DatanodeError> {
+    let block = &base.block;
+    let token = base
+        .token
+        .as_ref()
+        .map(|t| t.identifier.as_slice())
+        .unwrap_or_default();
+    check_token(ctx, token, block.block_id, BlockAccess::Read, None)?;
+    let xceiver = ctx.try_xceiver().ok_or(DatanodeError::Busy {
+        max: ctx.max_transfers,
+    })?;
+    let storage = ctx.storage.clone();
+    let (id, gs) = (block.block_id, block.generation_stamp);
+    let reader = blocking(move || storage.open_read(id, gs)).await??;
+    let wanted = block.num_bytes.unwrap_or(0);
+    if wanted > reader.len {
+        return Err(DatanodeError::ShortReplica {
+            block_id: id,
+            held: reader.len,
+            wanted,
+        });
+    }
+    if let Some(offset) = offset
+        && offset > reader.len
+    {
+        return Err(DatanodeError::BadRequest(format!(
+            "block {id}: offset {offset} is beyond the replica's {} bytes",
+            reader.len
+        )));
+    }
+    Ok((reader, xceiver))
+}
+
+/// The response refusing an operation for `e`.
+fn refusal(e: &DatanodeError) -> hdfs::BlockOpResponseProto {
+    let status = match e.code() {
+        granary_common::ErrorCode::AccessControl => hdfs::Status::ErrorAccessToken,
+        _ => hdfs::Status::Error,
+    };
+    failure(status, e.to_string())
+}
+
+/// BLOCK_CHECKSUM: the MD5 of the block's chunk CRCs (over the length the
+/// client names, or the whole replica), as HDFS's MD5CRC block checksum;
+/// every chunk is checked against its CRC on the way.
+async fn block_checksum(
+    ctx: &Arc<DatanodeContext>,
+    op: &[u8],
+    wr: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), TransferError> {
+    let req = hdfs::OpBlockChecksumProto::decode(op)
+        .map_err(|e| TransferError::Protocol(format!("OpBlockChecksumProto: {e}")))?;
+    if req
+        .block_checksum_options
+        .as_ref()
+        .and_then(|o| o.block_checksum_type)
+        .is_some_and(|t| t != hdfs::BlockChecksumTypeProto::Md5crc as i32)
+    {
+        let msg =
+            "only MD5CRC block checksums are served (dfs.checksum.combine.mode = MD5MD5CRC)".to_string();
+        respond(wr, failure(hdfs::Status::ErrorUnsupported, msg.clone())).await?;
+        return Err(TransferError::Protocol(msg));
+    }
+    let summed = async {
+        let (reader, _xceiver) = open(ctx, &req.header, None).await?;
+        let len = req
+            .header
+            .block
+            .num_bytes
+            .filter(|n| *n > 0)
+            .unwrap_or(reader.len);
+        let (bpc, block_id) = (reader.bpc, req.header.block.block_id);
+        blocking(move || {
+            use md5::{Digest, Md5};
+            let mut md5 = Md5::new();
+            let step = u64::from(bpc) * 2048;
+            let mut pos = 0;
+            while pos < len {
+                let n = (len - pos).min(step) as usize;
+                let (data, sums) = reader.read(pos, n)?;
+                granary_common::checksum::verify(&data, &sums, bpc as usize, pos)
+                    .map_err(|source| DatanodeError::Checksum { block_id, source })?;
+                md5.update(&sums);
+                pos += n as u64;
+            }
+            let chunks = len.div_ceil(u64::from(bpc));
+            Ok::<_, DatanodeError>((md5.finalize().to_vec(), chunks, bpc))
+        })
+        .await?
+    }
+    .await;
+    let (digest, chunks, bpc) = match summed {
+        Ok(s) => s,
+        Err(e) => {
+            respond(wr, refusal(&e)).await?;
+            return Err(e.into());
+        }
+    };
+    respond(
+        wr,
+        hdfs::BlockOpResponseProto {
+            status: hdfs::Status::Success as i32,
+            checksum_response: Some(hdfs::OpBlockChecksumResponseProto {
+                bytes_per_crc: bpc,
+                crc_per_block: chunks,
+                block_checksum: digest,
+                crc_type: Some(hdfs::ChecksumTypeProto::ChecksumCrc32c as i32),
+                block_checksum_options: None,
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(())
 }
 

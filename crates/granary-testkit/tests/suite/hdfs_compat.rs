@@ -41,6 +41,105 @@ fn hdfs_native_client_works_unchanged() {
     assert!(report.contains("9 passed"), "{report}");
 }
 
+/// Hadoop's own Java client (`org.apache.hadoop.fs.FsShell` from the
+/// Hadoop client jars PyPI's pyspark bundles, run by Debian's Java), with
+/// a core-site.xml naming only `fs.defaultFS`: each command's output is
+/// checked against the file's bytes and what Granary's CLI says.
+#[test]
+fn hadoop_fs_shell_works_unchanged() {
+    let c = ProcessCluster::start(
+        3,
+        &["--min-block-size", "65536", "--default-block-size", "1048576"],
+    );
+    let jars = String::from_utf8(
+        Command::new(python())
+            .args([
+                "-c",
+                "import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), 'jars'))",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    // A configuration directory as HADOOP_CONF_DIR would give, saying only
+    // where the file system is.
+    let conf = c.dir.path().join("hadoop-conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("core-site.xml"),
+        format!(
+            "<configuration><property><name>fs.defaultFS</name><value>hdfs://{}</value></property></configuration>",
+            c.rpc
+        ),
+    )
+    .unwrap();
+    let classpath = format!("{}:{}/*", conf.display(), jars.trim());
+    let fs_url = format!("hdfs://{}", c.rpc);
+    let hadoop = |args: &[&str]| {
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(&classpath)
+            .arg("org.apache.hadoop.fs.FsShell")
+            .args(["-fs", &fs_url])
+            .args(args)
+            .env("HADOOP_USER_NAME", "hdfs")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hadoop fs {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let granary = |args: &[&str]| {
+        let out = Command::new(bin_path("granary"))
+            .args(args)
+            .env("GRANARY_NAMENODE", &c.rpc)
+            .env("GRANARY_USER", "hdfs")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // A file of several blocks, with a tail inside a chunk.
+    let data: Vec<u8> = (0..3 * (1u32 << 20) + 777)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let local = c.dir.path().join("java.bin");
+    std::fs::write(&local, &data).unwrap();
+    hadoop(&["-mkdir", "-p", "/java/a"]);
+    hadoop(&["-put", local.to_str().unwrap(), "/java/a/f.bin"]);
+    let ls = String::from_utf8(hadoop(&["-ls", "/java/a"])).unwrap();
+    assert!(
+        ls.contains("/java/a/f.bin") && ls.contains(&data.len().to_string()),
+        "{ls}"
+    );
+    assert!(hadoop(&["-cat", "/java/a/f.bin"]) == data, "-cat differs");
+    let back = c.dir.path().join("back.bin");
+    hadoop(&["-get", "/java/a/f.bin", back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == data, "-get differs");
+    hadoop(&["-mv", "/java/a/f.bin", "/java/a/g.bin"]);
+    hadoop(&["-chmod", "600", "/java/a/g.bin"]);
+    assert_eq!(
+        granary(&["fs", "stat", "%a %n", "/java/a/g.bin"]).trim(),
+        "600 g.bin"
+    );
+    // The checksum HDFS clients compute from datanodes' block checksums is
+    // the one Granary's client computes from the data.
+    let sum = String::from_utf8(hadoop(&["-checksum", "/java/a/g.bin"])).unwrap();
+    let ours = granary(&["fs", "checksum", "/java/a/g.bin"]);
+    let hex = ours.split_whitespace().last().unwrap();
+    assert!(
+        sum.contains("MD5-of-") && sum.contains(hex),
+        "hadoop: {sum}\ngranary: {ours}"
+    );
+    hadoop(&["-rm", "-r", "/java"]);
+    assert!(granary(&["fs", "ls", "/"]).lines().all(|l| !l.contains("/java")));
+}
+
 /// Hadoop IPC from a client that lies, stalls or speaks out of turn: each
 /// connection is ended (or answered with an error), and the namenode keeps
 /// serving gRPC and Hadoop IPC on the same port.
