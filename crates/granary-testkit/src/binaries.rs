@@ -78,7 +78,10 @@ impl Daemon {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let child = Command::new(bin_path(name))
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("GRANARY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -389,7 +389,15 @@ impl Call<'_> {
         let req = pb::GetFileInfoRequest { path: path.into() };
         match self.svc.get_file_info(self.req(req)).await {
             Ok(r) => Ok(r.into_inner().status),
-            Err(st) if ErrorCode::from_status(&st) == ErrorCode::FileNotFound => Ok(None),
+            // A path through a file is not there either, for HDFS reads.
+            Err(st)
+                if matches!(
+                    ErrorCode::from_status(&st),
+                    ErrorCode::FileNotFound | ErrorCode::ParentNotDirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(st) => Err(st),
         }
     }
@@ -428,20 +436,46 @@ impl Call<'_> {
             start_after,
             limit: LISTING_LIMIT,
         };
-        let page = self.svc.get_listing(self.req(req)).await?.into_inner();
+        let page = match self.svc.get_listing(self.req(req)).await {
+            Ok(p) => p.into_inner(),
+            // A path through a file is not there, as HDFS reads say
+            // (Spark probes `FILE/_spark_metadata`).
+            Err(st) if ErrorCode::from_status(&st) == ErrorCode::ParentNotDirectory => {
+                return Err(
+                    status(ErrorCode::FileNotFound, format!("File {} does not exist.", r.src)).into(),
+                );
+            }
+            Err(st) => return Err(st.into()),
+        };
+        // A file lists as itself, an entry with an empty name (HDFS's
+        // answer). Only one entry named as the path's last component can
+        // be that, or the one file of a directory of the same name.
+        let itself = match page.entries.as_slice() {
+            [e] if !e.is_dir() && !page.has_more && r.src.rsplit('/').next() == Some(e.name.as_str()) => {
+                self.stat(&r.src).await?.is_some_and(|s| !s.is_dir())
+            }
+            _ => false,
+        };
         let mut entries = Vec::with_capacity(page.entries.len());
         for e in &page.entries {
+            let path = if itself {
+                r.src.clone()
+            } else {
+                child(&r.src, &e.name)
+            };
             let locations = match r.need_location && !e.is_dir() {
-                true => {
-                    let path = child(&r.src, &e.name);
-                    Some(located_blocks(
-                        self.st,
-                        &self.blocks(&path, 0, u64::MAX >> 1).await?,
-                    ))
-                }
+                true => Some(located_blocks(
+                    self.st,
+                    &self.blocks(&path, 0, u64::MAX >> 1).await?,
+                )),
                 false => None,
             };
-            entries.push(file_status(e, e.name.as_bytes().to_vec(), locations));
+            let name = if itself {
+                Vec::new()
+            } else {
+                e.name.as_bytes().to_vec()
+            };
+            entries.push(file_status(e, name, locations));
         }
         reply(hdfs::GetListingResponseProto {
             dir_list: Some(hdfs::DirectoryListingProto {

@@ -283,6 +283,7 @@ fn failure(hdr: &rpc::RpcRequestHeaderProto, method: &str, e: CallError) -> Vec<
     match e {
         CallError::Status(st) => {
             let code = ErrorCode::from_status(&st);
+            tracing::debug!(method, code = code.name(), error = %st.message(), "hadoop ipc call refused");
             frame::error(
                 hdr,
                 RpcStatusProto::Error,

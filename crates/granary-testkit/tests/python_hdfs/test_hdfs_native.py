@@ -67,6 +67,14 @@ def test_files_made_by_granary_look_the_same(fs, tmp_path):
     assert st.blocksize > 0 and st.owner == "hdfs"
     [entry] = list(fs.list_status("/seen"))
     assert (entry.path, entry.length) == ("/seen/f.bin", 300_000)
+    # A file lists as itself, as in HDFS.
+    [entry] = list(fs.list_status("/seen/f.bin"))
+    assert entry.length == 300_000 and not entry.isdir
+    # A path through a file is not there (HDFS's reads say so).
+    with pytest.raises(FileNotFoundError):
+        fs.get_file_info("/seen/f.bin/below")
+    with pytest.raises(FileNotFoundError):
+        list(fs.list_status("/seen/f.bin/below"))
     with fs.read("/seen/f.bin") as r:
         assert r.read() == local.read_bytes()
 

@@ -1,7 +1,8 @@
 //! HDFS's own wire protocol, driven by real, unmodified HDFS clients
 //! against real namenode and datanode processes: the Python side is
-//! tests/python_hdfs (`hdfs-native` from PyPI; `scripts/test.sh` installs it
-//! and sets GRANARY_PYTHON).
+//! tests/python_hdfs (`hdfs-native` and Spark from PyPI; `scripts/test.sh`
+//! installs them and Java, and sets GRANARY_PYTHON), the Java side Hadoop's
+//! FsShell from the jars pyspark bundles.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,7 +39,7 @@ fn hdfs_native_client_works_unchanged() {
         eprintln!("namenode log:\n{}", c.log("namenode.log"));
     }
     assert!(out.status.success(), "the hdfs-native tests failed:\n{report}");
-    assert!(report.contains("9 passed"), "{report}");
+    assert!(report.contains("10 passed"), "{report}");
 }
 
 /// Hadoop's own Java client (`org.apache.hadoop.fs.FsShell` from the
