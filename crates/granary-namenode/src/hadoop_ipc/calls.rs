@@ -323,6 +323,28 @@ impl Call<'_> {
                 let out = self.svc.recover_lease(self.req(req)).await?.into_inner();
                 reply(hdfs::RecoverLeaseResponseProto { result: out.closed })
             }
+            "getFsStats" => {
+                // Over live datanodes, as HDFS's; anyone may ask (`hadoop fs -df`).
+                let (capacity, used, remaining) = self
+                    .st
+                    .datanodes()
+                    .report()
+                    .iter()
+                    .filter(|d| d.state == pb::DatanodeState::Live as i32)
+                    .fold((0u64, 0u64, 0u64), |(c, u, r), d| {
+                        (c + d.capacity, u + d.dfs_used, r + d.remaining)
+                    });
+                let h = self.st.health();
+                reply(hdfs::GetFsStatsResponseProto {
+                    capacity,
+                    used,
+                    remaining,
+                    under_replicated: h.under_replicated,
+                    corrupt_blocks: h.corrupt_replicas,
+                    missing_blocks: h.missing,
+                    ..Default::default()
+                })
+            }
             // Every namenode of a group answers from the one namespace its
             // leader serves (followers send clients on): nothing to wait for.
             "msync" => reply(hdfs::MsyncResponseProto {}),

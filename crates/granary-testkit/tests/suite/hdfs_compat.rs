@@ -137,6 +137,20 @@ fn hadoop_fs_shell_works_unchanged() {
         sum.contains("MD5-of-") && sum.contains(hex),
         "hadoop: {sum}\ngranary: {ours}"
     );
+    // `-df` (getFsStats): the datanodes' capacity, some of it used.
+    let df = String::from_utf8(hadoop(&["-df", "/"])).unwrap();
+    let size: Vec<u64> = df
+        .lines()
+        .nth(1)
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(3)
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(size.len() == 3 && size[0] > 0 && size[1] > 0, "{df}");
     hadoop(&["-rm", "-r", "/java"]);
     assert!(granary(&["fs", "ls", "/"]).lines().all(|l| !l.contains("/java")));
 }
