@@ -6,7 +6,7 @@
 #   RUNS=1 SCALE_FILES=1000000 scripts/bench.sh
 #
 # Knobs: RUNS, NN_OPS (100000), NN_THREADS (64), BR_BLOCKS (1000000),
-# DFSIO_FILES (4), DFSIO_MIB (256), SCALE_FILES (10000000), WORK (a dir on
+# DFSIO_FILES (4), DFSIO_MIB (256), HDFS_MIB (1024), SCALE_FILES (10000000), WORK (a dir on
 # the disk to measure; default under /var/tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +58,11 @@ for _ in $(seq "$RUNS"); do
     "$B/granary-bench" dfsio --namenode 127.0.0.1:28020 --user bench \
         --files "${DFSIO_FILES:-4}" --size-mib "${DFSIO_MIB:-256}" --replication 3 --dd-dir "$WORK"
 done
+
+step "hdfs:// (hdfs-native from PyPI) against Granary's client, same cluster"
+ensure_python_clients
+"$GRANARY_PYTHON" scripts/bench_hdfs.py --namenode 127.0.0.1:28020 --cli "$B/granary" \
+    --user bench --size-mib "${HDFS_MIB:-1024}" --rounds "$RUNS" --work "$WORK"
 
 step "scale"
 "$B/granary-bench" scale --files "${SCALE_FILES:-10000000}" --data-dir "$WORK/scale"
