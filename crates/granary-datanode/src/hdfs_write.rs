@@ -1,11 +1,14 @@
-//! HDFS's WRITE_BLOCK (DataTransferProtocol op 80) for a new block: an HDFS
-//! client's packets go into Granary's own write pipeline (the same code
+//! HDFS's WRITE_BLOCK (DataTransferProtocol op 80) for a new block, or for
+//! the rebuilt pipeline of a block being written (streaming recovery,
+//! after a datanode failed): an HDFS client's packets go into Granary's
+//! own write pipeline (the same code
 //! Granary's writers use: tokens, checksums, replicas, acks, the copies to
 //! the datanodes after this one), and its acks come back as HDFS's
 //! `PipelineAckProto`. Between datanodes the pipeline speaks Granary's
 //! protocol; only the first hop is HDFS's.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,6 +35,8 @@ const HEARTBEAT_SEQNO: i64 = -1;
 const MAX_PACKET_DATA: usize = 16 << 20;
 /// The largest packet header (a handful of fixed-width fields).
 const MAX_PACKET_HEADER: usize = 256;
+/// No packet seen yet.
+const UNSET: i64 = i64::MIN;
 
 /// Serves one WRITE_BLOCK whose operation message is `op`.
 pub async fn write_block<R, W>(
@@ -49,13 +54,29 @@ where
     let req = hdfs::OpWriteBlockProto::decode(op)
         .map_err(|e| TransferError::Protocol(format!("OpWriteBlockProto: {e}")))?;
     use hdfs::op_write_block_proto::BlockConstructionStage as Stage;
-    if req.stage != Stage::PipelineSetupCreate as i32 {
-        let stage = Stage::try_from(req.stage).map_or("unknown", |s| s.as_str_name());
-        let msg =
-            format!("write stage {stage} is not served yet: Granary takes new blocks from HDFS clients");
-        respond(wr, failure(hdfs::Status::ErrorUnsupported, msg.clone())).await?;
-        return Err(TransferError::Protocol(msg));
-    }
+    // A new block, or the pipeline of one being written rebuilt by the
+    // client after a node failed (the survivors continue their replicas
+    // from what was acked, under the new generation stamp).
+    let (stage, gs, from) = match Stage::try_from(req.stage) {
+        Ok(Stage::PipelineSetupCreate) => (
+            pb::PipelineStage::Create,
+            req.header.base_header.block.generation_stamp,
+            0,
+        ),
+        Ok(Stage::PipelineSetupStreamingRecovery) => (
+            pb::PipelineStage::Recovery,
+            req.latest_generation_stamp,
+            req.min_bytes_rcvd,
+        ),
+        other => {
+            let stage = other.map_or("unknown", |s| s.as_str_name());
+            let msg = format!(
+                "write stage {stage} is not served yet: Granary takes new blocks and streaming recovery from HDFS clients"
+            );
+            respond(wr, failure(hdfs::Status::ErrorUnsupported, msg.clone())).await?;
+            return Err(TransferError::Protocol(msg));
+        }
+    };
     let ck = &req.requested_checksum;
     if ck.r#type != hdfs::ChecksumTypeProto::ChecksumCrc32c as i32 || ck.bytes_per_checksum == 0 {
         let msg = format!(
@@ -70,12 +91,12 @@ where
     let header = pb::WriteBlockHeader {
         block: Some(pb::ExtendedBlock {
             block_id: base.block.block_id,
-            generation_stamp: base.block.generation_stamp,
-            num_bytes: 0,
+            generation_stamp: gs,
+            num_bytes: from,
         }),
         downstream: req.targets.iter().map(downstream).collect(),
         client_name: req.header.client_name,
-        stage: pb::PipelineStage::Create as i32,
+        stage: stage as i32,
         bytes_per_checksum: bpc,
         access_token: base.token.map(|t| t.identifier).unwrap_or_default(),
     };
@@ -111,7 +132,11 @@ where
                 "AccessControlException" | "SecurityException" => hdfs::Status::ErrorAccessToken,
                 _ => hdfs::Status::Error,
             };
-            respond(wr, failure(status, e.message.clone())).await?;
+            // The node the pipeline could not reach, so the client leaves
+            // that one out (not this one) when it asks for another.
+            let mut refused = failure(status, e.message.clone());
+            refused.first_bad_link = Some(first_bad_link(&e.message).unwrap_or_default().to_string());
+            respond(wr, refused).await?;
             return Err(TransferError::Protocol(e.message));
         }
         _ => {
@@ -123,6 +148,11 @@ where
 
     let timeout = ctx.socket_timeout;
     let (beats, mut beat_rx) = mpsc::channel::<()>(8);
+    // HDFS numbers a block's packets on from the first, also after a
+    // recovery; Granary's pipeline counts each connection's from 0. The
+    // first packet's seqno is the difference.
+    let base = Arc::new(AtomicI64::new(UNSET));
+    let first = base.clone();
     // The client's packets into the pipeline; it owns the pipe, so the
     // pipeline sees the end when the client's stream ends.
     let inbound = async move {
@@ -132,8 +162,18 @@ where
                 let _ = beats.send(()).await;
                 continue;
             }
-            let seqno = u64::try_from(h.seqno)
-                .map_err(|_| TransferError::Protocol(format!("packet seqno {} is negative", h.seqno)))?;
+            if h.seqno < 0 {
+                return Err(TransferError::Protocol(format!(
+                    "packet seqno {} is negative",
+                    h.seqno
+                )));
+            }
+            if first.load(Ordering::Acquire) == UNSET {
+                first.store(h.seqno, Ordering::Release);
+            }
+            let seqno = u64::try_from(h.seqno - first.load(Ordering::Acquire)).map_err(|_| {
+                TransferError::Protocol(format!("packet seqno {} is below the first one's", h.seqno))
+            })?;
             let offset = u64::try_from(h.offset_in_block).map_err(|_| {
                 TransferError::Protocol(format!("packet offset {} is negative", h.offset_in_block))
             })?;
@@ -160,7 +200,7 @@ where
         loop {
             let ack = tokio::select! {
                 r = next_reply(&mut replies) => match r {
-                    Some(Reply::Ack(a)) => hdfs_ack(&a, nodes),
+                    Some(Reply::Ack(a)) => hdfs_ack(&a, base.load(Ordering::Acquire).max(0)),
                     Some(Reply::Error(e)) => return Err(TransferError::Protocol(e.message)),
                     // The pipeline is done: the last packet was acked.
                     Some(Reply::Ready(_)) | None => return Ok(()),
@@ -185,6 +225,15 @@ where
     sent.and(acked)
 }
 
+/// What Granary's pipeline says it could not reach, innermost first: the
+/// address in the last "cannot reach downstream datanode ADDR: ...".
+fn first_bad_link(message: &str) -> Option<&str> {
+    const UNREACHABLE: &str = "cannot reach downstream datanode ";
+    let at = message.rfind(UNREACHABLE)? + UNREACHABLE.len();
+    let rest = &message[at..];
+    Some(rest.split(": ").next().unwrap_or(rest)).filter(|a| !a.is_empty())
+}
+
 /// A target of the HDFS pipeline as Granary's pipeline names the next node.
 fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
     pb::DatanodeId {
@@ -196,19 +245,20 @@ fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
     }
 }
 
-/// HDFS's ack for a Granary one: one status per node, in `reply` and in
-/// `flag` (newer clients read the flags; a status is its low bits).
-fn hdfs_ack(a: &pb::PipelineAck, nodes: usize) -> hdfs::PipelineAckProto {
+/// HDFS's ack for a Granary one: one status per node that answered, in
+/// `reply` and in `flag` (newer clients read the flags; a status is its
+/// low bits).
+fn hdfs_ack(a: &pb::PipelineAck, base: i64) -> hdfs::PipelineAckProto {
     let status = |s: &i32| match pb::AckStatus::try_from(*s) {
         Ok(pb::AckStatus::Success) => hdfs::Status::Success,
         Ok(pb::AckStatus::ErrorChecksum) => hdfs::Status::ErrorChecksum,
         _ => hdfs::Status::Error,
     };
-    let mut reply: Vec<hdfs::Status> = a.replies.iter().map(status).collect();
-    // Nodes that never answered (a pipeline cut short) are errors.
-    reply.resize(nodes.max(reply.len()), hdfs::Status::Error);
+    // As many statuses as nodes answered: after a failed node there are
+    // none (HDFS clients blame the last node with an error status).
+    let reply: Vec<hdfs::Status> = a.replies.iter().map(status).collect();
     hdfs::PipelineAckProto {
-        seqno: a.seqno as i64,
+        seqno: a.seqno as i64 + base,
         reply: reply.iter().map(|s| *s as i32).collect(),
         flag: reply.iter().map(|s| *s as u32).collect(),
         ..Default::default()
@@ -257,4 +307,17 @@ async fn read_packet<R: AsyncRead + Unpin>(
     tokio::time::timeout(within, read)
         .await
         .map_err(|_| TransferError::Protocol("no packet from the writer for the socket timeout".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_bad_link;
+
+    #[test]
+    fn the_first_bad_link_is_the_innermost_unreachable_node() {
+        let m = "cannot reach downstream datanode 127.0.0.1:30729: cannot reach downstream datanode \
+                 127.0.0.1:26405: connection to datanode 127.0.0.1:26405: Connection refused";
+        assert_eq!(first_bad_link(m), Some("127.0.0.1:26405"));
+        assert_eq!(first_bad_link("block 7: token expired"), None);
+    }
 }

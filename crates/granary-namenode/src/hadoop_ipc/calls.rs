@@ -309,6 +309,54 @@ impl Call<'_> {
                 self.svc.abandon_block(self.req(req)).await?;
                 reply(hdfs::AbandonBlockResponseProto {})
             }
+            "updateBlockForPipeline" => {
+                // A writer rebuilding its pipeline after a datanode failed:
+                // a new generation stamp (and token) for its block. HDFS
+                // names the block only; its file is the block's owner.
+                let r: hdfs::UpdateBlockForPipelineRequestProto = next(b, method)?;
+                let owner = self.owner(r.block.block_id)?;
+                let req = pb::UpdateBlockForPipelineRequest {
+                    path: format!("(block {})", r.block.block_id),
+                    file_id: owner,
+                    client_name: r.client_name,
+                    block: Some(block(&r.block)),
+                };
+                let out = self
+                    .svc
+                    .update_block_for_pipeline(self.req(req))
+                    .await?
+                    .into_inner();
+                let lb = pb::LocatedBlock {
+                    block: out.block,
+                    access_token: out.access_token,
+                    ..Default::default()
+                };
+                reply(hdfs::UpdateBlockForPipelineResponseProto {
+                    block: located_block(self.st.cluster_id(), &lb),
+                })
+            }
+            "updatePipeline" => {
+                // The new stamp is in the namespace already (above); the
+                // nodes holding the block report it under that stamp.
+                let r: hdfs::UpdatePipelineRequestProto = next(b, method)?;
+                let current = self
+                    .st
+                    .ns()
+                    .block_owner(r.new_block.block_id)
+                    .map_err(Status::from)?
+                    .map(|o| o.gs);
+                if current != Some(r.new_block.generation_stamp) {
+                    return Err(status(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "updatePipeline: block {} is not at generation stamp {}",
+                            r.new_block.block_id, r.new_block.generation_stamp
+                        ),
+                    )
+                    .into());
+                }
+                reply(hdfs::UpdatePipelineResponseProto {})
+            }
             "renewLease" => {
                 let r: hdfs::RenewLeaseRequestProto = next(b, method)?;
                 let req = pb::RenewLeaseRequest {
@@ -403,6 +451,16 @@ impl Call<'_> {
                 ..Default::default()
             },
         })
+    }
+
+    /// The file (inode id) block `id` belongs to.
+    fn owner(&self, id: u64) -> Result<u64, Status> {
+        self.st
+            .ns()
+            .block_owner(id)
+            .map_err(Status::from)?
+            .map(|o| o.inode)
+            .ok_or_else(|| status(ErrorCode::FileNotFound, format!("block {id} belongs to no file")))
     }
 
     /// A path's status; None when it is not there (HDFS answers that

@@ -52,30 +52,7 @@ fn hadoop_fs_shell_works_unchanged() {
         3,
         &["--min-block-size", "65536", "--default-block-size", "1048576"],
     );
-    let jars = String::from_utf8(
-        Command::new(python())
-            .args([
-                "-c",
-                "import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), 'jars'))",
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    // A configuration directory as HADOOP_CONF_DIR would give, saying only
-    // where the file system is.
-    let conf = c.dir.path().join("hadoop-conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("core-site.xml"),
-        format!(
-            "<configuration><property><name>fs.defaultFS</name><value>hdfs://{}</value></property></configuration>",
-            c.rpc
-        ),
-    )
-    .unwrap();
-    let classpath = format!("{}:{}/*", conf.display(), jars.trim());
+    let classpath = hadoop_classpath(&c);
     let fs_url = format!("hdfs://{}", c.rpc);
     let hadoop = |args: &[&str]| {
         let out = Command::new("java")
@@ -153,6 +130,123 @@ fn hadoop_fs_shell_works_unchanged() {
     assert!(size.len() == 3 && size[0] > 0 && size[1] > 0, "{df}");
     hadoop(&["-rm", "-r", "/java"]);
     assert!(granary(&["fs", "ls", "/"]).lines().all(|l| !l.contains("/java")));
+}
+
+/// Where Hadoop's Java client finds itself: a configuration directory as
+/// HADOOP_CONF_DIR would give, saying only where the file system is, and
+/// the Hadoop client jars PyPI's pyspark bundles.
+fn hadoop_classpath(c: &ProcessCluster) -> String {
+    let jars = String::from_utf8(
+        Command::new(python())
+            .args([
+                "-c",
+                "import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), 'jars'))",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let conf = c.dir.path().join("hadoop-conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("core-site.xml"),
+        format!(
+            "<configuration><property><name>fs.defaultFS</name><value>hdfs://{}</value></property></configuration>",
+            c.rpc
+        ),
+    )
+    .unwrap();
+    // The client's own log (warnings and what it retries) on stderr, which
+    // a failing test shows.
+    std::fs::write(
+        conf.join("log4j2.properties"),
+        "rootLogger.level = info\nrootLogger.appenderRef.err.ref = err\n\
+         appender.err.type = Console\nappender.err.name = err\nappender.err.target = SYSTEM_ERR\n\
+         appender.err.layout.type = PatternLayout\nappender.err.layout.pattern = %p %c{1}: %m%n\n",
+    )
+    .unwrap();
+    format!("{}:{}/*", conf.display(), jars.trim())
+}
+
+/// A datanode killed (kill -9) in the middle of an `hdfs://` write:
+/// Hadoop's own client rebuilds its pipeline (updateBlockForPipeline, a
+/// WRITE_BLOCK in streaming recovery to the survivors, updatePipeline) and
+/// the write completes with every byte. Three times, a different datanode
+/// each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdfs_client_recovers_its_pipeline_when_a_datanode_dies() {
+    for victim in 0..3 {
+        let mut c = ProcessCluster::start(
+            3,
+            &["--min-block-size", "65536", "--default-block-size", "1048576"],
+        );
+        let classpath = hadoop_classpath(&c);
+        let data: Vec<u8> = (0..48u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(victim) >> 11) as u8)
+            .collect();
+        // The data comes through stdin, the second part only after the
+        // kill: the client is mid-block when the datanode dies.
+        let mut put = Command::new("java")
+            .arg("-cp")
+            .arg(&classpath)
+            .arg("org.apache.hadoop.fs.FsShell")
+            .args(["-D", "dfs.blocksize=33554432", "-put", "-", "/k.bin"])
+            .env("HADOOP_USER_NAME", "hdfs")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(c.dir.path().join("put.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut stdin = put.stdin.take().unwrap();
+        let half = 20 << 20;
+        stdin.write_all(&data[..half]).unwrap();
+        stdin.flush().unwrap();
+        let hdfs = c.client().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while hdfs.stat("/k.bin._COPYING_").await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the put never got going");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let the first part reach the datanodes.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        c.datanodes[victim as usize].kill9();
+        let _ = stdin.write_all(&data[half..]);
+        drop(stdin);
+        let status = put.wait().unwrap();
+        let err = std::fs::read_to_string(c.dir.path().join("put.err")).unwrap_or_default();
+        let logs: String = (0..3)
+            .map(|i| c.log(&format!("datanode{i}.log")))
+            .chain([c.log("namenode.log")])
+            .flat_map(|l| {
+                l.lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("recover"))
+                    .map(|l| format!("{l}\n"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            status.success(),
+            "victim {victim}: the put failed:\n{err}\n{logs}"
+        );
+        // It did recover (not finish before the kill bit).
+        assert!(
+            c.log("namenode.log")
+                .contains("new generation stamp for pipeline recovery"),
+            "victim {victim}: no pipeline recovery:\n{err}"
+        );
+        let mut r = hdfs.open("/k.bin").await.unwrap();
+        let mut back = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut back)
+            .await
+            .unwrap();
+        assert!(
+            back == data,
+            "victim {victim}: {} bytes back of {}",
+            back.len(),
+            data.len()
+        );
+    }
 }
 
 /// Hadoop IPC from a client that lies, stalls or speaks out of turn: each
