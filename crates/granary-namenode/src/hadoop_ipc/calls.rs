@@ -266,11 +266,26 @@ impl Call<'_> {
             "create" => self.create(next(b, method)?).await,
             "addBlock" => {
                 let r: hdfs::AddBlockRequestProto = next(b, method)?;
+                // After an append (into a new block) an HDFS client names no
+                // previous block; Granary's addBlock wants the file's last,
+                // complete block named.
+                let previous = match &r.previous {
+                    Some(p) => Some(block(p)),
+                    None => {
+                        // A last block still being written (a retried
+                        // first addBlock) is not one to close.
+                        let located = self.blocks(&r.src, 0, u64::MAX >> 1).await?;
+                        match located.is_last_block_complete {
+                            true => located.blocks.last().and_then(|lb| lb.block),
+                            false => None,
+                        }
+                    }
+                };
                 let req = pb::AddBlockRequest {
                     path: r.src,
                     file_id: r.file_id.unwrap_or(0),
                     client_name: r.client_name,
-                    previous: r.previous.as_ref().map(block),
+                    previous,
                     excluded_nodes: r
                         .exclude_nodes
                         .iter()
@@ -308,6 +323,48 @@ impl Call<'_> {
                 };
                 self.svc.abandon_block(self.req(req)).await?;
                 reply(hdfs::AbandonBlockResponseProto {})
+            }
+            "append" => {
+                // Granary appends into a new block (HDFS's NEW_BLOCK): no
+                // last block comes back, so the client asks for one.
+                let r: hdfs::AppendRequestProto = next(b, method)?;
+                let req = pb::AppendRequest {
+                    path: r.src,
+                    client_name: r.client_name,
+                };
+                let out = self.svc.append(self.req(req)).await?.into_inner();
+                reply(hdfs::AppendResponseProto {
+                    block: None,
+                    stat: out.status.map(|s| file_status(&s, Vec::new(), None)),
+                })
+            }
+            "getDatanodeReport" => {
+                // The superuser's, as the service checks.
+                let r: hdfs::GetDatanodeReportRequestProto = next(b, method)?;
+                let out = self
+                    .svc
+                    .get_datanode_report(self.req(pb::GetDatanodeReportRequest {}))
+                    .await?
+                    .into_inner();
+                use hdfs::DatanodeReportTypeProto as Kind;
+                let wanted = |d: &pb::DatanodeInfo| {
+                    let state = pb::DatanodeState::try_from(d.state).unwrap_or_default();
+                    match Kind::try_from(r.r#type).unwrap_or(Kind::All) {
+                        Kind::All => true,
+                        Kind::Live => state != pb::DatanodeState::Dead,
+                        Kind::Dead => state == pb::DatanodeState::Dead,
+                        Kind::Decommissioning => state == pb::DatanodeState::Decommissioning,
+                        Kind::EnteringMaintenance | Kind::InMaintenance => false,
+                    }
+                };
+                reply(hdfs::GetDatanodeReportResponseProto {
+                    di: out
+                        .datanodes
+                        .iter()
+                        .filter(|d| wanted(d))
+                        .map(datanode_info)
+                        .collect(),
+                })
             }
             "updateBlockForPipeline" => {
                 // A writer rebuilding its pipeline after a datanode failed:

@@ -167,6 +167,11 @@ def test_writes_over_data_transfer_protocol(fs, tmp_path):
         w.write(b"now with bytes")
     with fs.read("/written/empty") as r:
         assert r.read() == b"now with bytes"
+    # Appends go into a new block, as Granary's own do.
+    with fs.append("/written/empty") as w:
+        w.write(b", and more")
+    with fs.read("/written/empty") as r:
+        assert r.read() == b"now with bytes, and more"
 
 
 def test_a_64_mib_file_of_several_blocks(fs):

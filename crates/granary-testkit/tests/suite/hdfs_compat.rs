@@ -114,6 +114,16 @@ fn hadoop_fs_shell_works_unchanged() {
         sum.contains("MD5-of-") && sum.contains(hex),
         "hadoop: {sum}\ngranary: {ours}"
     );
+    // `-appendToFile`: appended bytes read back after the old ones.
+    let more = c.dir.path().join("more.bin");
+    std::fs::write(&more, b"appended by hadoop").unwrap();
+    hadoop(&["-appendToFile", more.to_str().unwrap(), "/java/a/g.bin"]);
+    let mut all = data.clone();
+    all.extend_from_slice(b"appended by hadoop");
+    assert!(
+        hadoop(&["-cat", "/java/a/g.bin"]) == all,
+        "-appendToFile then -cat differs"
+    );
     // `-df` (getFsStats): the datanodes' capacity, some of it used.
     let df = String::from_utf8(hadoop(&["-df", "/"])).unwrap();
     let size: Vec<u64> = df
@@ -383,6 +393,119 @@ fn hdfs_data_transfer_refuses_bad_requests() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// Calls the namenode's Hadoop IPC as `user` with raw frames (what a
+/// client library does): the answer's header and body.
+fn ipc_call(
+    addr: &str,
+    user: &str,
+    method: &str,
+    request: &impl prost::Message,
+) -> (granary_proto::hadoop::common::RpcResponseHeaderProto, Vec<u8>) {
+    use granary_proto::hadoop::common as rpc;
+    use prost::Message;
+    let header = |call_id: i32| rpc::RpcRequestHeaderProto {
+        rpc_kind: Some(rpc::RpcKindProto::RpcProtocolBuffer as i32),
+        rpc_op: Some(0),
+        call_id,
+        client_id: vec![7; 16],
+        retry_count: Some(-1),
+        ..Default::default()
+    };
+    let context = rpc::IpcConnectionContextProto {
+        user_info: Some(rpc::UserInformationProto {
+            effective_user: Some(user.into()),
+            real_user: None,
+        }),
+        protocol: Some("org.apache.hadoop.hdfs.protocol.ClientProtocol".into()),
+    };
+    let call = rpc::RequestHeaderProto {
+        method_name: method.into(),
+        declaring_class_protocol_name: "org.apache.hadoop.hdfs.protocol.ClientProtocol".into(),
+        client_protocol_version: 1,
+    };
+    let mut wire = b"hrpc\x09\x00\x00".to_vec();
+    for parts in [
+        vec![
+            header(-3).encode_length_delimited_to_vec(),
+            context.encode_length_delimited_to_vec(),
+        ],
+        vec![
+            header(0).encode_length_delimited_to_vec(),
+            call.encode_length_delimited_to_vec(),
+            request.encode_length_delimited_to_vec(),
+        ],
+    ] {
+        let body = parts.concat();
+        wire.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        wire.extend_from_slice(&body);
+    }
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&wire).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut frame).unwrap();
+    let mut b = frame.as_slice();
+    let h = rpc::RpcResponseHeaderProto::decode_length_delimited(&mut b).unwrap();
+    (h, b.to_vec())
+}
+
+/// Calls HDFS's admin tools make, with raw frames: the datanode report
+/// (superuser only, by kind), the HA state and msync.
+#[test]
+fn hadoop_ipc_admin_calls() {
+    use granary_proto::hadoop::{common as rpc, hdfs};
+    use prost::Message;
+
+    let c = ProcessCluster::start(3, &[]);
+    let all = hdfs::GetDatanodeReportRequestProto {
+        r#type: hdfs::DatanodeReportTypeProto::All as i32,
+    };
+    let (h, body) = ipc_call(&c.rpc, "hdfs", "getDatanodeReport", &all);
+    assert_eq!(h.status, 0, "{h:?}");
+    let report = hdfs::GetDatanodeReportResponseProto::decode_length_delimited(body.as_slice()).unwrap();
+    assert_eq!(report.di.len(), 3);
+    let ports: Vec<u32> = report.di.iter().map(|d| d.id.xfer_port).collect();
+    for i in 0..3 {
+        let port: u32 = c.datanode_addr(i).rsplit_once(':').unwrap().1.parse().unwrap();
+        assert!(ports.contains(&port), "{ports:?}");
+    }
+    assert!(report.di.iter().all(|d| d.capacity.unwrap_or(0) > 0));
+    let dead = hdfs::GetDatanodeReportRequestProto {
+        r#type: hdfs::DatanodeReportTypeProto::Dead as i32,
+    };
+    let (_, body) = ipc_call(&c.rpc, "hdfs", "getDatanodeReport", &dead);
+    let report = hdfs::GetDatanodeReportResponseProto::decode_length_delimited(body.as_slice()).unwrap();
+    assert!(report.di.is_empty());
+    // Not the superuser: refused, naming HDFS's exception.
+    let (h, _) = ipc_call(&c.rpc, "alice", "getDatanodeReport", &all);
+    assert_eq!(
+        h.exception_class_name.as_deref(),
+        Some("org.apache.hadoop.security.AccessControlException"),
+        "{h:?}"
+    );
+    let (h, body) = ipc_call(
+        &c.rpc,
+        "alice",
+        "getHAServiceState",
+        &hdfs::HaServiceStateRequestProto {},
+    );
+    assert_eq!(h.status, 0);
+    let state = hdfs::HaServiceStateResponseProto::decode_length_delimited(body.as_slice()).unwrap();
+    assert_eq!(state.state, rpc::HaServiceStateProto::Active as i32);
+    let (h, body) = ipc_call(&c.rpc, "alice", "msync", &hdfs::MsyncRequestProto {});
+    assert_eq!((h.status, body.as_slice()), (0, &[0u8][..]));
+    // A method Granary does not serve: RpcNoSuchMethodException, named.
+    let (h, _) = ipc_call(&c.rpc, "alice", "getStoragePolicies", &hdfs::MsyncRequestProto {});
+    assert_eq!(
+        h.exception_class_name.as_deref(),
+        Some("org.apache.hadoop.ipc.RpcNoSuchMethodException"),
+        "{h:?}"
+    );
+    assert!(h.error_msg.unwrap_or_default().contains("getStoragePolicies"));
 }
 
 fn delimited(msg: &[u8]) -> Vec<u8> {
