@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,6 +35,8 @@ const HEARTBEAT_SEQNO: i64 = -1;
 const MAX_PACKET_DATA: usize = 16 << 20;
 /// The largest packet header (a handful of fixed-width fields).
 const MAX_PACKET_HEADER: usize = 256;
+/// Room reserved for a packet before its bytes arrive.
+const FIRST_READ: usize = 128 << 10;
 /// No packet seen yet.
 const UNSET: i64 = i64::MIN;
 
@@ -299,9 +301,17 @@ async fn read_packet<R: AsyncRead + Unpin>(
                 "packet length {plen} does not match {data_len} data bytes and {sums_len} checksum bytes"
             )));
         }
-        let mut body = BytesMut::zeroed(sums_len + data_len);
-        rd.read_exact(&mut body).await?;
-        let body = body.freeze();
+        // The buffer grows as bytes arrive: a header that lies about its
+        // length costs nothing until the bytes come.
+        let want = sums_len + data_len;
+        let mut body = Vec::with_capacity(want.min(FIRST_READ));
+        let got = (&mut *rd).take(want as u64).read_to_end(&mut body).await?;
+        if got < want {
+            return Err(TransferError::Protocol(format!(
+                "a packet of {want} bytes broke off after {got}"
+            )));
+        }
+        let body = Bytes::from(body);
         Ok((h, body.slice(..sums_len), body.slice(sums_len..)))
     };
     tokio::time::timeout(within, read)
