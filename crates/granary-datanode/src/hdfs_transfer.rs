@@ -323,14 +323,28 @@ async fn block_checksum(
         blocking(move || {
             use md5::{Digest, Md5};
             let mut md5 = Md5::new();
-            let step = u64::from(bpc) * 2048;
+            // About a MiB per step, whole chunks.
+            let bpc64 = u64::from(bpc);
+            let step = ((1u64 << 20) / bpc64).max(1) * bpc64;
             let mut pos = 0;
             while pos < len {
-                let n = (len - pos).min(step) as usize;
-                let (data, sums) = reader.read(pos, n)?;
+                let n = (len - pos).min(step);
+                // Verified up to the end of the chunk holding the last byte
+                // asked for; a length inside a chunk gets that part's CRC,
+                // as HDFS computes it.
+                let end = (pos + n).div_ceil(bpc64).saturating_mul(bpc64).min(reader.len);
+                let (data, sums) = reader.read(pos, (end - pos) as usize)?;
                 granary_common::checksum::verify(&data, &sums, bpc as usize, pos)
                     .map_err(|source| DatanodeError::Checksum { block_id, source })?;
-                md5.update(&sums);
+                let n = (n as usize).min(data.len());
+                if n == data.len() {
+                    md5.update(&sums);
+                } else {
+                    md5.update(granary_common::checksum::compute(&data[..n], bpc as usize));
+                }
+                if n == 0 {
+                    break;
+                }
                 pos += n as u64;
             }
             let chunks = len.div_ceil(u64::from(bpc));

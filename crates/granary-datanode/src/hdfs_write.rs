@@ -31,8 +31,9 @@ use granary_proto::write_block_request::Msg as Request;
 /// An HDFS client's keepalive packet while it has nothing to send: acked
 /// with the same seqno, not written.
 const HEARTBEAT_SEQNO: i64 = -1;
-/// The largest packet data taken (HDFS's own limit is 16 MiB per packet).
-const MAX_PACKET_DATA: usize = 16 << 20;
+/// The largest packet data taken: what Granary's pipeline carries in one
+/// frame (HDFS clients send 64 KiB by default).
+const MAX_PACKET_DATA: usize = granary_common::data_transfer::MAX_DATA;
 /// The largest packet header (a handful of fixed-width fields).
 const MAX_PACKET_HEADER: usize = 256;
 /// Room reserved for a packet before its bytes arrive.
@@ -161,7 +162,8 @@ where
         loop {
             let (h, sums, data) = read_packet(rd, bpc, timeout).await?;
             if h.seqno == HEARTBEAT_SEQNO {
-                let _ = beats.send(()).await;
+                // Never waits: an answer to an earlier one pending is enough.
+                let _ = beats.try_send(());
                 continue;
             }
             if h.seqno < 0 {
@@ -223,8 +225,26 @@ where
             .map_err(|_| TransferError::Protocol("the writer took no ack for the socket timeout".into()))??;
         }
     };
-    let (sent, acked) = tokio::join!(inbound, outbound);
-    sent.and(acked)
+    // Either side failing ends the write at once (the client learns from
+    // the closed connection); the acks end it when the last packet is in.
+    tokio::pin!(inbound, outbound);
+    let mut sent = false;
+    loop {
+        tokio::select! {
+            r = &mut inbound, if !sent => {
+                r?;
+                sent = true;
+            }
+            r = &mut outbound => {
+                r?;
+                return if sent {
+                    Ok(())
+                } else {
+                    Err(TransferError::Protocol("the pipeline ended before the last packet".into()))
+                };
+            }
+        }
+    }
 }
 
 /// What Granary's pipeline says it could not reach, innermost first: the
@@ -296,6 +316,11 @@ async fn read_packet<R: AsyncRead + Unpin>(
             .filter(|n| *n <= MAX_PACKET_DATA)
             .ok_or_else(|| TransferError::Protocol(format!("packet data of {} bytes", h.data_len)))?;
         let sums_len = checksum::chunks(data_len, bpc as usize) * checksum::CHECKSUM_SIZE;
+        if sums_len > granary_common::data_transfer::MAX_MESSAGE / 2 {
+            return Err(TransferError::Protocol(format!(
+                "a packet of {data_len} bytes in {bpc}-byte chunks has too many checksums"
+            )));
+        }
         if plen != 4 + sums_len + data_len {
             return Err(TransferError::Protocol(format!(
                 "packet length {plen} does not match {data_len} data bytes and {sums_len} checksum bytes"

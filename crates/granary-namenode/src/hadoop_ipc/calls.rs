@@ -83,10 +83,13 @@ impl Call<'_> {
         let mut r = Request::new(msg);
         match &self.caller.real_user {
             Some(real) if *real != self.caller.user => {
+                // A user who cannot be named in metadata goes as nobody,
+                // never as the proxy user itself.
+                let v = self.caller.user.parse().unwrap_or_else(|_| {
+                    tonic::metadata::MetadataValue::from_static(granary_common::identity::ANONYMOUS)
+                });
                 Identity::new(real.clone()).apply(r.metadata_mut());
-                if let Ok(v) = self.caller.user.parse() {
-                    r.metadata_mut().insert(DOAS_METADATA, v);
-                }
+                r.metadata_mut().insert(DOAS_METADATA, v);
             }
             _ => Identity::new(self.caller.user.clone()).apply(r.metadata_mut()),
         }
@@ -437,7 +440,11 @@ impl Call<'_> {
                     .iter()
                     .filter(|d| d.state == pb::DatanodeState::Live as i32)
                     .fold((0u64, 0u64, 0u64), |(c, u, r), d| {
-                        (c + d.capacity, u + d.dfs_used, r + d.remaining)
+                        (
+                            c.saturating_add(d.capacity),
+                            u.saturating_add(d.dfs_used),
+                            r.saturating_add(d.remaining),
+                        )
                     });
                 let h = self.st.health();
                 reply(hdfs::GetFsStatsResponseProto {
