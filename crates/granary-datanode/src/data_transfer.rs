@@ -60,7 +60,7 @@ pub fn now_ms() -> i64 {
 /// Checks the token presented for `block`; returns the generation stamp it
 /// grants. `user`: who presents it, when a user's certificate says so (the
 /// token must then be issued to that user).
-pub(crate) fn check_token(
+fn check_token(
     ctx: &DatanodeContext,
     token: &[u8],
     block_id: u64,
@@ -72,6 +72,44 @@ pub(crate) fn check_token(
     }
     ctx.verify_token(token, block_id, access, user)
         .map_err(|source| DatanodeError::Token { block_id, source })
+}
+
+/// The finalized replica of `block` opened for reading, with a transfer
+/// slot: after `token` is checked (read access, for `user` when a
+/// certificate names one), the replica is at least as long as the block
+/// the reader knows (else it lost bytes: the reader reports it and reads
+/// another), and `offset` (if any) lies inside it. Granary's reads and
+/// HDFS clients' (crate::hdfs_transfer) both open replicas here.
+pub(crate) async fn open_read(
+    ctx: &Arc<DatanodeContext>,
+    block: &pb::ExtendedBlock,
+    token: &[u8],
+    user: Option<&str>,
+    offset: Option<u64>,
+) -> Result<(crate::storage::ReplicaReader, crate::context::XceiverGuard), DatanodeError> {
+    check_token(ctx, token, block.block_id, BlockAccess::Read, user)?;
+    let xceiver = ctx.try_xceiver().ok_or(DatanodeError::Busy {
+        max: ctx.max_transfers,
+    })?;
+    let storage = ctx.storage.clone();
+    let (id, gs) = (block.block_id, block.generation_stamp);
+    let reader = blocking(move || storage.open_read(id, gs)).await??;
+    if block.num_bytes > reader.len {
+        return Err(DatanodeError::ShortReplica {
+            block_id: id,
+            held: reader.len,
+            wanted: block.num_bytes,
+        });
+    }
+    if let Some(offset) = offset
+        && offset > reader.len
+    {
+        return Err(DatanodeError::BadRequest(format!(
+            "block {id}: offset {offset} is beyond the replica's {} bytes",
+            reader.len
+        )));
+    }
+    Ok((reader, xceiver))
 }
 
 /// A replica this call holds before its packets start. If the call ends
@@ -144,36 +182,16 @@ impl DataTransfer for DataTransferService {
         let block = r
             .block
             .ok_or_else(|| DatanodeError::BadRequest("readBlock names no block".into()))?;
-        check_token(
+        let (reader, xceiver) = open_read(
             &self.ctx,
+            &block,
             &r.access_token,
-            block.block_id,
-            BlockAccess::Read,
             user.as_deref(),
-        )?;
-        let xceiver = self.ctx.try_xceiver().ok_or(DatanodeError::Busy {
-            max: self.ctx.max_transfers,
-        })?;
-        let storage = self.ctx.storage.clone();
-        let (id, gs) = (block.block_id, block.generation_stamp);
-        let reader = Arc::new(blocking(move || storage.open_read(id, gs)).await??);
-        // A replica shorter than the block the namenode knows lost bytes:
-        // fail, so the reader reports it and reads another.
-        if block.num_bytes > reader.len {
-            return Err(DatanodeError::ShortReplica {
-                block_id: id,
-                held: reader.len,
-                wanted: block.num_bytes,
-            }
-            .into());
-        }
-        if r.offset > reader.len {
-            return Err(DatanodeError::BadRequest(format!(
-                "block {id}: offset {} is beyond the replica's {} bytes",
-                r.offset, reader.len
-            ))
-            .into());
-        }
+            Some(r.offset),
+        )
+        .await?;
+        let reader = Arc::new(reader);
+        let id = block.block_id;
         let end = if r.length == 0 {
             reader.len
         } else {

@@ -17,10 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio_util::sync::CancellationToken;
 
 use crate::context::DatanodeContext;
-use crate::data_transfer::check_token;
+use crate::data_transfer::open_read;
 use crate::error::{DatanodeError, blocking};
 use granary_common::HasErrorCode;
-use granary_common::block_token::BlockAccess;
 use granary_proto::hadoop::hdfs;
 
 /// The DataTransferProtocol version HDFS 2 and 3 speak: a connection's
@@ -241,53 +240,40 @@ async fn read_block(
     Ok(())
 }
 
-/// The replica an operation names, opened for reading, and a transfer
-/// slot: after its token (read access) is checked and its length is at
-/// least the block's as the client knows it (and `offset` inside it).
+/// The replica an operation names, opened for reading
+/// (`data_transfer::open_read`: token, transfer slot, length, offset).
 async fn open(
     ctx: &Arc<DatanodeContext>,
     base: &hdfs::BaseHeaderProto,
     offset: Option<u64>,
 ) -> Result<(crate::storage::ReplicaReader, crate::context::XceiverGuard), DatanodeError> {
-    let block = &base.block;
+    let block = granary_proto::ExtendedBlock {
+        block_id: base.block.block_id,
+        generation_stamp: base.block.generation_stamp,
+        num_bytes: base.block.num_bytes.unwrap_or(0),
+    };
     let token = base
         .token
         .as_ref()
         .map(|t| t.identifier.as_slice())
         .unwrap_or_default();
-    check_token(ctx, token, block.block_id, BlockAccess::Read, None)?;
-    let xceiver = ctx.try_xceiver().ok_or(DatanodeError::Busy {
-        max: ctx.max_transfers,
-    })?;
-    let storage = ctx.storage.clone();
-    let (id, gs) = (block.block_id, block.generation_stamp);
-    let reader = blocking(move || storage.open_read(id, gs)).await??;
-    let wanted = block.num_bytes.unwrap_or(0);
-    if wanted > reader.len {
-        return Err(DatanodeError::ShortReplica {
-            block_id: id,
-            held: reader.len,
-            wanted,
-        });
-    }
-    if let Some(offset) = offset
-        && offset > reader.len
-    {
-        return Err(DatanodeError::BadRequest(format!(
-            "block {id}: offset {offset} is beyond the replica's {} bytes",
-            reader.len
-        )));
-    }
-    Ok((reader, xceiver))
+    open_read(ctx, &block, token, None, offset).await
 }
 
 /// The response refusing an operation for `e`.
 fn refusal(e: &DatanodeError) -> hdfs::BlockOpResponseProto {
-    let status = match e.code() {
-        granary_common::ErrorCode::AccessControl => hdfs::Status::ErrorAccessToken,
+    failure(status_of(e.code()), e.to_string())
+}
+
+/// HDFS's status for a refusal: a token (or certificate) that does not
+/// allow it is ERROR_ACCESS_TOKEN, which clients answer by fetching new
+/// tokens; anything else is ERROR.
+pub(crate) fn status_of(code: granary_common::ErrorCode) -> hdfs::Status {
+    use granary_common::ErrorCode;
+    match code {
+        ErrorCode::AccessControl | ErrorCode::Unauthenticated => hdfs::Status::ErrorAccessToken,
         _ => hdfs::Status::Error,
-    };
-    failure(status, e.to_string())
+    }
 }
 
 /// BLOCK_CHECKSUM: the MD5 of the block's chunk CRCs (over the length the

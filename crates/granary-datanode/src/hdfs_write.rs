@@ -20,7 +20,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::DatanodeContext;
-use crate::hdfs_transfer::{TransferError, failure, respond};
+use crate::hdfs_transfer::{TransferError, failure, respond, status_of};
 use granary_common::checksum;
 use granary_common::data_transfer::{FrameCodec, RequestReader, write_frame};
 use granary_proto as pb;
@@ -131,10 +131,7 @@ where
             respond(wr, ready).await?;
         }
         Some(Reply::Error(e)) => {
-            let status = match e.code.as_str() {
-                "AccessControlException" | "SecurityException" => hdfs::Status::ErrorAccessToken,
-                _ => hdfs::Status::Error,
-            };
+            let status = granary_common::ErrorCode::from_name(&e.code).map_or(hdfs::Status::Error, status_of);
             // The node the pipeline could not reach, so the client leaves
             // that one out (not this one) when it asks for another.
             let mut refused = failure(status, e.message.clone());

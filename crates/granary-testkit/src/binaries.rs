@@ -592,3 +592,25 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// Runs the pytest files of `tests` (a directory under the testkit's
+/// `tests/`) with [`python`], scratch files under `basetemp`, and `env`
+/// added to the environment: whether they passed, and their output.
+pub fn pytest(tests: &str, basetemp: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(tests);
+    let out = Command::new(python())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
+        .arg(basetemp)
+        .arg(&dir)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .expect("run pytest");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}

@@ -7,11 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use granary_testkit::binaries::{ProcessCluster, bin_path, python};
+use granary_testkit::binaries::{ProcessCluster, bin_path, pytest, python};
 
 #[test]
 fn hdfs_native_client_works_unchanged() {
@@ -20,25 +19,20 @@ fn hdfs_native_client_works_unchanged() {
         3,
         &["--min-block-size", "65536", "--default-block-size", "1048576"],
     );
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python_hdfs");
-    let out = Command::new(python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
-        .arg(c.dir.path().join("pytest"))
-        .arg(&tests)
-        .env("GRANARY_NN_RPC", &c.rpc)
-        .env("GRANARY_CLI", bin_path("granary"))
-        .env("HADOOP_USER_NAME", "hdfs")
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let cli = bin_path("granary");
+    let (passed, report) = pytest(
+        "python_hdfs",
+        &c.dir.path().join("pytest"),
+        &[
+            ("GRANARY_NN_RPC", c.rpc.as_ref()),
+            ("GRANARY_CLI", cli.as_os_str()),
+            ("HADOOP_USER_NAME", "hdfs".as_ref()),
+        ],
     );
-    if !out.status.success() {
+    if !passed {
         eprintln!("namenode log:\n{}", c.log("namenode.log"));
     }
-    assert!(out.status.success(), "the hdfs-native tests failed:\n{report}");
+    assert!(passed, "the hdfs-native tests failed:\n{report}");
     assert!(report.contains("10 passed"), "{report}");
 }
 
@@ -265,16 +259,7 @@ async fn hdfs_client_recovers_its_pipeline_when_a_datanode_dies() {
 #[test]
 fn hadoop_ipc_refuses_garbage_and_keeps_serving() {
     let c = ProcessCluster::start(1, &[]);
-    let send = |bytes: &[u8]| -> Vec<u8> {
-        let mut s = std::net::TcpStream::connect(&c.rpc).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(bytes).unwrap();
-        // A frame cut short ends with the client's end of the stream.
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        out
-    };
+    let send = |bytes: &[u8]| send_raw(&c.rpc, bytes);
     // Another IPC version, an unknown auth protocol, a frame length far
     // over the limit, a frame cut short: closed without an answer.
     for bad in [
@@ -315,15 +300,7 @@ fn hdfs_data_transfer_refuses_bad_requests() {
 
     let c = ProcessCluster::start(1, &[]);
     let dn = c.datanode_addr(0);
-    let send = |bytes: &[u8]| -> Vec<u8> {
-        let mut s = std::net::TcpStream::connect(&dn).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(bytes).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        out
-    };
+    let send = |bytes: &[u8]| send_raw(&dn, bytes);
     let status = |answer: &[u8]| {
         let mut b = answer;
         hdfs::BlockOpResponseProto::decode_length_delimited(&mut b)
@@ -506,6 +483,18 @@ fn hadoop_ipc_admin_calls() {
         "{h:?}"
     );
     assert!(h.error_msg.unwrap_or_default().contains("getStoragePolicies"));
+}
+
+/// Sends `bytes` to `addr`, ends the stream (so a frame cut short is cut
+/// short), and returns whatever comes back before the server closes.
+fn send_raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
 }
 
 fn delimited(msg: &[u8]) -> Vec<u8> {

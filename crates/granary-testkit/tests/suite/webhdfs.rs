@@ -7,38 +7,30 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use granary_testkit::binaries::{ProcessCluster, bin_path, python, rss_mib};
+use granary_testkit::binaries::{ProcessCluster, bin_path, rss_mib};
 
 #[test]
 fn python_webhdfs_clients_work_unchanged() {
     let c = ProcessCluster::start(3, &["--min-block-size", "65536"]);
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let scratch = c.dir.path().join("pytest");
-    let out = Command::new(python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
-        .arg(&scratch)
-        .arg(&tests)
-        .env("GRANARY_NN_HTTP", &c.http)
-        .env("GRANARY_NN_RPC", &c.rpc)
-        .env("GRANARY_CLI", bin_path("granary"))
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let cli = bin_path("granary");
+    let (passed, report) = granary_testkit::binaries::pytest(
+        "python",
+        &c.dir.path().join("pytest"),
+        &[
+            ("GRANARY_NN_HTTP", c.http.as_ref()),
+            ("GRANARY_NN_RPC", c.rpc.as_ref()),
+            ("GRANARY_CLI", cli.as_os_str()),
+        ],
     );
     println!("{report}");
-    if !out.status.success() {
+    if !passed {
         eprintln!("namenode log:\n{}", c.log("namenode.log"));
     }
-    assert!(out.status.success(), "the Python WebHDFS tests failed:\n{report}");
+    assert!(passed, "the Python WebHDFS tests failed:\n{report}");
     assert!(report.contains(" passed"), "{report}");
 }
 

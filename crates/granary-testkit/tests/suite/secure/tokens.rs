@@ -137,24 +137,18 @@ fn hdfscli_works_with_a_delegation_token() {
     );
     let files = client_files(c.certs_dir().unwrap(), "hdfs");
     let alice = client_files(c.certs_dir().unwrap(), "alice");
-    let tests = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python_secure");
-    let out = std::process::Command::new(granary_testkit::binaries::python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"])
-        .arg(c.dir.path().join("pytest"))
-        .arg(&tests)
-        .env("GRANARY_NN_HTTP", &c.http)
-        .env("GRANARY_TLS_CA", &files.ca)
-        .env("GRANARY_TLS_CERT", &files.cert)
-        .env("GRANARY_TLS_KEY", &files.key)
-        .env("GRANARY_ALICE_CERT", &alice.cert)
-        .env("GRANARY_ALICE_KEY", &alice.key)
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (passed, report) = granary_testkit::binaries::pytest(
+        "python_secure",
+        &c.dir.path().join("pytest"),
+        &[
+            ("GRANARY_NN_HTTP", c.http.as_ref()),
+            ("GRANARY_TLS_CA", files.ca.as_os_str()),
+            ("GRANARY_TLS_CERT", files.cert.as_os_str()),
+            ("GRANARY_TLS_KEY", files.key.as_os_str()),
+            ("GRANARY_ALICE_CERT", alice.cert.as_os_str()),
+            ("GRANARY_ALICE_KEY", alice.key.as_os_str()),
+        ],
     );
-    assert!(out.status.success(), "the Python token tests failed:\n{report}");
+    assert!(passed, "the Python token tests failed:\n{report}");
     assert!(report.contains("6 passed"), "{report}");
 }
