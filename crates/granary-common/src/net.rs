@@ -281,3 +281,15 @@ impl ChannelPool {
         self.channels.lock().remove(addr);
     }
 }
+
+/// The host part of `host:port` (all of it when there is no port).
+pub fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+/// The port of `host:port`; 0 when there is none.
+pub fn port_of(addr: &str) -> u16 {
+    addr.rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0)
+}

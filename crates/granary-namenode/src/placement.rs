@@ -44,10 +44,6 @@ fn uuid(i: &pb::DatanodeInfo) -> &str {
     i.id.as_ref().map_or("", |d| d.uuid.as_str())
 }
 
-fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
-}
-
 #[derive(Default)]
 pub struct RackAwarePlacement;
 
@@ -115,7 +111,10 @@ impl PlacementPolicy for RackAwarePlacement {
                 0 => {
                     let local = ctx.writer_host.as_deref();
                     Self::pick(&mut pool, |c| {
-                        local.is_some_and(|h| c.id.as_ref().is_some_and(|id| host_of(&id.rpc_addr) == h))
+                        local.is_some_and(|h| {
+                            c.id.as_ref()
+                                .is_some_and(|id| granary_common::net::host_of(&id.rpc_addr) == h)
+                        })
                     })
                     .or_else(|| Self::pick(&mut pool, |_| true))
                 }

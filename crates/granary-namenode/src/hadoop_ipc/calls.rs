@@ -15,6 +15,7 @@ use crate::state::NamenodeState;
 use granary_common::ErrorCode;
 use granary_common::error::status;
 use granary_common::identity::{DOAS_METADATA, Identity};
+use granary_common::net::{host_of, port_of};
 use granary_common::retry::CallKey;
 use granary_common::tls::ConnInfo;
 use granary_proto as pb;
@@ -749,16 +750,6 @@ fn located_block(pool: &str, lb: &pb::LocatedBlock) -> hdfs::LocatedBlockProto {
     }
 }
 
-fn port_of(addr: &str) -> u32 {
-    addr.rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(0)
-}
-
-fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
-}
-
 fn datanode_info(d: &pb::DatanodeInfo) -> hdfs::DatanodeInfoProto {
     let id = d.id.clone().unwrap_or_default();
     let admin = match pb::DatanodeState::try_from(d.state) {
@@ -777,9 +768,9 @@ fn datanode_info(d: &pb::DatanodeInfo) -> hdfs::DatanodeInfoProto {
                 id.hostname.clone()
             },
             datanode_uuid: id.uuid.clone(),
-            xfer_port: port_of(&id.rpc_addr),
-            info_port: port_of(&id.http_addr),
-            ipc_port: port_of(&id.rpc_addr),
+            xfer_port: port_of(&id.rpc_addr).into(),
+            info_port: port_of(&id.http_addr).into(),
+            ipc_port: port_of(&id.rpc_addr).into(),
             info_secure_port: Some(0),
         },
         capacity: Some(d.capacity),

@@ -8,6 +8,7 @@ use super::request;
 use super::{WebHdfs, json as answer};
 use crate::rpc::authn::Authenticated;
 use granary_common::ErrorCode;
+use granary_common::net::{host_of, port_of};
 use granary_common::webhdfs::{Params, WebError, WebResult};
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
@@ -90,17 +91,8 @@ impl WebHdfs {
     }
 }
 
-fn host_of(addr: &str) -> String {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string()
-}
-
 fn datanode_json(d: &pb::DatanodeInfo) -> Value {
     let id = d.id.clone().unwrap_or_default();
-    let port = |a: &str| {
-        a.rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .unwrap_or(0)
-    };
     json!({
         "adminState": match pb::DatanodeState::try_from(d.state) {
             Ok(pb::DatanodeState::Decommissioning) => "DECOMMISSION_INPROGRESS",
@@ -110,7 +102,7 @@ fn datanode_json(d: &pb::DatanodeInfo) -> Value {
         "capacity": d.capacity,
         "dfsUsed": d.dfs_used,
         "hostName": id.hostname,
-        "infoPort": port(&id.http_addr),
+        "infoPort": port_of(&id.http_addr),
         "ipAddr": host_of(&id.rpc_addr),
         "lastUpdate": d.last_heartbeat_ms,
         "name": id.rpc_addr,
@@ -118,6 +110,6 @@ fn datanode_json(d: &pb::DatanodeInfo) -> Value {
         "remaining": d.remaining,
         "storageID": format!("DS-{}", id.uuid),
         "xceiverCount": d.xceiver_count,
-        "xferPort": port(&id.rpc_addr),
+        "xferPort": port_of(&id.rpc_addr),
     })
 }
