@@ -39,7 +39,8 @@ pub enum FsCommand {
         #[arg(num_args = 1..=2, required = true)]
         args: Vec<String>,
     },
-    /// Delete files and directories.
+    /// Delete files and directories: into the trash when the namenode
+    /// keeps one (its trash interval), else at once.
     Rm {
         /// Delete directories and their contents.
         #[arg(short = 'r', short_alias = 'R')]
@@ -47,8 +48,18 @@ pub enum FsCommand {
         /// No error if the path does not exist.
         #[arg(short = 'f')]
         force: bool,
+        /// Delete at once, bypassing the trash (also `-skipTrash`).
+        #[arg(long = "skipTrash", alias = "skip-trash")]
+        skip_trash: bool,
         #[arg(required = true)]
         paths: Vec<String>,
+    },
+    /// Delete trash checkpoints older than the trash interval, then
+    /// checkpoint the current trash (HDFS's -expunge).
+    Expunge {
+        /// Delete the whole trash now.
+        #[arg(long)]
+        immediate: bool,
     },
     /// Delete empty directories.
     Rmdir {
@@ -321,8 +332,10 @@ impl FsCommand {
             Self::Rm {
                 recursive,
                 force,
+                skip_trash,
                 paths,
-            } => rm(&mut r, paths, *recursive, *force).await,
+            } => rm(&mut r, paths, *recursive, *force, *skip_trash).await,
+            Self::Expunge { immediate } => expunge(&r, *immediate).await,
             Self::Rmdir { paths } => rmdir(&mut r, paths).await,
             Self::Mv { paths } => mv(&mut r, paths).await,
             Self::Touchz { paths } => touchz(&mut r, paths).await,
@@ -436,14 +449,14 @@ async fn stat(r: &Run<'_>, args: &[String]) -> CliResult {
     outln!("{}", format::stat(fmt, &p, &s))
 }
 
-async fn rm(r: &mut Run<'_>, paths: &[String], recursive: bool, force: bool) -> CliResult {
+async fn rm(r: &mut Run<'_>, paths: &[String], recursive: bool, force: bool, skip_trash: bool) -> CliResult {
     for p in r.abs_all(paths) {
-        r.check(rm_one(r.client, &p, recursive, force).await)?;
+        r.check(rm_one(r.client, &p, recursive, force, skip_trash).await)?;
     }
     Ok(())
 }
 
-async fn rm_one(c: &DfsClient, p: &str, recursive: bool, force: bool) -> CliResult {
+async fn rm_one(c: &DfsClient, p: &str, recursive: bool, force: bool, skip_trash: bool) -> CliResult {
     match c.get_file_info(p).await? {
         None if force => Ok(()),
         None => Err(refused(ErrorCode::FileNotFound, p, "No such file or directory")),
@@ -451,11 +464,26 @@ async fn rm_one(c: &DfsClient, p: &str, recursive: bool, force: bool) -> CliResu
             Err(refused(ErrorCode::PathIsDirectory, p, "Is a directory"))
         }
         Some(_) => {
+            if !skip_trash && let Some(t) = c.move_to_trash(p).await? {
+                noteln!("Moved: '{}' to trash at: {}", t.from, t.to);
+                return Ok(());
+            }
             c.delete(p, recursive).await?;
             noteln!("Deleted {p}");
             Ok(())
         }
     }
+}
+
+async fn expunge(r: &Run<'_>, immediate: bool) -> CliResult {
+    let done = r.client.expunge(immediate).await?;
+    for d in &done.deleted {
+        noteln!("Deleted trash checkpoint: {d}");
+    }
+    if let Some(c) = &done.checkpoint {
+        noteln!("Created trash checkpoint: {c}");
+    }
+    Ok(())
 }
 
 async fn rmdir(r: &mut Run<'_>, paths: &[String]) -> CliResult {

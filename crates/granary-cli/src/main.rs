@@ -89,14 +89,18 @@ enum Top {
     },
 }
 
-/// `hdfs fsck / -files -blocks -locations` habits: fsck's single-dash long
-/// options are read as the double-dash ones.
+/// `hdfs fsck / -files -blocks -locations` and `hadoop fs -rm -skipTrash`
+/// habits: those single-dash long options are read as the double-dash ones.
 fn hdfs_style_args(args: impl Iterator<Item = String>) -> Vec<String> {
     let args: Vec<String> = args.collect();
     let fsck = args.iter().any(|a| a == "fsck");
+    let rm = args.iter().any(|a| a == "rm");
+    let expunge = args.iter().any(|a| a == "expunge");
     args.into_iter()
         .map(|a| match a.as_str() {
             "-files" | "-blocks" | "-locations" if fsck => format!("-{a}"),
+            "-skipTrash" if rm => format!("-{a}"),
+            "-immediate" if expunge => format!("-{a}"),
             _ => a,
         })
         .collect()

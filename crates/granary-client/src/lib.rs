@@ -30,6 +30,7 @@ mod file_checksum;
 pub mod ha;
 mod reader;
 mod tokens;
+mod trash;
 pub mod types;
 mod writer;
 
@@ -39,6 +40,7 @@ pub use file_checksum::FileChecksum;
 pub use granary_common::identity::Identity;
 pub use reader::FileReader;
 pub use tokens::DelegationToken;
+pub use trash::{Expunged, Trashed};
 pub use types::{
     Block, BlockId, BlockLocations, Checkpoint, ClusterHealth, ClusterReport, ContentSummary,
     DatanodeAdminAction, DatanodeId, DatanodeInfo, DatanodeState, FileId, FileStatus, ListingPage,

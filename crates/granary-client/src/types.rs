@@ -432,6 +432,8 @@ pub struct ServerDefaults {
     pub cluster_id: String,
     /// Writers renew their lease at half this.
     pub lease_soft_limit_ms: u64,
+    /// How long deleted paths stay in the trash; 0: off (rm deletes).
+    pub trash_interval_ms: u64,
 }
 
 impl From<pb::GetServerDefaultsResponse> for ServerDefaults {
@@ -443,6 +445,7 @@ impl From<pb::GetServerDefaultsResponse> for ServerDefaults {
             write_packet_size: r.write_packet_size,
             cluster_id: r.cluster_id,
             lease_soft_limit_ms: r.lease_soft_limit_ms,
+            trash_interval_ms: r.trash_interval_ms,
         }
     }
 }

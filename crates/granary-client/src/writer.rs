@@ -441,6 +441,7 @@ impl Streamer {
             checksums: sums,
             last_packet_in_block: false,
             sync,
+            heartbeat: false,
         };
         b.offset += data.len() as u64;
         self.push_packet(p).await
@@ -647,6 +648,7 @@ impl Streamer {
             checksums: Vec::new(),
             last_packet_in_block: true,
             sync: false,
+            heartbeat: false,
         };
         self.push_packet(p).await?;
         self.drain().await?;

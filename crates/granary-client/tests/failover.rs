@@ -155,6 +155,8 @@ fake_namenode! {
     append: AppendRequest => AppendResponse,
     recover_lease: RecoverLeaseRequest => RecoverLeaseResponse,
     update_block_for_pipeline: UpdateBlockForPipelineRequest => UpdateBlockForPipelineResponse,
+    get_additional_datanode: GetAdditionalDatanodeRequest => GetAdditionalDatanodeResponse,
+    fsync: FsyncRequest => FsyncResponse,
     renew_lease: RenewLeaseRequest => RenewLeaseResponse,
     report_bad_blocks: ReportBadBlocksRequest => ReportBadBlocksResponse,
     get_server_defaults: GetServerDefaultsRequest => GetServerDefaultsResponse,

@@ -30,6 +30,7 @@ pub mod shutdown;
 #[cfg(feature = "daemon")]
 pub mod sniff;
 pub mod tls;
+pub mod trash;
 #[cfg(feature = "daemon")]
 pub mod webhdfs;
 

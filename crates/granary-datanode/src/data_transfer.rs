@@ -74,6 +74,25 @@ fn check_token(
         .map_err(|source| DatanodeError::Token { block_id, source })
 }
 
+/// Checks a write token for `block` at its generation stamp (what a
+/// pipeline's header, or a copy for one, presents).
+pub(crate) fn check_write_token(
+    ctx: &DatanodeContext,
+    token: &[u8],
+    block: &pb::ExtendedBlock,
+    user: Option<&str>,
+) -> Result<(), DatanodeError> {
+    let granted = check_token(ctx, token, block.block_id, BlockAccess::Write, user)?;
+    if granted != block.generation_stamp {
+        return Err(DatanodeError::TokenGeneration {
+            block_id: block.block_id,
+            granted,
+            wanted: block.generation_stamp,
+        });
+    }
+    Ok(())
+}
+
 /// The finalized replica of `block` opened for reading, with a transfer
 /// slot: after `token` is checked (read access, for `user` when a
 /// certificate names one), the replica is at least as long as the block
@@ -120,6 +139,9 @@ struct HeldReplica {
     ctx: Arc<DatanodeContext>,
     writer: Option<ReplicaWriter>,
     recovering: bool,
+    /// A copy for a writer's pipeline (TRANSFER_RBW): kept unfinished at
+    /// its end, for the writer's recovery, not finalized.
+    unfinished: bool,
 }
 
 impl HeldReplica {
@@ -128,6 +150,7 @@ impl HeldReplica {
             ctx: ctx.clone(),
             writer: Some(w),
             recovering,
+            unfinished: false,
         }
     }
 
@@ -338,6 +361,7 @@ async fn run_pipeline(
     }
     // The header carried a valid write token: whole-frame buffers from here.
     requests.trust();
+    let unfinished = held.unfinished;
     let Some(writer) = held.release() else {
         return false;
     };
@@ -354,6 +378,7 @@ async fn run_pipeline(
             requests,
             Receiving {
                 writer,
+                unfinished,
                 bpc,
                 down_tx,
                 local_tx,
@@ -425,20 +450,7 @@ async fn set_up(
     let block = header
         .block
         .ok_or_else(|| DatanodeError::BadRequest("write pipeline header names no block".into()))?;
-    let granted = check_token(
-        ctx,
-        &header.access_token,
-        block.block_id,
-        BlockAccess::Write,
-        user,
-    )?;
-    if granted != block.generation_stamp {
-        return Err(DatanodeError::TokenGeneration {
-            block_id: block.block_id,
-            granted,
-            wanted: block.generation_stamp,
-        });
-    }
+    check_write_token(ctx, &header.access_token, &block, user)?;
     let bpc = if header.bytes_per_checksum == 0 {
         512
     } else {
@@ -490,6 +502,14 @@ async fn set_up(
         let Some(mut held) = kept else {
             return Err(DatanodeError::NothingToRecover(block.block_id));
         };
+        let kept_bpc = held.writer.as_ref().map_or(bpc, |w| w.bytes_per_checksum());
+        if kept_bpc != bpc {
+            // Its checksums would not fit the packets: the replica stays.
+            return Err(DatanodeError::BadRequest(format!(
+                "block {}: the replica is checksummed in {kept_bpc}-byte chunks, the recovery asks for {bpc}",
+                block.block_id
+            )));
+        }
         if held.gs() >= block.generation_stamp {
             // A late request from an older recovery: the replica stays
             // (dropping `held` keeps it) for the current one.
@@ -518,6 +538,8 @@ async fn set_up(
         })
         .await??
     };
+    let mut held = held;
+    held.unfinished = header.stage == pb::PipelineStage::TransferRbw as i32;
 
     let Some(next) = header.downstream.first() else {
         return Ok((held, bpc, None));
@@ -537,6 +559,8 @@ async fn set_up(
 /// What [`receive`] works with.
 struct Receiving {
     writer: ReplicaWriter,
+    /// Kept unfinished at the last packet (a copy for a writer's pipeline).
+    unfinished: bool,
     bpc: u32,
     down_tx: Option<mpsc::Sender<pb::Packet>>,
     local_tx: mpsc::Sender<Local>,
@@ -549,6 +573,7 @@ struct Receiving {
 async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Receiving) {
     let Receiving {
         writer,
+        unfinished,
         bpc,
         mut down_tx,
         local_tx,
@@ -605,6 +630,20 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
                     ));
                 }
             };
+            if p.heartbeat {
+                // A writer with nothing to send: passed on, so every node's
+                // wait for the next packet starts again; never acked.
+                if !p.data.is_empty() || !p.checksums.is_empty() || p.last_packet_in_block {
+                    return Err(DatanodeError::BadRequest(format!(
+                        "block {block_id}: a heartbeat packet carries data"
+                    )));
+                }
+                if let Some(tx) = &down_tx {
+                    // Never waits: a full channel means packets are flowing.
+                    let _ = tx.try_send(p);
+                }
+                continue;
+            }
             if p.seqno != expected_seq {
                 return Err(DatanodeError::BadRequest(format!(
                     "block {block_id}: out-of-order packet: expected seqno {expected_seq}, got {}",
@@ -668,6 +707,24 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
             ctx.metrics.bytes_written.inc_by(p.data.len() as u64);
             offset = p.offset_in_block + p.data.len() as u64;
             expected_seq += 1;
+            if p.last_packet_in_block && unfinished {
+                let w = writer
+                    .take()
+                    .ok_or_else(|| DatanodeError::Internal("replica writer lost".into()))?;
+                tracing::debug!(
+                    block_id,
+                    bytes = w.written(),
+                    "copy for a writer's pipeline received"
+                );
+                ctx.keep_for_recovery(w);
+                let _ = local_tx
+                    .send(Local::Ok {
+                        seqno: p.seqno,
+                        last: true,
+                    })
+                    .await;
+                return Ok(());
+            }
             if p.last_packet_in_block {
                 let w = writer
                     .take()
@@ -703,7 +760,7 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
     .await;
     if let Err(e) = outcome {
         if let Some(w) = writer.take() {
-            if lost {
+            if lost && !unfinished {
                 tracing::warn!(block_id, bytes = w.written(), error = %e, "writer vanished; replica kept for pipeline recovery");
                 ctx.keep_for_recovery(w);
             } else {

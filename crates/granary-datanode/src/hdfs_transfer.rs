@@ -4,8 +4,10 @@
 //! carries one operation after another, as HDFS clients reuse sockets.
 //! Served: READ_BLOCK, with the CRC32C checksums stored beside each
 //! replica (512-byte chunks, big-endian, as HDFS's), WRITE_BLOCK of a new
-//! block (crate::hdfs_write) and BLOCK_CHECKSUM (MD5 of the chunk CRCs).
-//! Other operations are answered ERROR_UNSUPPORTED.
+//! block (crate::hdfs_write), BLOCK_CHECKSUM (MD5 of the chunk CRCs) and
+//! TRANSFER_BLOCK (a writer adding a datanode to its pipeline has this
+//! one copy its replica there). Other operations are answered
+//! ERROR_UNSUPPORTED.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,7 @@ pub const VERSION: [u8; 2] = 28u16.to_be_bytes();
 const WRITE_BLOCK: u8 = 80;
 const READ_BLOCK: u8 = 81;
 const BLOCK_CHECKSUM: u8 = 85;
+const TRANSFER_BLOCK: u8 = 86;
 /// Data per packet (HDFS's `dfs.client-write-packet-size`, whole chunks).
 const PACKET: u64 = 64 << 10;
 /// Replica bytes read from disk ahead of the socket, per read.
@@ -70,6 +73,7 @@ where
             READ_BLOCK => read_block(&ctx, &op, &mut rd, &mut wr).await,
             WRITE_BLOCK => crate::hdfs_write::write_block(&ctx, &op, &mut rd, &mut wr, &peer, &stop).await,
             BLOCK_CHECKSUM => block_checksum(&ctx, &op, &mut wr).await,
+            TRANSFER_BLOCK => transfer_block(&ctx, &op, &mut wr).await,
             other => {
                 let _ = respond(
                     &mut wr,
@@ -238,6 +242,49 @@ async fn read_block(
         tracing::warn!(block_id = block.block_id, "an hdfs reader found a checksum error");
     }
     Ok(())
+}
+
+/// TRANSFER_BLOCK: a writer whose pipeline lost a node and got another
+/// (getAdditionalDatanode) has this node, one of the survivors, copy its
+/// replica there before it rebuilds the pipeline. The copy goes through
+/// Granary's pipeline under the writer's write token, which the target
+/// checks again; the answer comes when it is done.
+async fn transfer_block(
+    ctx: &Arc<DatanodeContext>,
+    op: &[u8],
+    wr: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), TransferError> {
+    let req = hdfs::OpTransferBlockProto::decode(op)
+        .map_err(|e| TransferError::Protocol(format!("OpTransferBlockProto: {e}")))?;
+    let base = req.header.base_header;
+    let block = granary_proto::ExtendedBlock {
+        block_id: base.block.block_id,
+        generation_stamp: base.block.generation_stamp,
+        num_bytes: base.block.num_bytes.unwrap_or(0),
+    };
+    let token = base.token.map(|t| t.identifier).unwrap_or_default();
+    // The token is checked here too: nothing is read for a caller without one.
+    let copied = match crate::data_transfer::check_write_token(ctx, &token, &block, None) {
+        Ok(()) => {
+            let targets = req.targets.iter().map(crate::hdfs_write::downstream).collect();
+            crate::transfer::copy_for_pipeline(ctx, block, token, req.header.client_name, targets).await
+        }
+        Err(e) => Err(e),
+    };
+    match copied {
+        Ok(_) => {
+            let ok = hdfs::BlockOpResponseProto {
+                status: hdfs::Status::Success as i32,
+                ..Default::default()
+            };
+            respond(wr, ok).await?;
+            Ok(())
+        }
+        Err(e) => {
+            respond(wr, refusal(&e)).await?;
+            Err(e.into())
+        }
+    }
 }
 
 /// The replica an operation names, opened for reading

@@ -1,14 +1,14 @@
 //! HDFS's WRITE_BLOCK (DataTransferProtocol op 80) for a new block, or for
-//! the rebuilt pipeline of a block being written (streaming recovery,
-//! after a datanode failed): an HDFS client's packets go into Granary's
+//! the rebuilt pipeline of a block being written (streaming or close
+//! recovery, after a datanode failed): an HDFS client's packets go into Granary's
 //! own write pipeline (the same code
 //! Granary's writers use: tokens, checksums, replicas, acks, the copies to
 //! the datanodes after this one), and its acks come back as HDFS's
 //! `PipelineAckProto`. Between datanodes the pipeline speaks Granary's
 //! protocol; only the first hop is HDFS's.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,8 +38,9 @@ const MAX_PACKET_DATA: usize = granary_common::data_transfer::MAX_DATA;
 const MAX_PACKET_HEADER: usize = 256;
 /// Room reserved for a packet before its bytes arrive.
 const FIRST_READ: usize = 128 << 10;
-/// No packet seen yet.
-const UNSET: i64 = i64::MIN;
+/// Packets sent down the pipeline and not yet acked, at most: Granary's
+/// pipeline holds 256 per connection (HDFS clients keep 80 in flight).
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// Serves one WRITE_BLOCK whose operation message is `op`.
 pub async fn write_block<R, W>(
@@ -66,7 +67,10 @@ where
             req.header.base_header.block.generation_stamp,
             0,
         ),
-        Ok(Stage::PipelineSetupStreamingRecovery) => (
+        // After a node failed while the block was closing, the survivors'
+        // replicas (finalized or not) continue the same way; the client
+        // sends its last packet again.
+        Ok(Stage::PipelineSetupStreamingRecovery | Stage::PipelineCloseRecovery) => (
             pb::PipelineStage::Recovery,
             req.latest_generation_stamp,
             req.min_bytes_rcvd,
@@ -148,11 +152,14 @@ where
 
     let timeout = ctx.socket_timeout;
     let (beats, mut beat_rx) = mpsc::channel::<()>(8);
-    // HDFS numbers a block's packets on from the first, also after a
-    // recovery; Granary's pipeline counts each connection's from 0. The
-    // first packet's seqno is the difference.
-    let base = Arc::new(AtomicI64::new(UNSET));
-    let first = base.clone();
+    // HDFS's seqnos rise but may skip (a client discards a packet an
+    // hflush made needless, and numbers run on after a recovery); Granary's
+    // pipeline counts each connection's packets 0, 1, 2, ... The client's
+    // seqnos, in the order sent, name the acks that come back in order.
+    let sent = Arc::new(parking_lot::Mutex::new(VecDeque::<i64>::new()));
+    let sent_in = sent.clone();
+    let mut next_seqno = 0u64;
+    let mut last_hdfs = i64::MIN;
     // The client's packets into the pipeline; it owns the pipe, so the
     // pipeline sees the end when the client's stream ends.
     let inbound = async move {
@@ -161,6 +168,14 @@ where
             if h.seqno == HEARTBEAT_SEQNO {
                 // Never waits: an answer to an earlier one pending is enough.
                 let _ = beats.try_send(());
+                // The nodes after this one wait for packets too.
+                let beat = pb::WriteBlockRequest {
+                    msg: Some(Request::Packet(pb::Packet {
+                        heartbeat: true,
+                        ..Default::default()
+                    })),
+                };
+                write_frame(&mut to_pipeline, &beat, Bytes::new()).await?;
                 continue;
             }
             if h.seqno < 0 {
@@ -169,12 +184,24 @@ where
                     h.seqno
                 )));
             }
-            if first.load(Ordering::Acquire) == UNSET {
-                first.store(h.seqno, Ordering::Release);
+            if h.seqno <= last_hdfs {
+                return Err(TransferError::Protocol(format!(
+                    "packet seqno {} after {last_hdfs}",
+                    h.seqno
+                )));
             }
-            let seqno = u64::try_from(h.seqno - first.load(Ordering::Acquire)).map_err(|_| {
-                TransferError::Protocol(format!("packet seqno {} is below the first one's", h.seqno))
-            })?;
+            last_hdfs = h.seqno;
+            {
+                let mut q = sent_in.lock();
+                if q.len() >= MAX_IN_FLIGHT {
+                    return Err(TransferError::Protocol(format!(
+                        "over {MAX_IN_FLIGHT} packets in flight"
+                    )));
+                }
+                q.push_back(h.seqno);
+            }
+            let seqno = next_seqno;
+            next_seqno += 1;
             let offset = u64::try_from(h.offset_in_block).map_err(|_| {
                 TransferError::Protocol(format!("packet offset {} is negative", h.offset_in_block))
             })?;
@@ -186,6 +213,7 @@ where
                 checksums: sums.to_vec(),
                 last_packet_in_block: last,
                 sync: h.sync_block.unwrap_or(false),
+                heartbeat: false,
             };
             let frame = pb::WriteBlockRequest {
                 msg: Some(Request::Packet(p)),
@@ -201,7 +229,12 @@ where
         loop {
             let ack = tokio::select! {
                 r = next_reply(&mut replies) => match r {
-                    Some(Reply::Ack(a)) => hdfs_ack(&a, base.load(Ordering::Acquire).max(0)),
+                    Some(Reply::Ack(a)) => {
+                        let Some(hdfs_seqno) = sent.lock().pop_front() else {
+                            return Err(TransferError::Protocol(format!("an ack for packet {} never sent", a.seqno)));
+                        };
+                        hdfs_ack(&a, hdfs_seqno)
+                    }
                     Some(Reply::Error(e)) => return Err(TransferError::Protocol(e.message)),
                     // The pipeline is done: the last packet was acked.
                     Some(Reply::Ready(_)) | None => return Ok(()),
@@ -254,7 +287,7 @@ fn first_bad_link(message: &str) -> Option<&str> {
 }
 
 /// A target of the HDFS pipeline as Granary's pipeline names the next node.
-fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
+pub(crate) fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
     pb::DatanodeId {
         uuid: t.id.datanode_uuid.clone(),
         hostname: t.id.host_name.clone(),
@@ -267,7 +300,7 @@ fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
 /// HDFS's ack for a Granary one: one status per node that answered, in
 /// `reply` and in `flag` (newer clients read the flags; a status is its
 /// low bits).
-fn hdfs_ack(a: &pb::PipelineAck, base: i64) -> hdfs::PipelineAckProto {
+fn hdfs_ack(a: &pb::PipelineAck, seqno: i64) -> hdfs::PipelineAckProto {
     let status = |s: &i32| match pb::AckStatus::try_from(*s) {
         Ok(pb::AckStatus::Success) => hdfs::Status::Success,
         Ok(pb::AckStatus::ErrorChecksum) => hdfs::Status::ErrorChecksum,
@@ -277,7 +310,7 @@ fn hdfs_ack(a: &pb::PipelineAck, base: i64) -> hdfs::PipelineAckProto {
     // none (HDFS clients blame the last node with an error status).
     let reply: Vec<hdfs::Status> = a.replies.iter().map(status).collect();
     hdfs::PipelineAckProto {
-        seqno: a.seqno as i64 + base,
+        seqno,
         reply: reply.iter().map(|s| *s as i32).collect(),
         flag: reply.iter().map(|s| *s as u32).collect(),
         ..Default::default()

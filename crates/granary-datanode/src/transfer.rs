@@ -1,39 +1,150 @@
-//! Copying a local replica to other datanodes (re-replication), through the
-//! same write pipeline clients use.
+//! Copying a local replica to other datanodes, through the same write
+//! pipeline clients use: a finalized one for re-replication, and one still
+//! being written for a writer adding nodes to its pipeline.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::context::DatanodeContext;
 use crate::error::{DatanodeError, Result, blocking};
+use crate::storage::ReplicaReader;
 use granary_common::data_transfer;
 use granary_proto as pb;
 
 const PACKET: usize = 64 * 1024;
+/// How long a copy for a pipeline waits for the old stream on the block
+/// to wind down and leave its replica (as a recovery waits).
+const WIND_DOWN: Duration = Duration::from_secs(30);
+/// The most nodes one copy goes to.
+pub const MAX_TARGETS: usize = 16;
 
 pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) -> Result<()> {
     let block = cmd
         .block
         .ok_or_else(|| DatanodeError::BadRequest("replicate command names no block".into()))?;
-    let first = cmd
-        .targets
-        .first()
-        .ok_or_else(|| DatanodeError::BadRequest("replicate command names no targets".into()))?
-        .clone();
     let storage = ctx.storage.clone();
     let (id, gs) = (block.block_id, block.generation_stamp);
-    let reader = Arc::new(blocking(move || storage.open_read(id, gs)).await??);
-    let _x = ctx.xceiver();
+    let reader = blocking(move || storage.open_read(id, gs)).await??;
     let header = pb::WriteBlockHeader {
         block: Some(pb::ExtendedBlock {
             num_bytes: reader.len,
             ..block
         }),
-        downstream: cmd.targets[1..].to_vec(),
+        downstream: Vec::new(),
         client_name: format!("datanode-{}", ctx.id.uuid),
         stage: pb::PipelineStage::Transfer as i32,
         bytes_per_checksum: reader.bpc,
         access_token: cmd.access_token,
     };
+    stream(&ctx, reader, header, &cmd.targets).await?;
+    tracing::info!(block_id = id, targets = cmd.targets.len(), "replica transferred");
+    Ok(())
+}
+
+/// For a writer adding `targets` to the pipeline of a block it is writing
+/// (HDFS's TRANSFER_BLOCK): this node's replica as far as it is written
+/// (at least the `block.num_bytes` the writer had acknowledged), kept
+/// unfinished on the targets for the writer's recovery of the pipeline.
+/// Returns the bytes copied.
+pub async fn copy_for_pipeline(
+    ctx: &Arc<DatanodeContext>,
+    block: pb::ExtendedBlock,
+    access_token: Vec<u8>,
+    client_name: String,
+    targets: Vec<pb::DatanodeId>,
+) -> Result<u64> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return Err(DatanodeError::BadRequest(format!(
+            "a copy of block {} for a pipeline goes to 1 to {MAX_TARGETS} datanodes, not {}",
+            block.block_id,
+            targets.len()
+        )));
+    }
+    let reader = open_being_written(ctx, block.block_id, block.generation_stamp).await?;
+    if reader.len < block.num_bytes {
+        return Err(DatanodeError::BadRequest(format!(
+            "block {}: this datanode holds {} bytes, fewer than the {} the writer had acknowledged",
+            block.block_id, reader.len, block.num_bytes
+        )));
+    }
+    let len = reader.len;
+    let header = pb::WriteBlockHeader {
+        block: Some(pb::ExtendedBlock {
+            num_bytes: len,
+            ..block
+        }),
+        downstream: Vec::new(),
+        client_name,
+        stage: pb::PipelineStage::TransferRbw as i32,
+        bytes_per_checksum: reader.bpc,
+        access_token,
+    };
+    stream(ctx, reader, header, &targets).await?;
+    tracing::info!(
+        block_id = block.block_id,
+        bytes = len,
+        targets = targets.len(),
+        "replica being written copied for a pipeline"
+    );
+    Ok(len)
+}
+
+/// The replica of block `id` (generation `gs` or newer) a writer's broken
+/// pipeline left here, opened for reading: kept for recovery, parked on
+/// disk, or finalized by the old stream. The old stream may still be
+/// winding down: it is waited for.
+async fn open_being_written(ctx: &Arc<DatanodeContext>, id: u64, gs: u64) -> Result<ReplicaReader> {
+    let deadline = tokio::time::Instant::now() + WIND_DOWN;
+    loop {
+        let c = ctx.clone();
+        let opened = blocking(move || {
+            if let Some((w, _)) = c.recoverable.lock().get(&id).filter(|(w, _)| w.gs >= gs) {
+                return w.reader().map(Some);
+            }
+            if c.storage.waiting(id).is_some_and(|r| r.gs >= gs) {
+                return c.storage.open_waiting_read(id, gs).map(Some);
+            }
+            if c.storage.get(id).is_some_and(|r| r.gs >= gs) {
+                return c.storage.open_read(id, gs).map(Some);
+            }
+            Ok(None)
+        })
+        .await??;
+        if let Some(r) = opened {
+            return Ok(r);
+        }
+        let streaming = ctx.active_writes.lock().contains_key(&id);
+        if !streaming || tokio::time::Instant::now() >= deadline {
+            return Err(DatanodeError::BadRequest(format!(
+                "block {id}: no replica at generation stamp {gs} or newer to copy here{}",
+                if streaming {
+                    " (its write stream never ended)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `reader`'s bytes down a pipeline through `targets` under
+/// `header` (its downstream is filled in from the targets after the
+/// first), checking every chunk before it leaves, and waits for the acks.
+async fn stream(
+    ctx: &Arc<DatanodeContext>,
+    reader: ReplicaReader,
+    mut header: pb::WriteBlockHeader,
+    targets: &[pb::DatanodeId],
+) -> Result<()> {
+    let first = targets
+        .first()
+        .ok_or_else(|| DatanodeError::BadRequest("a replica copy names no targets".into()))?
+        .clone();
+    header.downstream = targets[1..].to_vec();
+    let id = header.block.as_ref().map_or(0, |b| b.block_id);
+    let reader = Arc::new(reader);
+    let _x = ctx.xceiver();
     let (tx, mut acks) =
         data_transfer::open_pipeline(ctx.net(), &first.rpc_addr, header, 16, ctx.socket_timeout).await?;
     let bpc = reader.bpc as usize;
@@ -55,6 +166,7 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
             checksums,
             last_packet_in_block: last,
             sync: false,
+            heartbeat: false,
         };
         if tx.send(p).await.is_err() {
             return Err(DatanodeError::Unavailable(format!(
@@ -80,6 +192,5 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
             )));
         }
     }
-    tracing::info!(block_id = id, targets = cmd.targets.len(), "replica transferred");
     Ok(())
 }

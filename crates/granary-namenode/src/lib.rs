@@ -28,6 +28,7 @@ pub mod rpc;
 pub mod safe_mode;
 pub mod server;
 pub mod state;
+pub mod trash;
 pub mod web_ui;
 pub mod webhdfs;
 

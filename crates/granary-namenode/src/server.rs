@@ -95,18 +95,15 @@ pub struct RunningNamenode {
     pub state: Arc<NamenodeState>,
     token: CancellationToken,
     task: JoinHandle<Result<(), ServeError>>,
+    /// Gone once every holder of the namespace let go: RocksDB closed.
+    store: std::sync::Weak<Namespace>,
 }
 
 impl RunningNamenode {
     /// Stops serving and waits until the metadata store is closed.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.token.cancel();
-        let RunningNamenode { state, task, .. } = self;
-        drop(state);
-        match task.await {
-            Ok(r) => r,
-            Err(e) => Err(ServeError::Join(e.to_string())),
-        }
+        self.wait().await
     }
 
     pub fn token(&self) -> CancellationToken {
@@ -114,15 +111,36 @@ impl RunningNamenode {
     }
 
     /// Waits until the server stops by itself (its token was cancelled).
+    /// Also waits for the metadata store to close: tasks that outlive the
+    /// servers (a connection still being told apart, a call's blocking
+    /// half) let go of it moments later, and a caller reopening the same
+    /// dir must not find RocksDB's lock still held.
     pub async fn wait(self) -> Result<(), ServeError> {
-        let RunningNamenode { state, task, .. } = self;
+        let RunningNamenode {
+            state, task, store, ..
+        } = self;
         drop(state);
-        match task.await {
+        let served = match task.await {
             Ok(r) => r,
             Err(e) => Err(ServeError::Join(e.to_string())),
+        };
+        let t = std::time::Instant::now();
+        while store.strong_count() > 0 {
+            if t.elapsed() > STORE_CLOSE_WAIT {
+                tracing::warn!(
+                    holders = store.strong_count(),
+                    "the namespace is still held after shutdown; not waiting longer"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        served
     }
 }
+
+/// How long a shutdown waits for the last holder of the namespace.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(30);
 
 /// Opens the metadata in `config.data_dir` and serves on the given listeners
 /// until `token` is cancelled.
@@ -200,6 +218,7 @@ pub async fn start(
         None
     };
     let ns = Arc::new(ns);
+    let store = Arc::downgrade(&ns);
     let ha = if config.ha.enabled() {
         let dir = layout::raft_dir(&config.data_dir);
         let ha = crate::ha::Ha::start(
@@ -271,6 +290,7 @@ pub async fn start(
 
     let monitor = spawn_liveness_monitor(state.clone(), token.child_token());
     let redundancy = spawn_redundancy_monitor(state.clone(), token.child_token());
+    let emptier = crate::trash::spawn_emptier(state.clone(), token.child_token());
 
     let rpc_token = token.child_token();
     // Message limits: client calls carry paths and small lists; datanode
@@ -357,6 +377,9 @@ pub async fn start(
         let (rpc_res, http_res) = tokio::join!(rpc_server, http_server);
         let _ = monitor.await;
         let _ = redundancy.await;
+        if let Some(e) = emptier {
+            let _ = e.await;
+        }
         rpc_res?;
         http_res?;
         tracing::info!("namenode stopped");
@@ -368,6 +391,7 @@ pub async fn start(
         state,
         token,
         task,
+        store,
     })
 }
 

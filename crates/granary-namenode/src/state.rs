@@ -670,6 +670,44 @@ impl NamenodeState {
         }
         Ok(chosen)
     }
+
+    /// Up to `count` datanodes to add to a pipeline that still has
+    /// `existing` (rpc addrs or uuids), none of them `excluded`, placed
+    /// beside the existing ones by the same rules as a new block's. The
+    /// existing nodes come first, in the order given; fewer new ones when
+    /// fewer are eligible (the writer decides whether that is enough, as
+    /// HDFS's does).
+    pub fn additional_targets(
+        &self,
+        block_size: u64,
+        existing: &[String],
+        excluded: &[String],
+        count: usize,
+        writer_host: Option<String>,
+    ) -> Result<Vec<pb::DatanodeInfo>> {
+        let mut nodes = Vec::with_capacity(existing.len() + count);
+        for e in existing {
+            let info = self
+                .datanodes
+                .uuid_of(e)
+                .and_then(|u| self.datanodes.info(&u))
+                .ok_or_else(|| {
+                    NnError::InvalidArgument(format!("pipeline node {e} is not a known datanode"))
+                })?;
+            nodes.push(info);
+        }
+        let mut skip: Vec<String> = excluded.to_vec();
+        skip.extend(existing.iter().cloned());
+        let ctx = PlacementContext {
+            writer_host,
+            existing: nodes.clone(),
+        };
+        let chosen = self
+            .placement
+            .choose(count, self.datanodes.writable(block_size), &skip, &ctx);
+        nodes.extend(chosen);
+        Ok(nodes)
+    }
 }
 
 /// A reported finalized replica is valid when its block belongs to a file

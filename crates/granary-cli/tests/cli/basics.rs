@@ -165,8 +165,36 @@ fn namespace_commands_work_like_hdfs_dfs() {
         c.fails(&["fs", "rmdir", "/data"])
             .contains("Directory is not empty")
     );
-    assert!(c.ok(&["fs", "rm", "-r", "/data"]).contains("Deleted /data"));
+    // The trash is on by default (a day): rm moves, as HDFS's shell says.
+    let moved = c.run_as("hdfs", &["fs", "rm", "-r", "/data"]);
+    assert_eq!(
+        (moved.code, moved.stdout.as_str()),
+        (0, "Moved: '/data' to trash at: /user/hdfs/.Trash/Current/data\n"),
+        "{}",
+        moved.stderr
+    );
     assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", "/data"]).code, 1);
+    let trashed = "/user/hdfs/.Trash/Current/data/clean/a.csv";
+    assert_eq!(c.run_as("hdfs", &["fs", "test", "-e", trashed]).code, 0);
+    // Deleting it again from the trash deletes it; -skipTrash deletes at once.
+    assert!(
+        c.ok(&["fs", "rm", "-r", "/user/hdfs/.Trash/Current/data"])
+            .contains("Deleted /user/hdfs/.Trash/Current/data")
+    );
+    c.ok(&["fs", "mkdir", "/gone"]);
+    assert!(
+        c.ok(&["fs", "rm", "-r", "-skipTrash", "/gone"])
+            .contains("Deleted /gone")
+    );
+    assert_eq!(
+        c.run_as("hdfs", &["fs", "test", "-e", "/user/hdfs/.Trash/Current/gone"])
+            .code,
+        1
+    );
+    // A path holding the trash is not moved into it.
+    let o = c.run_as("hdfs", &["fs", "rm", "-r", "/user"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("as it contains the trash"), "{}", o.stderr);
 }
 
 /// `ls` of a directory of several listing pages prints every entry once,

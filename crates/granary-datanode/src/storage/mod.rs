@@ -645,6 +645,28 @@ impl Storage {
         Some((dir.join(data_name(id)), dir.join(meta_name(id, r.gs))))
     }
 
+    /// Opens a replica waiting for recovery (parked in `rbw/`) of
+    /// generation `gs` or newer for reading, as far as it was written.
+    pub fn open_waiting_read(&self, id: u64, gs: u64) -> Result<ReplicaReader, StorageError> {
+        let r = self
+            .waiting(id)
+            .filter(|r| r.gs >= gs)
+            .ok_or(StorageError::NotFound { block: id, gs })?;
+        let (data_path, meta_path) = self
+            .waiting_paths(id)
+            .ok_or(StorageError::NotFound { block: id, gs })?;
+        let data = File::open(&data_path).map_err(io(&data_path))?;
+        let meta = File::open(&meta_path).map_err(io(&meta_path))?;
+        let bpc = load::read_header(&meta_path)?;
+        Ok(ReplicaReader {
+            data,
+            meta,
+            len: r.len,
+            bpc,
+            data_path,
+        })
+    }
+
     /// Opens a finalized replica of generation `gs` (or newer) for reading.
     pub fn open_read(&self, id: u64, gs: u64) -> Result<ReplicaReader, StorageError> {
         let r = self

@@ -122,6 +122,18 @@ impl ReplicaWriter {
         self.meta.sync_data().map_err(io(&self.meta_path))
     }
 
+    /// Its bytes so far, opened apart for reading (a copy to a node a
+    /// writer adds to its pipeline); the writer is left as it is.
+    pub fn reader(&self) -> Result<ReplicaReader, StorageError> {
+        Ok(ReplicaReader {
+            data: File::open(&self.data_path).map_err(io(&self.data_path))?,
+            meta: File::open(&self.meta_path).map_err(io(&self.meta_path))?,
+            len: self.written,
+            bpc: self.bpc,
+            data_path: self.data_path.clone(),
+        })
+    }
+
     /// Drops the half-written replica.
     pub fn abort(self) {
         let _ = std::fs::remove_file(&self.data_path);
@@ -129,7 +141,8 @@ impl ReplicaWriter {
     }
 }
 
-/// A finalized replica open for reading.
+/// A replica open for reading: finalized, or a copy's view of one being
+/// written.
 pub struct ReplicaReader {
     pub(super) data: File,
     pub(super) meta: File,

@@ -114,6 +114,9 @@ pub struct Overrides {
     /// Append an audit line per namespace operation to this file.
     #[arg(long, global = true, env = "GRANARY_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
+    /// Minutes deleted paths stay in their users' trash (0: off).
+    #[arg(long, global = true, env = "GRANARY_TRASH_INTERVAL")]
+    pub trash_interval: Option<f64>,
     /// How callers prove who they are: simple or tls.
     #[arg(long, global = true, env = "GRANARY_AUTH")]
     pub auth: Option<AuthMode>,
@@ -177,6 +180,7 @@ impl Overrides {
         set(&mut c.ha.peers, &self.peers);
         set(&mut c.auth, &self.auth);
         set(&mut c.audit.file, &self.audit_file);
+        set(&mut c.trash.interval_minutes, &self.trash_interval);
         set(&mut c.tls.cert, &self.tls_cert);
         set(&mut c.tls.key, &self.tls_key);
         set(&mut c.tls.ca, &self.tls_ca);

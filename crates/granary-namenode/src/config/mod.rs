@@ -4,7 +4,8 @@
 //! The file has a few top-level settings and one section per subsystem,
 //! each declared (with its defaults) by the subsystem that takes it whole:
 //! `[namespace]`, `[datanodes]`, `[redundancy]`, `[safemode]`, `[leases]`,
-//! `[block_tokens]`, `[webhdfs]`, `[limits]`, `[groups]`, `[tls]`, `[ha]`. Settings from
+//! `[block_tokens]`, `[webhdfs]`, `[limits]`, `[groups]`, `[tls]`, `[ha]`,
+//! `[audit]`, `[delegation_tokens]`, `[trash]`. Settings from
 //! before the sections are still read at the top level ([`legacy`]).
 
 mod flags;
@@ -72,6 +73,8 @@ pub struct NamenodeConfig {
     pub audit: crate::audit::AuditConfig,
     /// Delegation tokens' lifetimes (`[delegation_tokens]`).
     pub delegation_tokens: crate::delegation::DelegationConfig,
+    /// How long deleted paths stay in their users' trash (`[trash]`).
+    pub trash: crate::trash::TrashConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -98,6 +101,7 @@ impl Default for NamenodeConfig {
             ha: Default::default(),
             audit: Default::default(),
             delegation_tokens: Default::default(),
+            trash: Default::default(),
         }
     }
 }
@@ -111,6 +115,7 @@ impl NamenodeConfig {
         self.limits.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate(self.auth)?;
         self.delegation_tokens.validate()?;
+        self.trash.validate()?;
         self.ha
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[ha]: {e}")))?;

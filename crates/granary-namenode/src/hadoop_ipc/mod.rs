@@ -12,6 +12,7 @@
 //! is done, with its call id.
 
 mod calls;
+mod convert;
 mod frame;
 
 use std::net::SocketAddr;
@@ -56,11 +57,18 @@ pub fn split(
     let (grpc, rest) = mpsc::channel(64);
     let svc = Arc::new(Audited::new(st.clone()));
     tokio::spawn(async move {
-        while let Some(conn) = conns.recv().await {
+        // Nothing here outlives the stop: a shutdown's namespace closes.
+        while let Some(conn) = tokio::select! {
+            c = conns.recv() => c,
+            () = stop.cancelled() => None,
+        } {
             let (grpc, st, svc, stop) = (grpc.clone(), st.clone(), svc.clone(), stop.clone());
             tokio::spawn(async move {
                 let kind = match conn.plain_tcp() {
-                    Some(tcp) => sniff(tcp, within, &[PREAMBLE]).await,
+                    Some(tcp) => tokio::select! {
+                        k = sniff(tcp, within, &[PREAMBLE]) => k,
+                        () = stop.cancelled() => Sniffed::Closed,
+                    },
                     None => Sniffed::Other,
                 };
                 match kind {

@@ -372,6 +372,42 @@ impl Namespace {
         })
     }
 
+    /// A writer's hflush/hsync (HDFS's fsync): the file is still its own,
+    /// and its block being written holds at least `last_len` bytes, which
+    /// readers asking the namenode (getFileInfo) see from now on. A length
+    /// past the block's size is refused; a smaller one than recorded (a
+    /// late call) changes nothing.
+    pub fn fsync(
+        &self,
+        caller: &Caller,
+        path: &str,
+        file_id: u64,
+        client: &str,
+        last_len: Option<u64>,
+    ) -> Result<Written<()>> {
+        self.mutate_file(|batch| {
+            let mut file = self.leased_file(caller, path, file_id, client)?;
+            let Some(len) = last_len else {
+                return Ok(());
+            };
+            let size = file.block_size;
+            let Some(last) = file.blocks.last_mut().filter(|b| !b.committed) else {
+                return Ok(());
+            };
+            if len > size {
+                return Err(NnError::InvalidArgument(format!(
+                    "{path}: fsync of {len} bytes in block {} of at most {size}",
+                    last.id
+                )));
+            }
+            if len > last.num_bytes {
+                last.num_bytes = len;
+                self.put_inode(batch, &file)?;
+            }
+            Ok(())
+        })
+    }
+
     /// A new generation stamp for the uncommitted last block of an open file
     /// (pipeline recovery). Returns the new stamp.
     pub fn bump_generation(
@@ -584,6 +620,32 @@ mod tests {
             ns.abandon_block(&bob, "/shared/f", f.id, "alice-client", b.id)
                 .durably(),
         );
+        refused(
+            ns.fsync(&bob, "/shared/f", f.id, "alice-client", Some(10))
+                .durably(),
+        );
+        // Her hflush'd length is the open file's length; a late, shorter
+        // one changes nothing; one past the block size is refused.
+        let len =
+            |ns: &crate::namespace::Namespace| ns.get_inode(f.id).expect("read").expect("file").length();
+        ns.fsync(&alice, "/shared/f", f.id, "alice-client", Some(1000))
+            .durably()
+            .expect("fsync");
+        assert_eq!(len(&ns), 1000);
+        ns.fsync(&alice, "/shared/f", f.id, "alice-client", Some(10))
+            .durably()
+            .expect("late fsync");
+        ns.fsync(&alice, "/shared/f", f.id, "alice-client", None)
+            .durably()
+            .expect("fsync without a length");
+        assert_eq!(len(&ns), 1000);
+        let block_size = ns.get_inode(f.id).expect("read").expect("file").block_size;
+        let e = ns
+            .fsync(&alice, "/shared/f", f.id, "alice-client", Some(block_size + 1))
+            .durably()
+            .expect_err("past the block");
+        assert!(e.to_string().contains("at most"), "{e}");
+        assert_eq!(len(&ns), 1000);
         let last = b.to_extended();
         refused(
             ns.complete(&bob, "/shared/f", f.id, "alice-client", Some(&last), |_| true)

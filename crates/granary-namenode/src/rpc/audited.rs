@@ -182,6 +182,8 @@ client_protocol! {
         complete(CompleteRequest, CompleteResponse);
         renew_lease(RenewLeaseRequest, RenewLeaseResponse);
         update_block_for_pipeline(UpdateBlockForPipelineRequest, UpdateBlockForPipelineResponse);
+        get_additional_datanode(GetAdditionalDatanodeRequest, GetAdditionalDatanodeResponse);
+        fsync(FsyncRequest, FsyncResponse);
         report_bad_blocks(ReportBadBlocksRequest, ReportBadBlocksResponse);
         get_server_defaults(GetServerDefaultsRequest, GetServerDefaultsResponse);
         get_datanode_report(GetDatanodeReportRequest, GetDatanodeReportResponse);

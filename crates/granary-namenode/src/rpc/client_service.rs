@@ -13,6 +13,8 @@ use granary_common::identity::Identity;
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
 
+mod writer_calls;
+
 pub struct ClientService {
     state: Arc<NamenodeState>,
 }
@@ -488,6 +490,17 @@ impl ClientProtocol for ClientService {
         Ok(Response::new(resp))
     }
 
+    async fn get_additional_datanode(
+        &self,
+        req: Request<pb::GetAdditionalDatanodeRequest>,
+    ) -> Result<Response<pb::GetAdditionalDatanodeResponse>, Status> {
+        self.get_additional_datanode_call(req).await
+    }
+
+    async fn fsync(&self, req: Request<pb::FsyncRequest>) -> Result<Response<pb::FsyncResponse>, Status> {
+        self.fsync_call(req).await
+    }
+
     async fn recover_lease(
         &self,
         req: Request<pb::RecoverLeaseRequest>,
@@ -563,9 +576,13 @@ impl ClientProtocol for ClientService {
 
     async fn get_server_defaults(
         &self,
-        _req: Request<pb::GetServerDefaultsRequest>,
+        req: Request<pb::GetServerDefaultsRequest>,
     ) -> Result<Response<pb::GetServerDefaultsResponse>, Status> {
         let c = self.state.config();
+        // Anyone may ask; who the caller is, when it can be told.
+        let caller = super::authn::authenticate(&self.state, &req)
+            .map(|a| a.user.user)
+            .unwrap_or_default();
         Ok(Response::new(pb::GetServerDefaultsResponse {
             block_size: c.namespace.default_block_size,
             replication: c.namespace.default_replication,
@@ -573,6 +590,8 @@ impl ClientProtocol for ClientService {
             write_packet_size: granary_common::defaults::WRITE_PACKET_SIZE,
             cluster_id: self.state.cluster_id().to_string(),
             lease_soft_limit_ms: c.leases.soft_limit_ms,
+            trash_interval_ms: c.trash.interval().as_millis() as u64,
+            caller,
         }))
     }
 

@@ -376,6 +376,7 @@ mod bad_input {
             checksums: granary_common::checksum::compute(bytes, 512),
             last_packet_in_block: last,
             sync: false,
+            heartbeat: false,
         }
     }
 

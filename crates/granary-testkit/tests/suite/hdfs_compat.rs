@@ -132,8 +132,17 @@ fn hadoop_fs_shell_works_unchanged() {
         })
         .unwrap_or_default();
     assert!(size.len() == 3 && size[0] > 0 && size[1] > 0, "{df}");
+    // Into the trash, which the namenode keeps by default (a day): Hadoop's
+    // client learns it from getServerDefaults and moves the tree there.
     hadoop(&["-rm", "-r", "/java"]);
     assert!(granary(&["fs", "ls", "/"]).lines().all(|l| !l.contains("/java")));
+    granary(&["fs", "test", "-e", "/user/hdfs/.Trash/Current/java/a/g.bin"]);
+    hadoop(&["-rm", "-r", "-skipTrash", "/user/hdfs/.Trash"]);
+    assert!(
+        granary(&["fs", "ls", "/user/hdfs"])
+            .lines()
+            .all(|l| !l.contains(".Trash"))
+    );
 }
 
 /// Where Hadoop's Java client finds itself: a configuration directory as
@@ -250,6 +259,113 @@ async fn hdfs_client_recovers_its_pipeline_when_a_datanode_dies() {
             back.len(),
             data.len()
         );
+    }
+}
+
+/// A writer that flushed (hflush) and then loses a pipeline datanode gets
+/// a replacement, as Hadoop's client asks for one then (its DEFAULT
+/// replace-datanode-on-failure policy): getAdditionalDatanode, a survivor
+/// copies the replica there (TRANSFER_BLOCK), and the rebuilt pipeline has
+/// three nodes again. hsync with UPDATE_LENGTH (the namenode's fsync)
+/// makes the flushed length what getFileInfo says of the open file. Three
+/// rounds, killing the first, second and third node of the pipeline; every
+/// byte reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdfs_writer_gets_a_replacement_datanode_after_hflush() {
+    use std::io::BufRead;
+    for round in 0..3usize {
+        let mut c = ProcessCluster::start(
+            4,
+            &["--min-block-size", "65536", "--default-block-size", "1048576"],
+        );
+        let copy = c.dir.path().join("written.bin");
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/python_hdfs/java_hflush_writer.py");
+        let mut writer = Command::new(python())
+            .arg(&script)
+            .args([c.rpc.as_str(), "/flushed.bin", &round.to_string()])
+            .arg(&copy)
+            .env("HADOOP_USER_NAME", "hdfs")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(c.dir.path().join("writer.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut stdin = writer.stdin.take().unwrap();
+        let mut lines = std::io::BufReader::new(writer.stdout.take().unwrap()).lines();
+        let err = |c: &ProcessCluster| {
+            format!(
+                "{}
+namenode:
+{}",
+                std::fs::read_to_string(c.dir.path().join("writer.err")).unwrap_or_default(),
+                c.log("namenode.log")
+            )
+        };
+        let mut next = |what: &str, c: &ProcessCluster| -> String {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "round {round}: the writer ended before {what}:
+{}",
+                        err(c)
+                    )
+                })
+                .unwrap();
+            line.strip_prefix(what)
+                .unwrap_or_else(|| panic!("round {round}: {line:?} is not {what}"))
+                .trim()
+                .to_string()
+        };
+        let hdfs = c.client().await;
+        let mut pipelines = Vec::new();
+        for step in 0..3 {
+            let nodes: Vec<String> = next("pipeline", &c).split(',').map(str::to_string).collect();
+            let flushed: u64 = next("flushed", &c).parse().unwrap();
+            assert_eq!(nodes.len(), 3, "round {round} step {step}: pipeline {nodes:?}");
+            // fsync recorded the flushed length of the file still open.
+            let st = hdfs.stat("/flushed.bin").await.unwrap();
+            assert_eq!(
+                st.length, flushed,
+                "round {round} step {step}: length of the open file"
+            );
+            pipelines.push(nodes);
+            if step == 0 {
+                let victim = &pipelines[0][round];
+                let i = (0..4).find(|i| c.datanode_addr(*i) == *victim).unwrap();
+                c.datanodes[i].kill9();
+            }
+            if step < 2 {
+                writeln!(stdin, "go").unwrap();
+            }
+        }
+        let total: u64 = next("closed", &c).parse().unwrap();
+        assert!(writer.wait().unwrap().success(), "round {round}: {}", err(&c));
+        // The dead node was replaced by the one that had no replica.
+        let victim = &pipelines[0][round];
+        let spare = (0..4)
+            .map(|i| c.datanode_addr(i))
+            .find(|a| !pipelines[0].contains(a))
+            .unwrap();
+        assert!(
+            !pipelines[1].contains(victim) && pipelines[1].contains(&spare),
+            "round {round}: pipeline {:?} after {victim} died, spare {spare}",
+            pipelines[1]
+        );
+        assert!(
+            c.log("namenode.log")
+                .contains("datanodes added to a write pipeline"),
+            "round {round}: no getAdditionalDatanode"
+        );
+        let mut r = hdfs.open("/flushed.bin").await.unwrap();
+        let mut back = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut back)
+            .await
+            .unwrap();
+        let want = std::fs::read(&copy).unwrap();
+        assert_eq!(back.len() as u64, total);
+        assert!(back == want, "round {round}: the bytes read back differ");
     }
 }
 

@@ -24,5 +24,6 @@ mod process_failures;
 mod replication;
 mod safe_mode;
 mod secure;
+mod trash;
 mod web_ui;
 mod webhdfs;

@@ -38,7 +38,7 @@ async fn the_audit_log_has_a_line_per_operation() {
         vec!["fs", "mv", "/user/alice/a.txt", "/user/alice/b.txt"],
         vec!["fs", "chmod", "600", "/user/alice/b.txt"],
         vec!["fs", "ls", "/user/alice"],
-        vec!["fs", "rm", "/user/alice/b.txt"],
+        vec!["fs", "rm", "-skipTrash", "/user/alice/b.txt"],
     ] {
         let out = cli(&args);
         assert!(
