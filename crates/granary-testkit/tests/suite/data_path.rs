@@ -440,6 +440,38 @@ mod bad_input {
         assert!(st.message().contains("checksum bytes"), "{}", st.message());
         assert_no_replica(&cl, &lb);
 
+        // A heartbeat carrying data: refused, not written.
+        let lb = allocate(&cl, &c, "/bad3b").await;
+        let mut beat = packet(0, 0, &d[..512], false);
+        beat.heartbeat = true;
+        let st = send(&lb, lb.access_token.clone(), vec![beat, packet(0, 0, &d, true)])
+            .await
+            .expect("must fail");
+        assert!(
+            st.message().contains("a heartbeat packet carries data"),
+            "{}",
+            st.message()
+        );
+        assert_no_replica(&cl, &lb);
+        // Heartbeats between packets take no seqno and are not acked.
+        let lb = allocate(&cl, &c, "/beats").await;
+        let beat = pb::Packet {
+            heartbeat: true,
+            ..Default::default()
+        };
+        let st = send(
+            &lb,
+            lb.access_token.clone(),
+            vec![
+                beat.clone(),
+                packet(0, 0, &d, false),
+                beat,
+                packet(1, 2048, &[], true),
+            ],
+        )
+        .await;
+        assert!(st.is_none(), "{st:?}");
+
         // A block the namenode never allocated: no valid token.
         let lb = allocate(&cl, &c, "/bad4").await;
         let mut forged = lb.clone();

@@ -295,9 +295,7 @@ async fn hdfs_writer_gets_a_replacement_datanode_after_hflush() {
         let mut lines = std::io::BufReader::new(writer.stdout.take().unwrap()).lines();
         let err = |c: &ProcessCluster| {
             format!(
-                "{}
-namenode:
-{}",
+                "{}\nnamenode:\n{}",
                 std::fs::read_to_string(c.dir.path().join("writer.err")).unwrap_or_default(),
                 c.log("namenode.log")
             )
@@ -305,13 +303,7 @@ namenode:
         let mut next = |what: &str, c: &ProcessCluster| -> String {
             let line = lines
                 .next()
-                .unwrap_or_else(|| {
-                    panic!(
-                        "round {round}: the writer ended before {what}:
-{}",
-                        err(c)
-                    )
-                })
+                .unwrap_or_else(|| panic!("round {round}: the writer ended before {what}:\n{}", err(c)))
                 .unwrap();
             line.strip_prefix(what)
                 .unwrap_or_else(|| panic!("round {round}: {line:?} is not {what}"))
@@ -471,6 +463,26 @@ fn hdfs_data_transfer_refuses_bad_requests() {
     req.extend_from_slice(&write.encode_length_delimited_to_vec());
     let (st, msg) = status(&send(&req));
     assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
+    // TRANSFER_BLOCK with it, to an address of the attacker's: refused
+    // before any replica is read or any connection made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut target = hdfs::DatanodeInfoProto::default();
+    target.id.ip_addr = "127.0.0.1".into();
+    target.id.xfer_port = listener.local_addr().unwrap().port().into();
+    let transfer = hdfs::OpTransferBlockProto {
+        header: op.header.clone(),
+        targets: vec![target],
+        ..Default::default()
+    };
+    let mut req = vec![0x00, 0x1c, 86];
+    req.extend_from_slice(&transfer.encode_length_delimited_to_vec());
+    let (st, msg) = status(&send(&req));
+    assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
+    assert!(
+        listener.accept().is_err(),
+        "the datanode connected to the attacker's address"
+    );
     // Still serving: a write and a read through Granary's own client.
     let local = c.dir.path().join("after.bin");
     std::fs::write(&local, b"still serving").unwrap();
