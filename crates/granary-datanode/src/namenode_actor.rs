@@ -404,6 +404,8 @@ impl Actor {
             datanode_uuid: self.ctx.id.uuid.clone(),
             storages: self.ctx.storage.storage_reports(),
             xceiver_count: self.ctx.xceivers(),
+            bytes_read: self.ctx.metrics.bytes_read.get(),
+            bytes_written: self.ctx.metrics.bytes_written.get(),
         };
         // Bounded: across a partition a call can hang until TCP gives up
         // (minutes), and the actor must keep trying (and re-register) instead.

@@ -77,6 +77,9 @@ pub struct Datanode {
     /// Declared dead and its replicas forgotten: heartbeats are answered
     /// with a re-register command until it registers again.
     pub declared_dead: bool,
+    /// Block bytes read and written since the datanode started, as its
+    /// last heartbeat said.
+    pub io: (u64, u64),
 }
 
 impl Datanode {
@@ -144,6 +147,7 @@ impl DatanodeManager {
                 last_heartbeat_ms: now_ms(),
                 registered_at: now,
                 declared_dead: false,
+                io: (0, 0),
             },
         );
         fresh
@@ -165,6 +169,22 @@ impl DatanodeManager {
         n.last_heartbeat = Instant::now();
         n.last_heartbeat_ms = now_ms();
         true
+    }
+
+    /// Notes a datanode's read and written byte counters (its heartbeat's).
+    pub fn note_io(&self, uuid: &str, read: u64, written: u64) {
+        if let Some(n) = self.nodes.write().get_mut(uuid) {
+            n.io = (read, written);
+        }
+    }
+
+    /// Every known datanode's (uuid, bytes read, bytes written) counters.
+    pub fn io_counters(&self) -> Vec<(String, u64, u64)> {
+        self.nodes
+            .read()
+            .values()
+            .map(|n| (n.id.uuid.clone(), n.io.0, n.io.1))
+            .collect()
     }
 
     pub fn is_registered(&self, uuid: &str) -> bool {

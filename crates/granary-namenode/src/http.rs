@@ -10,7 +10,12 @@ use axum::routing::get;
 use crate::metrics::NamenodeMetrics;
 use crate::state::NamenodeState;
 
-pub fn router(state: Arc<NamenodeState>, metrics: Arc<NamenodeMetrics>, rpc_addr: String) -> Router {
+pub fn router(
+    state: Arc<NamenodeState>,
+    metrics: Arc<NamenodeMetrics>,
+    activity: Arc<crate::activity::Activity>,
+    rpc_addr: String,
+) -> Router {
     let scrape = {
         let (state, metrics) = (state.clone(), metrics);
         move || async move {
@@ -28,7 +33,7 @@ pub fn router(state: Arc<NamenodeState>, metrics: Arc<NamenodeMetrics>, rpc_addr
         .route("/readyz", get(readyz))
         .with_state(state.clone())
         .route("/metrics", get(scrape))
-        .merge(crate::web_ui::routes(state.clone()))
+        .merge(crate::web_ui::routes(state.clone(), activity))
         .merge(crate::webhdfs::routes(state, rpc_addr))
 }
 

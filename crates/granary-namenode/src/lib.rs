@@ -1,10 +1,12 @@
 //! The Granary namenode: the namespace in RocksDB, the in-memory block map
 //! rebuilt from block reports, datanode liveness, and the gRPC/HTTP services.
 
+pub mod activity;
 pub mod audit;
 pub mod block_keys;
 pub mod block_manager;
 pub mod block_recovery;
+pub mod charts;
 pub mod checkpoint;
 pub mod config;
 pub mod datanode_auth;

@@ -291,6 +291,8 @@ pub async fn start(
     let monitor = spawn_liveness_monitor(state.clone(), token.child_token());
     let redundancy = spawn_redundancy_monitor(state.clone(), token.child_token());
     let emptier = crate::trash::spawn_emptier(state.clone(), token.child_token());
+    let activity = Arc::new(crate::activity::Activity::new(&state.config().web_ui));
+    let sampler = crate::activity::spawn_sampler(state.clone(), activity.clone(), token.child_token());
 
     let rpc_token = token.child_token();
     // Message limits: client calls carry paths and small lists; datanode
@@ -363,7 +365,7 @@ pub async fn start(
     if let Some(tls) = &tls {
         granary_common::tls::reload_on_sighup(tls.clone(), token.child_token());
     }
-    let router = crate::http::router(state.clone(), metrics, rpc_addr.to_string()).layer(
+    let router = crate::http::router(state.clone(), metrics, activity, rpc_addr.to_string()).layer(
         axum::middleware::from_fn_with_state(state.config().auth, granary_common::tls::http_auth::certified),
     );
     let http_server = axum::serve(
@@ -380,6 +382,7 @@ pub async fn start(
         if let Some(e) = emptier {
             let _ = e.await;
         }
+        let _ = sampler.await;
         rpc_res?;
         http_res?;
         tracing::info!("namenode stopped");

@@ -39,6 +39,8 @@ pub struct NamenodeState {
     datanodes: DatanodeManager,
     placement: Box<dyn PlacementPolicy>,
     started: Instant,
+    /// Client calls served since start (gRPC, Hadoop IPC, WebHDFS).
+    client_ops: std::sync::atomic::AtomicU64,
     /// Sign block access tokens; handed to authenticated datanodes. New at
     /// every start, so tokens die with the namenode that issued them.
     block_keys: BlockKeyManager,
@@ -100,6 +102,7 @@ impl NamenodeState {
             datanodes,
             placement: Box::new(RackAwarePlacement),
             started: Instant::now(),
+            client_ops: Default::default(),
             block_keys,
             secret,
             sessions: Default::default(),
@@ -147,6 +150,16 @@ impl NamenodeState {
 
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// Counts one client call (the web UI charts their rate).
+    pub fn note_client_op(&self) {
+        self.client_ops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Client calls served since start.
+    pub fn client_ops(&self) -> u64 {
+        self.client_ops.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Directories, files and their blocks (RocksDB).

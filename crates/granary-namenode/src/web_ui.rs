@@ -1,5 +1,7 @@
 //! The namenode's web UI on its HTTP port: server-rendered HTML (no
-//! JavaScript build), pages `/` (overview), `/datanodes` and `/explorer`
+//! JavaScript build), pages `/` (overview, with the last hour's activity
+//! charted and refreshing every 10 s), `/datanodes` (usage bars against
+//! the cluster's mean) and `/explorer`
 //! (browse directories a page of `listing_limit` entries at a time, see a
 //! file's blocks and where they live, download through WebHDFS). Browsing
 //! uses simple auth like WebHDFS: `user.name` in the query, `dr.who`
@@ -25,12 +27,14 @@ use granary_proto::client_protocol_server::ClientProtocol;
 struct Ui {
     st: Arc<NamenodeState>,
     svc: ClientService,
+    activity: Arc<crate::activity::Activity>,
 }
 
-pub fn routes(st: Arc<NamenodeState>) -> Router {
+pub fn routes(st: Arc<NamenodeState>, activity: Arc<crate::activity::Activity>) -> Router {
     let ui = Arc::new(Ui {
         svc: ClientService::new(st.clone()),
         st,
+        activity,
     });
     Router::new()
         .route("/", get(overview))
@@ -45,14 +49,20 @@ th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f0f
 .bad{color:#b00;font-weight:bold}.ok{color:#070}";
 
 fn page(title: &str, body: Markup) -> Html<String> {
+    page_with(title, body, false)
+}
+
+/// A page; `live` ones reload themselves every 10 s.
+fn page_with(title: &str, body: Markup, live: bool) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
             html lang="en" {
                 head {
                     meta charset="utf-8";
+                    @if live { meta http-equiv="refresh" content="10"; }
                     title { (title) " - Granary" }
-                    style { (STYLE) }
+                    style { (STYLE) (crate::charts::STYLE) }
                 }
                 body {
                     nav {
@@ -91,9 +101,31 @@ async fn overview(State(ui): State<Arc<Ui>>) -> Html<String> {
     });
     let healthy = h.missing == 0;
     let ha = st.ha().map(|ha| ha.status());
-    page(
+    let samples = ui.activity.samples();
+    let now = chrono::Utc::now().timestamp_millis();
+    let window = st.config().web_ui.history_minutes as i64 * 60_000;
+    let series = |f: fn(&crate::activity::Sample) -> f64| -> Vec<(i64, f64)> {
+        samples.iter().map(|s| (s.at_ms, f(s))).collect()
+    };
+    const MIB: f64 = 1048576.0;
+    let mean = crate::charts::percent(used, cap);
+    page_with(
         "Namenode overview",
         html! {
+            h2 { "Activity, last " (st.config().web_ui.history_minutes) " minutes" }
+            (crate::charts::line_chart("chart-ops", "Namenode client calls", "ops/s", 1.0, &series(|s| s.ops_per_sec), now, window))
+            (crate::charts::line_chart("chart-write", "Datanodes writing", "MiB/s", MIB, &series(|s| s.write_bytes_per_sec), now, window))
+            (crate::charts::line_chart("chart-read", "Datanodes reading", "MiB/s", MIB, &series(|s| s.read_bytes_per_sec), now, window))
+            h2 { "Capacity" }
+            table #usage {
+                tr { th { "Datanode" } th { "Used" } th { "Usage" } }
+                @for n in &nodes {
+                    @let addr = n.id.as_ref().map(|i| i.rpc_addr.clone()).unwrap_or_default();
+                    @let pct = crate::charts::percent(n.dfs_used, n.capacity);
+                    tr { td { (addr) } td { (human(n.dfs_used)) " (" (format!("{pct:.1}%")) ")" }
+                         td { (crate::charts::usage_bar(pct, mean, &format!("{} of {}", human(n.dfs_used), human(n.capacity)))) } }
+                }
+            }
             @if let Some(ha) = &ha {
                 h2 { "Namenode group" }
                 p { "This namenode: " (ha.node_id) ", term " (ha.term) ", leader: "
@@ -130,19 +162,25 @@ async fn overview(State(ui): State<Arc<Ui>>) -> Html<String> {
                 } }
             }
         },
+        true,
     )
 }
 
 async fn datanodes(State(ui): State<Arc<Ui>>) -> Html<String> {
     let nodes = ui.st.datanodes().report();
     let now = chrono::Utc::now().timestamp_millis();
-    page(
+    let (cap, used) = nodes
+        .iter()
+        .fold((0u64, 0u64), |(c, u), n| (c + n.capacity, u + n.dfs_used));
+    let mean = crate::charts::percent(used, cap);
+    page_with(
         "Datanodes",
         html! {
+            p #mean { "Cluster mean usage " (format!("{mean:.1}%")) " (the red mark); the balancer brings every node within its threshold of it." }
             table #datanodes {
                 tr {
                     th { "Node" } th { "Uuid" } th { "Rack" } th { "State" } th { "Capacity" }
-                    th { "Used" } th { "Remaining" } th { "Blocks" } th { "Last contact" }
+                    th { "Used" } th { "Remaining" } th { "Blocks" } th { "Last contact" } th { "Usage" }
                 }
                 @for n in &nodes {
                     @let id = n.id.clone().unwrap_or_default();
@@ -156,10 +194,12 @@ async fn datanodes(State(ui): State<Arc<Ui>>) -> Html<String> {
                         td { (human(n.remaining)) }
                         td { (ui.st.blocks().node_block_count(&id.uuid)) }
                         td { ((now - n.last_heartbeat_ms).max(0) / 1000) " s ago" }
+                        td { (crate::charts::usage_bar(crate::charts::percent(n.dfs_used, n.capacity), mean, &human(n.dfs_used))) }
                     }
                 }
             }
         },
+        true,
     )
 }
 

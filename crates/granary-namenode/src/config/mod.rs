@@ -5,7 +5,7 @@
 //! each declared (with its defaults) by the subsystem that takes it whole:
 //! `[namespace]`, `[datanodes]`, `[redundancy]`, `[safemode]`, `[leases]`,
 //! `[block_tokens]`, `[webhdfs]`, `[limits]`, `[groups]`, `[tls]`, `[ha]`,
-//! `[audit]`, `[delegation_tokens]`, `[trash]`. Settings from
+//! `[audit]`, `[delegation_tokens]`, `[trash]`, `[web_ui]`. Settings from
 //! before the sections are still read at the top level ([`legacy`]).
 
 mod flags;
@@ -75,6 +75,8 @@ pub struct NamenodeConfig {
     pub delegation_tokens: crate::delegation::DelegationConfig,
     /// How long deleted paths stay in their users' trash (`[trash]`).
     pub trash: crate::trash::TrashConfig,
+    /// The web UI's activity charts (`[web_ui]`).
+    pub web_ui: crate::activity::WebUiConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -102,6 +104,7 @@ impl Default for NamenodeConfig {
             audit: Default::default(),
             delegation_tokens: Default::default(),
             trash: Default::default(),
+            web_ui: Default::default(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl NamenodeConfig {
         self.tls.validate(self.auth)?;
         self.delegation_tokens.validate()?;
         self.trash.validate()?;
+        self.web_ui.validate()?;
         self.ha
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[ha]: {e}")))?;

@@ -130,6 +130,7 @@ macro_rules! client_protocol {
         impl ClientProtocol for Audited {
             $(
                 async fn $m(&self, mut req: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
+                    self.state.note_client_op();
                     let caller = self.caller(&mut req);
                     let fields = caller.as_ref().map(|_| {
                         let $r = req.get_ref();
@@ -144,6 +145,7 @@ macro_rules! client_protocol {
             )*
             $(
                 async fn $p(&self, req: Request<pb::$preq>) -> Result<Response<pb::$presp>, Status> {
+                    self.state.note_client_op();
                     self.inner.$p(req).await
                 }
             )*

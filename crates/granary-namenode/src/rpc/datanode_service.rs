@@ -186,6 +186,7 @@ impl DatanodeProtocol for DatanodeService {
         let uuid = caller(&req, &req.get_ref().datanode_uuid)?;
         let r = req.into_inner();
         let st = &self.state;
+        st.datanodes().note_io(&uuid, r.bytes_read, r.bytes_written);
         if !st.datanodes().heartbeat(&uuid, r.storages, r.xceiver_count) {
             return Ok(Response::new(pb::HeartbeatResponse {
                 commands: vec![reregister()],

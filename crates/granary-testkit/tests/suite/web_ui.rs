@@ -269,3 +269,115 @@ fn the_explorer_pages_a_large_directory() {
     let back = link(&second, "first").expect("a link to the first page");
     assert_eq!(names(&dom(&profile, &format!("{nn}{back}"))).len(), 1000);
 }
+
+/// The value of attribute `attr` on the element `#id` of a rendered page.
+fn attr(dom: &str, id: &str, name: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let tag_start = dom[..at].rfind('<')?;
+    let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>')?];
+    Some(
+        tag.split(&format!("{name}=\""))
+            .nth(1)?
+            .split('"')
+            .next()?
+            .to_string(),
+    )
+}
+
+/// The overview charts the last hour's activity with the numbers a
+/// running cluster makes (client calls, block bytes written and read), and
+/// both pages draw each datanode's usage against the cluster's mean; the
+/// charts and bars render in a screenshot.
+#[test]
+fn the_overview_charts_activity_and_the_datanodes_usage() {
+    let conf = tempfile::tempdir().unwrap();
+    let toml = conf.path().join("nn.toml");
+    std::fs::write(&toml, "[web_ui]\nsample_interval_ms = 500\n").unwrap();
+    let c = ProcessCluster::start(
+        3,
+        &["--config", toml.to_str().unwrap(), "--min-block-size", "65536"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bytes = pseudo_random(6 << 20, 9);
+    rt.block_on(async {
+        let client = c.client().await;
+        put(&client, "/charts/a.bin", &bytes, 1 << 20).await;
+        assert!(granary_testkit::fixtures::get(&client, "/charts/a.bin").await == bytes);
+        for i in 0..50 {
+            client.mkdirs(&format!("/charts/d{i}"), None, true).await.unwrap();
+        }
+    });
+    let nn = format!("http://{}", c.http);
+    let peak = |page: &str, id: &str| -> f64 {
+        attr(page, id, "data-peak")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no #{id} with a peak in {page}"))
+    };
+    // Samples every 500 ms; a datanode's counters come with its heartbeat.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        let page = granary_testkit::binaries::http_get(&c.http, "/").unwrap_or_default();
+        if page.contains("id=\"chart-ops\"")
+            && ["chart-ops", "chart-write", "chart-read"]
+                .iter()
+                .all(|id| peak(&page, id) > 0.0)
+        {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the charts never showed the activity:\n{page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(
+        page.contains("<meta http-equiv=\"refresh\" content=\"10\">"),
+        "{page}"
+    );
+
+    let profile = c.dir.path().join("chromium");
+    let overview = dom(&profile, &format!("{nn}/"));
+    // About 6 MiB x 3 written and 6 MiB read in well under a minute.
+    assert!(peak(&overview, "chart-write") > 0.1, "{overview}");
+    assert!(peak(&overview, "chart-read") > 0.05, "{overview}");
+    assert!(peak(&overview, "chart-ops") >= 1.0, "{overview}");
+    assert!(overview.contains("<polyline points=\""), "{overview}");
+    let usage = table(&overview, "usage");
+    assert_eq!(usage.len(), 4, "{usage:?}");
+    // Each bar's hover text is that node's real usage (replicas on disk).
+    assert_eq!(overview.matches("class=\"bar\"").count(), 3, "{overview}");
+    for title in overview
+        .split("class=\"bar\"")
+        .skip(1)
+        .map(|b| b.split("title=\"").nth(1).unwrap())
+    {
+        let used = title.split(" of ").next().unwrap();
+        assert!(
+            used.ends_with('M') && !used.starts_with('0'),
+            "bar title {title:?}"
+        );
+    }
+    let nodes = dom(&profile, &format!("{nn}/datanodes"));
+    assert_eq!(nodes.matches("class=\"bar\"").count(), 3, "{nodes}");
+    assert!(text(&nodes).contains("Cluster mean usage"), "{nodes}");
+
+    let png = c.dir.path().join("activity.png");
+    let out = browser(
+        &profile,
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1280,1200",
+        ],
+        &format!("{nn}/"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shot = std::fs::read(&png).unwrap();
+    if let Some(keep) = std::env::var_os("GRANARY_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+    assert!(
+        shot.starts_with(b"\x89PNG") && shot.len() > 20_000,
+        "{} bytes",
+        shot.len()
+    );
+}
