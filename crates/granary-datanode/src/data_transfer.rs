@@ -707,32 +707,23 @@ async fn receive(ctx: Arc<DatanodeContext>, inbound: &mut RequestReader, r: Rece
             ctx.metrics.bytes_written.inc_by(p.data.len() as u64);
             offset = p.offset_in_block + p.data.len() as u64;
             expected_seq += 1;
-            if p.last_packet_in_block && unfinished {
-                let w = writer
-                    .take()
-                    .ok_or_else(|| DatanodeError::Internal("replica writer lost".into()))?;
-                tracing::debug!(
-                    block_id,
-                    bytes = w.written(),
-                    "copy for a writer's pipeline received"
-                );
-                ctx.keep_for_recovery(w);
-                let _ = local_tx
-                    .send(Local::Ok {
-                        seqno: p.seqno,
-                        last: true,
-                    })
-                    .await;
-                return Ok(());
-            }
             if p.last_packet_in_block {
                 let w = writer
                     .take()
                     .ok_or_else(|| DatanodeError::Internal("replica writer lost".into()))?;
-                let storage = ctx.storage.clone();
-                let fin = blocking(move || storage.finalize(w, sync)).await??;
-                tracing::debug!(block_id, bytes = fin.num_bytes, "replica finalized");
-                ctx.report(ReplicaEvent::Received(fin));
+                if unfinished {
+                    tracing::debug!(
+                        block_id,
+                        bytes = w.written(),
+                        "copy for a writer's pipeline received"
+                    );
+                    ctx.keep_for_recovery(w);
+                } else {
+                    let storage = ctx.storage.clone();
+                    let fin = blocking(move || storage.finalize(w, sync)).await??;
+                    tracing::debug!(block_id, bytes = fin.num_bytes, "replica finalized");
+                    ctx.report(ReplicaEvent::Received(fin));
+                }
                 let _ = local_tx
                     .send(Local::Ok {
                         seqno: p.seqno,

@@ -652,19 +652,10 @@ impl Storage {
             .waiting(id)
             .filter(|r| r.gs >= gs)
             .ok_or(StorageError::NotFound { block: id, gs })?;
-        let (data_path, meta_path) = self
+        let paths = self
             .waiting_paths(id)
             .ok_or(StorageError::NotFound { block: id, gs })?;
-        let data = File::open(&data_path).map_err(io(&data_path))?;
-        let meta = File::open(&meta_path).map_err(io(&meta_path))?;
-        let bpc = load::read_header(&meta_path)?;
-        Ok(ReplicaReader {
-            data,
-            meta,
-            len: r.len,
-            bpc,
-            data_path,
-        })
+        reader(paths, r.len)
     }
 
     /// Opens a finalized replica of generation `gs` (or newer) for reading.
@@ -676,20 +667,25 @@ impl Storage {
         if let Some(reason) = self.damage(id) {
             return Err(StorageError::Damaged { block: id, reason });
         }
-        let (data_path, meta_path) = self
+        let paths = self
             .replica_paths(id)
             .ok_or(StorageError::NotFound { block: id, gs })?;
-        let data = File::open(&data_path).map_err(io(&data_path))?;
-        let meta = File::open(&meta_path).map_err(io(&meta_path))?;
-        let bpc = load::read_header(&meta_path)?;
-        Ok(ReplicaReader {
-            data,
-            meta,
-            len: r.len,
-            bpc,
-            data_path,
-        })
+        reader(paths, r.len)
     }
+}
+
+/// A replica's data and meta files opened for reading its first `len` bytes.
+fn reader((data_path, meta_path): (PathBuf, PathBuf), len: u64) -> Result<ReplicaReader, StorageError> {
+    let data = File::open(&data_path).map_err(io(&data_path))?;
+    let meta = File::open(&meta_path).map_err(io(&meta_path))?;
+    let bpc = load::read_header(&meta_path)?;
+    Ok(ReplicaReader {
+        data,
+        meta,
+        len,
+        bpc,
+        data_path,
+    })
 }
 
 #[cfg(test)]
