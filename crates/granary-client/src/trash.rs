@@ -60,12 +60,24 @@ impl DfsClient {
         }
         // The path must be there: a missing one is not moved (HDFS's message).
         self.stat(path).await?;
-        let to = trash::destination(&user, path);
-        let parent = match to.rsplit_once('/') {
-            Some((p, _)) => p.to_string(),
-            None => to.clone(),
+        // The directories leading to it in the trash; one that is a file
+        // there (a path of that name deleted before) is stepped around with
+        // the time as a suffix, as HDFS's trash does.
+        let stamp = chrono::Utc::now().timestamp_millis();
+        let mut parent = format!("{}/{}", trash::root(&user), trash::CURRENT);
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let Some((name, dirs)) = comps.split_last() else {
+            return Ok(None);
         };
+        for c in dirs {
+            let mut next = format!("{parent}/{c}");
+            if self.get_file_info(&next).await?.is_some_and(|s| !s.is_dir) {
+                next = format!("{next}{stamp}");
+            }
+            parent = next;
+        }
         self.mkdirs(&parent, Some(0o700), true).await?;
+        let to = format!("{parent}/{name}");
         // Something of that name went to the trash before: this one gets
         // the time as a suffix, as HDFS's does. (A rename onto a directory
         // would move the path into it.)

@@ -73,7 +73,7 @@ where
             READ_BLOCK => read_block(&ctx, &op, &mut rd, &mut wr).await,
             WRITE_BLOCK => crate::hdfs_write::write_block(&ctx, &op, &mut rd, &mut wr, &peer, &stop).await,
             BLOCK_CHECKSUM => block_checksum(&ctx, &op, &mut wr).await,
-            TRANSFER_BLOCK => transfer_block(&ctx, &op, &mut wr).await,
+            TRANSFER_BLOCK => transfer_block(&ctx, &op, &mut wr, &stop).await,
             other => {
                 let _ = respond(
                     &mut wr,
@@ -253,6 +253,7 @@ async fn transfer_block(
     ctx: &Arc<DatanodeContext>,
     op: &[u8],
     wr: &mut (impl AsyncWrite + Unpin),
+    stop: &CancellationToken,
 ) -> Result<(), TransferError> {
     let req = hdfs::OpTransferBlockProto::decode(op)
         .map_err(|e| TransferError::Protocol(format!("OpTransferBlockProto: {e}")))?;
@@ -267,7 +268,11 @@ async fn transfer_block(
     let copied = match crate::data_transfer::check_write_token(ctx, &token, &block, None) {
         Ok(()) => {
             let targets = req.targets.iter().map(crate::hdfs_write::downstream).collect();
-            crate::transfer::copy_for_pipeline(ctx, block, token, req.header.client_name, targets).await
+            let copy = crate::transfer::copy_for_pipeline(ctx, block, token, req.header.client_name, targets);
+            tokio::select! {
+                r = copy => r,
+                () = stop.cancelled() => Err(DatanodeError::Unavailable("the datanode is stopping".into())),
+            }
         }
         Err(e) => Err(e),
     };

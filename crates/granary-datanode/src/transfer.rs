@@ -36,6 +36,7 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
         bytes_per_checksum: reader.bpc,
         access_token: cmd.access_token,
     };
+    let _x = ctx.xceiver();
     stream(&ctx, reader, header, &cmd.targets).await?;
     tracing::info!(block_id = id, targets = cmd.targets.len(), "replica transferred");
     Ok(())
@@ -60,6 +61,12 @@ pub async fn copy_for_pipeline(
             targets.len()
         )));
     }
+    // A writer's request takes a transfer slot only when one is free.
+    let Some(_x) = ctx.try_xceiver() else {
+        return Err(DatanodeError::Busy {
+            max: ctx.max_transfers,
+        });
+    };
     let reader = open_being_written(ctx, block.block_id, block.generation_stamp).await?;
     if reader.len < block.num_bytes {
         return Err(DatanodeError::BadRequest(format!(
@@ -79,7 +86,19 @@ pub async fn copy_for_pipeline(
         bytes_per_checksum: reader.bpc,
         access_token,
     };
-    stream(ctx, reader, header, &targets).await?;
+    // A target that takes the bytes ever so slowly must not hold the slot
+    // for ever: ten socket timeouts for the whole copy (a block of 128 MiB
+    // at 1 MiB/s takes two).
+    let limit = ctx.socket_timeout * 10;
+    tokio::time::timeout(limit, stream(ctx, reader, header, &targets))
+        .await
+        .map_err(|_| {
+            DatanodeError::Unavailable(format!(
+                "copy of block {} for a pipeline took over {} s",
+                block.block_id,
+                limit.as_secs()
+            ))
+        })??;
     tracing::info!(
         block_id = block.block_id,
         bytes = len,
@@ -144,7 +163,6 @@ async fn stream(
     header.downstream = targets[1..].to_vec();
     let id = header.block.as_ref().map_or(0, |b| b.block_id);
     let reader = Arc::new(reader);
-    let _x = ctx.xceiver();
     let (tx, mut acks) =
         data_transfer::open_pipeline(ctx.net(), &first.rpc_addr, header, 16, ctx.socket_timeout).await?;
     let bpc = reader.bpc as usize;
@@ -168,11 +186,22 @@ async fn stream(
             sync: false,
             heartbeat: false,
         };
-        if tx.send(p).await.is_err() {
-            return Err(DatanodeError::Unavailable(format!(
-                "transfer of block {id}: the pipeline to {} closed",
-                first.rpc_addr
-            )));
+        // A target that stops reading is given up after the socket timeout.
+        match tokio::time::timeout(ctx.socket_timeout, tx.send(p)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                return Err(DatanodeError::Unavailable(format!(
+                    "transfer of block {id}: the pipeline to {} closed",
+                    first.rpc_addr
+                )));
+            }
+            Err(_) => {
+                return Err(DatanodeError::Unavailable(format!(
+                    "transfer of block {id}: {} took nothing for {} ms",
+                    first.rpc_addr,
+                    ctx.socket_timeout.as_millis()
+                )));
+            }
         }
         pos += n as u64;
         seqno += 1;

@@ -78,8 +78,8 @@ pub struct Datanode {
     /// with a re-register command until it registers again.
     pub declared_dead: bool,
     /// Block bytes read and written since the datanode started, as its
-    /// last heartbeat said.
-    pub io: (u64, u64),
+    /// last heartbeat said; None before its first heartbeat here.
+    pub io: Option<(u64, u64)>,
 }
 
 impl Datanode {
@@ -131,6 +131,8 @@ impl DatanodeManager {
         // A re-registering node keeps the operator's decision about it, also
         // one made before the namenode restarted. Decommissioning is judged
         // again (blocks are known only from this start's reports).
+        // Its counters run on across a re-registration.
+        let io = nodes.get(&id.uuid).and_then(|n| n.io);
         let admin = match nodes.get(&id.uuid) {
             Some(n) => n.admin,
             None if self.remembered_out.write().remove(&id.uuid) => AdminState::Decommissioning,
@@ -147,7 +149,7 @@ impl DatanodeManager {
                 last_heartbeat_ms: now_ms(),
                 registered_at: now,
                 declared_dead: false,
-                io: (0, 0),
+                io,
             },
         );
         fresh
@@ -174,16 +176,17 @@ impl DatanodeManager {
     /// Notes a datanode's read and written byte counters (its heartbeat's).
     pub fn note_io(&self, uuid: &str, read: u64, written: u64) {
         if let Some(n) = self.nodes.write().get_mut(uuid) {
-            n.io = (read, written);
+            n.io = Some((read, written));
         }
     }
 
-    /// Every known datanode's (uuid, bytes read, bytes written) counters.
+    /// Every datanode's (uuid, bytes read, bytes written) counters, for
+    /// those that sent them.
     pub fn io_counters(&self) -> Vec<(String, u64, u64)> {
         self.nodes
             .read()
             .values()
-            .map(|n| (n.id.uuid.clone(), n.io.0, n.io.1))
+            .filter_map(|n| n.io.map(|(r, w)| (n.id.uuid.clone(), r, w)))
             .collect()
     }
 

@@ -95,8 +95,8 @@ pub struct RunningNamenode {
     pub state: Arc<NamenodeState>,
     token: CancellationToken,
     task: JoinHandle<Result<(), ServeError>>,
-    /// Gone once every holder of the namespace let go: RocksDB closed.
-    store: std::sync::Weak<Namespace>,
+    /// Raised once the namespace and its RocksDB are closed.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RunningNamenode {
@@ -117,7 +117,7 @@ impl RunningNamenode {
     /// dir must not find RocksDB's lock still held.
     pub async fn wait(self) -> Result<(), ServeError> {
         let RunningNamenode {
-            state, task, store, ..
+            state, task, closed, ..
         } = self;
         drop(state);
         let served = match task.await {
@@ -125,12 +125,9 @@ impl RunningNamenode {
             Err(e) => Err(ServeError::Join(e.to_string())),
         };
         let t = std::time::Instant::now();
-        while store.strong_count() > 0 {
+        while !closed.load(std::sync::atomic::Ordering::SeqCst) {
             if t.elapsed() > STORE_CLOSE_WAIT {
-                tracing::warn!(
-                    holders = store.strong_count(),
-                    "the namespace is still held after shutdown; not waiting longer"
-                );
+                tracing::warn!("the namespace is still open after shutdown; not waiting longer");
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -217,8 +214,8 @@ pub async fn start(
     } else {
         None
     };
+    let closed = ns.closed_flag();
     let ns = Arc::new(ns);
-    let store = Arc::downgrade(&ns);
     let ha = if config.ha.enabled() {
         let dir = layout::raft_dir(&config.data_dir);
         let ha = crate::ha::Ha::start(
@@ -394,7 +391,7 @@ pub async fn start(
         state,
         token,
         task,
-        store,
+        closed,
     })
 }
 

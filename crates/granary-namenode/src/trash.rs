@@ -99,7 +99,7 @@ pub fn spawn_emptier(state: Arc<NamenodeState>, token: CancellationToken) -> Opt
                 continue;
             }
             let su = state.config().namespace.superuser.clone();
-            match empty(&svc, &su, cfg.interval(), chrono::Utc::now()).await {
+            match empty(&svc, &su, cfg.interval(), chrono::Utc::now(), &token).await {
                 Ok(n) if n.checkpoints + n.expired > 0 => {
                     tracing::info!(checkpoints = n.checkpoints, expired = n.expired, "trash emptied");
                 }
@@ -126,30 +126,50 @@ pub async fn empty(
     superuser: &str,
     interval: Duration,
     now: chrono::DateTime<chrono::Utc>,
+    stop: &CancellationToken,
 ) -> Result<Emptied, Status> {
     let mut done = Emptied::default();
     for home in list(svc, superuser, "/user").await? {
+        if stop.is_cancelled() {
+            break;
+        }
         if !home.is_dir() {
             continue;
         }
+        // One user's trash failing leaves the others' to be emptied.
         let root = trash::root(&home.name);
-        let entries = list(svc, superuser, &root).await?;
-        for e in &entries {
-            if trash::expired(&e.name, now, interval) {
-                let req = pb::DeleteRequest {
-                    path: format!("{root}/{}", e.name),
-                    recursive: true,
-                };
-                svc.delete(call(superuser, req)).await?;
-                done.expired += 1;
-            }
-        }
-        if entries.iter().any(|e| e.name == trash::CURRENT) {
-            checkpoint(svc, superuser, &root, now).await?;
-            done.checkpoints += 1;
+        if let Err(e) = empty_one(svc, superuser, &root, interval, now, &mut done).await {
+            tracing::warn!(user = %home.name, error = %e.message(), "cannot empty this user's trash; trying again next round");
         }
     }
     Ok(done)
+}
+
+/// One user's trash: expired checkpoints deleted, then `Current` checkpointed.
+async fn empty_one(
+    svc: &Audited,
+    superuser: &str,
+    root: &str,
+    interval: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+    done: &mut Emptied,
+) -> Result<(), Status> {
+    let entries = list(svc, superuser, root).await?;
+    for e in &entries {
+        if trash::expired(&e.name, now, interval) {
+            let req = pb::DeleteRequest {
+                path: format!("{root}/{}", e.name),
+                recursive: true,
+            };
+            svc.delete(call(superuser, req)).await?;
+            done.expired += 1;
+        }
+    }
+    if entries.iter().any(|e| e.name == trash::CURRENT) {
+        checkpoint(svc, superuser, root, now).await?;
+        done.checkpoints += 1;
+    }
+    Ok(())
 }
 
 /// Renames `ROOT/Current` to a checkpoint named for `now` (a suffix when

@@ -16,7 +16,7 @@ mod tokens;
 mod tree;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
@@ -120,6 +120,18 @@ pub struct Namespace {
     /// Set when this namenode is one of a Raft group: changes go to the
     /// group's log instead of this namenode's own group commit.
     replication: OnceLock<Arc<dyn Replication>>,
+    /// Last, so it drops after the store and the group commit's thread:
+    /// says RocksDB is closed (its lock released).
+    closed: Closed,
+}
+
+/// Raised when dropped.
+struct Closed(Arc<AtomicBool>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
@@ -224,6 +236,7 @@ impl Namespace {
             next_block: AtomicU64::new(1 << 30),
             next_gs: AtomicU64::new(1000),
             replication: OnceLock::new(),
+            closed: Closed(Arc::default()),
         };
         let mut first = Effects::default();
         first.put_cf(CF_INODES, id_key(ROOT_ID), root.encode_to_vec());
@@ -254,11 +267,17 @@ impl Namespace {
             next_block: AtomicU64::new(next_block),
             next_gs: AtomicU64::new(next_gs),
             replication: OnceLock::new(),
+            closed: Closed(Arc::default()),
         };
         if ns.get_inode(ROOT_ID)?.is_none() {
             return Err(NnError::Corrupt("root inode missing".into()));
         }
         Ok(ns)
+    }
+
+    /// True once this namespace (and its RocksDB) is closed.
+    pub fn closed_flag(&self) -> Arc<AtomicBool> {
+        self.closed.0.clone()
     }
 
     pub fn config(&self) -> &NamespaceConfig {

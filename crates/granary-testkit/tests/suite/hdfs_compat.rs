@@ -498,6 +498,49 @@ fn hdfs_data_transfer_refuses_bad_requests() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // TRANSFER_BLOCK of a real block with a genuine read token (anyone who
+    // may read the file has one): not a write token, so refused, and the
+    // replica goes nowhere.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let located = rt.block_on(async {
+        let client = c.client().await;
+        let req = client.request(granary_proto::GetBlockLocationsRequest {
+            path: "/after.bin".into(),
+            offset: 0,
+            length: 1 << 20,
+        });
+        client.rpc().get_block_locations(req).await.unwrap().into_inner()
+    });
+    let lb = located.blocks.unwrap().blocks.remove(0);
+    let blk = lb.block.unwrap();
+    let mut real = transfer.clone();
+    real.header.base_header.block = hdfs::ExtendedBlockProto {
+        pool_id: "p".into(),
+        block_id: blk.block_id,
+        generation_stamp: blk.generation_stamp,
+        num_bytes: Some(blk.num_bytes),
+    };
+    real.header.base_header.token = Some(rpc::TokenProto {
+        identifier: lb.access_token.clone(),
+        kind: "HDFS_BLOCK_TOKEN".into(),
+        ..Default::default()
+    });
+    let mut req = vec![0x00, 0x1c, 86];
+    req.extend_from_slice(&real.encode_length_delimited_to_vec());
+    let (st, msg) = status(&send(&req));
+    assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        listener.accept().is_err(),
+        "the replica was sent with a read token"
+    );
+    // The same request with no token at all: refused as well.
+    real.header.base_header.token = None;
+    let mut req = vec![0x00, 0x1c, 86];
+    req.extend_from_slice(&real.encode_length_delimited_to_vec());
+    let (st, msg) = status(&send(&req));
+    assert_eq!(st, hdfs::Status::ErrorAccessToken as i32, "{msg}");
+    assert!(listener.accept().is_err(), "the replica was sent without a token");
 }
 
 /// Calls the namenode's Hadoop IPC as `user` with raw frames (what a

@@ -141,6 +141,19 @@ async fn rm_goes_to_the_trash_which_is_restored_checkpointed_and_expired() {
     assert_eq!(out, "Deleted /data/b.bin\n");
     assert!(in_trash(&client, "/data/b.bin").await.is_none());
 
+    // A file of the name of a directory on the way in the trash (/data/f,
+    // then /data/f/g deleted): stepped around, nothing overwritten.
+    put(&client, "/data/f", b"file f").await;
+    cli(&c, &["fs", "rm", "/data/f"]);
+    put(&client, "/data/f/g", b"file g").await;
+    let out = cli(&c, &["fs", "rm", "/data/f/g"]);
+    assert!(out.starts_with("Moved: '/data/f/g' to trash at: "), "{out}");
+    let g = out.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(get(&client, &g).await == b"file g", "{g}");
+    if let Some(f) = in_trash(&client, "/data/f").await {
+        assert!(get(&client, &f).await == b"file f", "{f}");
+    }
+
     // expunge -immediate empties the trash now.
     put(&client, "/data/c.bin", b"c").await;
     cli(&c, &["fs", "rm", "/data/c.bin"]);

@@ -40,13 +40,16 @@ impl ClientService {
                 .ns()
                 .file_for_writer(&caller, &r.path, r.file_id, &r.client_name)?;
             st.check_not_recovering(&r.path, file.id)?;
-            // Only for the block being written, as the writer knows it.
+            // Only for the block being written. The writer may name an older
+            // stamp than the namespace's: Hadoop's client takes a new stamp
+            // for each recovery attempt but keeps its own until one works.
+            // The token is for the stamp it names, as its replicas have.
             let offset: u64 = file.blocks.iter().rev().skip(1).map(|b| b.num_bytes).sum();
             match file.blocks.last() {
                 Some(b)
                     if b.id == block.block_id
                         && !b.committed
-                        && b.generation_stamp == block.generation_stamp => {}
+                        && b.generation_stamp >= block.generation_stamp => {}
                 _ => {
                     return Err(NnError::InvalidArgument(format!(
                         "{}: block {} at generation stamp {} is not the block being written",
