@@ -668,6 +668,68 @@ mod bad_input {
         assert_eq!(get(&c, "/after-bad-connections").await, d);
     }
 
+    /// A writer with nothing to send keeps a two-node pipeline open past
+    /// the datanodes' socket timeout by heartbeat packets, which the first
+    /// node passes to the second; then the block completes on both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn heartbeats_keep_an_idle_pipeline_open_on_every_node() {
+        let cl = MiniCluster::builder()
+            .datanodes(2)
+            .datanode_socket_timeout(500)
+            .start()
+            .await
+            .unwrap();
+        let c = cl.client().await.unwrap();
+        let lb = allocate(&cl, &c, "/idle").await;
+        let first = lb.locations[0].id.as_ref().unwrap().rpc_addr.clone();
+        let second = (0..2)
+            .map(|i| cl.datanode(i).rpc_addr.to_string())
+            .find(|a| *a != first)
+            .unwrap();
+        let (tx, mut acks) = data_transfer::open_pipeline(
+            &Default::default(),
+            &first,
+            header(
+                lb.block,
+                lb.access_token.clone(),
+                pb::PipelineStage::Create,
+                &[&second],
+            ),
+            16,
+            data_transfer::REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+        let d = pseudo_random(1024, 3);
+        tx.send(packet(0, 0, &d, false)).await.unwrap();
+        // Three socket timeouts of nothing but heartbeats.
+        for _ in 0..10 {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            let beat = pb::Packet {
+                heartbeat: true,
+                ..Default::default()
+            };
+            tx.send(beat).await.unwrap();
+        }
+        tx.send(packet(1, 1024, &[], true)).await.unwrap();
+        for seqno in 0..2 {
+            let ack = acks.message().await.unwrap().expect("an ack");
+            assert_eq!(ack.seqno, seqno, "heartbeats are not acked: {ack:?}");
+            assert_eq!(ack.replies, vec![pb::AckStatus::Success as i32; 2], "{ack:?}");
+        }
+        let id = lb.block.unwrap().block_id;
+        for i in 0..2 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while cl.datanode(i).ctx.storage.get(id).is_none() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no finalized replica on datanode {i}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     /// A pipeline node that stops answering while its host still does (a
     /// stopped process) is reported by the node above it once that node's
     /// socket timeout passes, by address, so the writer drops the right
