@@ -258,24 +258,19 @@ async fn transfer_block(
     let req = hdfs::OpTransferBlockProto::decode(op)
         .map_err(|e| TransferError::Protocol(format!("OpTransferBlockProto: {e}")))?;
     let base = req.header.base_header;
-    let block = granary_proto::ExtendedBlock {
-        block_id: base.block.block_id,
-        generation_stamp: base.block.generation_stamp,
-        num_bytes: base.block.num_bytes.unwrap_or(0),
-    };
+    let block = granary_proto::ExtendedBlock::from(&base.block);
     let token = base.token.map(|t| t.identifier).unwrap_or_default();
-    // The token is checked here too: nothing is read for a caller without one.
-    let copied = match crate::data_transfer::check_write_token(ctx, &token, &block, None) {
-        Ok(()) => {
-            let targets = req.targets.iter().map(crate::hdfs_write::downstream).collect();
-            let copy = crate::transfer::copy_for_pipeline(ctx, block, token, req.header.client_name, targets);
-            tokio::select! {
-                r = copy => r,
-                () = stop.cancelled() => Err(DatanodeError::Unavailable("the datanode is stopping".into())),
-            }
+    let copied = async move {
+        // The token is checked here too: nothing is read for a caller without one.
+        crate::data_transfer::check_write_token(ctx, &token, &block, None)?;
+        let targets = req.targets.iter().map(crate::hdfs_write::downstream).collect();
+        let copy = crate::transfer::copy_for_pipeline(ctx, block, token, req.header.client_name, targets);
+        tokio::select! {
+            r = copy => r,
+            () = stop.cancelled() => Err(DatanodeError::Unavailable("the datanode is stopping".into())),
         }
-        Err(e) => Err(e),
-    };
+    }
+    .await;
     match copied {
         Ok(_) => {
             let ok = hdfs::BlockOpResponseProto {
@@ -299,11 +294,7 @@ async fn open(
     base: &hdfs::BaseHeaderProto,
     offset: Option<u64>,
 ) -> Result<(crate::storage::ReplicaReader, crate::context::XceiverGuard), DatanodeError> {
-    let block = granary_proto::ExtendedBlock {
-        block_id: base.block.block_id,
-        generation_stamp: base.block.generation_stamp,
-        num_bytes: base.block.num_bytes.unwrap_or(0),
-    };
+    let block = granary_proto::ExtendedBlock::from(&base.block);
     let token = base
         .token
         .as_ref()

@@ -97,9 +97,9 @@ where
     let base = req.header.base_header;
     let header = pb::WriteBlockHeader {
         block: Some(pb::ExtendedBlock {
-            block_id: base.block.block_id,
             generation_stamp: gs,
             num_bytes: from,
+            ..pb::ExtendedBlock::from(&base.block)
         }),
         downstream: req.targets.iter().map(downstream).collect(),
         client_name: req.header.client_name,

@@ -22,6 +22,17 @@ pub mod hadoop {
     }
 }
 
+/// HDFS's block as Granary's (the block pool is the cluster's: dropped).
+impl From<&hadoop::hdfs::ExtendedBlockProto> for ExtendedBlock {
+    fn from(b: &hadoop::hdfs::ExtendedBlockProto) -> Self {
+        Self {
+            block_id: b.block_id,
+            generation_stamp: b.generation_stamp,
+            num_bytes: b.num_bytes.unwrap_or(0),
+        }
+    }
+}
+
 impl FileStatus {
     /// True for a directory (`file_type` is an `i32` on the wire).
     pub fn is_dir(&self) -> bool {

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use prost::Message;
 use tonic::{Request, Status};
 
-use super::convert::{block, child, datanode_info, file_status, hex, located_block, located_blocks};
+use super::convert::{
+    block, child, datanode_info, file_status, hex, located_block, located_blocks, xfer_addr,
+};
 use super::frame::{FrameError, next};
 use crate::rpc::audited::Audited;
 use crate::state::NamenodeState;
@@ -290,11 +292,7 @@ impl Call<'_> {
                     file_id: r.file_id.unwrap_or(0),
                     client_name: r.client_name,
                     previous,
-                    excluded_nodes: r
-                        .exclude_nodes
-                        .iter()
-                        .map(|d| format!("{}:{}", d.id.ip_addr, d.id.xfer_port))
-                        .collect(),
+                    excluded_nodes: r.exclude_nodes.iter().map(xfer_addr).collect(),
                 };
                 let out = self.svc.add_block(self.req(req)).await?.into_inner();
                 let lb = out
@@ -424,14 +422,13 @@ impl Call<'_> {
                 // asks for another; it then has a survivor copy the
                 // replica there (TRANSFER_BLOCK) before the recovery.
                 let r: hdfs::GetAdditionalDatanodeRequestProto = next(b, method)?;
-                let addr = |d: &hdfs::DatanodeInfoProto| format!("{}:{}", d.id.ip_addr, d.id.xfer_port);
                 let req = pb::GetAdditionalDatanodeRequest {
                     path: r.src,
                     file_id: r.file_id.unwrap_or(0),
                     client_name: r.client_name,
                     block: Some(block(&r.blk)),
-                    existing: r.existings.iter().map(addr).collect(),
-                    excluded: r.excludes.iter().map(addr).collect(),
+                    existing: r.existings.iter().map(xfer_addr).collect(),
+                    excluded: r.excludes.iter().map(xfer_addr).collect(),
                     count: r.num_additional_nodes,
                 };
                 let out = self

@@ -10,11 +10,13 @@ use crate::state::NamenodeState;
 
 /// Granary's block for HDFS's (the pool is the cluster's; not checked).
 pub(super) fn block(b: &hdfs::ExtendedBlockProto) -> pb::ExtendedBlock {
-    pb::ExtendedBlock {
-        block_id: b.block_id,
-        generation_stamp: b.generation_stamp,
-        num_bytes: b.num_bytes.unwrap_or(0),
-    }
+    pb::ExtendedBlock::from(b)
+}
+
+/// A datanode's data-transfer address (`ip:xferPort`), as Granary names
+/// datanodes in excluded and existing lists.
+pub(super) fn xfer_addr(d: &hdfs::DatanodeInfoProto) -> String {
+    format!("{}:{}", d.id.ip_addr, d.id.xfer_port)
 }
 
 pub(super) fn child(dir: &str, name: &str) -> String {

@@ -248,11 +248,7 @@ async fn hdfs_client_recovers_its_pipeline_when_a_datanode_dies() {
                 .contains("new generation stamp for pipeline recovery"),
             "victim {victim}: no pipeline recovery:\n{err}"
         );
-        let mut r = hdfs.open("/k.bin").await.unwrap();
-        let mut back = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut back)
-            .await
-            .unwrap();
+        let back = granary_testkit::fixtures::get(&hdfs, "/k.bin").await;
         assert!(
             back == data,
             "victim {victim}: {} bytes back of {}",
@@ -350,11 +346,7 @@ async fn hdfs_writer_gets_a_replacement_datanode_after_hflush() {
                 .contains("datanodes added to a write pipeline"),
             "round {round}: no getAdditionalDatanode"
         );
-        let mut r = hdfs.open("/flushed.bin").await.unwrap();
-        let mut back = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut back)
-            .await
-            .unwrap();
+        let back = granary_testkit::fixtures::get(&hdfs, "/flushed.bin").await;
         let want = std::fs::read(&copy).unwrap();
         assert_eq!(back.len() as u64, total);
         assert!(back == want, "round {round}: the bytes read back differ");

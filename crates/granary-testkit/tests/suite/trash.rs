@@ -8,9 +8,16 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use granary_client::{CreateOptions, DfsClient};
+use granary_client::DfsClient;
 use granary_testkit::binaries::{ProcessCluster, bin_path, find_replica};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use granary_testkit::fixtures::get;
+
+/// The cluster's block size (`--default-block-size`).
+const BLOCK: u64 = 1 << 20;
+
+async fn put(client: &DfsClient, path: &str, data: &[u8]) {
+    granary_testkit::fixtures::put(client, path, data, BLOCK).await;
+}
 
 const TRASH: &str = "/user/hdfs/.Trash";
 
@@ -26,23 +33,6 @@ fn cli(c: &ProcessCluster, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-async fn put(client: &DfsClient, path: &str, data: &[u8]) {
-    let opts = CreateOptions {
-        create_parent: true,
-        ..Default::default()
-    };
-    let mut w = client.create(path, opts).await.unwrap();
-    w.write_all(data).await.unwrap();
-    w.close().await.unwrap();
-}
-
-async fn get(client: &DfsClient, path: &str) -> Vec<u8> {
-    let mut r = client.open(path).await.unwrap();
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).await.unwrap();
-    out
 }
 
 /// Where `rel` (e.g. `/data/a`) is in the trash now: in Current or in a
