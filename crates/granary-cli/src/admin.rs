@@ -4,7 +4,8 @@ use clap::{Subcommand, ValueEnum};
 
 use crate::error::CliResult;
 use crate::out::outln;
-use granary_client::{DatanodeAdminAction, DatanodeState, DfsClient, SafeModeAction};
+use crate::quota::{self, QuotaChange::*};
+use granary_client::{DatanodeAdminAction, DatanodeState, DfsClient, QuotaSetting, SafeModeAction};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -26,6 +27,44 @@ pub enum AdminCommand {
         path: String,
         #[arg(long, default_value_t = 30)]
         retries: u32,
+    },
+    /// Limit the names (files and directories, DIR itself included) under
+    /// each DIR (HDFS's `dfsadmin -setQuota`; superuser).
+    SetQuota {
+        #[arg(value_parser = crate::quota::parse_names)]
+        quota: u64,
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<String>,
+    },
+    /// Remove each DIR's name quota.
+    ClrQuota {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<String>,
+    },
+    /// Limit the bytes under each DIR, all replicas counted: bytes or
+    /// 10g, 1.5t, ... (HDFS's `dfsadmin -setSpaceQuota`; superuser).
+    SetSpaceQuota {
+        #[arg(value_parser = crate::quota::parse_size)]
+        quota: u64,
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<String>,
+    },
+    /// Remove each DIR's space quota.
+    ClrSpaceQuota {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<String>,
+    },
+    /// Move replicas between a datanode's own data dirs (after a disk was
+    /// added) until each is within the threshold of their mean
+    /// utilization; waits and shows them (HOST:PORT or uuid; superuser).
+    Diskbalancer {
+        datanode: String,
+        /// Percentage points from the mean (default 10).
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Seconds to wait for the dirs to be balanced.
+        #[arg(long, default_value_t = 3600)]
+        wait: u64,
     },
     /// Back up the namenode metadata: a consistent copy written into NAME, a
     /// new directory in the namenode's `checkpoint_dir` (or NAME's absolute
@@ -79,6 +118,17 @@ impl AdminCommand {
             }
             Self::RecoverLease { path, retries } => recover_lease(c, path, *retries).await,
             Self::Checkpoint { dir } => checkpoint(c, dir).await,
+            Self::Diskbalancer {
+                datanode,
+                threshold,
+                wait,
+            } => crate::balancer::disk_balance(c, datanode, *threshold, *wait).await,
+            Self::SetQuota { quota, dirs } => quota::set(c, Names(QuotaSetting::Limit(*quota)), dirs).await,
+            Self::ClrQuota { dirs } => quota::set(c, Names(QuotaSetting::Clear), dirs).await,
+            Self::SetSpaceQuota { quota, dirs } => {
+                quota::set(c, Space(QuotaSetting::Limit(*quota)), dirs).await
+            }
+            Self::ClrSpaceQuota { dirs } => quota::set(c, Space(QuotaSetting::Clear), dirs).await,
             Self::Report => report(c).await,
         }
     }

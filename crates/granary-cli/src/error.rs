@@ -129,7 +129,7 @@ impl HasErrorCode for CliError {
 /// The code of an I/O error: the cluster's own when it carries a client
 /// error (a read or write of a cluster file), else from its kind.
 fn io_code(e: &io::Error) -> ErrorCode {
-    if let Some(c) = e.get_ref().and_then(|inner| inner.downcast_ref::<ClientError>()) {
+    if let Some(c) = ClientError::inside(e) {
         return c.code();
     }
     match e.kind() {
@@ -157,6 +157,8 @@ pub fn exit_status(code: ErrorCode) -> u8 {
         | ErrorCode::PathIsNotEmptyDirectory
         | ErrorCode::LeaseConflict
         | ErrorCode::Checksum
+        | ErrorCode::NsQuotaExceeded
+        | ErrorCode::DsQuotaExceeded
         | ErrorCode::Unsupported
         | ErrorCode::Internal => exit::FAILED,
     }

@@ -88,13 +88,18 @@ pub enum FsCommand {
         human: bool,
         paths: Vec<String>,
     },
-    /// DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME.
+    /// DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME; with -q first QUOTA
+    /// REM_QUOTA SPACE_QUOTA REM_SPACE_QUOTA; -v prints a header.
     #[command(disable_help_flag = true)]
     Count {
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
         #[arg(short = 'h')]
         human: bool,
+        #[arg(short = 'q')]
+        quotas: bool,
+        #[arg(short = 'v')]
+        header: bool,
         #[arg(required = true)]
         paths: Vec<String>,
     },
@@ -345,7 +350,13 @@ impl FsCommand {
                 paths,
                 ..
             } => du(&mut r, paths, *summary, *human).await,
-            Self::Count { human, paths, .. } => count(&mut r, paths, *human).await,
+            Self::Count {
+                human,
+                quotas,
+                header,
+                paths,
+                ..
+            } => count(&mut r, paths, *human, *quotas, *header).await,
             Self::Chmod(c) => chmod(&mut r, c).await,
             Self::Chown(c) => chown(&mut r, c).await,
             Self::Chgrp(c) => set_owner(&mut r, c, None, Some(&c.value)).await,
@@ -562,13 +573,22 @@ async fn du_rows(c: &DfsClient, p: &str, summary: bool) -> CliResult<Vec<(String
     Ok(rows)
 }
 
-async fn count(r: &mut Run<'_>, paths: &[String], human: bool) -> CliResult {
+async fn count(r: &mut Run<'_>, paths: &[String], human: bool, quotas: bool, header: bool) -> CliResult {
+    if header {
+        let all = crate::quota::HEADER;
+        outln!("{}", if quotas { all } else { &all[61..] })?;
+    }
     for p in r.abs_all(paths) {
         let Some(cs) = r.check(r.client.content_summary(&p).await)? else {
             continue;
         };
+        let q = if quotas {
+            crate::quota::columns(&cs, human)
+        } else {
+            String::new()
+        };
         outln!(
-            "{:>12} {:>12} {:>18} {p}",
+            "{q}{:>12} {:>12} {:>18} {p}",
             cs.directory_count,
             cs.file_count,
             size_column(cs.length, human)

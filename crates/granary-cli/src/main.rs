@@ -2,6 +2,7 @@
 //! Its exit status says what went wrong ([`error::exit`]).
 
 mod admin;
+mod balancer;
 mod certs;
 mod data;
 mod error;
@@ -10,6 +11,7 @@ mod fs;
 mod fsck;
 mod ha;
 mod out;
+mod quota;
 mod tokens;
 
 use std::process::ExitCode;
@@ -80,6 +82,9 @@ enum Top {
     },
     /// Check block health under a path (HDFS fsck): exit 0 HEALTHY, 1 CORRUPT.
     Fsck(fsck::FsckArgs),
+    /// Move replicas from fuller to emptier datanodes until every one is
+    /// within the threshold of the mean utilization (HDFS's balancer).
+    Balancer(balancer::BalancerArgs),
     /// Exit 0 when URL answers 200 (container health checks: the image has no curl).
     Probe {
         url: String,
@@ -89,18 +94,20 @@ enum Top {
     },
 }
 
-/// `hdfs fsck / -files -blocks -locations` and `hadoop fs -rm -skipTrash`
-/// habits: those single-dash long options are read as the double-dash ones.
+/// `hdfs fsck / -files -blocks -locations`, `hadoop fs -rm -skipTrash` and
+/// `hdfs balancer -threshold 5` habits: those single-dash long options are read as the double-dash ones.
 fn hdfs_style_args(args: impl Iterator<Item = String>) -> Vec<String> {
     let args: Vec<String> = args.collect();
     let fsck = args.iter().any(|a| a == "fsck");
     let rm = args.iter().any(|a| a == "rm");
     let expunge = args.iter().any(|a| a == "expunge");
+    let balancer = args.iter().any(|a| a == "balancer");
     args.into_iter()
         .map(|a| match a.as_str() {
             "-files" | "-blocks" | "-locations" if fsck => format!("-{a}"),
             "-skipTrash" if rm => format!("-{a}"),
             "-immediate" if expunge => format!("-{a}"),
+            "-threshold" | "-max-bandwidth" | "-exclude" | "-idle-iterations" if balancer => format!("-{a}"),
             _ => a,
         })
         .collect()
@@ -174,6 +181,7 @@ async fn run(cli: &Cli) -> CliResult<u8> {
         Top::Fs { cmd } => cmd.execute(&client).await,
         Top::Admin { cmd } => cmd.execute(&client).await.map(|()| exit::OK),
         Top::Fsck(a) => fsck::run(&client, a).await,
+        Top::Balancer(a) => balancer::run(&client, a).await,
         Top::Probe { .. } => Ok(exit::OK),
     }
 }

@@ -37,6 +37,14 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
 }
 
+impl ClientError {
+    /// The cluster error an I/O error from a file reader or writer carries,
+    /// if it carries one (the namenode refused a block, a quota, ...).
+    pub fn inside(e: &std::io::Error) -> Option<&ClientError> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<ClientError>())
+    }
+}
+
 impl HasErrorCode for ClientError {
     fn code(&self) -> ErrorCode {
         match self {

@@ -23,6 +23,7 @@ macro_rules! nn_call {
     };
 }
 
+mod balancer;
 mod caller;
 mod error;
 mod failover;
@@ -34,6 +35,7 @@ mod trash;
 pub mod types;
 mod writer;
 
+pub use balancer::{BalanceOptions, BalanceReport, DiskBalanceStatus, Volume};
 pub use error::ClientError;
 pub use failover::ClientOptions;
 pub use file_checksum::FileChecksum;
@@ -44,7 +46,7 @@ pub use trash::{Expunged, Trashed};
 pub use types::{
     Block, BlockId, BlockLocations, Checkpoint, ClusterHealth, ClusterReport, ContentSummary,
     DatanodeAdminAction, DatanodeId, DatanodeInfo, DatanodeState, FileId, FileStatus, ListingPage,
-    LocatedBlock, SafeModeAction, SafeModeStatus, ServerDefaults,
+    LocatedBlock, QuotaSetting, SafeModeAction, SafeModeStatus, ServerDefaults,
 };
 pub use writer::{CreateOptions, FileWriter};
 
@@ -352,6 +354,17 @@ impl DfsClient {
             access_time: atime,
         };
         nn_call!(self, set_times, req).await?;
+        Ok(())
+    }
+
+    /// Sets or clears directory `path`'s name and space quotas (superuser).
+    pub async fn set_quota(&self, path: &str, names: QuotaSetting, space: QuotaSetting) -> Result<()> {
+        let req = pb::SetQuotaRequest {
+            path: path.into(),
+            name_quota: names.to_wire(),
+            space_quota: space.to_wire(),
+        };
+        nn_call!(self, set_quota, req).await?;
         Ok(())
     }
 

@@ -105,6 +105,10 @@ pub struct ContentSummary {
     pub directory_count: u64,
     /// Bytes including all replicas.
     pub space_consumed: u64,
+    /// The directory's name quota (files and directories, itself included).
+    pub name_quota: Option<u64>,
+    /// The directory's space quota (bytes, all replicas counted).
+    pub space_quota: Option<u64>,
 }
 
 impl From<pb::GetContentSummaryResponse> for ContentSummary {
@@ -114,6 +118,29 @@ impl From<pb::GetContentSummaryResponse> for ContentSummary {
             file_count: r.file_count,
             directory_count: r.directory_count,
             space_consumed: r.space_consumed,
+            name_quota: r.name_quota,
+            space_quota: r.space_quota,
+        }
+    }
+}
+
+/// What [`crate::DfsClient::set_quota`] does with one of a directory's quotas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaSetting {
+    /// Leave it as it is.
+    Keep,
+    /// Remove it.
+    Clear,
+    /// Make it this limit: names (at least 1), or bytes with all replicas.
+    Limit(u64),
+}
+
+impl QuotaSetting {
+    pub(crate) fn to_wire(self) -> Option<i64> {
+        match self {
+            Self::Keep => None,
+            Self::Clear => Some(-1),
+            Self::Limit(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum ErrorCode {
     SafeMode,
     LeaseConflict,
     NotEnoughReplicas,
+    /// A directory's name quota (files and directories) would be crossed.
+    NsQuotaExceeded,
+    /// A directory's space quota (bytes times replication) would be crossed.
+    DsQuotaExceeded,
     Checksum,
     Unsupported,
     Unavailable,
@@ -38,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 17] = [
+    const ALL: [ErrorCode; 19] = [
         Self::InvalidPath,
         Self::InvalidArgument,
         Self::FileNotFound,
@@ -50,6 +54,8 @@ impl ErrorCode {
         Self::SafeMode,
         Self::LeaseConflict,
         Self::NotEnoughReplicas,
+        Self::NsQuotaExceeded,
+        Self::DsQuotaExceeded,
         Self::Checksum,
         Self::Unsupported,
         Self::Unavailable,
@@ -71,6 +77,7 @@ impl ErrorCode {
             Self::AccessControl => Code::PermissionDenied,
             Self::SafeMode | Self::NotEnoughReplicas | Self::Unavailable | Self::Standby => Code::Unavailable,
             Self::Checksum => Code::DataLoss,
+            Self::NsQuotaExceeded | Self::DsQuotaExceeded => Code::ResourceExhausted,
             Self::Unsupported => Code::Unimplemented,
             Self::Unauthenticated => Code::Unauthenticated,
             Self::Internal => Code::Internal,
@@ -105,6 +112,8 @@ impl ErrorCode {
             Self::LeaseConflict => "AlreadyBeingCreatedException",
             Self::NotEnoughReplicas => "NotReplicatedYetException",
             Self::Checksum => "ChecksumException",
+            Self::NsQuotaExceeded => "NSQuotaExceededException",
+            Self::DsQuotaExceeded => "DSQuotaExceededException",
             Self::Unsupported => "UnsupportedOperationException",
             Self::Unavailable => "RetriableException",
             Self::Unauthenticated => "SecurityException",
@@ -129,6 +138,8 @@ impl ErrorCode {
             Self::LeaseConflict => "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException",
             Self::NotEnoughReplicas => "org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException",
             Self::Checksum => "org.apache.hadoop.fs.ChecksumException",
+            Self::NsQuotaExceeded => "org.apache.hadoop.hdfs.protocol.NSQuotaExceededException",
+            Self::DsQuotaExceeded => "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException",
             Self::Unsupported => "java.lang.UnsupportedOperationException",
             Self::Unavailable => "org.apache.hadoop.ipc.RetriableException",
             Self::Unauthenticated => "java.lang.SecurityException",

@@ -187,3 +187,27 @@ fn finish(ctx: &DatanodeContext, res: Result<pb::ExtendedBlock, crate::storage::
         Err(e) => tracing::warn!(block_id = id, error = %e, "lease recovery could not finalize the replica"),
     }
 }
+
+/// Runs the disk balancer (unless a run is going on), off the executor.
+pub fn disk_balance(ctx: Arc<DatanodeContext>, cmd: pb::DiskBalanceCommand) {
+    use std::sync::atomic::Ordering;
+    if ctx.disk_balancing.swap(true, Ordering::SeqCst) {
+        tracing::info!("disk balancer already running; this request is left");
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        let threshold = cmd.threshold_percent / 100.0;
+        tracing::info!(threshold = cmd.threshold_percent, "disk balancer started");
+        let stop = ctx.stop.clone();
+        match ctx
+            .storage
+            .balance_volumes(threshold, cmd.bandwidth_bytes_per_sec, &|| stop.is_cancelled())
+        {
+            Ok(d) => {
+                tracing::info!(moved = d.moved, bytes = d.bytes, utilization = ?d.utilization, "disk balancer done")
+            }
+            Err(e) => tracing::error!(error = %e, "disk balancer stopped"),
+        }
+        ctx.disk_balancing.store(false, Ordering::SeqCst);
+    });
+}

@@ -56,6 +56,12 @@ pub struct DatanodeConfig {
 pub struct StorageConfig {
     /// Space left untouched on each disk for other uses.
     pub reserved_bytes: u64,
+    /// At most this much of each data dir's disk is this datanode's
+    /// capacity (0: the whole disk less `reserved_bytes`): for disks shared
+    /// with other uses, or several datanodes on one disk. Its remaining
+    /// space is then what is left of it, so the namenode stops placing
+    /// replicas on the node when that is below a block.
+    pub capacity_bytes: u64,
     /// Fsync every finalized replica (HDFS default: off; hsync forces it per packet).
     pub sync_on_close: bool,
 }
@@ -273,6 +279,9 @@ pub struct Cli {
     /// Bytes per disk kept free for other users of the disk.
     #[arg(long, env = "GRANARY_RESERVED_BYTES")]
     pub reserved_bytes: Option<u64>,
+    /// At most this many bytes per disk are the datanode's capacity (0: all).
+    #[arg(long, env = "GRANARY_CAPACITY_BYTES")]
+    pub capacity_bytes: Option<u64>,
     /// The block scanner verifies every replica once per this period.
     #[arg(long, env = "GRANARY_BLOCK_SCAN_PERIOD_MS")]
     pub block_scan_period_ms: Option<u64>,
@@ -340,6 +349,7 @@ impl Cli {
         set(&mut c.heartbeat_interval_ms, &self.heartbeat_interval_ms);
         set(&mut c.cluster_secret_file, &self.cluster_secret_file);
         set(&mut c.storage.reserved_bytes, &self.reserved_bytes);
+        set(&mut c.storage.capacity_bytes, &self.capacity_bytes);
         set(&mut c.transfer.socket_timeout_ms, &self.socket_timeout_ms);
         set(&mut c.transfer.max_transfers, &self.max_transfers);
         set(&mut c.block_scanner.period_ms, &self.block_scan_period_ms);

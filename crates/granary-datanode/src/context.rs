@@ -49,6 +49,12 @@ pub struct DatanodeContext {
     >,
     /// How long to wait for the next node of a write pipeline to answer.
     pub socket_timeout: std::time::Duration,
+    /// Paces balancer copies, all of them together (HDFS's balancer bandwidth).
+    pub balancer_pace: crate::transfer::Pacer,
+    /// Set while the disk balancer runs (one run at a time).
+    pub disk_balancing: std::sync::atomic::AtomicBool,
+    /// Cancelled when the datanode stops.
+    pub stop: tokio_util::sync::CancellationToken,
     /// How this datanode reaches namenodes and other datanodes.
     net: granary_common::net::Net,
 }
@@ -59,9 +65,9 @@ impl DatanodeContext {
         id: pb::DatanodeId,
         cluster_id: String,
         namenodes: Vec<Arc<NamenodeLink>>,
-        socket_timeout: std::time::Duration,
-        max_transfers: u32,
+        transfer: &crate::config::TransferConfig,
         net: granary_common::net::Net,
+        stop: tokio_util::sync::CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
@@ -69,13 +75,16 @@ impl DatanodeContext {
             namenodes,
             fence: Default::default(),
             active_writes: Default::default(),
-            max_transfers,
+            max_transfers: transfer.max_transfers,
             verify_turn: Default::default(),
             cluster_id: RwLock::new(cluster_id),
             xceivers: AtomicU32::new(0),
             metrics: crate::metrics::DatanodeMetrics::new(),
             recoverable: Default::default(),
-            socket_timeout,
+            socket_timeout: transfer.socket_timeout(),
+            balancer_pace: Default::default(),
+            disk_balancing: Default::default(),
+            stop,
             net,
         })
     }

@@ -448,6 +448,7 @@ impl Actor {
                     });
                 }
             }
+            Some(Command::DiskBalance(d)) => crate::commands::disk_balance(ctx, d),
             Some(Command::Reregister(_)) | None => {}
         }
     }

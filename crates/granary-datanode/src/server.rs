@@ -132,9 +132,9 @@ pub async fn start(
         id.clone(),
         cluster_id,
         links.clone(),
-        config.transfer.socket_timeout(),
-        config.transfer.max_transfers,
+        &config.transfer,
         Net::new(tls.clone()),
+        token.child_token(),
     );
     // One actor per namenode, each with its own event queue and session.
     let actors: Vec<_> = links

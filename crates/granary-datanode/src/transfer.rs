@@ -18,6 +18,31 @@ const WIND_DOWN: Duration = Duration::from_secs(30);
 /// The most nodes one copy goes to.
 pub const MAX_TARGETS: usize = 16;
 
+/// Shares a rate among copies: each takes its turn for its bytes, so all
+/// of them together send at most the rate (the latest one asked for).
+#[derive(Default)]
+pub struct Pacer {
+    next_free: parking_lot::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    /// Waits until `bytes` may go at `rate` bytes per second.
+    pub async fn take(&self, bytes: u64, rate: u64) {
+        if rate == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let at = {
+            let mut next = self.next_free.lock();
+            // An idle pacer does not save up a burst.
+            let at = next.filter(|t| *t > now).unwrap_or(now);
+            *next = Some(at + Duration::from_secs_f64(bytes as f64 / rate as f64));
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) -> Result<()> {
     let block = cmd
         .block
@@ -37,7 +62,7 @@ pub async fn send_replica(ctx: Arc<DatanodeContext>, cmd: pb::ReplicateCommand) 
         access_token: cmd.access_token,
     };
     let _x = ctx.xceiver();
-    stream(&ctx, reader, header, &cmd.targets).await?;
+    stream(&ctx, reader, header, &cmd.targets, cmd.balancer_bandwidth).await?;
     tracing::info!(block_id = id, targets = cmd.targets.len(), "replica transferred");
     Ok(())
 }
@@ -90,7 +115,7 @@ pub async fn copy_for_pipeline(
     // for ever: ten socket timeouts for the whole copy (a block of 128 MiB
     // at 1 MiB/s takes two).
     let limit = ctx.socket_timeout * 10;
-    tokio::time::timeout(limit, stream(ctx, reader, header, &targets))
+    tokio::time::timeout(limit, stream(ctx, reader, header, &targets, 0))
         .await
         .map_err(|_| {
             DatanodeError::Unavailable(format!(
@@ -155,6 +180,7 @@ async fn stream(
     reader: ReplicaReader,
     mut header: pb::WriteBlockHeader,
     targets: &[pb::DatanodeId],
+    pace: u64,
 ) -> Result<()> {
     let first = targets
         .first()
@@ -177,6 +203,7 @@ async fn stream(
         granary_common::checksum::verify(&data, &checksums, bpc, pos)
             .map_err(|source| DatanodeError::Checksum { block_id: id, source })?;
         let last = pos + n as u64 == reader.len;
+        ctx.balancer_pace.take(n as u64, pace).await;
         let p = pb::Packet {
             seqno,
             offset_in_block: pos,
@@ -222,4 +249,35 @@ async fn stream(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pacer;
+
+    /// Copies sharing a pacer together keep to its rate; rate 0 is unpaced.
+    #[tokio::test]
+    async fn a_pacer_holds_all_its_copies_to_the_rate() {
+        let p = std::sync::Arc::new(Pacer::default());
+        let start = tokio::time::Instant::now();
+        p.take(1_000_000, 0).await;
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
+        // Four takes of 100 KB at 1 MB/s, from two tasks: the last may
+        // start only 300 ms after the first.
+        let a = tokio::spawn({
+            let p = p.clone();
+            async move {
+                p.take(100_000, 1_000_000).await;
+                p.take(100_000, 1_000_000).await;
+            }
+        });
+        p.take(100_000, 1_000_000).await;
+        p.take(100_000, 1_000_000).await;
+        a.await.expect("task");
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(300),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }

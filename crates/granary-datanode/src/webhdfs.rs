@@ -209,7 +209,11 @@ async fn copy_body(mut w: FileWriter, body: Body, declared: Option<u64>) -> WebR
         got += chunk.len() as u64;
         w.write_all(&chunk)
             .await
-            .map_err(|e| WebError::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| match ClientError::inside(&e) {
+                // Refused by the namenode (a quota, safe mode, ...): its exception.
+                Some(c) => WebError::remote(c.code(), &c.to_string()),
+                None => WebError::new(ErrorCode::Internal, e.to_string()),
+            })?;
     }
     if let Some(want) = declared
         && want != got

@@ -310,6 +310,16 @@ impl BlockManager {
         g.lengths.get(&block_id).copied()
     }
 
+    /// Bytes of the replicas `uuid` is known to hold (their reported
+    /// lengths): what it holds as of the last report or change, without
+    /// waiting for its next heartbeat.
+    pub fn node_bytes(&self, uuid: &str) -> u64 {
+        let g = self.inner.read();
+        g.held(uuid)
+            .map(|ids| ids.iter().filter_map(|id| g.lengths.get(id)).sum())
+            .unwrap_or(0)
+    }
+
     /// Blocks with at least one known replica.
     pub fn block_count(&self) -> usize {
         self.inner.read().locations.len()

@@ -270,6 +270,15 @@ impl DatanodeManager {
         self.remembered_out.write().extend(uuids);
     }
 
+    /// A node's data dirs as its last heartbeat reported them.
+    pub fn storages(&self, uuid: &str) -> Vec<pb::StorageReport> {
+        self.nodes
+            .read()
+            .get(uuid)
+            .map(|n| n.storages.clone())
+            .unwrap_or_default()
+    }
+
     /// The uuid of a registered node named by uuid or `host:port`.
     pub fn uuid_of(&self, node: &str) -> Option<String> {
         self.nodes

@@ -79,6 +79,16 @@ pub enum NnError {
     /// A credential (a delegation token) that proves no one.
     #[error("{0}")]
     Unauthenticated(String),
+    #[error(
+        "The NameSpace quota (directories and files) of directory {path} is exceeded: quota={quota} file count={count}"
+    )]
+    NsQuotaExceeded { path: String, quota: i64, count: i64 },
+    #[error(
+        "The DiskSpace quota of {path} is exceeded: quota = {quota} B = {} but diskspace consumed = {consumed} B = {}",
+        granary_common::format::human(*quota as u64),
+        granary_common::format::human(*consumed as u64)
+    )]
+    DsQuotaExceeded { path: String, quota: i64, consumed: i64 },
     /// Not allowed to do this (not the superuser, not a token's renewer, ...).
     #[error("{0}")]
     AccessDenied(String),
@@ -102,6 +112,8 @@ impl HasErrorCode for NnError {
             Self::LeaseConflict { .. } | Self::RecoveryInProgress(_) => ErrorCode::LeaseConflict,
             Self::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
             Self::SafeMode(_) => ErrorCode::SafeMode,
+            Self::NsQuotaExceeded { .. } => ErrorCode::NsQuotaExceeded,
+            Self::DsQuotaExceeded { .. } => ErrorCode::DsQuotaExceeded,
             Self::ShuttingDown | Self::NotCommitted(_) => ErrorCode::Unavailable,
             Self::Standby { .. } => ErrorCode::Standby,
             // Not retried by clients (as HDFS's FailoverFailedException):

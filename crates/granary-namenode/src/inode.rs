@@ -25,6 +25,9 @@ pub const META_NEXT_GS: &[u8] = b"next_generation_stamp";
 pub const META_OUT_OF_SERVICE: &[u8] = b"out_of_service/";
 /// Followed by a datanode uuid: SHA-256 of the node key that uuid is bound to.
 pub const META_DATANODE_KEY: &[u8] = b"datanode_key/";
+/// How many directories have a quota (u64 BE): while none has, mutations
+/// skip quota accounting altogether.
+pub const META_QUOTA_DIRS: &[u8] = b"quota_dirs";
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Inode {
@@ -58,6 +61,26 @@ pub struct Inode {
     /// Set while the file is open for writing.
     #[prost(message, optional, tag = "14")]
     pub under_construction: Option<UnderConstruction>,
+    /// A directory's quotas and what its subtree uses (set only on
+    /// directories an operator gave a quota).
+    #[prost(message, optional, tag = "15")]
+    pub quota: Option<DirQuota>,
+}
+
+/// Quotas of a directory and the usage of its subtree (itself included),
+/// kept up to date by every mutation (see `namespace::quota`).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct DirQuota {
+    /// Most names (files and directories) the subtree may hold; -1: none.
+    #[prost(int64, tag = "1")]
+    pub ns_quota: i64,
+    /// Most bytes (all replicas counted) the subtree may take; -1: none.
+    #[prost(int64, tag = "2")]
+    pub ss_quota: i64,
+    #[prost(uint64, tag = "3")]
+    pub ns_used: u64,
+    #[prost(uint64, tag = "4")]
+    pub ss_used: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -100,6 +123,27 @@ impl Inode {
                 uc.user.as_str()
             }
         })
+    }
+
+    /// What this inode alone counts against its ancestors' quotas: one
+    /// name, and for a file its bytes times its replication, a block
+    /// still being written counted at the full block size (as HDFS).
+    pub fn quota_charge(&self) -> (u64, u64) {
+        if self.is_dir {
+            return (1, 0);
+        }
+        let bytes: u64 = self
+            .blocks
+            .iter()
+            .map(|b| {
+                if b.committed {
+                    b.num_bytes
+                } else {
+                    b.num_bytes.max(self.block_size)
+                }
+            })
+            .sum();
+        (1, bytes.saturating_mul(u64::from(self.replication)))
     }
 
     pub fn length(&self) -> u64 {

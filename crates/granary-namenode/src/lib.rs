@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod balancer;
 pub mod block_keys;
 pub mod block_manager;
 pub mod block_recovery;

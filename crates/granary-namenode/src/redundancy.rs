@@ -93,6 +93,9 @@ pub struct Redundancy {
     commands: Mutex<HashMap<String, VecDeque<pb::ReplicateCommand>>>,
     /// Blocks last seen short of replicas, and with none at all.
     health: Mutex<Health>,
+    /// The replica to drop first when a block has one too many: the
+    /// source of a balancer move.
+    excess_hints: Mutex<HashMap<u64, String>>,
     corrupt_replicas: std::sync::atomic::AtomicU64,
 }
 
@@ -122,6 +125,7 @@ impl Redundancy {
             pending: Default::default(),
             commands: Default::default(),
             health: Default::default(),
+            excess_hints: Default::default(),
             corrupt_replicas: Default::default(),
         }
     }
@@ -196,6 +200,21 @@ impl Redundancy {
             drop(p);
             self.check([block_id]);
         }
+    }
+
+    /// Whether a copy of block `id` is scheduled and not yet reported.
+    pub fn is_pending(&self, id: u64) -> bool {
+        self.pending.lock().contains_key(&id)
+    }
+
+    /// When block `id` next has a replica too many, `uuid`'s goes (if the
+    /// block stays on as many racks without it).
+    pub fn prefer_excess(&self, id: u64, uuid: &str) {
+        self.excess_hints.lock().insert(id, uuid.to_string());
+    }
+
+    pub fn forget_excess_hint(&self, id: u64) {
+        self.excess_hints.lock().remove(&id);
     }
 
     fn queued_for(&self, uuid: &str) -> usize {
@@ -413,6 +432,7 @@ impl Redundancy {
                 block: Some(block),
                 targets: ids,
                 access_token: st.block_keys.token(&block, BlockAccess::Write),
+                balancer_bandwidth: 0,
             };
             self.commands.lock().entry(source).or_default().push_back(cmd);
             let timeout = self.cfg.pending_timeout();
@@ -425,9 +445,30 @@ impl Redundancy {
             entry.deadline = now + timeout;
             stats.scheduled += 1;
         } else if holders.len() > target && pending.is_empty() {
-            // Placement decides which go: keep rack spread, drop from the fullest nodes.
-            let infos: Vec<pb::DatanodeInfo> = holders.iter().filter_map(|u| st.datanodes.info(u)).collect();
-            let excess = st.placement.choose_excess(infos, holders.len() - target);
+            // Placement decides which go: keep rack spread, drop from the
+            // fullest nodes; a balancer move's source first.
+            let mut infos: Vec<pb::DatanodeInfo> =
+                holders.iter().filter_map(|u| st.datanodes.info(u)).collect();
+            let mut excess = Vec::new();
+            if let Some(hint) = self.excess_hints.lock().remove(&id)
+                && let Some(at) = infos
+                    .iter()
+                    .position(|i| i.id.as_ref().is_some_and(|d| d.uuid == hint))
+            {
+                let racks = |l: &[pb::DatanodeInfo]| {
+                    l.iter()
+                        .filter_map(|i| i.id.as_ref().map(|d| d.rack.clone()))
+                        .collect::<std::collections::HashSet<_>>()
+                        .len()
+                };
+                let mut without = infos.clone();
+                without.remove(at);
+                if racks(&without) >= racks(&infos) {
+                    excess.push(infos.remove(at));
+                }
+            }
+            let more = holders.len() - target - excess.len();
+            excess.extend(st.placement.choose_excess(infos, more));
             for uuid in excess.into_iter().filter_map(|i| i.id.map(|d| d.uuid)) {
                 tracing::info!(block_id = id, dn = %uuid, target, "removing an excess replica");
                 st.blocks.remove_replica(&uuid, id);

@@ -288,6 +288,7 @@ pub async fn start(
     let monitor = spawn_liveness_monitor(state.clone(), token.child_token());
     let redundancy = spawn_redundancy_monitor(state.clone(), token.child_token());
     let emptier = crate::trash::spawn_emptier(state.clone(), token.child_token());
+    let balancer = crate::balancer::spawn_background(state.clone(), token.child_token());
     let activity = Arc::new(crate::activity::Activity::new(&state.config().web_ui));
     let sampler = crate::activity::spawn_sampler(state.clone(), activity.clone(), token.child_token());
 
@@ -376,8 +377,8 @@ pub async fn start(
         let (rpc_res, http_res) = tokio::join!(rpc_server, http_server);
         let _ = monitor.await;
         let _ = redundancy.await;
-        if let Some(e) = emptier {
-            let _ = e.await;
+        for task in [emptier, balancer].into_iter().flatten() {
+            let _ = task.await;
         }
         let _ = sampler.await;
         rpc_res?;

@@ -53,6 +53,8 @@ pub struct NamenodeState {
     /// Lease recovery of last blocks nobody finalized.
     recovery: BlockRecovery,
     redundancy: Redundancy,
+    /// Balancer moves in flight and their totals.
+    balancer: crate::balancer::Balancer,
     safe_mode: SafeMode,
     leases: LeaseManager,
     /// Runs RPC handlers' namespace mutations (see its module).
@@ -109,6 +111,7 @@ impl NamenodeState {
             audit: Default::default(),
             recovery: Default::default(),
             redundancy,
+            balancer: Default::default(),
             safe_mode,
             leases,
             mutations: MutationQueue::start(),
@@ -270,6 +273,31 @@ impl NamenodeState {
             return Ok(RoundStats::default());
         }
         self.redundancy.run_round(&self.cluster())
+    }
+
+    pub fn balancer(&self) -> &crate::balancer::Balancer {
+        &self.balancer
+    }
+
+    /// One balancer round (see `crate::balancer`). Refused in safe mode:
+    /// replica counts mean little until datanodes have reported.
+    pub fn balance_round(
+        &self,
+        opts: &crate::balancer::BalanceOptions,
+    ) -> Result<crate::balancer::BalanceRound> {
+        if self.safe_mode.is_on() {
+            return Err(NnError::SafeMode(
+                "cannot balance: the namenode is in safe mode".into(),
+            ));
+        }
+        let cfg = &self.config.balancer;
+        self.balancer.round(
+            &self.cluster(),
+            &self.redundancy,
+            opts,
+            cfg.max_moves_per_node as usize,
+            std::time::Duration::from_millis(cfg.move_timeout_ms.max(1000)),
+        )
     }
 
     /// Replica holders of a block as clients see them; live nodes first.

@@ -354,6 +354,20 @@ impl ProcessCluster {
         dn
     }
 
+    /// Gives datanode `i` another (empty) data dir, as when a disk is
+    /// added: stops it, then starts it on its dirs and the new one.
+    pub fn add_disk(&mut self, i: usize) -> PathBuf {
+        let n = self.dn_args[i].iter().filter(|a| *a == "--data-dir").count();
+        let d = self.dir.path().join(format!("dn{i}-disk{n}"));
+        self.datanodes[i].terminate(Duration::from_secs(20));
+        self.dn_args[i].extend([
+            "--data-dir".to_string(),
+            d.to_str().expect("utf-8 path").to_string(),
+        ]);
+        self.datanodes[i] = self.spawn_datanode(i);
+        d
+    }
+
     /// Starts datanode `i` again (after a kill) on the same ports and disks.
     pub fn restart_datanode(&mut self, i: usize) {
         self.datanodes[i].kill9();
@@ -516,6 +530,37 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let (head, body) = out.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?;
     (status == "200").then(|| body.to_string())
+}
+
+/// One HTTP/1.0 request: the status, the `Location` header if any, the body.
+pub fn http_request(addr: &str, method: &str, path_and_query: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("number");
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .map(str::to_string);
+    (status, location, body.to_string())
 }
 
 /// The flags giving a daemon the certificate `stem` of `certs`.

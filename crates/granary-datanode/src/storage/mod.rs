@@ -8,8 +8,11 @@
 //! its checksums cover, until the namenode's lease recovery finalizes it at
 //! the length every surviving replica holds, or invalidates it.
 
+mod disk_balance;
 mod load;
 mod writer;
+
+pub use disk_balance::DiskBalance;
 
 pub use writer::{ReplicaReader, ReplicaWriter};
 
@@ -124,6 +127,8 @@ pub struct Storage {
     waiting: RwLock<HashMap<u64, Replica>>,
     next_volume: AtomicUsize,
     reserved: u64,
+    /// `[storage] capacity_bytes`: 0, or the most of each disk counted.
+    capacity_limit: u64,
     sync_on_close: bool,
 }
 
@@ -174,6 +179,7 @@ impl Storage {
         cfg: &crate::config::StorageConfig,
     ) -> Result<Self, StorageError> {
         let (reserved, sync_on_close) = (cfg.reserved_bytes, cfg.sync_on_close);
+        let capacity_limit = cfg.capacity_bytes;
         let mut volumes = Vec::new();
         let mut replicas = HashMap::new();
         let mut damaged = HashMap::new();
@@ -216,6 +222,7 @@ impl Storage {
             waiting: RwLock::new(waiting),
             next_volume: AtomicUsize::new(0),
             reserved,
+            capacity_limit,
             sync_on_close,
         })
     }
@@ -306,12 +313,20 @@ impl Storage {
             .map(|(i, v)| {
                 let used: u64 = replicas.values().filter(|r| r.volume == i).map(|r| r.len).sum();
                 let (capacity, avail) = v.space().unwrap_or((0, 0));
+                let (mut capacity, mut remaining) = (
+                    capacity.saturating_sub(self.reserved),
+                    avail.saturating_sub(self.reserved),
+                );
+                if self.capacity_limit > 0 {
+                    capacity = capacity.min(self.capacity_limit);
+                    remaining = remaining.min(capacity.saturating_sub(used));
+                }
                 pb::StorageReport {
                     storage_id: v.storage_id.clone(),
                     path: v.root.display().to_string(),
-                    capacity: capacity.saturating_sub(self.reserved),
+                    capacity,
                     dfs_used: used,
-                    remaining: avail.saturating_sub(self.reserved),
+                    remaining,
                     failed: v.is_failed(),
                 }
             })
@@ -709,7 +724,12 @@ mod tests {
         Storage::open(&vols, &crate::config::StorageConfig::default()).unwrap()
     }
 
-    fn write(s: &Storage, id: u64, gs: u64, data: &[u8]) -> Result<pb::ExtendedBlock, StorageError> {
+    pub(super) fn write(
+        s: &Storage,
+        id: u64,
+        gs: u64,
+        data: &[u8],
+    ) -> Result<pb::ExtendedBlock, StorageError> {
         let mut w = s.create_rbw(&blk(id, gs), 512, 0)?;
         w.write(data, &granary_common::checksum::compute(data, 512))?;
         s.finalize(w, false)

@@ -117,6 +117,15 @@ pub struct Overrides {
     /// Minutes deleted paths stay in their users' trash (0: off).
     #[arg(long, global = true, env = "GRANARY_TRASH_INTERVAL")]
     pub trash_interval: Option<f64>,
+    /// Run the balancer in the namenode (true/false; `[balancer] enabled`).
+    #[arg(long, global = true, env = "GRANARY_BALANCER")]
+    pub balancer: Option<bool>,
+    /// Percentage points from the mean utilization a datanode may be.
+    #[arg(long, global = true, env = "GRANARY_BALANCER_THRESHOLD")]
+    pub balancer_threshold: Option<f64>,
+    /// Milliseconds between the namenode's own balancer rounds.
+    #[arg(long, global = true, env = "GRANARY_BALANCER_INTERVAL_MS")]
+    pub balancer_interval_ms: Option<u64>,
     /// How callers prove who they are: simple or tls.
     #[arg(long, global = true, env = "GRANARY_AUTH")]
     pub auth: Option<AuthMode>,
@@ -181,6 +190,9 @@ impl Overrides {
         set(&mut c.auth, &self.auth);
         set(&mut c.audit.file, &self.audit_file);
         set(&mut c.trash.interval_minutes, &self.trash_interval);
+        set(&mut c.balancer.enabled, &self.balancer);
+        set(&mut c.balancer.threshold_percent, &self.balancer_threshold);
+        set(&mut c.balancer.interval_ms, &self.balancer_interval_ms);
         set(&mut c.tls.cert, &self.tls_cert);
         set(&mut c.tls.key, &self.tls_key);
         set(&mut c.tls.ca, &self.tls_ca);

@@ -5,7 +5,7 @@
 //! each declared (with its defaults) by the subsystem that takes it whole:
 //! `[namespace]`, `[datanodes]`, `[redundancy]`, `[safemode]`, `[leases]`,
 //! `[block_tokens]`, `[webhdfs]`, `[limits]`, `[groups]`, `[tls]`, `[ha]`,
-//! `[audit]`, `[delegation_tokens]`, `[trash]`, `[web_ui]`. Settings from
+//! `[audit]`, `[delegation_tokens]`, `[trash]`, `[web_ui]`, `[balancer]`. Settings from
 //! before the sections are still read at the top level ([`legacy`]).
 
 mod flags;
@@ -77,6 +77,8 @@ pub struct NamenodeConfig {
     pub trash: crate::trash::TrashConfig,
     /// The web UI's activity charts (`[web_ui]`).
     pub web_ui: crate::activity::WebUiConfig,
+    /// Balancing datanodes' usage (`[balancer]`).
+    pub balancer: crate::balancer::BalancerConfig,
 }
 
 impl Default for NamenodeConfig {
@@ -105,6 +107,7 @@ impl Default for NamenodeConfig {
             delegation_tokens: Default::default(),
             trash: Default::default(),
             web_ui: Default::default(),
+            balancer: Default::default(),
         }
     }
 }
@@ -120,6 +123,7 @@ impl NamenodeConfig {
         self.delegation_tokens.validate()?;
         self.trash.validate()?;
         self.web_ui.validate()?;
+        self.balancer.validate()?;
         self.ha
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[ha]: {e}")))?;

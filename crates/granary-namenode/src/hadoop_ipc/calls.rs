@@ -261,13 +261,32 @@ impl Call<'_> {
                         length: s.length,
                         file_count: s.file_count,
                         directory_count: s.directory_count,
-                        // No quotas yet: -1, as HDFS says "none".
-                        quota: u64::MAX,
+                        // -1 (as uint64) is HDFS's "none".
+                        quota: s.name_quota.unwrap_or(u64::MAX),
                         space_consumed: s.space_consumed,
-                        space_quota: u64::MAX,
+                        space_quota: s.space_quota.unwrap_or(u64::MAX),
                         ..Default::default()
                     },
                 })
+            }
+            "setQuota" => {
+                let r: hdfs::SetQuotaRequestProto = next(b, method)?;
+                if r.storage_type.is_some() {
+                    return Err(status(
+                        ErrorCode::Unsupported,
+                        "quotas by storage type are not served: every replica counts against the space quota",
+                    )
+                    .into());
+                }
+                // Long.MAX_VALUE leaves a quota, -1 removes it.
+                let quota = |v: u64| (v as i64 != i64::MAX).then_some(v as i64);
+                let req = pb::SetQuotaRequest {
+                    path: r.path,
+                    name_quota: quota(r.namespace_quota),
+                    space_quota: quota(r.storagespace_quota),
+                };
+                self.svc.set_quota(self.req(req)).await?;
+                reply(hdfs::SetQuotaResponseProto {})
             }
             "create" => self.create(next(b, method)?).await,
             "addBlock" => {

@@ -12,6 +12,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use super::{Effects, Namespace};
 use crate::error::{NnError, Result};
 use crate::group_commit::Durable;
+use crate::inode::{CF_META, META_QUOTA_DIRS, decode_u64};
 
 /// A write whose durability the caller awaits (see [`Written`]):
 /// fsynced by this namenode's group commit when it runs alone, committed by
@@ -260,6 +261,10 @@ impl Namespace {
         if effects.is_empty() {
             return Ok(Written::unchanged(out));
         }
+        self.account_quotas(&mut effects)?;
+        let quota_dirs = effects
+            .last_change(CF_META, META_QUOTA_DIRS)
+            .map(|v| v.and_then(decode_u64).unwrap_or(0));
         super::retry::record(&mut effects);
         let pending = match replication {
             Some(r) => PendingWrite::Replicated(r.propose(&self.db, effects)?),
@@ -274,6 +279,9 @@ impl Namespace {
         };
         if structural {
             self.structure.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(n) = quota_dirs {
+            self.quota_dirs.store(n, Ordering::SeqCst);
         }
         drop(guard);
         Ok(Written {

@@ -56,6 +56,35 @@ impl Effects {
         &self.ops
     }
 
+    /// The last change to `key` in column family `cf`: `Some(None)` when
+    /// it is deleted, `None` when these changes leave it alone.
+    pub fn last_change(&self, cf: &'static str, key: &[u8]) -> Option<Option<&[u8]>> {
+        let cf = cf_index(cf);
+        self.ops
+            .iter()
+            .rev()
+            .find(|op| op.cf == cf && op.key == key)
+            .map(|op| op.value.as_deref())
+    }
+
+    /// Every key of `cf` these changes touch, once, in the order first
+    /// touched, with its final value (`None`: deleted).
+    pub fn final_values(&self, cf: &'static str) -> Vec<(&[u8], Option<&[u8]>)> {
+        let cf = cf_index(cf);
+        let mut at: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        let mut out: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+        for op in self.ops.iter().filter(|op| op.cf == cf) {
+            match at.get(op.key.as_slice()) {
+                Some(&i) => out[i].1 = op.value.as_deref(),
+                None => {
+                    at.insert(op.key.as_slice(), out.len());
+                    out.push((op.key.as_slice(), op.value.as_deref()));
+                }
+            }
+        }
+        out
+    }
+
     /// Adds these changes to `batch` (which may hold others already).
     /// Fails on a column family index no namenode writes: an entry that
     /// lies is refused whole, never half applied.

@@ -9,6 +9,7 @@ mod config;
 mod durability;
 mod effects;
 mod files;
+mod quota;
 mod resolve;
 pub mod retry;
 mod scan;
@@ -33,6 +34,7 @@ use granary_proto as pb;
 pub use config::NamespaceConfig;
 pub use durability::{AfterDurable, Commit, Deferred, PendingWrite, Replication, WaitDurable, Written};
 pub use effects::Effects;
+pub use quota::QUOTA_RESET;
 pub use resolve::{Prefix, Resolved};
 
 /// What a directory listing page holds.
@@ -47,6 +49,8 @@ pub struct ContentSummary {
     pub file_count: u64,
     pub directory_count: u64,
     pub space_consumed: u64,
+    /// The directory's quotas and kept usage, when it has any.
+    pub quota: Option<DirQuota>,
 }
 
 impl ContentSummary {
@@ -90,6 +94,7 @@ pub struct Recovered {
 }
 
 /// A newly allocated block and where it starts in its file.
+#[derive(Debug)]
 pub struct AllocatedBlock {
     pub block: BlockRecord,
     pub offset: u64,
@@ -115,6 +120,9 @@ pub struct Namespace {
     next_inode: AtomicU64,
     next_block: AtomicU64,
     next_gs: AtomicU64,
+    /// How many directories have a quota (as stored in `META_QUOTA_DIRS`):
+    /// while none has, mutations skip quota accounting.
+    quota_dirs: AtomicU64,
     /// Callers' groups: decided here, never taken from the caller.
     groups: GroupMapping,
     /// Set when this namenode is one of a Raft group: changes go to the
@@ -235,6 +243,7 @@ impl Namespace {
             // Block ids start high so they never look like inode ids in logs.
             next_block: AtomicU64::new(1 << 30),
             next_gs: AtomicU64::new(1000),
+            quota_dirs: AtomicU64::new(0),
             replication: OnceLock::new(),
             closed: Closed(Arc::default()),
         };
@@ -266,9 +275,11 @@ impl Namespace {
             next_inode: AtomicU64::new(next_inode),
             next_block: AtomicU64::new(next_block),
             next_gs: AtomicU64::new(next_gs),
+            quota_dirs: AtomicU64::new(0),
             replication: OnceLock::new(),
             closed: Closed(Arc::default()),
         };
+        ns.quota_dirs.store(ns.stored_quota_dirs()?, Ordering::SeqCst);
         if ns.get_inode(ROOT_ID)?.is_none() {
             return Err(NnError::Corrupt("root inode missing".into()));
         }
@@ -337,6 +348,7 @@ impl Namespace {
             self.next_inode.store(inode, Ordering::SeqCst);
             self.next_block.store(block, Ordering::SeqCst);
             self.next_gs.store(gs, Ordering::SeqCst);
+            self.quota_dirs.store(self.stored_quota_dirs()?, Ordering::SeqCst);
         }
         Ok(r)
     }

@@ -86,7 +86,10 @@ impl Namespace {
         let r = self.resolve(path)?;
         self.check_traverse(caller, &r)?;
         let top = r.existing()?.clone();
-        let mut sum = ContentSummary::default();
+        let mut sum = ContentSummary {
+            quota: top.quota,
+            ..Default::default()
+        };
         let mut paths = SubtreePaths::new(path);
         let mut stack = vec![(top, None)];
         while let Some((n, within)) = stack.pop() {
@@ -113,7 +116,7 @@ impl Namespace {
 
     /// Calls `f` with each child inode of directory `dir`, in name order,
     /// reading them one at a time.
-    fn for_each_child(&self, dir: u64, mut f: impl FnMut(Inode)) -> Result<()> {
+    pub(super) fn for_each_child(&self, dir: u64, mut f: impl FnMut(Inode)) -> Result<()> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(id_key(dir + 1).to_vec());
         let iter = self.db.iterator_cf_opt(

@@ -168,9 +168,12 @@ client_protocol! {
         set_permission(SetPermissionRequest, SetPermissionResponse) "setPermission" |r| (r.path.clone(), None, Some(mode(r.permission)));
         set_owner(SetOwnerRequest, SetOwnerResponse) "setOwner" |r| (r.path.clone(), None, Some(format!("{}:{}", r.owner.as_deref().unwrap_or(""), r.group.as_deref().unwrap_or(""))));
         set_times(SetTimesRequest, SetTimesResponse) "setTimes" |r| (r.path.clone(), None, None);
+        set_quota(SetQuotaRequest, SetQuotaResponse) "setQuota" |r| (r.path.clone(), None, Some(format!("names={:?} space={:?}", r.name_quota, r.space_quota)));
         recover_lease(RecoverLeaseRequest, RecoverLeaseResponse) "recoverLease" |r| (r.path.clone(), None, None);
         checkpoint(CheckpointRequest, CheckpointResponse) "checkpoint" |r| (r.dir.clone(), None, None);
         set_safe_mode(SetSafeModeRequest, SetSafeModeResponse) "safemode" |r| (format!("{:?}", r.action()), None, None);
+        disk_balance(DiskBalanceRequest, DiskBalanceResponse) "diskBalance" |r| (r.datanode.clone(), None, Some(format!("start={}", r.start)));
+        balance(BalanceRequest, BalanceResponse) "balance" |r| (String::new(), None, Some(format!("threshold={} exclude={}", r.threshold_percent, r.exclude.len())));
         set_datanode_admin_state(SetDatanodeAdminStateRequest, SetDatanodeAdminStateResponse) "datanodeAdminState" |r| (r.datanode.clone(), None, Some(format!("{:?}", r.action())));
         change_namenodes(ChangeNamenodesRequest, ChangeNamenodesResponse) "changeNamenodes" |r| (r.node_id.clone(), Some(r.rpc_addr.clone()), Some(if r.remove { "remove".to_string() } else { "add".to_string() }));
         transfer_leadership(TransferLeadershipRequest, TransferLeadershipResponse) "transferLeadership" |r| (r.node_id.clone(), None, None);

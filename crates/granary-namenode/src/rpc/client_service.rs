@@ -13,6 +13,7 @@ use granary_common::identity::Identity;
 use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
 
+mod admin_calls;
 mod writer_calls;
 
 pub struct ClientService {
@@ -53,7 +54,7 @@ pub fn as_user<T>(id: &Identity, msg: T) -> Request<T> {
 }
 
 /// Refuses callers other than the superuser (admin operations).
-fn require_super(caller: &crate::permission::Caller) -> Result<(), Status> {
+pub(super) fn require_super(caller: &crate::permission::Caller) -> Result<(), Status> {
     if caller.is_super {
         return Ok(());
     }
@@ -380,7 +381,30 @@ impl ClientProtocol for ClientService {
             file_count: s.file_count,
             directory_count: s.directory_count,
             space_consumed: s.space_consumed,
+            name_quota: s.quota.and_then(|q| u64::try_from(q.ns_quota).ok()),
+            space_quota: s.quota.and_then(|q| u64::try_from(q.ss_quota).ok()),
         }))
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<pb::SetQuotaRequest>,
+    ) -> Result<Response<pb::SetQuotaResponse>, Status> {
+        self.set_quota_call(req).await
+    }
+
+    async fn balance(
+        &self,
+        req: Request<pb::BalanceRequest>,
+    ) -> Result<Response<pb::BalanceResponse>, Status> {
+        self.balance_call(req).await
+    }
+
+    async fn disk_balance(
+        &self,
+        req: Request<pb::DiskBalanceRequest>,
+    ) -> Result<Response<pb::DiskBalanceResponse>, Status> {
+        self.disk_balance_call(req).await
     }
 
     async fn get_block_locations(

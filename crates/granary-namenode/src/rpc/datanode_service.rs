@@ -206,12 +206,18 @@ impl DatanodeProtocol for DatanodeService {
         }
         let mut commands = Vec::new();
         let max = st.redundancy().config().max_streams();
-        for r in st.redundancy().take_commands(&uuid, max) {
+        let moves = st.balancer().take_commands(&uuid);
+        for r in st.redundancy().take_commands(&uuid, max).into_iter().chain(moves) {
             commands.push(pb::DatanodeCommand {
                 command: Some(pb::datanode_command::Command::Replicate(r)),
             });
         }
         commands.extend(st.recovery().take_commands(&uuid, COMMANDS_PER_HEARTBEAT));
+        if let Some(d) = st.balancer().take_disk_command(&uuid) {
+            commands.push(pb::DatanodeCommand {
+                command: Some(pb::datanode_command::Command::DiskBalance(d)),
+            });
+        }
         let del = st.blocks().take_invalidations(&uuid, INVALIDATE_PER_HEARTBEAT);
         if !del.is_empty() {
             commands.push(pb::DatanodeCommand {

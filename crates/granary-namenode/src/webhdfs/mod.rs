@@ -172,9 +172,9 @@ impl WebHdfs {
                     "directoryCount": s.directory_count,
                     "fileCount": s.file_count,
                     "length": s.length,
-                    "quota": -1,
+                    "quota": s.name_quota.map_or(-1, |q| q as i64),
                     "spaceConsumed": s.space_consumed,
-                    "spaceQuota": -1,
+                    "spaceQuota": s.space_quota.map_or(-1, |q| q as i64),
                     "typeQuota": {},
                 }})))
             }
@@ -182,9 +182,9 @@ impl WebHdfs {
                 let s = self.summary(&id, &path).await?;
                 Ok(json(json!({ "QuotaUsage": {
                     "fileAndDirectoryCount": s.file_count + s.directory_count,
-                    "quota": -1,
+                    "quota": s.name_quota.map_or(-1, |q| q as i64),
                     "spaceConsumed": s.space_consumed,
-                    "spaceQuota": -1,
+                    "spaceQuota": s.space_quota.map_or(-1, |q| q as i64),
                     "typeQuota": {},
                 }})))
             }
@@ -267,6 +267,30 @@ impl WebHdfs {
                 let req = pb::SetReplicationRequest { path, replication };
                 self.svc.set_replication(request(&id, req)).await?;
                 Ok(boolean(true))
+            }
+            (&Method::PUT, "SETQUOTA") => {
+                // Hadoop's: Long.MAX_VALUE (the default) leaves a quota, -1 removes it.
+                let quota = |name: &str| -> WebResult<Option<i64>> {
+                    match p.get(name) {
+                        None => Ok(None),
+                        Some(v) => match v.parse::<i64>() {
+                            Ok(i64::MAX) => Ok(None),
+                            Ok(n) => Ok(Some(n)),
+                            Err(_) => Err(WebError::bad_param(
+                                name,
+                                v,
+                                "must be a whole number; -1 removes the quota",
+                            )),
+                        },
+                    }
+                };
+                let req = pb::SetQuotaRequest {
+                    path,
+                    name_quota: quota("namespacequota")?,
+                    space_quota: quota("storagespacequota")?,
+                };
+                self.svc.set_quota(request(&id, req)).await?;
+                Ok(empty_ok())
             }
             (&Method::PUT, "SETOWNER") => {
                 let owner = p.get("owner").filter(|s| !s.is_empty()).map(str::to_string);

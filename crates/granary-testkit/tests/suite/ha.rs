@@ -17,7 +17,7 @@ use granary_client::{CreateOptions, DfsClient, Identity};
 use granary_common::HasErrorCode;
 use granary_common::daemon_auth::ClusterSecret;
 use granary_proto as pb;
-use granary_testkit::binaries::{Daemon, bin_path, free_port, wait_for_port};
+use granary_testkit::binaries::{Daemon, bin_path, free_port, http_request as http, wait_for_port};
 use tokio::io::AsyncWriteExt;
 
 /// The namenodes' `election_timeout_ms` (the default), t. A follower stands
@@ -871,37 +871,6 @@ async fn leadership_is_handed_to_the_member_named() {
     c.mkdirs("/handover/after", None, true)
         .await
         .expect("writes go on");
-}
-
-/// One HTTP/1.0 request: the status, the `Location` header if any, the body.
-fn http(addr: &str, method: &str, path_and_query: &str) -> (u16, Option<String>, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        s,
-        "{method} {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("read");
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("number");
-    let location = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("location: ")
-                .or_else(|| l.strip_prefix("Location: "))
-        })
-        .map(str::to_string);
-    (status, location, body.to_string())
 }
 
 /// WebHDFS clients that know one namenode keep working when it does not

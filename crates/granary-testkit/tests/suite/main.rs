@@ -7,6 +7,7 @@
 //! nextest still runs every test in its own process, so tests share no state.
 
 mod bad_input;
+mod balancer;
 mod compose;
 mod compose_ha;
 mod compose_secure;
@@ -21,6 +22,7 @@ mod metrics;
 mod multi_namenode;
 mod namespace;
 mod process_failures;
+mod quota;
 mod replication;
 mod safe_mode;
 mod secure;
