@@ -13,8 +13,10 @@ mod dfsio;
 mod ha;
 mod local;
 mod nnbench;
+mod quota;
 mod relay;
 mod scale;
+mod side_by_side;
 mod stats;
 mod tls;
 
@@ -101,6 +103,18 @@ enum Cmd {
     /// gRPC namenode operations with the audit log on against off, in one
     /// run: two local namenodes, rounds alternating between them.
     Audit {
+        #[arg(long, default_value_t = 20_000)]
+        ops: u64,
+        #[arg(long, default_value_t = 64)]
+        threads: usize,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// gRPC namenode operations with quotas on the root against none, in
+    /// one run: two local namenodes, rounds alternating between them.
+    Quota {
         #[arg(long, default_value_t = 20_000)]
         ops: u64,
         #[arg(long, default_value_t = 64)]
@@ -236,6 +250,12 @@ async fn main() -> anyhow::Result<()> {
             connections,
             rounds,
         } => audit::run(ops, threads, connections, rounds).await,
+        Cmd::Quota {
+            ops,
+            threads,
+            connections,
+            rounds,
+        } => quota::run(ops, threads, connections, rounds).await,
         Cmd::Tls {
             files,
             size_mib,

@@ -65,6 +65,9 @@ pub enum AdminCommand {
         /// Seconds to wait for the dirs to be balanced.
         #[arg(long, default_value_t = 3600)]
         wait: u64,
+        /// MiB per second the moves may copy (HDFS's disk balancer: 10).
+        #[arg(long = "max-bandwidth", default_value_t = 10.0)]
+        max_bandwidth: f64,
     },
     /// Back up the namenode metadata: a consistent copy written into NAME, a
     /// new directory in the namenode's `checkpoint_dir` (or NAME's absolute
@@ -122,7 +125,8 @@ impl AdminCommand {
                 datanode,
                 threshold,
                 wait,
-            } => crate::balancer::disk_balance(c, datanode, *threshold, *wait).await,
+                max_bandwidth,
+            } => crate::balancer::disk_balance(c, datanode, *threshold, *max_bandwidth, *wait).await,
             Self::SetQuota { quota, dirs } => quota::set(c, Names(QuotaSetting::Limit(*quota)), dirs).await,
             Self::ClrQuota { dirs } => quota::set(c, Names(QuotaSetting::Clear), dirs).await,
             Self::SetSpaceQuota { quota, dirs } => {

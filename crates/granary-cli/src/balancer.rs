@@ -36,13 +36,22 @@ pub struct BalancerArgs {
     interval_ms: u64,
 }
 
-/// "1.5 GB", "0 B": sizes as HDFS's balancer prints them.
+/// "1.50 GB", "0 B": sizes as HDFS's balancer prints them (`byteDesc`).
 fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KB", "MB", "GB", "TB", "PB", "EB"];
     if n < 1024 {
-        format!("{n} B")
-    } else {
-        format!("{}B", format::human(n))
+        return format!("{n} B");
     }
+    let mut v = n as f64;
+    let mut unit = UNITS[0];
+    for u in UNITS {
+        v /= 1024.0;
+        unit = u;
+        if v < 1024.0 {
+            break;
+        }
+    }
+    format!("{v:.2} {unit}")
 }
 
 pub async fn run(c: &DfsClient, a: &BalancerArgs) -> CliResult<u8> {
@@ -123,7 +132,13 @@ pub async fn run(c: &DfsClient, a: &BalancerArgs) -> CliResult<u8> {
 /// `granary admin diskbalancer HOST`: starts the datanode's disk balancer
 /// and shows its data dirs until each is within the threshold of their
 /// mean (or `--no-wait`).
-pub async fn disk_balance(c: &DfsClient, node: &str, threshold: Option<f64>, wait_secs: u64) -> CliResult {
+pub async fn disk_balance(
+    c: &DfsClient,
+    node: &str,
+    threshold: Option<f64>,
+    max_bandwidth: f64,
+    wait_secs: u64,
+) -> CliResult {
     if let Some(t) = threshold
         && !(t > 0.0 && t <= 100.0)
     {
@@ -131,8 +146,14 @@ pub async fn disk_balance(c: &DfsClient, node: &str, threshold: Option<f64>, wai
             "-threshold {t}: a percentage above 0, at most 100"
         )));
     }
+    if !(max_bandwidth > 0.0 && max_bandwidth.is_finite()) {
+        return Err(CliError::usage(format!(
+            "--max-bandwidth {max_bandwidth}: MiB/s above 0"
+        )));
+    }
     let t = threshold.unwrap_or(10.0) / 100.0;
-    let before = c.disk_balance(node, true, threshold, None).await?;
+    let rate = (max_bandwidth * (1u64 << 20) as f64).max(1.0) as u64;
+    let before = c.disk_balance(node, true, threshold, Some(rate)).await?;
     let name = before
         .datanode
         .as_ref()

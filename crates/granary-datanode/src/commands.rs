@@ -195,7 +195,15 @@ pub fn disk_balance(ctx: Arc<DatanodeContext>, cmd: pb::DiskBalanceCommand) {
         tracing::info!("disk balancer already running; this request is left");
         return;
     }
+    /// Lowers the flag however the run ends (a panic included).
+    struct Running(Arc<DatanodeContext>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.disk_balancing.store(false, Ordering::SeqCst);
+        }
+    }
     tokio::task::spawn_blocking(move || {
+        let running = Running(ctx.clone());
         let threshold = cmd.threshold_percent / 100.0;
         tracing::info!(threshold = cmd.threshold_percent, "disk balancer started");
         let stop = ctx.stop.clone();
@@ -204,10 +212,10 @@ pub fn disk_balance(ctx: Arc<DatanodeContext>, cmd: pb::DiskBalanceCommand) {
             .balance_volumes(threshold, cmd.bandwidth_bytes_per_sec, &|| stop.is_cancelled())
         {
             Ok(d) => {
-                tracing::info!(moved = d.moved, bytes = d.bytes, utilization = ?d.utilization, "disk balancer done")
+                tracing::info!(moved = d.moved, bytes = d.bytes, failed = d.failed, utilization = ?d.utilization, "disk balancer done")
             }
             Err(e) => tracing::error!(error = %e, "disk balancer stopped"),
         }
-        ctx.disk_balancing.store(false, Ordering::SeqCst);
+        drop(running);
     });
 }

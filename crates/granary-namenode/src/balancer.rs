@@ -139,6 +139,8 @@ struct Move {
 
 #[derive(Default)]
 pub struct Balancer {
+    /// One round at a time (the CLI's and the namenode's own may overlap).
+    round: Mutex<()>,
     moves: Mutex<HashMap<u64, Move>>,
     /// Moves done whose source's replica is not yet removed (the block's
     /// excess, by the redundancy monitor): block -> (source, bytes, until).
@@ -218,6 +220,10 @@ impl Balancer {
                 tracing::info!(block_id = id, source = %m.source, target = %m.target, "balancer move given up: the target never reported the copy");
                 self.moves_failed.fetch_add(1, Ordering::Relaxed);
                 redundancy.forget_excess_hint(*id);
+                // Not sent yet: never sent.
+                if let Some(q) = self.commands.lock().get_mut(&m.source) {
+                    q.retain(|c| c.block.is_none_or(|b| b.block_id != *id));
+                }
                 false
             } else {
                 true
@@ -259,6 +265,7 @@ impl Balancer {
         max_moves: usize,
         move_timeout: Duration,
     ) -> Result<BalanceRound> {
+        let _one = self.round.lock();
         let now = Instant::now();
         self.settle(st, redundancy, now);
         let delta = self.pending_usage();
@@ -354,11 +361,15 @@ impl Balancer {
         Ok(out)
     }
 
-    fn inflight_by_node(&self) -> HashMap<String, usize> {
-        let mut n: HashMap<String, usize> = HashMap::new();
+    /// Moves and their bytes in flight, by node (as source or target).
+    fn inflight_by_node(&self) -> HashMap<String, (usize, u64)> {
+        let mut n: HashMap<String, (usize, u64)> = HashMap::new();
         for m in self.moves.lock().values() {
-            *n.entry(m.source.clone()).or_default() += 1;
-            *n.entry(m.target.clone()).or_default() += 1;
+            for node in [&m.source, &m.target] {
+                let e = n.entry(node.clone()).or_default();
+                e.0 += 1;
+                e.1 += m.bytes;
+            }
         }
         n
     }
@@ -372,11 +383,19 @@ impl Balancer {
         opts: &BalanceOptions,
         sources: &mut [Node],
         targets: &mut [Node],
-        inflight: &mut HashMap<String, usize>,
+        inflight: &mut HashMap<String, (usize, u64)>,
         max_moves: usize,
         deadline: Instant,
     ) -> Result<usize> {
         let mut scheduled = 0;
+        // No more bytes in flight per node than its pace sends in half the
+        // move timeout: a move waits its turn, never times out in line.
+        let window = deadline.saturating_duration_since(Instant::now()).as_secs_f64() / 2.0;
+        let max_bytes = ((opts.bandwidth as f64) * window).max(1.0) as u64;
+        let room = |inflight: &HashMap<String, (usize, u64)>, node: &str| {
+            let (n, b) = inflight.get(node).copied().unwrap_or_default();
+            n < max_moves && (n == 0 || b < max_bytes)
+        };
         for s in sources.iter_mut() {
             if s.budget <= 0.0 {
                 continue;
@@ -384,15 +403,10 @@ impl Balancer {
             // The source's blocks, a bounded number looked at per round.
             let mut candidates = st
                 .blocks
-                .node_blocks(&s.uuid)
-                .into_iter()
-                .take(CANDIDATES_PER_SOURCE);
+                .some_node_blocks(&s.uuid, CANDIDATES_PER_SOURCE)
+                .into_iter();
             for t in targets.iter_mut() {
-                while s.budget > 0.0
-                    && t.budget > 0.0
-                    && inflight.get(&s.uuid).copied().unwrap_or(0) < max_moves
-                    && inflight.get(&t.uuid).copied().unwrap_or(0) < max_moves
-                {
+                while s.budget > 0.0 && t.budget > 0.0 && room(inflight, &s.uuid) && room(inflight, &t.uuid) {
                     let Some((block, holders)) = self.next_movable(st, redundancy, &mut candidates, s, t)?
                     else {
                         break;
@@ -406,23 +420,32 @@ impl Balancer {
                         balancer_bandwidth: opts.bandwidth.max(1),
                     };
                     tracing::debug!(block_id = block.block_id, source = %s.uuid, target = %t.uuid, bytes, holders, "balancer move scheduled");
+                    {
+                        let mut moves = self.moves.lock();
+                        if moves.contains_key(&block.block_id) {
+                            continue;
+                        }
+                        moves.insert(
+                            block.block_id,
+                            Move {
+                                source: s.uuid.clone(),
+                                target: t.uuid.clone(),
+                                bytes,
+                                deadline,
+                            },
+                        );
+                    }
+                    redundancy.prefer_excess(block.block_id, &s.uuid);
                     self.commands
                         .lock()
                         .entry(s.uuid.clone())
                         .or_default()
                         .push_back(cmd);
-                    self.moves.lock().insert(
-                        block.block_id,
-                        Move {
-                            source: s.uuid.clone(),
-                            target: t.uuid.clone(),
-                            bytes,
-                            deadline,
-                        },
-                    );
-                    redundancy.prefer_excess(block.block_id, &s.uuid);
-                    *inflight.entry(s.uuid.clone()).or_default() += 1;
-                    *inflight.entry(t.uuid.clone()).or_default() += 1;
+                    for node in [&s.uuid, &t.uuid] {
+                        let e = inflight.entry(node.clone()).or_default();
+                        e.0 += 1;
+                        e.1 += bytes;
+                    }
                     s.budget -= bytes as f64;
                     t.budget -= bytes as f64;
                     scheduled += 1;

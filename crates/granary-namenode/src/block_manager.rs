@@ -310,6 +310,15 @@ impl BlockManager {
         g.lengths.get(&block_id).copied()
     }
 
+    /// Up to `max` of the blocks `uuid` holds (a bounded look at a node
+    /// that may hold millions).
+    pub fn some_node_blocks(&self, uuid: &str, max: usize) -> Vec<u64> {
+        let g = self.inner.read();
+        g.held(uuid)
+            .map(|ids| ids.iter().take(max).copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Bytes of the replicas `uuid` is known to hold (their reported
     /// lengths): what it holds as of the last report or change, without
     /// waiting for its next heartbeat.

@@ -95,7 +95,7 @@ pub struct Redundancy {
     health: Mutex<Health>,
     /// The replica to drop first when a block has one too many: the
     /// source of a balancer move.
-    excess_hints: Mutex<HashMap<u64, String>>,
+    excess_hints: Mutex<HashMap<u64, (String, Instant)>>,
     corrupt_replicas: std::sync::atomic::AtomicU64,
 }
 
@@ -210,7 +210,14 @@ impl Redundancy {
     /// When block `id` next has a replica too many, `uuid`'s goes (if the
     /// block stays on as many racks without it).
     pub fn prefer_excess(&self, id: u64, uuid: &str) {
-        self.excess_hints.lock().insert(id, uuid.to_string());
+        let mut hints = self.excess_hints.lock();
+        // A hint whose excess never came (a replica lost meanwhile) goes
+        // after an hour; the map stays bounded by the moves of an hour.
+        if hints.len() > 10_000 {
+            let now = Instant::now();
+            hints.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(3600));
+        }
+        hints.insert(id, (uuid.to_string(), Instant::now()));
     }
 
     pub fn forget_excess_hint(&self, id: u64) {
@@ -450,7 +457,7 @@ impl Redundancy {
             let mut infos: Vec<pb::DatanodeInfo> =
                 holders.iter().filter_map(|u| st.datanodes.info(u)).collect();
             let mut excess = Vec::new();
-            if let Some(hint) = self.excess_hints.lock().remove(&id)
+            if let Some((hint, _)) = self.excess_hints.lock().remove(&id)
                 && let Some(at) = infos
                     .iter()
                     .position(|i| i.id.as_ref().is_some_and(|d| d.uuid == hint))

@@ -23,6 +23,8 @@ use super::{Replica, Storage, StorageError, data_name, io, meta_name};
 pub struct DiskBalance {
     pub moved: u64,
     pub bytes: u64,
+    /// Replicas that could not be moved (left where they were).
+    pub failed: u64,
     /// Each working volume's utilization afterwards (a fraction).
     pub utilization: Vec<(String, f64)>,
 }
@@ -67,6 +69,8 @@ impl Storage {
     ) -> Result<DiskBalance, StorageError> {
         let mut out = DiskBalance::default();
         let started = std::time::Instant::now();
+        // Each pass plans a batch between the fullest and the emptiest dir
+        // from one look at the replica map, then moves it.
         while out.moved < MAX_MOVES && !stop() {
             let usage = self.volume_usage();
             if usage.len() < 2 {
@@ -76,36 +80,45 @@ impl Storage {
             let total_cap: u64 = usage.iter().map(|u| u.2).sum();
             let mean = total_used as f64 / total_cap as f64;
             let util = |&(_, used, cap): &(usize, u64, u64)| used as f64 / cap as f64;
-            let (Some(src), Some(dst)) = (
+            let (Some(&src), Some(&dst)) = (
                 usage.iter().max_by(|a, b| util(a).total_cmp(&util(b))),
                 usage.iter().min_by(|a, b| util(a).total_cmp(&util(b))),
             ) else {
                 break;
             };
-            if util(src) - mean <= threshold && mean - util(dst) <= threshold {
+            if util(&src) - mean <= threshold && mean - util(&dst) <= threshold {
                 break;
             }
-            // The largest replica that does not overshoot the target's share.
-            let room = ((mean * dst.2 as f64) as u64).saturating_sub(dst.1).max(1);
-            let Some((id, r)) = self.pick(src.0, room) else {
-                break;
-            };
-            // Only a move that narrows the gap: never back and forth.
-            let gap = util(src) - util(dst);
-            let after = (src.1 - r.len) as f64 / src.2 as f64 - (dst.1 + r.len) as f64 / dst.2 as f64;
-            if after.abs() >= gap {
-                break;
-            }
-            if self.move_replica(id, r, dst.0)? {
-                out.moved += 1;
-                out.bytes += r.len;
-            }
-            if rate > 0 {
-                // Paced: the run never gets ahead of `rate`.
-                let due = std::time::Duration::from_secs_f64(out.bytes as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
+            let batch = self.plan(src, dst, mean, threshold);
+            let mut moved_any = false;
+            for (id, r) in batch {
+                if stop() {
+                    break;
                 }
+                match self.move_replica(id, r, dst.0) {
+                    Ok(true) => {
+                        moved_any = true;
+                        out.moved += 1;
+                        out.bytes += r.len;
+                    }
+                    Ok(false) => {}
+                    // One replica's trouble (a bad sector, a full disk) does
+                    // not end the run; it stays where it is.
+                    Err(e) => {
+                        tracing::warn!(block_id = id, error = %e, "disk balancer could not move a replica; it stays");
+                        out.failed += 1;
+                    }
+                }
+                if rate > 0 {
+                    // Paced: the run never gets ahead of `rate`.
+                    let due = std::time::Duration::from_secs_f64(out.bytes as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            if !moved_any {
+                break;
             }
         }
         out.utilization = self
@@ -121,67 +134,99 @@ impl Storage {
         Ok(out)
     }
 
-    /// A healthy finalized replica on volume `v`: the largest of at most
-    /// `room` bytes, else the smallest.
-    fn pick(&self, v: usize, room: u64) -> Option<(u64, Replica)> {
-        let damaged = self.damaged.read();
-        let replicas = self.replicas.read();
-        let on_v = replicas
-            .iter()
-            .filter(|(id, r)| r.volume == v && !damaged.contains_key(id))
-            .map(|(id, r)| (*id, *r));
-        let mut best: Option<(u64, Replica)> = None;
-        let mut smallest: Option<(u64, Replica)> = None;
-        for (id, r) in on_v {
-            if r.len <= room && best.is_none_or(|(_, b)| r.len > b.len) {
-                best = Some((id, r));
+    /// Replicas to move from `src` to `dst` ((volume, used, capacity)
+    /// each), largest first, each narrowing the gap between the two, until
+    /// both are within `threshold` of `mean` (at most 10,000 per batch).
+    fn plan(
+        &self,
+        (sv, mut s_used, s_cap): (usize, u64, u64),
+        (_, mut d_used, d_cap): (usize, u64, u64),
+        mean: f64,
+        threshold: f64,
+    ) -> Vec<(u64, Replica)> {
+        let mut on_src: Vec<(u64, Replica)> = {
+            // The map's lock before the damage list's, as everywhere.
+            let replicas = self.replicas.read();
+            let damaged = self.damaged.read();
+            replicas
+                .iter()
+                .filter(|(id, r)| r.volume == sv && !damaged.contains_key(id))
+                .map(|(id, r)| (*id, *r))
+                .collect()
+        };
+        on_src.sort_unstable_by_key(|(_, r)| std::cmp::Reverse(r.len));
+        let util = |used: u64, cap: u64| used as f64 / cap as f64;
+        let mut batch = Vec::new();
+        for (id, r) in on_src {
+            if batch.len() >= 10_000
+                || (util(s_used, s_cap) - mean <= threshold && mean - util(d_used, d_cap) <= threshold)
+            {
+                break;
             }
-            if smallest.is_none_or(|(_, s)| r.len < s.len) {
-                smallest = Some((id, r));
+            let gap = util(s_used, s_cap) - util(d_used, d_cap);
+            let after = util(s_used.saturating_sub(r.len), s_cap) - util(d_used + r.len, d_cap);
+            // Only moves that narrow the gap: never back and forth.
+            if after.abs() < gap {
+                s_used = s_used.saturating_sub(r.len);
+                d_used += r.len;
+                batch.push((id, r));
             }
         }
-        best.or(smallest)
+        batch
     }
 
     /// Moves replica `id` (as `r`) to volume `to`; false when it changed
-    /// meanwhile and the copy was dropped.
+    /// meanwhile (the copy is dropped), or `to` has no room for it.
     fn move_replica(&self, id: u64, r: Replica, to: usize) -> Result<bool, StorageError> {
+        let to_vol = &self.volumes[to];
+        if to_vol
+            .space()
+            .is_none_or(|(_, avail)| avail < self.reserved.saturating_add(r.len).saturating_add(1 << 20))
+        {
+            return Ok(false);
+        }
         let from_dir = self.volumes[r.volume].finalized_dir(id);
-        let to_dir = self.volumes[to].finalized_dir(id);
+        let to_dir = to_vol.finalized_dir(id);
         std::fs::create_dir_all(&to_dir).map_err(io(&to_dir))?;
         let (data, meta) = (data_name(id), meta_name(id, r.gs));
-        let tmp = |name: &str| to_dir.join(format!("{name}.moving"));
-        let copied = (|| {
-            copy_synced(&from_dir.join(&meta), &tmp(&meta))?;
-            copy_synced(&from_dir.join(&data), &tmp(&data))?;
-            std::fs::rename(tmp(&meta), to_dir.join(&meta)).map_err(io(&to_dir))?;
-            std::fs::rename(tmp(&data), to_dir.join(&data)).map_err(io(&to_dir))?;
-            File::open(&to_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&to_dir))
-        })();
+        let tmp = |name: &str| to_dir.join(format!("{name}{MOVING}"));
         let drop_copy = || {
-            for p in [tmp(&meta), tmp(&data), to_dir.join(&meta), to_dir.join(&data)] {
+            for p in [tmp(&meta), tmp(&data)] {
                 let _ = std::fs::remove_file(p);
             }
         };
+        // Copied under temporary names, without the block's lock: readers
+        // and writers of the replica go on meanwhile.
+        let copied = copy_synced(&from_dir.join(&meta), &tmp(&meta))
+            .and_then(|()| copy_synced(&from_dir.join(&data), &tmp(&data)));
         if let Err(e) = copied {
             drop_copy();
-            return Err(e);
+            // Deleted or replaced meanwhile: nothing to move.
+            return if self.get(id) == Some(r) {
+                Err(e)
+            } else {
+                Ok(false)
+            };
         }
-        let switched = {
-            let mut m = self.replicas.write();
-            match m.get_mut(&id) {
-                Some(now) if *now == r => {
-                    now.volume = to;
-                    true
-                }
-                _ => false,
-            }
-        };
-        if !switched {
+        // Switched under it: the replica is still the one copied, or the
+        // copy goes.
+        let _block = self.block_lock(id);
+        if self.get(id) != Some(r) || self.damage(id).is_some() {
             drop_copy();
             return Ok(false);
+        }
+        let placed = std::fs::rename(tmp(&meta), to_dir.join(&meta))
+            .and_then(|()| std::fs::rename(tmp(&data), to_dir.join(&data)))
+            .and_then(|()| File::open(&to_dir).and_then(|d| d.sync_all()));
+        if let Err(e) = placed {
+            drop_copy();
+            for p in [to_dir.join(&meta), to_dir.join(&data)] {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(io(&to_dir)(e));
+        }
+        if let Some(now) = self.replicas.write().get_mut(&id) {
+            now.volume = to;
         }
         for p in [from_dir.join(&data), from_dir.join(&meta)] {
             if let Err(e) = std::fs::remove_file(&p)
@@ -193,6 +238,10 @@ impl Storage {
         Ok(true)
     }
 }
+
+/// The suffix of a replica's files being copied to another data dir; a
+/// start removes any a crash left.
+pub(super) const MOVING: &str = ".moving";
 
 /// Copies `from` to a new file `to` and fsyncs it.
 fn copy_synced(from: &Path, to: &Path) -> Result<(), StorageError> {

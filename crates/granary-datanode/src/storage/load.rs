@@ -31,6 +31,13 @@ fn list(d: &Path, dirs: &mut Vec<PathBuf>) -> Result<HashMap<u64, Found>, Storag
             continue;
         }
         let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(super::disk_balance::MOVING) {
+            // A disk balancer copy a stop or crash cut short.
+            if let Err(e) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "unfinished disk balancer copy not removed");
+            }
+            continue;
+        }
         let Some(rest) = name.strip_prefix("blk_") else {
             continue;
         };
@@ -123,6 +130,14 @@ pub(super) fn scan_finalized(
                 let why = std::fs::read_to_string(&marker)
                     .unwrap_or_else(|_| "found corrupt before a restart".into());
                 corrupt.insert(id, why);
+            }
+            // Two data dirs may hold a replica (a disk balancer move cut
+            // short after its copy was in place): the newer generation wins.
+            if let Some(prev) = out.get(&id)
+                && prev.gs >= gs
+            {
+                tracing::warn!(block_id = id, dir = %d.display(), "replica also held in another data dir; keeping that one");
+                continue;
             }
             out.insert(
                 id,

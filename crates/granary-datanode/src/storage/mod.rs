@@ -130,7 +130,14 @@ pub struct Storage {
     /// `[storage] capacity_bytes`: 0, or the most of each disk counted.
     capacity_limit: u64,
     sync_on_close: bool,
+    /// Striped by block id: held while a finalized replica's files and map
+    /// entry change together (finalize, delete, reopen, forget, a disk
+    /// balancer move), so none sees another half done.
+    block_locks: Vec<parking_lot::Mutex<()>>,
 }
+
+/// Stripes of [`Storage::block_locks`].
+const BLOCK_LOCK_STRIPES: usize = 64;
 
 /// What a full block report says about this datanode's replicas.
 #[derive(Debug, Default)]
@@ -223,8 +230,14 @@ impl Storage {
             next_volume: AtomicUsize::new(0),
             reserved,
             capacity_limit,
+            block_locks: (0..BLOCK_LOCK_STRIPES).map(|_| Default::default()).collect(),
             sync_on_close,
         })
+    }
+
+    /// The stripe of [`Storage::block_locks`] block `id` is under.
+    fn block_lock(&self, id: u64) -> parking_lot::MutexGuard<'_, ()> {
+        self.block_locks[(id as usize) % BLOCK_LOCK_STRIPES].lock()
     }
 
     pub fn volumes(&self) -> &[Volume] {
@@ -424,6 +437,7 @@ impl Storage {
     /// Takes a finalized replica of an older generation back into `rbw/` so a
     /// pipeline recovery can continue it (the writer never saw its last ack).
     pub fn reopen_finalized(&self, id: u64, newer_gs: u64) -> Result<ReplicaWriter, StorageError> {
+        let _block = self.block_lock(id);
         let r = self
             .get(id)
             .filter(|r| r.gs < newer_gs)
@@ -526,6 +540,7 @@ impl Storage {
 
     /// Moves a complete replica into `finalized/` and makes it readable.
     pub fn finalize(&self, mut w: ReplicaWriter, sync: bool) -> Result<pb::ExtendedBlock, StorageError> {
+        let _block = self.block_lock(w.block_id);
         let v = &self.volumes[w.volume];
         let res = (|| {
             w.data.flush().map_err(io(&w.data_path))?;
@@ -612,6 +627,7 @@ impl Storage {
         if self.remove_waiting(id, gs) {
             return Ok(true);
         }
+        let _block = self.block_lock(id);
         let r = {
             let mut m = self.replicas.write();
             match m.get(&id) {
@@ -635,9 +651,18 @@ impl Storage {
         Ok(true)
     }
 
-    /// Forgets a replica whose files vanished; true if it was known.
+    /// Forgets a replica whose files vanished; true if it was known and
+    /// its files are still not where the map says (a replica moved to
+    /// another data dir meanwhile is kept).
     pub fn forget(&self, id: u64) -> bool {
-        match self.replicas.write().remove(&id) {
+        let _block = self.block_lock(id);
+        let Some(r) = self.get(id) else { return false };
+        let dir = self.volumes[r.volume].finalized_dir(id);
+        if dir.join(data_name(id)).exists() && dir.join(meta_name(id, r.gs)).exists() {
+            return false;
+        }
+        let removed = self.replicas.write().remove(&id);
+        match removed {
             Some(r) => {
                 self.clear_damage(id, &r);
                 true

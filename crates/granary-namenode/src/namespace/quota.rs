@@ -71,16 +71,17 @@ impl Chains {
     }
 }
 
-/// Usage changes per quota'd directory: (names, bytes).
+/// Usage changes per quota'd directory: (names, bytes), wide enough that
+/// no sum of u64 charges wraps.
 #[derive(Default)]
-struct Deltas(HashMap<u64, (i64, i64)>);
+struct Deltas(HashMap<u64, (i128, i128)>);
 
 impl Deltas {
     fn charge(&mut self, chain: &[u64], (names, bytes): (u64, u64), sign: i64) {
         for q in chain {
             let d = self.0.entry(*q).or_default();
-            d.0 += sign * names as i64;
-            d.1 += sign * bytes as i64;
+            d.0 += i128::from(sign) * i128::from(names);
+            d.1 += i128::from(sign) * i128::from(bytes);
         }
     }
 }
@@ -210,6 +211,7 @@ impl Namespace {
         }
         let (mut old, mut new) = (Chains::default(), Chains::default());
         let mut deltas = Deltas::default();
+        let mut quota_dirs_deleted = 0u64;
         for id in order {
             let before = self.get_inode(id)?;
             match (before, after.get(&id).and_then(Option::as_ref)) {
@@ -221,6 +223,9 @@ impl Namespace {
                 (Some(b), None) => {
                     let from = old.of(self, None, b.parent)?;
                     deltas.charge(&from, b.quota_charge(), -1);
+                    if b.quota.is_some() {
+                        quota_dirs_deleted += 1;
+                    }
                 }
                 (Some(b), Some(a)) if b.parent == a.parent => {
                     if b.quota_charge() != a.quota_charge() {
@@ -253,26 +258,33 @@ impl Namespace {
                 },
             };
             let Some(mut q) = dir.quota else { continue };
-            let ns_after = q.ns_used as i64 + names;
-            let ss_after = q.ss_used as i64 + bytes;
-            if names > 0 && q.ns_quota >= 0 && ns_after > q.ns_quota {
+            let ns_after = i128::from(q.ns_used) + names;
+            let ss_after = i128::from(q.ss_used) + bytes;
+            let wide = |n: i128| i64::try_from(n).unwrap_or(i64::MAX);
+            if names > 0 && q.ns_quota >= 0 && ns_after > i128::from(q.ns_quota) {
                 return Err(NnError::NsQuotaExceeded {
                     path: self.path_of(&dir)?,
                     quota: q.ns_quota,
-                    count: ns_after,
+                    count: wide(ns_after),
                 });
             }
-            if bytes > 0 && q.ss_quota >= 0 && ss_after > q.ss_quota {
+            if bytes > 0 && q.ss_quota >= 0 && ss_after > i128::from(q.ss_quota) {
                 return Err(NnError::DsQuotaExceeded {
                     path: self.path_of(&dir)?,
                     quota: q.ss_quota,
-                    consumed: ss_after,
+                    consumed: wide(ss_after),
                 });
             }
-            q.ns_used = ns_after.max(0) as u64;
-            q.ss_used = ss_after.max(0) as u64;
+            let narrow = |n: i128| u64::try_from(n.max(0)).unwrap_or(u64::MAX);
+            q.ns_used = narrow(ns_after);
+            q.ss_used = narrow(ss_after);
             dir.quota = Some(q);
             self.put_inode(effects, &dir)?;
+        }
+        // A quota'd directory deleted: one fewer to account for.
+        if quota_dirs_deleted > 0 {
+            let count = self.stored_quota_dirs()?.saturating_sub(quota_dirs_deleted);
+            effects.put_cf(CF_META, META_QUOTA_DIRS, id_key(count));
         }
         Ok(())
     }
@@ -496,9 +508,16 @@ mod tests {
             .expect("overwrite");
         assert_eq!((quota(&ns, "/a").ns_used, quota(&ns, "/a").ss_used), (4, MIB));
         assert_usage_matches_a_walk(&ns, &["/a", "/b", "/a/in"]);
-        // A recursive delete takes the whole subtree off every quota above.
+        // A recursive delete takes the whole subtree off every quota above,
+        // and a quota'd directory deleted no longer counts as one.
+        assert_eq!(ns.stored_quota_dirs().expect("count"), 3);
         ns.delete(&su, "/a/in", true).durably().expect("delete");
         assert_eq!((quota(&ns, "/a").ns_used, quota(&ns, "/a").ss_used), (1, 0));
+        assert_eq!(ns.stored_quota_dirs().expect("count"), 2);
+        ns.delete(&su, "/a", true).durably().expect("delete");
+        ns.delete(&su, "/b", true).durably().expect("delete");
+        assert_eq!(ns.stored_quota_dirs().expect("count"), 0);
+        assert_eq!(ns.quota_dirs.load(Ordering::SeqCst), 0, "accounting off again");
     }
 
     #[test]

@@ -68,9 +68,28 @@ fn watch_replication(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_balancer_spreads_a_gibibyte_onto_two_new_datanodes_without_a_block_short() {
     // 2 GiB of capacity per node: three holding 1 GiB each are at 50 %;
-    // with two empty ones the mean is 30 %.
-    let mut nn: Vec<&str> = FAST_LIVENESS.to_vec();
-    nn.extend(["--default-block-size", "8388608"]);
+    // with two empty ones the mean is 30 %. Quick rounds, but a datanode
+    // is dead only after 30 s: five of them copying a GiB on two cores may
+    // miss a few heartbeats, and a node declared dead is not what this
+    // test is about.
+    let nn = [
+        "--heartbeat-interval-ms",
+        "300",
+        "--stale-after-ms",
+        "5000",
+        "--dead-after-ms",
+        "30000",
+        "--redundancy-interval-ms",
+        "300",
+        "--min-block-size",
+        "65536",
+        "--pending-replication-timeout-ms",
+        "10000",
+        "--safemode-extension-ms",
+        "500",
+        "--default-block-size",
+        "8388608",
+    ];
     let mut c = ProcessCluster::start_with(3, &nn, &["--capacity-bytes", "2147483648"]);
     let client = c.client().await;
     let files: Vec<String> = (0..8).map(|i| format!("/data/part-{i}")).collect();
@@ -266,9 +285,21 @@ async fn the_disk_balancer_spreads_a_datanode_over_an_added_disk() {
     w.write_all(&data).await.unwrap();
     w.shutdown().await.unwrap();
     let added = c.add_disk(0);
-    c.wait_registered(1);
     assert_eq!(block_files(&added), 0);
     let addr = c.datanode_addr(0);
+    // The namenode hears of the second dir with the restarted node's reports.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .disk_balance(&addr, false, None, None)
+        .await
+        .unwrap()
+        .volumes
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the added data dir was never reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let out = Command::new(bin_path("granary"))
         .args([
             "--namenode",

@@ -132,6 +132,28 @@ fn hadoop_fs_shell_works_unchanged() {
         })
         .unwrap_or_default();
     assert!(size.len() == 3 && size[0] > 0 && size[1] > 0, "{df}");
+    // A quota set with Granary's CLI, shown and enforced by Hadoop's client
+    // (getContentSummary's quota fields; HDFS's exception class).
+    granary(&["admin", "set-quota", "3", "/java/a"]);
+    let count = String::from_utf8(hadoop(&["-count", "-q", "/java/a"])).unwrap();
+    let cols: Vec<&str> = count.split_whitespace().collect();
+    assert_eq!(cols[..4], ["3", "1", "none", "inf"], "{count}");
+    hadoop(&["-mkdir", "/java/a/b"]);
+    let refused = Command::new("java")
+        .arg("-cp")
+        .arg(&classpath)
+        .arg("org.apache.hadoop.fs.FsShell")
+        .args(["-fs", &fs_url, "-mkdir", "/java/a/c"])
+        .env("HADOOP_USER_NAME", "hdfs")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("NSQuotaExceededException"),
+        "{err}"
+    );
+    granary(&["admin", "clr-quota", "/java/a"]);
+    hadoop(&["-mkdir", "/java/a/c"]);
     // Into the trash, which the namenode keeps by default (a day): Hadoop's
     // client learns it from getServerDefaults and moves the tree there.
     hadoop(&["-rm", "-r", "/java"]);

@@ -220,15 +220,17 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
     c.restart_namenode();
     let client = c.client().await;
     // Safe mode ends once the datanodes have reported (bounded).
-    for _ in 0..120 {
-        if !client
-            .safe_mode(granary_client::SafeModeAction::Get)
-            .await
-            .unwrap()
-            .on
-        {
-            break;
-        }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client
+        .safe_mode(granary_client::SafeModeAction::Get)
+        .await
+        .unwrap()
+        .on
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in safe mode a minute after the restart"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     assert_eq!((count_q(&c, "/names"), count_q(&c, "/space")), before);
