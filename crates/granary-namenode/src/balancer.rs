@@ -154,6 +154,16 @@ pub struct Balancer {
     disk_commands: Mutex<HashMap<String, pb::DiskBalanceCommand>>,
 }
 
+/// What a round's pairing works with.
+#[derive(Clone, Copy)]
+struct Plan<'a, 'c> {
+    st: &'a Cluster<'c>,
+    redundancy: &'a Redundancy,
+    opts: &'a BalanceOptions,
+    max_moves: usize,
+    deadline: Instant,
+}
+
 /// A node's place in a round.
 struct Node {
     info: pb::DatanodeInfo,
@@ -323,36 +333,16 @@ impl Balancer {
             let mut inflight = self.inflight_by_node();
             // Over to under first, then over to below the mean, then
             // above the mean to under (HDFS's order).
-            out.scheduled += self.pair(
+            let plan = Plan {
                 st,
                 redundancy,
                 opts,
-                &mut over,
-                &mut under,
-                &mut inflight,
                 max_moves,
-                now + move_timeout,
-            )?;
-            out.scheduled += self.pair(
-                st,
-                redundancy,
-                opts,
-                &mut over,
-                &mut below,
-                &mut inflight,
-                max_moves,
-                now + move_timeout,
-            )?;
-            out.scheduled += self.pair(
-                st,
-                redundancy,
-                opts,
-                &mut above,
-                &mut under,
-                &mut inflight,
-                max_moves,
-                now + move_timeout,
-            )?;
+                deadline: now + move_timeout,
+            };
+            out.scheduled += self.pair(&plan, &mut over, &mut under, &mut inflight)?;
+            out.scheduled += self.pair(&plan, &mut over, &mut below, &mut inflight)?;
+            out.scheduled += self.pair(&plan, &mut above, &mut under, &mut inflight)?;
         }
         out.bytes_being_moved = self.moves.lock().values().map(|m| m.bytes).sum();
         out.bytes_moved = self.bytes_moved.load(Ordering::Relaxed);
@@ -375,18 +365,20 @@ impl Balancer {
     }
 
     /// Starts moves from `sources` to `targets` while both have budget.
-    #[allow(clippy::too_many_arguments)]
     fn pair(
         &self,
-        st: &Cluster<'_>,
-        redundancy: &Redundancy,
-        opts: &BalanceOptions,
+        plan: &Plan<'_, '_>,
         sources: &mut [Node],
         targets: &mut [Node],
         inflight: &mut HashMap<String, (usize, u64)>,
-        max_moves: usize,
-        deadline: Instant,
     ) -> Result<usize> {
+        let Plan {
+            st,
+            redundancy,
+            opts,
+            max_moves,
+            deadline,
+        } = *plan;
         let mut scheduled = 0;
         // No more bytes in flight per node than its pace sends in half the
         // move timeout: a move waits its turn, never times out in line.

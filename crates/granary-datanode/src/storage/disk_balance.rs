@@ -254,22 +254,17 @@ fn copy_synced(from: &Path, to: &Path) -> Result<(), StorageError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::write;
+    use super::super::tests::{open_with, write};
     use super::*;
     use std::path::PathBuf;
 
     /// Volumes of 4 MiB each (they share the test's file system).
     fn open(dirs: &[PathBuf]) -> Storage {
-        let vols: Vec<_> = dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.clone(), format!("DS-{i}")))
-            .collect();
         let cfg = crate::config::StorageConfig {
             capacity_bytes: 4 << 20,
             ..Default::default()
         };
-        Storage::open(&vols, &cfg).expect("storage")
+        open_with(dirs, &cfg)
     }
 
     #[test]

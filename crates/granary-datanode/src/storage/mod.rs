@@ -741,12 +741,17 @@ mod tests {
     }
 
     fn open(dirs: &[PathBuf]) -> Storage {
+        open_with(dirs, &crate::config::StorageConfig::default())
+    }
+
+    /// A storage on `dirs` (one volume each) with `[storage]` `cfg`.
+    pub(super) fn open_with(dirs: &[PathBuf], cfg: &crate::config::StorageConfig) -> Storage {
         let vols: Vec<_> = dirs
             .iter()
             .enumerate()
             .map(|(i, d)| (d.clone(), format!("DS-{i}")))
             .collect();
-        Storage::open(&vols, &crate::config::StorageConfig::default()).unwrap()
+        Storage::open(&vols, cfg).unwrap()
     }
 
     pub(super) fn write(

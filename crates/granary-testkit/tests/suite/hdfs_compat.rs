@@ -149,7 +149,8 @@ fn hadoop_fs_shell_works_unchanged() {
         .unwrap();
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        !refused.status.success() && err.contains("NSQuotaExceededException"),
+        !refused.status.success()
+            && err.contains("The NameSpace quota (directories and files) of directory /java/a is exceeded"),
         "{err}"
     );
     granary(&["admin", "clr-quota", "/java/a"]);
