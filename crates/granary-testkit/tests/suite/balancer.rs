@@ -353,3 +353,54 @@ async fn the_disk_balancer_spreads_a_datanode_over_an_added_disk() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Superuser privilege is required"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancer_calls_refuse_bad_arguments_and_other_users() {
+    use granary_client::{BalanceOptions, Identity, SafeModeAction};
+    use granary_common::{ErrorCode, HasErrorCode};
+    let c = ProcessCluster::start(1, FAST_LIVENESS);
+    let su = c.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while su.safe_mode(SafeModeAction::Get).await.unwrap().on {
+        assert!(Instant::now() < deadline, "still in safe mode");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in [f64::NAN, -1.0, 101.0, f64::INFINITY] {
+        let opts = BalanceOptions {
+            threshold_percent: Some(t),
+            ..Default::default()
+        };
+        let e = su.balance(&opts).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "threshold {t}: {e}");
+    }
+    let many = BalanceOptions {
+        exclude: vec!["x".to_string(); 10_001],
+        ..Default::default()
+    };
+    assert_eq!(
+        su.balance(&many).await.unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
+    let addr = c.datanode_addr(0);
+    let e = su.disk_balance("nowhere:1", true, None, None).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::FileNotFound, "{e}");
+    let e = su
+        .disk_balance(&addr, true, Some(f64::NAN), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    let alice = DfsClient::connect(&c.rpc, Identity::new("alice")).await.unwrap();
+    assert_eq!(
+        alice
+            .balance(&BalanceOptions::default())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::AccessControl
+    );
+    let e = alice.disk_balance(&addr, true, None, None).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::AccessControl, "{e}");
+    // One node: balanced as it is, nothing to move.
+    let r = su.balance(&BalanceOptions::default()).await.unwrap();
+    assert!(r.balanced && r.moves_scheduled == 0 && r.nodes == 1, "{r:?}");
+}
