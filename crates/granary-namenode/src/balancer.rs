@@ -212,11 +212,6 @@ impl Balancer {
         self.disk_commands.lock().remove(uuid)
     }
 
-    /// Moves in flight.
-    pub fn in_flight(&self) -> usize {
-        self.moves.lock().len()
-    }
-
     /// Settles moves: a target holding its copy is done (the source's
     /// replica is then the block's excess, removed by the redundancy
     /// monitor); one past its deadline is given up.
