@@ -54,6 +54,13 @@ pub enum AdminCommand {
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<String>,
     },
+    /// Let snapshots of DIR be taken (HDFS's `dfsadmin -allowSnapshot`;
+    /// superuser). Snapshottable directories do not nest.
+    #[command(alias = "allowSnapshot")]
+    AllowSnapshot { dir: String },
+    /// Take that back; DIR must have no snapshots left.
+    #[command(alias = "disallowSnapshot")]
+    DisallowSnapshot { dir: String },
     /// Move replicas between a datanode's own data dirs (after a disk was
     /// added) until each is within the threshold of their mean
     /// utilization; waits and shows them (HOST:PORT or uuid; superuser).
@@ -133,6 +140,8 @@ impl AdminCommand {
                 quota::set(c, Space(QuotaSetting::Limit(*quota)), dirs).await
             }
             Self::ClrSpaceQuota { dirs } => quota::set(c, Space(QuotaSetting::Clear), dirs).await,
+            Self::AllowSnapshot { dir } => crate::snapshot::allow(c, dir, true).await,
+            Self::DisallowSnapshot { dir } => crate::snapshot::allow(c, dir, false).await,
             Self::Report => report(c).await,
         }
     }

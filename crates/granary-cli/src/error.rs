@@ -147,7 +147,9 @@ fn io_code(e: &io::Error) -> ErrorCode {
 pub fn exit_status(code: ErrorCode) -> u8 {
     match code {
         ErrorCode::FileNotFound => exit::NOT_FOUND,
-        ErrorCode::AccessControl | ErrorCode::Unauthenticated => exit::PERMISSION_DENIED,
+        ErrorCode::AccessControl | ErrorCode::Unauthenticated | ErrorCode::SnapshotAccess => {
+            exit::PERMISSION_DENIED
+        }
         ErrorCode::FileAlreadyExists => exit::ALREADY_EXISTS,
         ErrorCode::SafeMode => exit::SAFE_MODE,
         ErrorCode::Unavailable | ErrorCode::NotEnoughReplicas | ErrorCode::Standby => exit::UNAVAILABLE,
@@ -159,6 +161,7 @@ pub fn exit_status(code: ErrorCode) -> u8 {
         | ErrorCode::Checksum
         | ErrorCode::NsQuotaExceeded
         | ErrorCode::DsQuotaExceeded
+        | ErrorCode::Snapshot
         | ErrorCode::Unsupported
         | ErrorCode::Internal => exit::FAILED,
     }

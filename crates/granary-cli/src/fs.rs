@@ -103,6 +103,8 @@ pub enum FsCommand {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    #[command(flatten)]
+    Snapshot(crate::snapshot::SnapshotCommand),
     /// Change permissions (octal or symbolic).
     Chmod(ChArgs),
     /// Change owner and/or group: OWNER[:GROUP] or :GROUP.
@@ -215,7 +217,7 @@ pub struct TestWhich {
 }
 
 /// Makes a path absolute: relative paths are under the user's home, /user/NAME.
-fn abs(client: &DfsClient, p: &str) -> String {
+pub(crate) fn abs(client: &DfsClient, p: &str) -> String {
     let p = p
         .strip_prefix("granary://")
         .map_or(p, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
@@ -357,6 +359,7 @@ impl FsCommand {
                 paths,
                 ..
             } => count(&mut r, paths, *human, *quotas, *header).await,
+            Self::Snapshot(cmd) => cmd.execute(client).await,
             Self::Chmod(c) => chmod(&mut r, c).await,
             Self::Chown(c) => chown(&mut r, c).await,
             Self::Chgrp(c) => set_owner(&mut r, c, None, Some(&c.value)).await,

@@ -12,6 +12,7 @@ mod fsck;
 mod ha;
 mod out;
 mod quota;
+mod snapshot;
 mod tokens;
 
 use std::process::ExitCode;

@@ -30,6 +30,7 @@ mod failover;
 mod file_checksum;
 pub mod ha;
 mod reader;
+mod snapshot;
 mod tokens;
 mod trash;
 pub mod types;
@@ -41,6 +42,7 @@ pub use failover::ClientOptions;
 pub use file_checksum::FileChecksum;
 pub use granary_common::identity::Identity;
 pub use reader::FileReader;
+pub use snapshot::{DiffEntry, DiffKind, SnapshottableDir};
 pub use tokens::DelegationToken;
 pub use trash::{Expunged, Trashed};
 pub use types::{

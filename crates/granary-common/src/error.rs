@@ -30,6 +30,11 @@ pub enum ErrorCode {
     NsQuotaExceeded,
     /// A directory's space quota (bytes times replication) would be crossed.
     DsQuotaExceeded,
+    /// A snapshot call that cannot be done (no such snapshot, not a
+    /// snapshottable directory, a name taken, ...).
+    Snapshot,
+    /// A change asked of a path inside a read-only snapshot.
+    SnapshotAccess,
     Checksum,
     Unsupported,
     Unavailable,
@@ -42,7 +47,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 19] = [
+    const ALL: [ErrorCode; 21] = [
         Self::InvalidPath,
         Self::InvalidArgument,
         Self::FileNotFound,
@@ -56,6 +61,8 @@ impl ErrorCode {
         Self::NotEnoughReplicas,
         Self::NsQuotaExceeded,
         Self::DsQuotaExceeded,
+        Self::Snapshot,
+        Self::SnapshotAccess,
         Self::Checksum,
         Self::Unsupported,
         Self::Unavailable,
@@ -73,8 +80,9 @@ impl ErrorCode {
             Self::ParentNotDirectory
             | Self::PathIsDirectory
             | Self::PathIsNotEmptyDirectory
-            | Self::LeaseConflict => Code::FailedPrecondition,
-            Self::AccessControl => Code::PermissionDenied,
+            | Self::LeaseConflict
+            | Self::Snapshot => Code::FailedPrecondition,
+            Self::AccessControl | Self::SnapshotAccess => Code::PermissionDenied,
             Self::SafeMode | Self::NotEnoughReplicas | Self::Unavailable | Self::Standby => Code::Unavailable,
             Self::Checksum => Code::DataLoss,
             Self::NsQuotaExceeded | Self::DsQuotaExceeded => Code::ResourceExhausted,
@@ -114,6 +122,8 @@ impl ErrorCode {
             Self::Checksum => "ChecksumException",
             Self::NsQuotaExceeded => "NSQuotaExceededException",
             Self::DsQuotaExceeded => "DSQuotaExceededException",
+            Self::Snapshot => "SnapshotException",
+            Self::SnapshotAccess => "SnapshotAccessControlException",
             Self::Unsupported => "UnsupportedOperationException",
             Self::Unavailable => "RetriableException",
             Self::Unauthenticated => "SecurityException",
@@ -140,6 +150,8 @@ impl ErrorCode {
             Self::Checksum => "org.apache.hadoop.fs.ChecksumException",
             Self::NsQuotaExceeded => "org.apache.hadoop.hdfs.protocol.NSQuotaExceededException",
             Self::DsQuotaExceeded => "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException",
+            Self::Snapshot => "org.apache.hadoop.hdfs.protocol.SnapshotException",
+            Self::SnapshotAccess => "org.apache.hadoop.hdfs.protocol.SnapshotAccessControlException",
             Self::Unsupported => "java.lang.UnsupportedOperationException",
             Self::Unavailable => "org.apache.hadoop.ipc.RetriableException",
             Self::Unauthenticated => "java.lang.SecurityException",

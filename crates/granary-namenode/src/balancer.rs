@@ -478,7 +478,7 @@ impl Balancer {
                 skipped[2] += 1;
                 continue;
             };
-            let Some(file) = st.ns.get_inode(owner.inode)? else {
+            let Some(file) = st.ns.inode_holding(owner.inode, id)? else {
                 continue;
             };
             let live: Vec<pb::DatanodeInfo> = holders

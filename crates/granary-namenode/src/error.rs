@@ -89,6 +89,11 @@ pub enum NnError {
         granary_common::format::human(*consumed as u64)
     )]
     DsQuotaExceeded { path: String, quota: i64, consumed: i64 },
+    /// A snapshot call that cannot be done (HDFS's SnapshotException).
+    #[error("{0}")]
+    Snapshot(String),
+    #[error("{0}: Modification on a read-only snapshot is disallowed (\".snapshot\" is a reserved name)")]
+    SnapshotReadOnly(String),
     /// Not allowed to do this (not the superuser, not a token's renewer, ...).
     #[error("{0}")]
     AccessDenied(String),
@@ -114,6 +119,8 @@ impl HasErrorCode for NnError {
             Self::SafeMode(_) => ErrorCode::SafeMode,
             Self::NsQuotaExceeded { .. } => ErrorCode::NsQuotaExceeded,
             Self::DsQuotaExceeded { .. } => ErrorCode::DsQuotaExceeded,
+            Self::Snapshot(_) => ErrorCode::Snapshot,
+            Self::SnapshotReadOnly(_) => ErrorCode::SnapshotAccess,
             Self::ShuttingDown | Self::NotCommitted(_) => ErrorCode::Unavailable,
             Self::Standby { .. } => ErrorCode::Standby,
             // Not retried by clients (as HDFS's FailoverFailedException):

@@ -7,6 +7,8 @@
 //! - `blocks`:  block id (u64 BE) -> owning inode id (u64 BE) ++ generation stamp (u64 BE)
 //!   (++ committed length (u64 BE) once the block is committed)
 //! - `meta`:    id counters and the layout version
+//! - `snapshots`: snapshots and the inode and directory-entry values they
+//!   keep (see `namespace::snapshot`)
 
 use granary_proto as pb;
 
@@ -16,7 +18,9 @@ pub const CF_INODES: &str = "inodes";
 pub const CF_DIRENTS: &str = "dirents";
 pub const CF_BLOCKS: &str = "blocks";
 pub const CF_META: &str = "meta";
-pub const ALL_CFS: [&str; 4] = [CF_INODES, CF_DIRENTS, CF_BLOCKS, CF_META];
+pub const CF_SNAPSHOTS: &str = "snapshots";
+/// In this order: a Raft log entry names a column family by its index.
+pub const ALL_CFS: [&str; 5] = [CF_INODES, CF_DIRENTS, CF_BLOCKS, CF_META, CF_SNAPSHOTS];
 
 pub const META_NEXT_INODE: &[u8] = b"next_inode_id";
 pub const META_NEXT_BLOCK: &[u8] = b"next_block_id";
@@ -65,6 +69,28 @@ pub struct Inode {
     /// directories an operator gave a quota).
     #[prost(message, optional, tag = "15")]
     pub quota: Option<DirQuota>,
+    /// An operator allowed snapshots of this directory.
+    #[prost(bool, tag = "16")]
+    pub snapshottable: bool,
+}
+
+/// One snapshot of a snapshottable directory.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct SnapshotRecord {
+    /// Snapshot ids count up across the whole namespace.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub dir: u64,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// When it was taken (ms since the epoch).
+    #[prost(int64, tag = "4")]
+    pub ctime: i64,
+    /// The next inode id when it was taken: no inode from this id on is
+    /// in the snapshot.
+    #[prost(uint64, tag = "5")]
+    pub watermark: u64,
 }
 
 /// Quotas of a directory and the usage of its subtree (itself included),

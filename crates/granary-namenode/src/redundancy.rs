@@ -289,7 +289,7 @@ impl Redundancy {
                 let Some(owner) = st.ns.block_owner(id)? else {
                     continue;
                 };
-                let Some(file) = st.ns.get_inode(owner.inode)? else {
+                let Some(file) = st.ns.inode_holding(owner.inode, id)? else {
                     continue;
                 };
                 let want = (file.replication as usize).min(normal_nodes);
@@ -332,7 +332,7 @@ impl Redundancy {
             return Ok(Outcome::Done);
         };
         let (inode_id, gs) = (owner.inode, owner.gs);
-        let Some(file) = st.ns.get_inode(inode_id)? else {
+        let Some(file) = st.ns.inode_holding(inode_id, id)? else {
             return Ok(Outcome::Done);
         };
         let Some(rec) = file.blocks.iter().find(|b| b.id == id) else {

@@ -492,7 +492,11 @@ impl NamenodeState {
 
     /// Forgets the blocks of deleted files and queues their replicas for
     /// deletion once the deletion is durable (with the rest of `call`).
-    pub fn remove_deleted(self: &Arc<Self>, call: &mut Deferred, blocks: Vec<pb::ExtendedBlock>) {
+    /// Blocks a snapshot still holds keep their `blocks` entry and stay.
+    pub fn remove_deleted(self: &Arc<Self>, call: &mut Deferred, mut blocks: Vec<pb::ExtendedBlock>) {
+        if self.ns.snap_state().any() {
+            blocks.retain(|b| matches!(self.ns.block_owner(b.block_id), Ok(None)));
+        }
         if blocks.is_empty() {
             return;
         }

@@ -122,13 +122,18 @@ impl Snapshots {
             .unpack(&unpacked)
             .map_err(io("cannot unpack", &self.current_path()))?;
         let src_dir = unpacked.join("db");
-        let src = DB::open_cf_for_read_only(&Options::default(), &src_dir, ALL_CFS, false)?;
+        // A snapshot made before a column family existed lacks it: it is
+        // installed empty.
+        let present = DB::list_cf(&Options::default(), &src_dir)?;
+        let src = DB::open_cf_for_read_only(&Options::default(), &src_dir, &present, false)?;
         for name in ALL_CFS {
-            let (Some(to), Some(from)) = (db.cf_handle(name), src.cf_handle(name)) else {
-                return Err(NnError::Corrupt(format!(
-                    "snapshot or store lacks column family {name}"
-                )));
+            let Some(to) = db.cf_handle(name) else {
+                return Err(NnError::Corrupt(format!("store lacks column family {name}")));
             };
+            let from = src.cf_handle(name);
+            if from.is_none() && !matches!(name, crate::inode::CF_SNAPSHOTS) {
+                return Err(NnError::Corrupt(format!("snapshot lacks column family {name}")));
+            }
             // Clear the live column family.
             let mut clear = WriteBatch::default();
             if let (Some(first), Some(last)) = (
@@ -139,6 +144,9 @@ impl Snapshots {
                 clear.delete_cf(to, &*last.0);
             }
             db.write(clear)?;
+            let Some(from) = from else {
+                continue;
+            };
             let mut batch = WriteBatch::default();
             for kv in src.iterator_cf(from, IteratorMode::Start) {
                 let (k, v) = kv?;

@@ -262,6 +262,10 @@ impl Namespace {
             return Ok(Written::unchanged(out));
         }
         self.account_quotas(&mut effects)?;
+        if self.snap_state().any() {
+            self.keep_for_snapshots(&mut effects)?;
+        }
+        let snapshots_changed = super::snapshot::changes_state(&effects);
         let quota_dirs = effects
             .last_change(CF_META, META_QUOTA_DIRS)
             .map(|v| v.and_then(decode_u64).unwrap_or(0));
@@ -282,6 +286,9 @@ impl Namespace {
         }
         if let Some(n) = quota_dirs {
             self.quota_dirs.store(n, Ordering::SeqCst);
+        }
+        if snapshots_changed {
+            self.load_snapshots()?;
         }
         drop(guard);
         Ok(Written {

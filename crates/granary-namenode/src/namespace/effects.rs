@@ -48,6 +48,25 @@ impl Effects {
         });
     }
 
+    /// Appends `other`'s changes after these.
+    pub fn extend(&mut self, other: Effects) {
+        self.ops.extend(other.ops);
+    }
+
+    /// Keeps only the changes `keep` (given column family, key, value) says to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&'static str, &[u8], Option<&[u8]>) -> bool) {
+        self.ops.retain(|op| match ALL_CFS.get(usize::from(op.cf)) {
+            Some(cf) => keep(cf, &op.key, op.value.as_deref()),
+            None => true,
+        });
+    }
+
+    /// The changes to column family `cf`, in order.
+    pub fn ops_in(&self, cf: &'static str) -> impl Iterator<Item = &Op> {
+        let cf = cf_index(cf);
+        self.ops.iter().filter(move |op| op.cf == cf)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

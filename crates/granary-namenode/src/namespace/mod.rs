@@ -13,6 +13,7 @@ mod quota;
 mod resolve;
 pub mod retry;
 mod scan;
+pub mod snapshot;
 mod tokens;
 mod tree;
 
@@ -36,6 +37,7 @@ pub use durability::{AfterDurable, Commit, Deferred, PendingWrite, Replication, 
 pub use effects::Effects;
 pub use quota::QUOTA_RESET;
 pub use resolve::{Prefix, Resolved};
+pub use snapshot::{DOT_SNAPSHOT, DiffEntry, DiffKind, SnapState, SnapshottableDir, snapshot_path};
 
 /// What a directory listing page holds.
 pub struct Listing {
@@ -128,6 +130,9 @@ pub struct Namespace {
     /// Set when this namenode is one of a Raft group: changes go to the
     /// group's log instead of this namenode's own group commit.
     replication: OnceLock<Arc<dyn Replication>>,
+    /// Snapshottable directories and snapshots (as stored), reloaded
+    /// (under `write_lock`) by every change to them.
+    snapshots: std::sync::RwLock<Arc<SnapState>>,
     /// Last, so it drops after the store and the group commit's thread:
     /// says RocksDB is closed (its lock released).
     closed: Closed,
@@ -145,7 +150,9 @@ impl Drop for Closed {
 fn db_options(cfg: &NamespaceConfig, create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     let mut opts = Options::default();
     opts.create_if_missing(create);
-    opts.create_missing_column_families(create);
+    // Also when opening: a namespace made before a column family existed
+    // (`snapshots`) gets it empty.
+    opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
     opts.set_max_open_files(512);
@@ -245,6 +252,7 @@ impl Namespace {
             next_gs: AtomicU64::new(1000),
             quota_dirs: AtomicU64::new(0),
             replication: OnceLock::new(),
+            snapshots: Default::default(),
             closed: Closed(Arc::default()),
         };
         let mut first = Effects::default();
@@ -277,9 +285,11 @@ impl Namespace {
             next_gs: AtomicU64::new(next_gs),
             quota_dirs: AtomicU64::new(0),
             replication: OnceLock::new(),
+            snapshots: Default::default(),
             closed: Closed(Arc::default()),
         };
         ns.quota_dirs.store(ns.stored_quota_dirs()?, Ordering::SeqCst);
+        ns.load_snapshots()?;
         if ns.get_inode(ROOT_ID)?.is_none() {
             return Err(NnError::Corrupt("root inode missing".into()));
         }
@@ -349,6 +359,7 @@ impl Namespace {
             self.next_block.store(block, Ordering::SeqCst);
             self.next_gs.store(gs, Ordering::SeqCst);
             self.quota_dirs.store(self.stored_quota_dirs()?, Ordering::SeqCst);
+            self.load_snapshots()?;
         }
         Ok(r)
     }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 
 use super::Namespace;
+use super::snapshot::DOT_SNAPSHOT;
 use crate::error::{NnError, Result};
 use crate::inode::*;
 use crate::permission::{Access, Caller};
@@ -15,6 +16,12 @@ pub struct Resolved {
     pub path: String,
     pub comps: Vec<String>,
     pub inodes: Vec<Inode>,
+    /// The snapshot the path's last inodes were read at (a read of
+    /// `DIR/.snapshot/NAME/...`); None: as they are now.
+    pub at: Option<u64>,
+    /// Set when the path is `DIR/.snapshot` itself: the directory whose
+    /// snapshots it lists.
+    pub snapshots_of: Option<u64>,
 }
 
 impl Resolved {
@@ -143,10 +150,14 @@ impl Namespace {
             .and_then(decode_u64))
     }
 
-    /// Walks `path` from the root as far as it exists. A file met before the
-    /// last component is an error: a file cannot have children.
+    /// Walks `path` from the root as far as it exists, for a change: a
+    /// path into a snapshot (through `.snapshot`) is refused. A file met
+    /// before the last component is an error: a file cannot have children.
     pub fn resolve(&self, path: &str) -> Result<Resolved> {
         let comps: Vec<String> = gpath::components(path)?.into_iter().map(String::from).collect();
+        if comps.iter().any(|c| c == DOT_SNAPSHOT) {
+            return Err(NnError::SnapshotReadOnly(path.to_string()));
+        }
         let root = self
             .get_inode(ROOT_ID)?
             .ok_or_else(|| NnError::Corrupt("root inode missing".into()))?;
@@ -168,6 +179,74 @@ impl Namespace {
             path: path.to_string(),
             comps,
             inodes,
+            at: None,
+            snapshots_of: None,
+        })
+    }
+
+    /// Walks `path` for a read: as [`Namespace::resolve`], and under a
+    /// snapshottable directory `.snapshot` leads into its snapshots:
+    /// `DIR/.snapshot` is a read-only directory of them, and what follows
+    /// `DIR/.snapshot/NAME` is read as it was when the snapshot was taken.
+    pub fn resolve_view(&self, path: &str) -> Result<Resolved> {
+        let comps: Vec<String> = gpath::components(path)?.into_iter().map(String::from).collect();
+        if !comps.iter().any(|c| c == DOT_SNAPSHOT) {
+            return self.resolve(path);
+        }
+        let st = self.snap_state();
+        let root = self
+            .get_inode(ROOT_ID)?
+            .ok_or_else(|| NnError::Corrupt("root inode missing".into()))?;
+        let mut inodes = vec![root];
+        let mut at = None;
+        let mut snapshots_of = None;
+        for (i, c) in comps.iter().enumerate() {
+            let cur = &inodes[i];
+            if let Some(dir) = snapshots_of.take() {
+                // A snapshot's name: the directory as it was then.
+                let Some(rec) = self.record(dir, c)? else {
+                    break;
+                };
+                let mut top = self
+                    .inode_at(dir, Some(rec.id))?
+                    .ok_or_else(|| NnError::Corrupt(format!("snapshot {c:?} lost its directory")))?;
+                top.name = c.clone();
+                top.mtime = rec.ctime;
+                inodes.push(top);
+                at = Some(rec.id);
+                continue;
+            }
+            if !cur.is_dir {
+                return Err(NnError::ParentNotDirectory(Prefix(&comps[..i]).to_string()));
+            }
+            if c == DOT_SNAPSHOT && at.is_none() && st.is_snapshottable(cur.id) {
+                let listing = Inode {
+                    name: DOT_SNAPSHOT.to_string(),
+                    children: self.snapshots_of(cur.id)?.len() as u64,
+                    quota: None,
+                    snapshottable: false,
+                    ..cur.clone()
+                };
+                snapshots_of = Some(cur.id);
+                inodes.push(listing);
+                continue;
+            }
+            let Some(child) = self.lookup_at(cur.id, c, at)? else {
+                break;
+            };
+            let inode = self.inode_at(child, at)?.ok_or_else(|| {
+                NnError::Corrupt(format!("directory entry {c:?} points at missing inode {child}"))
+            })?;
+            inodes.push(inode);
+        }
+        // `.snapshot` as the last component: its listing.
+        let snapshots_of = snapshots_of.filter(|_| inodes.len() == comps.len() + 1);
+        Ok(Resolved {
+            path: path.to_string(),
+            comps,
+            inodes,
+            at,
+            snapshots_of,
         })
     }
 
@@ -226,11 +305,13 @@ impl Namespace {
             path: walked.path,
             comps: walked.comps,
             inodes,
+            at: None,
+            snapshots_of: None,
         })
     }
 
     pub fn get_file_info(&self, caller: &Caller, path: &str) -> Result<Inode> {
-        let r = self.resolve(path)?;
+        let r = self.resolve_view(path)?;
         self.check_traverse(caller, &r)?;
         r.existing().cloned()
     }
@@ -282,6 +363,8 @@ mod tests {
             path: "/x/y".into(),
             comps: vec!["x".into(), "y".into()],
             inodes: Vec::new(),
+            at: None,
+            snapshots_of: None,
         };
         assert_eq!(r.prefix(0).to_string(), "/");
         assert_eq!(r.prefix(2).to_string(), "/x/y");

@@ -12,7 +12,7 @@ use crate::permission::{Access, Caller};
 impl Namespace {
     /// One page of `path`'s entries after `start_after`. A file lists as itself.
     pub fn list(&self, caller: &Caller, path: &str, start_after: &str, limit: u32) -> Result<Listing> {
-        let r = self.resolve(path)?;
+        let r = self.resolve_view(path)?;
         self.check_traverse(caller, &r)?;
         let dir = r.existing()?;
         if !dir.is_dir {
@@ -27,6 +27,20 @@ impl Namespace {
         } else {
             limit
         } as usize;
+        if let Some(of) = r.snapshots_of {
+            return self.list_snapshots(of, dir, start_after, limit);
+        }
+        if let Some(snap) = r.at {
+            let (children, has_more) = self.children_at(dir.id, snap, start_after, limit)?;
+            let mut entries = Vec::with_capacity(children.len());
+            for (name, id) in children {
+                let child = self.inode_at(id, Some(snap))?.ok_or_else(|| {
+                    NnError::Corrupt(format!("snapshot entry {name:?} points at missing inode {id}"))
+                })?;
+                entries.push(child.to_status());
+            }
+            return Ok(Listing { entries, has_more });
+        }
         let prefix = id_key(dir.id);
         let start = dirent_key(dir.id, start_after);
         let mut ro = ReadOptions::default();
@@ -63,6 +77,29 @@ impl Namespace {
         Ok(Listing { entries, has_more })
     }
 
+    /// `DIR/.snapshot`: each snapshot as a directory (the snapshottable
+    /// directory's attributes, the snapshot's time).
+    fn list_snapshots(&self, dir: u64, listing: &Inode, start_after: &str, limit: usize) -> Result<Listing> {
+        let mut entries = Vec::new();
+        let mut has_more = false;
+        for rec in self.snapshots_of(dir)? {
+            if rec.name.as_str() <= start_after {
+                continue;
+            }
+            if entries.len() == limit {
+                has_more = true;
+                break;
+            }
+            let mut top = self
+                .inode_at(dir, Some(rec.id))?
+                .unwrap_or_else(|| listing.clone());
+            top.name = rec.name;
+            top.mtime = rec.ctime;
+            entries.push(top.to_status());
+        }
+        Ok(Listing { entries, has_more })
+    }
+
     /// Ids of a directory's children, in name order.
     pub(super) fn child_ids(&self, dir: u64) -> Result<Vec<u64>> {
         let mut ro = ReadOptions::default();
@@ -83,9 +120,16 @@ impl Namespace {
     /// What is below `path`. As HDFS (its `subAccess`), the caller needs
     /// read and execute on every directory of the subtree, not only its top.
     pub fn content_summary(&self, caller: &Caller, path: &str) -> Result<ContentSummary> {
-        let r = self.resolve(path)?;
+        let r = self.resolve_view(path)?;
         self.check_traverse(caller, &r)?;
         let top = r.existing()?.clone();
+        let at = r.at;
+        if r.snapshots_of.is_some() {
+            return Ok(ContentSummary {
+                directory_count: 1,
+                ..Default::default()
+            });
+        }
         let mut sum = ContentSummary {
             quota: top.quota,
             ..Default::default()
@@ -100,13 +144,24 @@ impl Namespace {
                 // Files are counted as they are met and only directories
                 // wait on the stack: a directory of a million files costs
                 // one inode at a time, not a million.
-                self.for_each_child(n.id, |child| {
+                let mut add = |child: Inode| {
                     if child.is_dir {
                         stack.push((child, Some(here)));
                     } else {
                         sum.add_file(&child);
                     }
-                })?;
+                };
+                match at {
+                    None => self.for_each_child(n.id, add)?,
+                    Some(snap) => {
+                        let (children, _) = self.children_at(n.id, snap, "", usize::MAX - 1)?;
+                        for (_, id) in children {
+                            if let Some(child) = self.inode_at(id, at)? {
+                                add(child);
+                            }
+                        }
+                    }
+                }
             } else {
                 sum.add_file(&n);
             }
@@ -142,7 +197,7 @@ impl Namespace {
         offset: u64,
         length: u64,
     ) -> Result<(Inode, Vec<(u64, BlockRecord)>)> {
-        let r = self.resolve(path)?;
+        let r = self.resolve_view(path)?;
         self.check_traverse(caller, &r)?;
         let file = r.existing()?.clone();
         if file.is_dir {

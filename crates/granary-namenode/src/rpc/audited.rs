@@ -169,6 +169,9 @@ client_protocol! {
         set_owner(SetOwnerRequest, SetOwnerResponse) "setOwner" |r| (r.path.clone(), None, Some(format!("{}:{}", r.owner.as_deref().unwrap_or(""), r.group.as_deref().unwrap_or(""))));
         set_times(SetTimesRequest, SetTimesResponse) "setTimes" |r| (r.path.clone(), None, None);
         set_quota(SetQuotaRequest, SetQuotaResponse) "setQuota" |r| (r.path.clone(), None, Some(format!("names={:?} space={:?}", r.name_quota, r.space_quota)));
+        change_snapshot(ChangeSnapshotRequest, ChangeSnapshotResponse) "snapshot" |r| (r.path.clone(), None, Some(format!("{:?} {} {}", r.action(), r.name, r.new_name)));
+        get_snapshot_diff(GetSnapshotDiffRequest, GetSnapshotDiffResponse) "computeSnapshotDiff" |r| (r.path.clone(), None, Some(format!("from={} to={}", r.from, r.to)));
+        get_snapshottable_dirs(GetSnapshottableDirsRequest, GetSnapshottableDirsResponse) "listSnapshottableDirectory" |_r| (String::new(), None, None);
         recover_lease(RecoverLeaseRequest, RecoverLeaseResponse) "recoverLease" |r| (r.path.clone(), None, None);
         checkpoint(CheckpointRequest, CheckpointResponse) "checkpoint" |r| (r.dir.clone(), None, None);
         set_safe_mode(SetSafeModeRequest, SetSafeModeResponse) "safemode" |r| (format!("{:?}", r.action()), None, None);

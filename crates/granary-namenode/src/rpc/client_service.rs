@@ -14,6 +14,7 @@ use granary_proto as pb;
 use granary_proto::client_protocol_server::ClientProtocol;
 
 mod admin_calls;
+mod snapshot_calls;
 mod writer_calls;
 
 pub struct ClientService {
@@ -391,6 +392,27 @@ impl ClientProtocol for ClientService {
         req: Request<pb::SetQuotaRequest>,
     ) -> Result<Response<pb::SetQuotaResponse>, Status> {
         self.set_quota_call(req).await
+    }
+
+    async fn change_snapshot(
+        &self,
+        req: Request<pb::ChangeSnapshotRequest>,
+    ) -> Result<Response<pb::ChangeSnapshotResponse>, Status> {
+        self.change_snapshot_call(req).await
+    }
+
+    async fn get_snapshot_diff(
+        &self,
+        req: Request<pb::GetSnapshotDiffRequest>,
+    ) -> Result<Response<pb::GetSnapshotDiffResponse>, Status> {
+        self.get_snapshot_diff_call(req).await
+    }
+
+    async fn get_snapshottable_dirs(
+        &self,
+        req: Request<pb::GetSnapshottableDirsRequest>,
+    ) -> Result<Response<pb::GetSnapshottableDirsResponse>, Status> {
+        self.get_snapshottable_dirs_call(req).await
     }
 
     async fn balance(

@@ -27,6 +27,7 @@ use granary_proto::client_protocol_server::ClientProtocol;
 
 mod listing;
 mod locations;
+mod snapshots;
 mod tokens;
 
 /// `[webhdfs]` of the namenode configuration.
@@ -332,6 +333,7 @@ impl WebHdfs {
                     Err(e) => Err(e.into()),
                 }
             }
+            (m, op) if snapshots::is_snapshot_op(m, op) => self.snapshot_op(&id, op, &path, p).await,
             (_, op) if unsupported(method, op) => Err(WebError::new(
                 ErrorCode::Unsupported,
                 format!("op={op} is not supported by Granary"),
@@ -604,8 +606,6 @@ fn unsupported(method: &Method, op: &str) -> bool {
     const GET: &[&str] = &[
         "GETXATTRS",
         "LISTXATTRS",
-        "GETSNAPSHOTDIFF",
-        "GETSNAPSHOTTABLEDIRECTORYLIST",
         "GETSNAPSHOTLIST",
         "GETSTORAGEPOLICY",
         "GETALLSTORAGEPOLICY",
@@ -621,10 +621,6 @@ fn unsupported(method: &Method, op: &str) -> bool {
         "REMOVEDEFAULTACL",
         "REMOVEACL",
         "SETACL",
-        "CREATESNAPSHOT",
-        "RENAMESNAPSHOT",
-        "ALLOWSNAPSHOT",
-        "DISALLOWSNAPSHOT",
         "SETSTORAGEPOLICY",
         "SATISFYSTORAGEPOLICY",
         "SETQUOTA",
@@ -634,7 +630,7 @@ fn unsupported(method: &Method, op: &str) -> bool {
         "SETECPOLICY",
     ];
     const POST: &[&str] = &["CONCAT", "TRUNCATE", "UNSETSTORAGEPOLICY", "UNSETECPOLICY"];
-    const DELETE: &[&str] = &["DELETESNAPSHOT"];
+    const DELETE: &[&str] = &[];
     let ops = match *method {
         Method::GET => GET,
         Method::PUT => PUT,

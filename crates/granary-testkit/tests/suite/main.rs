@@ -26,6 +26,7 @@ mod quota;
 mod replication;
 mod safe_mode;
 mod secure;
+mod snapshot;
 mod trash;
 mod web_ui;
 mod webhdfs;

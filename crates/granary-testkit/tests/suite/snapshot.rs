@@ -1,0 +1,317 @@
+//! Snapshots end to end on real processes: taken with the CLI, files
+//! deleted, overwritten and renamed after it, the old bytes read back
+//! through `.snapshot` (CLI, client, WebHDFS) also after a namenode
+//! restart, the diff listing the changes, and deleting the snapshot
+//! freeing the blocks it alone held on the datanodes' disks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use granary_client::DfsClient;
+use granary_testkit::binaries::{ProcessCluster, bin_path, find_replica, http_request};
+use granary_testkit::fixtures::{get, pseudo_random, put};
+
+const MIB: usize = 1 << 20;
+
+fn cli(c: &ProcessCluster, args: &[&str]) -> Output {
+    Command::new(bin_path("granary"))
+        .args(["--namenode", &c.rpc, "--user", "hdfs"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn cli_ok(c: &ProcessCluster, args: &[&str]) -> Vec<u8> {
+    let out = cli(c, args);
+    assert!(
+        out.status.success(),
+        "granary {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn cli_err(c: &ProcessCluster, args: &[&str]) -> String {
+    let out = cli(c, args);
+    assert!(!out.status.success(), "granary {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Bytes of block files under every datanode's data dir.
+fn disk_usage(c: &ProcessCluster) -> u64 {
+    let mut total = 0;
+    for i in 0..c.datanodes.len() {
+        let mut stack = vec![c.datanode_dir(i)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("blk_"))
+                {
+                    total += e.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    total
+}
+
+async fn block_ids(c: &DfsClient, path: &str) -> Vec<u64> {
+    c.block_locations(path, 0, 0)
+        .await
+        .unwrap()
+        .blocks
+        .iter()
+        .map(|b| b.block.id.0)
+        .collect()
+}
+
+fn replicas_left(c: &ProcessCluster, blocks: &[u64]) -> usize {
+    (0..c.datanodes.len())
+        .map(|i| {
+            blocks
+                .iter()
+                .filter(|b| find_replica(&c.datanode_dir(i), **b).is_some())
+                .count()
+        })
+        .sum()
+}
+
+async fn web(c: &ProcessCluster, method: &'static str, path: String) -> (u16, Option<String>, String) {
+    let http = c.http.clone();
+    tokio::task::spawn_blocking(move || http_request(&http, method, &path))
+        .await
+        .unwrap()
+}
+
+async fn wait_out_of_safe_mode(client: &DfsClient) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .safe_mode(granary_client::SafeModeAction::Get)
+        .await
+        .unwrap()
+        .on
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still in safe mode a minute after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn local(c: &ProcessCluster, name: &str) -> std::path::PathBuf {
+    c.dir.path().join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks() {
+    let mut c = ProcessCluster::start(
+        3,
+        &["--min-block-size", "65536", "--default-block-size", "1048576"],
+    );
+    let client = c.client().await;
+    let keep = pseudo_random(2 * MIB, 1);
+    let gone = pseudo_random(3 * MIB + 7, 2);
+    let old_text = "the old version\n".repeat(4096);
+    put(&client, "/data/keep", &keep, MIB as u64).await;
+    put(&client, "/data/gone", &gone, MIB as u64).await;
+    put(&client, "/data/over", old_text.as_bytes(), MIB as u64).await;
+
+    // Only the superuser allows snapshots; the owner takes them.
+    let out = Command::new(bin_path("granary"))
+        .args([
+            "--namenode",
+            &c.rpc,
+            "--user",
+            "alice",
+            "admin",
+            "allow-snapshot",
+            "/data",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Superuser privilege is required"));
+    let allowed = String::from_utf8(cli_ok(&c, &["admin", "allow-snapshot", "/data"])).unwrap();
+    assert_eq!(allowed.trim(), "Allowing snapshot on /data succeeded");
+    let made = String::from_utf8(cli_ok(&c, &["fs", "create-snapshot", "/data", "s1"])).unwrap();
+    assert_eq!(made.trim(), "Created snapshot /data/.snapshot/s1");
+
+    // After the snapshot: delete, overwrite, rename, create.
+    let gone_blocks = block_ids(&client, "/data/gone").await;
+    let over_blocks = block_ids(&client, "/data/over").await;
+    assert_eq!(gone_blocks.len(), 4);
+    cli_ok(&c, &["fs", "rm", "-skipTrash", "/data/gone"]);
+    std::fs::write(local(&c, "new-over"), b"the new version\n").unwrap();
+    cli_ok(
+        &c,
+        &[
+            "fs",
+            "put",
+            "-f",
+            local(&c, "new-over").to_str().unwrap(),
+            "/data/over",
+        ],
+    );
+    cli_ok(&c, &["fs", "mv", "/data/keep", "/data/kept"]);
+    put(&client, "/data/new", b"made after s1", MIB as u64).await;
+    let err = cli_err(&c, &["fs", "rm", "-r", "-skipTrash", "/data"]);
+    assert!(err.contains("snapshottable and already has snapshots"), "{err}");
+
+    // A namenode restart: the snapshot and what it keeps are durable.
+    c.restart_namenode();
+    let client = c.client().await;
+    wait_out_of_safe_mode(&client).await;
+
+    // The old bytes, through .snapshot: client, CLI cat and get, WebHDFS.
+    assert_eq!(get(&client, "/data/.snapshot/s1/gone").await, gone);
+    assert_eq!(get(&client, "/data/.snapshot/s1/keep").await, keep);
+    assert_eq!(
+        cli_ok(&c, &["fs", "cat", "/data/.snapshot/s1/over"]),
+        old_text.as_bytes()
+    );
+    cli_ok(
+        &c,
+        &[
+            "fs",
+            "get",
+            "/data/.snapshot/s1/gone",
+            local(&c, "gone").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(local(&c, "gone")).unwrap(), gone);
+    let (status, location, body) = web(
+        &c,
+        "GET",
+        "/webhdfs/v1/data/.snapshot/s1/over?op=OPEN&user.name=hdfs".into(),
+    )
+    .await;
+    assert_eq!(status, 307, "{body}");
+    let location = location.unwrap();
+    let (dn, path) = location
+        .strip_prefix("http://")
+        .and_then(|l| l.split_once('/'))
+        .unwrap();
+    let (status, _, body) = {
+        let (dn, path) = (dn.to_string(), format!("/{path}"));
+        tokio::task::spawn_blocking(move || http_request(&dn, "GET", &path))
+            .await
+            .unwrap()
+    };
+    assert_eq!((status, body.as_str()), (200, old_text.as_str()));
+    assert_eq!(get(&client, "/data/over").await, b"the new version\n");
+    assert_eq!(get(&client, "/data/kept").await, keep);
+
+    // Listings.
+    let ls = String::from_utf8(cli_ok(&c, &["fs", "ls", "/data/.snapshot"])).unwrap();
+    assert!(ls.contains("/data/.snapshot/s1"), "{ls}");
+    let ls = String::from_utf8(cli_ok(&c, &["fs", "ls", "/data/.snapshot/s1"])).unwrap();
+    for name in ["gone", "keep", "over"] {
+        assert!(ls.contains(&format!("/data/.snapshot/s1/{name}")), "{ls}");
+    }
+    assert!(!ls.contains("new") && !ls.contains("kept"), "{ls}");
+    let (status, _, body) = web(
+        &c,
+        "GET",
+        "/webhdfs/v1/data/.snapshot/s1?op=LISTSTATUS&user.name=hdfs".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"pathSuffix\":\"gone\""), "{body}");
+
+    // Nothing under .snapshot changes, on any door.
+    let err = cli_err(&c, &["fs", "mkdir", "/data/.snapshot/s1/x"]);
+    assert!(err.contains("read-only snapshot"), "{err}");
+    let err = cli_err(&c, &["fs", "rm", "-skipTrash", "/data/.snapshot/s1/keep"]);
+    assert!(err.contains("read-only snapshot"), "{err}");
+    let (status, _, body) = web(
+        &c,
+        "PUT",
+        "/webhdfs/v1/data/.snapshot/s1/x?op=MKDIRS&user.name=hdfs".into(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("SnapshotAccessControlException"), "{body}");
+    assert_eq!(get(&client, "/data/.snapshot/s1/keep").await, keep);
+
+    // The diff, as HDFS prints it; and through WebHDFS.
+    let diff = String::from_utf8(cli_ok(&c, &["fs", "snapshot-diff", "/data", "s1", "."])).unwrap();
+    assert!(
+        diff.starts_with("Difference between snapshot s1 and current directory under directory /data:"),
+        "{diff}"
+    );
+    for line in [
+        "M\t.",
+        "-\t./gone",
+        "+\t./new",
+        "R\t./keep -> ./kept",
+        "+\t./over",
+        "-\t./over",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line:?} missing from:\n{diff}");
+    }
+    let (status, _, body) = web(
+        &c,
+        "GET",
+        "/webhdfs/v1/data?op=GETSNAPSHOTDIFF&oldsnapshotname=s1&snapshotname=.&user.name=hdfs".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("{\"sourcePath\":\"gone\",\"type\":\"DELETE\"}"),
+        "{body}"
+    );
+    let (status, _, body) = web(
+        &c,
+        "GET",
+        "/webhdfs/v1/?op=GETSNAPSHOTTABLEDIRECTORYLIST&user.name=hdfs".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"pathSuffix\":\"data\"") && body.contains("\"snapshotNumber\":1"),
+        "{body}"
+    );
+    let listed = String::from_utf8(cli_ok(&c, &["fs", "ls-snapshottable-dir"])).unwrap();
+    assert!(listed.trim_end().ends_with(" 1 65536 /data"), "{listed}");
+
+    // The deleted and overwritten files' replicas are still on disk.
+    let held: Vec<u64> = gone_blocks.iter().chain(&over_blocks).copied().collect();
+    assert_eq!(
+        replicas_left(&c, &held),
+        3 * held.len(),
+        "replicas kept for the snapshot"
+    );
+
+    // Deleting the snapshot frees them: the datanodes' disk usage drops.
+    let before = disk_usage(&c);
+    cli_ok(&c, &["fs", "delete-snapshot", "/data", "s1"]);
+    let freed = 3 * (gone.len() + old_text.len()) as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = disk_usage(&c);
+        if before.saturating_sub(now) >= freed && replicas_left(&c, &held) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a minute after the snapshot's deletion the datanodes hold {now} bytes of block files (were {before}; {freed} should go), {} replicas left",
+            replicas_left(&c, &held)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let err = cli_err(&c, &["fs", "ls", "/data/.snapshot/s1"]);
+    assert!(err.contains("No such file or directory"), "{err}");
+    // What is current is untouched.
+    assert_eq!(get(&client, "/data/kept").await, keep);
+    assert_eq!(get(&client, "/data/over").await, b"the new version\n");
+    cli_ok(&c, &["admin", "disallow-snapshot", "/data"]);
+    cli_ok(&c, &["fs", "rm", "-r", "-skipTrash", "/data"]);
+}
