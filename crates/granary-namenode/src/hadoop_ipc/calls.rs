@@ -64,7 +64,7 @@ impl From<FrameError> for CallError {
     }
 }
 
-type CallResult = Result<Vec<u8>, CallError>;
+pub(super) type CallResult = Result<Vec<u8>, CallError>;
 
 /// One call's context: the service, who calls, and the retry key.
 pub struct Call<'a> {
@@ -74,7 +74,7 @@ pub struct Call<'a> {
     pub header: &'a rpc::RpcRequestHeaderProto,
 }
 
-fn reply(m: impl Message) -> CallResult {
+pub(super) fn reply(m: impl Message) -> CallResult {
     Ok(m.encode_length_delimited_to_vec())
 }
 
@@ -82,7 +82,7 @@ impl Call<'_> {
     /// A request to the client service as this call's caller: its user
     /// (or the real user acting for it), the connection it came on, and
     /// HDFS's client and call ids as the retry cache's key.
-    fn req<T>(&self, msg: T) -> Request<T> {
+    pub(super) fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         match &self.caller.real_user {
             Some(real) if *real != self.caller.user => {
@@ -525,6 +525,7 @@ impl Call<'_> {
                 };
                 reply(hdfs::HaServiceStateResponseProto { state: state as i32 })
             }
+            other if super::snapshot_calls::is_snapshot_call(other) => self.snapshot_call(other, b).await,
             other => Err(CallError::NoSuchMethod(other.to_string())),
         }
     }

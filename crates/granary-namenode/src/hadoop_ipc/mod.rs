@@ -14,6 +14,7 @@
 mod calls;
 mod convert;
 mod frame;
+mod snapshot_calls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -245,6 +245,9 @@ impl Namespace {
                         .ok_or_else(|| NnError::Corrupt(format!("inode {} has no parent", cur.id)))?;
                 }
             }
+            if node.is_dir {
+                self.check_snapshot_nesting(&node, &rd, src, dst)?;
+            }
             let src_parent_path = rs.prefix(rs.comps.len() - 1);
             let dst_parent_path = rd.prefix(rd.comps.len() - 1);
             caller.check(&src_parent, Access::WriteExecute, src_parent_path)?;

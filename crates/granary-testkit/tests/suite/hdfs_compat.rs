@@ -155,11 +155,26 @@ fn hadoop_fs_shell_works_unchanged() {
     );
     granary(&["admin", "clr-quota", "/java/a"]);
     hadoop(&["-mkdir", "/java/a/c"]);
+    // Snapshots through Hadoop's client: taken and renamed by FsShell, a
+    // deleted file read back under .snapshot.
+    granary(&["admin", "allow-snapshot", "/java/a"]);
+    let made = String::from_utf8(hadoop(&["-createSnapshot", "/java/a", "j1"])).unwrap();
+    assert!(made.contains("Created snapshot /java/a/.snapshot/j1"), "{made}");
+    hadoop(&["-rm", "-skipTrash", "/java/a/g.bin"]);
+    hadoop(&["-renameSnapshot", "/java/a", "j1", "j2"]);
+    assert!(
+        hadoop(&["-cat", "/java/a/.snapshot/j2/g.bin"]) == all,
+        "the snapshot's copy differs"
+    );
+    let ls = String::from_utf8(hadoop(&["-ls", "/java/a/.snapshot"])).unwrap();
+    assert!(ls.contains("/java/a/.snapshot/j2"), "{ls}");
+    hadoop(&["-deleteSnapshot", "/java/a", "j2"]);
+    granary(&["admin", "disallow-snapshot", "/java/a"]);
     // Into the trash, which the namenode keeps by default (a day): Hadoop's
     // client learns it from getServerDefaults and moves the tree there.
     hadoop(&["-rm", "-r", "/java"]);
     assert!(granary(&["fs", "ls", "/"]).lines().all(|l| !l.contains("/java")));
-    granary(&["fs", "test", "-e", "/user/hdfs/.Trash/Current/java/a/g.bin"]);
+    granary(&["fs", "test", "-d", "/user/hdfs/.Trash/Current/java/a/c"]);
     hadoop(&["-rm", "-r", "-skipTrash", "/user/hdfs/.Trash"]);
     assert!(
         granary(&["fs", "ls", "/user/hdfs"])

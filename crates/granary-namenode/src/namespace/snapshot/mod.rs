@@ -482,6 +482,34 @@ impl Namespace {
         Ok(out)
     }
 
+    /// Refuses to move directory `node` to `dst` (resolved as `rd`) when
+    /// that would put a snapshottable directory below another one.
+    pub(in crate::namespace) fn check_snapshot_nesting(
+        &self,
+        node: &Inode,
+        rd: &super::Resolved,
+        src: &str,
+        dst: &str,
+    ) -> Result<()> {
+        let st = self.snap_state();
+        if st.snapshottable.is_empty() {
+            return Ok(());
+        }
+        let parents = &rd.inodes[..rd.comps.len().min(rd.inodes.len())];
+        let Some(above) = parents.iter().find(|i| st.is_snapshottable(i.id)) else {
+            return Ok(());
+        };
+        for s in &st.snapshottable {
+            if self.path_below(*s, node.id, None)?.is_some() {
+                return Err(NnError::Snapshot(format!(
+                    "Nested snapshottable directories not allowed: cannot rename {src} to {dst}: {src} is or holds a snapshottable directory and {dst} would be below the snapshottable directory {:?}",
+                    above.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses to delete (or replace) directory `dir` at `path` while it has snapshots.
     pub(super) fn check_no_snapshots(&self, dir: u64, path: &dyn std::fmt::Display) -> Result<()> {
         if self.snap_state().has_snapshots(dir) {

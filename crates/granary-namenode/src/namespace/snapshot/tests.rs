@@ -217,6 +217,19 @@ fn snapshot_calls_check_their_callers_names_and_nesting_and_survive_a_reopen() {
         assert!(err.to_string().contains("Nested snapshottable"), "{p}: {err}");
     }
     ns.allow_snapshot(&su, "/home/alice").durably().expect("allow");
+    for (from, to) in [("/home/alice", "/a/b/c/alice"), ("/home", "/a/b/home")] {
+        let err = ns
+            .rename(&su, from, to, false)
+            .durably()
+            .expect_err("nested by a rename");
+        assert!(err.to_string().contains("Nested snapshottable"), "{from}: {err}");
+    }
+    ns.rename(&su, "/home/alice", "/a/alice", false)
+        .durably()
+        .expect("not below a snapshottable directory");
+    ns.rename(&su, "/a/alice", "/home/alice", false)
+        .durably()
+        .expect("back");
     let err = ns
         .create_snapshot(&alice, "/a/b", None)
         .durably()
