@@ -255,6 +255,7 @@ impl Namespace {
                     .push((inode.id, uc.client_name.clone(), user.to_string()));
             }
         }
+        scan.committed_blocks += self.blocks_only_snapshots_hold()?;
         Ok(scan)
     }
 

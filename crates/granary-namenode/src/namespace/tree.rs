@@ -131,6 +131,7 @@ impl Namespace {
                     caller.check(&n, Access::All, paths.path(within, &n.name))?;
                 }
                 self.check_no_snapshots(n.id, &paths.path(within, &n.name))?;
+                self.forget_snapshottable(batch, n.id);
                 let here = paths.enter(within, &n.name);
                 for cid in self.child_ids(n.id)? {
                     let child = self.get_inode(cid)?.ok_or_else(|| {

@@ -89,6 +89,19 @@ impl WebHdfs {
                 Ok(empty_ok())
             }
             "GETSNAPSHOTDIFF" => {
+                for (param, v) in [
+                    ("oldsnapshotname", p.get("oldsnapshotname")),
+                    ("snapshotname", p.get("snapshotname")),
+                ] {
+                    if v.is_none() {
+                        return Err(granary_common::webhdfs::WebError::new(
+                            granary_common::ErrorCode::InvalidArgument,
+                            format!(
+                                "GETSNAPSHOTDIFF needs {param} (a snapshot name, or . for the directory now)"
+                            ),
+                        ));
+                    }
+                }
                 let req = pb::GetSnapshotDiffRequest {
                     path: path.to_string(),
                     from: old.to_string(),

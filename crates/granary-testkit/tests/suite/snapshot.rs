@@ -257,6 +257,7 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     ] {
         assert!(diff.lines().any(|l| l == line), "{line:?} missing from:\n{diff}");
     }
+    assert_eq!(diff.lines().count(), 7, "nothing else changed:\n{diff}");
     let (status, _, body) = web(
         &c,
         "GET",
@@ -268,6 +269,14 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
         body.contains("{\"sourcePath\":\"gone\",\"type\":\"DELETE\"}"),
         "{body}"
     );
+    let (status, _, body) = web(
+        &c,
+        "GET",
+        "/webhdfs/v1/data?op=GETSNAPSHOTDIFF&user.name=hdfs".into(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("oldsnapshotname"), "{body}");
     let (status, _, body) = web(
         &c,
         "GET",

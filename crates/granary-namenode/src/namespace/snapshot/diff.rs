@@ -3,7 +3,7 @@
 //! kept between the two (every key changed in between has a kept value
 //! under a snapshot taken in between), not from a walk of the tree.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
@@ -79,6 +79,31 @@ impl Namespace {
         }
     }
 
+    /// Fails unless `caller` may list directory `dir` as it is at `at`
+    /// (`rel`: its path below the snapshottable directory `top`).
+    fn check_listable(
+        &self,
+        caller: &Caller,
+        dir: u64,
+        at: Option<u64>,
+        top: &str,
+        rel: &str,
+        checked: &mut HashSet<(u64, Option<u64>)>,
+    ) -> Result<()> {
+        if !checked.insert((dir, at)) {
+            return Ok(());
+        }
+        let Some(inode) = self.inode_at(dir, at)? else {
+            return Ok(());
+        };
+        let shown = if rel.is_empty() {
+            top.to_string()
+        } else {
+            format!("{top}/{rel}")
+        };
+        caller.check(&inode, Access::ReadExecute, shown)
+    }
+
     /// What changed under snapshottable directory `path` from snapshot
     /// `from` to snapshot `to` ("." for now), HDFS's `snapshotDiff`.
     pub fn snapshot_diff(&self, caller: &Caller, path: &str, from: &str, to: &str) -> Result<Vec<DiffEntry>> {
@@ -120,6 +145,7 @@ impl Namespace {
             keys.insert((cf, key.to_vec()));
         }
 
+        let mut listable: HashSet<(u64, Option<u64>)> = HashSet::new();
         let mut created: HashMap<u64, String> = HashMap::new();
         let mut deleted: HashMap<u64, String> = HashMap::new();
         let mut modified: Vec<(u64, String)> = Vec::new();
@@ -147,10 +173,14 @@ impl Namespace {
                     if ca == cb {
                         continue;
                     }
+                    // As HDFS: the caller must be able to list every
+                    // directory whose entries the diff names.
                     if let (Some(x), Some(p)) = (ca, &pa) {
+                        self.check_listable(caller, parent, a, path, p, &mut listable)?;
                         deleted.insert(x, join(p, name));
                     }
                     if let (Some(y), Some(p)) = (cb, &pb) {
+                        self.check_listable(caller, parent, b, path, p, &mut listable)?;
                         created.insert(y, join(p, name));
                     }
                 }
@@ -161,10 +191,14 @@ impl Namespace {
                     let (Some(ia), Some(ib)) = (self.inode_at(id, a)?, self.inode_at(id, b)?) else {
                         continue;
                     };
-                    if comparable(ia) == comparable(ib) || self.path_below(id, dir.id, a)?.is_none() {
+                    if comparable(ia) == comparable(ib.clone()) || self.path_below(id, dir.id, a)?.is_none() {
                         continue;
                     }
                     if let Some(p) = self.path_below(id, dir.id, b)? {
+                        if id != dir.id {
+                            let parent_path = p.rsplit_once('/').map_or("", |(d, _)| d);
+                            self.check_listable(caller, ib.parent, b, path, parent_path, &mut listable)?;
+                        }
                         modified.push((id, p));
                     }
                 }

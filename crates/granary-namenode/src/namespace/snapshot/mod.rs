@@ -48,6 +48,8 @@ pub struct SnapState {
     snapshottable: HashSet<u64>,
     /// Directories with snapshots, and how many each has.
     taken: HashMap<u64, usize>,
+    /// Each directory's latest snapshot id.
+    latest: HashMap<u64, u64>,
     by_id: BTreeMap<u64, SnapshotRecord>,
 }
 
@@ -60,9 +62,9 @@ impl SnapState {
         self.by_id.values().next_back()
     }
 
-    /// The snapshot taken last before snapshot `id`, in any directory.
-    fn before(&self, id: u64) -> Option<&SnapshotRecord> {
-        self.by_id.range(..id).next_back().map(|(_, r)| r)
+    /// Directory `dir`'s latest snapshot, if it has any.
+    fn latest_of(&self, dir: u64) -> Option<u64> {
+        self.latest.get(&dir).copied()
     }
 
     pub fn is_snapshottable(&self, dir: u64) -> bool {
@@ -149,6 +151,8 @@ impl Namespace {
             let rec = SnapshotRecord::decode(&*v)
                 .map_err(|e| NnError::Corrupt(format!("undecodable snapshot record: {e}")))?;
             *st.taken.entry(rec.dir).or_default() += 1;
+            let l = st.latest.entry(rec.dir).or_default();
+            *l = (*l).max(rec.id);
             st.by_id.insert(rec.id, rec);
         }
         *self
@@ -378,7 +382,6 @@ impl Namespace {
                 )));
             };
             let st = self.snap_state();
-            let prev = st.before(rec.id);
             let snapshots = self.cf(CF_SNAPSHOTS)?;
             let mut dropped: Vec<Inode> = Vec::new();
             let mut index = vec![versions::KEPT_INDEX];
@@ -394,17 +397,11 @@ impl Namespace {
                     continue;
                 };
                 batch.delete_cf(CF_SNAPSHOTS, &kk);
-                // The previous snapshot sees this value too when it kept
-                // none of its own for the key (and the key existed then).
-                if let Some(p) = prev
-                    && decode_u64(key).is_some_and(|owner| owner < p.watermark)
-                    && self
-                        .db
-                        .get_pinned_cf(snapshots, versions::kept_key(cf, key, p.id))?
-                        .is_none()
-                {
-                    batch.put_cf(CF_SNAPSHOTS, versions::kept_key(cf, key, p.id), &value);
-                    batch.put_cf(CF_SNAPSHOTS, versions::index_key(p.id, cf, key), []);
+                // An earlier snapshot that reads this value (it kept none of
+                // its own for the key since) and holds the key gets it.
+                if let Some(to) = self.heir(&st, rec.id, cf, key)? {
+                    batch.put_cf(CF_SNAPSHOTS, versions::kept_key(cf, key, to), &value);
+                    batch.put_cf(CF_SNAPSHOTS, versions::index_key(to, cf, key), []);
                     continue;
                 }
                 if cf == versions::INODES
@@ -416,22 +413,26 @@ impl Namespace {
                     }
                 }
             }
+            let overlay = versions::KeptOverlay::of(batch);
             let mut freed = Vec::new();
+            let mut seen = HashSet::new();
             for inode in dropped {
                 let mut held: HashSet<u64> = self
-                    .kept_versions(inode.id, Some(batch))?
+                    .kept_versions(inode.id, Some(&overlay))?
                     .iter()
                     .flat_map(|i| i.blocks.iter().map(|b| b.id))
                     .collect();
                 if let Some(now) = self.get_inode(inode.id)? {
                     held.extend(now.blocks.iter().map(|b| b.id));
                 }
-                for b in inode.blocks {
-                    if held.contains(&b.id) {
+                for mut b in inode.blocks {
+                    if held.contains(&b.id) || !seen.insert(b.id) {
                         continue;
                     }
-                    let owned = self.block_owner(b.id)?.is_some_and(|o| o.inode == inode.id);
-                    if owned && !freed.iter().any(|f: &BlockRecord| f.id == b.id) {
+                    // Deleted at the stamp the namespace knows (it may have
+                    // moved on since the value was kept).
+                    if let Some(o) = self.block_owner(b.id)?.filter(|o| o.inode == inode.id) {
+                        b.generation_stamp = o.gs;
                         batch.delete_cf(CF_BLOCKS, id_key(b.id));
                         freed.push(b);
                     }
@@ -440,6 +441,36 @@ impl Namespace {
             batch.delete_cf(CF_SNAPSHOTS, record_key(dir.id, name));
             Ok(freed)
         })
+    }
+
+    /// Which snapshot a kept value of `key` (column family `cf`) kept
+    /// under snapshot `id` passes to when `id` is deleted: the latest
+    /// snapshot before `id` that reads it (no kept value of the key lies
+    /// between them) and holds the key (it existed then, below that
+    /// snapshot's directory). None: no snapshot needs it any more.
+    fn heir(&self, st: &SnapState, id: u64, cf: u8, key: &[u8]) -> Result<Option<u64>> {
+        let Some(owner) = decode_u64(key) else {
+            return Ok(None);
+        };
+        // The key's latest kept value before `id`: snapshots up to it read that one.
+        let mut floor = 0;
+        for item in self.prefix_iter(CF_SNAPSHOTS, &versions::kept_prefix(cf, key))? {
+            let (k, _) = item?;
+            if let Some(s) = k.len().checked_sub(8).and_then(|at| decode_u64(&k[at..]))
+                && s < id
+            {
+                floor = floor.max(s);
+            }
+        }
+        for (sid, rec) in st.by_id.range(floor + 1..id).rev() {
+            if owner >= rec.watermark {
+                continue;
+            }
+            if self.path_below(owner, rec.dir, Some(*sid))?.is_some() {
+                return Ok(Some(*sid));
+            }
+        }
+        Ok(None)
     }
 
     /// The snapshots of directory `dir`, in name order.
@@ -508,6 +539,13 @@ impl Namespace {
             }
         }
         Ok(())
+    }
+
+    /// A deleted directory is no longer snapshottable.
+    pub(in crate::namespace) fn forget_snapshottable(&self, batch: &mut Effects, dir: u64) {
+        if self.snap_state().is_snapshottable(dir) {
+            batch.delete_cf(CF_SNAPSHOTS, snapshottable_key(dir));
+        }
     }
 
     /// Refuses to delete (or replace) directory `dir` at `path` while it has snapshots.

@@ -138,6 +138,9 @@ fn a_snapshot_keeps_deleted_overwritten_and_moved_files_until_it_is_deleted() {
     }
     assert_eq!(ns.snapshot_diff(&su, "/d", "s1", "s1").expect("diff"), vec![]);
 
+    // Safe mode waits for the blocks only the snapshot holds too: 2
+    // current files' and a, the old b and c.
+    assert_eq!(ns.startup_scan(&|| false).expect("scan").committed_blocks, 5);
     let freed = ns
         .delete_snapshot(&su, "/d", "s1")
         .durably()
@@ -239,7 +242,11 @@ fn snapshot_calls_check_their_callers_names_and_nesting_and_survive_a_reopen() {
         .create_snapshot(&alice, "/home/alice", None)
         .durably()
         .expect("her own");
-    assert!(mine.starts_with("/home/alice/.snapshot/s2"), "{mine}");
+    let name = mine.strip_prefix("/home/alice/.snapshot/").expect("its path");
+    assert!(
+        name.len() == "s20261203-041503.123".len() && name.starts_with('s') && name.as_bytes()[9] == b'-',
+        "{mine}"
+    );
     for bad in [".snapshot", "a/b", ""] {
         assert!(
             matches!(
@@ -249,6 +256,34 @@ fn snapshot_calls_check_their_callers_names_and_nesting_and_survive_a_reopen() {
             "{bad:?}"
         );
     }
+    // A diff names nothing from a directory its caller cannot list.
+    ns.mkdirs(&su, "/home/alice/private", 0o700, false)
+        .durably()
+        .expect("mkdir");
+    ns.create_snapshot(&alice, "/home/alice", Some("before"))
+        .durably()
+        .expect("before");
+    ns.mkdirs(&su, "/home/alice/private/secret-name", 0, false)
+        .durably()
+        .expect("mkdir");
+    ns.create_snapshot(&alice, "/home/alice", Some("after"))
+        .durably()
+        .expect("after");
+    let err = ns
+        .snapshot_diff(&alice, "/home/alice", "before", "after")
+        .expect_err("not listable");
+    assert!(matches!(err, NnError::PermissionDenied { .. }), "{err:?}");
+    let diff = ns
+        .snapshot_diff(&su, "/home/alice", "before", "after")
+        .expect("diff");
+    assert_eq!(
+        diff.iter().map(|e| (e.kind, e.path.as_str())).collect::<Vec<_>>(),
+        vec![
+            (DiffKind::Modify, "private"),
+            (DiffKind::Create, "private/secret-name")
+        ],
+        "exactly the change"
+    );
     ns.create_snapshot(&su, "/a/b", Some("x")).durably().expect("x");
     let dup = ns
         .create_snapshot(&su, "/a/b", Some("x"))
@@ -292,4 +327,49 @@ fn snapshot_calls_check_their_callers_names_and_nesting_and_survive_a_reopen() {
         ns.create_snapshot(&su, "/a/b", Some("z")).durably(),
         Err(NnError::Snapshot(_))
     ));
+}
+
+/// Snapshots of two directories: a value is kept for the snapshots that
+/// hold it, and deleting those frees it whatever the other directory's
+/// snapshots are; a file moved from one tree to the other is read in each
+/// at its place then.
+#[test]
+fn snapshots_of_two_directories_hold_only_what_they_saw() {
+    let (_tmp, ns, su) = namespace();
+    let (_, big) = file(&ns, &su, "/a/big", 10, false);
+    let (_, moved) = file(&ns, &su, "/a/moved", 20, false);
+    ns.mkdirs(&su, "/b", 0, false).durably().expect("mkdir");
+    ns.allow_snapshot(&su, "/a").durably().expect("allow");
+    ns.allow_snapshot(&su, "/b").durably().expect("allow");
+    ns.create_snapshot(&su, "/b", Some("b1")).durably().expect("b1");
+    ns.create_snapshot(&su, "/a", Some("a1")).durably().expect("a1");
+    ns.create_snapshot(&su, "/b", Some("b2")).durably().expect("b2");
+    ns.delete(&su, "/a/big", false).durably().expect("delete");
+    ns.rename(&su, "/a/moved", "/b/moved", false)
+        .durably()
+        .expect("move");
+    ns.create_snapshot(&su, "/b", Some("b3")).durably().expect("b3");
+    ns.delete(&su, "/b/moved", false).durably().expect("delete");
+    assert!(kept(&ns, big) && kept(&ns, moved));
+    assert_eq!(names(&ns, &su, "/a/.snapshot/a1"), vec!["big", "moved"]);
+    assert!(names(&ns, &su, "/b/.snapshot/b2").is_empty());
+    assert_eq!(names(&ns, &su, "/b/.snapshot/b3"), vec!["moved"]);
+    assert_eq!(
+        ns.get_file_info(&su, "/b/.snapshot/b3/moved")
+            .expect("stat")
+            .length(),
+        20
+    );
+    // /b's snapshots never held big: deleting them frees nothing of it.
+    for s in ["b1", "b2"] {
+        let freed = ns.delete_snapshot(&su, "/b", s).durably().expect("delete");
+        assert!(freed.is_empty(), "{s}: {freed:?}");
+    }
+    let freed = ns.delete_snapshot(&su, "/a", "a1").durably().expect("delete a1");
+    assert_eq!(freed.iter().map(|b| b.id).collect::<Vec<_>>(), vec![big]);
+    assert!(kept(&ns, moved), "b3 still holds the moved file");
+    assert_eq!(names(&ns, &su, "/b/.snapshot/b3"), vec!["moved"]);
+    let freed = ns.delete_snapshot(&su, "/b", "b3").durably().expect("delete b3");
+    assert_eq!(freed.iter().map(|b| b.id).collect::<Vec<_>>(), vec![moved]);
+    assert_eq!(kept_keys(&ns), 0);
 }

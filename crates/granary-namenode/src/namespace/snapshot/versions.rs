@@ -86,46 +86,69 @@ pub(super) fn decode_kept(v: &[u8]) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Whether inodes are in a snapshot, worked out from the stored tree as a
-/// mutation found it: an inode may be when a directory that has snapshots
-/// is among its ancestors, now or in any kept value (a directory moved out
-/// of a snapshotted tree keeps its old parent in a kept value, so what is
-/// below it is still found).
-struct Visibility<'a> {
+/// Which snapshots may hold an inode, worked out from the stored tree as a
+/// mutation found it: those of the directories with snapshots among its
+/// ancestors now or in any kept value (a directory moved out of a
+/// snapshotted tree keeps its old parent in a kept value, so what is below
+/// it still leads back to that tree). The answer is the latest snapshot of
+/// those directories: the one a changed value is kept under.
+struct Coverage<'a> {
     st: &'a SnapState,
-    memo: HashMap<u64, bool>,
+    memo: HashMap<u64, Option<u64>>,
 }
 
-impl Visibility<'_> {
-    fn of(&mut self, ns: &Namespace, id: u64) -> Result<bool> {
+impl Coverage<'_> {
+    fn latest(&mut self, ns: &Namespace, id: u64) -> Result<Option<u64>> {
         if let Some(v) = self.memo.get(&id) {
             return Ok(*v);
         }
         let mut seen = HashSet::from([id]);
         let mut todo = vec![id];
+        let mut best: Option<u64> = None;
         while let Some(cur) = todo.pop() {
-            if self.st.taken.contains_key(&cur) || self.memo.get(&cur) == Some(&true) {
-                self.memo.insert(id, true);
-                return Ok(true);
+            if let Some(l) = self.st.latest_of(cur) {
+                best = best.max(Some(l));
             }
-            if cur == ROOT_ID || self.memo.get(&cur) == Some(&false) {
+            if cur == ROOT_ID {
                 continue;
             }
-            let mut parents: Vec<u64> = ns.kept_versions(cur, None)?.iter().map(|i| i.parent).collect();
-            if let Some(now) = ns.get_inode(cur)? {
-                parents.push(now.parent);
-            }
+            let mut parents: Vec<u64> = ns.get_inode(cur)?.map(|i| i.parent).into_iter().collect();
+            parents.extend(ns.kept_versions(cur, None)?.iter().map(|i| i.parent));
             for p in parents {
                 if p != 0 && seen.insert(p) {
                     todo.push(p);
                 }
             }
         }
-        // Nothing reached from here reaches a snapshotted directory.
-        for s in seen {
-            self.memo.insert(s, false);
+        self.memo.insert(id, best);
+        Ok(best)
+    }
+}
+
+/// The kept inode values a mutation writes or deletes, by inode, indexed
+/// once per mutation (a recursive delete's thousands of files would
+/// otherwise scan its every change once per file).
+#[derive(Default)]
+pub(super) struct KeptOverlay(HashMap<u64, Vec<KeptChange>>);
+
+/// A kept-value key and what a mutation sets it to (None: deletes it).
+type KeptChange = (Vec<u8>, Option<Vec<u8>>);
+
+impl KeptOverlay {
+    pub(super) fn of(effects: &Effects) -> Self {
+        let mut o = Self::default();
+        for op in effects.ops_in(CF_SNAPSHOTS) {
+            if op.key.len() == 2 + 8 + 1 + 8
+                && op.key[0] == KEPT
+                && op.key[1] == INODES
+                && let Some(id) = decode_u64(&op.key[2..10])
+            {
+                o.0.entry(id)
+                    .or_default()
+                    .push((op.key.clone(), op.value.clone()));
+            }
         }
-        Ok(false)
+        o
     }
 }
 
@@ -261,19 +284,17 @@ impl Namespace {
     }
 
     /// Every kept value of inode `id` that is present (not "absent"), as
-    /// stored, with `effects` (a mutation's changes not yet written) applied.
-    pub(super) fn kept_versions(&self, id: u64, effects: Option<&Effects>) -> Result<Vec<Inode>> {
+    /// stored, with a mutation's not yet written changes to them applied.
+    pub(super) fn kept_versions(&self, id: u64, overlay: Option<&KeptOverlay>) -> Result<Vec<Inode>> {
         let prefix = kept_prefix(INODES, &id_key(id));
         let mut values: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
         for item in self.prefix_iter(CF_SNAPSHOTS, &prefix)? {
             let (k, v) = item?;
             values.insert(k.to_vec(), Some(v.to_vec()));
         }
-        if let Some(e) = effects {
-            for op in e.ops_in(CF_SNAPSHOTS) {
-                if op.key.starts_with(&prefix) {
-                    values.insert(op.key.clone(), op.value.clone());
-                }
+        if let Some(changes) = overlay.and_then(|o| o.0.get(&id)) {
+            for (k, v) in changes {
+                values.insert(k.clone(), v.clone());
             }
         }
         let mut out = Vec::new();
@@ -283,6 +304,36 @@ impl Namespace {
             }
         }
         Ok(out)
+    }
+
+    /// How many committed blocks only kept values hold (their files were
+    /// deleted or changed since): datanodes report them too, so safe mode
+    /// counts them.
+    pub(in crate::namespace) fn blocks_only_snapshots_hold(&self) -> Result<u64> {
+        let mut only: HashSet<u64> = HashSet::new();
+        let mut current: HashMap<u64, HashSet<u64>> = HashMap::new();
+        for item in self.prefix_iter(CF_SNAPSHOTS, &[KEPT, INODES])? {
+            let (_, v) = item?;
+            let Some(bytes) = decode_kept(&v)? else {
+                continue;
+            };
+            let inode = decode_inode(&bytes)?;
+            let now = match current.entry(inode.id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    self.get_inode(inode.id)?
+                        .iter()
+                        .flat_map(|i| i.blocks.iter().map(|b| b.id))
+                        .collect(),
+                ),
+            };
+            for b in inode.blocks.iter().filter(|b| b.committed) {
+                if !now.contains(&b.id) && self.block_owner(b.id)?.is_some_and(|o| o.inode == inode.id) {
+                    only.insert(b.id);
+                }
+            }
+        }
+        Ok(only.len() as u64)
     }
 
     /// The inode `id` that holds block `block`: the current one, or else
@@ -313,11 +364,11 @@ impl Namespace {
     /// replicas).
     pub(in crate::namespace) fn keep_for_snapshots(&self, effects: &mut Effects) -> Result<()> {
         let st = self.snap_state();
-        let Some(latest) = st.latest() else {
+        let Some(newest) = st.latest() else {
             return Ok(());
         };
-        let (snap, watermark) = (latest.id, latest.watermark);
-        let mut vis = Visibility {
+        let newest_watermark = newest.watermark;
+        let mut coverage = Coverage {
             st: &st,
             memo: HashMap::new(),
         };
@@ -335,12 +386,18 @@ impl Namespace {
         let snapshots = self.cf(CF_SNAPSHOTS)?;
         for (cf, cf_name, keys) in [(INODES, CF_INODES, inodes), (DIRENTS, CF_DIRENTS, dirents)] {
             for key in keys {
-                // An inode, or a directory's entries, made after the latest
-                // snapshot is in none.
+                // An inode, or a directory's entries, made after a snapshot
+                // is in none of it.
                 let Some(owner) = decode_u64(&key) else {
                     continue;
                 };
-                if owner >= watermark {
+                if owner >= newest_watermark {
+                    continue;
+                }
+                let Some(snap) = coverage.latest(self, owner)? else {
+                    continue;
+                };
+                if st.by_id.get(&snap).is_none_or(|r| owner >= r.watermark) {
                     continue;
                 }
                 let kk = kept_key(cf, &key, snap);
@@ -349,9 +406,6 @@ impl Namespace {
                 }
                 let old = self.db.get_cf(self.cf(cf_name)?, &key)?;
                 if cf == INODES && old.is_none() {
-                    continue;
-                }
-                if !vis.of(self, owner)? {
                     continue;
                 }
                 adds.put_cf(CF_SNAPSHOTS, &kk, encode_kept(old.as_deref()));
@@ -376,6 +430,7 @@ impl Namespace {
         }
         let mut held: HashMap<u64, HashSet<u64>> = HashMap::new();
         let mut spared = HashSet::new();
+        let overlay = KeptOverlay::of(effects);
         for key in deleted {
             let Some(owner) = self
                 .db
@@ -387,7 +442,7 @@ impl Namespace {
             let blocks = match held.entry(owner.inode) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    self.kept_versions(owner.inode, Some(effects))?
+                    self.kept_versions(owner.inode, Some(&overlay))?
                         .iter()
                         .flat_map(|i| i.blocks.iter().map(|b| b.id))
                         .collect(),

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ClientService, extended};
 use crate::error::NnError;
-use crate::namespace::{DiffKind, snapshot::MAX_SNAPSHOTS};
+use crate::namespace::{DiffKind, retry, snapshot::MAX_SNAPSHOTS};
 use crate::rpc::{blocking, mutating};
 use granary_proto as pb;
 
@@ -17,6 +17,7 @@ impl ClientService {
     ) -> Result<Response<pb::ChangeSnapshotResponse>, Status> {
         self.state.check_writable()?;
         let (st, caller) = self.ctx(&req).await?;
+        let call = retry::call_of(req.metadata());
         let r = req.into_inner();
         let action = pb::SnapshotAction::try_from(r.action).unwrap_or(pb::SnapshotAction::Unspecified);
         let snapshot_path = mutating(&self.state, move |writes| {
@@ -28,12 +29,24 @@ impl ClientService {
                     let name = (!r.name.is_empty()).then_some(r.name.as_str());
                     return Ok(writes.take(ns.create_snapshot(&caller, &r.path, name)?));
                 }
+                // A retried delete or rename (its first try done, its answer
+                // lost) is answered from the retry cache, not refused.
                 pb::SnapshotAction::Delete => {
-                    let freed = writes.take(ns.delete_snapshot(&caller, &r.path, &r.name)?);
-                    st.remove_deleted(writes, extended(freed));
+                    if writes.take(ns.recorded(call.as_ref())?).is_none() {
+                        let freed = retry::recording(call.as_ref(), 0, || {
+                            ns.delete_snapshot(&caller, &r.path, &r.name)
+                        })?;
+                        let freed = writes.take(freed);
+                        st.remove_deleted(writes, extended(freed));
+                    }
                 }
                 pb::SnapshotAction::Rename => {
-                    writes.take(ns.rename_snapshot(&caller, &r.path, &r.name, &r.new_name)?)
+                    if writes.take(ns.recorded(call.as_ref())?).is_none() {
+                        let done = retry::recording(call.as_ref(), 0, || {
+                            ns.rename_snapshot(&caller, &r.path, &r.name, &r.new_name)
+                        })?;
+                        writes.take(done);
+                    }
                 }
                 pb::SnapshotAction::Unspecified => {
                     return Err(NnError::InvalidArgument(format!(
