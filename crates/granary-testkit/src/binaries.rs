@@ -156,6 +156,38 @@ pub struct ProcessCluster {
 }
 
 impl ProcessCluster {
+    /// `granary` as `user` against this (plain, not TLS) cluster.
+    pub fn cli_as(&self, user: &str, args: &[&str]) -> std::process::Output {
+        Command::new(bin_path("granary"))
+            .args(["--namenode", &self.rpc, "--user", user])
+            .args(args)
+            .output()
+            .expect("granary runs")
+    }
+
+    /// `granary` as the superuser: its stdout, after checking it succeeded.
+    pub fn cli_out(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.cli_as("hdfs", args);
+        assert!(
+            out.status.success(),
+            "granary {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// [`ProcessCluster::cli_out`] as text.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        String::from_utf8(self.cli_out(args)).expect("UTF-8 output")
+    }
+
+    /// `granary` as the superuser: its stderr, after checking it failed.
+    pub fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli_as("hdfs", args);
+        assert!(!out.status.success(), "granary {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Formats and starts a namenode (superuser `hdfs`) and `n` datanodes,
     /// and waits until all datanodes have registered.
     pub fn start(n: usize, extra_nn_args: &[&str]) -> Self {

@@ -100,3 +100,21 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits (up to a minute) until the namenode is out of safe mode, as after
+/// a restart once the datanodes have reported.
+pub async fn wait_out_of_safe_mode(c: &DfsClient) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c
+        .safe_mode(granary_client::SafeModeAction::Get)
+        .await
+        .expect("safe mode")
+        .on
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in safe mode after a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

@@ -99,12 +99,7 @@ impl Namespace {
         ns_quota: Option<i64>,
         ss_quota: Option<i64>,
     ) -> Result<Written<()>> {
-        if !caller.is_super {
-            return Err(NnError::AccessDenied(format!(
-                "Access denied for user {}. Superuser privilege is required",
-                caller.user()
-            )));
-        }
+        Self::superuser_only(caller)?;
         if let Some(n) = ns_quota.filter(|n| *n != QUOTA_RESET && *n < 1) {
             return Err(NnError::InvalidArgument(format!(
                 "{path}: invalid name quota {n}: it must be at least 1 (the directory itself counts)"

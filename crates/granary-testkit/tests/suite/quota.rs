@@ -5,40 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
-
 use granary_client::{ClientError, ContentSummary, CreateOptions, DfsClient};
 use granary_common::{ErrorCode, HasErrorCode};
-use granary_testkit::binaries::{ProcessCluster, bin_path, http_request};
-use granary_testkit::fixtures::{get, pseudo_random};
+use granary_testkit::binaries::{ProcessCluster, http_request};
+use granary_testkit::fixtures::{get, pseudo_random, wait_out_of_safe_mode};
 use tokio::io::AsyncWriteExt;
 
 const MIB: u64 = 1 << 20;
-
-fn cli(c: &ProcessCluster, args: &[&str]) -> Output {
-    Command::new(bin_path("granary"))
-        .args(["--namenode", &c.rpc, "--user", "hdfs"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn cli_ok(c: &ProcessCluster, args: &[&str]) -> String {
-    let out = cli(c, args);
-    assert!(
-        out.status.success(),
-        "granary {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The CLI's failure: its stderr, after checking it failed.
-fn cli_err(c: &ProcessCluster, args: &[&str]) -> String {
-    let out = cli(c, args);
-    assert!(!out.status.success(), "granary {args:?} should have failed");
-    String::from_utf8(out.stderr).unwrap()
-}
 
 /// Writes `bytes` to `path` at replication `repl` in 1 MiB blocks; the
 /// error code of the first failure, if any.
@@ -63,7 +36,7 @@ async fn summary(c: &DfsClient, path: &str) -> ContentSummary {
 
 /// (names used, bytes used) as `count -q` shows them: quota minus remaining.
 fn count_q(c: &ProcessCluster, path: &str) -> Vec<String> {
-    let out = cli_ok(c, &["fs", "count", "-q", path]);
+    let out = c.cli_ok(&["fs", "count", "-q", path]);
     out.split_whitespace().map(str::to_string).collect()
 }
 
@@ -77,22 +50,10 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
     for d in ["/names", "/space", "/other"] {
         client.mkdirs(d, None, true).await.unwrap();
     }
-    cli_ok(&c, &["admin", "set-quota", "3", "/names"]);
-    cli_ok(&c, &["admin", "set-space-quota", "4m", "/space"]);
+    c.cli_ok(&["admin", "set-quota", "3", "/names"]);
+    c.cli_ok(&["admin", "set-space-quota", "4m", "/space"]);
     // Only the superuser sets quotas.
-    let out = Command::new(bin_path("granary"))
-        .args([
-            "--namenode",
-            &c.rpc,
-            "--user",
-            "alice",
-            "admin",
-            "set-quota",
-            "9",
-            "/names",
-        ])
-        .output()
-        .unwrap();
+    let out = c.cli_as("alice", &["admin", "set-quota", "9", "/names"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Superuser privilege is required"));
     assert_eq!(
@@ -116,12 +77,12 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
         Err(ErrorCode::NsQuotaExceeded)
     );
     // CLI.
-    let err = cli_err(&c, &["fs", "mkdir", "/names/c"]);
+    let err = c.cli_err(&["fs", "mkdir", "/names/c"]);
     assert!(
         err.contains("The NameSpace quota (directories and files) of directory /names is exceeded"),
         "{err}"
     );
-    let err = cli_err(&c, &["fs", "touchz", "/names/b/t"]);
+    let err = c.cli_err(&["fs", "touchz", "/names/b/t"]);
     assert!(err.contains("NameSpace quota"), "{err}");
     // WebHDFS, with HDFS's exception.
     let (status, _, body) = tokio::task::spawn_blocking({
@@ -162,7 +123,7 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
     // CLI.
     let local = c.dir.path().join("two.bin");
     std::fs::write(&local, &two).unwrap();
-    let err = cli_err(&c, &["fs", "put", local.to_str().unwrap(), "/space/cli"]);
+    let err = c.cli_err(&["fs", "put", local.to_str().unwrap(), "/space/cli"]);
     assert!(err.contains("The DiskSpace quota of /space is exceeded"), "{err}");
     let _ = client.delete("/space/cli", false).await;
     // WebHDFS: a create through a datanode is refused at its block.
@@ -219,25 +180,12 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
     // A restart keeps quotas and usage, and they are still enforced.
     c.restart_namenode();
     let client = c.client().await;
-    // Safe mode ends once the datanodes have reported (bounded).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while client
-        .safe_mode(granary_client::SafeModeAction::Get)
-        .await
-        .unwrap()
-        .on
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still in safe mode a minute after the restart"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    wait_out_of_safe_mode(&client).await;
     assert_eq!((count_q(&c, "/names"), count_q(&c, "/space")), before);
     client.mkdirs("/names/d", None, false).await.unwrap();
     let e = client.mkdirs("/names/e", None, false).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NsQuotaExceeded, "{e}");
-    let human = cli_ok(&c, &["fs", "count", "-q", "-h", "-v", "/space"]);
+    let human = c.cli_ok(&["fs", "count", "-q", "-h", "-v", "/space"]);
     assert!(
         human.starts_with("       QUOTA       REM_QUOTA     SPACE_QUOTA REM_SPACE_QUOTA"),
         "{human}"
@@ -245,7 +193,7 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
     assert!(human.contains(" 4 M "), "{human}");
 
     // Cleared (CLI and WebHDFS), nothing is limited any more.
-    cli_ok(&c, &["admin", "clr-quota", "/names"]);
+    c.cli_ok(&["admin", "clr-quota", "/names"]);
     let (status, _, body) = tokio::task::spawn_blocking({
         let http = c.http.clone();
         move || {

@@ -6,38 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use granary_client::DfsClient;
-use granary_testkit::binaries::{ProcessCluster, bin_path, find_replica, http_request};
-use granary_testkit::fixtures::{get, pseudo_random, put};
+use granary_testkit::binaries::{ProcessCluster, find_replica, http_request};
+use granary_testkit::fixtures::{get, pseudo_random, put, wait_out_of_safe_mode};
 
 const MIB: usize = 1 << 20;
-
-fn cli(c: &ProcessCluster, args: &[&str]) -> Output {
-    Command::new(bin_path("granary"))
-        .args(["--namenode", &c.rpc, "--user", "hdfs"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn cli_ok(c: &ProcessCluster, args: &[&str]) -> Vec<u8> {
-    let out = cli(c, args);
-    assert!(
-        out.status.success(),
-        "granary {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn cli_err(c: &ProcessCluster, args: &[&str]) -> String {
-    let out = cli(c, args);
-    assert!(!out.status.success(), "granary {args:?} should have failed");
-    String::from_utf8(out.stderr).unwrap()
-}
 
 /// Bytes of block files under every datanode's data dir.
 fn disk_usage(c: &ProcessCluster) -> u64 {
@@ -90,22 +65,6 @@ async fn web(c: &ProcessCluster, method: &'static str, path: String) -> (u16, Op
         .unwrap()
 }
 
-async fn wait_out_of_safe_mode(client: &DfsClient) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .safe_mode(granary_client::SafeModeAction::Get)
-        .await
-        .unwrap()
-        .on
-    {
-        assert!(
-            Instant::now() < deadline,
-            "still in safe mode a minute after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 fn local(c: &ProcessCluster, name: &str) -> std::path::PathBuf {
     c.dir.path().join(name)
 }
@@ -125,44 +84,30 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     put(&client, "/data/over", old_text.as_bytes(), MIB as u64).await;
 
     // Only the superuser allows snapshots; the owner takes them.
-    let out = Command::new(bin_path("granary"))
-        .args([
-            "--namenode",
-            &c.rpc,
-            "--user",
-            "alice",
-            "admin",
-            "allow-snapshot",
-            "/data",
-        ])
-        .output()
-        .unwrap();
+    let out = c.cli_as("alice", &["admin", "allow-snapshot", "/data"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Superuser privilege is required"));
-    let allowed = String::from_utf8(cli_ok(&c, &["admin", "allow-snapshot", "/data"])).unwrap();
+    let allowed = c.cli_ok(&["admin", "allow-snapshot", "/data"]);
     assert_eq!(allowed.trim(), "Allowing snapshot on /data succeeded");
-    let made = String::from_utf8(cli_ok(&c, &["fs", "create-snapshot", "/data", "s1"])).unwrap();
+    let made = c.cli_ok(&["fs", "create-snapshot", "/data", "s1"]);
     assert_eq!(made.trim(), "Created snapshot /data/.snapshot/s1");
 
     // After the snapshot: delete, overwrite, rename, create.
     let gone_blocks = block_ids(&client, "/data/gone").await;
     let over_blocks = block_ids(&client, "/data/over").await;
     assert_eq!(gone_blocks.len(), 4);
-    cli_ok(&c, &["fs", "rm", "-skipTrash", "/data/gone"]);
+    c.cli_out(&["fs", "rm", "-skipTrash", "/data/gone"]);
     std::fs::write(local(&c, "new-over"), b"the new version\n").unwrap();
-    cli_ok(
-        &c,
-        &[
-            "fs",
-            "put",
-            "-f",
-            local(&c, "new-over").to_str().unwrap(),
-            "/data/over",
-        ],
-    );
-    cli_ok(&c, &["fs", "mv", "/data/keep", "/data/kept"]);
+    c.cli_out(&[
+        "fs",
+        "put",
+        "-f",
+        local(&c, "new-over").to_str().unwrap(),
+        "/data/over",
+    ]);
+    c.cli_out(&["fs", "mv", "/data/keep", "/data/kept"]);
     put(&client, "/data/new", b"made after s1", MIB as u64).await;
-    let err = cli_err(&c, &["fs", "rm", "-r", "-skipTrash", "/data"]);
+    let err = c.cli_err(&["fs", "rm", "-r", "-skipTrash", "/data"]);
     assert!(err.contains("snapshottable and already has snapshots"), "{err}");
 
     // A namenode restart: the snapshot and what it keeps are durable.
@@ -174,18 +119,15 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     assert_eq!(get(&client, "/data/.snapshot/s1/gone").await, gone);
     assert_eq!(get(&client, "/data/.snapshot/s1/keep").await, keep);
     assert_eq!(
-        cli_ok(&c, &["fs", "cat", "/data/.snapshot/s1/over"]),
+        c.cli_out(&["fs", "cat", "/data/.snapshot/s1/over"]),
         old_text.as_bytes()
     );
-    cli_ok(
-        &c,
-        &[
-            "fs",
-            "get",
-            "/data/.snapshot/s1/gone",
-            local(&c, "gone").to_str().unwrap(),
-        ],
-    );
+    c.cli_out(&[
+        "fs",
+        "get",
+        "/data/.snapshot/s1/gone",
+        local(&c, "gone").to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(local(&c, "gone")).unwrap(), gone);
     let (status, location, body) = web(
         &c,
@@ -210,9 +152,9 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     assert_eq!(get(&client, "/data/kept").await, keep);
 
     // Listings.
-    let ls = String::from_utf8(cli_ok(&c, &["fs", "ls", "/data/.snapshot"])).unwrap();
+    let ls = c.cli_ok(&["fs", "ls", "/data/.snapshot"]);
     assert!(ls.contains("/data/.snapshot/s1"), "{ls}");
-    let ls = String::from_utf8(cli_ok(&c, &["fs", "ls", "/data/.snapshot/s1"])).unwrap();
+    let ls = c.cli_ok(&["fs", "ls", "/data/.snapshot/s1"]);
     for name in ["gone", "keep", "over"] {
         assert!(ls.contains(&format!("/data/.snapshot/s1/{name}")), "{ls}");
     }
@@ -227,9 +169,9 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     assert!(body.contains("\"pathSuffix\":\"gone\""), "{body}");
 
     // Nothing under .snapshot changes, on any door.
-    let err = cli_err(&c, &["fs", "mkdir", "/data/.snapshot/s1/x"]);
+    let err = c.cli_err(&["fs", "mkdir", "/data/.snapshot/s1/x"]);
     assert!(err.contains("read-only snapshot"), "{err}");
-    let err = cli_err(&c, &["fs", "rm", "-skipTrash", "/data/.snapshot/s1/keep"]);
+    let err = c.cli_err(&["fs", "rm", "-skipTrash", "/data/.snapshot/s1/keep"]);
     assert!(err.contains("read-only snapshot"), "{err}");
     let (status, _, body) = web(
         &c,
@@ -242,7 +184,7 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     assert_eq!(get(&client, "/data/.snapshot/s1/keep").await, keep);
 
     // The diff, as HDFS prints it; and through WebHDFS.
-    let diff = String::from_utf8(cli_ok(&c, &["fs", "snapshot-diff", "/data", "s1", "."])).unwrap();
+    let diff = c.cli_ok(&["fs", "snapshot-diff", "/data", "s1", "."]);
     assert!(
         diff.starts_with("Difference between snapshot s1 and current directory under directory /data:"),
         "{diff}"
@@ -288,7 +230,7 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
         body.contains("\"pathSuffix\":\"data\"") && body.contains("\"snapshotNumber\":1"),
         "{body}"
     );
-    let listed = String::from_utf8(cli_ok(&c, &["fs", "ls-snapshottable-dir"])).unwrap();
+    let listed = c.cli_ok(&["fs", "ls-snapshottable-dir"]);
     assert!(listed.trim_end().ends_with(" 1 65536 /data"), "{listed}");
 
     // The deleted and overwritten files' replicas are still on disk.
@@ -301,7 +243,7 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
 
     // Deleting the snapshot frees them: the datanodes' disk usage drops.
     let before = disk_usage(&c);
-    cli_ok(&c, &["fs", "delete-snapshot", "/data", "s1"]);
+    c.cli_out(&["fs", "delete-snapshot", "/data", "s1"]);
     let freed = 3 * (gone.len() + old_text.len()) as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -316,11 +258,11 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let err = cli_err(&c, &["fs", "ls", "/data/.snapshot/s1"]);
+    let err = c.cli_err(&["fs", "ls", "/data/.snapshot/s1"]);
     assert!(err.contains("No such file or directory"), "{err}");
     // What is current is untouched.
     assert_eq!(get(&client, "/data/kept").await, keep);
     assert_eq!(get(&client, "/data/over").await, b"the new version\n");
-    cli_ok(&c, &["admin", "disallow-snapshot", "/data"]);
-    cli_ok(&c, &["fs", "rm", "-r", "-skipTrash", "/data"]);
+    c.cli_out(&["admin", "disallow-snapshot", "/data"]);
+    c.cli_out(&["fs", "rm", "-r", "-skipTrash", "/data"]);
 }

@@ -5,11 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use granary_client::DfsClient;
-use granary_testkit::binaries::{ProcessCluster, bin_path, find_replica};
+use granary_testkit::binaries::{ProcessCluster, find_replica};
 use granary_testkit::fixtures::get;
 
 /// The cluster's block size (`--default-block-size`).
@@ -20,20 +19,6 @@ async fn put(client: &DfsClient, path: &str, data: &[u8]) {
 }
 
 const TRASH: &str = "/user/hdfs/.Trash";
-
-fn cli(c: &ProcessCluster, args: &[&str]) -> String {
-    let out = Command::new(bin_path("granary"))
-        .args(["--namenode", &c.rpc, "--user", "hdfs"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "granary {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Where `rel` (e.g. `/data/a`) is in the trash now: in Current or in a
 /// checkpoint (the emptier may have taken one since).
@@ -69,7 +54,7 @@ async fn rm_goes_to_the_trash_which_is_restored_checkpointed_and_expired() {
     put(&client, "/data/a.bin", &data).await;
 
     // rm moves it; mv (from wherever the emptier left it) restores it.
-    let out = cli(&c, &["fs", "rm", "/data/a.bin"]);
+    let out = c.cli_ok(&["fs", "rm", "/data/a.bin"]);
     assert_eq!(
         out,
         format!("Moved: '/data/a.bin' to trash at: {TRASH}/Current/data/a.bin\n")
@@ -98,7 +83,7 @@ async fn rm_goes_to_the_trash_which_is_restored_checkpointed_and_expired() {
         .map(|b| b.block.id.0)
         .collect();
     assert_eq!(blocks.len(), 3);
-    cli(&c, &["fs", "rm", "/data/a.bin"]);
+    c.cli_ok(&["fs", "rm", "/data/a.bin"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut checkpointed = false;
     loop {
@@ -127,16 +112,16 @@ async fn rm_goes_to_the_trash_which_is_restored_checkpointed_and_expired() {
 
     // -skipTrash deletes at once.
     put(&client, "/data/b.bin", b"b").await;
-    let out = cli(&c, &["fs", "rm", "-skipTrash", "/data/b.bin"]);
+    let out = c.cli_ok(&["fs", "rm", "-skipTrash", "/data/b.bin"]);
     assert_eq!(out, "Deleted /data/b.bin\n");
     assert!(in_trash(&client, "/data/b.bin").await.is_none());
 
     // A file of the name of a directory on the way in the trash (/data/f,
     // then /data/f/g deleted): stepped around, nothing overwritten.
     put(&client, "/data/f", b"file f").await;
-    cli(&c, &["fs", "rm", "/data/f"]);
+    c.cli_ok(&["fs", "rm", "/data/f"]);
     put(&client, "/data/f/g", b"file g").await;
-    let out = cli(&c, &["fs", "rm", "/data/f/g"]);
+    let out = c.cli_ok(&["fs", "rm", "/data/f/g"]);
     assert!(out.starts_with("Moved: '/data/f/g' to trash at: "), "{out}");
     let g = out.trim().rsplit(' ').next().unwrap().to_string();
     assert!(get(&client, &g).await == b"file g", "{g}");
@@ -146,8 +131,8 @@ async fn rm_goes_to_the_trash_which_is_restored_checkpointed_and_expired() {
 
     // expunge -immediate empties the trash now.
     put(&client, "/data/c.bin", b"c").await;
-    cli(&c, &["fs", "rm", "/data/c.bin"]);
+    c.cli_ok(&["fs", "rm", "/data/c.bin"]);
     assert!(in_trash(&client, "/data/c.bin").await.is_some());
-    cli(&c, &["fs", "expunge", "-immediate"]);
+    c.cli_ok(&["fs", "expunge", "-immediate"]);
     assert!(in_trash(&client, "/data/c.bin").await.is_none());
 }

@@ -169,7 +169,8 @@ impl Namespace {
             .clone()
     }
 
-    fn superuser_only(caller: &Caller) -> Result<()> {
+    /// Refuses callers other than the superuser (HDFS's message).
+    pub(in crate::namespace) fn superuser_only(caller: &Caller) -> Result<()> {
         if caller.is_super {
             Ok(())
         } else {
