@@ -153,11 +153,19 @@ impl Namespace {
                 };
                 match at {
                     None => self.for_each_child(n.id, add)?,
+                    // A page at a time: memory stays bounded by the page.
                     Some(snap) => {
-                        let (children, _) = self.children_at(n.id, snap, "", usize::MAX - 1)?;
-                        for (_, id) in children {
-                            if let Some(child) = self.inode_at(id, at)? {
-                                add(child);
+                        let mut after = String::new();
+                        loop {
+                            let (page, more) = self.children_at(n.id, snap, &after, 1000)?;
+                            for (name, id) in page {
+                                if let Some(child) = self.inode_at(id, at)? {
+                                    add(child);
+                                }
+                                after = name;
+                            }
+                            if !more {
+                                break;
                             }
                         }
                     }

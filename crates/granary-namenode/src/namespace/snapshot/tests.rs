@@ -373,3 +373,42 @@ fn snapshots_of_two_directories_hold_only_what_they_saw() {
     assert_eq!(freed.iter().map(|b| b.id).collect::<Vec<_>>(), vec![moved]);
     assert_eq!(kept_keys(&ns), 0);
 }
+
+/// A snapshot's directory lists page by page as it was, whatever was
+/// deleted from it or added to it since.
+#[test]
+fn a_snapshot_lists_in_pages_as_it_was() {
+    let (_tmp, ns, su) = namespace();
+    let before: Vec<String> = (0..30).map(|i| format!("f{i:02}")).collect();
+    ns.mkdirs(&su, "/d", 0, false).durably().expect("mkdir");
+    for n in &before {
+        crate::namespace::tests::closed_file(&ns, &su, &format!("/d/{n}"));
+    }
+    ns.allow_snapshot(&su, "/d").durably().expect("allow");
+    ns.create_snapshot(&su, "/d", Some("s"))
+        .durably()
+        .expect("snapshot");
+    for i in (0..30).step_by(3) {
+        ns.delete(&su, &format!("/d/f{i:02}"), false)
+            .durably()
+            .expect("delete");
+    }
+    for i in 0..10 {
+        crate::namespace::tests::closed_file(&ns, &su, &format!("/d/f{i:02}x"));
+    }
+    let mut listed = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = ns.list(&su, "/d/.snapshot/s", &after, 7).expect("page");
+        assert!(page.entries.len() <= 7);
+        listed.extend(page.entries.iter().map(|e| e.name.clone()));
+        match page.entries.last() {
+            Some(last) if page.has_more => after = last.name.clone(),
+            _ => break,
+        }
+    }
+    assert_eq!(listed, before);
+    let summary = ns.content_summary(&su, "/d/.snapshot/s").expect("summary");
+    assert_eq!((summary.file_count, summary.directory_count), (30, 1));
+    assert_eq!(names(&ns, &su, "/d").len(), 30, "20 left and 10 new");
+}
