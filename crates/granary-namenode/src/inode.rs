@@ -69,9 +69,6 @@ pub struct Inode {
     /// directories an operator gave a quota).
     #[prost(message, optional, tag = "15")]
     pub quota: Option<DirQuota>,
-    /// An operator allowed snapshots of this directory.
-    #[prost(bool, tag = "16")]
-    pub snapshottable: bool,
 }
 
 /// One snapshot of a snapshottable directory.

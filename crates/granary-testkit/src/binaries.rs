@@ -564,6 +564,16 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     (status == "200").then(|| body.to_string())
 }
 
+/// Where a WebHDFS redirect sends the client: `http://HOST:PORT/PATH?Q`
+/// as (`HOST:PORT`, `/PATH?Q`).
+pub fn redirect_target(location: &str) -> (String, String) {
+    let (host, path) = location
+        .strip_prefix("http://")
+        .and_then(|l| l.split_once('/'))
+        .unwrap_or_else(|| panic!("not an http:// redirect: {location}"));
+    (host.to_string(), format!("/{path}"))
+}
+
 /// One HTTP/1.0 request: the status, the `Location` header if any, the body.
 pub fn http_request(addr: &str, method: &str, path_and_query: &str) -> (u16, Option<String>, String) {
     use std::io::{Read, Write};

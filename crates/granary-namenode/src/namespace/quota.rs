@@ -111,12 +111,7 @@ impl Namespace {
             )));
         }
         self.mutate(|batch| {
-            let r = self.resolve(path)?;
-            self.check_traverse(caller, &r)?;
-            let mut dir = r.existing()?.clone();
-            if !dir.is_dir {
-                return Err(NnError::NotDirectory(path.to_string()));
-            }
+            let (_, mut dir) = self.resolve_dir(caller, path)?;
             let had = dir.quota.is_some();
             let mut q = match dir.quota {
                 Some(q) => q,

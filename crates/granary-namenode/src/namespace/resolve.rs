@@ -142,7 +142,7 @@ impl fmt::Display for SubtreePath<'_> {
 }
 
 impl Namespace {
-    fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>> {
+    pub(super) fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>> {
         Ok(self
             .db
             .get_pinned_cf(self.cf(CF_DIRENTS)?, dirent_key(parent, name))?
@@ -158,30 +158,7 @@ impl Namespace {
         if comps.iter().any(|c| c == DOT_SNAPSHOT) {
             return Err(NnError::SnapshotReadOnly(path.to_string()));
         }
-        let root = self
-            .get_inode(ROOT_ID)?
-            .ok_or_else(|| NnError::Corrupt("root inode missing".into()))?;
-        let mut inodes = vec![root];
-        for (i, c) in comps.iter().enumerate() {
-            let cur = &inodes[i];
-            if !cur.is_dir {
-                return Err(NnError::ParentNotDirectory(Prefix(&comps[..i]).to_string()));
-            }
-            let Some(child) = self.lookup(cur.id, c)? else {
-                break;
-            };
-            let inode = self.get_inode(child)?.ok_or_else(|| {
-                NnError::Corrupt(format!("directory entry {c:?} points at missing inode {child}"))
-            })?;
-            inodes.push(inode);
-        }
-        Ok(Resolved {
-            path: path.to_string(),
-            comps,
-            inodes,
-            at: None,
-            snapshots_of: None,
-        })
+        self.walk(path, comps)
     }
 
     /// Walks `path` for a read: as [`Namespace::resolve`], and under a
@@ -190,10 +167,12 @@ impl Namespace {
     /// `DIR/.snapshot/NAME` is read as it was when the snapshot was taken.
     pub fn resolve_view(&self, path: &str) -> Result<Resolved> {
         let comps: Vec<String> = gpath::components(path)?.into_iter().map(String::from).collect();
-        if !comps.iter().any(|c| c == DOT_SNAPSHOT) {
-            return self.resolve(path);
-        }
-        let st = self.snap_state();
+        self.walk(path, comps)
+    }
+
+    /// The walk of [`Namespace::resolve_view`] (a `.snapshot` component
+    /// never reaches it from [`Namespace::resolve`]).
+    fn walk(&self, path: &str, comps: Vec<String>) -> Result<Resolved> {
         let root = self
             .get_inode(ROOT_ID)?
             .ok_or_else(|| NnError::Corrupt("root inode missing".into()))?;
@@ -219,12 +198,11 @@ impl Namespace {
             if !cur.is_dir {
                 return Err(NnError::ParentNotDirectory(Prefix(&comps[..i]).to_string()));
             }
-            if c == DOT_SNAPSHOT && at.is_none() && st.is_snapshottable(cur.id) {
+            if c == DOT_SNAPSHOT && at.is_none() && self.snap_state().is_snapshottable(cur.id) {
                 let listing = Inode {
                     name: DOT_SNAPSHOT.to_string(),
                     children: self.snapshots_of(cur.id)?.len() as u64,
                     quota: None,
-                    snapshottable: false,
                     ..cur.clone()
                 };
                 snapshots_of = Some(cur.id);
@@ -248,6 +226,18 @@ impl Namespace {
             at,
             snapshots_of,
         })
+    }
+
+    /// `path` walked (for a change) to an existing directory the caller
+    /// may reach: the walk and the directory.
+    pub(super) fn resolve_dir(&self, caller: &Caller, path: &str) -> Result<(Resolved, Inode)> {
+        let r = self.resolve(path)?;
+        self.check_traverse(caller, &r)?;
+        let dir = r.existing()?.clone();
+        if !dir.is_dir {
+            return Err(NnError::NotDirectory(path.to_string()));
+        }
+        Ok((r, dir))
     }
 
     /// Execute permission on every directory walked through to reach the path's last component.

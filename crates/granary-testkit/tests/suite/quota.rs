@@ -7,7 +7,7 @@
 
 use granary_client::{ClientError, ContentSummary, CreateOptions, DfsClient};
 use granary_common::{ErrorCode, HasErrorCode};
-use granary_testkit::binaries::{ProcessCluster, http_request};
+use granary_testkit::binaries::{ProcessCluster, http_request, redirect_target};
 use granary_testkit::fixtures::{get, pseudo_random, wait_out_of_safe_mode};
 use tokio::io::AsyncWriteExt;
 
@@ -140,12 +140,8 @@ async fn quotas_refuse_what_crosses_them_on_every_door_and_survive_renames_and_a
     .await
     .unwrap();
     assert_eq!(status, 307, "{body}");
-    let location = location.unwrap();
-    let (dn, path) = location
-        .strip_prefix("http://")
-        .and_then(|l| l.split_once('/'))
-        .unwrap();
-    let web = web_put(dn, &format!("/{path}"), &two).await;
+    let (dn, path) = redirect_target(&location.unwrap());
+    let web = web_put(&dn, &path, &two).await;
     assert!(web.contains("DSQuotaExceededException"), "{web}");
     let _ = client.delete("/space/web", false).await;
     assert_eq!(summary(&client, "/space").await.space_consumed, 3 * MIB);

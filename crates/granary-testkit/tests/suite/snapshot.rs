@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use granary_client::DfsClient;
-use granary_testkit::binaries::{ProcessCluster, find_replica, http_request};
+use granary_testkit::binaries::{ProcessCluster, find_replica, http_request, redirect_target};
 use granary_testkit::fixtures::{get, pseudo_random, put, wait_out_of_safe_mode};
 
 const MIB: usize = 1 << 20;
@@ -136,17 +136,10 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     )
     .await;
     assert_eq!(status, 307, "{body}");
-    let location = location.unwrap();
-    let (dn, path) = location
-        .strip_prefix("http://")
-        .and_then(|l| l.split_once('/'))
+    let (dn, path) = redirect_target(&location.unwrap());
+    let (status, _, body) = tokio::task::spawn_blocking(move || http_request(&dn, "GET", &path))
+        .await
         .unwrap();
-    let (status, _, body) = {
-        let (dn, path) = (dn.to_string(), format!("/{path}"));
-        tokio::task::spawn_blocking(move || http_request(&dn, "GET", &path))
-            .await
-            .unwrap()
-    };
     assert_eq!((status, body.as_str()), (200, old_text.as_str()));
     assert_eq!(get(&client, "/data/over").await, b"the new version\n");
     assert_eq!(get(&client, "/data/kept").await, keep);

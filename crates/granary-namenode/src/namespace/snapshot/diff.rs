@@ -26,17 +26,6 @@ pub enum DiffKind {
     Rename,
 }
 
-impl DiffKind {
-    pub fn letter(self) -> &'static str {
-        match self {
-            Self::Modify => "M",
-            Self::Create => "+",
-            Self::Delete => "-",
-            Self::Rename => "R",
-        }
-    }
-}
-
 /// One line of a diff; paths are relative to the snapshottable directory
 /// ("" is the directory itself).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -74,10 +74,6 @@ impl SnapState {
     pub fn has_snapshots(&self, dir: u64) -> bool {
         self.taken.contains_key(&dir)
     }
-
-    pub fn count(&self) -> usize {
-        self.by_id.len()
-    }
 }
 
 fn snapshottable_key(dir: u64) -> Vec<u8> {
@@ -183,13 +179,7 @@ impl Namespace {
 
     /// The directory at `path`, for a snapshot call.
     fn snapshot_dir(&self, caller: &Caller, path: &str) -> Result<Inode> {
-        let r = self.resolve(path)?;
-        self.check_traverse(caller, &r)?;
-        let dir = r.existing()?.clone();
-        if !dir.is_dir {
-            return Err(NnError::NotDirectory(path.to_string()));
-        }
-        Ok(dir)
+        Ok(self.resolve_dir(caller, path)?.1)
     }
 
     /// A snapshottable directory its owner (or the superuser) acts on.
@@ -234,12 +224,7 @@ impl Namespace {
     pub fn allow_snapshot(&self, caller: &Caller, path: &str) -> Result<Written<()>> {
         Self::superuser_only(caller)?;
         self.mutate(|batch| {
-            let r = self.resolve(path)?;
-            self.check_traverse(caller, &r)?;
-            let mut dir = r.existing()?.clone();
-            if !dir.is_dir {
-                return Err(NnError::NotDirectory(path.to_string()));
-            }
+            let (r, dir) = self.resolve_dir(caller, path)?;
             let st = self.snap_state();
             if st.is_snapshottable(dir.id) {
                 return Ok(());
@@ -260,8 +245,6 @@ impl Namespace {
                     )));
                 }
             }
-            dir.snapshottable = true;
-            self.put_inode(batch, &dir)?;
             batch.put_cf(CF_SNAPSHOTS, snapshottable_key(dir.id), []);
             Ok(())
         })
@@ -272,7 +255,7 @@ impl Namespace {
     pub fn disallow_snapshot(&self, caller: &Caller, path: &str) -> Result<Written<()>> {
         Self::superuser_only(caller)?;
         self.mutate(|batch| {
-            let mut dir = self.snapshot_dir(caller, path)?;
+            let dir = self.snapshot_dir(caller, path)?;
             let st = self.snap_state();
             if st.has_snapshots(dir.id) {
                 return Err(NnError::Snapshot(format!(
@@ -282,8 +265,6 @@ impl Namespace {
             if !st.is_snapshottable(dir.id) {
                 return Ok(());
             }
-            dir.snapshottable = false;
-            self.put_inode(batch, &dir)?;
             batch.delete_cf(CF_SNAPSHOTS, snapshottable_key(dir.id));
             Ok(())
         })

@@ -187,17 +187,12 @@ impl Namespace {
 
     /// The child named `name` of directory `parent`, now or at snapshot `at`.
     pub(crate) fn lookup_at(&self, parent: u64, name: &str, at: Option<u64>) -> Result<Option<u64>> {
-        let key = dirent_key(parent, name);
         if let Some(snap) = at
-            && let Some(kept) = self.kept_at(DIRENTS, &key, snap)?
+            && let Some(kept) = self.kept_at(DIRENTS, &dirent_key(parent, name), snap)?
         {
             return Ok(kept.as_deref().and_then(decode_u64));
         }
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_DIRENTS)?, &key)?
-            .as_deref()
-            .and_then(decode_u64))
+        self.lookup(parent, name)
     }
 
     /// Names and ids of directory `dir`'s children at snapshot `snap`,
