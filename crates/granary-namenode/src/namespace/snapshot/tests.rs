@@ -247,7 +247,8 @@ fn snapshot_calls_check_their_callers_names_and_nesting_and_survive_a_reopen() {
         name.len() == "s20261203-041503.123".len() && name.starts_with('s') && name.as_bytes()[9] == b'-',
         "{mine}"
     );
-    for bad in [".snapshot", "a/b", ""] {
+    let too_long = "x".repeat(256);
+    for bad in [".snapshot", "a/b", "", "a:b", "nul\0", too_long.as_str()] {
         assert!(
             matches!(
                 ns.create_snapshot(&su, "/a/b", Some(bad)).durably(),
