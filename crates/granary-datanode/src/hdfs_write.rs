@@ -235,7 +235,26 @@ where
                         };
                         hdfs_ack(&a, hdfs_seqno)
                     }
-                    Some(Reply::Error(e)) => return Err(TransferError::Protocol(e.message)),
+                    Some(Reply::Error(e)) => {
+                        // This node's own part failed: say so in an ack
+                        // (HDFS clients drop the node an ack blames; a
+                        // closed connection alone blames the first node).
+                        let oldest = sent.lock().front().copied();
+                        if let Some(hdfs_seqno) = oldest {
+                            let blame = hdfs::PipelineAckProto {
+                                seqno: hdfs_seqno,
+                                reply: vec![hdfs::Status::Error as i32],
+                                flag: vec![hdfs::Status::Error as u32],
+                                ..Default::default()
+                            };
+                            let _ = tokio::time::timeout(timeout, async {
+                                wr.write_all(&blame.encode_length_delimited_to_vec()).await?;
+                                wr.flush().await
+                            })
+                            .await;
+                        }
+                        return Err(TransferError::Protocol(e.message));
+                    }
                     // The pipeline is done: the last packet was acked.
                     Some(Reply::Ready(_)) | None => return Ok(()),
                 },
@@ -255,14 +274,23 @@ where
             .map_err(|_| TransferError::Protocol("the writer took no ack for the socket timeout".into()))??;
         }
     };
-    // Either side failing ends the write at once (the client learns from
-    // the closed connection); the acks end it when the last packet is in.
+    // Either side failing ends the write (the client learns from the
+    // closed connection); the acks end it when the last packet is in. When
+    // the packets stop going in because the pipeline broke (a node after
+    // this one died), the pipeline's ack naming that node is relayed
+    // before the connection closes, so the client drops that node from
+    // its pipeline and not this one.
     tokio::pin!(inbound, outbound);
     let mut sent = false;
     loop {
         tokio::select! {
             r = &mut inbound, if !sent => {
-                r?;
+                if let Err(e) = r {
+                    // The inbound side is over, so the pipeline sees the end
+                    // of its packets and ends too: the wait is short.
+                    let _ = tokio::time::timeout(timeout, &mut outbound).await;
+                    return Err(e);
+                }
                 sent = true;
             }
             r = &mut outbound => {

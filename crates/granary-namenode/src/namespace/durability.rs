@@ -261,9 +261,15 @@ impl Namespace {
         if effects.is_empty() {
             return Ok(Written::unchanged(out));
         }
-        self.account_quotas(&mut effects)?;
-        if self.snap_state().any() {
-            self.keep_for_snapshots(&mut effects)?;
+        // Values are kept before quotas are worked out (what snapshots hold
+        // counts too), then the quota'd directories' own changed values.
+        let snapshots = self.snap_state().any();
+        if snapshots {
+            self.keep_for_snapshots(&mut effects, None)?;
+        }
+        let quota_dirs_written = self.account_quotas(&mut effects)?;
+        if snapshots && !quota_dirs_written.is_empty() {
+            self.keep_for_snapshots(&mut effects, Some(quota_dirs_written.as_slice()))?;
         }
         let snapshots_changed = super::snapshot::changes_state(&effects);
         let quota_dirs = effects

@@ -62,6 +62,13 @@ impl ContentSummary {
         self.length += len;
         self.space_consumed += len * u64::from(file.replication);
     }
+
+    fn add_held(&mut self, held: snapshot::Held) {
+        self.file_count += held.files;
+        self.directory_count += held.dirs;
+        self.length = self.length.saturating_add(held.length);
+        self.space_consumed = self.space_consumed.saturating_add(held.space);
+    }
 }
 
 /// What a namenode start needs from a walk over the whole namespace.

@@ -158,7 +158,7 @@ impl Namespace {
 
     /// What `top` and everything below it count against quotas. A quota'd
     /// directory below is taken at its kept usage, not walked.
-    fn subtree_usage(&self, top: &Inode) -> Result<(u64, u64)> {
+    pub(super) fn subtree_usage(&self, top: &Inode) -> Result<(u64, u64)> {
         if let Some(q) = top.quota {
             return Ok((q.ns_used, q.ss_used));
         }
@@ -166,8 +166,15 @@ impl Namespace {
         if !top.is_dir {
             return Ok(total);
         }
+        let snapshots = self.snap_state();
         let mut stack = vec![top.id];
         while let Some(dir) = stack.pop() {
+            // What this directory's snapshots alone hold counts too.
+            if snapshots.has_snapshots(dir) {
+                let (names, bytes) = self.held_in(dir)?.charge();
+                total.0 += names;
+                total.1 = total.1.saturating_add(bytes);
+            }
             self.for_each_child(dir, |child| {
                 let (names, bytes) = match child.quota {
                     Some(q) => (q.ns_used, q.ss_used),
@@ -186,11 +193,13 @@ impl Namespace {
     }
 
     /// Adds to `effects` the usage changes of the quota'd directories
-    /// above whatever `effects` changes, or fails (writing nothing) when a
-    /// quota would be crossed. Shrinking is always allowed.
-    pub(super) fn account_quotas(&self, effects: &mut Effects) -> Result<()> {
+    /// above whatever `effects` changes (what snapshots alone hold
+    /// included), or fails (writing nothing) when a quota would be crossed.
+    /// Shrinking is always allowed. Gives the quota'd directories whose
+    /// values it changed.
+    pub(super) fn account_quotas(&self, effects: &mut Effects) -> Result<Vec<u64>> {
         if self.quota_dirs.load(Ordering::SeqCst) == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut order = Vec::new();
         let mut after: Overlay = HashMap::new();
@@ -236,7 +245,15 @@ impl Namespace {
                 }
             }
         }
+        // What snapshots alone hold counts under a snapshottable directory,
+        // at its place as the mutation leaves it: a directory moved above
+        // took its whole hold along (`subtree_usage`).
+        for h in self.held_changes(effects)? {
+            let chain = new.of(self, Some(&after), h.dir)?;
+            deltas.charge(&chain, h.charge, h.sign);
+        }
         let mut changes: Vec<_> = deltas.0.into_iter().filter(|(_, d)| *d != (0, 0)).collect();
+        let mut written = Vec::new();
         changes.sort_unstable();
         for (id, (names, bytes)) in changes {
             let mut dir = match after.get(&id) {
@@ -270,13 +287,14 @@ impl Namespace {
             q.ss_used = narrow(ss_after);
             dir.quota = Some(q);
             self.put_inode(effects, &dir)?;
+            written.push(id);
         }
         // A quota'd directory deleted: one fewer to account for.
         if quota_dirs_deleted > 0 {
             let count = self.stored_quota_dirs()?.saturating_sub(quota_dirs_deleted);
             effects.put_cf(CF_META, META_QUOTA_DIRS, id_key(count));
         }
-        Ok(())
+        Ok(written)
     }
 
     /// The path of a stored inode, from its parents.

@@ -135,11 +135,17 @@ impl Namespace {
             ..Default::default()
         };
         let mut paths = SubtreePaths::new(path);
+        let snapshots = self.snap_state();
         let mut stack = vec![(top, None)];
         while let Some((n, within)) = stack.pop() {
             if n.is_dir {
                 caller.check(&n, Access::ReadExecute, paths.path(within, &n.name))?;
                 sum.directory_count += 1;
+                // As HDFS's (without `du -x`): what the directory's
+                // snapshots alone hold counts too.
+                if at.is_none() && snapshots.has_snapshots(n.id) {
+                    sum.add_held(self.held_in(n.id)?);
+                }
                 let here = paths.enter(within, &n.name);
                 // Files are counted as they are met and only directories
                 // wait on the stack: a directory of a million files costs

@@ -1,8 +1,9 @@
 //! Snapshots end to end on real processes: taken with the CLI, files
 //! deleted, overwritten and renamed after it, the old bytes read back
 //! through `.snapshot` (CLI, client, WebHDFS) also after a namenode
-//! restart, the diff listing the changes, and deleting the snapshot
-//! freeing the blocks it alone held on the datanodes' disks.
+//! restart, the diff listing the changes, what it alone holds counted
+//! against a quota, and deleting the snapshot freeing the blocks it alone
+//! held on the datanodes' disks, and the quota.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -234,6 +235,20 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
         "replicas kept for the snapshot"
     );
 
+    // As in HDFS, what the snapshot alone holds counts against quotas and
+    // in `count`: 4 names are current (data, kept, over, new), 2 are held
+    // (gone and the old over).
+    c.cli_out(&["admin", "set-quota", "6", "/data"]);
+    let count = c.cli_ok(&["fs", "count", "-q", "/data"]);
+    let cols: Vec<&str> = count.split_whitespace().collect();
+    assert_eq!(
+        (cols[0], cols[1], cols[4], cols[5]),
+        ("6", "0", "1", "5"),
+        "quota, remaining, directories, files: {count}"
+    );
+    let err = c.cli_err(&["fs", "mkdir", "/data/x"]);
+    assert!(err.contains("quota=6 file count=7"), "{err}");
+
     // Deleting the snapshot frees them: the datanodes' disk usage drops.
     let before = disk_usage(&c);
     c.cli_out(&["fs", "delete-snapshot", "/data", "s1"]);
@@ -253,6 +268,8 @@ async fn a_snapshot_keeps_old_bytes_readable_and_its_deletion_frees_their_blocks
     }
     let err = c.cli_err(&["fs", "ls", "/data/.snapshot/s1"]);
     assert!(err.contains("No such file or directory"), "{err}");
+    // And the quota they used.
+    c.cli_out(&["fs", "mkdir", "/data/x"]);
     // What is current is untouched.
     assert_eq!(get(&client, "/data/kept").await, keep);
     assert_eq!(get(&client, "/data/over").await, b"the new version\n");

@@ -18,6 +18,7 @@
 //! - `S` ++ directory id ++ name -> [`SnapshotRecord`]
 
 mod diff;
+mod usage;
 mod versions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use prost::Message;
 
 pub use diff::{DiffEntry, DiffKind};
+pub use usage::Held;
 
 use super::{Effects, Namespace, Written};
 use crate::error::{NnError, Result};
@@ -543,3 +545,5 @@ impl Namespace {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod usage_tests;

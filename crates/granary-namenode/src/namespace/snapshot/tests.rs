@@ -6,7 +6,7 @@ use granary_common::identity::Identity;
 
 /// A closed file at `path` holding one block of `len` bytes (made with
 /// `overwrite` when asked); its inode and block.
-fn file(ns: &Namespace, su: &Caller, path: &str, len: u64, overwrite: bool) -> (Inode, u64) {
+pub(super) fn file(ns: &Namespace, su: &Caller, path: &str, len: u64, overwrite: bool) -> (Inode, u64) {
     let (f, _) = ns
         .create(su, path, 0, "w", overwrite, true, 3, 0)
         .durably()

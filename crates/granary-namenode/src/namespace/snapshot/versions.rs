@@ -150,6 +150,15 @@ impl KeptOverlay {
         }
         o
     }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The inodes whose kept values change.
+    pub(super) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.keys().copied()
+    }
 }
 
 impl Namespace {
@@ -281,6 +290,16 @@ impl Namespace {
     /// Every kept value of inode `id` that is present (not "absent"), as
     /// stored, with a mutation's not yet written changes to them applied.
     pub(super) fn kept_versions(&self, id: u64, overlay: Option<&KeptOverlay>) -> Result<Vec<Inode>> {
+        Ok(self
+            .kept_inodes(id, overlay)?
+            .into_iter()
+            .map(|(_, inode)| inode)
+            .collect())
+    }
+
+    /// Like [`Namespace::kept_versions`], each with the snapshot id it is
+    /// kept under, oldest first.
+    pub(super) fn kept_inodes(&self, id: u64, overlay: Option<&KeptOverlay>) -> Result<Vec<(u64, Inode)>> {
         let prefix = kept_prefix(INODES, &id_key(id));
         let mut values: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
         for item in self.prefix_iter(CF_SNAPSHOTS, &prefix)? {
@@ -293,9 +312,12 @@ impl Namespace {
             }
         }
         let mut out = Vec::new();
-        for v in values.into_values().flatten() {
+        for (k, v) in values {
+            let (Some(v), Some(snap)) = (v, k.get(prefix.len()..).and_then(decode_u64)) else {
+                continue;
+            };
             if let Some(bytes) = decode_kept(&v)? {
-                out.push(decode_inode(&bytes)?);
+                out.push((snap, decode_inode(&bytes)?));
             }
         }
         Ok(out)
@@ -356,8 +378,14 @@ impl Namespace {
     /// directory entry it changes that may be in a snapshot (once per key
     /// per latest snapshot), and leaves alone the blocks of files that a
     /// kept value still holds (their `blocks` entries stay; so do their
-    /// replicas).
-    pub(in crate::namespace) fn keep_for_snapshots(&self, effects: &mut Effects) -> Result<()> {
+    /// replicas). With `only`, keeps just those inodes' values (changed
+    /// since by quota accounting) and leaves blocks alone. A value already
+    /// kept, in the store or in `effects`, is not kept again.
+    pub(in crate::namespace) fn keep_for_snapshots(
+        &self,
+        effects: &mut Effects,
+        only: Option<&[u64]>,
+    ) -> Result<()> {
         let st = self.snap_state();
         let Some(newest) = st.latest() else {
             return Ok(());
@@ -372,12 +400,16 @@ impl Namespace {
             .final_values(CF_INODES)
             .into_iter()
             .map(|(k, _)| k.to_vec())
+            .filter(|k| only.is_none_or(|ids| decode_u64(k).is_some_and(|id| ids.contains(&id))))
             .collect();
-        let dirents: Vec<Vec<u8>> = effects
-            .final_values(CF_DIRENTS)
-            .into_iter()
-            .map(|(k, _)| k.to_vec())
-            .collect();
+        let dirents: Vec<Vec<u8>> = match only {
+            Some(_) => Vec::new(),
+            None => effects
+                .final_values(CF_DIRENTS)
+                .into_iter()
+                .map(|(k, _)| k.to_vec())
+                .collect(),
+        };
         let snapshots = self.cf(CF_SNAPSHOTS)?;
         for (cf, cf_name, keys) in [(INODES, CF_INODES, inodes), (DIRENTS, CF_DIRENTS, dirents)] {
             for key in keys {
@@ -396,7 +428,9 @@ impl Namespace {
                     continue;
                 }
                 let kk = kept_key(cf, &key, snap);
-                if self.db.get_pinned_cf(snapshots, &kk)?.is_some() {
+                if (only.is_some() && effects.last_change(CF_SNAPSHOTS, &kk).is_some())
+                    || self.db.get_pinned_cf(snapshots, &kk)?.is_some()
+                {
                     continue;
                 }
                 let old = self.db.get_cf(self.cf(cf_name)?, &key)?;
@@ -408,7 +442,10 @@ impl Namespace {
             }
         }
         effects.extend(adds);
-        self.spare_kept_blocks(effects)
+        match only {
+            Some(_) => Ok(()),
+            None => self.spare_kept_blocks(effects),
+        }
     }
 
     /// Takes back a mutation's deletions of `blocks` entries that a kept
