@@ -76,6 +76,11 @@ impl SnapState {
     pub fn has_snapshots(&self, dir: u64) -> bool {
         self.taken.contains_key(&dir)
     }
+
+    /// The name of snapshot `id`, while it exists.
+    pub fn name_of(&self, id: u64) -> Option<&str> {
+        self.by_id.get(&id).map(|r| r.name.as_str())
+    }
 }
 
 fn snapshottable_key(dir: u64) -> Vec<u8> {
@@ -311,6 +316,8 @@ impl Namespace {
                 watermark: self.next_inode.load(std::sync::atomic::Ordering::SeqCst),
             };
             batch.put_cf(CF_SNAPSHOTS, record_key(dir.id, &name), rec.encode_to_vec());
+            // A retried call finds its snapshot (its name may be the default).
+            super::retry::set_value(id);
             Ok(snapshot_path(path, &name))
         })
     }

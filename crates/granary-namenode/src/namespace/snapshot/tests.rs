@@ -413,3 +413,28 @@ fn a_snapshot_lists_in_pages_as_it_was() {
     assert_eq!((summary.file_count, summary.directory_count), (30, 1));
     assert_eq!(names(&ns, &su, "/d").len(), 30, "20 left and 10 new");
 }
+
+/// A create run for a client's call records the snapshot's id with it, so
+/// a retry of the call (its answer lost) finds the snapshot it took, even
+/// under a default name, instead of taking another.
+#[test]
+fn a_created_snapshot_is_found_again_by_its_call() {
+    let (_tmp, ns, su) = namespace();
+    ns.mkdirs(&su, "/d", 0, false).durably().expect("mkdirs");
+    ns.allow_snapshot(&su, "/d").durably().expect("allow");
+    let call = granary_common::retry::CallKey {
+        client_id: "c1".into(),
+        call_id: 3,
+    };
+    let made = crate::namespace::retry::recording(Some(&call), 0, || ns.create_snapshot(&su, "/d", None))
+        .durably()
+        .expect("snapshot");
+    let found = ns
+        .recorded(Some(&call))
+        .durably()
+        .expect("lookup")
+        .expect("the call is recorded");
+    let name = ns.snap_state().name_of(found.value).expect("exists").to_string();
+    assert_eq!(snapshot_path("/d", &name), made);
+    assert!(name.starts_with('s'), "{name}");
+}

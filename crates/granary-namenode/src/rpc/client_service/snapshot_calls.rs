@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ClientService, extended};
 use crate::error::NnError;
-use crate::namespace::{DiffKind, retry, snapshot::MAX_SNAPSHOTS};
+use crate::namespace::{DiffKind, retry, snapshot::MAX_SNAPSHOTS, snapshot_path};
 use crate::rpc::{blocking, mutating};
 use granary_proto as pb;
 
@@ -25,12 +25,24 @@ impl ClientService {
             match action {
                 pb::SnapshotAction::Allow => writes.take(ns.allow_snapshot(&caller, &r.path)?),
                 pb::SnapshotAction::Disallow => writes.take(ns.disallow_snapshot(&caller, &r.path)?),
+                // A retried create, delete or rename (its first try done,
+                // its answer lost) is answered from the retry cache, not
+                // refused or done twice.
                 pb::SnapshotAction::Create => {
+                    if let Some(done) = writes.take(ns.recorded(call.as_ref())?) {
+                        return match ns.snap_state().name_of(done.value) {
+                            Some(name) => Ok(snapshot_path(&r.path, name)),
+                            None => Err(NnError::Snapshot(format!(
+                                "the snapshot of {} this call took has been deleted since",
+                                r.path
+                            ))),
+                        };
+                    }
                     let name = (!r.name.is_empty()).then_some(r.name.as_str());
-                    return Ok(writes.take(ns.create_snapshot(&caller, &r.path, name)?));
+                    let made =
+                        retry::recording(call.as_ref(), 0, || ns.create_snapshot(&caller, &r.path, name))?;
+                    return Ok(writes.take(made));
                 }
-                // A retried delete or rename (its first try done, its answer
-                // lost) is answered from the retry cache, not refused.
                 pb::SnapshotAction::Delete => {
                     if writes.take(ns.recorded(call.as_ref())?).is_none() {
                         let freed = retry::recording(call.as_ref(), 0, || {
