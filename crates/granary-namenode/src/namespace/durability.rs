@@ -262,16 +262,18 @@ impl Namespace {
             return Ok(Written::unchanged(out));
         }
         // Values are kept before quotas are worked out (what snapshots hold
-        // counts too), then the quota'd directories' own changed values.
+        // counts too), then the quota'd directories' own changed values
+        // (not when snapshots come or go in this change: the state in
+        // memory still names a snapshot being deleted).
         let snapshots = self.snap_state().any();
+        let snapshots_changed = super::snapshot::changes_state(&effects);
         if snapshots {
             self.keep_for_snapshots(&mut effects, None)?;
         }
         let quota_dirs_written = self.account_quotas(&mut effects)?;
-        if snapshots && !quota_dirs_written.is_empty() {
+        if snapshots && !snapshots_changed && !quota_dirs_written.is_empty() {
             self.keep_for_snapshots(&mut effects, Some(quota_dirs_written.as_slice()))?;
         }
-        let snapshots_changed = super::snapshot::changes_state(&effects);
         let quota_dirs = effects
             .last_change(CF_META, META_QUOTA_DIRS)
             .map(|v| v.and_then(decode_u64).unwrap_or(0));

@@ -72,12 +72,28 @@ impl Chains {
 }
 
 /// Usage changes per quota'd directory: (names, bytes), wide enough that
-/// no sum of u64 charges wraps.
+/// no sum of u64 charges wraps; and whether anything arrived in its tree
+/// (names, bytes), which only then may be refused.
 #[derive(Default)]
-struct Deltas(HashMap<u64, (i128, i128)>);
+struct Deltas(HashMap<u64, (i128, i128)>, HashMap<u64, (bool, bool)>);
 
 impl Deltas {
     fn charge(&mut self, chain: &[u64], (names, bytes): (u64, u64), sign: i64) {
+        self.held(chain, (names, bytes), sign);
+        if sign > 0 {
+            for q in chain {
+                let g = self.1.entry(*q).or_default();
+                g.0 |= names > 0;
+                g.1 |= bytes > 0;
+            }
+        }
+    }
+
+    /// A change of what snapshots alone hold: counted, never refused (it
+    /// comes from a delete, a lower replication or a snapshot's deletion,
+    /// none of which HDFS refuses, even where it moves a hold from one
+    /// quota'd tree to another).
+    fn held(&mut self, chain: &[u64], (names, bytes): (u64, u64), sign: i64) {
         for q in chain {
             let d = self.0.entry(*q).or_default();
             d.0 += i128::from(sign) * i128::from(names);
@@ -250,8 +266,9 @@ impl Namespace {
         // took its whole hold along (`subtree_usage`).
         for h in self.held_changes(effects)? {
             let chain = new.of(self, Some(&after), h.dir)?;
-            deltas.charge(&chain, h.charge, h.sign);
+            deltas.held(&chain, h.charge, h.sign);
         }
+        let grew = std::mem::take(&mut deltas.1);
         let mut changes: Vec<_> = deltas.0.into_iter().filter(|(_, d)| *d != (0, 0)).collect();
         let mut written = Vec::new();
         changes.sort_unstable();
@@ -268,14 +285,15 @@ impl Namespace {
             let ns_after = i128::from(q.ns_used) + names;
             let ss_after = i128::from(q.ss_used) + bytes;
             let wide = |n: i128| i64::try_from(n).unwrap_or(i64::MAX);
-            if names > 0 && q.ns_quota >= 0 && ns_after > i128::from(q.ns_quota) {
+            let (names_in, bytes_in) = grew.get(&id).copied().unwrap_or_default();
+            if names > 0 && names_in && q.ns_quota >= 0 && ns_after > i128::from(q.ns_quota) {
                 return Err(NnError::NsQuotaExceeded {
                     path: self.path_of(&dir)?,
                     quota: q.ns_quota,
                     count: wide(ns_after),
                 });
             }
-            if bytes > 0 && q.ss_quota >= 0 && ss_after > i128::from(q.ss_quota) {
+            if bytes > 0 && bytes_in && q.ss_quota >= 0 && ss_after > i128::from(q.ss_quota) {
                 return Err(NnError::DsQuotaExceeded {
                     path: self.path_of(&dir)?,
                     quota: q.ss_quota,

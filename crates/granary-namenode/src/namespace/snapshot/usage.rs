@@ -158,15 +158,22 @@ impl Namespace {
                 .into_iter()
                 .filter_map(|(k, _)| decode_u64(k)),
         );
+        // Values are kept only of inodes older than a snapshot: a newer one
+        // has none, and nothing is held of it.
+        let watermark = st.latest().map_or(0, |r| r.watermark);
         let mut out = Vec::new();
-        for id in ids {
+        for id in ids.into_iter().filter(|id| *id < watermark) {
+            let (kept_before, kept_after) = self.kept_inodes_changed(id, &overlay)?;
+            if kept_before.is_empty() && kept_after.is_empty() {
+                continue;
+            }
             let stored = self.get_inode(id)?;
-            let before = held_of(&st, stored.as_ref(), &self.kept_inodes(id, None)?);
+            let before = held_of(&st, stored.as_ref(), &kept_before);
             let current = match effects.last_change(CF_INODES, &id_key(id)) {
                 Some(v) => v.map(decode_inode).transpose()?,
                 None => stored,
             };
-            let after = held_of(&st, current.as_ref(), &self.kept_inodes(id, Some(&overlay))?);
+            let after = held_of(&st, current.as_ref(), &kept_after);
             if before == after {
                 continue;
             }

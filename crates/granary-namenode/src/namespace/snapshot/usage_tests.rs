@@ -206,3 +206,108 @@ fn a_hold_handed_down_to_an_earlier_snapshot_still_counts() {
     ns.delete_snapshot(&su, "/d", "s1").durably().expect("delete s1");
     assert_eq!(usage(&ns, "/d"), (1, 0));
 }
+
+/// A hold that lands in another quota'd tree than the file's (the file
+/// moved out of the snapshotted directory after the snapshot) is counted
+/// there but never refuses the call that moves it: HDFS refuses no delete,
+/// no lower replication and no snapshot deletion.
+#[test]
+fn a_hold_moving_between_quota_trees_refuses_nothing() {
+    let (_tmp, ns, su) = namespace();
+    ns.mkdirs(&su, "/A/d", 0, true).durably().expect("mkdirs");
+    ns.mkdirs(&su, "/B", 0, true).durably().expect("mkdirs");
+    file(&ns, &su, "/A/d/f", 100, false);
+    file(&ns, &su, "/A/d/g", 10, false);
+    ns.allow_snapshot(&su, "/A/d").durably().expect("allow");
+    ns.create_snapshot(&su, "/A/d", Some("s1"))
+        .durably()
+        .expect("snapshot");
+    ns.rename(&su, "/A/d/f", "/B/f", false)
+        .durably()
+        .expect("move out");
+    // /A: A, d, g (f is current in /B, so nothing is held of it yet).
+    ns.set_quota(&su, "/A", Some(3), Some(30))
+        .durably()
+        .expect("quota at its usage");
+    assert_eq!(usage(&ns, "/A"), (3, 30));
+    ns.set_replication(&su, "/B/f", 1)
+        .durably()
+        .expect("a lower replication is never refused");
+    assert_eq!(usage(&ns, "/A"), (3, 30 + 200), "s1 holds f at replication 3");
+    ns.delete(&su, "/B/f", false)
+        .durably()
+        .expect("a delete is never refused");
+    assert_eq!(usage(&ns, "/A"), (4, 330), "over its quotas, as HDFS allows");
+    assert_usage_matches_a_walk(&ns, &["/A"]);
+    // Growth is still refused.
+    let e = ns.mkdirs(&su, "/A/x", 0, false).durably().expect_err("over");
+    assert!(matches!(e, NnError::NsQuotaExceeded { .. }), "{e}");
+    ns.delete_snapshot(&su, "/A/d", "s1").durably().expect("delete");
+    assert_eq!(usage(&ns, "/A"), (3, 30));
+}
+
+/// Deleting a snapshot hands a value down to an older snapshot of another
+/// directory, in another quota'd tree that is full: counted there, not
+/// refused.
+#[test]
+fn a_hold_handed_to_another_full_tree_does_not_refuse_the_snapshot_deletion() {
+    let (_tmp, ns, su) = namespace();
+    ns.mkdirs(&su, "/A/d1", 0, true).durably().expect("mkdirs");
+    ns.mkdirs(&su, "/B/d2", 0, true).durably().expect("mkdirs");
+    ns.allow_snapshot(&su, "/A/d1").durably().expect("allow");
+    ns.allow_snapshot(&su, "/B/d2").durably().expect("allow");
+    file(&ns, &su, "/B/d2/f", 100, false);
+    ns.create_snapshot(&su, "/B/d2", Some("s2"))
+        .durably()
+        .expect("s2");
+    ns.rename(&su, "/B/d2/f", "/A/d1/f", false)
+        .durably()
+        .expect("move");
+    ns.create_snapshot(&su, "/A/d1", Some("s1"))
+        .durably()
+        .expect("s1");
+    ns.set_quota(&su, "/A", Some(100), None).durably().expect("quota");
+    ns.set_quota(&su, "/B", Some(2), None).durably().expect("B full");
+    ns.delete(&su, "/A/d1/f", false).durably().expect("delete");
+    assert_eq!(usage(&ns, "/A").0, 3, "A, d1 and the f s1 holds");
+    ns.delete_snapshot(&su, "/A/d1", "s1")
+        .durably()
+        .expect("never refused");
+    assert_eq!(usage(&ns, "/A").0, 2);
+    assert_eq!(usage(&ns, "/B").0, 3, "s2 holds f now");
+    assert_usage_matches_a_walk(&ns, &["/A", "/B"]);
+    let names: Vec<String> = ns
+        .list(&su, "/B/d2/.snapshot/s2", "", 0)
+        .expect("list")
+        .entries
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["f".to_string()], "s2 still reads f");
+}
+
+/// Deleting a snapshot whose hold shrinks a quota'd directory leaves no
+/// value kept under the deleted snapshot's id.
+#[test]
+fn deleting_a_snapshot_under_a_quota_leaves_nothing_under_its_id() {
+    let (_tmp, ns, su) = namespace();
+    ns.mkdirs(&su, "/d/sub", 0, true).durably().expect("mkdirs");
+    ns.set_quota(&su, "/d", Some(100), None).durably().expect("quota");
+    ns.allow_snapshot(&su, "/d").durably().expect("allow");
+    ns.create_snapshot(&su, "/d", Some("s1")).durably().expect("s1");
+    file(&ns, &su, "/d/sub/f", 100, false);
+    ns.create_snapshot(&su, "/d", Some("s2")).durably().expect("s2");
+    let d = ns.resolve("/d").expect("resolve").existing().expect("d").id;
+    let s2 = ns.record(d, "s2").expect("record").expect("s2").id;
+    ns.delete(&su, "/d/sub/f", false).durably().expect("delete");
+    ns.delete_snapshot(&su, "/d", "s2").durably().expect("delete s2");
+    let mut index = vec![versions::KEPT_INDEX];
+    index.extend_from_slice(&s2.to_be_bytes());
+    assert_eq!(
+        ns.prefix_iter(CF_SNAPSHOTS, &index).expect("iter").count(),
+        0,
+        "an index entry under the deleted snapshot"
+    );
+    assert_eq!(usage(&ns, "/d"), (2, 0));
+    assert_usage_matches_a_walk(&ns, &["/d"]);
+}

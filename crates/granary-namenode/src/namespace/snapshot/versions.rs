@@ -15,7 +15,7 @@
 //! first change after that snapshot, so any later kept value (or the
 //! current one) is what it was when S was taken.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
@@ -161,6 +161,21 @@ impl KeptOverlay {
     }
 }
 
+/// Kept inode values by key (None: deleted), decoded with the snapshot id
+/// each is kept under, oldest first; "absent" values left out.
+fn decode_kept_inodes(values: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<Vec<(u64, Inode)>> {
+    let mut out = Vec::new();
+    for (k, v) in values {
+        let (Some(v), Some(snap)) = (v, k.len().checked_sub(8).and_then(|at| decode_u64(&k[at..]))) else {
+            continue;
+        };
+        if let Some(bytes) = decode_kept(&v)? {
+            out.push((snap, decode_inode(&bytes)?));
+        }
+    }
+    Ok(out)
+}
+
 impl Namespace {
     /// The kept value of `key` (column family `cf`) that stands for
     /// snapshot `snap`, if any: `Some(None)` when the key was absent then.
@@ -300,27 +315,41 @@ impl Namespace {
     /// Like [`Namespace::kept_versions`], each with the snapshot id it is
     /// kept under, oldest first.
     pub(super) fn kept_inodes(&self, id: u64, overlay: Option<&KeptOverlay>) -> Result<Vec<(u64, Inode)>> {
-        let prefix = kept_prefix(INODES, &id_key(id));
-        let mut values: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
-        for item in self.prefix_iter(CF_SNAPSHOTS, &prefix)? {
-            let (k, v) = item?;
-            values.insert(k.to_vec(), Some(v.to_vec()));
-        }
+        let mut values = self.stored_kept_inodes(id)?;
         if let Some(changes) = overlay.and_then(|o| o.0.get(&id)) {
             for (k, v) in changes {
                 values.insert(k.clone(), v.clone());
             }
         }
-        let mut out = Vec::new();
-        for (k, v) in values {
-            let (Some(v), Some(snap)) = (v, k.get(prefix.len()..).and_then(decode_u64)) else {
-                continue;
-            };
-            if let Some(bytes) = decode_kept(&v)? {
-                out.push((snap, decode_inode(&bytes)?));
-            }
+        decode_kept_inodes(values)
+    }
+
+    /// Inode `id`'s kept values as stored and as `overlay` leaves them,
+    /// from one scan.
+    pub(super) fn kept_inodes_changed(
+        &self,
+        id: u64,
+        overlay: &KeptOverlay,
+    ) -> Result<(Vec<(u64, Inode)>, Vec<(u64, Inode)>)> {
+        let stored = self.stored_kept_inodes(id)?;
+        let Some(changes) = overlay.0.get(&id) else {
+            let before = decode_kept_inodes(stored)?;
+            return Ok((before.clone(), before));
+        };
+        let mut after = stored.clone();
+        for (k, v) in changes {
+            after.insert(k.clone(), v.clone());
         }
-        Ok(out)
+        Ok((decode_kept_inodes(stored)?, decode_kept_inodes(after)?))
+    }
+
+    fn stored_kept_inodes(&self, id: u64) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
+        let mut values = BTreeMap::new();
+        for item in self.prefix_iter(CF_SNAPSHOTS, &kept_prefix(INODES, &id_key(id)))? {
+            let (k, v) = item?;
+            values.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        Ok(values)
     }
 
     /// How many committed blocks only kept values hold (their files were
