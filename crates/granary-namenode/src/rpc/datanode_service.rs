@@ -325,14 +325,16 @@ impl BlockReportProtocol for BlockReportService {
         }
         let st = self.state.clone();
         let (valid, invalid) = blocking(move |_| {
-            // A node that comes back may make blocks over-replicated.
-            st.redundancy().check(r.blocks.iter().map(|b| b.block_id));
             let checks = st.check_replicas(&r.blocks).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "block report checked against a failing metadata store");
                 // Unknown because the store failed: keep, never delete on doubt.
                 vec![ReplicaCheck::Valid; r.blocks.len()]
             });
             let counts = st.blocks().full_report(&uuid, &r.blocks, &checks);
+            // A node that comes back may make blocks over-replicated. Queued
+            // only once its replicas are in the map: a round between the two
+            // would find the blocks at their old count and not look again.
+            st.redundancy().check(r.blocks.iter().map(|b| b.block_id));
             st.blocks().report_being_written(&uuid, &[]);
             for (b, c) in r.blocks.iter().zip(&checks) {
                 match c {
