@@ -161,6 +161,9 @@ impl KeptOverlay {
     }
 }
 
+/// An inode's kept values, each with the snapshot id it is kept under.
+pub(super) type KeptInodes = Vec<(u64, Inode)>;
+
 /// Kept inode values by key (None: deleted), decoded with the snapshot id
 /// each is kept under, oldest first; "absent" values left out.
 fn decode_kept_inodes(values: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<Vec<(u64, Inode)>> {
@@ -330,7 +333,7 @@ impl Namespace {
         &self,
         id: u64,
         overlay: &KeptOverlay,
-    ) -> Result<(Vec<(u64, Inode)>, Vec<(u64, Inode)>)> {
+    ) -> Result<(KeptInodes, KeptInodes)> {
         let stored = self.stored_kept_inodes(id)?;
         let Some(changes) = overlay.0.get(&id) else {
             let before = decode_kept_inodes(stored)?;
