@@ -331,7 +331,7 @@ impl Namespace {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::namespace::WaitDurable;
     use crate::namespace::tests::{closed_file, namespace};
@@ -345,8 +345,9 @@ mod tests {
         r.existing().expect("exists").quota.expect("a quota")
     }
 
-    /// Every quota'd directory's kept usage equals a walk of its subtree.
-    fn assert_usage_matches_a_walk(ns: &Namespace, paths: &[&str]) {
+    /// Every quota'd directory's kept usage equals a walk of its subtree
+    /// (what its snapshots alone hold included).
+    pub(in crate::namespace) fn assert_usage_matches_a_walk(ns: &Namespace, paths: &[&str]) {
         for p in paths {
             let mut dir = ns
                 .resolve(p)

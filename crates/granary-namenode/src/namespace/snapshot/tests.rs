@@ -6,9 +6,21 @@ use granary_common::identity::Identity;
 
 /// A closed file at `path` holding one block of `len` bytes (made with
 /// `overwrite` when asked); its inode and block.
-pub(super) fn file(ns: &Namespace, su: &Caller, path: &str, len: u64, overwrite: bool) -> (Inode, u64) {
+fn file(ns: &Namespace, su: &Caller, path: &str, len: u64, overwrite: bool) -> (Inode, u64) {
+    file_of_block_size(ns, su, path, len, overwrite, 0)
+}
+
+/// Like [`file`], with the block size given (0: the default).
+pub(super) fn file_of_block_size(
+    ns: &Namespace,
+    su: &Caller,
+    path: &str,
+    len: u64,
+    overwrite: bool,
+    block_size: u64,
+) -> (Inode, u64) {
     let (f, _) = ns
-        .create(su, path, 0, "w", overwrite, true, 3, 0)
+        .create(su, path, 0, "w", overwrite, true, 3, block_size)
         .durably()
         .expect("create");
     let b = ns

@@ -1,6 +1,7 @@
 //! Quotas and content summaries count what snapshots alone hold.
 
 use super::*;
+use crate::namespace::quota::tests::assert_usage_matches_a_walk;
 use crate::namespace::tests::namespace;
 use crate::namespace::{NamespaceConfig, WaitDurable};
 
@@ -9,25 +10,7 @@ const MIB: u64 = 1 << 20;
 /// A closed file at `path` of one block of `len` bytes, at replication 3
 /// and a block size of 1 MiB (what a block being written charges).
 fn file(ns: &Namespace, su: &Caller, path: &str, len: u64, overwrite: bool) {
-    let (f, _) = ns
-        .create(su, path, 0, "w", overwrite, true, 3, MIB)
-        .durably()
-        .expect("create");
-    let b = ns
-        .add_block(su, path, f.id, "w", None)
-        .durably()
-        .expect("add block")
-        .block;
-    let last = granary_proto::ExtendedBlock {
-        block_id: b.id,
-        generation_stamp: b.generation_stamp,
-        num_bytes: len,
-    };
-    assert!(
-        ns.complete(su, path, f.id, "w", Some(&last), |_| true)
-            .durably()
-            .expect("complete")
-    );
+    super::tests::file_of_block_size(ns, su, path, len, overwrite, MIB);
 }
 
 fn usage(ns: &Namespace, path: &str) -> (u64, u64) {
@@ -39,25 +22,6 @@ fn usage(ns: &Namespace, path: &str) -> (u64, u64) {
         .quota
         .expect("a quota");
     (q.ns_used, q.ss_used)
-}
-
-/// The usage kept for each quota'd directory equals a walk of its subtree
-/// (which sums what its snapshots hold from their kept values).
-fn assert_usage_matches_a_walk(ns: &Namespace, paths: &[&str]) {
-    for p in paths {
-        let mut dir = ns
-            .resolve(p)
-            .expect("resolve")
-            .existing()
-            .expect("exists")
-            .clone();
-        let kept = dir.quota.take().expect("a quota");
-        assert_eq!(
-            ns.subtree_usage(&dir).expect("walk"),
-            (kept.ns_used, kept.ss_used),
-            "usage kept for {p}"
-        );
-    }
 }
 
 /// As HDFS: a file deleted, overwritten or set to a lower replication
