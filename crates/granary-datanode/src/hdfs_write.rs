@@ -241,37 +241,17 @@ where
                         // closed connection alone blames the first node).
                         let oldest = sent.lock().front().copied();
                         if let Some(hdfs_seqno) = oldest {
-                            let blame = hdfs::PipelineAckProto {
-                                seqno: hdfs_seqno,
-                                reply: vec![hdfs::Status::Error as i32],
-                                flag: vec![hdfs::Status::Error as u32],
-                                ..Default::default()
-                            };
-                            let _ = tokio::time::timeout(timeout, async {
-                                wr.write_all(&blame.encode_length_delimited_to_vec()).await?;
-                                wr.flush().await
-                            })
-                            .await;
+                            let blame = ack_of(hdfs_seqno, &[hdfs::Status::Error]);
+                            let _ = send_ack(wr, &blame, timeout).await;
                         }
                         return Err(TransferError::Protocol(e.message));
                     }
                     // The pipeline is done: the last packet was acked.
                     Some(Reply::Ready(_)) | None => return Ok(()),
                 },
-                Some(()) = beat_rx.recv() => hdfs::PipelineAckProto {
-                    seqno: HEARTBEAT_SEQNO,
-                    reply: vec![hdfs::Status::Success as i32; nodes],
-                    flag: vec![hdfs::Status::Success as u32; nodes],
-                    ..Default::default()
-                },
+                Some(()) = beat_rx.recv() => ack_of(HEARTBEAT_SEQNO, &vec![hdfs::Status::Success; nodes]),
             };
-            let bytes = ack.encode_length_delimited_to_vec();
-            tokio::time::timeout(timeout, async {
-                wr.write_all(&bytes).await?;
-                wr.flush().await
-            })
-            .await
-            .map_err(|_| TransferError::Protocol("the writer took no ack for the socket timeout".into()))??;
+            send_ack(wr, &ack, timeout).await?;
         }
     };
     // Either side failing ends the write (the client learns from the
@@ -325,9 +305,7 @@ pub(crate) fn downstream(t: &hdfs::DatanodeInfoProto) -> pb::DatanodeId {
     }
 }
 
-/// HDFS's ack for a Granary one: one status per node that answered, in
-/// `reply` and in `flag` (newer clients read the flags; a status is its
-/// low bits).
+/// HDFS's ack for a Granary one: one status per node that answered.
 fn hdfs_ack(a: &pb::PipelineAck, seqno: i64) -> hdfs::PipelineAckProto {
     let status = |s: &i32| match pb::AckStatus::try_from(*s) {
         Ok(pb::AckStatus::Success) => hdfs::Status::Success,
@@ -337,12 +315,34 @@ fn hdfs_ack(a: &pb::PipelineAck, seqno: i64) -> hdfs::PipelineAckProto {
     // As many statuses as nodes answered: after a failed node there are
     // none (HDFS clients blame the last node with an error status).
     let reply: Vec<hdfs::Status> = a.replies.iter().map(status).collect();
+    ack_of(seqno, &reply)
+}
+
+/// An HDFS ack of packet `seqno` with one status per node, in `reply` and
+/// in `flag` (newer clients read the flags; a status is its low bits).
+fn ack_of(seqno: i64, statuses: &[hdfs::Status]) -> hdfs::PipelineAckProto {
     hdfs::PipelineAckProto {
         seqno,
-        reply: reply.iter().map(|s| *s as i32).collect(),
-        flag: reply.iter().map(|s| *s as u32).collect(),
+        reply: statuses.iter().map(|s| *s as i32).collect(),
+        flag: statuses.iter().map(|s| *s as u32).collect(),
         ..Default::default()
     }
+}
+
+/// Writes an ack to the HDFS writer, within the socket timeout.
+async fn send_ack<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    ack: &hdfs::PipelineAckProto,
+    within: Duration,
+) -> Result<(), TransferError> {
+    let bytes = ack.encode_length_delimited_to_vec();
+    tokio::time::timeout(within, async {
+        wr.write_all(&bytes).await?;
+        wr.flush().await
+    })
+    .await
+    .map_err(|_| TransferError::Protocol("the writer took no ack for the socket timeout".into()))??;
+    Ok(())
 }
 
 async fn next_reply(replies: &mut FramedRead<tokio::io::DuplexStream, FrameCodec>) -> Option<Reply> {

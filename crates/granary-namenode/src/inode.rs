@@ -155,18 +155,18 @@ impl Inode {
         if self.is_dir {
             return (1, 0);
         }
-        let bytes: u64 = self
-            .blocks
-            .iter()
-            .map(|b| {
-                if b.committed {
-                    b.num_bytes
-                } else {
-                    b.num_bytes.max(self.block_size)
-                }
-            })
-            .sum();
+        let bytes: u64 = self.blocks.iter().map(|b| self.charged_bytes(b)).sum();
         (1, bytes.saturating_mul(u64::from(self.replication)))
+    }
+
+    /// The bytes block `b` of this file counts for (before replication):
+    /// its length, or the full block size while it is being written.
+    pub fn charged_bytes(&self, b: &BlockRecord) -> u64 {
+        if b.committed {
+            b.num_bytes
+        } else {
+            b.num_bytes.max(self.block_size)
+        }
     }
 
     pub fn length(&self) -> u64 {

@@ -75,14 +75,17 @@ impl Chains {
 /// no sum of u64 charges wraps; and whether anything arrived in its tree
 /// (names, bytes), which only then may be refused.
 #[derive(Default)]
-struct Deltas(HashMap<u64, (i128, i128)>, HashMap<u64, (bool, bool)>);
+struct Deltas {
+    usage: HashMap<u64, (i128, i128)>,
+    arrived: HashMap<u64, (bool, bool)>,
+}
 
 impl Deltas {
     fn charge(&mut self, chain: &[u64], (names, bytes): (u64, u64), sign: i64) {
         self.held(chain, (names, bytes), sign);
         if sign > 0 {
             for q in chain {
-                let g = self.1.entry(*q).or_default();
+                let g = self.arrived.entry(*q).or_default();
                 g.0 |= names > 0;
                 g.1 |= bytes > 0;
             }
@@ -95,7 +98,7 @@ impl Deltas {
     /// quota'd tree to another).
     fn held(&mut self, chain: &[u64], (names, bytes): (u64, u64), sign: i64) {
         for q in chain {
-            let d = self.0.entry(*q).or_default();
+            let d = self.usage.entry(*q).or_default();
             d.0 += i128::from(sign) * i128::from(names);
             d.1 += i128::from(sign) * i128::from(bytes);
         }
@@ -268,8 +271,8 @@ impl Namespace {
             let chain = new.of(self, Some(&after), h.dir)?;
             deltas.held(&chain, h.charge, h.sign);
         }
-        let grew = std::mem::take(&mut deltas.1);
-        let mut changes: Vec<_> = deltas.0.into_iter().filter(|(_, d)| *d != (0, 0)).collect();
+        let Deltas { usage, arrived } = deltas;
+        let mut changes: Vec<_> = usage.into_iter().filter(|(_, d)| *d != (0, 0)).collect();
         let mut written = Vec::new();
         changes.sort_unstable();
         for (id, (names, bytes)) in changes {
@@ -285,7 +288,7 @@ impl Namespace {
             let ns_after = i128::from(q.ns_used) + names;
             let ss_after = i128::from(q.ss_used) + bytes;
             let wide = |n: i128| i64::try_from(n).unwrap_or(i64::MAX);
-            let (names_in, bytes_in) = grew.get(&id).copied().unwrap_or_default();
+            let (names_in, bytes_in) = arrived.get(&id).copied().unwrap_or_default();
             if names > 0 && names_in && q.ns_quota >= 0 && ns_after > i128::from(q.ns_quota) {
                 return Err(NnError::NsQuotaExceeded {
                     path: self.path_of(&dir)?,

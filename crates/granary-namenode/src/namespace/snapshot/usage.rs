@@ -81,15 +81,8 @@ pub(super) fn held_of(st: &SnapState, current: Option<&Inode>, kept: &[(u64, Ino
         .iter()
         .flat_map(|c| {
             c.blocks.iter().map(|b| {
-                let charged = if b.committed {
-                    b.num_bytes
-                } else {
-                    b.num_bytes.max(c.block_size)
-                };
-                (
-                    b.id,
-                    (b.num_bytes, charged.saturating_mul(u64::from(c.replication))),
-                )
+                let charged = c.charged_bytes(b).saturating_mul(u64::from(c.replication));
+                (b.id, (b.num_bytes, charged))
             })
         })
         .collect();
